@@ -1,0 +1,91 @@
+//! A device's Ed25519 identity: signs the changes it authors.
+
+use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+
+use crate::ids::PublicKey;
+
+/// An Ed25519 signing key. The same 32 secret bytes make the node's libp2p
+/// keypair, so the key that signs changes is the key behind the PeerId.
+#[derive(Clone)]
+pub struct Identity {
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("public", &self.public())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// A fresh random identity.
+    pub fn generate() -> Self {
+        Self {
+            key: SigningKey::generate(&mut rand::rngs::OsRng),
+        }
+    }
+
+    /// The identity with this 32-byte secret.
+    pub fn from_secret_bytes(secret: [u8; 32]) -> Self {
+        Self {
+            key: SigningKey::from_bytes(&secret),
+        }
+    }
+
+    /// The 32-byte secret (store it with care: mode 0600).
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        PublicKey::from_bytes(self.key.verifying_key().to_bytes())
+    }
+
+    pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
+    }
+}
+
+/// Why a signature did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// The 32 bytes are not a valid Ed25519 point.
+    #[error("not a valid Ed25519 public key")]
+    BadKey,
+    /// The signature does not match the message and key.
+    #[error("signature does not verify")]
+    Mismatch,
+}
+
+pub(crate) fn verify(
+    key: &PublicKey,
+    message: &[u8],
+    signature: &[u8; 64],
+) -> Result<(), SignatureError> {
+    let key = VerifyingKey::from_bytes(key.as_bytes()).map_err(|_| SignatureError::BadKey)?;
+    let sig = ed25519_dalek::Signature::from_bytes(signature);
+    key.verify(message, &sig)
+        .map_err(|_| SignatureError::Mismatch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_and_verify() {
+        let id = Identity::generate();
+        let sig = id.sign(b"hello");
+        assert_eq!(verify(&id.public(), b"hello", &sig), Ok(()));
+        assert_eq!(
+            verify(&id.public(), b"hellO", &sig),
+            Err(SignatureError::Mismatch)
+        );
+        let again = Identity::from_secret_bytes(id.secret_bytes());
+        assert_eq!(again.public(), id.public());
+    }
+}

@@ -1,0 +1,192 @@
+//! Signed changes: the only form in which a change travels or is stored.
+//!
+//! The signature covers a domain tag, the chat, the segment and the change hash,
+//! so a change cannot be replayed into another chat or segment. The Automerge
+//! actor id of the change must be the signer's public key: the author of every
+//! operation is therefore authenticated.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    identity::{self, Identity, SignatureError},
+    ids::{ChangeHash, ChatId, PublicKey},
+};
+
+const DOMAIN: &[u8] = b"meshchat/signed-change/v1";
+
+/// Automerge's chunk type byte for a deflate-compressed change: refused on the
+/// wire because a small frame could inflate to gigabytes.
+const COMPRESSED_CHANGE_CHUNK: u8 = 2;
+const CHUNK_TYPE_OFFSET: usize = 8;
+
+/// A segment of a chat's history: one bounded Automerge document.
+pub type SegmentIndex = u32;
+
+/// An Automerge change with its author's signature.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedChange {
+    /// The chat the change belongs to.
+    pub chat: ChatId,
+    /// The history segment (Automerge document) it applies to.
+    pub segment: SegmentIndex,
+    /// The raw, uncompressed Automerge change bytes.
+    #[serde(with = "serde_bytes_vec")]
+    pub change: Vec<u8>,
+    /// Ed25519 signature by the change's actor over [`SignedChange::signing_bytes`].
+    #[serde(with = "serde_sig")]
+    pub signature: [u8; 64],
+}
+
+impl std::fmt::Debug for SignedChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedChange")
+            .field("chat", &self.chat)
+            .field("segment", &self.segment)
+            .field("change_len", &self.change.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a signed change was refused before it touched any document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The bytes are not an Automerge change.
+    #[error("malformed change: {0}")]
+    Malformed(String),
+    /// The change is deflate-compressed; only raw changes are accepted.
+    #[error("compressed changes are not accepted")]
+    Compressed,
+    /// The actor id is not a 32-byte public key.
+    #[error("actor id is not an Ed25519 public key")]
+    ActorNotAKey,
+    /// The signature does not verify for the actor's key.
+    #[error("bad signature: {0}")]
+    Signature(#[from] SignatureError),
+}
+
+/// A change whose signature verified: the author is its actor.
+#[derive(Debug, Clone)]
+pub struct VerifiedChange {
+    /// Who wrote (and signed) it.
+    pub author: PublicKey,
+    /// Automerge's hash of the change.
+    pub hash: ChangeHash,
+    /// The decoded change, ready to apply.
+    pub change: automerge::Change,
+    /// The signed form, to store and forward as received.
+    pub signed: SignedChange,
+}
+
+impl SignedChange {
+    /// Signs `change` as `identity`. The change's actor must be the identity's key.
+    pub(crate) fn sign(
+        identity: &Identity,
+        chat: ChatId,
+        segment: SegmentIndex,
+        change: &automerge::Change,
+    ) -> Self {
+        let hash = ChangeHash::from(change.hash());
+        let signature = identity.sign(&signing_bytes(&chat, segment, &hash));
+        Self {
+            chat,
+            segment,
+            change: change.raw_bytes().to_vec(),
+            signature,
+        }
+    }
+
+    /// Decodes the change and checks actor = signer and the signature.
+    pub fn verify(&self) -> Result<VerifiedChange, VerifyError> {
+        self.decode(true)
+    }
+
+    /// Decodes a change this node verified before it stored it, skipping the
+    /// signature check (the costly part) when loading from its own disk.
+    pub fn decode_stored(&self) -> Result<VerifiedChange, VerifyError> {
+        self.decode(false)
+    }
+
+    fn decode(&self, check_signature: bool) -> Result<VerifiedChange, VerifyError> {
+        if self.change.get(CHUNK_TYPE_OFFSET) == Some(&COMPRESSED_CHANGE_CHUNK) {
+            return Err(VerifyError::Compressed);
+        }
+        let change = automerge::Change::try_from(&self.change[..])
+            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        let actor: [u8; 32] = change
+            .actor_id()
+            .to_bytes()
+            .try_into()
+            .map_err(|_| VerifyError::ActorNotAKey)?;
+        let author = PublicKey::from_bytes(actor);
+        let hash = ChangeHash::from(change.hash());
+        if check_signature {
+            identity::verify(
+                &author,
+                &signing_bytes(&self.chat, self.segment, &hash),
+                &self.signature,
+            )?;
+        }
+        Ok(VerifiedChange {
+            author,
+            hash,
+            change,
+            signed: self.clone(),
+        })
+    }
+}
+
+fn signing_bytes(chat: &ChatId, segment: SegmentIndex, hash: &ChangeHash) -> Vec<u8> {
+    let mut out = Vec::with_capacity(DOMAIN.len() + 32 + 4 + 32);
+    out.extend_from_slice(DOMAIN);
+    out.extend_from_slice(chat.as_bytes());
+    out.extend_from_slice(&segment.to_be_bytes());
+    out.extend_from_slice(hash.as_bytes());
+    out
+}
+
+mod serde_bytes_vec {
+    use serde::{Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_bytes(Visitor)
+    }
+}
+
+mod serde_sig {
+    use serde::{Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
+        let v = super::serde_bytes_vec::deserialize(d)?;
+        v.try_into()
+            .map_err(|v: Vec<u8>| serde::de::Error::invalid_length(v.len(), &"64 bytes"))
+    }
+}

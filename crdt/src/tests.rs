@@ -1,0 +1,247 @@
+//! Protocol tests of the data model: signing, rules, sync and convergence.
+
+use automerge::{transaction::Transactable, ActorId, ReadDoc, ROOT};
+use proptest::prelude::*;
+
+use crate::{
+    chat::{ChatKind, ChatReplica, RejectReason},
+    identity::Identity,
+    ids::ChangeHash,
+    rules::RuleViolation,
+    signed::{SignedChange, VerifyError},
+};
+
+fn pair() -> (Identity, Identity) {
+    (Identity::generate(), Identity::generate())
+}
+
+fn direct(a: &Identity, b: &Identity) -> ChatReplica {
+    ChatReplica::new(ChatKind::direct(a.public(), b.public()))
+}
+
+/// Delivers `changes` to `to` the way the node does: check, then apply.
+fn deliver(to: &mut ChatReplica, changes: Vec<SignedChange>) -> usize {
+    let checked = to.check(changes);
+    assert!(checked.rejected.is_empty(), "{:?}", checked.rejected);
+    to.apply(checked.accepted).len()
+}
+
+#[test]
+fn message_round_trip() {
+    let (alice, bob) = pair();
+    let mut a = direct(&alice, &bob);
+    let mut b = direct(&bob, &alice);
+    assert_eq!(a.id(), b.id());
+    let w = a.write_message(&alice, "hi bob", 1_000).unwrap();
+    assert_eq!(deliver(&mut b, vec![w.change.clone()]), 1);
+    let got = b.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].text, "hi bob");
+    assert_eq!(got[0].author, alice.public());
+    assert_eq!(got[0].id, w.message.id);
+    // Duplicates are recognised and show nothing new.
+    let again = b.check(vec![w.change]);
+    assert_eq!(again.duplicates.len(), 1);
+    assert!(again.accepted.is_empty());
+}
+
+#[test]
+fn forged_signature_is_rejected() {
+    let (alice, bob) = pair();
+    let mut a = direct(&alice, &bob);
+    let b = direct(&bob, &alice);
+    let mut change = a.write_message(&alice, "hi", 1).unwrap().change;
+    change.signature[0] ^= 1;
+    let checked = b.check(vec![change]);
+    assert!(matches!(
+        checked.rejected[0].reason,
+        RejectReason::Verify(VerifyError::Signature(_))
+    ));
+}
+
+#[test]
+fn actor_must_be_signer() {
+    let (alice, bob) = pair();
+    let mallory = Identity::generate();
+    // Mallory writes a change whose actor is Alice, signed by Mallory.
+    let mut doc = automerge::Automerge::new();
+    doc.set_actor(ActorId::from(alice.public().as_bytes().as_slice()));
+    let mut tx = doc.transaction();
+    let obj = tx
+        .put_object(ROOT, crate::MessageId::random().to_string(), automerge::ObjType::Map)
+        .unwrap();
+    tx.put(&obj, "text", "I am alice").unwrap();
+    tx.commit();
+    let change = doc.get_last_local_change().unwrap();
+    let chat = direct(&alice, &bob);
+    let forged = SignedChange::sign(&mallory, chat.id(), 0, &change);
+    let checked = chat.check(vec![forged]);
+    assert_eq!(checked.rejected.len(), 1);
+    assert!(matches!(
+        checked.rejected[0].reason,
+        RejectReason::Verify(VerifyError::Signature(_))
+    ));
+}
+
+#[test]
+fn strangers_and_wrong_chats_are_rejected() {
+    let (alice, bob) = pair();
+    let mallory = Identity::generate();
+    let b = direct(&bob, &alice);
+    // Mallory signs a change for the alice-bob chat id.
+    let mut m = ChatReplica::new(ChatKind::direct(mallory.public(), mallory.public()));
+    let w = m.write_message(&mallory, "spam", 1).unwrap();
+    assert!(matches!(
+        b.check(vec![w.change.clone()]).rejected[0].reason,
+        RejectReason::WrongChat(_)
+    ));
+    let mut resigned = w.change;
+    resigned.chat = b.id();
+    let change = automerge::Change::try_from(&resigned.change[..]).unwrap();
+    let resigned = SignedChange::sign(&mallory, b.id(), 0, &change);
+    assert!(matches!(
+        b.check(vec![resigned]).rejected[0].reason,
+        RejectReason::NotMember(_)
+    ));
+    // Writing into a chat you are not in fails locally too.
+    let mut b2 = direct(&bob, &alice);
+    assert!(b2.write_message(&mallory, "x", 1).is_err());
+}
+
+#[test]
+fn editing_someone_elses_message_is_rejected() {
+    let (alice, bob) = pair();
+    let mut a = direct(&alice, &bob);
+    let mut b = direct(&bob, &alice);
+    let w = a.write_message(&alice, "original", 1).unwrap();
+    deliver(&mut b, vec![w.change]);
+    // Bob rewrites Alice's message text in his copy and signs it.
+    let seg = b.segments.get_mut(&0).unwrap();
+    seg.doc
+        .set_actor(ActorId::from(bob.public().as_bytes().as_slice()));
+    let (_, obj) = seg.doc.get(ROOT, w.message.id.to_string()).unwrap().unwrap();
+    let mut tx = seg.doc.transaction();
+    tx.put(&obj, "text", "tampered").unwrap();
+    tx.commit();
+    let change = seg.doc.get_last_local_change().unwrap();
+    let signed = SignedChange::sign(&bob, b.id(), 0, &change);
+    let checked = a.check(vec![signed]);
+    assert!(matches!(
+        checked.rejected[0].reason,
+        RejectReason::Rule(RuleViolation::ForeignObject)
+    ));
+}
+
+#[test]
+fn garbage_bytes_are_rejected_without_panic() {
+    let (alice, bob) = pair();
+    let b = direct(&bob, &alice);
+    for bytes in [vec![], vec![0u8; 10], vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 255]] {
+        let signed = SignedChange {
+            chat: b.id(),
+            segment: 0,
+            change: bytes,
+            signature: [0; 64],
+        };
+        let checked = b.check(vec![signed]);
+        assert!(matches!(
+            checked.rejected[0].reason,
+            RejectReason::Verify(VerifyError::Malformed(_) | VerifyError::Compressed)
+        ));
+    }
+}
+
+#[test]
+fn segments_roll_over_at_capacity() {
+    let (alice, bob) = pair();
+    let mut a = direct(&alice, &bob).with_segment_capacity(3);
+    let mut b = direct(&bob, &alice).with_segment_capacity(3);
+    let mut changes = Vec::new();
+    for i in 0..7 {
+        changes.push(a.write_message(&alice, &format!("m{i}"), i).unwrap().change);
+    }
+    assert_eq!(a.segment_count(), 3);
+    assert_eq!(deliver(&mut b, changes), 7);
+    assert_eq!(b.segment_count(), 3);
+    assert_eq!(b.messages().len(), 7);
+}
+
+#[test]
+fn heads_sync_fills_both_sides() {
+    let (alice, bob) = pair();
+    let mut a = direct(&alice, &bob).with_segment_capacity(4);
+    let mut b = direct(&bob, &alice).with_segment_capacity(4);
+    for i in 0..6 {
+        a.write_message(&alice, &format!("a{i}"), i).unwrap();
+        b.write_message(&bob, &format!("b{i}"), i).unwrap();
+    }
+    let for_b = a.changes_missing_from(&b.heads());
+    let for_a = b.changes_missing_from(&a.heads());
+    deliver(&mut b, for_b);
+    deliver(&mut a, for_a);
+    assert_eq!(a.messages(), b.messages());
+    assert_eq!(a.messages().len(), 12);
+    // Once converged, nothing more to send.
+    assert!(a.changes_missing_from(&b.heads()).is_empty());
+}
+
+#[test]
+fn out_of_order_delivery_is_queued_then_visible() {
+    let (alice, bob) = pair();
+    let mut a = direct(&alice, &bob);
+    let mut b = direct(&bob, &alice);
+    let first = a.write_message(&alice, "1", 1).unwrap().change;
+    let second = a.write_message(&alice, "2", 2).unwrap().change;
+    assert_eq!(deliver(&mut b, vec![second.clone()]), 0);
+    let h: ChangeHash = second.verify().unwrap().hash;
+    assert!(b.holds(0, &h));
+    assert_eq!(deliver(&mut b, vec![first]), 2);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Any interleaving, duplication and order of delivery converges.
+    #[test]
+    fn any_delivery_order_converges(
+        writes in prop::collection::vec((any::<bool>(), 0i64..1000), 1..40),
+        shuffle_seed in any::<u64>(),
+        dup_every in 1usize..5,
+    ) {
+        let (alice, bob) = pair();
+        let mut a = direct(&alice, &bob).with_segment_capacity(5);
+        let mut b = direct(&bob, &alice).with_segment_capacity(5);
+        let mut from_a = Vec::new();
+        let mut from_b = Vec::new();
+        for (i, (by_alice, t)) in writes.iter().enumerate() {
+            if *by_alice {
+                from_a.push(a.write_message(&alice, &format!("a{i}"), *t).unwrap().change);
+            } else {
+                from_b.push(b.write_message(&bob, &format!("b{i}"), *t).unwrap().change);
+            }
+        }
+        let scramble = |mut v: Vec<SignedChange>| {
+            let extra: Vec<_> = v.iter().step_by(dup_every).cloned().collect();
+            v.extend(extra);
+            let n = v.len();
+            let mut s = shuffle_seed;
+            for i in (1..n).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                v.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            v
+        };
+        for change in scramble(from_a) {
+            let checked = b.check(vec![change]);
+            prop_assert!(checked.rejected.is_empty());
+            b.apply(checked.accepted);
+        }
+        for change in scramble(from_b) {
+            let checked = a.check(vec![change]);
+            prop_assert!(checked.rejected.is_empty());
+            a.apply(checked.accepted);
+        }
+        prop_assert_eq!(a.messages(), b.messages());
+        prop_assert_eq!(a.messages().len(), writes.len());
+    }
+}

@@ -1,0 +1,1 @@
+//! meshchat-node
