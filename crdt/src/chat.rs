@@ -95,6 +95,8 @@ pub struct Written {
     pub message: Message,
     /// The change to persist and send.
     pub change: SignedChange,
+    /// Its hash.
+    pub hash: ChangeHash,
 }
 
 /// The members of a chat.
@@ -229,9 +231,8 @@ impl ChatReplica {
             .get_last_local_change()
             .ok_or_else(|| WriteError::Automerge("commit produced no change".into()))?;
         let signed = SignedChange::sign(identity, self.id, index, &change);
-        segment
-            .signed
-            .insert(ChangeHash::from(change.hash()), signed.clone());
+        let hash = ChangeHash::from(change.hash());
+        segment.signed.insert(hash, signed.clone());
         let message = Message {
             id,
             author,
@@ -242,6 +243,7 @@ impl ChatReplica {
         Ok(Written {
             message,
             change: signed,
+            hash,
         })
     }
 

@@ -32,10 +32,7 @@ impl Segment {
     }
 
     pub(crate) fn message_ids(&self) -> HashSet<MessageId> {
-        self.doc
-            .keys(ROOT)
-            .filter_map(|k| k.parse().ok())
-            .collect()
+        self.doc.keys(ROOT).filter_map(|k| k.parse().ok()).collect()
     }
 
     pub(crate) fn messages(&self) -> impl Iterator<Item = Message> + '_ {

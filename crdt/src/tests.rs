@@ -68,7 +68,11 @@ fn actor_must_be_signer() {
     doc.set_actor(ActorId::from(alice.public().as_bytes().as_slice()));
     let mut tx = doc.transaction();
     let obj = tx
-        .put_object(ROOT, crate::MessageId::random().to_string(), automerge::ObjType::Map)
+        .put_object(
+            ROOT,
+            crate::MessageId::random().to_string(),
+            automerge::ObjType::Map,
+        )
         .unwrap();
     tx.put(&obj, "text", "I am alice").unwrap();
     tx.commit();
@@ -119,7 +123,11 @@ fn editing_someone_elses_message_is_rejected() {
     let seg = b.segments.get_mut(&0).unwrap();
     seg.doc
         .set_actor(ActorId::from(bob.public().as_bytes().as_slice()));
-    let (_, obj) = seg.doc.get(ROOT, w.message.id.to_string()).unwrap().unwrap();
+    let (_, obj) = seg
+        .doc
+        .get(ROOT, w.message.id.to_string())
+        .unwrap()
+        .unwrap();
     let mut tx = seg.doc.transaction();
     tx.put(&obj, "text", "tampered").unwrap();
     tx.commit();
@@ -136,7 +144,11 @@ fn editing_someone_elses_message_is_rejected() {
 fn garbage_bytes_are_rejected_without_panic() {
     let (alice, bob) = pair();
     let b = direct(&bob, &alice);
-    for bytes in [vec![], vec![0u8; 10], vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 255]] {
+    for bytes in [
+        vec![],
+        vec![0u8; 10],
+        vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 255],
+    ] {
         let signed = SignedChange {
             chat: b.id(),
             segment: 0,

@@ -1,1 +1,26 @@
-//! meshchat-node
+//! meshchat's runtime. One actor task owns the libp2p swarm and the sled
+//! store; a cloneable [`Node`] handle is the whole Rust API. The daemon's
+//! local control API ([`control`]) exposes the same operations to the CLI.
+
+mod actor;
+mod api;
+mod behaviour;
+mod chats;
+pub mod config;
+pub mod control;
+mod data_dir;
+mod keys;
+pub mod protocol;
+mod store;
+
+pub use actor::spawn;
+pub use api::{Event, Node, NodeError, Sent, SpawnError, Status};
+pub use behaviour::BehaviourError;
+pub use chats::{ChatSummary, HistoryEntry};
+pub use config::NodeConfig;
+pub use data_dir::{DataDir, DataDirError, DirLock, LocalProfile};
+pub use keys::{peer_id_of, public_key_of};
+pub use store::{Contact, DeliveryState, StoreError};
+
+pub use libp2p::{Multiaddr, PeerId};
+pub use meshchat_crdt as crdt;

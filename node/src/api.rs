@@ -1,0 +1,305 @@
+//! The public surface of a running node: the cloneable [`Node`] handle, its
+//! typed errors and the events it emits.
+
+use std::sync::Arc;
+
+use libp2p::{Multiaddr, PeerId};
+use meshchat_crdt::{ChatId, Message, MessageId, PublicKey};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
+
+use crate::{
+    chats::{ChatSummary, HistoryEntry},
+    data_dir::DataDirError,
+    store::{Contact, DeliveryState, StoreError},
+};
+
+/// Something that happened on the node, for UIs (`meshchat watch`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// A message appeared in a chat (written here or received), exactly once.
+    Message {
+        /// The chat.
+        chat: ChatId,
+        /// The message.
+        message: Message,
+        /// Written by this node's user.
+        outgoing: bool,
+    },
+    /// An outgoing message's delivery state changed for one recipient.
+    Delivery {
+        /// The chat.
+        chat: ChatId,
+        /// The message.
+        message: MessageId,
+        /// The recipient.
+        peer: PeerId,
+        /// The new state.
+        state: DeliveryState,
+    },
+    /// A connection to a peer opened (the first one).
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// The last connection to a peer closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A peer sent something this node refused (bad signature, non-member, …).
+    Rejected {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// The node listens on a new address.
+    Listening {
+        /// The address.
+        addr: Multiaddr,
+    },
+}
+
+/// A snapshot of the node's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// This node.
+    pub peer_id: PeerId,
+    /// Addresses it listens on, each ending in `/p2p/<peer_id>`.
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Peers with an open connection.
+    pub connected: Vec<PeerId>,
+    /// Chats stored.
+    pub chats: usize,
+    /// Changes waiting for a recipient's acknowledgement.
+    pub outbox: usize,
+}
+
+/// A message just written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    /// The chat.
+    pub chat: ChatId,
+    /// The message.
+    pub message: Message,
+}
+
+/// An operation on a running node failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The node has shut down.
+    #[error("the node has shut down")]
+    ActorDropped,
+    /// No chat, contact or peer matches.
+    #[error("no chat, contact or peer matches {0:?}")]
+    NotFound(String),
+    /// More than one contact has that name.
+    #[error("{0:?} matches more than one contact; use the peer id")]
+    Ambiguous(String),
+    /// The argument is not valid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The message could not be written.
+    #[error(transparent)]
+    Write(#[from] meshchat_crdt::WriteError),
+    /// Storage failed (disk full, I/O error): nothing was acknowledged.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// The data directory is unusable or taken.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The database could not be opened.
+    #[error("opening the database: {0}")]
+    Store(#[from] StoreError),
+    /// The libp2p stack could not be built.
+    #[error("network: {0}")]
+    Network(String),
+    /// A listen address could not be used.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
+
+/// Commands from handles to the actor.
+pub(crate) enum Command {
+    Send {
+        chat: ChatId,
+        text: String,
+        reply: Reply<Sent>,
+    },
+    DirectChat {
+        peer: PublicKey,
+        reply: Reply<ChatId>,
+    },
+    Resolve {
+        query: String,
+        reply: Reply<ChatId>,
+    },
+    AddContact {
+        peer: PeerId,
+        name: Option<String>,
+        addrs: Vec<Multiaddr>,
+        reply: Reply<Contact>,
+    },
+    Contacts {
+        reply: Reply<Vec<Contact>>,
+    },
+    Chats {
+        reply: Reply<Vec<ChatSummary>>,
+    },
+    History {
+        chat: ChatId,
+        limit: Option<usize>,
+        reply: Reply<Vec<HistoryEntry>>,
+    },
+    Status {
+        reply: Reply<Status>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: Reply<()>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A handle to a running node. Cheap to clone; every method is a message to
+/// the actor that owns the network and the database.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) peer_id: PeerId,
+    pub(crate) task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("peer_id", &self.peer_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::ActorDropped)?;
+        rx.await.map_err(|_| NodeError::ActorDropped)?
+    }
+
+    /// This node's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Events from now on. A subscriber that falls behind by more than the
+    /// channel's capacity sees `RecvError::Lagged` and should re-read state.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Writes `text` into `chat`. Returns once it is durably stored locally
+    /// (state `pending`); delivery proceeds in the background.
+    pub async fn send(&self, chat: ChatId, text: impl Into<String>) -> Result<Sent, NodeError> {
+        let text = text.into();
+        self.call(|reply| Command::Send { chat, text, reply }).await
+    }
+
+    /// The direct chat with `peer`, created if new.
+    pub async fn direct_chat(&self, peer: PeerId) -> Result<ChatId, NodeError> {
+        let peer = crate::keys::public_key_of(&peer)
+            .ok_or_else(|| NodeError::Invalid(format!("{peer} is not an Ed25519 peer id")))?;
+        self.call(|reply| Command::DirectChat { peer, reply }).await
+    }
+
+    /// Finds a chat by chat id, peer id or contact name (creating the direct
+    /// chat with a peer or contact if needed).
+    pub async fn resolve(&self, query: impl Into<String>) -> Result<ChatId, NodeError> {
+        let query = query.into();
+        self.call(|reply| Command::Resolve { query, reply }).await
+    }
+
+    /// Adds or updates a contact. Addresses are merged with known ones.
+    pub async fn add_contact(
+        &self,
+        peer: PeerId,
+        name: Option<String>,
+        addrs: Vec<Multiaddr>,
+    ) -> Result<Contact, NodeError> {
+        self.call(|reply| Command::AddContact {
+            peer,
+            name,
+            addrs,
+            reply,
+        })
+        .await
+    }
+
+    /// All contacts.
+    pub async fn contacts(&self) -> Result<Vec<Contact>, NodeError> {
+        self.call(|reply| Command::Contacts { reply }).await
+    }
+
+    /// All chats, most recent first.
+    pub async fn chats(&self) -> Result<Vec<ChatSummary>, NodeError> {
+        self.call(|reply| Command::Chats { reply }).await
+    }
+
+    /// A chat's messages, oldest first; the newest `limit` if given.
+    pub async fn history(
+        &self,
+        chat: ChatId,
+        limit: Option<usize>,
+    ) -> Result<Vec<HistoryEntry>, NodeError> {
+        self.call(|reply| Command::History { chat, limit, reply })
+            .await
+    }
+
+    /// The node's state.
+    pub async fn status(&self) -> Result<Status, NodeError> {
+        self.call(|reply| Command::Status { reply }).await
+    }
+
+    /// Connects to an address (ending in `/p2p/<PEER_ID>` to check who answers).
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
+        self.call(|reply| Command::Dial { addr, reply }).await
+    }
+
+    /// Stops the node: flushes the database, closes connections, releases the
+    /// data directory. Idempotent.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Shutdown { reply: tx })
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+        if let Some(task) = self.task.lock().await.take() {
+            let _ = task.await;
+        }
+    }
+}

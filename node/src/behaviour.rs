@@ -1,0 +1,88 @@
+//! The composed libp2p behaviour: one struct, one field per protocol.
+
+use std::time::Duration;
+
+use libp2p::{
+    gossipsub, identify,
+    identity::Keypair,
+    kad, mdns, ping, request_response,
+    swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
+    StreamProtocol,
+};
+
+use crate::protocol::{DirectCodec, DIRECT_PROTOCOL};
+
+/// The identify protocol version string.
+pub(crate) const IDENTIFY_PROTOCOL: &str = "/meshchat/id/1";
+/// meshchat's own Kademlia protocol name, so its DHT is separate from IPFS's.
+pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshchat/kad/1");
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) direct: request_response::Behaviour<DirectCodec>,
+}
+
+/// Why the behaviour could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BehaviourError {
+    /// gossipsub rejected its configuration.
+    #[error("gossipsub: {0}")]
+    Gossipsub(String),
+    /// mDNS could not start.
+    #[error("mdns: {0}")]
+    Mdns(#[from] std::io::Error),
+}
+
+impl Behaviour {
+    pub(crate) fn new(key: &Keypair, enable_mdns: bool) -> Result<Self, BehaviourError> {
+        let peer_id = key.public().to_peer_id();
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+                .with_agent_version(format!("meshchat/{}", env!("CARGO_PKG_VERSION"))),
+        );
+        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+        kad_config.set_query_timeout(Duration::from_secs(30));
+        let kad =
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            // Never forward a message before the node has checked it.
+            .validate_messages()
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .max_transmit_size(1024 * 1024)
+            .build()
+            .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
+        let gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossip_config,
+        )
+        .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
+        let mdns = if enable_mdns {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config::default(),
+                peer_id,
+            )?)
+        } else {
+            None
+        };
+        let direct = request_response::Behaviour::new(
+            [(DIRECT_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(30))
+                .with_max_concurrent_streams(64),
+        );
+        Ok(Self {
+            identify,
+            ping: ping::Behaviour::default(),
+            kad,
+            gossipsub,
+            mdns: mdns.into(),
+            direct,
+        })
+    }
+}

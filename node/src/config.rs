@@ -1,0 +1,165 @@
+//! Node configuration: defaults, and the commented `config.toml` in the data dir.
+
+use std::{path::Path, time::Duration};
+
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+/// How a node runs. `Default` is a desktop peer on all interfaces with mDNS on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Addresses to listen on (TCP and QUIC).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to connect to at start, to join the DHT (each with `/p2p/<PEER_ID>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Relay nodes holding mail for this peer while it is offline.
+    pub relays: Vec<Multiaddr>,
+    /// Discover peers on the local network with mDNS.
+    pub mdns: bool,
+    /// Seconds between attempts to reach contacts that have undelivered messages.
+    pub redial_secs: u64,
+    /// Seconds between anti-entropy syncs with each connected contact.
+    pub resync_secs: u64,
+    /// Seconds a connection with no open stream is kept.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4701".parse().expect("valid multiaddr"),
+                "/ip4/0.0.0.0/udp/4701/quic-v1"
+                    .parse()
+                    .expect("valid multiaddr"),
+            ],
+            bootstrap: Vec::new(),
+            relays: Vec::new(),
+            mdns: true,
+            redial_secs: 10,
+            resync_secs: 300,
+            idle_timeout_secs: 600,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// A node for tests and the demo: loopback only, ephemeral ports, no mDNS
+    /// (multicast would leave the loopback interface).
+    pub fn loopback() -> Self {
+        Self {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
+            mdns: false,
+            redial_secs: 1,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn redial_interval(&self) -> Duration {
+        Duration::from_secs(self.redial_secs.max(1))
+    }
+
+    pub(crate) fn resync_interval(&self) -> Duration {
+        Duration::from_secs(self.resync_secs.max(1))
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// Reads `config.toml`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The commented `config.toml` that `meshchat init` writes.
+    pub fn commented_toml(&self) -> String {
+        let list = |v: &[Multiaddr]| {
+            v.iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            r#"# meshchat peer configuration. Every key is optional; shown are the defaults.
+
+# Where this node listens. TCP and QUIC; port 4701 by default. Use 127.0.0.1 to
+# stay invisible to the local network, or port 0 for a random port.
+listen = [{listen}]
+
+# Peers to connect to at start to join the network's DHT, each ending in
+# /p2p/<PEER_ID>, e.g. "/ip4/203.0.113.5/tcp/4701/p2p/12D3KooW...".
+bootstrap = [{bootstrap}]
+
+# Relay nodes that hold your mail while you are offline (used once relays land).
+relays = [{relays}]
+
+# Find other meshchat peers on the local network by multicast DNS.
+mdns = {mdns}
+
+# Seconds between attempts to reach contacts with undelivered messages.
+redial_secs = {redial}
+
+# Seconds between background anti-entropy syncs with each connected contact.
+resync_secs = {resync}
+
+# Seconds an unused connection is kept open.
+idle_timeout_secs = {idle}
+"#,
+            listen = list(&self.listen),
+            bootstrap = list(&self.bootstrap),
+            relays = list(&self.relays),
+            mdns = self.mdns,
+            redial = self.redial_secs,
+            resync = self.resync_secs,
+            idle = self.idle_timeout_secs,
+        )
+    }
+}
+
+/// A configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid configuration.
+    #[error("invalid configuration in {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commented_toml_parses_back_to_the_same_config() {
+        let config = NodeConfig::default();
+        let parsed: NodeConfig = toml::from_str(&config.commented_toml()).unwrap();
+        assert_eq!(parsed, config);
+    }
+
+    #[test]
+    fn unknown_keys_are_an_error() {
+        assert!(toml::from_str::<NodeConfig>("listn = []").is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! The daemon's local control API: newline-delimited JSON over a Unix socket
+//! with mode 0600 in the data directory. Request/response plus an event stream.
+
+mod client;
+mod server;
+mod wire;
+
+pub use client::{ClientError, ControlClient, EventStream, WatchItem};
+pub use server::{bind, serve};
+pub use wire::{ControlError, ControlRequest, RequestLine, ResponseLine, MAX_LINE_BYTES};

@@ -1,0 +1,195 @@
+//! The daemon side of the control API: a Unix socket, mode 0600, in the data
+//! directory. Only the user who owns the directory can connect.
+
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
+
+use futures::{SinkExt, StreamExt};
+use tokio::{
+    net::{UnixListener, UnixStream},
+    sync::Semaphore,
+};
+use tokio_util::{
+    codec::{Framed, LinesCodec},
+    sync::CancellationToken,
+};
+
+use super::wire::{ControlError, ControlRequest, RequestLine, ResponseLine, MAX_LINE_BYTES};
+use crate::api::{Node, NodeError};
+
+/// Concurrent control connections.
+const MAX_CONNECTIONS: usize = 32;
+
+/// Binds the control socket at `path` (replacing a stale one) with mode 0600.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if path.exists() {
+        // The caller holds the data directory lock, so no live daemon owns it.
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves control connections until `cancel` fires or a client asks for shutdown.
+pub async fn serve(listener: UnixListener, node: Node, cancel: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "control accept failed");
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!("too many control connections; refusing one");
+            continue;
+        };
+        let node = node.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = handle(stream, node, cancel.clone()) => {}
+            }
+        });
+    }
+}
+
+async fn handle(stream: UnixStream, node: Node, cancel: CancellationToken) {
+    let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
+    while let Some(line) = framed.next().await {
+        let line = match line {
+            Ok(line) => line,
+            Err(error) => {
+                let _ = send(
+                    &mut framed,
+                    error_line(0, ControlError::new("bad_request", error.to_string())),
+                )
+                .await;
+                return;
+            }
+        };
+        let request: RequestLine = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(error) => {
+                let reply = error_line(0, ControlError::new("bad_request", error.to_string()));
+                if send(&mut framed, reply).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        match request.request {
+            ControlRequest::Watch => {
+                let ok = ResponseLine {
+                    id: request.id,
+                    result: Some(serde_json::Value::Null),
+                    error: None,
+                };
+                if send(&mut framed, ok).await.is_err() {
+                    return;
+                }
+                watch(framed, node).await;
+                return;
+            }
+            ControlRequest::Shutdown => {
+                let ok = ResponseLine {
+                    id: request.id,
+                    result: Some(serde_json::Value::Null),
+                    error: None,
+                };
+                let _ = send(&mut framed, ok).await;
+                cancel.cancel();
+                return;
+            }
+            other => {
+                let reply = match call(&node, other).await {
+                    Ok(result) => ResponseLine {
+                        id: request.id,
+                        result: Some(result),
+                        error: None,
+                    },
+                    Err(e) => error_line(request.id, e),
+                };
+                if send(&mut framed, reply).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn error_line(id: u64, error: ControlError) -> ResponseLine {
+    ResponseLine {
+        id,
+        result: None,
+        error: Some(error),
+    }
+}
+
+async fn send(
+    framed: &mut Framed<UnixStream, LinesCodec>,
+    line: impl serde::Serialize,
+) -> Result<(), ()> {
+    let text = serde_json::to_string(&line).map_err(|_| ())?;
+    framed.send(text).await.map_err(|_| ())
+}
+
+async fn watch(mut framed: Framed<UnixStream, LinesCodec>, node: Node) {
+    let mut events = node.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(event) => {
+                if send(&mut framed, serde_json::json!({ "event": event }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                if send(&mut framed, serde_json::json!({ "lagged": missed }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: T) -> Result<serde_json::Value, ControlError> {
+    serde_json::to_value(value).map_err(|e| ControlError::new("internal", e.to_string()))
+}
+
+async fn call(node: &Node, request: ControlRequest) -> Result<serde_json::Value, ControlError> {
+    let result = match request {
+        ControlRequest::Status => to_json(node.status().await?),
+        ControlRequest::ContactsAdd { peer, name, addrs } => {
+            to_json(node.add_contact(peer, name, addrs).await?)
+        }
+        ControlRequest::ContactsList => to_json(node.contacts().await?),
+        ControlRequest::Send { to, text } => {
+            let chat = node.resolve(to).await?;
+            to_json(node.send(chat, text).await?)
+        }
+        ControlRequest::Chats => to_json(node.chats().await?),
+        ControlRequest::History { chat, limit } => {
+            let chat = node.resolve(chat).await?;
+            to_json(node.history(chat, limit).await?)
+        }
+        ControlRequest::Dial { addr } => to_json(node.dial(addr).await?),
+        ControlRequest::Watch | ControlRequest::Shutdown => {
+            Err(NodeError::Invalid("not a simple call".into()).into())
+        }
+    };
+    result
+}

@@ -1,0 +1,114 @@
+//! The control API's messages: one JSON object per line each way.
+//! Documented in `docs/CONTROL_API.md`.
+
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+
+use crate::api::NodeError;
+
+/// Longest request line accepted, in bytes.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// A request line: `{"id": 1, "request": {"method": "status"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestLine {
+    /// Echoed in the response.
+    pub id: u64,
+    /// The call.
+    pub request: ControlRequest,
+}
+
+/// The calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ControlRequest {
+    /// Node status: `Status`.
+    Status,
+    /// Add or update a contact: `Contact`.
+    ContactsAdd {
+        /// Their PeerId.
+        peer: PeerId,
+        /// A name for them.
+        #[serde(default)]
+        name: Option<String>,
+        /// Addresses to reach them.
+        #[serde(default)]
+        addrs: Vec<Multiaddr>,
+    },
+    /// All contacts: `[Contact]`.
+    ContactsList,
+    /// Send a message: `Sent`.
+    Send {
+        /// A chat id, peer id or contact name.
+        to: String,
+        /// The text.
+        text: String,
+    },
+    /// All chats: `[ChatSummary]`.
+    Chats,
+    /// A chat's messages: `[HistoryEntry]`.
+    History {
+        /// A chat id, peer id or contact name.
+        chat: String,
+        /// Only the newest N.
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// Connect to an address: `null`.
+    Dial {
+        /// The address.
+        addr: Multiaddr,
+    },
+    /// Turn this connection into an event stream: `{"event": Event}` lines.
+    Watch,
+    /// Stop the daemon: `null`.
+    Shutdown,
+}
+
+/// A response line: `{"id": 1, "result": …}` or `{"id": 1, "error": {…}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseLine {
+    /// The request's id (0 when the request could not be parsed).
+    pub id: u64,
+    /// The result, on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// The error, on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ControlError>,
+}
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ControlError {
+    /// Machine-readable: `bad_request`, `not_found`, `ambiguous`, `invalid`,
+    /// `write`, `storage`, `shutting_down`.
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+impl ControlError {
+    pub(crate) fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<NodeError> for ControlError {
+    fn from(e: NodeError) -> Self {
+        let code = match &e {
+            NodeError::ActorDropped => "shutting_down",
+            NodeError::NotFound(_) => "not_found",
+            NodeError::Ambiguous(_) => "ambiguous",
+            NodeError::Invalid(_) => "invalid",
+            NodeError::Write(_) => "write",
+            NodeError::Store(_) => "storage",
+        };
+        Self::new(code, e.to_string())
+    }
+}

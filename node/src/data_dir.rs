@@ -1,0 +1,248 @@
+//! The data directory: identity key, configuration, database, control socket
+//! and the lock that keeps one daemon per directory.
+//!
+//! ```text
+//! <data dir>/
+//!   identity.key    32-byte Ed25519 secret, mode 0600 (libp2p and, later, iroh key)
+//!   config.toml     NodeConfig, commented
+//!   profile.toml    display name
+//!   db/             sled database
+//!   daemon.lock     held by the running daemon
+//!   control.sock    the daemon's control API (mode 0600)
+//! ```
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::Write,
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use meshchat_crdt::Identity;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, NodeConfig};
+
+const KEY_FILE: &str = "identity.key";
+const CONFIG_FILE: &str = "config.toml";
+const PROFILE_FILE: &str = "profile.toml";
+const LOCK_FILE: &str = "daemon.lock";
+const SOCKET_FILE: &str = "control.sock";
+const DB_DIR: &str = "db";
+
+/// A meshchat data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+/// The user's own profile as stored locally.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalProfile {
+    /// Display name.
+    pub name: Option<String>,
+}
+
+/// Errors using a data directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataDirError {
+    /// `init` found an identity already there.
+    #[error("{0} is already initialised (identity.key exists)")]
+    AlreadyInitialised(PathBuf),
+    /// No identity: `meshchat init` has not been run.
+    #[error("{0} has no identity: run `meshchat init` first")]
+    NotInitialised(PathBuf),
+    /// The key file is not a 32-byte secret.
+    #[error("{0} is not a valid identity key (expected 32 bytes)")]
+    BadKey(PathBuf),
+    /// Another daemon holds the lock.
+    #[error("another meshchat daemon is already running for {0}")]
+    Locked(PathBuf),
+    /// Configuration error.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// File-system error.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
+    move |source| DataDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Holds the daemon lock until dropped.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+impl DataDir {
+    /// The data directory at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The platform default (for example `~/.local/share/meshchat` on Linux).
+    pub fn default_root() -> PathBuf {
+        directories::ProjectDirs::from("", "", "meshchat")
+            .map(|d| d.data_dir().to_path_buf())
+            .unwrap_or_else(|| PathBuf::from(".meshchat"))
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether `init` has run here.
+    pub fn is_initialised(&self) -> bool {
+        self.root.join(KEY_FILE).exists()
+    }
+
+    /// Creates the directory, a new identity (mode 0600), the commented
+    /// `config.toml` and the profile. Refuses to overwrite an identity.
+    pub fn init(&self, name: Option<&str>, config: &NodeConfig) -> Result<Identity, DataDirError> {
+        fs::create_dir_all(&self.root).map_err(io_at(&self.root))?;
+        let _ = fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700));
+        let key_path = self.root.join(KEY_FILE);
+        let identity = Identity::generate();
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    DataDirError::AlreadyInitialised(self.root.clone())
+                }
+                _ => DataDirError::Io {
+                    path: key_path.clone(),
+                    source: e,
+                },
+            })?;
+        file.write_all(&identity.secret_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io_at(&key_path))?;
+        let config_path = self.root.join(CONFIG_FILE);
+        if !config_path.exists() {
+            fs::write(&config_path, config.commented_toml()).map_err(io_at(&config_path))?;
+        }
+        self.set_profile(&LocalProfile {
+            name: name.map(str::to_owned),
+        })?;
+        Ok(identity)
+    }
+
+    /// Loads the identity.
+    pub fn identity(&self) -> Result<Identity, DataDirError> {
+        let path = self.root.join(KEY_FILE);
+        let bytes = fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => DataDirError::NotInitialised(self.root.clone()),
+            _ => DataDirError::Io {
+                path: path.clone(),
+                source: e,
+            },
+        })?;
+        let secret: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| DataDirError::BadKey(path.clone()))?;
+        Ok(Identity::from_secret_bytes(secret))
+    }
+
+    /// Loads `config.toml`, or the defaults when there is none.
+    pub fn config(&self) -> Result<NodeConfig, DataDirError> {
+        let path = self.root.join(CONFIG_FILE);
+        if !path.exists() {
+            return Ok(NodeConfig::default());
+        }
+        Ok(NodeConfig::load(&path)?)
+    }
+
+    /// Loads the local profile.
+    pub fn profile(&self) -> LocalProfile {
+        fs::read_to_string(self.root.join(PROFILE_FILE))
+            .ok()
+            .and_then(|t| toml::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    /// Saves the local profile.
+    pub fn set_profile(&self, profile: &LocalProfile) -> Result<(), DataDirError> {
+        let path = self.root.join(PROFILE_FILE);
+        let text = toml::to_string(profile).unwrap_or_default();
+        fs::write(&path, text).map_err(io_at(&path))
+    }
+
+    /// Takes the one-daemon-per-directory lock.
+    pub fn lock(&self) -> Result<DirLock, DataDirError> {
+        let path = self.root.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(DataDirError::Locked(self.root.clone())),
+            Err(std::fs::TryLockError::Error(source)) => Err(DataDirError::Io { path, source }),
+        }
+    }
+
+    /// The sled database directory.
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join(DB_DIR)
+    }
+
+    /// The control socket.
+    pub fn socket_path(&self) -> PathBuf {
+        self.root.join(SOCKET_FILE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_creates_a_private_key_and_refuses_twice() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path().join("d"));
+        assert!(matches!(
+            dir.identity(),
+            Err(DataDirError::NotInitialised(_))
+        ));
+        let id = dir.init(Some("alice"), &NodeConfig::default()).unwrap();
+        assert_eq!(dir.identity().unwrap().public(), id.public());
+        let mode = fs::metadata(dir.root().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(dir.profile().name.as_deref(), Some("alice"));
+        assert!(matches!(
+            dir.init(None, &NodeConfig::default()),
+            Err(DataDirError::AlreadyInitialised(_))
+        ));
+        assert_eq!(dir.config().unwrap(), NodeConfig::default());
+    }
+
+    #[test]
+    fn lock_is_exclusive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let held = dir.lock().unwrap();
+        assert!(matches!(dir.lock(), Err(DataDirError::Locked(_))));
+        drop(held);
+        dir.lock().unwrap();
+    }
+}

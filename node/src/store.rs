@@ -1,0 +1,346 @@
+//! Durable state in sled: chats, signed changes, the outbox, delivery states
+//! and contacts. Writes are visible at once and durable after [`Store::flush`];
+//! nothing is acknowledged to anyone before that flush.
+
+use std::path::Path;
+
+use libp2p::{Multiaddr, PeerId};
+use meshchat_crdt::{
+    ChangeHash, ChatId, ChatKind, MessageId, PublicKey, SegmentIndex, SignedChange,
+};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// sled reported an error (I/O, full disk, corruption).
+    #[error("database: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record could not be decoded.
+    #[error("corrupt record in {tree}: {message}")]
+    Corrupt {
+        /// Which tree.
+        tree: &'static str,
+        /// Decoder message.
+        message: String,
+    },
+}
+
+/// Where a message stands, as its author sees it (per recipient).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Stored locally, not yet acknowledged by anyone.
+    Pending,
+    /// A relay or the recipient holds it.
+    Sent,
+    /// The recipient's device stored it durably.
+    Delivered,
+    /// The recipient displayed it.
+    Read,
+}
+
+/// A contact: someone the user added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// Their PeerId.
+    pub peer: PeerId,
+    /// Name the user gave them.
+    pub name: Option<String>,
+    /// Addresses to reach them at, given by the user or learned from them.
+    pub addrs: Vec<Multiaddr>,
+}
+
+/// A chat this node takes part in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ChatRecord {
+    pub(crate) kind: ChatKind,
+    pub(crate) created_at_ms: i64,
+}
+
+/// A change waiting for a peer's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OutboxEntry {
+    pub(crate) chat: ChatId,
+    pub(crate) segment: SegmentIndex,
+    pub(crate) hash: ChangeHash,
+    pub(crate) message: Option<MessageId>,
+}
+
+pub(crate) struct Store {
+    db: sled::Db,
+    chats: sled::Tree,
+    changes: sled::Tree,
+    outbox: sled::Tree,
+    delivery: sled::Tree,
+    contacts: sled::Tree,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(value, &mut out).expect("writing CBOR to a Vec cannot fail");
+    out
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    ciborium::from_reader(bytes).map_err(|e| StoreError::Corrupt {
+        tree,
+        message: e.to_string(),
+    })
+}
+
+fn change_key(chat: &ChatId, segment: SegmentIndex, hash: &ChangeHash) -> Vec<u8> {
+    let mut key = Vec::with_capacity(68);
+    key.extend_from_slice(chat.as_bytes());
+    key.extend_from_slice(&segment.to_be_bytes());
+    key.extend_from_slice(hash.as_bytes());
+    key
+}
+
+fn outbox_key(peer: &PublicKey, hash: &ChangeHash) -> Vec<u8> {
+    let mut key = Vec::with_capacity(64);
+    key.extend_from_slice(peer.as_bytes());
+    key.extend_from_slice(hash.as_bytes());
+    key
+}
+
+fn delivery_key(chat: &ChatId, message: &MessageId, peer: &PublicKey) -> Vec<u8> {
+    let mut key = Vec::with_capacity(80);
+    key.extend_from_slice(chat.as_bytes());
+    key.extend_from_slice(message.as_bytes());
+    key.extend_from_slice(peer.as_bytes());
+    key
+}
+
+impl Store {
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(path).open()?;
+        Ok(Self {
+            chats: db.open_tree("chats")?,
+            changes: db.open_tree("changes")?,
+            outbox: db.open_tree("outbox")?,
+            delivery: db.open_tree("delivery")?,
+            contacts: db.open_tree("contacts")?,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable.
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub(crate) fn put_chat(&self, id: &ChatId, record: &ChatRecord) -> Result<(), StoreError> {
+        self.chats.insert(id.as_bytes(), encode(record))?;
+        Ok(())
+    }
+
+    pub(crate) fn chat(&self, id: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
+        self.chats
+            .get(id.as_bytes())?
+            .map(|v| decode("chats", &v))
+            .transpose()
+    }
+
+    pub(crate) fn chats(&self) -> Result<Vec<(ChatId, ChatRecord)>, StoreError> {
+        self.chats
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let id: [u8; 32] = k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    tree: "chats",
+                    message: "key is not a chat id".into(),
+                })?;
+                Ok((ChatId::from_bytes(id), decode("chats", &v)?))
+            })
+            .collect()
+    }
+
+    pub(crate) fn put_changes<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a SignedChange, ChangeHash)>,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (change, hash) in changes {
+            let key = change_key(&change.chat, change.segment, &hash);
+            batch.insert(key, encode(change));
+        }
+        self.changes.apply_batch(batch)?;
+        Ok(())
+    }
+
+    pub(crate) fn changes_of(&self, chat: &ChatId) -> Result<Vec<SignedChange>, StoreError> {
+        self.changes
+            .scan_prefix(chat.as_bytes())
+            .map(|kv| decode("changes", &kv?.1))
+            .collect()
+    }
+
+    pub(crate) fn change(
+        &self,
+        chat: &ChatId,
+        segment: SegmentIndex,
+        hash: &ChangeHash,
+    ) -> Result<Option<SignedChange>, StoreError> {
+        self.changes
+            .get(change_key(chat, segment, hash))?
+            .map(|v| decode("changes", &v))
+            .transpose()
+    }
+
+    pub(crate) fn outbox_add(
+        &self,
+        peer: &PublicKey,
+        entry: &OutboxEntry,
+    ) -> Result<(), StoreError> {
+        self.outbox
+            .insert(outbox_key(peer, &entry.hash), encode(entry))?;
+        Ok(())
+    }
+
+    pub(crate) fn outbox_for(
+        &self,
+        peer: &PublicKey,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox
+            .scan_prefix(peer.as_bytes())
+            .take(limit)
+            .map(|kv| decode("outbox", &kv?.1))
+            .collect()
+    }
+
+    /// Removes the entry; returns it if it was there.
+    pub(crate) fn outbox_remove(
+        &self,
+        peer: &PublicKey,
+        hash: &ChangeHash,
+    ) -> Result<Option<OutboxEntry>, StoreError> {
+        self.outbox
+            .remove(outbox_key(peer, hash))?
+            .map(|v| decode("outbox", &v))
+            .transpose()
+    }
+
+    pub(crate) fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Peers with at least one undelivered change.
+    pub(crate) fn outbox_peers(&self) -> Result<Vec<PublicKey>, StoreError> {
+        let mut peers: Vec<PublicKey> = Vec::new();
+        for kv in self.outbox.iter() {
+            let (k, _) = kv?;
+            if let Ok(bytes) = <[u8; 32]>::try_from(&k[..32.min(k.len())]) {
+                let key = PublicKey::from_bytes(bytes);
+                if peers.last() != Some(&key) {
+                    peers.push(key);
+                }
+            }
+        }
+        Ok(peers)
+    }
+
+    pub(crate) fn set_delivery(
+        &self,
+        chat: &ChatId,
+        message: &MessageId,
+        peer: &PublicKey,
+        state: DeliveryState,
+    ) -> Result<(), StoreError> {
+        self.delivery
+            .insert(delivery_key(chat, message, peer), encode(&state))?;
+        Ok(())
+    }
+
+    /// Delivery states of one message, per recipient.
+    pub(crate) fn delivery(
+        &self,
+        chat: &ChatId,
+        message: &MessageId,
+    ) -> Result<Vec<(PublicKey, DeliveryState)>, StoreError> {
+        let mut prefix = chat.as_bytes().to_vec();
+        prefix.extend_from_slice(message.as_bytes());
+        self.delivery
+            .scan_prefix(&prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                let peer: [u8; 32] =
+                    k[prefix.len()..]
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt {
+                            tree: "delivery",
+                            message: "bad key".into(),
+                        })?;
+                Ok((PublicKey::from_bytes(peer), decode("delivery", &v)?))
+            })
+            .collect()
+    }
+
+    pub(crate) fn put_contact(&self, key: &PublicKey, contact: &Contact) -> Result<(), StoreError> {
+        self.contacts.insert(key.as_bytes(), encode(contact))?;
+        Ok(())
+    }
+
+    pub(crate) fn contact(&self, key: &PublicKey) -> Result<Option<Contact>, StoreError> {
+        self.contacts
+            .get(key.as_bytes())?
+            .map(|v| decode("contacts", &v))
+            .transpose()
+    }
+
+    pub(crate) fn contacts(&self) -> Result<Vec<Contact>, StoreError> {
+        self.contacts
+            .iter()
+            .map(|kv| decode("contacts", &kv?.1))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use meshchat_crdt::{ChatReplica, Identity};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn changes_and_outbox_survive_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let alice = Identity::generate();
+        let bob = Identity::generate();
+        let kind = ChatKind::direct(alice.public(), bob.public());
+        let mut chat = ChatReplica::new(kind.clone());
+        let written = chat.write_message(&alice, "hello", 5).unwrap();
+        let hash = written.change.verify().unwrap().hash;
+        {
+            let store = Store::open(tmp.path()).unwrap();
+            store
+                .put_chat(
+                    &chat.id(),
+                    &ChatRecord {
+                        kind,
+                        created_at_ms: 1,
+                    },
+                )
+                .unwrap();
+            store.put_changes([(&written.change, hash)]).unwrap();
+            let entry = OutboxEntry {
+                chat: chat.id(),
+                segment: 0,
+                hash,
+                message: Some(written.message.id),
+            };
+            store.outbox_add(&bob.public(), &entry).unwrap();
+            store.flush().await.unwrap();
+        }
+        let store = Store::open(tmp.path()).unwrap();
+        assert_eq!(store.changes_of(&chat.id()).unwrap(), vec![written.change]);
+        assert_eq!(store.outbox_peers().unwrap(), vec![bob.public()]);
+        assert_eq!(store.outbox_for(&bob.public(), 10).unwrap().len(), 1);
+        assert!(store.outbox_remove(&bob.public(), &hash).unwrap().is_some());
+        assert_eq!(store.outbox_len(), 0);
+        assert_eq!(store.chats().unwrap().len(), 1);
+    }
+}
