@@ -1,1 +1,146 @@
-fn main() {}
+//! `meshchat`: the peer daemon, the commands that talk to it, and the demo.
+
+mod client;
+mod daemon;
+mod demo;
+mod format;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use meshchat_node::{Multiaddr, PeerId};
+
+/// A messenger with no central server: peers find each other over libp2p,
+/// chats are Automerge documents that merge.
+#[derive(Debug, Parser)]
+#[command(name = "meshchat", version, propagate_version = true)]
+struct Cli {
+    /// Data directory (default: the platform's data dir, e.g. ~/.local/share/meshchat).
+    #[arg(long, global = true, env = "MESHCHAT_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print JSON for scripts (one object per line for streams).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the data directory with a new identity and a commented config.toml.
+    Init {
+        /// Your display name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Run the peer daemon in the foreground (Ctrl-C or `meshchat stop` ends it).
+    Daemon {
+        /// Listen address (repeatable); replaces config.toml's `listen`.
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<Multiaddr>,
+        /// Bootstrap peer (repeatable); added to config.toml's `bootstrap`.
+        #[arg(long, value_name = "MULTIADDR")]
+        bootstrap: Vec<Multiaddr>,
+        /// Turn off mDNS discovery on the local network.
+        #[arg(long)]
+        no_mdns: bool,
+    },
+    /// Print your PeerId and the addresses to give to others.
+    Id,
+    /// Show the daemon's state: peers, chats, undelivered messages.
+    Status,
+    /// Manage contacts.
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+    /// Send a message.
+    Send {
+        /// Who or where: a PeerId, a contact name or a chat id.
+        to: String,
+        /// The message text.
+        text: String,
+    },
+    /// List chats, most recent first.
+    Chats,
+    /// Show a chat's messages, oldest first.
+    History {
+        /// A PeerId, a contact name or a chat id.
+        chat: String,
+        /// Show only the newest N messages.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Stream events (messages, delivery receipts, peers) as they happen.
+    Watch,
+    /// Stop the running daemon.
+    Stop,
+    /// A self-contained tour on loopback: two peers chat, one goes offline and catches up.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum ContactsCommand {
+    /// Add (or update) a contact.
+    Add {
+        /// Their PeerId.
+        peer: PeerId,
+        /// A name to call them by.
+        #[arg(long)]
+        name: Option<String>,
+        /// An address to reach them at (repeatable), e.g. /ip4/192.0.2.7/tcp/4701.
+        #[arg(long = "addr", value_name = "MULTIADDR")]
+        addrs: Vec<Multiaddr>,
+    },
+    /// List contacts.
+    List,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let dir = meshchat_node::DataDir::new(
+        cli.data_dir
+            .clone()
+            .unwrap_or_else(meshchat_node::DataDir::default_root),
+    );
+    let json = cli.json;
+    match cli.command {
+        Command::Init { name } => client::init(&dir, name, json),
+        Command::Daemon {
+            listen,
+            bootstrap,
+            no_mdns,
+        } => daemon::run(&dir, listen, bootstrap, no_mdns, json).await,
+        Command::Id => client::id(&dir, json).await,
+        Command::Status => client::status(&dir, json).await,
+        Command::Contacts(ContactsCommand::Add { peer, name, addrs }) => {
+            client::contacts_add(&dir, peer, name, addrs, json).await
+        }
+        Command::Contacts(ContactsCommand::List) => client::contacts_list(&dir, json).await,
+        Command::Send { to, text } => client::send(&dir, to, text, json).await,
+        Command::Chats => client::chats(&dir, json).await,
+        Command::History { chat, limit } => client::history(&dir, chat, limit, json).await,
+        Command::Watch => client::watch(&dir, json).await,
+        Command::Stop => client::stop(&dir, json).await,
+        Command::Demo => demo::run(json).await,
+    }
+}

@@ -22,5 +22,5 @@ pub use data_dir::{DataDir, DataDirError, DirLock, LocalProfile};
 pub use keys::{peer_id_of, public_key_of};
 pub use store::{Contact, DeliveryState, StoreError};
 
-pub use libp2p::{Multiaddr, PeerId};
+pub use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
 pub use meshchat_crdt as crdt;

@@ -1,0 +1,295 @@
+//! Commands that talk to a running daemon over its control socket, plus the
+//! offline ones (`init`, and `id` when no daemon runs).
+
+use anyhow::{Context, Result};
+use meshchat_node::{
+    control::{ClientError, ControlClient, ControlRequest, WatchItem},
+    ChatSummary, Contact, DataDir, Event, HistoryEntry, Multiaddr, NodeConfig, PeerId, Protocol,
+    Sent, Status,
+};
+use serde::Serialize;
+
+use crate::format::{self, Names};
+
+fn print_json(value: &impl Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+async fn connect(dir: &DataDir) -> Result<ControlClient> {
+    if !dir.is_initialised() {
+        anyhow::bail!(
+            "{} has no identity: run `meshchat init` first",
+            dir.root().display()
+        );
+    }
+    Ok(ControlClient::connect(dir.root(), &dir.socket_path()).await?)
+}
+
+async fn names(client: &mut ControlClient) -> Result<Names> {
+    let status: Status = client.call(ControlRequest::Status).await?;
+    let contacts: Vec<Contact> = client.call(ControlRequest::ContactsList).await?;
+    Ok(Names::new(status.peer_id, &contacts))
+}
+
+pub(crate) fn init(dir: &DataDir, name: Option<String>, json: bool) -> Result<()> {
+    let identity = dir
+        .init(name.as_deref(), &NodeConfig::default())
+        .with_context(|| format!("cannot initialise {}", dir.root().display()))?;
+    let peer = meshchat_node::peer_id_of(&identity.public()).context("identity key")?;
+    if json {
+        print_json(&serde_json::json!({ "peer_id": peer, "data_dir": dir.root() }))
+    } else {
+        println!("Created {}", dir.root().display());
+        println!("Your PeerId: {peer}");
+        println!("Next: start the daemon with `meshchat daemon`, then share `meshchat id`.");
+        Ok(())
+    }
+}
+
+pub(crate) async fn id(dir: &DataDir, json: bool) -> Result<()> {
+    let (peer, addrs, running) = match ControlClient::connect(dir.root(), &dir.socket_path()).await
+    {
+        Ok(mut client) => {
+            let status: Status = client.call(ControlRequest::Status).await?;
+            (status.peer_id, status.listen_addrs, true)
+        }
+        Err(ClientError::NoDaemon(_)) => {
+            let identity = dir.identity()?;
+            let peer = meshchat_node::peer_id_of(&identity.public()).context("identity key")?;
+            let addrs: Vec<Multiaddr> = dir
+                .config()?
+                .listen
+                .into_iter()
+                .map(|a| a.with(Protocol::P2p(peer)))
+                .collect();
+            (peer, addrs, false)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        return print_json(&serde_json::json!({
+            "peer_id": peer, "addrs": addrs, "daemon_running": running
+        }));
+    }
+    println!("PeerId: {peer}");
+    if running {
+        println!("Addresses (give one to your contacts):");
+    } else {
+        println!(
+            "Configured addresses (the daemon is not running; start it with `meshchat daemon`):"
+        );
+    }
+    for addr in addrs {
+        println!("  {addr}");
+    }
+    Ok(())
+}
+
+pub(crate) async fn status(dir: &DataDir, json: bool) -> Result<()> {
+    let mut client = connect(dir).await?;
+    let status: Status = client.call(ControlRequest::Status).await?;
+    if json {
+        return print_json(&status);
+    }
+    let names = names(&mut client).await?;
+    println!("PeerId:      {}", status.peer_id);
+    println!("Listening:   {}", status.listen_addrs.len());
+    for addr in &status.listen_addrs {
+        println!("  {addr}");
+    }
+    println!("Connected:   {}", status.connected.len());
+    for peer in &status.connected {
+        println!("  {} ({peer})", names.peer(peer));
+    }
+    println!("Chats:       {}", status.chats);
+    println!("Undelivered: {}", status.outbox);
+    Ok(())
+}
+
+pub(crate) async fn contacts_add(
+    dir: &DataDir,
+    peer: PeerId,
+    name: Option<String>,
+    addrs: Vec<Multiaddr>,
+    json: bool,
+) -> Result<()> {
+    let mut client = connect(dir).await?;
+    let contact: Contact = client
+        .call(ControlRequest::ContactsAdd { peer, name, addrs })
+        .await?;
+    if json {
+        return print_json(&contact);
+    }
+    println!(
+        "Added {} ({}) with {} address(es).",
+        contact.name.as_deref().unwrap_or("contact"),
+        contact.peer,
+        contact.addrs.len()
+    );
+    if contact.addrs.is_empty() {
+        println!("No address given: meshchat will look them up on the local network and the DHT.");
+    }
+    Ok(())
+}
+
+pub(crate) async fn contacts_list(dir: &DataDir, json: bool) -> Result<()> {
+    let mut client = connect(dir).await?;
+    let contacts: Vec<Contact> = client.call(ControlRequest::ContactsList).await?;
+    if json {
+        for contact in &contacts {
+            print_json(contact)?;
+        }
+        return Ok(());
+    }
+    if contacts.is_empty() {
+        println!("No contacts yet. Add one with `meshchat contacts add <PEER_ID> --name NAME --addr MULTIADDR`.");
+    }
+    for contact in contacts {
+        println!(
+            "{:<16} {}",
+            contact.name.as_deref().unwrap_or("-"),
+            contact.peer
+        );
+        for addr in contact.addrs {
+            println!("{:<16}   {addr}", "");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn send(dir: &DataDir, to: String, text: String, json: bool) -> Result<()> {
+    let mut client = connect(dir).await?;
+    let sent: Sent = client.call(ControlRequest::Send { to, text }).await?;
+    if json {
+        return print_json(&sent);
+    }
+    println!("{}", sent.message.id);
+    Ok(())
+}
+
+pub(crate) async fn chats(dir: &DataDir, json: bool) -> Result<()> {
+    let mut client = connect(dir).await?;
+    let chats: Vec<ChatSummary> = client.call(ControlRequest::Chats).await?;
+    if json {
+        for chat in &chats {
+            print_json(chat)?;
+        }
+        return Ok(());
+    }
+    if chats.is_empty() {
+        println!("No chats yet. Start one with `meshchat send <PEER_ID|NAME> <TEXT>`.");
+    }
+    let names = names(&mut client).await?;
+    let me = meshchat_node::public_key_of(&names.me());
+    for chat in chats {
+        let title = match (&chat.kind, me) {
+            (meshchat_node::crdt::ChatKind::Direct { .. }, Some(me)) => chat
+                .kind
+                .peer_of(&me)
+                .map(|p| names.key(&p))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let last = chat
+            .last
+            .as_ref()
+            .map(|m| format!("{}: {}", names.key(&m.author), m.text))
+            .unwrap_or_default();
+        println!(
+            "{}  {:<16} {:>5} msgs  {}",
+            &chat.id.to_string()[..12],
+            title,
+            chat.messages,
+            last
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn history(
+    dir: &DataDir,
+    chat: String,
+    limit: Option<usize>,
+    json: bool,
+) -> Result<()> {
+    let mut client = connect(dir).await?;
+    let entries: Vec<HistoryEntry> = client.call(ControlRequest::History { chat, limit }).await?;
+    if json {
+        for entry in &entries {
+            print_json(entry)?;
+        }
+        return Ok(());
+    }
+    let names = names(&mut client).await?;
+    for entry in entries {
+        println!(
+            "[{}] {}: {}{}",
+            format::time(entry.message.sent_at_ms),
+            names.key(&entry.message.author),
+            entry.message.text,
+            format::ticks(entry.delivery)
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn watch(dir: &DataDir, json: bool) -> Result<()> {
+    let mut client = connect(dir).await?;
+    let names = names(&mut client).await?;
+    let mut events = client.watch().await?;
+    if !json {
+        eprintln!("Watching events; Ctrl-C to stop.");
+    }
+    while let Some(item) = events.next().await {
+        match item? {
+            WatchItem::Event(event) if json => print_json(&event)?,
+            WatchItem::Event(event) => println!("{}", describe(&names, &event)),
+            WatchItem::Lagged(n) if json => print_json(&serde_json::json!({ "lagged": n }))?,
+            WatchItem::Lagged(n) => println!("({n} events skipped: output fell behind)"),
+        }
+    }
+    if !json {
+        eprintln!("The daemon stopped.");
+    }
+    Ok(())
+}
+
+fn describe(names: &Names, event: &Event) -> String {
+    match event {
+        Event::Message { message, .. } => format!(
+            "[{}] {}: {}",
+            format::time(message.sent_at_ms),
+            names.key(&message.author),
+            message.text
+        ),
+        Event::Delivery {
+            message,
+            peer,
+            state,
+            ..
+        } => format!(
+            "message {message} → {}:{}",
+            names.peer(peer),
+            format::ticks(Some(*state))
+        ),
+        Event::PeerConnected { peer } => format!("{} is connected", names.peer(peer)),
+        Event::PeerDisconnected { peer } => format!("{} disconnected", names.peer(peer)),
+        Event::Rejected { peer, reason } => {
+            format!("refused data from {}: {reason}", names.peer(peer))
+        }
+        Event::Listening { addr } => format!("listening on {addr}"),
+        other => format!("{other:?}"),
+    }
+}
+
+pub(crate) async fn stop(dir: &DataDir, json: bool) -> Result<()> {
+    let mut client = connect(dir).await?;
+    client.call_raw(ControlRequest::Shutdown).await?;
+    if json {
+        print_json(&serde_json::json!({ "stopped": true }))
+    } else {
+        println!("The daemon is stopping.");
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+//! `meshchat daemon`: the node plus its control socket, until a signal or `meshchat stop`.
+
+use anyhow::{Context, Result};
+use meshchat_node::{control, DataDir, Multiaddr};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) async fn run(
+    dir: &DataDir,
+    listen: Vec<Multiaddr>,
+    bootstrap: Vec<Multiaddr>,
+    no_mdns: bool,
+    json: bool,
+) -> Result<()> {
+    init_tracing();
+    let mut config = dir
+        .config()
+        .with_context(|| format!("reading {}/config.toml", dir.root().display()))?;
+    if !listen.is_empty() {
+        config.listen = listen;
+    }
+    config.bootstrap.extend(bootstrap);
+    if no_mdns {
+        config.mdns = false;
+    }
+    let node = meshchat_node::spawn(dir, config).await?;
+    let listener = control::bind(&dir.socket_path())
+        .with_context(|| format!("binding {}", dir.socket_path().display()))?;
+    let cancel = CancellationToken::new();
+    let server = tokio::spawn(control::serve(listener, node.clone(), cancel.clone()));
+    let status = node.status().await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "peer_id": status.peer_id, "listen_addrs": status.listen_addrs })
+        );
+    } else {
+        println!("meshchat daemon running as {}", status.peer_id);
+        for addr in &status.listen_addrs {
+            println!("  listening on {addr}");
+        }
+        println!("Control socket: {}", dir.socket_path().display());
+    }
+    wait_for_stop(&cancel).await;
+    cancel.cancel();
+    node.shutdown().await;
+    let _ = server.await;
+    let _ = std::fs::remove_file(dir.socket_path());
+    if !json {
+        println!("meshchat daemon stopped");
+    }
+    Ok(())
+}
+
+async fn wait_for_stop(cancel: &CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = cancel.cancelled() => {}
+            }
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = cancel.cancelled() => {}
+    }
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MESHCHAT_LOG")
+                .unwrap_or_else(|_| "info,libp2p_mdns=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,94 @@
+//! Human-readable output: times, names, delivery ticks.
+
+use std::collections::HashMap;
+
+use meshchat_node::{crdt::PublicKey, Contact, DeliveryState, PeerId};
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) for milliseconds since the Unix epoch.
+pub(crate) fn time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// WhatsApp-style ticks.
+pub(crate) fn ticks(state: Option<DeliveryState>) -> &'static str {
+    match state {
+        None => "",
+        Some(DeliveryState::Pending) => " ·",
+        Some(DeliveryState::Sent) => " ✓",
+        Some(DeliveryState::Delivered) => " ✓✓",
+        Some(DeliveryState::Read) => " ✓✓ read",
+    }
+}
+
+/// Names for peers: contact names where known, else a short PeerId.
+pub(crate) struct Names {
+    me: PeerId,
+    names: HashMap<PeerId, String>,
+}
+
+impl Names {
+    pub(crate) fn new(me: PeerId, contacts: &[Contact]) -> Self {
+        let names = contacts
+            .iter()
+            .filter_map(|c| c.name.clone().map(|n| (c.peer, n)))
+            .collect();
+        Self { me, names }
+    }
+
+    pub(crate) fn me(&self) -> PeerId {
+        self.me
+    }
+
+    pub(crate) fn peer(&self, peer: &PeerId) -> String {
+        if *peer == self.me {
+            return "you".into();
+        }
+        self.names.get(peer).cloned().unwrap_or_else(|| short(peer))
+    }
+
+    pub(crate) fn key(&self, key: &PublicKey) -> String {
+        match meshchat_node::peer_id_of(key) {
+            Some(peer) => self.peer(&peer),
+            None => key.to_string()[..12].to_owned(),
+        }
+    }
+}
+
+/// The last 8 characters of a PeerId, enough to tell peers apart on screen.
+pub(crate) fn short(peer: &PeerId) -> String {
+    let s = peer.to_string();
+    format!("…{}", &s[s.len().saturating_sub(8)..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(time(0), "1970-01-01 00:00:00");
+        assert_eq!(time(1_795_000_000_000), "2026-11-18 11:06:40");
+    }
+}
