@@ -555,13 +555,11 @@ impl Actor {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    self.pushing.remove(&peer_id);
-                    self.emit(Event::PeerDisconnected { peer: peer_id });
-                }
+                self.pushing.remove(&peer_id);
+                self.emit(Event::PeerDisconnected { peer: peer_id });
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");

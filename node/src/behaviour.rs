@@ -48,6 +48,9 @@ impl Behaviour {
         );
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
         kad_config.set_query_timeout(Duration::from_secs(30));
+        // The node bootstraps itself when it has bootstrap peers; kad's own
+        // periodic attempt would only warn "no known peers" on a fresh node.
+        kad_config.set_periodic_bootstrap_interval(None);
         let kad =
             kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
         let gossip_config = gossipsub::ConfigBuilder::default()

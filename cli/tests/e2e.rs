@@ -1,0 +1,212 @@
+//! The `meshchat` binary as a user runs it: init, two daemons on loopback,
+//! contacts, send, watch, history, stop, and the errors that say what to do.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc::{sync_channel, Receiver},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn meshchat(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshchat"));
+    cmd.arg("--data-dir").arg(dir).env("MESHCHAT_LOG", "warn");
+    cmd
+}
+
+/// Runs a command to completion; returns (success, stdout, stderr).
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().expect("run meshchat");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok_json(cmd: &mut Command) -> Value {
+    let (ok, stdout, stderr) = run(cmd.arg("--json"));
+    assert!(ok, "command failed: {stderr}");
+    serde_json::from_str(stdout.lines().next().expect("a line")).expect("json")
+}
+
+/// A child process killed on drop, with its stdout lines on a channel.
+struct Running {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Running {
+    fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = sync_channel(1024);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    fn next_json(&self) -> Value {
+        let line = self.lines.recv_timeout(WAIT).expect("a line in time");
+        serde_json::from_str(&line).expect("json line")
+    }
+
+    fn wait_exit(&mut self) -> bool {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.success();
+            }
+            assert!(std::time::Instant::now() < deadline, "process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_daemon(dir: &Path) -> (Running, String) {
+    let daemon = Running::spawn(meshchat(dir).args([
+        "daemon",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--json",
+    ]));
+    let ready = daemon.next_json();
+    let addr = ready["listen_addrs"][0]
+        .as_str()
+        .expect("an address")
+        .to_owned();
+    (daemon, addr)
+}
+
+#[test]
+fn two_daemons_chat_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("alice"), tmp.path().join("bob"));
+
+    // Before init, commands say what to do.
+    let (ok, _, stderr) = run(meshchat(&a).arg("status"));
+    assert!(!ok);
+    assert!(stderr.contains("meshchat init"), "{stderr}");
+
+    let alice_id = ok_json(meshchat(&a).args(["init", "--name", "alice"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bob_id = ok_json(meshchat(&b).args(["init", "--name", "bob"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Initialised but not running: a clear hint.
+    let (ok, _, stderr) = run(meshchat(&a).arg("status"));
+    assert!(!ok);
+    assert!(stderr.contains("meshchat daemon"), "{stderr}");
+    // `id` works offline too.
+    assert_eq!(
+        ok_json(meshchat(&a).arg("id"))["peer_id"],
+        alice_id.as_str()
+    );
+
+    let (mut alice, _) = start_daemon(&a);
+    let (mut bob, bob_addr) = start_daemon(&b);
+
+    // A second daemon on the same directory is refused.
+    let (ok, _, stderr) =
+        run(meshchat(&a).args(["daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]));
+    assert!(!ok);
+    assert!(stderr.contains("already running"), "{stderr}");
+
+    let watch = Running::spawn(meshchat(&b).args(["watch", "--json"]));
+    let contact = ok_json(meshchat(&a).args([
+        "contacts", "add", &bob_id, "--name", "bob", "--addr", &bob_addr,
+    ]));
+    assert_eq!(contact["name"], "bob");
+
+    let sent = ok_json(meshchat(&a).args(["send", "bob", "hello from the cli"]));
+    let message_id = sent["message"]["id"].as_str().unwrap().to_owned();
+
+    // Bob's watch stream shows the message.
+    loop {
+        let event = watch.next_json();
+        if event["type"] == "message" && event["outgoing"] == false {
+            assert_eq!(event["message"]["text"], "hello from the cli");
+            assert_eq!(event["message"]["id"], message_id.as_str());
+            break;
+        }
+    }
+
+    // History, human and JSON, on Bob's side by Alice's PeerId.
+    let (ok, stdout, _) = run(meshchat(&b).args(["history", &alice_id, "--json"]));
+    assert!(ok);
+    let entries: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["message"]["text"], "hello from the cli");
+    let (ok, stdout, _) = run(meshchat(&a).args(["history", "bob"]));
+    assert!(ok);
+    assert!(stdout.contains("you: hello from the cli"), "{stdout}");
+
+    let (ok, stdout, _) = run(meshchat(&a).arg("chats"));
+    assert!(ok);
+    assert!(stdout.contains("bob"), "{stdout}");
+
+    // Unknown names get a clear error.
+    let (ok, _, stderr) = run(meshchat(&a).args(["send", "nobody", "x"]));
+    assert!(!ok);
+    assert!(
+        stderr.contains("no chat, contact or peer matches"),
+        "{stderr}"
+    );
+
+    assert!(run(meshchat(&a).arg("stop")).0);
+    assert!(run(meshchat(&b).arg("stop")).0);
+    assert!(alice.wait_exit());
+    assert!(bob.wait_exit());
+}
+
+#[test]
+fn help_is_everywhere() {
+    for args in [
+        vec!["--help"],
+        vec!["send", "--help"],
+        vec!["contacts", "add", "--help"],
+        vec!["history", "--help"],
+    ] {
+        let (ok, stdout, _) = run(Command::new(env!("CARGO_BIN_EXE_meshchat")).args(&args));
+        assert!(ok, "{args:?}");
+        assert!(stdout.contains("Usage"), "{args:?}: {stdout}");
+    }
+}
+
+#[test]
+fn demo_runs_to_completion() {
+    let (ok, stdout, stderr) =
+        run(Command::new(env!("CARGO_BIN_EXE_meshchat")).args(["demo", "--json"]));
+    assert!(ok, "{stderr}");
+    let summary: Value = serde_json::from_str(stdout.lines().last().expect("output")).unwrap();
+    assert_eq!(summary["converged"], true);
+    assert_eq!(summary["messages"], 7);
+}
