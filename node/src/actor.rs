@@ -457,6 +457,8 @@ impl Actor {
         peers.dedup();
         for peer in peers {
             if self.swarm.is_connected(&peer) {
+                // Connected but undelivered (a push failed or timed out): retry.
+                self.push_outbox(peer);
                 continue;
             }
             let backoff = self.backoff.entry(peer).or_insert(Backoff {
