@@ -1,0 +1,602 @@
+//! A real node attacked from a bare libp2p swarm speaking `/meshchat/direct/1`:
+//! forged signatures, impersonated authors, malformed and oversize frames, and
+//! strangers writing into chats they are not in. Every attack must be refused,
+//! nothing must be shown, and the node must keep serving honest peers.
+
+mod common;
+
+use std::io;
+
+use automerge::{transaction::Transactable, ActorId, ObjType, ScalarValue, ROOT};
+use common::{Peer, WAIT};
+use ed25519_dalek::Signer;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::{
+    noise,
+    request_response::{self, OutboundFailure, ProtocolSupport},
+    swarm::SwarmEvent,
+    tcp, yamux, PeerId, StreamProtocol, Swarm,
+};
+use meshchat_node::{
+    crdt::{
+        ChangeHash, ChatId, ChatKind, ChatReplica, Identity, MessageId, PublicKey, SignedChange,
+        VerifyError,
+    },
+    protocol::{
+        decode_frame, encode_frame, DirectCodec, Inbound, Request, Response, WireError,
+        DIRECT_PROTOCOL, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, WIRE_VERSION,
+    },
+    public_key_of, Event, NodeError,
+};
+
+/// The domain tag `SignedChange` signatures start with (see `crdt/src/signed.rs`).
+const SIGNING_DOMAIN: &[u8] = b"meshchat/signed-change/v1";
+
+/// A codec that sends and receives raw bytes on the direct protocol, to put
+/// arbitrary frames on the wire.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+async fn read_to_end_bounded<T: AsyncRead + Unpin>(
+    io: &mut T,
+    limit: usize,
+) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    io.take(limit as u64 + 1).read_to_end(&mut buf).await?;
+    if buf.len() > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame over limit",
+        ));
+    }
+    Ok(buf)
+}
+
+async fn write_and_close<T: AsyncWrite + Unpin>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_to_end_bounded(io, MAX_REQUEST_BYTES).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_to_end_bounded(io, MAX_RESPONSE_BYTES).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_and_close(io, &req).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_and_close(io, &res).await
+    }
+}
+
+/// A bare libp2p swarm with one identity, connected to a meshchat node.
+struct Attacker<C>
+where
+    C: request_response::Codec + Clone + Send + 'static,
+{
+    identity: Identity,
+    swarm: Swarm<request_response::Behaviour<C>>,
+    target: PeerId,
+}
+
+impl<C> Attacker<C>
+where
+    C: request_response::Codec<Protocol = StreamProtocol> + Clone + Send + 'static,
+{
+    /// Connects to `target` on loopback as `identity` (the libp2p key and the
+    /// meshchat signing key are the same Ed25519 secret, as in a real node).
+    async fn connect(identity: Identity, codec: C, target: &Peer) -> Self {
+        let keypair = libp2p::identity::Keypair::ed25519_from_bytes(identity.secret_bytes())
+            .expect("32 bytes are an ed25519 secret");
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("tcp transport")
+            .with_behaviour(|_| {
+                request_response::Behaviour::with_codec(
+                    codec,
+                    // Outbound only: the attacker never serves the node's syncs.
+                    [(DIRECT_PROTOCOL, ProtocolSupport::Outbound)],
+                    request_response::Config::default().with_request_timeout(WAIT),
+                )
+            })
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(WAIT * 3))
+            .build();
+        let target_id = target.peer_id();
+        let addr = target
+            .addrs()
+            .await
+            .into_iter()
+            .next()
+            .expect("the node listens somewhere");
+        swarm.dial(addr.clone()).expect("dial");
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == target_id => {
+                        return
+                    }
+                    SwarmEvent::OutgoingConnectionError { error, .. } => {
+                        panic!("cannot connect to {addr}: {error}")
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("timed out connecting to the node");
+        Self {
+            identity,
+            swarm,
+            target: target_id,
+        }
+    }
+
+    fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    fn public(&self) -> PublicKey {
+        self.identity.public()
+    }
+
+    /// Sends one request and drives the swarm until its response or failure.
+    async fn request(&mut self, request: C::Request) -> Result<C::Response, OutboundFailure> {
+        let target = self.target;
+        let id = self.swarm.behaviour_mut().send_request(&target, request);
+        let swarm = &mut self.swarm;
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message:
+                            request_response::Message::Response {
+                                request_id,
+                                response,
+                            },
+                        ..
+                    }) if request_id == id => return Ok(response),
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                        request_id,
+                        error,
+                        ..
+                    }) if request_id == id => return Err(error),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("timed out waiting for the node's answer")
+    }
+}
+
+impl Attacker<DirectCodec> {
+    async fn push(&mut self, changes: Vec<SignedChange>) -> Response {
+        self.request(Inbound::Request(Request::Push { changes }))
+            .await
+            .expect("the node answers a push")
+    }
+
+    async fn sync(&mut self, chat: ChatId) -> Response {
+        self.request(Inbound::Request(Request::Sync {
+            chat,
+            heads: Vec::new(),
+        }))
+        .await
+        .expect("the node answers a sync")
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+fn key_of(peer: &Peer) -> PublicKey {
+    public_key_of(&peer.peer_id()).expect("meshchat peers are ed25519")
+}
+
+/// An Automerge change creating one message map whose Automerge actor is
+/// `actor` and whose `author` field says `claimed_author`.
+fn message_change(actor: &PublicKey, claimed_author: &PublicKey, text: &str) -> automerge::Change {
+    let mut doc = automerge::Automerge::new();
+    doc.set_actor(ActorId::from(actor.as_bytes().as_slice()));
+    let mut tx = doc.transaction();
+    let obj = tx
+        .put_object(ROOT, MessageId::random().to_string(), ObjType::Map)
+        .expect("put message map");
+    tx.put(&obj, "author", claimed_author.to_string())
+        .expect("put author");
+    tx.put(&obj, "sent_at", ScalarValue::Timestamp(now_ms()))
+        .expect("put sent_at");
+    tx.put(&obj, "text", text).expect("put text");
+    tx.commit();
+    doc.get_last_local_change().expect("a committed change")
+}
+
+/// Signs `change` for `chat` as `signer`, exactly as `SignedChange::sign` does:
+/// Ed25519 over domain || chat || segment (u32 BE) || change hash.
+fn sign_as(signer: &Identity, chat: ChatId, change: &automerge::Change) -> SignedChange {
+    let segment = 0u32;
+    let hash = ChangeHash::from(change.hash());
+    let mut msg = Vec::new();
+    msg.extend_from_slice(SIGNING_DOMAIN);
+    msg.extend_from_slice(chat.as_bytes());
+    msg.extend_from_slice(&segment.to_be_bytes());
+    msg.extend_from_slice(hash.as_bytes());
+    let key = ed25519_dalek::SigningKey::from_bytes(&signer.secret_bytes());
+    SignedChange {
+        chat,
+        segment,
+        change: change.raw_bytes().to_vec(),
+        signature: key.sign(&msg).to_bytes(),
+    }
+}
+
+fn hash_of(change: &SignedChange) -> ChangeHash {
+    change.decode_stored().expect("decodable change").hash
+}
+
+/// The texts `peer` shows in `chat`; `None` if it does not even know the chat.
+async fn shown(peer: &Peer, chat: ChatId) -> Option<Vec<String>> {
+    match peer.node.history(chat, None).await {
+        Ok(entries) => Some(entries.into_iter().map(|e| e.message.text).collect()),
+        Err(NodeError::NotFound(_)) => None,
+        Err(e) => panic!("history of {chat}: {e}"),
+    }
+}
+
+/// Waits for the node to report a rejection from `from`; returns the reason.
+async fn rejection_from(peer: &mut Peer, from: PeerId) -> String {
+    peer.wait_for("a rejection", |e| match e {
+        Event::Rejected { peer, reason } if *peer == from => Some(reason.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// Splits a push answer into (stored, rejected reasons and hashes).
+fn pushed(response: Response) -> (Vec<ChangeHash>, Vec<(Option<ChangeHash>, String)>) {
+    match response {
+        Response::Pushed { stored, rejected } => (
+            stored,
+            rejected.into_iter().map(|r| (r.hash, r.reason)).collect(),
+        ),
+        other => panic!("expected Pushed, got {other:?}"),
+    }
+}
+
+/// An honest peer can still deliver to `bob` (and get the acknowledgement).
+async fn still_delivers(bob: &mut Peer, text: &'static str) {
+    let mut alice = Peer::start("alice").await;
+    let chat = alice.add(bob).await;
+    alice.node.send(chat, text).await.expect("send");
+    assert_eq!(bob.wait_messages(1).await, vec![text]);
+    alice.wait_delivered(1).await;
+    alice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_signature_is_rejected_and_not_shown() {
+    let mut bob = Peer::start("bob").await;
+    let mut mallory = Attacker::connect(Identity::generate(), DirectCodec, &bob).await;
+    let chat = ChatId::direct(&mallory.public(), &key_of(&bob));
+    let mut replica = ChatReplica::new(ChatKind::direct(mallory.public(), key_of(&bob)));
+    let first = replica
+        .write_message(&mallory.identity, "first", now_ms())
+        .expect("write");
+    assert_eq!(first.change.chat, chat);
+
+    // 1. A forged copy of a valid change, into a chat bob has never seen.
+    let mut forged = first.change.clone();
+    forged.signature[10] ^= 0x01;
+    assert!(matches!(forged.verify(), Err(VerifyError::Signature(_))));
+    let (stored, rejected) = pushed(mallory.push(vec![forged]).await);
+    assert!(stored.is_empty(), "a forged change was acknowledged");
+    assert_eq!(rejected.len(), 1);
+    rejection_from(&mut bob, mallory.peer_id()).await;
+    assert_eq!(
+        shown(&bob, chat).await,
+        None,
+        "a forged change created a chat"
+    );
+
+    // 2. Control: the genuine change is accepted, so the harness is sound.
+    let (stored, rejected) = pushed(mallory.push(vec![first.change.clone()]).await);
+    assert_eq!(stored, vec![first.hash]);
+    assert!(rejected.is_empty(), "{rejected:?}");
+    assert_eq!(bob.wait_messages(1).await, vec!["first"]);
+
+    // 3. A forged change in the now-existing chat is refused by the replica.
+    let second = replica
+        .write_message(&mallory.identity, "second", now_ms())
+        .expect("write");
+    let mut forged = second.change.clone();
+    *forged.signature.last_mut().expect("64 bytes") ^= 0x80;
+    let (stored, rejected) = pushed(mallory.push(vec![forged]).await);
+    assert!(stored.is_empty(), "a forged change was acknowledged");
+    assert_eq!(rejected.len(), 1);
+    assert!(rejected[0].1.contains("signature"), "{rejected:?}");
+    let reason = rejection_from(&mut bob, mallory.peer_id()).await;
+    assert!(reason.contains("signature"), "{reason}");
+    assert_eq!(shown(&bob, chat).await, Some(vec!["first".to_owned()]));
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_whose_actor_is_not_its_signer_is_rejected() {
+    let mut bob = Peer::start("bob").await;
+    let bob_key = key_of(&bob);
+    let mut mallory = Attacker::connect(Identity::generate(), DirectCodec, &bob).await;
+    let me = mallory.public();
+    let chat = ChatId::direct(&me, &bob_key);
+
+    // Control: a change built and signed by hand the same way, with the
+    // signer as actor, verifies and is accepted.
+    let honest = sign_as(&mallory.identity, chat, &message_change(&me, &me, "honest"));
+    honest.verify().expect("the hand-made signature is valid");
+    let (stored, rejected) = pushed(mallory.push(vec![honest.clone()]).await);
+    assert_eq!(stored, vec![hash_of(&honest)]);
+    assert!(rejected.is_empty(), "{rejected:?}");
+    assert_eq!(bob.wait_messages(1).await, vec!["honest"]);
+
+    // The actor is bob (or a third key); mallory signs.
+    let carol = Identity::generate().public();
+    for (actor, text) in [(bob_key, "I am bob"), (carol, "I am carol")] {
+        let forged = sign_as(
+            &mallory.identity,
+            chat,
+            &message_change(&actor, &actor, text),
+        );
+        assert!(matches!(forged.verify(), Err(VerifyError::Signature(_))));
+        let (stored, rejected) = pushed(mallory.push(vec![forged]).await);
+        assert!(stored.is_empty(), "{text}: acknowledged");
+        assert_eq!(rejected.len(), 1, "{text}");
+        assert!(rejected[0].1.contains("signature"), "{rejected:?}");
+        rejection_from(&mut bob, mallory.peer_id()).await;
+    }
+
+    // A validly signed change whose `author` field claims bob is stored (the
+    // change itself is well-formed) but never shown: authorship is the actor.
+    let spoof = sign_as(
+        &mallory.identity,
+        chat,
+        &message_change(&me, &bob_key, "bob says hi"),
+    );
+    let (stored, _) = pushed(mallory.push(vec![spoof.clone()]).await);
+    assert_eq!(stored, vec![hash_of(&spoof)]);
+
+    let history = bob.history(chat).await;
+    let texts: Vec<&str> = history.iter().map(|e| e.message.text.as_str()).collect();
+    assert_eq!(texts, vec!["honest"]);
+    assert!(history
+        .iter()
+        .all(|e| e.message.author == me && !e.outgoing));
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_get_an_error_and_the_node_keeps_working() {
+    let mut bob = Peer::start("bob").await;
+    let mut mallory = Attacker::connect(Identity::generate(), RawCodec, &bob).await;
+
+    // Right version byte, then bytes that are not CBOR.
+    let raw = mallory.request(vec![WIRE_VERSION, 0xff, 0x13]).await;
+    let answer = decode_frame::<Response>(&raw.expect("an answer"));
+    assert!(
+        matches!(answer, Ok(Response::Error(WireError::Malformed(_)))),
+        "{answer:?}"
+    );
+    let reason = rejection_from(&mut bob, mallory.peer_id()).await;
+    assert!(reason.contains("malformed"), "{reason}");
+
+    // An empty frame.
+    let raw = mallory.request(Vec::new()).await;
+    let answer = decode_frame::<Response>(&raw.expect("an answer"));
+    assert!(
+        matches!(answer, Ok(Response::Error(WireError::Malformed(_)))),
+        "{answer:?}"
+    );
+    let reason = rejection_from(&mut bob, mallory.peer_id()).await;
+    assert!(reason.contains("malformed"), "{reason}");
+
+    // A well-formed request behind an unknown version byte.
+    let mut frame = encode_frame(&Request::Sync {
+        chat: ChatId::from_bytes([7; 32]),
+        heads: Vec::new(),
+    });
+    frame[0] = 9;
+    let raw = mallory.request(frame).await;
+    let answer = decode_frame::<Response>(&raw.expect("an answer"));
+    assert_eq!(
+        answer,
+        Ok(Response::Error(WireError::UnsupportedVersion {
+            got: 9,
+            supported: WIRE_VERSION
+        }))
+    );
+    let reason = rejection_from(&mut bob, mallory.peer_id()).await;
+    assert!(reason.contains("version 9"), "{reason}");
+
+    // Valid CBOR of the wrong shape.
+    let raw = mallory.request(encode_frame(&"not a request")).await;
+    let answer = decode_frame::<Response>(&raw.expect("an answer"));
+    assert!(
+        matches!(answer, Ok(Response::Error(WireError::Malformed(_)))),
+        "{answer:?}"
+    );
+    let reason = rejection_from(&mut bob, mallory.peer_id()).await;
+    assert!(reason.contains("malformed"), "{reason}");
+
+    still_delivers(&mut bob, "still here").await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_frame_is_refused_without_harm() {
+    let mut bob = Peer::start("bob").await;
+    let mut mallory = Attacker::connect(Identity::generate(), RawCodec, &bob).await;
+
+    // One byte over the limit: the node reads it all and answers TooLarge.
+    let size = MAX_REQUEST_BYTES + 1;
+    match mallory.request(vec![0xab; size]).await {
+        Ok(raw) => assert_eq!(
+            decode_frame::<Response>(&raw),
+            Ok(Response::Error(WireError::TooLarge {
+                limit: MAX_REQUEST_BYTES as u64
+            })),
+        ),
+        // Closing the stream early is an acceptable refusal too.
+        Err(failure) => eprintln!("{size} bytes: outbound failure: {failure}"),
+    }
+    let reason = rejection_from(&mut bob, mallory.peer_id()).await;
+    assert!(reason.contains("larger than"), "{reason}");
+
+    // Twice the limit: the node stops reading at the limit and refuses. The
+    // attacker's own write may then stall until its timeout, so wait for the
+    // node's verdict (driving the attacker's swarm meanwhile), not the attacker's.
+    let target = mallory.target;
+    let from = mallory.peer_id();
+    mallory
+        .swarm
+        .behaviour_mut()
+        .send_request(&target, vec![0xcd; 2 * MAX_REQUEST_BYTES]);
+    let reason = {
+        let refused = rejection_from(&mut bob, from);
+        tokio::pin!(refused);
+        loop {
+            tokio::select! {
+                reason = &mut refused => break reason,
+                _ = mallory.swarm.select_next_some() => {}
+            }
+        }
+    };
+    assert!(reason.contains("larger than"), "{reason}");
+    drop(mallory);
+
+    // The actor did not die.
+    bob.node.status().await.expect("the node is still running");
+    still_delivers(&mut bob, "after the flood").await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stranger_cannot_write_into_or_read_others_chats() {
+    let mut bob = Peer::start("bob").await;
+    let alice = Peer::start("alice").await;
+    let alice_bob = alice.add(&bob).await;
+    alice.node.send(alice_bob, "hi bob").await.expect("send");
+    bob.wait_messages(1).await;
+
+    let mut mallory = Attacker::connect(Identity::generate(), DirectCodec, &bob).await;
+    let me = mallory.public();
+
+    // A valid change by mallory, signed for the alice–bob chat.
+    let intrusion = sign_as(
+        &mallory.identity,
+        alice_bob,
+        &message_change(&me, &me, "let me in"),
+    );
+    intrusion.verify().expect("validly signed");
+    let (stored, rejected) = pushed(mallory.push(vec![intrusion.clone()]).await);
+    assert!(stored.is_empty(), "a non-member's change was acknowledged");
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].0, Some(hash_of(&intrusion)));
+    assert!(rejected[0].1.contains("not a member"), "{rejected:?}");
+    let reason = rejection_from(&mut bob, mallory.peer_id()).await;
+    assert!(reason.contains("not a member"), "{reason}");
+
+    // The chat of two other keys: neither mallory's own change nor a change
+    // genuinely written by one of its members makes bob adopt it.
+    let carol = Identity::generate();
+    let dave = Identity::generate();
+    let carol_dave = ChatId::direct(&carol.public(), &dave.public());
+    let by_mallory = sign_as(
+        &mallory.identity,
+        carol_dave,
+        &message_change(&me, &me, "x"),
+    );
+    let by_carol = ChatReplica::new(ChatKind::direct(carol.public(), dave.public()))
+        .write_message(&carol, "relayed", now_ms())
+        .expect("write")
+        .change;
+    let (stored, rejected) = pushed(mallory.push(vec![by_mallory, by_carol]).await);
+    assert!(stored.is_empty());
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert_eq!(
+        shown(&bob, carol_dave).await,
+        None,
+        "bob adopted a foreign chat"
+    );
+
+    // Reading: sync requests for chats mallory is not in are refused.
+    assert_eq!(
+        mallory.sync(alice_bob).await,
+        Response::Error(WireError::NotMember)
+    );
+    assert_eq!(
+        mallory.sync(carol_dave).await,
+        Response::Error(WireError::NotMember)
+    );
+
+    assert_eq!(
+        shown(&bob, alice_bob).await,
+        Some(vec!["hi bob".to_owned()])
+    );
+    assert!(bob
+        .node
+        .chats()
+        .await
+        .expect("chats")
+        .iter()
+        .all(|c| c.id == alice_bob));
+    // The members' own conversation is unaffected.
+    alice
+        .node
+        .send(alice_bob, "still private")
+        .await
+        .expect("send");
+    assert_eq!(bob.wait_messages(1).await, vec!["still private"]);
+    assert_eq!(alice.texts(alice_bob).await, bob.texts(alice_bob).await);
+    alice.stop().await;
+    bob.stop().await;
+}
