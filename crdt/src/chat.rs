@@ -1,22 +1,23 @@
-//! A replica of one chat: its members and history segments. Sans-I/O: the
-//! node feeds it signed changes and persists what it is told to.
+//! A replica of one chat: its kind, its group metadata (groups), and its
+//! history segments. Sans-I/O: the node feeds it signed changes and persists
+//! what it is told to.
 //!
 //! Receiving is two steps so that nothing is acknowledged before it is durable:
-//! [`ChatReplica::check`] verifies and filters without touching the documents,
-//! the node persists the accepted changes, then [`ChatReplica::apply`] merges them.
+//! [`ChatReplica::check`] verifies and judges without touching the documents;
+//! the node persists the accepted and deferred changes; then
+//! [`ChatReplica::apply`] merges them in causal order, batched per document.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use automerge::{transaction::Transactable, ActorId, ObjType, ScalarValue, ROOT};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    identity::Identity,
-    ids::{ChangeHash, ChatId, MessageId, PublicKey},
-    message::{self, Message, MAX_TEXT_BYTES},
+    ids::{ChangeHash, ChatId, GroupNonce, MessageId, PublicKey},
+    message::Message,
+    meta::{self, GroupInfo, Role},
     rules::{check_history_change, RuleViolation},
     segment::Segment,
-    signed::{SegmentIndex, SignedChange, VerifiedChange, VerifyError},
+    signed::{SegmentIndex, SignedChange, VerifiedChange, VerifyError, META_SEGMENT},
 };
 
 /// Messages per history segment before a writer starts the next one. Keeps
@@ -26,28 +27,10 @@ pub const DEFAULT_SEGMENT_CAPACITY: usize = 1000;
 /// The heads of one segment, exchanged by anti-entropy sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentHeads {
-    /// Which segment.
+    /// Which segment ([`META_SEGMENT`] for a group's metadata).
     pub segment: SegmentIndex,
     /// Its Automerge heads.
     pub heads: Vec<ChangeHash>,
-}
-
-/// Why a local write failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum WriteError {
-    /// The writer is not a member of the chat.
-    #[error("you are not a member of this chat")]
-    NotMember,
-    /// The text is longer than [`MAX_TEXT_BYTES`].
-    #[error("message is {len} bytes; the limit is {MAX_TEXT_BYTES}")]
-    TooLong {
-        /// Bytes in the text.
-        len: usize,
-    },
-    /// Automerge refused the transaction (a bug, reported rather than hidden).
-    #[error("automerge: {0}")]
-    Automerge(String),
 }
 
 /// Why a received change was refused.
@@ -63,7 +46,7 @@ pub enum RejectReason {
     /// The signer is not a member.
     #[error("author {0} is not a member of the chat")]
     NotMember(PublicKey),
-    /// The change breaks the history rules.
+    /// The change breaks the chat's rules.
     #[error(transparent)]
     Rule(#[from] RuleViolation),
 }
@@ -80,26 +63,32 @@ pub struct Rejected {
 /// The outcome of [`ChatReplica::check`].
 #[derive(Debug, Default)]
 pub struct Checked {
-    /// New, valid changes: persist them, then pass them to [`ChatReplica::apply`].
+    /// Valid changes: persist them, then pass them to [`ChatReplica::apply`].
     pub accepted: Vec<VerifiedChange>,
+    /// Changes that cannot be judged yet (their dependencies have not
+    /// arrived): persist them too, and pass them to [`ChatReplica::apply`],
+    /// which keeps them until they can be judged.
+    pub deferred: Vec<VerifiedChange>,
     /// Changes this replica already holds (harmless: delivery is at-least-once).
     pub duplicates: Vec<ChangeHash>,
     /// Refused changes.
     pub rejected: Vec<Rejected>,
 }
 
-/// A message written locally, and the signed change that carries it.
-#[derive(Debug, Clone)]
-pub struct Written {
-    /// The new message.
-    pub message: Message,
-    /// The change to persist and send.
-    pub change: SignedChange,
-    /// Its hash.
-    pub hash: ChangeHash,
+/// The outcome of [`ChatReplica::apply`].
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Messages that became visible, each exactly once.
+    pub new_messages: Vec<Message>,
+    /// Messages edited, deleted or reacted to.
+    pub updated_messages: Vec<Message>,
+    /// Previously deferred changes that turned out invalid: delete them from storage.
+    pub rejected: Vec<Rejected>,
+    /// The group's metadata changed (members, roles, name, settings).
+    pub meta_changed: bool,
 }
 
-/// The members of a chat.
+/// Who is in a chat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ChatKind {
@@ -109,6 +98,13 @@ pub enum ChatKind {
         a: PublicKey,
         /// The larger key.
         b: PublicKey,
+    },
+    /// A group: members and roles live in its metadata document.
+    Group {
+        /// Who created it (the only key that may write its first change).
+        creator: PublicKey,
+        /// The creator's random nonce.
+        nonce: GroupNonce,
     },
 }
 
@@ -123,13 +119,7 @@ impl ChatKind {
     pub fn chat_id(&self) -> ChatId {
         match self {
             Self::Direct { a, b } => ChatId::direct(a, b),
-        }
-    }
-
-    /// Whether `key` may write.
-    pub fn is_member(&self, key: &PublicKey) -> bool {
-        match self {
-            Self::Direct { a, b } => key == a || key == b,
+            Self::Group { creator, nonce } => meta::group_id(creator, nonce.as_bytes()),
         }
     }
 
@@ -138,17 +128,34 @@ impl ChatKind {
         match self {
             Self::Direct { a, b } if a == me => Some(*b),
             Self::Direct { a, b } if b == me => Some(*a),
-            Self::Direct { .. } => None,
+            _ => None,
         }
     }
+
+    /// Whether this is a group.
+    pub fn is_group(&self) -> bool {
+        matches!(self, Self::Group { .. })
+    }
+}
+
+enum Verdict {
+    Accept,
+    /// Dependencies missing: keep until they arrive.
+    Defer,
+    /// Dependencies are pending in this batch and the rules need them applied.
+    NeedsFlush,
+    Reject(RejectReason),
 }
 
 /// An in-memory replica of one chat.
 pub struct ChatReplica {
-    id: ChatId,
-    kind: ChatKind,
+    pub(crate) id: ChatId,
+    pub(crate) kind: ChatKind,
+    /// History segments, and for groups the metadata document at [`META_SEGMENT`].
     pub(crate) segments: BTreeMap<SegmentIndex, Segment>,
-    segment_capacity: usize,
+    pub(crate) segment_capacity: usize,
+    /// Changes waiting for their dependencies.
+    deferred: HashMap<ChangeHash, VerifiedChange>,
 }
 
 impl std::fmt::Debug for ChatReplica {
@@ -168,6 +175,7 @@ impl ChatReplica {
             kind,
             segments: BTreeMap::new(),
             segment_capacity: DEFAULT_SEGMENT_CAPACITY,
+            deferred: HashMap::new(),
         }
     }
 
@@ -189,80 +197,53 @@ impl ChatReplica {
 
     /// Number of history segments.
     pub fn segment_count(&self) -> usize {
-        self.segments.len()
+        self.history().count()
     }
 
-    /// Writes a new message as `identity`.
-    pub fn write_message(
-        &mut self,
-        identity: &Identity,
-        text: &str,
-        sent_at_ms: i64,
-    ) -> Result<Written, WriteError> {
-        let author = identity.public();
-        if !self.kind.is_member(&author) {
-            return Err(WriteError::NotMember);
-        }
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(WriteError::TooLong { len: text.len() });
-        }
-        let index = self.segment_for_write();
-        let segment = self
-            .segments
-            .entry(index)
-            .or_insert_with(|| Segment::new(index));
-        let id = MessageId::random();
-        segment
-            .doc
-            .set_actor(ActorId::from(author.as_bytes().as_slice()));
-        let mut tx = segment.doc.transaction();
-        let am = |e: automerge::AutomergeError| WriteError::Automerge(e.to_string());
-        let obj = tx
-            .put_object(ROOT, id.to_string(), ObjType::Map)
-            .map_err(am)?;
-        tx.put(&obj, message::AUTHOR, author.to_string())
-            .map_err(am)?;
-        tx.put(&obj, message::SENT_AT, ScalarValue::Timestamp(sent_at_ms))
-            .map_err(am)?;
-        tx.put(&obj, message::TEXT, text).map_err(am)?;
-        tx.commit();
-        let change = segment
-            .doc
-            .get_last_local_change()
-            .ok_or_else(|| WriteError::Automerge("commit produced no change".into()))?;
-        let signed = SignedChange::sign(identity, self.id, index, &change);
-        let hash = ChangeHash::from(change.hash());
-        segment.signed.insert(hash, signed.clone());
-        let message = Message {
-            id,
-            author,
-            sent_at_ms,
-            text: text.to_owned(),
-            segment: index,
-        };
-        Ok(Written {
-            message,
-            change: signed,
-            hash,
-        })
+    pub(crate) fn history(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.values().filter(|s| s.index != META_SEGMENT)
     }
 
-    /// The newest segment, or the next one once it is full.
-    fn segment_for_write(&self) -> SegmentIndex {
-        match self.segments.last_key_value() {
-            None => 0,
-            Some((index, seg)) if seg.message_count() >= self.segment_capacity => {
-                index.saturating_add(1)
-            }
-            Some((index, _)) => *index,
+    pub(crate) fn meta(&self) -> Option<&Segment> {
+        self.segments.get(&META_SEGMENT)
+    }
+
+    /// Members and roles now. Direct chats: both keys, no admins.
+    pub fn members(&self) -> BTreeMap<PublicKey, Role> {
+        match &self.kind {
+            ChatKind::Direct { a, b } => [(*a, Role::Member), (*b, Role::Member)].into(),
+            ChatKind::Group { .. } => self
+                .meta()
+                .map(|m| meta::roles_at(&m.doc, None))
+                .unwrap_or_default(),
         }
     }
 
-    /// Verifies received changes (signature, actor = signer, membership, history
-    /// rules) without applying them.
+    /// Whether `key` is a member now.
+    pub fn is_member(&self, key: &PublicKey) -> bool {
+        self.members().contains_key(key)
+    }
+
+    /// A group's metadata (`None` for direct chats and groups not yet received).
+    pub fn group_info(&self) -> Option<GroupInfo> {
+        meta::info(&self.meta()?.doc)
+    }
+
+    /// Whether this replica holds the change (applied, or waiting for its dependencies).
+    pub fn holds(&self, segment: SegmentIndex, hash: &ChangeHash) -> bool {
+        self.deferred.contains_key(hash)
+            || self
+                .segments
+                .get(&segment)
+                .is_some_and(|s| s.signed.contains_key(hash))
+    }
+
+    /// Verifies received changes (signature, actor = signer) and judges them
+    /// against membership and the rules, without applying them.
     pub fn check(&self, changes: impl IntoIterator<Item = SignedChange>) -> Checked {
         let mut out = Checked::default();
         let mut seen = HashSet::new();
+        let mut verified = Vec::new();
         for signed in changes {
             if signed.chat != self.id {
                 out.rejected.push(Rejected {
@@ -271,87 +252,218 @@ impl ChatReplica {
                 });
                 continue;
             }
-            let verified = match signed.verify() {
-                Ok(v) => v,
-                Err(e) => {
-                    out.rejected.push(Rejected {
-                        hash: None,
-                        reason: e.into(),
-                    });
-                    continue;
+            match signed.verify() {
+                Ok(v) if self.holds(v.signed.segment, &v.hash) || !seen.insert(v.hash) => {
+                    out.duplicates.push(v.hash)
                 }
-            };
-            if self.holds(verified.signed.segment, &verified.hash) || !seen.insert(verified.hash) {
-                out.duplicates.push(verified.hash);
-                continue;
+                Ok(v) => verified.push(v),
+                Err(e) => out.rejected.push(Rejected {
+                    hash: None,
+                    reason: e.into(),
+                }),
             }
-            let reason = if !self.kind.is_member(&verified.author) {
-                Some(RejectReason::NotMember(verified.author))
-            } else {
-                check_history_change(&verified.change).err().map(Into::into)
-            };
-            match reason {
-                Some(reason) => out.rejected.push(Rejected {
-                    hash: Some(verified.hash),
+        }
+        let pending: HashSet<ChangeHash> = HashSet::new();
+        for change in causal_order(verified) {
+            match self.judge(&change, &pending) {
+                Verdict::Accept => out.accepted.push(change),
+                Verdict::Defer | Verdict::NeedsFlush => out.deferred.push(change),
+                Verdict::Reject(reason) => out.rejected.push(Rejected {
+                    hash: Some(change.hash),
                     reason,
                 }),
-                None => out.accepted.push(verified),
             }
         }
         out
     }
 
-    /// Whether this replica holds the change (applied or waiting for its dependencies).
-    pub fn holds(&self, segment: SegmentIndex, hash: &ChangeHash) -> bool {
-        self.segments
-            .get(&segment)
-            .is_some_and(|s| s.signed.contains_key(hash))
+    /// Decides what to do with one verified change, given the changes of this
+    /// batch already accepted but not yet applied (`pending`).
+    fn judge(&self, change: &VerifiedChange, pending: &HashSet<ChangeHash>) -> Verdict {
+        let segment = change.signed.segment;
+        let empty = Segment::new(segment);
+        let seg = self.segments.get(&segment).unwrap_or(&empty);
+        let mut deps_pending = false;
+        for dep in change.change.deps() {
+            let dep = ChangeHash::from(*dep);
+            if pending.contains(&dep) {
+                deps_pending = true;
+            } else if !seg.has_change(&dep) {
+                return Verdict::Defer;
+            }
+        }
+        let author = change.author;
+        if segment == META_SEGMENT {
+            let ChatKind::Group { creator, .. } = &self.kind else {
+                return Verdict::Reject(
+                    RuleViolation::NotAllowed("direct chats have no metadata").into(),
+                );
+            };
+            if deps_pending {
+                return Verdict::NeedsFlush;
+            }
+            return match meta::check_meta_change(&seg.doc, &change.change, &author, creator) {
+                Ok(()) => Verdict::Accept,
+                Err(RuleViolation::NotMember) => Verdict::Reject(RejectReason::NotMember(author)),
+                Err(e) => Verdict::Reject(e.into()),
+            };
+        }
+        let is_admin = match &self.kind {
+            ChatKind::Direct { a, b } => {
+                if author != *a && author != *b {
+                    return Verdict::Reject(RejectReason::NotMember(author));
+                }
+                false
+            }
+            ChatKind::Group { .. } => {
+                let heads = &change.signed.meta_heads;
+                if heads.is_empty() {
+                    return Verdict::Reject(
+                        RuleViolation::NotAllowed("group history must name its metadata heads")
+                            .into(),
+                    );
+                }
+                let Some(meta) = self.meta() else {
+                    return Verdict::Defer;
+                };
+                for head in heads {
+                    if pending.contains(head) {
+                        return Verdict::NeedsFlush;
+                    }
+                    if !meta.has_change(head) {
+                        return Verdict::Defer;
+                    }
+                }
+                let heads: Vec<automerge::ChangeHash> = heads.iter().map(|h| (*h).into()).collect();
+                match meta::roles_at(&meta.doc, Some(&heads)).get(&author) {
+                    None => return Verdict::Reject(RejectReason::NotMember(author)),
+                    Some(role) => *role == Role::Admin,
+                }
+            }
+        };
+        match check_history_change(&seg.doc, &change.change, is_admin) {
+            Ok(()) => Verdict::Accept,
+            Err(RuleViolation::UnknownObject) if deps_pending => Verdict::NeedsFlush,
+            Err(e) => Verdict::Reject(e.into()),
+        }
     }
 
-    /// Merges changes that passed [`ChatReplica::check`] (or were loaded from
-    /// this node's own store), batched per segment. Returns the messages that
-    /// became visible, each exactly once.
-    pub fn apply(&mut self, changes: Vec<VerifiedChange>) -> Vec<Message> {
+    /// Merges changes that passed [`ChatReplica::check`] (accepted or
+    /// deferred), or were loaded from this node's own store, in causal order,
+    /// batched per document. Changes still missing dependencies wait inside
+    /// the replica and are retried on every later apply.
+    pub fn apply(&mut self, changes: Vec<VerifiedChange>) -> Applied {
+        let mut out = Applied::default();
+        let mut queue: Vec<VerifiedChange> = self.deferred.drain().map(|(_, c)| c).collect();
+        let known: HashSet<ChangeHash> = queue.iter().map(|c| c.hash).collect();
+        queue.extend(changes.into_iter().filter(|c| !known.contains(&c.hash)));
+        let touched: HashSet<SegmentIndex> = queue.iter().map(|c| c.signed.segment).collect();
+        let before = self.snapshot(&touched);
+        let mut pending: HashSet<ChangeHash> = HashSet::new();
+        let mut batch: Vec<VerifiedChange> = Vec::new();
+        for change in causal_order(queue) {
+            if self.holds(change.signed.segment, &change.hash) || pending.contains(&change.hash) {
+                continue;
+            }
+            let mut verdict = self.judge(&change, &pending);
+            if matches!(verdict, Verdict::NeedsFlush) {
+                self.flush(std::mem::take(&mut batch), &mut out);
+                pending.clear();
+                verdict = self.judge(&change, &pending);
+            }
+            match verdict {
+                Verdict::Accept => {
+                    pending.insert(change.hash);
+                    batch.push(change);
+                }
+                Verdict::Defer | Verdict::NeedsFlush => {
+                    self.deferred.insert(change.hash, change);
+                }
+                Verdict::Reject(reason) => out.rejected.push(Rejected {
+                    hash: Some(change.hash),
+                    reason,
+                }),
+            }
+        }
+        self.flush(batch, &mut out);
+        let after = self.snapshot(&touched);
+        for (id, message) in after {
+            match before.get(&id) {
+                None => out.new_messages.push(message),
+                Some(old) if *old != message => out.updated_messages.push(message),
+                Some(_) => {}
+            }
+        }
+        out.new_messages.sort_by_key(|m| (m.sent_at_ms, m.id));
+        out
+    }
+
+    /// Applies one batch of accepted changes, one Automerge call per document.
+    fn flush(&mut self, batch: Vec<VerifiedChange>, out: &mut Applied) {
         let mut by_segment: BTreeMap<SegmentIndex, Vec<VerifiedChange>> = BTreeMap::new();
-        for change in changes {
+        for change in batch {
             by_segment
                 .entry(change.signed.segment)
                 .or_default()
                 .push(change);
         }
-        let mut new_messages = Vec::new();
-        for (index, batch) in by_segment {
+        for (index, changes) in by_segment {
+            out.meta_changed |= index == META_SEGMENT;
             let segment = self
                 .segments
                 .entry(index)
                 .or_insert_with(|| Segment::new(index));
-            let before = segment.message_ids();
-            let mut raw = Vec::with_capacity(batch.len());
-            for change in batch {
+            let mut raw = Vec::with_capacity(changes.len());
+            for change in changes {
                 segment.signed.insert(change.hash, change.signed);
                 raw.push(change.change);
             }
             if let Err(error) = segment.doc.apply_changes(raw) {
-                // Each change was parsed and checked, so this is an Automerge
-                // invariant breaking. The signed copies are kept (they are
-                // persisted) so sync still forwards them.
+                // Every change was checked and its dependencies are present,
+                // so this is an Automerge invariant breaking. The signed
+                // copies are kept (they are persisted) so sync still forwards them.
                 tracing::error!(chat = %self.id, segment = index, %error, "automerge refused a checked batch");
             }
-            new_messages.extend(
-                segment
-                    .message_ids()
-                    .difference(&before)
-                    .filter_map(|id| segment.message(id)),
-            );
         }
-        new_messages.sort_by_key(|m| (m.sent_at_ms, m.id));
-        new_messages
     }
 
-    /// The heads of every segment.
+    fn snapshot(&self, segments: &HashSet<SegmentIndex>) -> HashMap<MessageId, Message> {
+        segments
+            .iter()
+            .filter(|s| **s != META_SEGMENT)
+            .filter_map(|s| self.segments.get(s))
+            .flat_map(|s| s.messages())
+            .map(|m| (m.id, m))
+            .collect()
+    }
+
+    /// Re-applies changes from this node's own store (signatures were checked
+    /// before they were stored).
+    pub fn load(&mut self, stored: Vec<SignedChange>) -> Applied {
+        let mut decoded = Vec::with_capacity(stored.len());
+        let mut out_rejected = Vec::new();
+        for signed in stored {
+            match signed.decode_stored() {
+                Ok(change) => decoded.push(change),
+                Err(e) => out_rejected.push(Rejected {
+                    hash: None,
+                    reason: e.into(),
+                }),
+            }
+        }
+        let mut applied = self.apply(decoded);
+        applied.rejected.extend(out_rejected);
+        applied
+    }
+
+    /// Number of changes waiting for their dependencies.
+    pub fn deferred_count(&self) -> usize {
+        self.deferred.len()
+    }
+
+    /// The heads of every document, metadata first.
     pub fn heads(&self) -> Vec<SegmentHeads> {
-        self.segments
-            .values()
+        self.ordered_segments()
             .map(|s| SegmentHeads {
                 segment: s.index,
                 heads: s.heads(),
@@ -359,11 +471,25 @@ impl ChatReplica {
             .collect()
     }
 
+    /// Metadata first (history changes depend on it), then history in order.
+    fn ordered_segments(&self) -> impl Iterator<Item = &Segment> {
+        self.meta().into_iter().chain(self.history())
+    }
+
     /// The signed changes this replica has that a replica with `their_heads`
-    /// lacks (possibly a few more; never fewer).
-    pub fn changes_missing_from(&self, their_heads: &[SegmentHeads]) -> Vec<SignedChange> {
+    /// lacks (possibly a few more; never fewer), metadata first. History
+    /// segments before `from_segment` are left out (a member who joined later
+    /// without access to older history).
+    pub fn changes_missing_from(
+        &self,
+        their_heads: &[SegmentHeads],
+        from_segment: SegmentIndex,
+    ) -> Vec<SignedChange> {
         let mut out = Vec::new();
-        for segment in self.segments.values() {
+        for segment in self.ordered_segments() {
+            if segment.index != META_SEGMENT && segment.index < from_segment {
+                continue;
+            }
             let theirs = their_heads
                 .iter()
                 .find(|h| h.segment == segment.index)
@@ -376,18 +502,79 @@ impl ChatReplica {
 
     /// Every visible message, oldest first (by the authors' clocks, then id).
     pub fn messages(&self) -> Vec<Message> {
-        let mut all: Vec<Message> = self.segments.values().flat_map(|s| s.messages()).collect();
+        let mut all: Vec<Message> = self.history().flat_map(|s| s.messages()).collect();
         all.sort_by_key(|m| (m.sent_at_ms, m.id));
         all
     }
 
-    /// Number of visible messages.
-    pub fn message_count(&self) -> usize {
-        self.segments.values().map(Segment::message_count).sum()
+    /// One message.
+    pub fn message(&self, id: &MessageId) -> Option<Message> {
+        self.history().find_map(|s| s.message(id))
     }
 
-    /// The Automerge document of a segment, saved in the standard binary format.
+    /// Number of visible messages.
+    pub fn message_count(&self) -> usize {
+        self.history().map(Segment::message_count).sum()
+    }
+
+    /// A document saved in Automerge's standard binary format: a history
+    /// segment, or the metadata at [`META_SEGMENT`].
     pub fn save_segment(&self, segment: SegmentIndex) -> Option<Vec<u8>> {
         self.segments.get(&segment).map(|s| s.doc.save())
+    }
+
+    /// Indices of all documents (metadata first).
+    pub fn segment_indices(&self) -> Vec<SegmentIndex> {
+        self.ordered_segments().map(|s| s.index).collect()
+    }
+}
+
+/// Orders changes so that each comes after its dependencies within the set,
+/// metadata before history (history changes name metadata heads).
+fn causal_order(changes: Vec<VerifiedChange>) -> Vec<VerifiedChange> {
+    let mut by_hash: HashMap<ChangeHash, VerifiedChange> =
+        changes.into_iter().map(|c| (c.hash, c)).collect();
+    let mut hashes: Vec<(bool, ChangeHash)> = by_hash
+        .values()
+        .map(|c| (c.signed.segment != META_SEGMENT, c.hash))
+        .collect();
+    hashes.sort();
+    let mut out = Vec::with_capacity(by_hash.len());
+    let mut visiting = HashSet::new();
+    for (_, hash) in hashes {
+        visit(hash, &mut by_hash, &mut visiting, &mut out);
+    }
+    out
+}
+
+fn visit(
+    hash: ChangeHash,
+    by_hash: &mut HashMap<ChangeHash, VerifiedChange>,
+    visiting: &mut HashSet<ChangeHash>,
+    out: &mut Vec<VerifiedChange>,
+) {
+    // Iterative depth-first post-order, so long chains cannot overflow the stack.
+    let mut stack = vec![(hash, false)];
+    while let Some((h, expanded)) = stack.pop() {
+        if expanded {
+            if let Some(change) = by_hash.remove(&h) {
+                out.push(change);
+            }
+            continue;
+        }
+        if !by_hash.contains_key(&h) || !visiting.insert(h) {
+            continue;
+        }
+        stack.push((h, true));
+        let deps: Vec<ChangeHash> = by_hash[&h]
+            .change
+            .deps()
+            .iter()
+            .map(|d| ChangeHash::from(*d))
+            .filter(|d| by_hash.contains_key(d))
+            .collect();
+        for dep in deps {
+            stack.push((dep, false));
+        }
     }
 }

@@ -168,6 +168,12 @@ hex_id!(
     32
 );
 hex_id!(
+    /// 16 random bytes a group's creator picks; with the creator's key they
+    /// make the group's chat id.
+    GroupNonce,
+    16
+);
+hex_id!(
     /// The SHA-256 hash Automerge gives a change; the unit of deduplication.
     ChangeHash,
     32
@@ -182,6 +188,13 @@ impl ChatId {
         hasher.update(lo.as_bytes());
         hasher.update(hi.as_bytes());
         Self(hasher.finalize().into())
+    }
+}
+
+impl GroupNonce {
+    /// A fresh random nonce.
+    pub fn random() -> Self {
+        Self(rand::random())
     }
 }
 

@@ -4,8 +4,9 @@
 //! - [`Identity`] signs; every change travels as a [`SignedChange`] whose
 //!   Automerge actor is the signer's public key.
 //! - A chat ([`ChatReplica`]) is a set of bounded history segments, each an
-//!   Automerge document; [`ChatReplica::check`] verifies received changes,
-//!   [`ChatReplica::apply`] merges them in batches.
+//!   Automerge document, plus for groups a metadata document (members, roles,
+//!   settings). [`ChatReplica::check`] verifies and judges received changes,
+//!   [`ChatReplica::apply`] merges them in causal order, in batches.
 //! - Sync is heads exchange: [`ChatReplica::heads`] and
 //!   [`ChatReplica::changes_missing_from`].
 
@@ -13,19 +14,26 @@ mod chat;
 mod identity;
 mod ids;
 mod message;
+mod meta;
+mod ops;
 mod rules;
 mod segment;
 mod signed;
 
 pub use chat::{
-    ChatKind, ChatReplica, Checked, RejectReason, Rejected, SegmentHeads, WriteError, Written,
+    Applied, ChatKind, ChatReplica, Checked, RejectReason, Rejected, SegmentHeads,
     DEFAULT_SEGMENT_CAPACITY,
 };
 pub use identity::{Identity, SignatureError};
-pub use ids::{ChangeHash, ChatId, MessageId, ParseIdError, PublicKey};
-pub use message::{Message, MAX_TEXT_BYTES};
+pub use ids::{ChangeHash, ChatId, GroupNonce, MessageId, ParseIdError, PublicKey};
+pub use message::{Message, MAX_REACTION_BYTES, MAX_TEXT_BYTES};
+pub use meta::{GroupInfo, GroupSettings, Member, Role, MAX_GROUP_NAME_BYTES};
+pub use ops::{Authored, WriteError, Written};
 pub use rules::RuleViolation;
-pub use signed::{SegmentIndex, SignedChange, VerifiedChange, VerifyError};
+pub use signed::{SegmentIndex, SignedChange, VerifiedChange, VerifyError, META_SEGMENT};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod group_tests;

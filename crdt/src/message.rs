@@ -1,6 +1,13 @@
 //! A message as a reader sees it, read back from a history segment.
+//!
+//! Schema of one message (a map at the segment root, under its id):
+//! `author` (hex key), `sent_at` (timestamp ms), `text` (str), `reply_to`
+//! (hex message id, optional), `edited_at` (timestamp, after an edit),
+//! `deleted` (bool, after a deletion), `reactions` (map: hex key → emoji).
 
-use automerge::{ObjId, ReadDoc, ScalarValue, Value, ROOT};
+use std::collections::BTreeMap;
+
+use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -10,6 +17,8 @@ use crate::{
 
 /// Longest message text accepted, in bytes.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// Longest reaction accepted, in bytes (an emoji with modifiers fits easily).
+pub const MAX_REACTION_BYTES: usize = 64;
 
 /// One message of a chat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,8 +30,20 @@ pub struct Message {
     /// The author's clock when sent, in milliseconds since the Unix epoch.
     /// Shown to users; never trusted for anything else.
     pub sent_at_ms: i64,
-    /// The text.
+    /// The text (empty once deleted).
     pub text: String,
+    /// The message this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
+    /// When the author last edited it (author's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at_ms: Option<i64>,
+    /// Deleted for everyone (by its author or an admin).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// One reaction per member.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<PublicKey, String>,
     /// The history segment holding it.
     pub segment: SegmentIndex,
 }
@@ -30,6 +51,10 @@ pub struct Message {
 pub(crate) const AUTHOR: &str = "author";
 pub(crate) const SENT_AT: &str = "sent_at";
 pub(crate) const TEXT: &str = "text";
+pub(crate) const REPLY_TO: &str = "reply_to";
+pub(crate) const EDITED_AT: &str = "edited_at";
+pub(crate) const DELETED: &str = "deleted";
+pub(crate) const REACTIONS: &str = "reactions";
 
 /// Reads the message stored under `key` at the root of `doc`, or `None` if the
 /// entry is not a well-formed message (those are skipped, never shown).
@@ -39,7 +64,7 @@ pub(crate) fn read_message<D: ReadDoc>(
     segment: SegmentIndex,
 ) -> Option<Message> {
     let id: MessageId = key.parse().ok()?;
-    let (Value::Object(automerge::ObjType::Map), obj) = doc.get(ROOT, key).ok()?? else {
+    let (Value::Object(ObjType::Map), obj) = doc.get(ROOT, key).ok()?? else {
         return None;
     };
     let ObjId::Id(_, creator, _) = &obj else {
@@ -50,16 +75,35 @@ pub(crate) fn read_message<D: ReadDoc>(
     if author.as_bytes() != &creator {
         return None;
     }
-    let sent_at_ms = match scalar(doc, &obj, SENT_AT)? {
-        ScalarValue::Timestamp(t) | ScalarValue::Int(t) => t,
-        _ => return None,
+    let sent_at_ms = timestamp(doc, &obj, SENT_AT)?;
+    let deleted = matches!(scalar(doc, &obj, DELETED), Some(ScalarValue::Boolean(true)));
+    let text = if deleted {
+        String::new()
+    } else {
+        scalar_str(doc, &obj, TEXT)?
     };
-    let text = scalar_str(doc, &obj, TEXT)?;
+    let reply_to = scalar_str(doc, &obj, REPLY_TO).and_then(|s| s.parse().ok());
+    let edited_at_ms = timestamp(doc, &obj, EDITED_AT);
+    let mut reactions = BTreeMap::new();
+    if let Ok(Some((Value::Object(ObjType::Map), map))) = doc.get(&obj, REACTIONS) {
+        for member in doc.keys(&map) {
+            let (Ok(key), Some(emoji)) = (member.parse(), scalar_str(doc, &map, &member)) else {
+                continue;
+            };
+            if !emoji.is_empty() && emoji.len() <= MAX_REACTION_BYTES {
+                reactions.insert(key, emoji);
+            }
+        }
+    }
     Some(Message {
         id,
         author,
         sent_at_ms,
         text,
+        reply_to,
+        edited_at_ms,
+        deleted,
+        reactions,
         segment,
     })
 }
@@ -74,6 +118,13 @@ fn scalar<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str) -> Option<ScalarValue> {
 fn scalar_str<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str) -> Option<String> {
     match scalar(doc, obj, key)? {
         ScalarValue::Str(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+fn timestamp<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str) -> Option<i64> {
+    match scalar(doc, obj, key)? {
+        ScalarValue::Timestamp(t) | ScalarValue::Int(t) => Some(t),
         _ => None,
     }
 }

@@ -1,7 +1,7 @@
 //! One history segment: a bounded Automerge document plus the signed form of
 //! every change in it (so sync can forward changes exactly as they were signed).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use automerge::{Automerge, ReadDoc, ROOT};
 
@@ -31,10 +31,6 @@ impl Segment {
         self.doc.length(ROOT)
     }
 
-    pub(crate) fn message_ids(&self) -> HashSet<MessageId> {
-        self.doc.keys(ROOT).filter_map(|k| k.parse().ok()).collect()
-    }
-
     pub(crate) fn messages(&self) -> impl Iterator<Item = Message> + '_ {
         self.doc
             .keys(ROOT)
@@ -43,6 +39,12 @@ impl Segment {
 
     pub(crate) fn message(&self, id: &MessageId) -> Option<Message> {
         read_message(&self.doc, &id.to_string(), self.index)
+    }
+
+    pub(crate) fn has_change(&self, hash: &ChangeHash) -> bool {
+        self.doc
+            .get_change_meta_by_hash(&automerge::ChangeHash::from(*hash))
+            .is_some()
     }
 
     pub(crate) fn heads(&self) -> Vec<ChangeHash> {

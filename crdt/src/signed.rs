@@ -22,6 +22,9 @@ const CHUNK_TYPE_OFFSET: usize = 8;
 /// A segment of a chat's history: one bounded Automerge document.
 pub type SegmentIndex = u32;
 
+/// The segment index reserved for a group's metadata document.
+pub const META_SEGMENT: SegmentIndex = u32::MAX;
+
 /// An Automerge change with its author's signature.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedChange {
@@ -29,6 +32,11 @@ pub struct SignedChange {
     pub chat: ChatId,
     /// The history segment (Automerge document) it applies to.
     pub segment: SegmentIndex,
+    /// For a group's history changes: the heads of the group's metadata
+    /// document the author saw, so every receiver checks membership and roles
+    /// against the same state. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub meta_heads: Vec<ChangeHash>,
     /// The raw, uncompressed Automerge change bytes.
     #[serde(with = "serde_bytes_vec")]
     pub change: Vec<u8>,
@@ -84,13 +92,15 @@ impl SignedChange {
         identity: &Identity,
         chat: ChatId,
         segment: SegmentIndex,
+        meta_heads: Vec<ChangeHash>,
         change: &automerge::Change,
     ) -> Self {
         let hash = ChangeHash::from(change.hash());
-        let signature = identity.sign(&signing_bytes(&chat, segment, &hash));
+        let signature = identity.sign(&signing_bytes(&chat, segment, &meta_heads, &hash));
         Self {
             chat,
             segment,
+            meta_heads,
             change: change.raw_bytes().to_vec(),
             signature,
         }
@@ -123,7 +133,7 @@ impl SignedChange {
         if check_signature {
             identity::verify(
                 &author,
-                &signing_bytes(&self.chat, self.segment, &hash),
+                &signing_bytes(&self.chat, self.segment, &self.meta_heads, &hash),
                 &self.signature,
             )?;
         }
@@ -136,12 +146,22 @@ impl SignedChange {
     }
 }
 
-fn signing_bytes(chat: &ChatId, segment: SegmentIndex, hash: &ChangeHash) -> Vec<u8> {
-    let mut out = Vec::with_capacity(DOMAIN.len() + 32 + 4 + 32);
+fn signing_bytes(
+    chat: &ChatId,
+    segment: SegmentIndex,
+    meta_heads: &[ChangeHash],
+    hash: &ChangeHash,
+) -> Vec<u8> {
+    // Fixed-size fields, so appending the meta heads (32 bytes each, none for
+    // direct chats) keeps the encoding unambiguous.
+    let mut out = Vec::with_capacity(DOMAIN.len() + 32 + 4 + 32 * (meta_heads.len() + 1));
     out.extend_from_slice(DOMAIN);
     out.extend_from_slice(chat.as_bytes());
     out.extend_from_slice(&segment.to_be_bytes());
     out.extend_from_slice(hash.as_bytes());
+    for head in meta_heads {
+        out.extend_from_slice(head.as_bytes());
+    }
     out
 }
 

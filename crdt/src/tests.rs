@@ -23,7 +23,9 @@ fn direct(a: &Identity, b: &Identity) -> ChatReplica {
 fn deliver(to: &mut ChatReplica, changes: Vec<SignedChange>) -> usize {
     let checked = to.check(changes);
     assert!(checked.rejected.is_empty(), "{:?}", checked.rejected);
-    to.apply(checked.accepted).len()
+    let mut all = checked.accepted;
+    all.extend(checked.deferred);
+    to.apply(all).new_messages.len()
 }
 
 #[test]
@@ -32,7 +34,7 @@ fn message_round_trip() {
     let mut a = direct(&alice, &bob);
     let mut b = direct(&bob, &alice);
     assert_eq!(a.id(), b.id());
-    let w = a.write_message(&alice, "hi bob", 1_000).unwrap();
+    let w = a.write_message(&alice, "hi bob", None, 1_000).unwrap();
     assert_eq!(deliver(&mut b, vec![w.change.clone()]), 1);
     let got = b.messages();
     assert_eq!(got.len(), 1);
@@ -50,7 +52,7 @@ fn forged_signature_is_rejected() {
     let (alice, bob) = pair();
     let mut a = direct(&alice, &bob);
     let b = direct(&bob, &alice);
-    let mut change = a.write_message(&alice, "hi", 1).unwrap().change;
+    let mut change = a.write_message(&alice, "hi", None, 1).unwrap().change;
     change.signature[0] ^= 1;
     let checked = b.check(vec![change]);
     assert!(matches!(
@@ -78,7 +80,7 @@ fn actor_must_be_signer() {
     tx.commit();
     let change = doc.get_last_local_change().unwrap();
     let chat = direct(&alice, &bob);
-    let forged = SignedChange::sign(&mallory, chat.id(), 0, &change);
+    let forged = SignedChange::sign(&mallory, chat.id(), 0, vec![], &change);
     let checked = chat.check(vec![forged]);
     assert_eq!(checked.rejected.len(), 1);
     assert!(matches!(
@@ -94,7 +96,7 @@ fn strangers_and_wrong_chats_are_rejected() {
     let b = direct(&bob, &alice);
     // Mallory signs a change for the alice-bob chat id.
     let mut m = ChatReplica::new(ChatKind::direct(mallory.public(), mallory.public()));
-    let w = m.write_message(&mallory, "spam", 1).unwrap();
+    let w = m.write_message(&mallory, "spam", None, 1).unwrap();
     assert!(matches!(
         b.check(vec![w.change.clone()]).rejected[0].reason,
         RejectReason::WrongChat(_)
@@ -102,14 +104,14 @@ fn strangers_and_wrong_chats_are_rejected() {
     let mut resigned = w.change;
     resigned.chat = b.id();
     let change = automerge::Change::try_from(&resigned.change[..]).unwrap();
-    let resigned = SignedChange::sign(&mallory, b.id(), 0, &change);
+    let resigned = SignedChange::sign(&mallory, b.id(), 0, vec![], &change);
     assert!(matches!(
         b.check(vec![resigned]).rejected[0].reason,
         RejectReason::NotMember(_)
     ));
     // Writing into a chat you are not in fails locally too.
     let mut b2 = direct(&bob, &alice);
-    assert!(b2.write_message(&mallory, "x", 1).is_err());
+    assert!(b2.write_message(&mallory, "x", None, 1).is_err());
 }
 
 #[test]
@@ -117,7 +119,7 @@ fn editing_someone_elses_message_is_rejected() {
     let (alice, bob) = pair();
     let mut a = direct(&alice, &bob);
     let mut b = direct(&bob, &alice);
-    let w = a.write_message(&alice, "original", 1).unwrap();
+    let w = a.write_message(&alice, "original", None, 1).unwrap();
     deliver(&mut b, vec![w.change]);
     // Bob rewrites Alice's message text in his copy and signs it.
     let seg = b.segments.get_mut(&0).unwrap();
@@ -132,7 +134,7 @@ fn editing_someone_elses_message_is_rejected() {
     tx.put(&obj, "text", "tampered").unwrap();
     tx.commit();
     let change = seg.doc.get_last_local_change().unwrap();
-    let signed = SignedChange::sign(&bob, b.id(), 0, &change);
+    let signed = SignedChange::sign(&bob, b.id(), 0, vec![], &change);
     let checked = a.check(vec![signed]);
     assert!(matches!(
         checked.rejected[0].reason,
@@ -152,6 +154,7 @@ fn garbage_bytes_are_rejected_without_panic() {
         let signed = SignedChange {
             chat: b.id(),
             segment: 0,
+            meta_heads: vec![],
             change: bytes,
             signature: [0; 64],
         };
@@ -170,7 +173,11 @@ fn segments_roll_over_at_capacity() {
     let mut b = direct(&bob, &alice).with_segment_capacity(3);
     let mut changes = Vec::new();
     for i in 0..7 {
-        changes.push(a.write_message(&alice, &format!("m{i}"), i).unwrap().change);
+        changes.push(
+            a.write_message(&alice, &format!("m{i}"), None, i)
+                .unwrap()
+                .change,
+        );
     }
     assert_eq!(a.segment_count(), 3);
     assert_eq!(deliver(&mut b, changes), 7);
@@ -184,17 +191,17 @@ fn heads_sync_fills_both_sides() {
     let mut a = direct(&alice, &bob).with_segment_capacity(4);
     let mut b = direct(&bob, &alice).with_segment_capacity(4);
     for i in 0..6 {
-        a.write_message(&alice, &format!("a{i}"), i).unwrap();
-        b.write_message(&bob, &format!("b{i}"), i).unwrap();
+        a.write_message(&alice, &format!("a{i}"), None, i).unwrap();
+        b.write_message(&bob, &format!("b{i}"), None, i).unwrap();
     }
-    let for_b = a.changes_missing_from(&b.heads());
-    let for_a = b.changes_missing_from(&a.heads());
+    let for_b = a.changes_missing_from(&b.heads(), 0);
+    let for_a = b.changes_missing_from(&a.heads(), 0);
     deliver(&mut b, for_b);
     deliver(&mut a, for_a);
     assert_eq!(a.messages(), b.messages());
     assert_eq!(a.messages().len(), 12);
     // Once converged, nothing more to send.
-    assert!(a.changes_missing_from(&b.heads()).is_empty());
+    assert!(a.changes_missing_from(&b.heads(), 0).is_empty());
 }
 
 #[test]
@@ -202,8 +209,8 @@ fn out_of_order_delivery_is_queued_then_visible() {
     let (alice, bob) = pair();
     let mut a = direct(&alice, &bob);
     let mut b = direct(&bob, &alice);
-    let first = a.write_message(&alice, "1", 1).unwrap().change;
-    let second = a.write_message(&alice, "2", 2).unwrap().change;
+    let first = a.write_message(&alice, "1", None, 1).unwrap().change;
+    let second = a.write_message(&alice, "2", None, 2).unwrap().change;
     assert_eq!(deliver(&mut b, vec![second.clone()]), 0);
     let h: ChangeHash = second.verify().unwrap().hash;
     assert!(b.holds(0, &h));
@@ -227,9 +234,9 @@ proptest! {
         let mut from_b = Vec::new();
         for (i, (by_alice, t)) in writes.iter().enumerate() {
             if *by_alice {
-                from_a.push(a.write_message(&alice, &format!("a{i}"), *t).unwrap().change);
+                from_a.push(a.write_message(&alice, &format!("a{i}"), None, *t).unwrap().change);
             } else {
-                from_b.push(b.write_message(&bob, &format!("b{i}"), *t).unwrap().change);
+                from_b.push(b.write_message(&bob, &format!("b{i}"), None, *t).unwrap().change);
             }
         }
         let scramble = |mut v: Vec<SignedChange>| {
@@ -246,12 +253,12 @@ proptest! {
         for change in scramble(from_a) {
             let checked = b.check(vec![change]);
             prop_assert!(checked.rejected.is_empty());
-            b.apply(checked.accepted);
+            b.apply(checked.accepted.into_iter().chain(checked.deferred).collect());
         }
         for change in scramble(from_b) {
             let checked = a.check(vec![change]);
             prop_assert!(checked.rejected.is_empty());
-            a.apply(checked.accepted);
+            a.apply(checked.accepted.into_iter().chain(checked.deferred).collect());
         }
         prop_assert_eq!(a.messages(), b.messages());
         prop_assert_eq!(a.messages().len(), writes.len());

@@ -767,7 +767,7 @@ impl Actor {
                         return;
                     }
                 }
-                match self.chats.missing_batches(&chat, &heads) {
+                match self.chats.missing_batches(&key, &chat, &heads) {
                     Ok(batches) => {
                         for batch in batches {
                             self.send_push(peer, key, batch);

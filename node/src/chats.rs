@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use meshchat_crdt::{
     ChangeHash, ChatId, ChatKind, ChatReplica, Identity, Message, MessageId, PublicKey,
-    SegmentHeads, SignedChange, WriteError,
+    SegmentHeads, SegmentIndex, SignedChange, WriteError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -147,8 +147,8 @@ impl Chats {
         let replica = self
             .replica(&chat)?
             .ok_or(LocalWriteError::UnknownChat(chat))?;
-        let written = replica.write_message(&me, text, now_ms)?;
-        let recipients = recipients(replica.kind(), &me.public());
+        let written = replica.write_message(&me, text, None, now_ms)?;
+        let recipients = recipients(replica, &me.public());
         let result =
             self.persist_write(&written.change, written.hash, &written.message, &recipients);
         if let Err(e) = result {
@@ -219,18 +219,20 @@ impl Chats {
                 });
             }
             out.stored.extend(checked.duplicates);
-            if checked.accepted.is_empty() {
+            let mut valid = checked.accepted;
+            valid.extend(checked.deferred);
+            if valid.is_empty() {
                 continue;
             }
             let persisted = self
                 .store
-                .put_changes(checked.accepted.iter().map(|c| (&c.signed, c.hash)));
+                .put_changes(valid.iter().map(|c| (&c.signed, c.hash)));
             if let Err(e) = persisted {
                 self.replicas.remove(&chat);
                 return Err(e);
             }
-            out.stored.extend(checked.accepted.iter().map(|c| c.hash));
-            to_apply.push((chat, checked.accepted));
+            out.stored.extend(valid.iter().map(|c| c.hash));
+            to_apply.push((chat, valid));
         }
         if !to_apply.is_empty() {
             if let Err(e) = self.store.flush().await {
@@ -242,8 +244,12 @@ impl Chats {
         }
         for (chat, accepted) in to_apply {
             if let Some(replica) = self.replica(&chat)? {
-                let new = replica.apply(accepted);
-                out.new_messages.extend(new.into_iter().map(|m| (chat, m)));
+                let applied = replica.apply(accepted);
+                for rejected in &applied.rejected {
+                    tracing::warn!(%chat, peer = %from, reason = %rejected.reason, "rejected deferred change");
+                }
+                out.new_messages
+                    .extend(applied.new_messages.into_iter().map(|m| (chat, m)));
             }
         }
         Ok(out)
@@ -290,10 +296,12 @@ impl Chats {
                 Response::Error(WireError::NotMember)
             });
         };
-        if !replica.kind().is_member(&from) {
+        if !replica.is_member(&from) {
             return Ok(Response::Error(WireError::NotMember));
         }
-        let mut batches = split_batches(replica.changes_missing_from(their_heads)).into_iter();
+        let from_segment = first_entitled_segment(replica, &from);
+        let mut batches =
+            split_batches(replica.changes_missing_from(their_heads, from_segment)).into_iter();
         let changes = batches.next().unwrap_or_default();
         Ok(Response::Synced {
             changes,
@@ -317,12 +325,16 @@ impl Chats {
     /// Changes of `chat` a replica with `their_heads` lacks, in frame-sized batches.
     pub(crate) fn missing_batches(
         &mut self,
+        peer: &PublicKey,
         chat: &ChatId,
         their_heads: &[SegmentHeads],
     ) -> Result<Vec<Vec<SignedChange>>, StoreError> {
         Ok(match self.replica(chat)? {
-            Some(replica) => split_batches(replica.changes_missing_from(their_heads)),
-            None => Vec::new(),
+            Some(replica) if replica.is_member(peer) => {
+                let from_segment = first_entitled_segment(replica, peer);
+                split_batches(replica.changes_missing_from(their_heads, from_segment))
+            }
+            _ => Vec::new(),
         })
     }
 
@@ -436,8 +448,18 @@ impl Chats {
     }
 }
 
-fn recipients(kind: &ChatKind, me: &PublicKey) -> Vec<PublicKey> {
-    kind.peer_of(me).filter(|p| p != me).into_iter().collect()
+/// Everyone in the chat but this node.
+fn recipients(replica: &ChatReplica, me: &PublicKey) -> Vec<PublicKey> {
+    replica.members().into_keys().filter(|k| k != me).collect()
+}
+
+/// The first history segment `peer` may receive (0 unless it joined a group
+/// whose setting withholds older history).
+fn first_entitled_segment(replica: &ChatReplica, peer: &PublicKey) -> SegmentIndex {
+    replica
+        .group_info()
+        .and_then(|info| info.members.into_iter().find(|m| m.key == *peer))
+        .map_or(0, |m| m.joined_segment)
 }
 
 /// Splits changes into batches of about [`BATCH_BYTES`] each, in order.

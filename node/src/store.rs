@@ -312,7 +312,7 @@ mod tests {
         let bob = Identity::generate();
         let kind = ChatKind::direct(alice.public(), bob.public());
         let mut chat = ChatReplica::new(kind.clone());
-        let written = chat.write_message(&alice, "hello", 5).unwrap();
+        let written = chat.write_message(&alice, "hello", None, 5).unwrap();
         let hash = written.change.verify().unwrap().hash;
         {
             let store = Store::open(tmp.path()).unwrap();
