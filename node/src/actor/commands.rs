@@ -1,0 +1,171 @@
+//! Commands from `Node` handles: local writes, contacts, queries.
+
+use super::*;
+
+impl Actor {
+    pub(super) async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Send { chat, text, reply } => {
+                let result = self.send(chat, &text).await;
+                let _ = reply.send(result);
+            }
+            Command::DirectChat { peer, reply } => {
+                let result = self
+                    .chats
+                    .ensure_direct(peer, now_ms())
+                    .map_err(NodeError::from);
+                let _ = reply.send(result);
+            }
+            Command::Resolve { query, reply } => {
+                let _ = reply.send(self.resolve(&query));
+            }
+            Command::AddContact {
+                peer,
+                name,
+                addrs,
+                reply,
+            } => {
+                let _ = reply.send(self.add_contact(peer, name, addrs));
+            }
+            Command::Contacts { reply } => {
+                let _ = reply.send(self.chats.store().contacts().map_err(Into::into));
+            }
+            Command::Chats { reply } => {
+                let _ = reply.send(self.chats.summaries().map_err(Into::into));
+            }
+            Command::History { chat, limit, reply } => {
+                let result = match self.chats.history(&chat, limit) {
+                    Ok(Some(entries)) => Ok(entries),
+                    Ok(None) => Err(NodeError::NotFound(chat.to_string())),
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Dial { addr, reply } => {
+                let result = self
+                    .swarm
+                    .dial(addr.clone())
+                    .map_err(|e| NodeError::Invalid(format!("cannot dial {addr}: {e}")));
+                if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                    self.remember_addrs(peer, [addr]);
+                }
+                let _ = reply.send(result);
+            }
+            Command::Shutdown { .. } => unreachable!("handled in run"),
+        }
+    }
+
+    pub(super) async fn send(&mut self, chat: ChatId, text: &str) -> Result<Sent, NodeError> {
+        let (message, recipients) =
+            self.chats
+                .write(chat, text, now_ms())
+                .await
+                .map_err(|e| match e {
+                    crate::chats::LocalWriteError::UnknownChat(c) => {
+                        NodeError::NotFound(c.to_string())
+                    }
+                    crate::chats::LocalWriteError::Write(w) => NodeError::Write(w),
+                    crate::chats::LocalWriteError::Store(s) => NodeError::Store(s),
+                })?;
+        self.emit(Event::Message {
+            chat,
+            message: message.clone(),
+            outgoing: true,
+        });
+        for recipient in recipients {
+            if let Some(peer) = peer_id_of(&recipient) {
+                self.emit(Event::Delivery {
+                    chat,
+                    message: message.id,
+                    peer,
+                    state: DeliveryState::Pending,
+                });
+                if self.swarm.is_connected(&peer) {
+                    self.push_outbox(peer);
+                } else {
+                    self.dial_peer(peer);
+                }
+            }
+        }
+        Ok(Sent { chat, message })
+    }
+
+    pub(super) fn resolve(&mut self, query: &str) -> Result<ChatId, NodeError> {
+        if let Ok(chat) = query.parse::<ChatId>() {
+            return match self.chats.exists(&chat)? {
+                true => Ok(chat),
+                false => Err(NodeError::NotFound(query.to_owned())),
+            };
+        }
+        let peer = match query.parse::<PeerId>() {
+            Ok(peer) => peer,
+            Err(_) => {
+                let matches: Vec<Contact> = self
+                    .chats
+                    .store()
+                    .contacts()?
+                    .into_iter()
+                    .filter(|c| c.name.as_deref() == Some(query))
+                    .collect();
+                match matches.as_slice() {
+                    [] => return Err(NodeError::NotFound(query.to_owned())),
+                    [one] => one.peer,
+                    _ => return Err(NodeError::Ambiguous(query.to_owned())),
+                }
+            }
+        };
+        let key = public_key_of(&peer)
+            .ok_or_else(|| NodeError::Invalid(format!("{peer} is not an Ed25519 peer id")))?;
+        Ok(self.chats.ensure_direct(key, now_ms())?)
+    }
+
+    pub(super) fn add_contact(
+        &mut self,
+        peer: PeerId,
+        name: Option<String>,
+        addrs: Vec<Multiaddr>,
+    ) -> Result<Contact, NodeError> {
+        let key = public_key_of(&peer)
+            .ok_or_else(|| NodeError::Invalid(format!("{peer} is not an Ed25519 peer id")))?;
+        if let Some(bad) = addrs
+            .iter()
+            .find(|a| matches!(a.iter().last(), Some(Protocol::P2p(p)) if p != peer))
+        {
+            return Err(NodeError::Invalid(format!("{bad} belongs to another peer")));
+        }
+        let store = self.chats.store();
+        let mut contact = store.contact(&key)?.unwrap_or(Contact {
+            peer,
+            name: None,
+            addrs: Vec::new(),
+        });
+        if name.is_some() {
+            contact.name = name;
+        }
+        for addr in addrs {
+            if !contact.addrs.contains(&addr) {
+                contact.addrs.push(addr);
+            }
+        }
+        contact.addrs.truncate(MAX_ADDRS_PER_PEER);
+        store.put_contact(&key, &contact)?;
+        self.chats.ensure_direct(key, now_ms())?;
+        self.remember_addrs(peer, contact.addrs.iter().cloned());
+        self.backoff.remove(&peer);
+        self.dial_peer(peer);
+        Ok(contact)
+    }
+
+    pub(super) fn status(&self) -> Result<Status, NodeError> {
+        Ok(Status {
+            peer_id: *self.swarm.local_peer_id(),
+            listen_addrs: self.listen_addrs.clone(),
+            connected: self.swarm.connected_peers().copied().collect(),
+            chats: self.chats.store().chats()?.len(),
+            outbox: self.chats.store().outbox_len(),
+        })
+    }
+}

@@ -1,0 +1,248 @@
+//! `/meshchat/direct/1`: pushes with acknowledgements, and anti-entropy sync.
+
+use super::*;
+
+impl Actor {
+    pub(super) fn resync_connected(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            self.start_sync(peer);
+        }
+    }
+
+    pub(super) fn start_sync(&mut self, peer: PeerId) {
+        let Some(key) = public_key_of(&peer) else {
+            return;
+        };
+        let requests = match self.chats.sync_requests_for(key) {
+            Ok(r) => r,
+            Err(error) => {
+                tracing::error!(%error, "cannot read chats for sync");
+                return;
+            }
+        };
+        for (chat, heads) in requests {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .direct
+                .send_request(&peer, Inbound::Request(Request::Sync { chat, heads }));
+            self.pending.insert(id, Pending::Sync { peer: key, chat });
+        }
+    }
+
+    /// Sends the next outbox batch to a connected peer, one push at a time.
+    pub(super) fn push_outbox(&mut self, peer: PeerId) {
+        if self.pushing.contains(&peer) {
+            return;
+        }
+        let Some(key) = public_key_of(&peer) else {
+            return;
+        };
+        match self.chats.outbox_batch(&key) {
+            Ok(batch) if batch.is_empty() => {}
+            Ok(batch) => {
+                self.pushing.insert(peer);
+                self.send_push(peer, key, batch);
+            }
+            Err(error) => tracing::error!(%error, "cannot read outbox"),
+        }
+    }
+
+    pub(super) fn send_push(&mut self, peer: PeerId, key: PublicKey, changes: Vec<SignedChange>) {
+        let hashes = changes
+            .iter()
+            .filter_map(|c| c.decode_stored().ok().map(|v| v.hash))
+            .collect();
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .direct
+            .send_request(&peer, Inbound::Request(Request::Push { changes }));
+        self.pending.insert(id, Pending::Push { peer: key, hashes });
+    }
+
+    pub(super) async fn on_direct_event(
+        &mut self,
+        event: request_response::Event<Inbound, Response>,
+    ) {
+        use request_response::{Event as E, Message as M};
+        match event {
+            E::Message {
+                peer,
+                message: M::Request {
+                    request, channel, ..
+                },
+                ..
+            } => {
+                let response = self.on_request(peer, request).await;
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .direct
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    tracing::debug!(%peer, "peer went away before our response");
+                }
+            }
+            E::Message {
+                peer,
+                message:
+                    M::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(pending) = self.pending.remove(&request_id) {
+                    self.on_response(peer, pending, response).await;
+                }
+            }
+            E::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "request failed");
+                if let Some(Pending::Push { .. }) = self.pending.remove(&request_id) {
+                    self.pushing.remove(&peer);
+                }
+            }
+            E::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound request failed");
+            }
+            E::ResponseSent { .. } => {}
+        }
+    }
+
+    pub(super) async fn on_request(&mut self, peer: PeerId, request: Inbound) -> Response {
+        let Some(from) = public_key_of(&peer) else {
+            return Response::Error(crate::protocol::WireError::NotMember);
+        };
+        let request = match request {
+            Inbound::Request(r) => r,
+            Inbound::Refused(error) => {
+                tracing::warn!(%peer, %error, "refused frame");
+                self.emit(Event::Rejected {
+                    peer,
+                    reason: error.to_string(),
+                });
+                return Response::Error(error);
+            }
+        };
+        match request {
+            Request::Push { changes } => match self.receive(peer, from, changes).await {
+                Ok((stored, rejected)) => Response::Pushed { stored, rejected },
+                Err(error) => Response::Error(crate::protocol::WireError::Storage(error)),
+            },
+            Request::Sync { chat, heads } => match self.chats.answer_sync(from, chat, &heads) {
+                Ok(response) => response,
+                Err(error) => {
+                    Response::Error(crate::protocol::WireError::Storage(error.to_string()))
+                }
+            },
+        }
+    }
+
+    /// Stores and applies changes from `peer`, emitting events. Returns what
+    /// to acknowledge and what was refused.
+    pub(super) async fn receive(
+        &mut self,
+        peer: PeerId,
+        from: PublicKey,
+        changes: Vec<SignedChange>,
+    ) -> Result<(Vec<ChangeHash>, Vec<crate::protocol::RejectedChange>), String> {
+        let me = self.chats.me();
+        let received = self
+            .chats
+            .receive(from, changes, now_ms())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot store received changes");
+                e.to_string()
+            })?;
+        for rejected in &received.rejected {
+            self.emit(Event::Rejected {
+                peer,
+                reason: rejected.reason.clone(),
+            });
+        }
+        for (chat, message) in received.new_messages {
+            let outgoing = message.author == me;
+            self.emit(Event::Message {
+                chat,
+                message,
+                outgoing,
+            });
+        }
+        Ok((received.stored, received.rejected))
+    }
+
+    pub(super) async fn on_response(&mut self, peer: PeerId, pending: Pending, response: Response) {
+        match (pending, response) {
+            (Pending::Push { peer: key, hashes }, Response::Pushed { stored, rejected }) => {
+                self.pushing.remove(&peer);
+                self.on_acknowledged(peer, key, &stored);
+                if !rejected.is_empty() {
+                    tracing::warn!(%peer, count = rejected.len(), first = %rejected[0].reason, "peer refused changes");
+                    let refused: Vec<ChangeHash> = rejected.iter().filter_map(|r| r.hash).collect();
+                    if let Err(error) = self.chats.refused(&key, &refused) {
+                        tracing::error!(%error, "cannot clear refused changes");
+                    }
+                }
+                let acked_all = hashes.iter().all(|h| stored.contains(h));
+                if acked_all || !stored.is_empty() {
+                    self.push_outbox(peer);
+                }
+            }
+            (
+                Pending::Sync { peer: key, chat },
+                Response::Synced {
+                    changes,
+                    heads,
+                    more,
+                },
+            ) => {
+                if !changes.is_empty() {
+                    if let Err(error) = self.receive(peer, key, changes).await {
+                        tracing::warn!(%peer, %error, "sync: cannot store changes");
+                        return;
+                    }
+                }
+                match self.chats.missing_batches(&key, &chat, &heads) {
+                    Ok(batches) => {
+                        for batch in batches {
+                            self.send_push(peer, key, batch);
+                        }
+                    }
+                    Err(error) => tracing::error!(%error, "sync: cannot read changes"),
+                }
+                if more {
+                    self.start_sync(peer);
+                }
+            }
+            (Pending::Push { .. }, response) | (Pending::Sync { .. }, response) => {
+                self.pushing.remove(&peer);
+                tracing::warn!(%peer, ?response, "peer answered with an error");
+            }
+        }
+    }
+
+    pub(super) fn on_acknowledged(&mut self, peer: PeerId, key: PublicKey, stored: &[ChangeHash]) {
+        match self.chats.acknowledged(&key, stored) {
+            Ok(delivered) => {
+                for (chat, message) in delivered {
+                    self.emit(Event::Delivery {
+                        chat,
+                        message,
+                        peer,
+                        state: DeliveryState::Delivered,
+                    });
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot record acknowledgement"),
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The node actor: the one task that owns the libp2p swarm and the chat
+//! engine. Handles talk to it over a bounded channel; it never shares state.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use futures::StreamExt;
+use libp2p::{
+    identify, mdns,
+    multiaddr::Protocol,
+    noise, request_response,
+    swarm::{dial_opts::DialOpts, SwarmEvent},
+    tcp, yamux, Multiaddr, PeerId, Swarm,
+};
+use meshchat_crdt::{ChangeHash, ChatId, PublicKey, SignedChange};
+use tokio::{
+    sync::{broadcast, mpsc, oneshot, Mutex},
+    time::{interval, MissedTickBehavior},
+};
+
+mod commands;
+mod direct;
+mod peers;
+
+use crate::{
+    api::{Command, Event, Node, NodeError, Sent, SpawnError, Status},
+    behaviour::{Behaviour, BehaviourEvent},
+    chats::Chats,
+    config::NodeConfig,
+    data_dir::{DataDir, DirLock},
+    keys::{libp2p_keypair, peer_id_of, public_key_of},
+    protocol::{Inbound, Request, Response},
+    store::{Contact, DeliveryState, Store},
+};
+
+const COMMAND_CAPACITY: usize = 64;
+const EVENT_CAPACITY: usize = 1024;
+/// Addresses remembered per peer.
+const MAX_ADDRS_PER_PEER: usize = 8;
+/// Longest wait between redials of an unreachable peer.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// An outbound request awaiting its response.
+enum Pending {
+    Push {
+        peer: PublicKey,
+        hashes: Vec<ChangeHash>,
+    },
+    Sync {
+        peer: PublicKey,
+        chat: ChatId,
+    },
+}
+
+struct Backoff {
+    next_at: tokio::time::Instant,
+    delay: Duration,
+}
+
+pub(crate) struct Actor {
+    swarm: Swarm<Behaviour>,
+    chats: Chats,
+    config: NodeConfig,
+    events: broadcast::Sender<Event>,
+    commands: mpsc::Receiver<Command>,
+    pending: HashMap<request_response::OutboundRequestId, Pending>,
+    /// Peers with a push in flight (one at a time keeps acks in order).
+    pushing: HashSet<PeerId>,
+    /// Addresses learned from identify, mDNS and contacts.
+    addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    backoff: HashMap<PeerId, Backoff>,
+    listen_addrs: Vec<Multiaddr>,
+    _lock: DirLock,
+}
+
+/// Starts a node on `dir` (which must be initialised) with `config`.
+pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError> {
+    let lock = dir.lock()?;
+    let identity = dir.identity()?;
+    let store = Store::open(&dir.db_path())?;
+    let keypair = libp2p_keypair(&identity);
+    let mdns = config.mdns;
+    let idle = config.idle_timeout();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| SpawnError::Network(e.to_string()))?
+        .with_quic()
+        .with_behaviour(|key| {
+            Behaviour::new(key, mdns)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+        .map_err(|e| SpawnError::Network(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build();
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| SpawnError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    let peer_id = *swarm.local_peer_id();
+    let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
+    let (event_tx, _) = broadcast::channel(EVENT_CAPACITY);
+    let mut actor = Actor {
+        swarm,
+        chats: Chats::new(identity, store),
+        config,
+        events: event_tx.clone(),
+        commands: command_rx,
+        pending: HashMap::new(),
+        pushing: HashSet::new(),
+        addrs: HashMap::new(),
+        backoff: HashMap::new(),
+        listen_addrs: Vec::new(),
+        _lock: lock,
+    };
+    // Wait until every listener is up, so callers can read real addresses.
+    actor.await_listeners().await?;
+    actor.start_connecting();
+    let span = tracing::info_span!("node", peer = %peer_id);
+    let task = tokio::spawn(tracing::Instrument::instrument(actor.run(), span));
+    Ok(Node {
+        commands: command_tx,
+        events: event_tx,
+        peer_id,
+        task: Arc::new(Mutex::new(Some(task))),
+    })
+}
+
+impl Actor {
+    async fn await_listeners(&mut self) -> Result<(), SpawnError> {
+        let wanted = self.config.listen.len();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut up = 0;
+        while up < wanted {
+            let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+                .await
+                .map_err(|_| SpawnError::Network("listeners did not start within 10 s".into()))?;
+            match event {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    up += 1;
+                    self.on_new_listen_addr(address);
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err(SpawnError::Network(error.to_string()));
+                }
+                SwarmEvent::ListenerClosed {
+                    addresses, reason, ..
+                } => {
+                    return Err(SpawnError::Listen {
+                        addr: addresses.first().cloned().unwrap_or_else(Multiaddr::empty),
+                        reason: format!("{reason:?}"),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn on_new_listen_addr(&mut self, address: Multiaddr) {
+        let full = address.with(Protocol::P2p(*self.swarm.local_peer_id()));
+        tracing::info!(addr = %full, "listening");
+        if !self.listen_addrs.contains(&full) {
+            self.listen_addrs.push(full.clone());
+        }
+        self.emit(Event::Listening { addr: full });
+    }
+
+    /// Bootstrap peers and contacts: dial them all once at start.
+    fn start_connecting(&mut self) {
+        for addr in self.config.bootstrap.clone() {
+            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
+            }
+            if let Err(error) = self.swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, %error, "cannot dial bootstrap peer");
+            }
+        }
+        if !self.config.bootstrap.is_empty() {
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+        if let Ok(contacts) = self.chats.store().contacts() {
+            for contact in contacts {
+                self.remember_addrs(contact.peer, contact.addrs.iter().cloned());
+                self.dial_peer(contact.peer);
+            }
+        }
+    }
+
+    async fn run(mut self) {
+        let mut redial = interval(self.config.redial_interval());
+        redial.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut resync = interval(self.config.resync_interval());
+        resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        resync.reset();
+        let shutdown_reply: Option<oneshot::Sender<()>> = loop {
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => break Some(reply),
+                    Some(command) => self.on_command(command).await,
+                    None => break None,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                _ = redial.tick() => self.redial(),
+                _ = resync.tick() => self.resync_connected(),
+            }
+        };
+        if let Err(error) = self.chats.store().flush().await {
+            tracing::error!(%error, "final flush failed");
+        }
+        tracing::info!("node stopped");
+        drop(self);
+        if let Some(reply) = shutdown_reply {
+            let _ = reply.send(());
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        // No subscriber is fine: events are a view, the state is in the store.
+        let _ = self.events.send(event);
+    }
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => self.on_new_listen_addr(address),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                endpoint,
+                ..
+            } => {
+                if endpoint.is_dialer() {
+                    self.remember_addrs(peer_id, [endpoint.get_remote_address().clone()]);
+                }
+                if num_established.get() == 1 {
+                    tracing::debug!(peer = %peer_id, "connected");
+                    self.backoff.remove(&peer_id);
+                    self.emit(Event::PeerConnected { peer: peer_id });
+                    self.start_sync(peer_id);
+                    self.push_outbox(peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.pushing.remove(&peer_id);
+                self.emit(Event::PeerDisconnected { peer: peer_id });
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, %error, "dial failed");
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await,
+            _ => {}
+        }
+    }
+
+    async fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Direct(event) => self.on_direct_event(event).await,
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                for addr in &info.listen_addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, addr.clone());
+                }
+                self.learn_contact_addrs(peer_id, info.listen_addrs);
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    self.remember_addrs(peer, [addr.clone()]);
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+                }
+            }
+            BehaviourEvent::Kad(libp2p::kad::Event::RoutingUpdated {
+                peer, addresses, ..
+            }) => {
+                self.remember_addrs(peer, addresses.into_vec());
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Reaching peers: addresses, dialling, redial with backoff.
+
+use super::*;
+
+impl Actor {
+    pub(super) fn remember_addrs(
+        &mut self,
+        peer: PeerId,
+        addrs: impl IntoIterator<Item = Multiaddr>,
+    ) {
+        let known = self.addrs.entry(peer).or_default();
+        for addr in addrs {
+            let addr: Multiaddr = addr
+                .into_iter()
+                .filter(|p| !matches!(p, Protocol::P2p(_)))
+                .collect();
+            if !known.contains(&addr) {
+                known.insert(0, addr);
+            }
+        }
+        known.truncate(MAX_ADDRS_PER_PEER);
+    }
+
+    pub(super) fn dial_peer(&mut self, peer: PeerId) {
+        if self.swarm.is_connected(&peer) || peer == *self.swarm.local_peer_id() {
+            return;
+        }
+        let addrs = self.addrs.get(&peer).cloned().unwrap_or_default();
+        if addrs.is_empty() {
+            // Ask the DHT; a found address is dialled by kad's routing update.
+            self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+            return;
+        }
+        let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+        if let Err(error) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, %error, "dial not started");
+        }
+    }
+
+    /// Periodically reach peers that have undelivered changes, and contacts.
+    pub(super) fn redial(&mut self) {
+        let now = tokio::time::Instant::now();
+        let mut peers: Vec<PeerId> = self
+            .chats
+            .store()
+            .outbox_peers()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(peer_id_of)
+            .collect();
+        peers.extend(
+            self.chats
+                .store()
+                .contacts()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.peer),
+        );
+        peers.sort();
+        peers.dedup();
+        for peer in peers {
+            if self.swarm.is_connected(&peer) {
+                // Connected but undelivered (a push failed or timed out): retry.
+                self.push_outbox(peer);
+                continue;
+            }
+            let backoff = self.backoff.entry(peer).or_insert(Backoff {
+                next_at: now,
+                delay: Duration::ZERO,
+            });
+            if backoff.next_at > now {
+                continue;
+            }
+            backoff.delay = (backoff.delay * 2)
+                .max(self.config.redial_interval())
+                .min(MAX_BACKOFF);
+            backoff.next_at = now + backoff.delay;
+            self.dial_peer(peer);
+        }
+    }
+
+    /// Keeps a contact's stored addresses fresh with what it announces, so the
+    /// side that was added by PeerId alone can reach back later.
+    pub(super) fn learn_contact_addrs(&mut self, peer: PeerId, announced: Vec<Multiaddr>) {
+        let usable: Vec<Multiaddr> = announced
+            .into_iter()
+            .filter(|a| !is_unspecified(a))
+            .take(MAX_ADDRS_PER_PEER)
+            .collect();
+        self.remember_addrs(peer, usable.iter().cloned());
+        let Some(key) = public_key_of(&peer) else {
+            return;
+        };
+        let store = self.chats.store();
+        if let Ok(Some(mut contact)) = store.contact(&key) {
+            if contact.addrs != usable && !usable.is_empty() {
+                contact.addrs = usable;
+                if let Err(error) = store.put_contact(&key, &contact) {
+                    tracing::warn!(%error, "cannot update contact addresses");
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
