@@ -136,6 +136,20 @@ impl ChatKind {
     pub fn is_group(&self) -> bool {
         matches!(self, Self::Group { .. })
     }
+
+    /// The group a genesis change (the first change of a group's metadata)
+    /// founds, if `change` is one and its content matches the chat id it
+    /// claims. Lets a node adopt a group it is invited to.
+    pub fn from_genesis(change: &VerifiedChange) -> Option<Self> {
+        if change.signed.segment != META_SEGMENT || !change.change.deps().is_empty() {
+            return None;
+        }
+        let mut doc = automerge::Automerge::new();
+        doc.apply_changes([change.change.clone()]).ok()?;
+        let (creator, nonce) = meta::founder(&doc)?;
+        let kind = Self::Group { creator, nonce };
+        (creator == change.author && kind.chat_id() == change.signed.chat).then_some(kind)
+    }
 }
 
 enum Verdict {

@@ -193,6 +193,13 @@ pub(crate) fn roles_at(doc: &Automerge, heads: Option<&[AmHash]>) -> BTreeMap<Pu
     roles
 }
 
+/// The creator and nonce recorded by the genesis change.
+pub(crate) fn founder(doc: &Automerge) -> Option<(PublicKey, crate::ids::GroupNonce)> {
+    let creator = str_at(doc, &ROOT, CREATED_BY, None)?.parse().ok()?;
+    let nonce = str_at(doc, &ROOT, NONCE, None)?.parse().ok()?;
+    Some((creator, nonce))
+}
+
 /// The full metadata state.
 pub(crate) fn info(doc: &Automerge) -> Option<GroupInfo> {
     let creator = str_at(doc, &ROOT, CREATED_BY, None)?.parse().ok()?;

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use libp2p::{Multiaddr, PeerId};
-use meshchat_crdt::{ChatId, Message, MessageId, PublicKey};
+use meshchat_crdt::{ChatId, GroupInfo, Message, MessageId, PublicKey};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
 
 use crate::{
-    chats::{ChatSummary, HistoryEntry},
+    chats::{ChatOp, ChatSummary, ExportSummary, HistoryEntry, OpOutcome},
     data_dir::DataDirError,
     store::{Contact, DeliveryState, StoreError},
 };
@@ -27,6 +27,28 @@ pub enum Event {
         message: Message,
         /// Written by this node's user.
         outgoing: bool,
+    },
+    /// A message was edited, deleted or reacted to.
+    MessageUpdated {
+        /// The chat.
+        chat: ChatId,
+        /// The message as it is now.
+        message: Message,
+    },
+    /// A group's members, roles, name or settings changed.
+    GroupChanged {
+        /// The group.
+        chat: ChatId,
+    },
+    /// This node joined a group (it was added by an admin).
+    GroupJoined {
+        /// The group.
+        chat: ChatId,
+    },
+    /// This node is no longer in a group (removed, or left).
+    GroupLeft {
+        /// The group.
+        chat: ChatId,
     },
     /// An outgoing message's delivery state changed for one recipient.
     Delivery {
@@ -109,6 +131,9 @@ pub enum NodeError {
     /// Storage failed (disk full, I/O error): nothing was acknowledged.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    /// A file could not be written (export).
+    #[error("{0}")]
+    Io(String),
 }
 
 /// The node could not start.
@@ -138,10 +163,28 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
 /// Commands from handles to the actor.
 pub(crate) enum Command {
-    Send {
+    Op {
         chat: ChatId,
-        text: String,
-        reply: Reply<Sent>,
+        op: ChatOp,
+        reply: Reply<OpOutcome>,
+    },
+    CreateGroup {
+        name: String,
+        members: Vec<PublicKey>,
+        reply: Reply<ChatId>,
+    },
+    GroupInfo {
+        chat: ChatId,
+        reply: Reply<GroupInfo>,
+    },
+    Export {
+        chat: ChatId,
+        dir: std::path::PathBuf,
+        reply: Reply<ExportSummary>,
+    },
+    Disconnect {
+        peer: PeerId,
+        reply: Reply<()>,
     },
     DirectChat {
         peer: PublicKey,
@@ -222,8 +265,63 @@ impl Node {
     /// Writes `text` into `chat`. Returns once it is durably stored locally
     /// (state `pending`); delivery proceeds in the background.
     pub async fn send(&self, chat: ChatId, text: impl Into<String>) -> Result<Sent, NodeError> {
-        let text = text.into();
-        self.call(|reply| Command::Send { chat, text, reply }).await
+        let op = ChatOp::Send {
+            text: text.into(),
+            reply_to: None,
+        };
+        let outcome = self.op(chat, op).await?;
+        let message = outcome
+            .message
+            .ok_or_else(|| NodeError::Invalid("send produced no message".into()))?;
+        Ok(Sent { chat, message })
+    }
+
+    /// Performs an operation on a chat (send, reply, edit, delete, react, or
+    /// group administration). Returns once it is durably stored locally.
+    pub async fn op(&self, chat: ChatId, op: ChatOp) -> Result<OpOutcome, NodeError> {
+        self.call(|reply| Command::Op { chat, op, reply }).await
+    }
+
+    /// Creates a group with this node as its admin and `members` invited.
+    pub async fn create_group(
+        &self,
+        name: impl Into<String>,
+        members: Vec<PeerId>,
+    ) -> Result<ChatId, NodeError> {
+        let name = name.into();
+        let members = members
+            .iter()
+            .map(|p| {
+                crate::keys::public_key_of(p)
+                    .ok_or_else(|| NodeError::Invalid(format!("{p} is not an Ed25519 peer id")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.call(|reply| Command::CreateGroup {
+            name,
+            members,
+            reply,
+        })
+        .await
+    }
+
+    /// A group's name, members, roles and settings.
+    pub async fn group_info(&self, chat: ChatId) -> Result<GroupInfo, NodeError> {
+        self.call(|reply| Command::GroupInfo { chat, reply }).await
+    }
+
+    /// Writes the chat's Automerge documents and a transcript into `dir`.
+    pub async fn export(
+        &self,
+        chat: ChatId,
+        dir: impl Into<std::path::PathBuf>,
+    ) -> Result<ExportSummary, NodeError> {
+        let dir = dir.into();
+        self.call(|reply| Command::Export { chat, dir, reply }).await
+    }
+
+    /// Closes every connection to `peer` (it may reconnect later).
+    pub async fn disconnect(&self, peer: PeerId) -> Result<(), NodeError> {
+        self.call(|reply| Command::Disconnect { peer, reply }).await
     }
 
     /// The direct chat with `peer`, created if new.

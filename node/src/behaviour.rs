@@ -56,6 +56,12 @@ impl Behaviour {
         let gossip_config = gossipsub::ConfigBuilder::default()
             // Never forward a message before the node has checked it.
             .validate_messages()
+            // Content-addressed ids: the same changes republished by another
+            // member are recognised as duplicates.
+            .message_id_fn(|m| {
+                use sha2::Digest;
+                gossipsub::MessageId::from(sha2::Sha256::digest(&m.data).to_vec())
+            })
             .validation_mode(gossipsub::ValidationMode::Strict)
             .max_transmit_size(1024 * 1024)
             .build()

@@ -16,7 +16,7 @@ mod store;
 pub use actor::spawn;
 pub use api::{Event, Node, NodeError, Sent, SpawnError, Status};
 pub use behaviour::BehaviourError;
-pub use chats::{ChatSummary, HistoryEntry};
+pub use chats::{ChatOp, ChatSummary, ExportSummary, HistoryEntry, OpOutcome};
 pub use config::NodeConfig;
 pub use data_dir::{DataDir, DataDirError, DirLock, LocalProfile};
 pub use keys::{peer_id_of, public_key_of};

@@ -75,6 +75,7 @@ pub(crate) struct Store {
     outbox: sled::Tree,
     delivery: sled::Tree,
     contacts: sled::Tree,
+    reads: sled::Tree,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -122,6 +123,7 @@ impl Store {
             outbox: db.open_tree("outbox")?,
             delivery: db.open_tree("delivery")?,
             contacts: db.open_tree("contacts")?,
+            reads: db.open_tree("reads")?,
             db,
         })
     }
@@ -188,6 +190,18 @@ impl Store {
             .get(change_key(chat, segment, hash))?
             .map(|v| decode("changes", &v))
             .transpose()
+    }
+
+    /// Removes a change wherever it is stored in `chat` (rare: a change held
+    /// for judgement that turned out invalid).
+    pub(crate) fn remove_change(&self, chat: &ChatId, hash: &ChangeHash) -> Result<(), StoreError> {
+        for kv in self.changes.scan_prefix(chat.as_bytes()) {
+            let (key, _) = kv?;
+            if key.ends_with(hash.as_bytes()) {
+                self.changes.remove(key)?;
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn outbox_add(
@@ -277,6 +291,20 @@ impl Store {
                 Ok((PublicKey::from_bytes(peer), decode("delivery", &v)?))
             })
             .collect()
+    }
+
+    /// How many messages by others the user had seen in `chat`.
+    pub(crate) fn seen(&self, chat: &ChatId) -> Result<u64, StoreError> {
+        Ok(self
+            .reads
+            .get(chat.as_bytes())?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    pub(crate) fn set_seen(&self, chat: &ChatId, count: u64) -> Result<(), StoreError> {
+        self.reads.insert(chat.as_bytes(), &count.to_be_bytes())?;
+        Ok(())
     }
 
     pub(crate) fn put_contact(&self, key: &PublicKey, contact: &Contact) -> Result<(), StoreError> {

@@ -5,9 +5,37 @@ use super::*;
 impl Actor {
     pub(super) async fn on_command(&mut self, command: Command) {
         match command {
-            Command::Send { chat, text, reply } => {
-                let result = self.send(chat, &text).await;
+            Command::Op { chat, op, reply } => {
+                let result = self.local_op(chat, op).await;
                 let _ = reply.send(result);
+            }
+            Command::CreateGroup {
+                name,
+                members,
+                reply,
+            } => {
+                let result = self.create_group(&name, &members).await;
+                let _ = reply.send(result);
+            }
+            Command::GroupInfo { chat, reply } => {
+                let result = match self.chats.group_info(&chat) {
+                    Ok(Some(info)) => Ok(info),
+                    Ok(None) => Err(NodeError::NotFound(chat.to_string())),
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Export { chat, dir, reply } => {
+                let result = self.chats.export(&chat, &dir).map_err(|e| match e {
+                    crate::chats::ExportError::UnknownChat(c) => NodeError::NotFound(c.to_string()),
+                    crate::chats::ExportError::Store(s) => NodeError::Store(s),
+                    other => NodeError::Io(other.to_string()),
+                });
+                let _ = reply.send(result);
+            }
+            Command::Disconnect { peer, reply } => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+                let _ = reply.send(Ok(()));
             }
             Command::DirectChat { peer, reply } => {
                 let result = self
@@ -58,39 +86,82 @@ impl Actor {
         }
     }
 
-    pub(super) async fn send(&mut self, chat: ChatId, text: &str) -> Result<Sent, NodeError> {
-        let (message, recipients) =
-            self.chats
-                .write(chat, text, now_ms())
-                .await
-                .map_err(|e| match e {
-                    crate::chats::LocalWriteError::UnknownChat(c) => {
-                        NodeError::NotFound(c.to_string())
-                    }
-                    crate::chats::LocalWriteError::Write(w) => NodeError::Write(w),
-                    crate::chats::LocalWriteError::Store(s) => NodeError::Store(s),
-                })?;
-        self.emit(Event::Message {
-            chat,
-            message: message.clone(),
-            outgoing: true,
-        });
-        for recipient in recipients {
-            if let Some(peer) = peer_id_of(&recipient) {
+    pub(super) async fn local_op(&mut self, chat: ChatId, op: ChatOp) -> Result<OpOutcome, NodeError> {
+        let leaving = matches!(op, ChatOp::Leave);
+        let outcome = self
+            .chats
+            .local_op(chat, op, now_ms())
+            .await
+            .map_err(|e| match e {
+                LocalWriteError::UnknownChat(c) => NodeError::NotFound(c.to_string()),
+                LocalWriteError::Write(w) => NodeError::Write(w),
+                LocalWriteError::Store(s) => NodeError::Store(s),
+            })?;
+        if let Some(message) = &outcome.message {
+            self.emit(Event::Message {
+                chat,
+                message: message.clone(),
+                outgoing: true,
+            });
+        }
+        if let Some(message) = &outcome.updated {
+            self.emit(Event::MessageUpdated {
+                chat,
+                message: message.clone(),
+            });
+        }
+        if outcome.is_group {
+            self.publish(chat, vec![outcome.change.clone()]);
+            if outcome.message.is_none() && outcome.updated.is_none() {
+                self.emit(Event::GroupChanged { chat });
+            }
+            if leaving {
+                self.leave_topic(chat);
+                self.emit(Event::GroupLeft { chat });
+            }
+        }
+        for key in &outcome.push_to {
+            let Some(peer) = peer_id_of(key) else { continue };
+            if let Some(message) = &outcome.message {
                 self.emit(Event::Delivery {
                     chat,
                     message: message.id,
                     peer,
                     state: DeliveryState::Pending,
                 });
-                if self.swarm.is_connected(&peer) {
-                    self.push_outbox(peer);
-                } else {
-                    self.dial_peer(peer);
-                }
+            }
+            self.deliver_to(peer);
+        }
+        Ok(outcome)
+    }
+
+    async fn create_group(&mut self, name: &str, members: &[PublicKey]) -> Result<ChatId, NodeError> {
+        let (chat, _genesis, invited) = self
+            .chats
+            .create_group(name, members, now_ms())
+            .await
+            .map_err(|e| match e {
+                LocalWriteError::UnknownChat(c) => NodeError::NotFound(c.to_string()),
+                LocalWriteError::Write(w) => NodeError::Write(w),
+                LocalWriteError::Store(s) => NodeError::Store(s),
+            })?;
+        self.join_topic(chat);
+        self.emit(Event::GroupJoined { chat });
+        for key in invited {
+            if let Some(peer) = peer_id_of(&key) {
+                self.deliver_to(peer);
             }
         }
-        Ok(Sent { chat, message })
+        Ok(chat)
+    }
+
+    /// Pushes the outbox now if connected, else dials.
+    pub(super) fn deliver_to(&mut self, peer: PeerId) {
+        if self.swarm.is_connected(&peer) {
+            self.push_outbox(peer);
+        } else {
+            self.dial_peer(peer);
+        }
     }
 
     pub(super) fn resolve(&mut self, query: &str) -> Result<ChatId, NodeError> {
@@ -111,7 +182,11 @@ impl Actor {
                     .filter(|c| c.name.as_deref() == Some(query))
                     .collect();
                 match matches.as_slice() {
-                    [] => return Err(NodeError::NotFound(query.to_owned())),
+                    [] => {
+                        return self
+                            .group_named(query)?
+                            .ok_or_else(|| NodeError::NotFound(query.to_owned()))
+                    }
                     [one] => one.peer,
                     _ => return Err(NodeError::Ambiguous(query.to_owned())),
                 }
@@ -120,6 +195,21 @@ impl Actor {
         let key = public_key_of(&peer)
             .ok_or_else(|| NodeError::Invalid(format!("{peer} is not an Ed25519 peer id")))?;
         Ok(self.chats.ensure_direct(key, now_ms())?)
+    }
+
+    /// A group by exact name, when exactly one group has it.
+    fn group_named(&mut self, name: &str) -> Result<Option<ChatId>, NodeError> {
+        let mut found = Vec::new();
+        for summary in self.chats.summaries()? {
+            if summary.name.as_deref() == Some(name) {
+                found.push(summary.id);
+            }
+        }
+        match found.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(*one)),
+            _ => Err(NodeError::Ambiguous(name.to_owned())),
+        }
     }
 
     pub(super) fn add_contact(

@@ -31,6 +31,27 @@ impl Actor {
         }
     }
 
+    /// Starts an anti-entropy sync of one chat with one peer.
+    pub(super) fn sync_chat(&mut self, peer: PeerId, chat: ChatId) {
+        let Some(key) = public_key_of(&peer) else {
+            return;
+        };
+        let heads = match self.chats.heads(&chat) {
+            Ok(Some(heads)) => heads,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(%error, "cannot read heads for sync");
+                return;
+            }
+        };
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .direct
+            .send_request(&peer, Inbound::Request(Request::Sync { chat, heads }));
+        self.pending.insert(id, Pending::Sync { peer: key, chat });
+    }
+
     /// Sends the next outbox batch to a connected peer, one push at a time.
     pub(super) fn push_outbox(&mut self, peer: PeerId) {
         if self.pushing.contains(&peer) {
@@ -148,6 +169,9 @@ impl Actor {
 
     /// Stores and applies changes from `peer`, emitting events. Returns what
     /// to acknowledge and what was refused.
+    /// Stores and applies changes from `peer` (pushed, synced or gossiped),
+    /// emitting events and following group membership. Returns what to
+    /// acknowledge and what was refused.
     pub(super) async fn receive(
         &mut self,
         peer: PeerId,
@@ -176,6 +200,22 @@ impl Actor {
                 message,
                 outgoing,
             });
+        }
+        for (chat, message) in received.updated_messages {
+            self.emit(Event::MessageUpdated { chat, message });
+        }
+        for chat in received.adopted {
+            self.join_topic(chat);
+            self.emit(Event::GroupJoined { chat });
+            // Fetch the history from whoever invited us, and anyone else connected.
+            let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+            for p in peers {
+                self.sync_chat(p, chat);
+            }
+        }
+        for chat in received.meta_changed {
+            self.emit(Event::GroupChanged { chat });
+            self.follow_membership(chat);
         }
         Ok((received.stored, received.rejected))
     }
@@ -220,7 +260,7 @@ impl Actor {
                     Err(error) => tracing::error!(%error, "sync: cannot read changes"),
                 }
                 if more {
-                    self.start_sync(peer);
+                    self.sync_chat(peer, chat);
                 }
             }
             (Pending::Push { .. }, response) | (Pending::Sync { .. }, response) => {

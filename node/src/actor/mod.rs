@@ -23,10 +23,12 @@ use tokio::{
 
 mod commands;
 mod direct;
+mod gossip;
 mod peers;
 
 use crate::{
-    api::{Command, Event, Node, NodeError, Sent, SpawnError, Status},
+    api::{Command, Event, Node, NodeError, SpawnError, Status},
+    chats::{ChatOp, LocalWriteError, OpOutcome},
     behaviour::{Behaviour, BehaviourEvent},
     chats::Chats,
     config::NodeConfig,
@@ -80,6 +82,8 @@ pub(crate) struct Actor {
     addrs: HashMap<PeerId, Vec<Multiaddr>>,
     backoff: HashMap<PeerId, Backoff>,
     listen_addrs: Vec<Multiaddr>,
+    /// Group topics this node is subscribed to.
+    topics: HashMap<libp2p::gossipsub::TopicHash, ChatId>,
     _lock: DirLock,
 }
 
@@ -129,10 +133,12 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
         addrs: HashMap::new(),
         backoff: HashMap::new(),
         listen_addrs: Vec::new(),
+        topics: HashMap::new(),
         _lock: lock,
     };
     // Wait until every listener is up, so callers can read real addresses.
     actor.await_listeners().await?;
+    actor.join_my_topics();
     actor.start_connecting();
     let span = tracing::info_span!("node", peer = %peer_id);
     let task = tokio::spawn(tracing::Instrument::instrument(actor.run(), span));
@@ -281,6 +287,7 @@ impl Actor {
     async fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Direct(event) => self.on_direct_event(event).await,
+            BehaviourEvent::Gossipsub(event) => self.on_gossip_event(event).await,
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 for addr in &info.listen_addrs {
                     self.swarm

@@ -108,6 +108,7 @@ impl From<NodeError> for ControlError {
             NodeError::Invalid(_) => "invalid",
             NodeError::Write(_) => "write",
             NodeError::Store(_) => "storage",
+            NodeError::Io(_) => "io",
         };
         Self::new(code, e.to_string())
     }

@@ -4,17 +4,24 @@
 //! On any storage error the affected replica is dropped from memory, so the
 //! in-memory view never runs ahead of what is on disk.
 
+mod local;
+mod views;
+
 use std::collections::{BTreeMap, HashMap};
 
 use meshchat_crdt::{
     ChangeHash, ChatId, ChatKind, ChatReplica, Identity, Message, MessageId, PublicKey,
-    SegmentHeads, SegmentIndex, SignedChange, WriteError,
+    SegmentHeads, SegmentIndex, SignedChange, VerifiedChange,
 };
-use serde::{Deserialize, Serialize};
+
+pub(crate) use local::LocalWriteError;
+pub use local::{ChatOp, OpOutcome};
+pub(crate) use views::ExportError;
+pub use views::{ChatSummary, ExportSummary, HistoryEntry};
 
 use crate::{
     protocol::{RejectedChange, Response, WireError},
-    store::{ChatRecord, DeliveryState, OutboxEntry, Store, StoreError},
+    store::{ChatRecord, DeliveryState, Store, StoreError},
 };
 
 /// Bytes of changes put in one push or sync answer, well under the frame limits.
@@ -22,48 +29,18 @@ pub(crate) const BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// Changes taken from the outbox for one push.
 pub(crate) const OUTBOX_BATCH: usize = 512;
 
-/// A message in a history listing, with its delivery state when it is ours.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    /// The message.
-    pub message: Message,
-    /// Whether this node's user wrote it.
-    pub outgoing: bool,
-    /// For outgoing messages: the least-advanced state over the recipients.
-    pub delivery: Option<DeliveryState>,
-}
-
-/// One line of the chat list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatSummary {
-    /// The chat.
-    pub id: ChatId,
-    /// Who is in it.
-    pub kind: ChatKind,
-    /// Number of messages.
-    pub messages: usize,
-    /// The newest message.
-    pub last: Option<Message>,
-}
-
 /// What receiving a batch of changes did.
 #[derive(Debug, Default)]
 pub(crate) struct Received {
-    /// Durably held now (new or duplicate): acknowledge these.
+    /// Durably held now (new, deferred or duplicate): acknowledge these.
     pub(crate) stored: Vec<ChangeHash>,
     pub(crate) rejected: Vec<RejectedChange>,
     pub(crate) new_messages: Vec<(ChatId, Message)>,
-}
-
-/// Why a local write failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum LocalWriteError {
-    #[error("no chat {0}")]
-    UnknownChat(ChatId),
-    #[error(transparent)]
-    Write(#[from] WriteError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    pub(crate) updated_messages: Vec<(ChatId, Message)>,
+    /// Groups whose metadata changed (membership, roles, name, settings).
+    pub(crate) meta_changed: Vec<ChatId>,
+    /// Groups this node just joined (it was invited).
+    pub(crate) adopted: Vec<ChatId>,
 }
 
 pub(crate) struct Chats {
@@ -90,33 +67,29 @@ impl Chats {
     }
 
     /// The replica of `chat`, loaded from disk on first use.
-    fn replica(&mut self, chat: &ChatId) -> Result<Option<&mut ChatReplica>, StoreError> {
+    pub(crate) fn replica(&mut self, chat: &ChatId) -> Result<Option<&mut ChatReplica>, StoreError> {
         if !self.replicas.contains_key(chat) {
             let Some(record) = self.store.chat(chat)? else {
                 return Ok(None);
             };
             let mut replica = ChatReplica::new(record.kind);
-            let mut stored = Vec::new();
-            for signed in self.store.changes_of(chat)? {
-                match signed.decode_stored() {
-                    Ok(change) => stored.push(change),
-                    Err(error) => {
-                        tracing::error!(%chat, %error, "skipping undecodable stored change")
-                    }
-                }
+            let applied = replica.load(self.store.changes_of(chat)?);
+            for rejected in applied.rejected {
+                tracing::warn!(%chat, reason = %rejected.reason, "stored change no longer valid");
             }
-            replica.apply(stored);
             self.replicas.insert(*chat, replica);
         }
         Ok(self.replicas.get_mut(chat))
     }
 
+    /// Forgets the in-memory replica (after a storage error), so the next use
+    /// reloads exactly what is on disk.
+    pub(crate) fn evict(&mut self, chat: &ChatId) {
+        self.replicas.remove(chat);
+    }
+
     /// The direct chat with `peer`, created (and persisted) if new.
-    pub(crate) fn ensure_direct(
-        &mut self,
-        peer: PublicKey,
-        now_ms: i64,
-    ) -> Result<ChatId, StoreError> {
+    pub(crate) fn ensure_direct(&mut self, peer: PublicKey, now_ms: i64) -> Result<ChatId, StoreError> {
         let kind = ChatKind::direct(self.me.public(), peer);
         let id = kind.chat_id();
         if self.store.chat(&id)?.is_none() {
@@ -135,58 +108,30 @@ impl Chats {
         Ok(self.replicas.contains_key(chat) || self.store.chat(chat)?.is_some())
     }
 
-    /// Writes a message, stores it with an outbox entry per recipient, flushes.
-    /// Returns the message and its recipients.
-    pub(crate) async fn write(
-        &mut self,
-        chat: ChatId,
-        text: &str,
-        now_ms: i64,
-    ) -> Result<(Message, Vec<PublicKey>), LocalWriteError> {
-        let me = self.me.clone();
-        let replica = self
-            .replica(&chat)?
-            .ok_or(LocalWriteError::UnknownChat(chat))?;
-        let written = replica.write_message(&me, text, None, now_ms)?;
-        let recipients = recipients(replica, &me.public());
-        let result =
-            self.persist_write(&written.change, written.hash, &written.message, &recipients);
-        if let Err(e) = result {
-            self.replicas.remove(&chat);
-            return Err(e.into());
-        }
-        if let Err(e) = self.store.flush().await {
-            self.replicas.remove(&chat);
-            return Err(e.into());
-        }
-        Ok((written.message, recipients))
+    /// All chats this node knows.
+    pub(crate) fn chat_ids(&self) -> Result<Vec<(ChatId, ChatKind)>, StoreError> {
+        Ok(self
+            .store
+            .chats()?
+            .into_iter()
+            .map(|(id, r)| (id, r.kind))
+            .collect())
     }
 
-    fn persist_write(
-        &self,
-        change: &SignedChange,
-        hash: ChangeHash,
-        message: &Message,
-        recipients: &[PublicKey],
-    ) -> Result<(), StoreError> {
-        self.store.put_changes([(change, hash)])?;
-        for peer in recipients {
-            self.store.outbox_add(
-                peer,
-                &OutboxEntry {
-                    chat: change.chat,
-                    segment: change.segment,
-                    hash,
-                    message: Some(message.id),
-                },
-            )?;
-            self.store
-                .set_delivery(&change.chat, &message.id, peer, DeliveryState::Pending)?;
+    /// Groups this node is a member of.
+    pub(crate) fn my_groups(&mut self) -> Result<Vec<ChatId>, StoreError> {
+        let me = self.me.public();
+        let mut out = Vec::new();
+        for (id, kind) in self.chat_ids()? {
+            if kind.is_group() && self.replica(&id)?.is_some_and(|r| r.is_member(&me)) {
+                out.push(id);
+            }
         }
-        Ok(())
+        Ok(out)
     }
 
-    /// Checks, durably stores, then applies changes pushed by `from`.
+    /// Checks, durably stores, then applies changes received from `from`
+    /// (pushed, synced or gossiped).
     pub(crate) async fn receive(
         &mut self,
         from: PublicKey,
@@ -200,12 +145,18 @@ impl Chats {
         let mut out = Received::default();
         let mut to_apply = Vec::new();
         for (chat, changes) in by_chat {
-            if !self.exists(&chat)? && !self.adopt_direct_chat(&chat, &changes, now_ms)? {
-                out.rejected.extend(changes.iter().map(|c| RejectedChange {
-                    hash: c.verify().ok().map(|v| v.hash),
-                    reason: format!("unknown chat {chat}"),
-                }));
-                continue;
+            if !self.exists(&chat)? {
+                match self.adopt(&chat, &changes, now_ms)? {
+                    Adoption::Direct => {}
+                    Adoption::Group => out.adopted.push(chat),
+                    Adoption::Refused(reason) => {
+                        out.rejected.extend(changes.iter().map(|c| RejectedChange {
+                            hash: c.verify().ok().map(|v| v.hash),
+                            reason: reason.clone(),
+                        }));
+                        continue;
+                    }
+                }
             }
             let Some(replica) = self.replica(&chat)? else {
                 continue;
@@ -224,11 +175,11 @@ impl Chats {
             if valid.is_empty() {
                 continue;
             }
-            let persisted = self
+            if let Err(e) = self
                 .store
-                .put_changes(valid.iter().map(|c| (&c.signed, c.hash)));
-            if let Err(e) = persisted {
-                self.replicas.remove(&chat);
+                .put_changes(valid.iter().map(|c| (&c.signed, c.hash)))
+            {
+                self.evict(&chat);
                 return Err(e);
             }
             out.stored.extend(valid.iter().map(|c| c.hash));
@@ -237,45 +188,84 @@ impl Chats {
         if !to_apply.is_empty() {
             if let Err(e) = self.store.flush().await {
                 for (chat, _) in &to_apply {
-                    self.replicas.remove(chat);
+                    self.evict(chat);
                 }
                 return Err(e);
             }
         }
-        for (chat, accepted) in to_apply {
-            if let Some(replica) = self.replica(&chat)? {
-                let applied = replica.apply(accepted);
-                for rejected in &applied.rejected {
-                    tracing::warn!(%chat, peer = %from, reason = %rejected.reason, "rejected deferred change");
-                }
-                out.new_messages
-                    .extend(applied.new_messages.into_iter().map(|m| (chat, m)));
-            }
+        for (chat, valid) in to_apply {
+            self.apply_stored(chat, valid, &mut out)?;
         }
         Ok(out)
     }
 
-    /// A change for an unknown chat creates it only when the chat is the direct
-    /// chat between this node and the change's (verified) author.
-    fn adopt_direct_chat(
+    /// Applies durably stored changes to the replica and records the effects.
+    fn apply_stored(
+        &mut self,
+        chat: ChatId,
+        changes: Vec<VerifiedChange>,
+        out: &mut Received,
+    ) -> Result<(), StoreError> {
+        let Some(replica) = self.replica(&chat)? else {
+            return Ok(());
+        };
+        let applied = replica.apply(changes);
+        for rejected in &applied.rejected {
+            tracing::warn!(%chat, reason = %rejected.reason, "rejected a deferred change");
+            if let Some(hash) = rejected.hash {
+                // Held for judgement, now refused: it must not stay on disk.
+                self.store.remove_change(&chat, &hash)?;
+            }
+        }
+        out.new_messages
+            .extend(applied.new_messages.into_iter().map(|m| (chat, m)));
+        out.updated_messages
+            .extend(applied.updated_messages.into_iter().map(|m| (chat, m)));
+        if applied.meta_changed {
+            out.meta_changed.push(chat);
+        }
+        Ok(())
+    }
+
+    /// A batch for an unknown chat creates it only when it is the direct chat
+    /// between this node and a change's (verified) author, or a group whose
+    /// genesis is in the batch and that counts this node as a member.
+    fn adopt(
         &mut self,
         chat: &ChatId,
         changes: &[SignedChange],
         now_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Adoption, StoreError> {
         let me = self.me.public();
-        let author = changes
+        let verified: Vec<VerifiedChange> = changes.iter().filter_map(|c| c.verify().ok()).collect();
+        if let Some(author) = verified
             .iter()
-            .filter_map(|c| c.verify().ok())
             .map(|v| v.author)
-            .find(|author| ChatId::direct(&me, author) == *chat);
-        match author {
-            Some(author) => {
-                self.ensure_direct(author, now_ms)?;
-                Ok(true)
-            }
-            None => Ok(false),
+            .find(|author| ChatId::direct(&me, author) == *chat)
+        {
+            self.ensure_direct(author, now_ms)?;
+            return Ok(Adoption::Direct);
         }
+        let Some(kind) = verified.iter().find_map(ChatKind::from_genesis) else {
+            return Ok(Adoption::Refused(format!("unknown chat {chat}")));
+        };
+        // Judge the invitation on a scratch replica: only join if it makes us a member.
+        let mut scratch = ChatReplica::new(kind.clone());
+        let checked = scratch.check(changes.iter().cloned());
+        let mut valid = checked.accepted;
+        valid.extend(checked.deferred);
+        scratch.apply(valid);
+        if !scratch.is_member(&me) {
+            return Ok(Adoption::Refused(format!("not a member of group {chat}")));
+        }
+        self.store.put_chat(
+            chat,
+            &ChatRecord {
+                kind,
+                created_at_ms: now_ms,
+            },
+        )?;
+        Ok(Adoption::Group)
     }
 
     /// Answers a peer's sync request.
@@ -285,8 +275,9 @@ impl Chats {
         chat: ChatId,
         their_heads: &[SegmentHeads],
     ) -> Result<Response, StoreError> {
+        let me = self.me.public();
         let Some(replica) = self.replica(&chat)? else {
-            return Ok(if ChatId::direct(&self.me.public(), &from) == chat {
+            return Ok(if ChatId::direct(&me, &from) == chat {
                 Response::Synced {
                     changes: Vec::new(),
                     heads: Vec::new(),
@@ -296,7 +287,8 @@ impl Chats {
                 Response::Error(WireError::NotMember)
             });
         };
-        if !replica.is_member(&from) {
+        // Only members get history; a removed member gets nothing new.
+        if !replica.is_member(&from) || !replica.is_member(&me) {
             return Ok(Response::Error(WireError::NotMember));
         }
         let from_segment = first_entitled_segment(replica, &from);
@@ -310,16 +302,33 @@ impl Chats {
         })
     }
 
-    /// The chats shared with `peer` and this node's heads for each.
+    /// The chats shared with `peer` (its direct chat and common groups), with
+    /// this node's heads for each.
     pub(crate) fn sync_requests_for(
         &mut self,
         peer: PublicKey,
     ) -> Result<Vec<(ChatId, Vec<SegmentHeads>)>, StoreError> {
-        let chat = ChatId::direct(&self.me.public(), &peer);
-        Ok(match self.replica(&chat)? {
-            Some(replica) => vec![(chat, replica.heads())],
-            None => Vec::new(),
-        })
+        let me = self.me.public();
+        let direct = ChatId::direct(&me, &peer);
+        let mut out = Vec::new();
+        for (id, kind) in self.chat_ids()? {
+            let shared = id == direct
+                || (kind.is_group()
+                    && self
+                        .replica(&id)?
+                        .is_some_and(|r| r.is_member(&peer) && r.is_member(&me)));
+            if shared {
+                if let Some(replica) = self.replica(&id)? {
+                    out.push((id, replica.heads()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// This node's heads for one chat.
+    pub(crate) fn heads(&mut self, chat: &ChatId) -> Result<Option<Vec<SegmentHeads>>, StoreError> {
+        Ok(self.replica(chat)?.map(|r| r.heads()))
     }
 
     /// Changes of `chat` a replica with `their_heads` lacks, in frame-sized batches.
@@ -372,12 +381,8 @@ impl Chats {
         for hash in hashes {
             if let Some(entry) = self.store.outbox_remove(peer, hash)? {
                 if let Some(message) = entry.message {
-                    self.store.set_delivery(
-                        &entry.chat,
-                        &message,
-                        peer,
-                        DeliveryState::Delivered,
-                    )?;
+                    self.store
+                        .set_delivery(&entry.chat, &message, peer, DeliveryState::Delivered)?;
                     delivered.push((entry.chat, message));
                 }
             }
@@ -386,71 +391,18 @@ impl Chats {
     }
 
     /// `peer` refused these changes for good: stop retrying them.
-    pub(crate) fn refused(
-        &self,
-        peer: &PublicKey,
-        hashes: &[ChangeHash],
-    ) -> Result<(), StoreError> {
+    pub(crate) fn refused(&self, peer: &PublicKey, hashes: &[ChangeHash]) -> Result<(), StoreError> {
         for hash in hashes {
             self.store.outbox_remove(peer, hash)?;
         }
         Ok(())
     }
-
-    pub(crate) fn history(
-        &mut self,
-        chat: &ChatId,
-        limit: Option<usize>,
-    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        let me = self.me.public();
-        let Some(replica) = self.replica(chat)? else {
-            return Ok(None);
-        };
-        let messages = replica.messages();
-        let skip = limit.map_or(0, |l| messages.len().saturating_sub(l));
-        let mut out = Vec::with_capacity(messages.len() - skip);
-        for message in messages.into_iter().skip(skip) {
-            let outgoing = message.author == me;
-            let delivery = if outgoing {
-                self.store
-                    .delivery(chat, &message.id)?
-                    .into_iter()
-                    .map(|(_, s)| s)
-                    .min()
-            } else {
-                None
-            };
-            out.push(HistoryEntry {
-                message,
-                outgoing,
-                delivery,
-            });
-        }
-        Ok(Some(out))
-    }
-
-    pub(crate) fn summaries(&mut self) -> Result<Vec<ChatSummary>, StoreError> {
-        let mut out = Vec::new();
-        for (id, record) in self.store.chats()? {
-            let Some(replica) = self.replica(&id)? else {
-                continue;
-            };
-            let messages = replica.messages();
-            out.push(ChatSummary {
-                id,
-                kind: record.kind,
-                messages: messages.len(),
-                last: messages.last().cloned(),
-            });
-        }
-        out.sort_by_key(|s| std::cmp::Reverse(s.last.as_ref().map(|m| m.sent_at_ms)));
-        Ok(out)
-    }
 }
 
-/// Everyone in the chat but this node.
-fn recipients(replica: &ChatReplica, me: &PublicKey) -> Vec<PublicKey> {
-    replica.members().into_keys().filter(|k| k != me).collect()
+enum Adoption {
+    Direct,
+    Group,
+    Refused(String),
 }
 
 /// The first history segment `peer` may receive (0 unless it joined a group
