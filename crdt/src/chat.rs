@@ -238,6 +238,16 @@ impl ChatReplica {
         self.members().contains_key(key)
     }
 
+    /// Whether `key` is or ever was a member. Former members may still
+    /// receive the group's metadata (so they learn they were removed), never
+    /// its later history.
+    pub fn was_member(&self, key: &PublicKey) -> bool {
+        match &self.kind {
+            ChatKind::Direct { a, b } => key == a || key == b,
+            ChatKind::Group { .. } => self.meta().is_some_and(|m| meta::ever_member(&m.doc, key)),
+        }
+    }
+
     /// A group's metadata (`None` for direct chats and groups not yet received).
     pub fn group_info(&self) -> Option<GroupInfo> {
         meta::info(&self.meta()?.doc)

@@ -200,6 +200,13 @@ pub(crate) fn founder(doc: &Automerge) -> Option<(PublicKey, crate::ids::GroupNo
     Some((creator, nonce))
 }
 
+/// Whether `key` is or ever was a member: the creator, or anyone an admin added.
+pub(crate) fn ever_member(doc: &Automerge, key: &PublicKey) -> bool {
+    founder(doc).is_some_and(|(creator, _)| creator == *key)
+        || container(doc, ADDED_BY)
+            .is_some_and(|m| matches!(doc.get(&m, key.to_string()), Ok(Some(_))))
+}
+
 /// The full metadata state.
 pub(crate) fn info(doc: &Automerge) -> Option<GroupInfo> {
     let creator = str_at(doc, &ROOT, CREATED_BY, None)?.parse().ok()?;

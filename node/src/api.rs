@@ -316,7 +316,8 @@ impl Node {
         dir: impl Into<std::path::PathBuf>,
     ) -> Result<ExportSummary, NodeError> {
         let dir = dir.into();
-        self.call(|reply| Command::Export { chat, dir, reply }).await
+        self.call(|reply| Command::Export { chat, dir, reply })
+            .await
     }
 
     /// Closes every connection to `peer` (it may reconnect later).

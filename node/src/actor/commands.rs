@@ -86,7 +86,11 @@ impl Actor {
         }
     }
 
-    pub(super) async fn local_op(&mut self, chat: ChatId, op: ChatOp) -> Result<OpOutcome, NodeError> {
+    pub(super) async fn local_op(
+        &mut self,
+        chat: ChatId,
+        op: ChatOp,
+    ) -> Result<OpOutcome, NodeError> {
         let leaving = matches!(op, ChatOp::Leave);
         let outcome = self
             .chats
@@ -121,7 +125,9 @@ impl Actor {
             }
         }
         for key in &outcome.push_to {
-            let Some(peer) = peer_id_of(key) else { continue };
+            let Some(peer) = peer_id_of(key) else {
+                continue;
+            };
             if let Some(message) = &outcome.message {
                 self.emit(Event::Delivery {
                     chat,
@@ -135,7 +141,11 @@ impl Actor {
         Ok(outcome)
     }
 
-    async fn create_group(&mut self, name: &str, members: &[PublicKey]) -> Result<ChatId, NodeError> {
+    async fn create_group(
+        &mut self,
+        name: &str,
+        members: &[PublicKey],
+    ) -> Result<ChatId, NodeError> {
         let (chat, _genesis, invited) = self
             .chats
             .create_group(name, members, now_ms())

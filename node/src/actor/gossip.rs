@@ -91,7 +91,12 @@ impl Actor {
                 message,
             } => {
                 let acceptance = self
-                    .on_gossip_message(propagation_source, &message.topic, message.source, &message.data)
+                    .on_gossip_message(
+                        propagation_source,
+                        &message.topic,
+                        message.source,
+                        &message.data,
+                    )
                     .await;
                 let _ = self
                     .swarm

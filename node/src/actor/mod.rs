@@ -28,9 +28,9 @@ mod peers;
 
 use crate::{
     api::{Command, Event, Node, NodeError, SpawnError, Status},
-    chats::{ChatOp, LocalWriteError, OpOutcome},
     behaviour::{Behaviour, BehaviourEvent},
     chats::Chats,
+    chats::{ChatOp, LocalWriteError, OpOutcome},
     config::NodeConfig,
     data_dir::{DataDir, DirLock},
     keys::{libp2p_keypair, peer_id_of, public_key_of},

@@ -119,7 +119,9 @@ impl Chats {
                 None,
                 Some(*message),
             ),
-            ChatOp::Delete { message } => (replica.delete_message(&me, *message)?, None, Some(*message)),
+            ChatOp::Delete { message } => {
+                (replica.delete_message(&me, *message)?, None, Some(*message))
+            }
             ChatOp::React { message, emoji } => (
                 replica.react(&me, *message, emoji.as_deref())?,
                 None,
@@ -130,7 +132,9 @@ impl Chats {
             ChatOp::SetRole(key, role) => (replica.set_role(&me, *key, *role)?, None, None),
             ChatOp::Leave => (replica.leave(&me)?, None, None),
             ChatOp::Rename(name) => (replica.rename(&me, name)?, None, None),
-            ChatOp::HistoryForNewMembers(on) => (replica.set_history_for_new_members(&me, *on)?, None, None),
+            ChatOp::HistoryForNewMembers(on) => {
+                (replica.set_history_for_new_members(&me, *on)?, None, None)
+            }
         };
         let updated = if message.is_none() {
             touched.and_then(|id| replica.message(&id))
@@ -141,7 +145,11 @@ impl Chats {
         // Groups travel by gossip and anti-entropy; an invited member gets the
         // metadata through its outbox so it can join.
         let mut push_to: Vec<(PublicKey, Vec<SignedChange>)> = Vec::new();
-        if let Some(peer) = replica.kind().peer_of(&me.public()).filter(|p| *p != me.public()) {
+        if let Some(peer) = replica
+            .kind()
+            .peer_of(&me.public())
+            .filter(|p| *p != me.public())
+        {
             push_to.push((peer, vec![authored.change.clone()]));
         }
         if let ChatOp::AddMember(key) = op {

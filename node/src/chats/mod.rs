@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use meshchat_crdt::{
     ChangeHash, ChatId, ChatKind, ChatReplica, Identity, Message, MessageId, PublicKey,
-    SegmentHeads, SegmentIndex, SignedChange, VerifiedChange,
+    SegmentHeads, SegmentIndex, SignedChange, VerifiedChange, META_SEGMENT,
 };
 
 pub(crate) use local::LocalWriteError;
@@ -67,7 +67,10 @@ impl Chats {
     }
 
     /// The replica of `chat`, loaded from disk on first use.
-    pub(crate) fn replica(&mut self, chat: &ChatId) -> Result<Option<&mut ChatReplica>, StoreError> {
+    pub(crate) fn replica(
+        &mut self,
+        chat: &ChatId,
+    ) -> Result<Option<&mut ChatReplica>, StoreError> {
         if !self.replicas.contains_key(chat) {
             let Some(record) = self.store.chat(chat)? else {
                 return Ok(None);
@@ -89,7 +92,11 @@ impl Chats {
     }
 
     /// The direct chat with `peer`, created (and persisted) if new.
-    pub(crate) fn ensure_direct(&mut self, peer: PublicKey, now_ms: i64) -> Result<ChatId, StoreError> {
+    pub(crate) fn ensure_direct(
+        &mut self,
+        peer: PublicKey,
+        now_ms: i64,
+    ) -> Result<ChatId, StoreError> {
         let kind = ChatKind::direct(self.me.public(), peer);
         let id = kind.chat_id();
         if self.store.chat(&id)?.is_none() {
@@ -237,7 +244,8 @@ impl Chats {
         now_ms: i64,
     ) -> Result<Adoption, StoreError> {
         let me = self.me.public();
-        let verified: Vec<VerifiedChange> = changes.iter().filter_map(|c| c.verify().ok()).collect();
+        let verified: Vec<VerifiedChange> =
+            changes.iter().filter_map(|c| c.verify().ok()).collect();
         if let Some(author) = verified
             .iter()
             .map(|v| v.author)
@@ -287,11 +295,14 @@ impl Chats {
                 Response::Error(WireError::NotMember)
             });
         };
-        // Only members get history; a removed member gets nothing new.
-        if !replica.is_member(&from) || !replica.is_member(&me) {
+        // Only members get history; a former member gets the metadata only
+        // (so it learns it was removed); strangers get nothing.
+        if !replica.is_member(&me) {
             return Ok(Response::Error(WireError::NotMember));
         }
-        let from_segment = first_entitled_segment(replica, &from);
+        let Some(from_segment) = entitlement(replica, &from) else {
+            return Ok(Response::Error(WireError::NotMember));
+        };
         let mut batches =
             split_batches(replica.changes_missing_from(their_heads, from_segment)).into_iter();
         let changes = batches.next().unwrap_or_default();
@@ -339,11 +350,13 @@ impl Chats {
         their_heads: &[SegmentHeads],
     ) -> Result<Vec<Vec<SignedChange>>, StoreError> {
         Ok(match self.replica(chat)? {
-            Some(replica) if replica.is_member(peer) => {
-                let from_segment = first_entitled_segment(replica, peer);
-                split_batches(replica.changes_missing_from(their_heads, from_segment))
-            }
-            _ => Vec::new(),
+            Some(replica) => match entitlement(replica, peer) {
+                Some(from_segment) => {
+                    split_batches(replica.changes_missing_from(their_heads, from_segment))
+                }
+                None => Vec::new(),
+            },
+            None => Vec::new(),
         })
     }
 
@@ -381,8 +394,12 @@ impl Chats {
         for hash in hashes {
             if let Some(entry) = self.store.outbox_remove(peer, hash)? {
                 if let Some(message) = entry.message {
-                    self.store
-                        .set_delivery(&entry.chat, &message, peer, DeliveryState::Delivered)?;
+                    self.store.set_delivery(
+                        &entry.chat,
+                        &message,
+                        peer,
+                        DeliveryState::Delivered,
+                    )?;
                     delivered.push((entry.chat, message));
                 }
             }
@@ -391,7 +408,11 @@ impl Chats {
     }
 
     /// `peer` refused these changes for good: stop retrying them.
-    pub(crate) fn refused(&self, peer: &PublicKey, hashes: &[ChangeHash]) -> Result<(), StoreError> {
+    pub(crate) fn refused(
+        &self,
+        peer: &PublicKey,
+        hashes: &[ChangeHash],
+    ) -> Result<(), StoreError> {
         for hash in hashes {
             self.store.outbox_remove(peer, hash)?;
         }
@@ -405,13 +426,19 @@ enum Adoption {
     Refused(String),
 }
 
-/// The first history segment `peer` may receive (0 unless it joined a group
-/// whose setting withholds older history).
-fn first_entitled_segment(replica: &ChatReplica, peer: &PublicKey) -> SegmentIndex {
-    replica
-        .group_info()
-        .and_then(|info| info.members.into_iter().find(|m| m.key == *peer))
-        .map_or(0, |m| m.joined_segment)
+/// What `peer` may receive of a chat: `Some(first history segment)` (0 unless
+/// it joined a group whose setting withholds older history; `META_SEGMENT`,
+/// i.e. metadata only, for a former member), or `None` for a stranger.
+fn entitlement(replica: &ChatReplica, peer: &PublicKey) -> Option<SegmentIndex> {
+    if replica.is_member(peer) {
+        return Some(
+            replica
+                .group_info()
+                .and_then(|info| info.members.into_iter().find(|m| m.key == *peer))
+                .map_or(0, |m| m.joined_segment),
+        );
+    }
+    replica.was_member(peer).then_some(META_SEGMENT)
 }
 
 /// Splits changes into batches of about [`BATCH_BYTES`] each, in order.

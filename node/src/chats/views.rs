@@ -127,10 +127,12 @@ impl Chats {
 
     /// Writes the chat's Automerge documents (`meta.automerge` for a group,
     /// `segment-NNNNNN.automerge` per history segment) and `transcript.txt`.
-    pub(crate) fn export(&mut self, chat: &ChatId, dir: &Path) -> Result<ExportSummary, ExportError> {
-        let replica = self
-            .replica(chat)?
-            .ok_or(ExportError::UnknownChat(*chat))?;
+    pub(crate) fn export(
+        &mut self,
+        chat: &ChatId,
+        dir: &Path,
+    ) -> Result<ExportSummary, ExportError> {
+        let replica = self.replica(chat)?.ok_or(ExportError::UnknownChat(*chat))?;
         let io = |path: &Path| {
             let path = path.display().to_string();
             move |source| ExportError::Io { path, source }
@@ -154,8 +156,16 @@ impl Chats {
             transcript.push_str(&format!("# {}\n\n", info.name));
         }
         for m in &messages {
-            let text = if m.deleted { "(deleted)" } else { m.text.as_str() };
-            let edited = if m.edited_at_ms.is_some() { " (edited)" } else { "" };
+            let text = if m.deleted {
+                "(deleted)"
+            } else {
+                m.text.as_str()
+            };
+            let edited = if m.edited_at_ms.is_some() {
+                " (edited)"
+            } else {
+                ""
+            };
             let reply = m
                 .reply_to
                 .map(|r| format!(" [reply to {}]", &r.to_string()[..8]))

@@ -17,8 +17,7 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
@@ -36,10 +35,13 @@ pub struct Peer {
 
 impl Peer {
     pub async fn start(name: &'static str) -> Self {
+        Self::start_with(name, NodeConfig::loopback()).await
+    }
+
+    pub async fn start_with(name: &'static str, config: NodeConfig) -> Self {
         init_tracing();
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = DataDir::new(tmp.path().join(name));
-        let config = NodeConfig::loopback();
         dir.init(Some(name), &config).expect("init");
         let node = meshchat_node::spawn(&dir, config.clone())
             .await
@@ -88,7 +90,11 @@ impl Peer {
     /// Adds `other` as a contact (with its addresses) and returns the chat.
     pub async fn add(&self, other: &Peer) -> ChatId {
         self.node
-            .add_contact(other.peer_id(), Some(other.name.into()), other.addrs().await)
+            .add_contact(
+                other.peer_id(),
+                Some(other.name.into()),
+                other.addrs().await,
+            )
             .await
             .expect("add contact");
         self.node.direct_chat(other.peer_id()).await.expect("chat")
@@ -107,7 +113,11 @@ impl Peer {
     }
 
     /// Waits for the first event `pick` maps to `Some`.
-    pub async fn wait_for<T>(&mut self, what: &str, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+    pub async fn wait_for<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&Event) -> Option<T>,
+    ) -> T {
         let events = &mut self.events;
         tokio::time::timeout(WAIT, async {
             loop {

@@ -1,0 +1,246 @@
+//! Group chats between real nodes on loopback: invitations, gossip, a
+//! partition healed by anti-entropy, membership changes.
+
+mod common;
+
+use common::Peer;
+use meshchat_node::{crdt::ChatId, ChatOp, Event, NodeConfig, PeerId};
+
+/// Loopback nodes that never redial on their own, so a partition holds until
+/// the test heals it.
+fn no_redial() -> NodeConfig {
+    NodeConfig {
+        redial_secs: 3600,
+        ..NodeConfig::loopback()
+    }
+}
+
+async fn start(names: &[&'static str], config: NodeConfig) -> Vec<Peer> {
+    let mut peers = Vec::new();
+    for name in names {
+        peers.push(Peer::start_with(name, config.clone()).await);
+    }
+    peers
+}
+
+/// Every pair becomes contacts (and so connected).
+async fn full_mesh(peers: &[Peer]) {
+    for (i, a) in peers.iter().enumerate() {
+        for b in &peers[i + 1..] {
+            a.add(b).await;
+        }
+    }
+}
+
+async fn wait_joined(peer: &mut Peer, chat: ChatId) {
+    peer.wait_for("joining the group", |e| match e {
+        Event::GroupJoined { chat: c } if *c == chat => Some(()),
+        _ => None,
+    })
+    .await;
+}
+
+/// Waits until `peer` has seen `n` messages in `chat` arrive from others.
+async fn wait_group_messages(peer: &mut Peer, chat: ChatId, n: usize) {
+    let mut seen = 0;
+    while seen < n {
+        peer.wait_for("a group message", |e| match e {
+            Event::Message {
+                chat: c,
+                outgoing: false,
+                ..
+            } if *c == chat => Some(()),
+            _ => None,
+        })
+        .await;
+        seen += 1;
+    }
+}
+
+/// Waits, event by event, until `peer` holds `n` messages in `chat`.
+async fn wait_history_len(peer: &mut Peer, chat: ChatId, n: usize) {
+    while peer.history(chat).await.len() < n {
+        peer.wait_for("more history", |e| match e {
+            Event::Message { chat: c, .. } if *c == chat => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+}
+
+async fn create(peers: &mut [Peer], name: &str) -> ChatId {
+    let members: Vec<PeerId> = peers[1..].iter().map(Peer::peer_id).collect();
+    let chat = peers[0].node.create_group(name, members).await.unwrap();
+    for peer in &mut peers[1..] {
+        wait_joined(peer, chat).await;
+    }
+    chat
+}
+
+async fn ids(peer: &Peer, chat: ChatId) -> Vec<String> {
+    peer.history(chat)
+        .await
+        .into_iter()
+        .map(|e| format!("{}:{}", e.message.id, e.message.text))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_members_see_every_message() {
+    let mut peers = start(&["ann", "ben", "cat", "dan", "eve"], NodeConfig::loopback()).await;
+    full_mesh(&peers).await;
+    let chat = create(&mut peers, "five").await;
+    let info = peers[3].node.group_info(chat).await.unwrap();
+    assert_eq!(info.name, "five");
+    assert_eq!(info.members.len(), 5);
+    for i in 0..5 {
+        peers[i]
+            .node
+            .send(chat, format!("hello from {i}"))
+            .await
+            .unwrap();
+    }
+    for peer in &mut peers {
+        wait_group_messages(peer, chat, 4).await;
+    }
+    let first = ids(&peers[0], chat).await;
+    assert_eq!(first.len(), 5);
+    for peer in &peers[1..] {
+        assert_eq!(ids(peer, chat).await, first);
+    }
+    for peer in &peers {
+        peer.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_then_heal_converges() {
+    let mut peers = start(&["ann", "ben", "cat", "dan", "eve"], no_redial()).await;
+    full_mesh(&peers).await;
+    let chat = create(&mut peers, "split").await;
+    // Partition {ann, ben} | {cat, dan, eve}.
+    for a in 0..2 {
+        for b in 2..5 {
+            let other = peers[b].peer_id();
+            peers[a].node.disconnect(other).await.unwrap();
+        }
+    }
+    for a in 0..2 {
+        for _ in 2..5 {
+            peers[a]
+                .wait_for("the partition", |e| {
+                    matches!(e, Event::PeerDisconnected { .. }).then_some(())
+                })
+                .await;
+        }
+    }
+    // Both sides write, including a reply and a reaction.
+    let left = peers[0].node.send(chat, "left 1").await.unwrap();
+    peers[1].node.send(chat, "left 2").await.unwrap();
+    peers[2].node.send(chat, "right 1").await.unwrap();
+    peers[3].node.send(chat, "right 2").await.unwrap();
+    peers[4].node.send(chat, "right 3").await.unwrap();
+    wait_group_messages(&mut peers[1], chat, 1).await;
+    peers[1]
+        .node
+        .op(
+            chat,
+            ChatOp::React {
+                message: left.message.id,
+                emoji: Some("👍".into()),
+            },
+        )
+        .await
+        .unwrap();
+    // Heal with a single link; anti-entropy and gossip carry the rest.
+    let addr = peers[2].addrs().await.remove(0);
+    peers[1].node.dial(addr).await.unwrap();
+    for peer in &mut peers {
+        wait_history_len(peer, chat, 5).await;
+    }
+    let reference = ids(&peers[0], chat).await;
+    for peer in &peers[1..] {
+        assert_eq!(ids(peer, chat).await, reference);
+    }
+    for peer in &peers {
+        peer.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_member_stops_receiving_and_cannot_write() {
+    let mut peers = start(&["ann", "ben", "cat"], NodeConfig::loopback()).await;
+    full_mesh(&peers).await;
+    let chat = create(&mut peers, "club").await;
+    let cat_key = meshchat_node::public_key_of(&peers[2].peer_id()).unwrap();
+    peers[0]
+        .node
+        .op(chat, ChatOp::RemoveMember(cat_key))
+        .await
+        .unwrap();
+    peers[2]
+        .wait_for("being removed", |e| match e {
+            Event::GroupLeft { chat: c } if *c == chat => Some(()),
+            _ => None,
+        })
+        .await;
+    assert!(peers[2].node.send(chat, "am I still here?").await.is_err());
+    peers[0].node.send(chat, "after cat left").await.unwrap();
+    wait_group_messages(&mut peers[1], chat, 1).await;
+    // Ben got it; cat did not, and a sync with cat refuses to give it.
+    peers[2].node.disconnect(peers[0].peer_id()).await.unwrap();
+    let texts: Vec<String> = peers[2]
+        .history(chat)
+        .await
+        .into_iter()
+        .map(|e| e.message.text)
+        .collect();
+    assert!(!texts.contains(&"after cat left".to_string()));
+    let info = peers[1].node.group_info(chat).await.unwrap();
+    assert_eq!(info.members.len(), 2);
+    for peer in &peers {
+        peer.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_member_joins_and_gets_history_and_edits_flow() {
+    let mut peers = start(&["ann", "ben", "cat"], NodeConfig::loopback()).await;
+    full_mesh(&peers).await;
+    let members = vec![peers[1].peer_id()];
+    let chat = peers[0].node.create_group("late", members).await.unwrap();
+    wait_joined(&mut peers[1], chat).await;
+    let sent = peers[1].node.send(chat, "before cat").await.unwrap();
+    wait_group_messages(&mut peers[0], chat, 1).await;
+    let cat_key = meshchat_node::public_key_of(&peers[2].peer_id()).unwrap();
+    peers[0]
+        .node
+        .op(chat, ChatOp::AddMember(cat_key))
+        .await
+        .unwrap();
+    wait_joined(&mut peers[2], chat).await;
+    wait_group_messages(&mut peers[2], chat, 1).await;
+    // Edit propagates as an update.
+    peers[1]
+        .node
+        .op(
+            chat,
+            ChatOp::Edit {
+                message: sent.message.id,
+                text: "before cat (edited)".into(),
+            },
+        )
+        .await
+        .unwrap();
+    peers[2]
+        .wait_for("the edit", |e| match e {
+            Event::MessageUpdated { message, .. } if message.text == "before cat (edited)" => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    for peer in &peers {
+        peer.stop().await;
+    }
+}
