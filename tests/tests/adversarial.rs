@@ -267,6 +267,7 @@ fn sign_as(signer: &Identity, chat: ChatId, change: &automerge::Change) -> Signe
     SignedChange {
         chat,
         segment,
+        meta_heads: Vec::new(),
         change: change.raw_bytes().to_vec(),
         signature: key.sign(&msg).to_bytes(),
     }
@@ -322,7 +323,7 @@ async fn forged_signature_is_rejected_and_not_shown() {
     let chat = ChatId::direct(&mallory.public(), &key_of(&bob));
     let mut replica = ChatReplica::new(ChatKind::direct(mallory.public(), key_of(&bob)));
     let first = replica
-        .write_message(&mallory.identity, "first", now_ms())
+        .write_message(&mallory.identity, "first", None, now_ms())
         .expect("write");
     assert_eq!(first.change.chat, chat);
 
@@ -348,7 +349,7 @@ async fn forged_signature_is_rejected_and_not_shown() {
 
     // 3. A forged change in the now-existing chat is refused by the replica.
     let second = replica
-        .write_message(&mallory.identity, "second", now_ms())
+        .write_message(&mallory.identity, "second", None, now_ms())
         .expect("write");
     let mut forged = second.change.clone();
     *forged.signature.last_mut().expect("64 bytes") ^= 0x80;
@@ -556,7 +557,7 @@ async fn stranger_cannot_write_into_or_read_others_chats() {
         &message_change(&me, &me, "x"),
     );
     let by_carol = ChatReplica::new(ChatKind::direct(carol.public(), dave.public()))
-        .write_message(&carol, "relayed", now_ms())
+        .write_message(&carol, "relayed", None, now_ms())
         .expect("write")
         .change;
     let (stored, rejected) = pushed(mallory.push(vec![by_mallory, by_carol]).await);
