@@ -11,12 +11,12 @@ use serde::Serialize;
 
 use crate::format::{self, Names};
 
-fn print_json(value: &impl Serialize) -> Result<()> {
+pub(crate) fn print_json(value: &impl Serialize) -> Result<()> {
     println!("{}", serde_json::to_string(value)?);
     Ok(())
 }
 
-async fn connect(dir: &DataDir) -> Result<ControlClient> {
+pub(crate) async fn connect(dir: &DataDir) -> Result<ControlClient> {
     if !dir.is_initialised() {
         anyhow::bail!(
             "{} has no identity: run `meshchat init` first",
@@ -26,7 +26,7 @@ async fn connect(dir: &DataDir) -> Result<ControlClient> {
     Ok(ControlClient::connect(dir.root(), &dir.socket_path()).await?)
 }
 
-async fn names(client: &mut ControlClient) -> Result<Names> {
+pub(crate) async fn names(client: &mut ControlClient) -> Result<Names> {
     let status: Status = client.call(ControlRequest::Status).await?;
     let contacts: Vec<Contact> = client.call(ControlRequest::ContactsList).await?;
     Ok(Names::new(status.peer_id, &contacts))
@@ -158,9 +158,17 @@ pub(crate) async fn contacts_list(dir: &DataDir, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn send(dir: &DataDir, to: String, text: String, json: bool) -> Result<()> {
+pub(crate) async fn send(
+    dir: &DataDir,
+    to: String,
+    text: String,
+    reply_to: Option<String>,
+    json: bool,
+) -> Result<()> {
     let mut client = connect(dir).await?;
-    let sent: Sent = client.call(ControlRequest::Send { to, text }).await?;
+    let sent: Sent = client
+        .call(ControlRequest::Send { to, text, reply_to })
+        .await?;
     if json {
         return print_json(&sent);
     }
@@ -183,28 +191,42 @@ pub(crate) async fn chats(dir: &DataDir, json: bool) -> Result<()> {
     let names = names(&mut client).await?;
     let me = meshchat_node::public_key_of(&names.me());
     for chat in chats {
-        let title = match (&chat.kind, me) {
-            (meshchat_node::crdt::ChatKind::Direct { .. }, Some(me)) => chat
+        let title = match (&chat.name, me) {
+            (Some(name), _) => format!("# {name}"),
+            (None, Some(me)) => chat
                 .kind
                 .peer_of(&me)
                 .map(|p| names.key(&p))
                 .unwrap_or_default(),
-            _ => String::new(),
+            (None, None) => String::new(),
         };
         let last = chat
             .last
             .as_ref()
-            .map(|m| format!("{}: {}", names.key(&m.author), m.text))
+            .map(|m| format!("{}: {}", names.key(&m.author), preview(m)))
             .unwrap_or_default();
+        let unread = if chat.unread > 0 {
+            format!("({} new)", chat.unread)
+        } else {
+            String::new()
+        };
         println!(
-            "{}  {:<16} {:>5} msgs  {}",
+            "{}  {:<18} {:>9}  {}",
             &chat.id.to_string()[..12],
             title,
-            chat.messages,
+            unread,
             last
         );
     }
     Ok(())
+}
+
+fn preview(m: &meshchat_node::crdt::Message) -> String {
+    if m.deleted {
+        "(deleted)".into()
+    } else {
+        m.text.chars().take(60).collect()
+    }
 }
 
 pub(crate) async fn history(
@@ -222,14 +244,8 @@ pub(crate) async fn history(
         return Ok(());
     }
     let names = names(&mut client).await?;
-    for entry in entries {
-        println!(
-            "[{}] {}: {}{}",
-            format::time(entry.message.sent_at_ms),
-            names.key(&entry.message.author),
-            entry.message.text,
-            format::ticks(entry.delivery)
-        );
+    for entry in &entries {
+        println!("{}", format::history_line(&names, entry, &entries));
     }
     Ok(())
 }
@@ -279,6 +295,19 @@ fn describe(names: &Names, event: &Event) -> String {
             format!("refused data from {}: {reason}", names.peer(peer))
         }
         Event::Listening { addr } => format!("listening on {addr}"),
+        Event::MessageUpdated { message, .. } => format!(
+            "{} changed message {}: {}",
+            names.key(&message.author),
+            format::short_id(&message.id),
+            if message.deleted {
+                "(deleted)"
+            } else {
+                &message.text
+            }
+        ),
+        Event::GroupChanged { chat } => format!("group {} changed", &chat.to_string()[..12]),
+        Event::GroupJoined { chat } => format!("joined group {}", &chat.to_string()[..12]),
+        Event::GroupLeft { chat } => format!("no longer in group {}", &chat.to_string()[..12]),
         other => format!("{other:?}"),
     }
 }
@@ -292,4 +321,45 @@ pub(crate) async fn stop(dir: &DataDir, json: bool) -> Result<()> {
         println!("The daemon is stopping.");
         Ok(())
     }
+}
+
+/// Runs a request whose result needs no formatting beyond a confirmation.
+pub(crate) async fn simple(
+    dir: &DataDir,
+    request: ControlRequest,
+    done: &str,
+    json: bool,
+) -> Result<()> {
+    let mut client = connect(dir).await?;
+    let result = client.call_raw(request).await?;
+    if json {
+        print_json(&result)
+    } else {
+        println!("{done}");
+        Ok(())
+    }
+}
+
+pub(crate) async fn export(
+    dir: &DataDir,
+    chat: String,
+    out: std::path::PathBuf,
+    json: bool,
+) -> Result<()> {
+    let out = std::path::absolute(&out).unwrap_or(out);
+    let mut client = connect(dir).await?;
+    let summary: meshchat_node::ExportSummary = client
+        .call(ControlRequest::Export {
+            chat,
+            dir: out.clone(),
+        })
+        .await?;
+    if json {
+        return print_json(&summary);
+    }
+    println!("Wrote {} messages to {}:", summary.messages, out.display());
+    for file in summary.files {
+        println!("  {file}");
+    }
+    Ok(())
 }

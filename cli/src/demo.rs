@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use meshchat_node::{
-    crdt::ChatId, DataDir, DeliveryState, Event, HistoryEntry, Node, NodeConfig, Protocol,
+    crdt::ChatId, ChatOp, DataDir, DeliveryState, Event, HistoryEntry, Node, NodeConfig, Protocol,
 };
 use tokio::sync::broadcast;
 
@@ -205,18 +205,121 @@ pub(crate) async fn run(json: bool) -> Result<()> {
     }
     transcript(&alice, chat, &alice_view, json, &say).await?;
     say(format!(
-        "\nBoth replicas hold the identical history ({} messages). Demo complete.",
+        "   Both replicas hold the identical history ({} messages).\n",
         alice_view.len()
     ));
+
+    let group = group_tour(tmp.path(), &mut alice, &mut bob, &say).await?;
     if json {
         println!(
             "{}",
-            serde_json::json!({ "chat": chat, "messages": alice_view.len(), "converged": true })
+            serde_json::json!({
+                "chat": chat,
+                "messages": alice_view.len(),
+                "group": group,
+                "converged": true,
+            })
         );
     }
+    say("Demo complete.".into());
     alice.node.shutdown().await;
     bob.node.shutdown().await;
     Ok(())
+}
+
+/// Alice, Bob and Carol in a group: gossip, a reply, a reaction, an edit.
+async fn group_tour(
+    root: &std::path::Path,
+    alice: &mut DemoPeer,
+    bob: &mut DemoPeer,
+    say: &impl Fn(String),
+) -> Result<ChatId> {
+    let mut carol = DemoPeer::start(root, "carol").await?;
+    let carol_addrs = carol.node.status().await?.listen_addrs;
+    alice
+        .node
+        .add_contact(carol.node.peer_id(), Some("carol".into()), carol_addrs)
+        .await?;
+    say("7. Carol starts. Alice creates the group \"Weekend plans\" with Bob and Carol;".into());
+    say("   its members, roles and messages are Automerge documents synced over gossipsub.".into());
+    let group = alice
+        .node
+        .create_group(
+            "Weekend plans",
+            vec![bob.node.peer_id(), carol.node.peer_id()],
+        )
+        .await?;
+    for peer in [&mut *bob, &mut carol] {
+        peer.wait(
+            "group invitation",
+            |e| matches!(e, Event::GroupJoined { chat } if *chat == group),
+        )
+        .await?;
+    }
+    let hike = alice.node.send(group, "Hike on Saturday?").await?;
+    bob.wait_incoming(1).await?;
+    carol.wait_incoming(1).await?;
+    let reply = bob
+        .node
+        .op(
+            group,
+            ChatOp::Send {
+                text: "In! Sunday works too".into(),
+                reply_to: Some(hike.message.id),
+            },
+        )
+        .await?;
+    alice.wait_incoming(1).await?;
+    carol.wait_incoming(1).await?;
+    carol
+        .node
+        .op(
+            group,
+            ChatOp::React {
+                message: hike.message.id,
+                emoji: Some("🥾".into()),
+            },
+        )
+        .await?;
+    let reply_id = reply.message.map(|m| m.id).context("reply has an id")?;
+    bob.node
+        .op(
+            group,
+            ChatOp::Edit {
+                message: reply_id,
+                text: "In! Saturday it is".into(),
+            },
+        )
+        .await?;
+    // Every replica ends with the same two messages, the edit and the reaction.
+    let settled = |h: &[HistoryEntry]| {
+        h.len() == 2
+            && h.iter().any(|e| e.message.text == "In! Saturday it is")
+            && h.iter().any(|e| !e.message.reactions.is_empty())
+    };
+    for peer in [&mut *alice, &mut *bob, &mut carol] {
+        while !settled(&peer.node.history(group, None).await?) {
+            peer.wait("the group to settle", |e| {
+                matches!(e, Event::Message { .. } | Event::MessageUpdated { .. })
+            })
+            .await?;
+        }
+    }
+    let messages = |h: Vec<HistoryEntry>| h.into_iter().map(|e| e.message).collect::<Vec<_>>();
+    let reference = messages(alice.node.history(group, None).await?);
+    for peer in [&*bob, &carol] {
+        if messages(peer.node.history(group, None).await?) != reference {
+            bail!("the group replicas differ: this is a bug, please report it");
+        }
+    }
+    let view = alice.node.history(group, None).await?;
+    let names = Names::new(alice.node.peer_id(), &alice.node.contacts().await?);
+    say("8. The group, as all three see it:".into());
+    for entry in &view {
+        say(format!("   {}", format::history_line(&names, entry, &view)));
+    }
+    carol.node.shutdown().await;
+    Ok(group)
 }
 
 async fn transcript(

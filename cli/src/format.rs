@@ -2,7 +2,10 @@
 
 use std::collections::HashMap;
 
-use meshchat_node::{crdt::PublicKey, Contact, DeliveryState, PeerId};
+use meshchat_node::{
+    crdt::{MessageId, PublicKey},
+    Contact, DeliveryState, HistoryEntry, PeerId,
+};
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) for milliseconds since the Unix epoch.
 pub(crate) fn time(ms: i64) -> String {
@@ -29,6 +32,59 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// The first 8 hex digits of a message id: what `history` shows and what
+/// commands accept.
+pub(crate) fn short_id(id: &MessageId) -> String {
+    id.to_string()[..8].to_owned()
+}
+
+/// One line of `history`: time, short id, author, reply, text, edits,
+/// deletion, reactions and ticks.
+pub(crate) fn history_line(names: &Names, entry: &HistoryEntry, all: &[HistoryEntry]) -> String {
+    let m = &entry.message;
+    let reply = m
+        .reply_to
+        .map(|r| {
+            let quoted = all
+                .iter()
+                .find(|e| e.message.id == r)
+                .map(|e| {
+                    let t: String = e.message.text.chars().take(30).collect();
+                    format!("{}: {t}", names.key(&e.message.author))
+                })
+                .unwrap_or_else(|| short_id(&r));
+            format!(" ↪ [{quoted}]")
+        })
+        .unwrap_or_default();
+    let text = if m.deleted {
+        "(message deleted)".to_owned()
+    } else {
+        m.text.clone()
+    };
+    let edited = if m.edited_at_ms.is_some() && !m.deleted {
+        " (edited)"
+    } else {
+        ""
+    };
+    let reactions = if m.reactions.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = m
+            .reactions
+            .iter()
+            .map(|(who, emoji)| format!("{emoji} {}", names.key(who)))
+            .collect();
+        format!("  [{}]", list.join(", "))
+    };
+    format!(
+        "[{}] {} {}:{reply} {text}{edited}{}{reactions}",
+        time(m.sent_at_ms),
+        short_id(&m.id),
+        names.key(&m.author),
+        ticks(entry.delivery)
+    )
 }
 
 /// WhatsApp-style ticks.

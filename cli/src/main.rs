@@ -4,12 +4,13 @@ mod client;
 mod daemon;
 mod demo;
 mod format;
+mod group;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use meshchat_node::{Multiaddr, PeerId};
+use meshchat_node::{control::ControlRequest, Multiaddr, PeerId};
 
 /// A messenger with no central server: peers find each other over libp2p,
 /// chats are Automerge documents that merge.
@@ -55,10 +56,52 @@ enum Command {
     Contacts(ContactsCommand),
     /// Send a message.
     Send {
-        /// Who or where: a PeerId, a contact name or a chat id.
+        /// Who or where: a PeerId, a contact name, a group name or a chat id.
         to: String,
         /// The message text.
         text: String,
+        /// Reply to this message (its id or the short id `history` shows).
+        #[arg(long, value_name = "MSG")]
+        reply_to: Option<String>,
+    },
+    /// Edit one of your messages.
+    Edit {
+        /// The chat.
+        chat: String,
+        /// The message (id or short id).
+        message: String,
+        /// The new text.
+        text: String,
+    },
+    /// Delete a message for everyone (yours, or any as a group admin).
+    Delete {
+        /// The chat.
+        chat: String,
+        /// The message (id or short id).
+        message: String,
+    },
+    /// React to a message with an emoji (one reaction per person; --remove takes yours back).
+    React {
+        /// The chat.
+        chat: String,
+        /// The message (id or short id).
+        message: String,
+        /// The emoji.
+        #[arg(required_unless_present = "remove")]
+        emoji: Option<String>,
+        /// Remove your reaction.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Create and manage group chats.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
+    /// Write a chat's Automerge documents (.automerge) and a readable transcript to DIR.
+    Export {
+        /// The chat.
+        chat: String,
+        /// Output directory (created if needed).
+        dir: PathBuf,
     },
     /// List chats, most recent first.
     Chats,
@@ -136,7 +179,58 @@ async fn run(cli: Cli) -> Result<()> {
             client::contacts_add(&dir, peer, name, addrs, json).await
         }
         Command::Contacts(ContactsCommand::List) => client::contacts_list(&dir, json).await,
-        Command::Send { to, text } => client::send(&dir, to, text, json).await,
+        Command::Send { to, text, reply_to } => client::send(&dir, to, text, reply_to, json).await,
+        Command::Edit {
+            chat,
+            message,
+            text,
+        } => {
+            client::simple(
+                &dir,
+                ControlRequest::Edit {
+                    chat,
+                    message,
+                    text,
+                },
+                "Edited.",
+                json,
+            )
+            .await
+        }
+        Command::Delete { chat, message } => {
+            client::simple(
+                &dir,
+                ControlRequest::Delete { chat, message },
+                "Deleted for everyone.",
+                json,
+            )
+            .await
+        }
+        Command::React {
+            chat,
+            message,
+            emoji,
+            remove,
+        } => {
+            let emoji = if remove {
+                String::new()
+            } else {
+                emoji.unwrap_or_default()
+            };
+            client::simple(
+                &dir,
+                ControlRequest::React {
+                    chat,
+                    message,
+                    emoji,
+                },
+                "Reacted.",
+                json,
+            )
+            .await
+        }
+        Command::Group(command) => group::run(&dir, command, json).await,
+        Command::Export { chat, dir: out } => client::export(&dir, chat, out, json).await,
         Command::Chats => client::chats(&dir, json).await,
         Command::History { chat, limit } => client::history(&dir, chat, limit, json).await,
         Command::Watch => client::watch(&dir, json).await,

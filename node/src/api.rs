@@ -209,6 +209,7 @@ pub(crate) enum Command {
     History {
         chat: ChatId,
         limit: Option<usize>,
+        mark_read: bool,
         reply: Reply<Vec<HistoryEntry>>,
     },
     Status {
@@ -365,14 +366,31 @@ impl Node {
         self.call(|reply| Command::Chats { reply }).await
     }
 
-    /// A chat's messages, oldest first; the newest `limit` if given.
+    /// A chat's messages, oldest first; the newest `limit` if given. Marks
+    /// the chat read (the user is looking at it).
     pub async fn history(
         &self,
         chat: ChatId,
         limit: Option<usize>,
     ) -> Result<Vec<HistoryEntry>, NodeError> {
-        self.call(|reply| Command::History { chat, limit, reply })
-            .await
+        self.call(|reply| Command::History {
+            chat,
+            limit,
+            mark_read: true,
+            reply,
+        })
+        .await
+    }
+
+    /// A chat's messages, without marking it read.
+    pub async fn history_quiet(&self, chat: ChatId) -> Result<Vec<HistoryEntry>, NodeError> {
+        self.call(|reply| Command::History {
+            chat,
+            limit: None,
+            mark_read: false,
+            reply,
+        })
+        .await
     }
 
     /// The node's state.

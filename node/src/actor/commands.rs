@@ -61,8 +61,13 @@ impl Actor {
             Command::Chats { reply } => {
                 let _ = reply.send(self.chats.summaries().map_err(Into::into));
             }
-            Command::History { chat, limit, reply } => {
-                let result = match self.chats.history(&chat, limit) {
+            Command::History {
+                chat,
+                limit,
+                mark_read,
+                reply,
+            } => {
+                let result = match self.chats.history(&chat, limit, mark_read) {
                     Ok(Some(entries)) => Ok(entries),
                     Ok(None) => Err(NodeError::NotFound(chat.to_string())),
                     Err(e) => Err(e.into()),

@@ -61,12 +61,13 @@ pub(crate) enum ExportError {
 }
 
 impl Chats {
-    /// A chat's messages, oldest first; the newest `limit` if given. Marks the
-    /// chat read.
+    /// A chat's messages, oldest first; the newest `limit` if given;
+    /// optionally marks the chat read.
     pub(crate) fn history(
         &mut self,
         chat: &ChatId,
         limit: Option<usize>,
+        mark_read: bool,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
         let me = self.me.public();
         let Some(replica) = self.replica(chat)? else {
@@ -94,7 +95,9 @@ impl Chats {
                 delivery,
             });
         }
-        self.store.set_seen(chat, from_others)?;
+        if mark_read {
+            self.store.set_seen(chat, from_others)?;
+        }
         Ok(Some(out))
     }
 

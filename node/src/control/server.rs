@@ -13,8 +13,16 @@ use tokio_util::{
     sync::CancellationToken,
 };
 
-use super::wire::{ControlError, ControlRequest, RequestLine, ResponseLine, MAX_LINE_BYTES};
-use crate::api::{Node, NodeError};
+use meshchat_crdt::{ChatId, MessageId, PublicKey, Role};
+
+use super::wire::{
+    ControlError, ControlRequest, GroupUpdate, RequestLine, ResponseLine, MAX_LINE_BYTES,
+};
+use crate::{
+    api::{Node, NodeError},
+    chats::{ChatOp, OpOutcome},
+    PeerId,
+};
 
 /// Concurrent control connections.
 const MAX_CONNECTIONS: usize = 32;
@@ -166,6 +174,59 @@ async fn watch(mut framed: Framed<UnixStream, LinesCodec>, node: Node) {
     }
 }
 
+fn op_result(outcome: OpOutcome) -> Result<serde_json::Value, ControlError> {
+    to_json(serde_json::json!({
+        "chat": outcome.chat,
+        "change": outcome.hash,
+        "message": outcome.message.or(outcome.updated),
+    }))
+}
+
+/// A peer by PeerId or contact name.
+async fn resolve_peer(node: &Node, query: &str) -> Result<PeerId, ControlError> {
+    if let Ok(peer) = query.parse::<PeerId>() {
+        return Ok(peer);
+    }
+    let contacts = node.contacts().await?;
+    let matches: Vec<_> = contacts
+        .iter()
+        .filter(|c| c.name.as_deref() == Some(query))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one.peer),
+        [] => Err(NodeError::NotFound(query.to_owned()).into()),
+        _ => Err(NodeError::Ambiguous(query.to_owned()).into()),
+    }
+}
+
+async fn resolve_key(node: &Node, query: &str) -> Result<PublicKey, ControlError> {
+    let peer = resolve_peer(node, query).await?;
+    crate::keys::public_key_of(&peer)
+        .ok_or_else(|| NodeError::Invalid(format!("{peer} is not an Ed25519 peer id")).into())
+}
+
+/// A message of `chat` by full id or unique prefix (as `history` shows them).
+async fn resolve_message(
+    node: &Node,
+    chat: ChatId,
+    query: &str,
+) -> Result<MessageId, ControlError> {
+    if let Ok(id) = query.parse::<MessageId>() {
+        return Ok(id);
+    }
+    let history = node.history_quiet(chat).await?;
+    let matches: Vec<MessageId> = history
+        .iter()
+        .map(|e| e.message.id)
+        .filter(|id| id.to_string().starts_with(&query.to_ascii_lowercase()))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(NodeError::NotFound(format!("message {query}")).into()),
+        _ => Err(NodeError::Ambiguous(format!("message {query}")).into()),
+    }
+}
+
 fn to_json<T: serde::Serialize>(value: T) -> Result<serde_json::Value, ControlError> {
     serde_json::to_value(value).map_err(|e| ControlError::new("internal", e.to_string()))
 }
@@ -177,9 +238,73 @@ async fn call(node: &Node, request: ControlRequest) -> Result<serde_json::Value,
             to_json(node.add_contact(peer, name, addrs).await?)
         }
         ControlRequest::ContactsList => to_json(node.contacts().await?),
-        ControlRequest::Send { to, text } => {
+        ControlRequest::Send { to, text, reply_to } => {
             let chat = node.resolve(to).await?;
-            to_json(node.send(chat, text).await?)
+            let reply_to = match reply_to {
+                Some(m) => Some(resolve_message(node, chat, &m).await?),
+                None => None,
+            };
+            let outcome = node.op(chat, ChatOp::Send { text, reply_to }).await?;
+            to_json(serde_json::json!({ "chat": chat, "message": outcome.message }))
+        }
+        ControlRequest::Edit {
+            chat,
+            message,
+            text,
+        } => {
+            let chat = node.resolve(chat).await?;
+            let message = resolve_message(node, chat, &message).await?;
+            op_result(node.op(chat, ChatOp::Edit { message, text }).await?)
+        }
+        ControlRequest::Delete { chat, message } => {
+            let chat = node.resolve(chat).await?;
+            let message = resolve_message(node, chat, &message).await?;
+            op_result(node.op(chat, ChatOp::Delete { message }).await?)
+        }
+        ControlRequest::React {
+            chat,
+            message,
+            emoji,
+        } => {
+            let chat = node.resolve(chat).await?;
+            let message = resolve_message(node, chat, &message).await?;
+            let emoji = (!emoji.is_empty()).then_some(emoji);
+            op_result(node.op(chat, ChatOp::React { message, emoji }).await?)
+        }
+        ControlRequest::GroupCreate { name, members } => {
+            let mut peers = Vec::new();
+            for member in members {
+                peers.push(resolve_peer(node, &member).await?);
+            }
+            let chat = node.create_group(name, peers).await?;
+            to_json(serde_json::json!({ "chat": chat }))
+        }
+        ControlRequest::GroupUpdate { chat, update } => {
+            let chat = node.resolve(chat).await?;
+            let op = match update {
+                GroupUpdate::Add { peer } => ChatOp::AddMember(resolve_key(node, &peer).await?),
+                GroupUpdate::Remove { peer } => {
+                    ChatOp::RemoveMember(resolve_key(node, &peer).await?)
+                }
+                GroupUpdate::Promote { peer } => {
+                    ChatOp::SetRole(resolve_key(node, &peer).await?, Role::Admin)
+                }
+                GroupUpdate::Demote { peer } => {
+                    ChatOp::SetRole(resolve_key(node, &peer).await?, Role::Member)
+                }
+                GroupUpdate::Leave => ChatOp::Leave,
+                GroupUpdate::Rename { name } => ChatOp::Rename(name),
+                GroupUpdate::HistoryForNewMembers { on } => ChatOp::HistoryForNewMembers(on),
+            };
+            op_result(node.op(chat, op).await?)
+        }
+        ControlRequest::GroupInfo { chat } => {
+            let chat = node.resolve(chat).await?;
+            to_json(node.group_info(chat).await?)
+        }
+        ControlRequest::Export { chat, dir } => {
+            let chat = node.resolve(chat).await?;
+            to_json(node.export(chat, dir).await?)
         }
         ControlRequest::Chats => to_json(node.chats().await?),
         ControlRequest::History { chat, limit } => {

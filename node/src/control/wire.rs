@@ -40,10 +40,65 @@ pub enum ControlRequest {
     ContactsList,
     /// Send a message: `Sent`.
     Send {
-        /// A chat id, peer id or contact name.
+        /// A chat id, peer id, contact name or group name.
         to: String,
         /// The text.
         text: String,
+        /// A message id (or unique prefix) this one replies to.
+        #[serde(default)]
+        reply_to: Option<String>,
+    },
+    /// Edit your message: `OpResult`.
+    Edit {
+        /// The chat.
+        chat: String,
+        /// Message id or unique prefix.
+        message: String,
+        /// New text.
+        text: String,
+    },
+    /// Delete a message for everyone: `OpResult`.
+    Delete {
+        /// The chat.
+        chat: String,
+        /// Message id or unique prefix.
+        message: String,
+    },
+    /// React to a message (empty emoji removes your reaction): `OpResult`.
+    React {
+        /// The chat.
+        chat: String,
+        /// Message id or unique prefix.
+        message: String,
+        /// The emoji.
+        emoji: String,
+    },
+    /// Create a group: `{"chat": id}`.
+    GroupCreate {
+        /// Its name.
+        name: String,
+        /// Members: peer ids or contact names.
+        #[serde(default)]
+        members: Vec<String>,
+    },
+    /// Administer a group: `OpResult`.
+    GroupUpdate {
+        /// The group.
+        chat: String,
+        /// What to do.
+        update: GroupUpdate,
+    },
+    /// A group's name, members, roles, settings: `GroupInfo`.
+    GroupInfo {
+        /// The group.
+        chat: String,
+    },
+    /// Write a chat's Automerge documents and a transcript: `ExportSummary`.
+    Export {
+        /// The chat.
+        chat: String,
+        /// Directory to write into (created if needed).
+        dir: std::path::PathBuf,
     },
     /// All chats: `[ChatSummary]`.
     Chats,
@@ -64,6 +119,45 @@ pub enum ControlRequest {
     Watch,
     /// Stop the daemon: `null`.
     Shutdown,
+}
+
+/// A group administration step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum GroupUpdate {
+    /// Add a member (peer id or contact name).
+    Add {
+        /// Who.
+        peer: String,
+    },
+    /// Remove a member.
+    Remove {
+        /// Who.
+        peer: String,
+    },
+    /// Make a member an admin.
+    Promote {
+        /// Who.
+        peer: String,
+    },
+    /// Make an admin a plain member.
+    Demote {
+        /// Who.
+        peer: String,
+    },
+    /// Leave the group.
+    Leave,
+    /// Rename it.
+    Rename {
+        /// New name.
+        name: String,
+    },
+    /// Whether members added later receive older history.
+    HistoryForNewMembers {
+        /// On or off.
+        on: bool,
+    },
 }
 
 /// A response line: `{"id": 1, "result": …}` or `{"id": 1, "error": {…}}`.
