@@ -181,6 +181,49 @@ fn two_daemons_chat_through_the_cli() {
         "{stderr}"
     );
 
+    // A group: create, message, reply, react, edit, info, export.
+    let group = ok_json(meshchat(&a).args(["group", "create", "climbers", "bob"]))["chat"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    loop {
+        let event = watch.next_json();
+        if event["type"] == "group_joined" {
+            assert_eq!(event["chat"], group.as_str());
+            break;
+        }
+    }
+    let first = ok_json(meshchat(&a).args(["send", "climbers", "crag on sunday?"]));
+    let short = first["message"]["id"].as_str().unwrap()[..8].to_owned();
+    loop {
+        let event = watch.next_json();
+        if event["type"] == "message" && event["message"]["text"] == "crag on sunday?" {
+            break;
+        }
+    }
+    assert!(run(meshchat(&b).args(["send", "climbers", "yes!", "--reply-to", &short])).0);
+    assert!(run(meshchat(&b).args(["react", "climbers", &short, "🧗"])).0);
+    let (ok, _, stderr) = run(meshchat(&b).args(["edit", "climbers", &short, "not mine"]));
+    assert!(!ok, "editing someone else's message must fail");
+    assert!(stderr.contains("only the author"), "{stderr}");
+    let info = ok_json(meshchat(&b).args(["group", "info", "climbers"]));
+    assert_eq!(info["members"].as_array().unwrap().len(), 2);
+    let (ok, stdout, _) = run(meshchat(&b).args(["history", "climbers"]));
+    assert!(ok);
+    assert!(stdout.contains("↪"), "{stdout}");
+    assert!(stdout.contains("🧗"), "{stdout}");
+    let (ok, stdout, _) = run(meshchat(&a).arg("chats"));
+    assert!(ok);
+    assert!(stdout.contains("# climbers"), "{stdout}");
+    let out = tmp.path().join("export");
+    let summary = ok_json(meshchat(&b).args(["export", "climbers"]).arg(&out));
+    assert_eq!(summary["messages"], 2);
+    let meta = std::fs::read(out.join("meta.automerge")).unwrap();
+    assert!(!meta.is_empty());
+    assert!(std::fs::read_to_string(out.join("transcript.txt"))
+        .unwrap()
+        .contains("crag on sunday?"));
+
     assert!(run(meshchat(&a).arg("stop")).0);
     assert!(run(meshchat(&b).arg("stop")).0);
     assert!(alice.wait_exit());

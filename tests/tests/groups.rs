@@ -244,3 +244,39 @@ async fn added_member_joins_and_gets_history_and_edits_flow() {
         peer.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_writes_standard_automerge_files() {
+    use automerge::ReadDoc;
+    let mut peers = start(&["ann", "ben"], NodeConfig::loopback()).await;
+    full_mesh(&peers).await;
+    let chat = create(&mut peers, "exported").await;
+    let sent = peers[0].node.send(chat, "keep this").await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let summary = peers[0].node.export(chat, out.path()).await.unwrap();
+    assert_eq!(summary.messages, 1);
+    // Plain Automerge opens both documents; the schema is docs/SCHEMA.md's.
+    let meta =
+        automerge::Automerge::load(&std::fs::read(out.path().join("meta.automerge")).unwrap())
+            .unwrap();
+    let name = meta
+        .get(automerge::ROOT, "name")
+        .unwrap()
+        .unwrap()
+        .0
+        .to_string();
+    assert!(name.contains("exported"), "{name}");
+    let history = automerge::Automerge::load(
+        &std::fs::read(out.path().join("segment-000000.automerge")).unwrap(),
+    )
+    .unwrap();
+    let (_, msg) = history
+        .get(automerge::ROOT, sent.message.id.to_string())
+        .unwrap()
+        .unwrap();
+    let text = history.get(&msg, "text").unwrap().unwrap().0.to_string();
+    assert!(text.contains("keep this"), "{text}");
+    for peer in &peers {
+        peer.stop().await;
+    }
+}
