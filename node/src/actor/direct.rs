@@ -155,7 +155,9 @@ impl Actor {
         };
         match request {
             Request::Push { changes } => match self.receive(peer, from, changes).await {
-                Ok((stored, rejected)) => Response::Pushed { stored, rejected },
+                Ok(Receipt {
+                    stored, rejected, ..
+                }) => Response::Pushed { stored, rejected },
                 Err(error) => Response::Error(crate::protocol::WireError::Storage(error)),
             },
             Request::Sync { chat, heads } => match self.chats.answer_sync(from, chat, &heads) {
@@ -177,7 +179,7 @@ impl Actor {
         peer: PeerId,
         from: PublicKey,
         changes: Vec<SignedChange>,
-    ) -> Result<(Vec<ChangeHash>, Vec<crate::protocol::RejectedChange>), String> {
+    ) -> Result<Receipt, String> {
         let me = self.chats.me();
         let received = self
             .chats
@@ -217,7 +219,11 @@ impl Actor {
             self.emit(Event::GroupChanged { chat });
             self.follow_membership(chat);
         }
-        Ok((received.stored, received.rejected))
+        Ok(Receipt {
+            stored: received.stored,
+            rejected: received.rejected,
+            deferred: received.deferred,
+        })
     }
 
     pub(super) async fn on_response(&mut self, peer: PeerId, pending: Pending, response: Response) {
@@ -285,4 +291,14 @@ impl Actor {
             Err(error) => tracing::error!(%error, "cannot record acknowledgement"),
         }
     }
+}
+
+/// What receiving a batch did, for the sender.
+pub(super) struct Receipt {
+    /// Durably stored: acknowledge these.
+    pub(super) stored: Vec<ChangeHash>,
+    /// Refused.
+    pub(super) rejected: Vec<crate::protocol::RejectedChange>,
+    /// Stored but not yet judged (waiting for dependencies).
+    pub(super) deferred: usize,
 }

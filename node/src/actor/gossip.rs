@@ -2,21 +2,12 @@
 //! frames, validated before gossipsub may forward them, and anti-entropy with
 //! every member seen on the topic.
 
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
-use serde::{Deserialize, Serialize};
-
 use super::*;
-use crate::protocol::{decode_frame, encode_frame};
-
-/// What a group topic carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum GossipMessage {
-    /// Signed changes of the topic's group.
-    Changes(Vec<SignedChange>),
-}
+use crate::protocol::{decode_frame, encode_frame, GossipMessage};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 
 /// The gossipsub topic of a group.
-pub(crate) fn group_topic(chat: &ChatId) -> IdentTopic {
+pub fn group_topic(chat: &ChatId) -> IdentTopic {
     IdentTopic::new(format!("/meshchat/group/1/{chat}"))
 }
 
@@ -150,8 +141,11 @@ impl Actor {
             return MessageAcceptance::Reject;
         };
         match self.receive(sender, from, changes).await {
-            Ok((_, rejected)) if rejected.is_empty() => MessageAcceptance::Accept,
-            Ok(_) => MessageAcceptance::Reject,
+            Ok(receipt) if !receipt.rejected.is_empty() => MessageAcceptance::Reject,
+            // Not judged yet (dependencies missing): keep it, but do not vouch
+            // for it to others. Anti-entropy carries it once it is valid.
+            Ok(receipt) if receipt.deferred > 0 => MessageAcceptance::Ignore,
+            Ok(_) => MessageAcceptance::Accept,
             Err(_) => MessageAcceptance::Ignore,
         }
     }

@@ -26,6 +26,8 @@ mod direct;
 mod gossip;
 mod peers;
 
+pub use gossip::group_topic;
+
 use crate::{
     api::{Command, Event, Node, NodeError, SpawnError, Status},
     behaviour::{Behaviour, BehaviourEvent},

@@ -35,6 +35,8 @@ pub(crate) struct Received {
     /// Durably held now (new, deferred or duplicate): acknowledge these.
     pub(crate) stored: Vec<ChangeHash>,
     pub(crate) rejected: Vec<RejectedChange>,
+    /// Stored but not yet judged (dependencies missing).
+    pub(crate) deferred: usize,
     pub(crate) new_messages: Vec<(ChatId, Message)>,
     pub(crate) updated_messages: Vec<(ChatId, Message)>,
     /// Groups whose metadata changed (membership, roles, name, settings).
@@ -177,6 +179,7 @@ impl Chats {
                 });
             }
             out.stored.extend(checked.duplicates);
+            out.deferred += checked.deferred.len();
             let mut valid = checked.accepted;
             valid.extend(checked.deferred);
             if valid.is_empty() {

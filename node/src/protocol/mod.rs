@@ -1,10 +1,13 @@
-//! The `/meshchat/direct/1` request-response protocol: wire messages and codec.
+//! Wire formats: the `/meshchat/direct/1` request-response protocol (messages
+//! and codec) and what group topics carry.
+
+pub use crate::actor::group_topic;
 
 mod codec;
 mod wire;
 
 pub use codec::{decode_frame, encode_frame, DirectCodec, Inbound};
 pub use wire::{
-    RejectedChange, Request, Response, WireError, DIRECT_PROTOCOL, MAX_REQUEST_BYTES,
-    MAX_RESPONSE_BYTES, WIRE_VERSION,
+    GossipMessage, RejectedChange, Request, Response, WireError, DIRECT_PROTOCOL,
+    MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, WIRE_VERSION,
 };

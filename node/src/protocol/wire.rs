@@ -96,3 +96,11 @@ pub enum WireError {
     #[error("receiver storage unavailable: {0}")]
     Storage(String),
 }
+
+/// What a group's gossipsub topic carries (as a frame: version byte + CBOR).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum GossipMessage {
+    /// Signed changes of the topic's group.
+    Changes(Vec<SignedChange>),
+}

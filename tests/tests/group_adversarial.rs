@@ -1,0 +1,216 @@
+//! A stranger on a group's gossipsub topic: forged and non-member envelopes
+//! are rejected by the first honest node and never reach the others.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Peer, WAIT};
+use futures::StreamExt;
+use libp2p::{
+    gossipsub::{self, MessageAuthenticity},
+    noise,
+    swarm::SwarmEvent,
+    tcp, yamux, Swarm,
+};
+use meshchat_node::{
+    crdt::{ChatId, Identity, SignedChange},
+    protocol::{encode_frame, group_topic, GossipMessage},
+    ChatOp, Event, NodeConfig, PeerId,
+};
+
+/// A bare gossipsub node, subscribed to `chat`'s topic, connected to `target`.
+async fn gossip_attacker(chat: ChatId, target: &Peer) -> Swarm<gossipsub::Behaviour> {
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|key| {
+            gossipsub::Behaviour::new(
+                MessageAuthenticity::Signed(key.clone()),
+                gossipsub::ConfigBuilder::default()
+                    .heartbeat_interval(Duration::from_millis(200))
+                    .build()
+                    .expect("gossipsub config"),
+            )
+            .expect("gossipsub")
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(WAIT * 3))
+        .build();
+    swarm
+        .behaviour_mut()
+        .subscribe(&group_topic(&chat))
+        .expect("subscribe");
+    let addr = target.addrs().await.remove(0);
+    swarm.dial(addr).expect("dial");
+    let target_id = target.peer_id();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, .. }) =
+                swarm.select_next_some().await
+            {
+                if peer_id == target_id {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the node never saw the attacker's subscription");
+    swarm
+}
+
+async fn publish(
+    swarm: &mut Swarm<gossipsub::Behaviour>,
+    chat: ChatId,
+    changes: Vec<SignedChange>,
+) {
+    let frame = encode_frame(&GossipMessage::Changes(changes));
+    swarm
+        .behaviour_mut()
+        .publish(group_topic(&chat), frame)
+        .expect("publish");
+    // Drive the swarm briefly so the frame is written out.
+    let _ = tokio::time::timeout(Duration::from_millis(300), async {
+        loop {
+            swarm.select_next_some().await;
+        }
+    })
+    .await;
+}
+
+/// Re-signs a change for a group, valid in every way but membership:
+/// Ed25519 over domain ‖ chat ‖ segment (u32 BE) ‖ change hash ‖ meta heads.
+fn sign_for_group(
+    signer: &Identity,
+    chat: ChatId,
+    meta_heads: Vec<meshchat_node::crdt::ChangeHash>,
+    change: SignedChange,
+) -> SignedChange {
+    use ed25519_dalek::Signer;
+    let hash = change.decode_stored().expect("decodable").hash;
+    let mut msg = b"meshchat/signed-change/v1".to_vec();
+    msg.extend_from_slice(chat.as_bytes());
+    msg.extend_from_slice(&0u32.to_be_bytes());
+    msg.extend_from_slice(hash.as_bytes());
+    for head in &meta_heads {
+        msg.extend_from_slice(head.as_bytes());
+    }
+    let key = ed25519_dalek::SigningKey::from_bytes(&signer.secret_bytes());
+    SignedChange {
+        chat,
+        segment: 0,
+        meta_heads,
+        change: change.change,
+        signature: key.sign(&msg).to_bytes(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_stranger_envelopes_are_rejected_and_not_forwarded() {
+    let mut ann = Peer::start_with("ann", NodeConfig::loopback()).await;
+    let mut ben = Peer::start_with("ben", NodeConfig::loopback()).await;
+    ann.add(&ben).await;
+    let chat = ann
+        .node
+        .create_group("guarded", vec![ben.peer_id()])
+        .await
+        .unwrap();
+    ben.wait_for("the invitation", |e| {
+        matches!(e, Event::GroupJoined { chat: c } if *c == chat).then_some(())
+    })
+    .await;
+
+    // A real message from ann, to copy and forge.
+    let real = ann
+        .node
+        .op(
+            chat,
+            ChatOp::Send {
+                text: "real".into(),
+                reply_to: None,
+            },
+        )
+        .await
+        .unwrap();
+    ben.wait_messages(1).await;
+
+    let mut attacker = gossip_attacker(chat, &ben).await;
+    let attacker_id: PeerId = *attacker.local_peer_id();
+
+    // 1. Ann's change with a broken signature.
+    let mut forged = real.change.clone();
+    forged.signature[7] ^= 0x40;
+    publish(&mut attacker, chat, vec![forged]).await;
+    let reason = ben
+        .wait_for("the forged envelope's rejection", |e| match e {
+            Event::Rejected { peer, reason } if *peer == attacker_id => Some(reason.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(reason.contains("signature"), "{reason}");
+
+    // 2. A correctly signed change from a stranger (not a member).
+    let stranger = Identity::generate();
+    let mut own = meshchat_node::crdt::ChatReplica::new(meshchat_node::crdt::ChatKind::direct(
+        stranger.public(),
+        stranger.public(),
+    ));
+    let written = own.write_message(&stranger, "let me in", None, 1).unwrap();
+    let smuggled = sign_for_group(
+        &stranger,
+        chat,
+        real.change.meta_heads.clone(),
+        written.change,
+    );
+    publish(&mut attacker, chat, vec![smuggled]).await;
+    let reason = ben
+        .wait_for("the stranger envelope's rejection", |e| match e {
+            Event::Rejected { peer, reason } if *peer == attacker_id => Some(reason.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(reason.contains("not a member"), "{reason}");
+
+    // 3. Garbage on the topic.
+    attacker
+        .behaviour_mut()
+        .publish(group_topic(&chat), vec![1, 0xff, 0x13, 0x37])
+        .expect("publish garbage");
+    ben.wait_for("the garbage's rejection", |e| match e {
+        Event::Rejected { peer, .. } if *peer == attacker_id => Some(()),
+        _ => None,
+    })
+    .await;
+
+    // Ben still relays honest traffic; ann saw none of the attacks.
+    ben.node.send(chat, "all good").await.unwrap();
+    let mut rejections_at_ann = 0;
+    let text = ann
+        .wait_for("ben's honest message", |e| match e {
+            Event::Rejected { .. } => {
+                rejections_at_ann += 1;
+                None
+            }
+            Event::Message {
+                message,
+                outgoing: false,
+                ..
+            } => Some(message.text.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(text, "all good");
+    assert_eq!(rejections_at_ann, 0, "an attack reached ann");
+    let texts = ann.texts(chat).await;
+    assert_eq!(texts, vec!["real", "all good"]);
+    assert_eq!(ben.texts(chat).await, texts);
+    ann.stop().await;
+    ben.stop().await;
+}
