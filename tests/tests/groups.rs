@@ -280,3 +280,96 @@ async fn export_writes_standard_automerge_files() {
         peer.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_add_and_remove_resolve_identically() {
+    let mut peers = start(&["ann", "ben", "cat", "dan"], no_redial()).await;
+    full_mesh(&peers).await;
+    let chat = create(&mut peers, "admins").await;
+    let key = |p: &Peer| meshchat_node::public_key_of(&p.peer_id()).unwrap();
+    let (ben, cat) = (key(&peers[1]), key(&peers[2]));
+    peers[0]
+        .node
+        .op(chat, ChatOp::SetRole(ben, meshchat_node::crdt::Role::Admin))
+        .await
+        .unwrap();
+    // Wait until ben knows he is an admin.
+    while peers[1]
+        .node
+        .group_info(chat)
+        .await
+        .unwrap()
+        .members
+        .iter()
+        .any(|m| m.key == ben && m.role != meshchat_node::crdt::Role::Admin)
+    {
+        peers[1]
+            .wait_for("the promotion", |e| {
+                matches!(e, Event::GroupChanged { .. }).then_some(())
+            })
+            .await;
+    }
+    // Split {ann} | {ben, cat, dan}; ann removes cat while ben promotes cat.
+    for b in 1..4 {
+        let other = peers[b].peer_id();
+        peers[0].node.disconnect(other).await.unwrap();
+    }
+    for _ in 1..4 {
+        peers[0]
+            .wait_for("the partition", |e| {
+                matches!(e, Event::PeerDisconnected { .. }).then_some(())
+            })
+            .await;
+    }
+    peers[0]
+        .node
+        .op(chat, ChatOp::RemoveMember(cat))
+        .await
+        .unwrap();
+    peers[1]
+        .node
+        .op(chat, ChatOp::SetRole(cat, meshchat_node::crdt::Role::Admin))
+        .await
+        .unwrap();
+    // Each side has applied its own change; from now on, a GroupChanged
+    // event means the other side's change arrived.
+    for peer in &mut peers[1..] {
+        while peer
+            .node
+            .group_info(chat)
+            .await
+            .unwrap()
+            .members
+            .iter()
+            .any(|m| m.key == cat && m.role != meshchat_node::crdt::Role::Admin)
+        {
+            peer.wait_for("ben's promotion of cat", |e| {
+                matches!(e, Event::GroupChanged { .. }).then_some(())
+            })
+            .await;
+        }
+    }
+    for peer in &mut peers {
+        peer.drain();
+    }
+    // Heal and wait until everyone has both changes.
+    let addr = peers[1].addrs().await.remove(0);
+    peers[0].node.dial(addr).await.unwrap();
+    let mut infos = Vec::new();
+    for peer in &mut peers {
+        peer.wait_for("the other side's membership change", |e| {
+            matches!(e, Event::GroupChanged { .. }).then_some(())
+        })
+        .await;
+        infos.push(peer.node.group_info(chat).await.unwrap());
+    }
+    // The removal and the concurrent promotion resolve the same everywhere:
+    // the promotion (a put concurrent with a delete) survives.
+    for info in &infos[1..] {
+        assert_eq!(info.members, infos[0].members);
+    }
+    assert!(infos[0].members.iter().any(|m| m.key == cat));
+    for peer in &peers {
+        peer.stop().await;
+    }
+}

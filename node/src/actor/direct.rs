@@ -154,7 +154,8 @@ impl Actor {
             }
         };
         match request {
-            Request::Push { changes } => match self.receive(peer, from, changes).await {
+            Request::Push { changes } => match self.receive(peer, from, changes, Via::Direct).await
+            {
                 Ok(Receipt {
                     stored, rejected, ..
                 }) => Response::Pushed { stored, rejected },
@@ -179,6 +180,7 @@ impl Actor {
         peer: PeerId,
         from: PublicKey,
         changes: Vec<SignedChange>,
+        via: Via,
     ) -> Result<Receipt, String> {
         let me = self.chats.me();
         let received = self
@@ -219,6 +221,18 @@ impl Actor {
             self.emit(Event::GroupChanged { chat });
             self.follow_membership(chat);
         }
+        // Changes learned outside gossip (sync after a partition, a push) are
+        // passed on to the group's topic, so members that sync with nobody
+        // right now still get them; gossip itself forwards what it carries.
+        if via == Via::Direct {
+            for (chat, changes) in received.fresh_group_changes {
+                if self.is_subscribed(&chat) {
+                    for batch in crate::chats::split_for_gossip(changes) {
+                        self.publish(chat, batch);
+                    }
+                }
+            }
+        }
         Ok(Receipt {
             stored: received.stored,
             rejected: received.rejected,
@@ -252,7 +266,7 @@ impl Actor {
                 },
             ) => {
                 if !changes.is_empty() {
-                    if let Err(error) = self.receive(peer, key, changes).await {
+                    if let Err(error) = self.receive(peer, key, changes, Via::Direct).await {
                         tracing::warn!(%peer, %error, "sync: cannot store changes");
                         return;
                     }
@@ -301,4 +315,13 @@ pub(super) struct Receipt {
     pub(super) rejected: Vec<crate::protocol::RejectedChange>,
     /// Stored but not yet judged (waiting for dependencies).
     pub(super) deferred: usize,
+}
+
+/// How changes arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    /// `/meshchat/direct/1` (push or sync).
+    Direct,
+    /// A group's gossipsub topic.
+    Gossip,
 }

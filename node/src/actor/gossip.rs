@@ -2,7 +2,7 @@
 //! frames, validated before gossipsub may forward them, and anti-entropy with
 //! every member seen on the topic.
 
-use super::*;
+use super::{direct::Via, *};
 use crate::protocol::{decode_frame, encode_frame, GossipMessage};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 
@@ -31,6 +31,10 @@ impl Actor {
             return;
         }
         self.topics.insert(topic.hash(), chat);
+    }
+
+    pub(super) fn is_subscribed(&self, chat: &ChatId) -> bool {
+        self.topics.contains_key(&group_topic(chat).hash())
     }
 
     pub(super) fn leave_topic(&mut self, chat: ChatId) {
@@ -140,7 +144,7 @@ impl Actor {
         let Some(from) = public_key_of(&sender) else {
             return MessageAcceptance::Reject;
         };
-        match self.receive(sender, from, changes).await {
+        match self.receive(sender, from, changes, Via::Gossip).await {
             Ok(receipt) if !receipt.rejected.is_empty() => MessageAcceptance::Reject,
             // Not judged yet (dependencies missing): keep it, but do not vouch
             // for it to others. Anti-entropy carries it once it is valid.

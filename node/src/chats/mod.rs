@@ -43,6 +43,8 @@ pub(crate) struct Received {
     pub(crate) meta_changed: Vec<ChatId>,
     /// Groups this node just joined (it was invited).
     pub(crate) adopted: Vec<ChatId>,
+    /// New group changes, per group, to pass on to the other members.
+    pub(crate) fresh_group_changes: Vec<(ChatId, Vec<SignedChange>)>,
 }
 
 pub(crate) struct Chats {
@@ -171,6 +173,7 @@ impl Chats {
                 continue;
             };
             let checked = replica.check(changes);
+            let is_group = replica.kind().is_group();
             for rejected in checked.rejected {
                 tracing::warn!(%chat, peer = %from, reason = %rejected.reason, "rejected change");
                 out.rejected.push(RejectedChange {
@@ -193,6 +196,10 @@ impl Chats {
                 return Err(e);
             }
             out.stored.extend(valid.iter().map(|c| c.hash));
+            if is_group {
+                out.fresh_group_changes
+                    .push((chat, valid.iter().map(|c| c.signed.clone()).collect()));
+            }
             to_apply.push((chat, valid));
         }
         if !to_apply.is_empty() {
@@ -444,14 +451,27 @@ fn entitlement(replica: &ChatReplica, peer: &PublicKey) -> Option<SegmentIndex> 
     replica.was_member(peer).then_some(META_SEGMENT)
 }
 
+/// Splits changes into batches that fit a gossipsub message (1 MiB).
+pub(crate) fn split_for_gossip(changes: Vec<SignedChange>) -> Vec<Vec<SignedChange>> {
+    split_batches_of(changes, GOSSIP_BATCH_BYTES)
+}
+
+/// Bytes of changes per gossip message, under gossipsub's 1 MiB limit.
+const GOSSIP_BATCH_BYTES: usize = 512 * 1024;
+
 /// Splits changes into batches of about [`BATCH_BYTES`] each, in order.
 fn split_batches(changes: Vec<SignedChange>) -> Vec<Vec<SignedChange>> {
+    split_batches_of(changes, BATCH_BYTES)
+}
+
+/// Splits changes into batches of about `limit` bytes each, in order.
+fn split_batches_of(changes: Vec<SignedChange>, limit: usize) -> Vec<Vec<SignedChange>> {
     let mut batches = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0;
     for change in changes {
-        let size = change.change.len() + 128;
-        if bytes + size > BATCH_BYTES && !current.is_empty() {
+        let size = change.change.len() + 128 + 32 * change.meta_heads.len();
+        if bytes + size > limit && !current.is_empty() {
             batches.push(std::mem::take(&mut current));
             bytes = 0;
         }

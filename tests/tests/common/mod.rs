@@ -136,6 +136,11 @@ impl Peer {
         .unwrap_or_else(|_| panic!("{}: timed out waiting for {what}", self.name))
     }
 
+    /// Forgets events received so far.
+    pub fn drain(&mut self) {
+        while self.events.try_recv().is_ok() {}
+    }
+
     /// Waits until `n` incoming messages have arrived (as events).
     pub async fn wait_messages(&mut self, n: usize) -> Vec<String> {
         let mut got = Vec::new();
