@@ -1,6 +1,9 @@
 //! A stranger on a group's gossipsub topic: forged and non-member envelopes
 //! are rejected by the first honest node and never reach the others.
 
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

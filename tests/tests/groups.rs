@@ -1,6 +1,9 @@
 //! Group chats between real nodes on loopback: invitations, gossip, a
 //! partition healed by anti-entropy, membership changes.
 
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Peer;
@@ -93,9 +96,8 @@ async fn five_members_see_every_message() {
     let info = peers[3].node.group_info(chat).await.unwrap();
     assert_eq!(info.name, "five");
     assert_eq!(info.members.len(), 5);
-    for i in 0..5 {
-        peers[i]
-            .node
+    for (i, peer) in peers.iter().enumerate() {
+        peer.node
             .send(chat, format!("hello from {i}"))
             .await
             .unwrap();
@@ -125,13 +127,12 @@ async fn partition_then_heal_converges() {
             peers[a].node.disconnect(other).await.unwrap();
         }
     }
-    for a in 0..2 {
+    for peer in &mut peers[..2] {
         for _ in 2..5 {
-            peers[a]
-                .wait_for("the partition", |e| {
-                    matches!(e, Event::PeerDisconnected { .. }).then_some(())
-                })
-                .await;
+            peer.wait_for("the partition", |e| {
+                matches!(e, Event::PeerDisconnected { .. }).then_some(())
+            })
+            .await;
         }
     }
     // Both sides write, including a reply and a reaction.
