@@ -68,7 +68,10 @@ async fn offline_peer_catches_up_when_back() {
         alice.node.send(chat, text).await.unwrap();
     }
     let pending = alice.history(chat).await;
-    assert_eq!(pending.last().unwrap().delivery, Some(DeliveryState::Pending));
+    assert_eq!(
+        pending.last().unwrap().delivery,
+        Some(DeliveryState::Pending)
+    );
     assert_eq!(alice.node.status().await.unwrap().outbox, 4);
 
     bob.restart().await;
@@ -100,7 +103,8 @@ async fn writes_made_apart_converge_on_connection() {
     let a = alice.history(chat).await;
     let b = bob.history(chat).await;
     assert_eq!(a.len(), 6);
-    let ids = |h: &[meshchat_node::HistoryEntry]| h.iter().map(|e| e.message.id).collect::<Vec<_>>();
+    let ids =
+        |h: &[meshchat_node::HistoryEntry]| h.iter().map(|e| e.message.id).collect::<Vec<_>>();
     assert_eq!(ids(&a), ids(&b));
     alice.stop().await;
     bob.stop().await;
