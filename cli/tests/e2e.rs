@@ -253,3 +253,55 @@ fn demo_runs_to_completion() {
     assert_eq!(summary["converged"], true);
     assert_eq!(summary["messages"], 7);
 }
+
+#[test]
+fn acknowledged_messages_survive_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("alice"), tmp.path().join("bob"));
+    let alice_id = ok_json(meshchat(&a).args(["init", "--name", "alice"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bob_id = ok_json(meshchat(&b).args(["init", "--name", "bob"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (mut alice, _) = start_daemon(&a);
+    let (mut bob, bob_addr) = start_daemon(&b);
+    ok_json(meshchat(&a).args([
+        "contacts", "add", &bob_id, "--name", "bob", "--addr", &bob_addr,
+    ]));
+    let watch = Running::spawn(meshchat(&a).args(["watch", "--json"]));
+    let total = 20;
+    for i in 0..total {
+        ok_json(meshchat(&a).args(["send", "bob", &format!("m{i}")]));
+    }
+    // Wait for Bob's acknowledgements ("delivered" means durably stored there).
+    let mut delivered = 0;
+    while delivered < total {
+        let event = watch.next_json();
+        if event["type"] == "delivery" && event["state"] == "delivered" {
+            delivered += 1;
+        }
+    }
+    // Kill Bob without a chance to flush anything more, then restart him.
+    bob.child.kill().unwrap();
+    bob.child.wait().unwrap();
+    let (mut bob, _) = start_daemon(&b);
+    let (ok, stdout, stderr) = run(meshchat(&b).args(["history", &alice_id, "--json"]));
+    assert!(ok, "{stderr}");
+    let texts: Vec<String> = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["message"]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(texts.len(), total, "{texts:?}");
+    assert!(run(meshchat(&a).arg("stop")).0);
+    assert!(run(meshchat(&b).arg("stop")).0);
+    assert!(alice.wait_exit());
+    assert!(bob.wait_exit());
+}
