@@ -1,0 +1,548 @@
+//! Direct-message latency and throughput between two real meshchat nodes on
+//! loopback, measured in the same run as a bare libp2p request-response round
+//! trip over the same transport (TCP + noise + yamux on 127.0.0.1), and that
+//! bare round trip plus sled writes, to show where the time goes.
+//!
+//! Run: `cargo bench -p meshchat-tests --bench direct_latency`
+//! (`MESHCHAT_BENCH_N` sets the number of messages per measurement, default 500).
+//! Timings are printed, never asserted.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::{
+    io,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use common::{Peer, WAIT};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::{
+    noise,
+    request_response::{self, ProtocolSupport},
+    swarm::SwarmEvent,
+    tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
+};
+use meshchat_node::{
+    crdt::{ChatKind, ChatReplica, Identity, MessageId},
+    protocol::{encode_frame, Request},
+    DeliveryState, Event,
+};
+use tokio::sync::mpsc;
+
+const BARE_PROTOCOL: StreamProtocol = StreamProtocol::new("/bench/bytes/1");
+/// Size of the bare response: about what a one-change `Pushed` answer takes.
+const BARE_RESPONSE_BYTES: usize = 48;
+/// Round trips run before measuring, so connections and caches are warm.
+const WARMUP: usize = 20;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let n: usize = std::env::var("MESHCHAT_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500)
+        .max(1);
+    let text = message_text();
+    let frame = push_frame_len(&text);
+    let started = Instant::now();
+    println!("direct_latency: n = {n} per measurement (+{WARMUP} warm-up), 2 tokio workers");
+    println!(
+        "machine: {} logical cores, temp dir {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::env::temp_dir().display()
+    );
+    println!(
+        "message text {} bytes -> push frame {frame} bytes; bare request {frame} bytes, response {BARE_RESPONSE_BYTES} bytes",
+        text.len()
+    );
+    println!();
+
+    let ours = meshchat_latency(n, &text).await;
+    let bare = bare_latency(n, frame, Flush::None).await;
+    let bare_recv_flush = bare_latency(n, frame, Flush::Receiver).await;
+    let bare_both_flush = bare_latency(n, frame, Flush::Both).await;
+    let ours_tput = meshchat_throughput(n, &text).await;
+    let bare_tput = bare_throughput(n, frame).await;
+
+    println!("Latency ({n} sequential messages, one in flight)");
+    println!(
+        "{:<58} {:>10} {:>10} {:>10}",
+        "measurement", "p50", "p99", "mean"
+    );
+    let row = |name: &str, s: &Stats| {
+        println!(
+            "{:<58} {:>10} {:>10} {:>10}",
+            name,
+            ms(s.p50),
+            ms(s.p99),
+            ms(s.mean)
+        )
+    };
+    row("meshchat: send() returns (local write + fsync)", &ours.send);
+    row(
+        "meshchat: send -> receiver's Event::Message",
+        &ours.received,
+    );
+    row(
+        "meshchat: send -> sender's Delivery::Delivered",
+        &ours.acked,
+    );
+    let tenth = (n / 10).max(1);
+    row(
+        &format!("  send -> Event::Message, first {tenth} (chat is small)"),
+        &ours.received_first,
+    );
+    row(
+        &format!("  send -> Event::Message, last {tenth} (chat is large)"),
+        &ours.received_last,
+    );
+    row("bare libp2p request-response round trip", &bare);
+    row(
+        "bare round trip + sled insert+flush on receiver",
+        &bare_recv_flush,
+    );
+    row(
+        "bare round trip + sled insert+flush on sender and receiver",
+        &bare_both_flush,
+    );
+    println!();
+    let ratio = |a: &Stats| a.p50.as_secs_f64() / bare.p50.as_secs_f64();
+    println!(
+        "ratio (p50 / bare p50): received {:.1}x, delivered {:.1}x; bare+1 flush {:.1}x, bare+2 flushes {:.1}x",
+        ratio(&ours.received),
+        ratio(&ours.acked),
+        ratio(&bare_recv_flush),
+        ratio(&bare_both_flush),
+    );
+    println!();
+    println!("Throughput ({n} messages back to back)");
+    println!(
+        "meshchat: {n} sends returned in {}; all received in {} ({:.0} msg/s); all delivered in {} ({:.0} msg/s)",
+        ms(ours_tput.sends_done),
+        ms(ours_tput.all_received),
+        per_sec(n, ours_tput.all_received),
+        ms(ours_tput.all_acked),
+        per_sec(n, ours_tput.all_acked),
+    );
+    println!(
+        "bare:     {n} requests pipelined, all answered in {} ({:.0} req/s)",
+        ms(bare_tput),
+        per_sec(n, bare_tput)
+    );
+    println!();
+    println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// A ~120-byte message, so the push frame is about 300 bytes.
+fn message_text() -> String {
+    "The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. 0123456789 abcdefghij klmnopqrstu"
+        .to_owned()
+}
+
+/// The size of a one-change push frame carrying `text`.
+fn push_frame_len(text: &str) -> usize {
+    let me = Identity::generate();
+    let other = Identity::generate();
+    let mut replica = ChatReplica::new(ChatKind::direct(me.public(), other.public()));
+    let written = replica
+        .write_message(&me, text, None, 1_700_000_000_000)
+        .expect("write");
+    encode_frame(&Request::Push {
+        changes: vec![written.change],
+    })
+    .len()
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    mean: Duration,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    samples.sort();
+    let at =
+        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+    let total: Duration = samples.iter().sum();
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+        mean: total / samples.len() as u32,
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn per_sec(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+// ---------------------------------------------------------------- meshchat
+
+struct Ours {
+    send: Stats,
+    received: Stats,
+    acked: Stats,
+    /// Receive latency over the first and the last tenth of the messages, to
+    /// show whether the cost grows with the chat's size.
+    received_first: Stats,
+    received_last: Stats,
+}
+
+/// Forwards, with the instant it was seen, each incoming message on `peer`
+/// and each Delivered receipt on it, as soon as the node emits them.
+fn watch(peer: &Peer) -> mpsc::Receiver<(MessageId, Instant)> {
+    let mut events = peer.node.subscribe();
+    // Larger than any run's event count, so forwarding never waits.
+    let (tx, rx) = mpsc::channel(1 << 16);
+    tokio::spawn(async move {
+        loop {
+            let id = match events.recv().await {
+                Ok(Event::Message {
+                    message,
+                    outgoing: false,
+                    ..
+                }) => message.id,
+                Ok(Event::Delivery {
+                    message,
+                    state: DeliveryState::Delivered,
+                    ..
+                }) => message,
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => {
+                    panic!("event watcher lagged by {k} events")
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            if tx.send((id, Instant::now())).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+async fn next_for(rx: &mut mpsc::Receiver<(MessageId, Instant)>, id: MessageId) -> Instant {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let (got, at) = rx.recv().await.expect("watcher alive");
+            if got == id {
+                return at;
+            }
+        }
+    })
+    .await
+    .expect("timed out waiting for a message event")
+}
+
+async fn meshchat_latency(n: usize, text: &str) -> Ours {
+    let alice = Peer::start("alice").await;
+    let bob = Peer::start("bob").await;
+    let chat = alice.add(&bob).await;
+    let mut received = watch(&bob);
+    let mut acked = watch(&alice);
+    let (mut send, mut recv, mut ack) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..WARMUP + n {
+        let t0 = Instant::now();
+        let sent = alice.node.send(chat, text).await.expect("send");
+        let t_sent = Instant::now();
+        let t_recv = next_for(&mut received, sent.message.id).await;
+        let t_ack = next_for(&mut acked, sent.message.id).await;
+        if i >= WARMUP {
+            send.push(t_sent - t0);
+            recv.push(t_recv - t0);
+            ack.push(t_ack - t0);
+        }
+    }
+    alice.stop().await;
+    bob.stop().await;
+    let tenth = (n / 10).max(1);
+    Ours {
+        send: stats(send),
+        received_first: stats(recv[..tenth].to_vec()),
+        received_last: stats(recv[n - tenth..].to_vec()),
+        received: stats(recv),
+        acked: stats(ack),
+    }
+}
+
+struct Throughput {
+    sends_done: Duration,
+    all_received: Duration,
+    all_acked: Duration,
+}
+
+async fn meshchat_throughput(n: usize, text: &str) -> Throughput {
+    let alice = Peer::start("alice").await;
+    let bob = Peer::start("bob").await;
+    let chat = alice.add(&bob).await;
+    let mut received = watch(&bob);
+    let mut acked = watch(&alice);
+    // Warm the connection with one delivered message.
+    let first = alice.node.send(chat, text).await.expect("send");
+    next_for(&mut received, first.message.id).await;
+    next_for(&mut acked, first.message.id).await;
+
+    let t0 = Instant::now();
+    for _ in 0..n {
+        alice.node.send(chat, text).await.expect("send");
+    }
+    let sends_done = t0.elapsed();
+    let all_received = count_until(&mut received, n, t0).await;
+    let all_acked = count_until(&mut acked, n, t0).await;
+    alice.stop().await;
+    bob.stop().await;
+    Throughput {
+        sends_done,
+        all_received,
+        all_acked,
+    }
+}
+
+/// Waits for `n` events; returns when the last one was seen, relative to `t0`.
+async fn count_until(
+    rx: &mut mpsc::Receiver<(MessageId, Instant)>,
+    n: usize,
+    t0: Instant,
+) -> Duration {
+    let mut last = t0;
+    for _ in 0..n {
+        let (_, at) = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("timed out during the throughput run")
+            .expect("watcher alive");
+        last = at;
+    }
+    last - t0
+}
+
+// ---------------------------------------------------------------- bare libp2p
+
+/// Raw bytes both ways, read to the end of the stream (as meshchat's codec does).
+#[derive(Debug, Clone, Copy, Default)]
+struct BytesCodec;
+
+async fn read_all<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    io.take(1 << 20).read_to_end(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_all<T: AsyncWrite + Unpin>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+impl request_response::Codec for BytesCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_all(io).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_all(io).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_all(io, &req).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_all(io, &res).await
+    }
+}
+
+type BareSwarm = Swarm<request_response::Behaviour<BytesCodec>>;
+
+/// The same transport stack as a meshchat node (TCP with nodelay, noise, yamux).
+fn bare_swarm() -> BareSwarm {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|_| {
+            request_response::Behaviour::new(
+                [(BARE_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(WAIT)
+                    .with_max_concurrent_streams(1024),
+            )
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+/// Which side writes a sled record and flushes it per message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    None,
+    Receiver,
+    Both,
+}
+
+fn open_sled(dir: &Path) -> sled::Db {
+    sled::Config::new().path(dir).open().expect("sled")
+}
+
+/// Starts an echo server; with `db`, it inserts each request and flushes
+/// before answering (inline in its event loop, as the node's actor does).
+async fn spawn_responder(db: Option<sled::Db>) -> (PeerId, Multiaddr) {
+    let mut swarm = bare_swarm();
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+        .expect("listen");
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address;
+        }
+    };
+    let peer = *swarm.local_peer_id();
+    tokio::spawn(async move {
+        let mut seq: u64 = 0;
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) = swarm.select_next_some().await
+            {
+                if let Some(db) = &db {
+                    seq += 1;
+                    db.insert(seq.to_be_bytes(), request).expect("insert");
+                    db.flush_async().await.expect("flush");
+                }
+                let _ = swarm
+                    .behaviour_mut()
+                    .send_response(channel, vec![0u8; BARE_RESPONSE_BYTES]);
+            }
+        }
+    });
+    (peer, addr)
+}
+
+async fn connect(swarm: &mut BareSwarm, peer: PeerId, addr: Multiaddr) {
+    swarm.dial(addr).expect("dial");
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let SwarmEvent::ConnectionEstablished { peer_id, .. } =
+                swarm.select_next_some().await
+            {
+                if peer_id == peer {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("timed out connecting");
+}
+
+/// Drives the requester until `wanted` responses arrived; returns their instants.
+async fn await_responses(
+    swarm: &mut BareSwarm,
+    wanted: usize,
+) -> Vec<(request_response::OutboundRequestId, Instant)> {
+    let mut out = Vec::with_capacity(wanted);
+    tokio::time::timeout(WAIT * 3, async {
+        while out.len() < wanted {
+            match swarm.select_next_some().await {
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    message: request_response::Message::Response { request_id, .. },
+                    ..
+                }) => out.push((request_id, Instant::now())),
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                    error, ..
+                }) => panic!("bare request failed: {error}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("timed out waiting for bare responses");
+    out
+}
+
+async fn bare_latency(n: usize, frame: usize, flush: Flush) -> Stats {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let receiver_db = (flush != Flush::None).then(|| open_sled(&tmp.path().join("receiver")));
+    let sender_db = (flush == Flush::Both).then(|| open_sled(&tmp.path().join("sender")));
+    let (peer, addr) = spawn_responder(receiver_db).await;
+    let mut swarm = bare_swarm();
+    connect(&mut swarm, peer, addr).await;
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..WARMUP + n {
+        let payload = vec![(i % 251) as u8; frame];
+        let t0 = Instant::now();
+        if let Some(db) = &sender_db {
+            db.insert((i as u64).to_be_bytes(), payload.clone())
+                .expect("insert");
+            db.flush_async().await.expect("flush");
+        }
+        swarm.behaviour_mut().send_request(&peer, payload);
+        let (_, at) = await_responses(&mut swarm, 1).await[0];
+        if i >= WARMUP {
+            samples.push(at - t0);
+        }
+    }
+    stats(samples)
+}
+
+async fn bare_throughput(n: usize, frame: usize) -> Duration {
+    let (peer, addr) = spawn_responder(None).await;
+    let mut swarm = bare_swarm();
+    connect(&mut swarm, peer, addr).await;
+    swarm.behaviour_mut().send_request(&peer, vec![1; frame]);
+    await_responses(&mut swarm, 1).await;
+    let t0 = Instant::now();
+    for i in 0..n {
+        swarm
+            .behaviour_mut()
+            .send_request(&peer, vec![(i % 251) as u8; frame]);
+    }
+    let done = await_responses(&mut swarm, n).await;
+    done.last().map_or(Duration::ZERO, |(_, at)| *at - t0)
+}
