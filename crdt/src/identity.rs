@@ -44,7 +44,9 @@ impl Identity {
         PublicKey::from_bytes(self.key.verifying_key().to_bytes())
     }
 
-    pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
+    /// Signs `message` (callers put a domain tag first, so a signature for
+    /// one purpose can never be replayed for another).
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.key.sign(message).to_bytes()
     }
 }
@@ -61,11 +63,8 @@ pub enum SignatureError {
     Mismatch,
 }
 
-pub(crate) fn verify(
-    key: &PublicKey,
-    message: &[u8],
-    signature: &[u8; 64],
-) -> Result<(), SignatureError> {
+/// Checks an Ed25519 signature by `key` over `message`.
+pub fn verify(key: &PublicKey, message: &[u8], signature: &[u8; 64]) -> Result<(), SignatureError> {
     let key = VerifyingKey::from_bytes(key.as_bytes()).map_err(|_| SignatureError::BadKey)?;
     let sig = ed25519_dalek::Signature::from_bytes(signature);
     key.verify(message, &sig)

@@ -24,7 +24,7 @@ pub use chat::{
     Applied, ChatKind, ChatReplica, Checked, RejectReason, Rejected, SegmentHeads,
     DEFAULT_SEGMENT_CAPACITY,
 };
-pub use identity::{Identity, SignatureError};
+pub use identity::{verify, Identity, SignatureError};
 pub use ids::{ChangeHash, ChatId, GroupNonce, MessageId, ParseIdError, PublicKey};
 pub use message::{Message, MAX_REACTION_BYTES, MAX_TEXT_BYTES};
 pub use meta::{GroupInfo, GroupSettings, Member, Role, MAX_GROUP_NAME_BYTES};

@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 mod data_dir;
 mod keys;
+pub mod mailbox;
 pub mod protocol;
 mod store;
 

@@ -1,0 +1,32 @@
+//! Mailbox limits a relay operator sets (in `relay.toml`).
+
+use serde::{Deserialize, Serialize};
+
+/// Limits of a relay's mailbox service. Every refusal is an explicit error to
+/// the sender, which keeps the message pending and retries later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailboxConfig {
+    /// How long a deposited envelope is kept, in seconds (default 30 days).
+    pub retention_secs: u64,
+    /// Envelopes held per recipient.
+    pub max_messages_per_recipient: u64,
+    /// Bytes held per recipient.
+    pub max_bytes_per_recipient: u64,
+    /// Largest envelope accepted, in bytes.
+    pub max_envelope_bytes: u64,
+    /// Deposits accepted per sender per minute.
+    pub deposits_per_sender_per_minute: u32,
+}
+
+impl Default for MailboxConfig {
+    fn default() -> Self {
+        Self {
+            retention_secs: 30 * 24 * 3600,
+            max_messages_per_recipient: 10_000,
+            max_bytes_per_recipient: 64 * 1024 * 1024,
+            max_envelope_bytes: 1024 * 1024,
+            deposits_per_sender_per_minute: 600,
+        }
+    }
+}

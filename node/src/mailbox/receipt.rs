@@ -1,0 +1,100 @@
+//! Custody receipts: a relay's signed promise to hold an envelope.
+
+use meshchat_crdt::{Identity, PublicKey, SignatureError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+const DOMAIN: &[u8] = b"meshchat/custody-receipt/v1";
+
+/// "I, `relay`, hold the envelope with this hash for `recipient` until
+/// `held_until_ms`." Signed by the relay, so a sender can show it and prove
+/// what the relay promised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustodyReceipt {
+    /// The relay's key.
+    pub relay: PublicKey,
+    /// The mailbox owner.
+    pub recipient: PublicKey,
+    /// SHA-256 of the envelope bytes.
+    pub envelope_hash: [u8; 32],
+    /// The relay keeps it until then (relay's clock, ms since the epoch).
+    pub held_until_ms: i64,
+    /// Ed25519 by `relay` over the fields above, domain-tagged.
+    #[serde(with = "sig")]
+    pub signature: [u8; 64],
+}
+
+/// SHA-256 of an envelope.
+pub fn envelope_hash(envelope: &[u8]) -> [u8; 32] {
+    Sha256::digest(envelope).into()
+}
+
+fn signed_bytes(relay: &PublicKey, recipient: &PublicKey, hash: &[u8; 32], until: i64) -> Vec<u8> {
+    let mut out = DOMAIN.to_vec();
+    out.extend_from_slice(relay.as_bytes());
+    out.extend_from_slice(recipient.as_bytes());
+    out.extend_from_slice(hash);
+    out.extend_from_slice(&until.to_be_bytes());
+    out
+}
+
+impl CustodyReceipt {
+    /// Issues a receipt as `relay`.
+    pub fn issue(
+        relay: &Identity,
+        recipient: PublicKey,
+        envelope: &[u8],
+        held_until_ms: i64,
+    ) -> Self {
+        let hash = envelope_hash(envelope);
+        let signature = relay.sign(&signed_bytes(
+            &relay.public(),
+            &recipient,
+            &hash,
+            held_until_ms,
+        ));
+        Self {
+            relay: relay.public(),
+            recipient,
+            envelope_hash: hash,
+            held_until_ms,
+            signature,
+        }
+    }
+
+    /// Checks the relay's signature.
+    pub fn verify(&self) -> Result<(), SignatureError> {
+        meshchat_crdt::verify(
+            &self.relay,
+            &signed_bytes(
+                &self.relay,
+                &self.recipient,
+                &self.envelope_hash,
+                self.held_until_ms,
+            ),
+            &self.signature,
+        )
+    }
+}
+
+mod sig {
+    pub(crate) fn serialize<S: serde::Serializer>(v: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<[u8; 64], D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = [u8; 64];
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("64 bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<[u8; 64], E> {
+                v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
