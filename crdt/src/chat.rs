@@ -7,7 +7,7 @@
 //! the node persists the accepted and deferred changes; then
 //! [`ChatReplica::apply`] merges them in causal order, batched per document.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -377,12 +377,18 @@ impl ChatReplica {
     /// batched per document. Changes still missing dependencies wait inside
     /// the replica and are retried on every later apply.
     pub fn apply(&mut self, changes: Vec<VerifiedChange>) -> Applied {
+        self.apply_tracked(changes, true)
+    }
+
+    /// [`ChatReplica::apply`]; with `track`, also works out which messages
+    /// the changes created or touched (cost: proportional to the changes, not
+    /// to the chat).
+    fn apply_tracked(&mut self, changes: Vec<VerifiedChange>, track: bool) -> Applied {
         let mut out = Applied::default();
+        let mut touched = track.then(Touched::default);
         let mut queue: Vec<VerifiedChange> = self.deferred.drain().map(|(_, c)| c).collect();
         let known: HashSet<ChangeHash> = queue.iter().map(|c| c.hash).collect();
         queue.extend(changes.into_iter().filter(|c| !known.contains(&c.hash)));
-        let touched: HashSet<SegmentIndex> = queue.iter().map(|c| c.signed.segment).collect();
-        let before = self.snapshot(&touched);
         let mut pending: HashSet<ChangeHash> = HashSet::new();
         let mut batch: Vec<VerifiedChange> = Vec::new();
         for change in causal_order(queue) {
@@ -391,7 +397,7 @@ impl ChatReplica {
             }
             let mut verdict = self.judge(&change, &pending);
             if matches!(verdict, Verdict::NeedsFlush) {
-                self.flush(std::mem::take(&mut batch), &mut out);
+                self.flush(std::mem::take(&mut batch), &mut out, touched.as_mut());
                 pending.clear();
                 verdict = self.judge(&change, &pending);
             }
@@ -409,13 +415,17 @@ impl ChatReplica {
                 }),
             }
         }
-        self.flush(batch, &mut out);
-        let after = self.snapshot(&touched);
-        for (id, message) in after {
-            match before.get(&id) {
-                None => out.new_messages.push(message),
-                Some(old) if *old != message => out.updated_messages.push(message),
-                Some(_) => {}
+        self.flush(batch, &mut out, touched.as_mut());
+        if let Some(touched) = touched {
+            for (index, id) in &touched.created {
+                if let Some(m) = self.segments.get(index).and_then(|s| s.message(id)) {
+                    out.new_messages.push(m);
+                }
+            }
+            for (index, id) in touched.changed.difference(&touched.created) {
+                if let Some(m) = self.segments.get(index).and_then(|s| s.message(id)) {
+                    out.updated_messages.push(m);
+                }
             }
         }
         out.new_messages.sort_by_key(|m| (m.sent_at_ms, m.id));
@@ -423,7 +433,12 @@ impl ChatReplica {
     }
 
     /// Applies one batch of accepted changes, one Automerge call per document.
-    fn flush(&mut self, batch: Vec<VerifiedChange>, out: &mut Applied) {
+    fn flush(
+        &mut self,
+        batch: Vec<VerifiedChange>,
+        out: &mut Applied,
+        mut touched: Option<&mut Touched>,
+    ) {
         let mut by_segment: BTreeMap<SegmentIndex, Vec<VerifiedChange>> = BTreeMap::new();
         for change in batch {
             by_segment
@@ -438,7 +453,11 @@ impl ChatReplica {
                 .entry(index)
                 .or_insert_with(|| Segment::new(index));
             let mut raw = Vec::with_capacity(changes.len());
+            let mut objects = Vec::new();
             for change in changes {
+                if let Some(t) = touched.as_deref_mut().filter(|_| index != META_SEGMENT) {
+                    objects.extend(t.note(index, &change.change));
+                }
                 segment.signed.insert(change.hash, change.signed);
                 raw.push(change.change);
             }
@@ -448,17 +467,14 @@ impl ChatReplica {
                 // copies are kept (they are persisted) so sync still forwards them.
                 tracing::error!(chat = %self.id, segment = index, %error, "automerge refused a checked batch");
             }
+            if let Some(t) = touched.as_deref_mut() {
+                for object in objects {
+                    if let Some(id) = message_of_object(&segment.doc, &object) {
+                        t.changed.insert((index, id));
+                    }
+                }
+            }
         }
-    }
-
-    fn snapshot(&self, segments: &HashSet<SegmentIndex>) -> HashMap<MessageId, Message> {
-        segments
-            .iter()
-            .filter(|s| **s != META_SEGMENT)
-            .filter_map(|s| self.segments.get(s))
-            .flat_map(|s| s.messages())
-            .map(|m| (m.id, m))
-            .collect()
     }
 
     /// Re-applies changes from this node's own store (signatures were checked
@@ -475,7 +491,7 @@ impl ChatReplica {
                 }),
             }
         }
-        let mut applied = self.apply(decoded);
+        let mut applied = self.apply_tracked(decoded, false);
         applied.rejected.extend(out_rejected);
         applied
     }
@@ -550,6 +566,51 @@ impl ChatReplica {
     /// Indices of all documents (metadata first).
     pub fn segment_indices(&self) -> Vec<SegmentIndex> {
         self.ordered_segments().map(|s| s.index).collect()
+    }
+}
+
+/// Messages created or touched by the changes of one apply.
+#[derive(Default)]
+struct Touched {
+    created: BTreeSet<(SegmentIndex, MessageId)>,
+    changed: BTreeSet<(SegmentIndex, MessageId)>,
+}
+
+impl Touched {
+    /// Records the messages `change` creates; returns the objects it writes
+    /// into, to resolve to messages once applied.
+    fn note(&mut self, index: SegmentIndex, change: &automerge::Change) -> Vec<String> {
+        let Ok(expanded) = crate::rules::expand(change) else {
+            return Vec::new();
+        };
+        let mut objects = Vec::new();
+        for op in expanded.operations {
+            match (&op.obj, &op.key) {
+                (automerge::legacy::ObjectId::Root, automerge::legacy::Key::Map(key)) => {
+                    if let Ok(id) = key.parse() {
+                        self.created.insert((index, id));
+                    }
+                }
+                (automerge::legacy::ObjectId::Id(id), _) => {
+                    objects.push(format!("{}@{}", id.counter(), id.actor()));
+                }
+                _ => {}
+            }
+        }
+        objects.sort();
+        objects.dedup();
+        objects
+    }
+}
+
+/// The message (root key) an object lives in.
+fn message_of_object(doc: &automerge::Automerge, object: &str) -> Option<MessageId> {
+    use automerge::ReadDoc;
+    let obj = doc.import_obj(object).ok()?;
+    let top = doc.parents(&obj).ok()?.last()?;
+    match top.prop {
+        automerge::Prop::Map(key) if top.obj == automerge::ROOT => key.parse().ok(),
+        _ => None,
     }
 }
 

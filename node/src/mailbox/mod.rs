@@ -23,8 +23,8 @@ const MINUTE_MS: i64 = 60_000;
 /// Senders remembered by the rate limiter before old windows are dropped.
 const MAX_TRACKED_SENDERS: usize = 100_000;
 
-/// Mailboxes plus the in-memory rate limiter.
-pub(crate) struct Mailbox {
+/// A relay's mailboxes plus the in-memory rate limiter.
+pub struct Mailbox {
     relay: Identity,
     config: MailboxConfig,
     store: MailboxStore,
@@ -33,18 +33,19 @@ pub(crate) struct Mailbox {
 }
 
 impl Mailbox {
-    pub(crate) fn new(relay: Identity, config: MailboxConfig, store: MailboxStore) -> Self {
-        Self {
+    /// Opens the mailboxes kept in `db`, issuing receipts as `relay`.
+    pub fn open(relay: Identity, config: MailboxConfig, db: &sled::Db) -> Result<Self, StoreError> {
+        Ok(Self {
             relay,
             config,
-            store,
+            store: MailboxStore::open(db)?,
             windows: HashMap::new(),
-        }
+        })
     }
 
-    /// Checks the limits and stores the envelope (not yet durable: flush,
-    /// then hand out the receipt).
-    pub(crate) fn deposit(
+    /// Checks the limits and stores the envelope. Not yet durable: call
+    /// [`Mailbox::flush`] before handing out the receipt.
+    pub fn deposit(
         &mut self,
         sender: PublicKey,
         recipient: PublicKey,
@@ -80,11 +81,14 @@ impl Mailbox {
         Ok(())
     }
 
-    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+    /// Makes every deposit so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
         self.store.flush().await
     }
 
-    pub(crate) fn fetch(
+    /// Up to `limit` envelopes (and about `max_bytes`) of `owner`'s mailbox
+    /// after id `after`, and whether more remain.
+    pub fn fetch(
         &self,
         owner: &PublicKey,
         after: Option<u64>,
@@ -94,15 +98,18 @@ impl Mailbox {
         self.store.fetch(owner, after, limit, max_bytes)
     }
 
-    pub(crate) fn ack(&self, owner: &PublicKey, ids: &[u64]) -> Result<u64, StoreError> {
+    /// Deletes `owner`'s acknowledged envelopes; returns how many.
+    pub fn ack(&self, owner: &PublicKey, ids: &[u64]) -> Result<u64, StoreError> {
         self.store.ack(owner, ids)
     }
 
-    pub(crate) fn expire(&self, now_ms: i64) -> Result<u64, StoreError> {
+    /// Deletes expired envelopes; returns how many.
+    pub fn expire(&self, now_ms: i64) -> Result<u64, StoreError> {
         self.store.expire(now_ms)
     }
 
-    pub(crate) fn stats(&self) -> MailboxStats {
+    /// Totals, for metrics.
+    pub fn stats(&self) -> MailboxStats {
         self.store.stats()
     }
 }

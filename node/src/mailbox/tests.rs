@@ -7,8 +7,8 @@ use super::*;
 fn mailbox(config: MailboxConfig) -> (tempfile::TempDir, Mailbox, sled::Db) {
     let tmp = tempfile::tempdir().unwrap();
     let db = sled::Config::new().path(tmp.path()).open().unwrap();
-    let store = MailboxStore::open(&db).unwrap();
-    (tmp, Mailbox::new(Identity::generate(), config, store), db)
+    let mb = Mailbox::open(Identity::generate(), config, &db).unwrap();
+    (tmp, mb, db)
 }
 
 #[tokio::test]
@@ -81,21 +81,13 @@ async fn expiry_and_restart() {
     let (alice, bob) = (Identity::generate().public(), Identity::generate().public());
     {
         let db = sled::Config::new().path(tmp.path()).open().unwrap();
-        let mut mb = Mailbox::new(
-            Identity::generate(),
-            config.clone(),
-            MailboxStore::open(&db).unwrap(),
-        );
+        let mut mb = Mailbox::open(Identity::generate(), config.clone(), &db).unwrap();
         mb.deposit(alice, bob, b"old".to_vec(), 0).unwrap();
         mb.deposit(alice, bob, b"new".to_vec(), 5_000).unwrap();
         mb.flush().await.unwrap();
     }
     let db = sled::Config::new().path(tmp.path()).open().unwrap();
-    let mb = Mailbox::new(
-        Identity::generate(),
-        config,
-        MailboxStore::open(&db).unwrap(),
-    );
+    let mb = Mailbox::open(Identity::generate(), config, &db).unwrap();
     assert_eq!(mb.stats().messages, 2);
     assert_eq!(mb.expire(10_000).unwrap(), 1);
     let (items, _) = mb.fetch(&bob, None, 10, 1 << 20).unwrap();
