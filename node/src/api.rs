@@ -98,6 +98,9 @@ pub struct Status {
     pub chats: usize,
     /// Changes waiting for a recipient's acknowledgement.
     pub outbox: usize,
+    /// Relay mode: what the mailboxes hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<crate::mailbox::MailboxStats>,
 }
 
 /// A message just written.
@@ -198,6 +201,7 @@ pub(crate) enum Command {
         peer: PeerId,
         name: Option<String>,
         addrs: Vec<Multiaddr>,
+        relays: Vec<Multiaddr>,
         reply: Reply<Contact>,
     },
     Contacts {
@@ -347,10 +351,24 @@ impl Node {
         name: Option<String>,
         addrs: Vec<Multiaddr>,
     ) -> Result<Contact, NodeError> {
+        self.add_contact_with_relays(peer, name, addrs, Vec::new())
+            .await
+    }
+
+    /// Adds or updates a contact, with the relays that hold its mail while
+    /// it is offline (each address ending in `/p2p/<RELAY>`).
+    pub async fn add_contact_with_relays(
+        &self,
+        peer: PeerId,
+        name: Option<String>,
+        addrs: Vec<Multiaddr>,
+        relays: Vec<Multiaddr>,
+    ) -> Result<Contact, NodeError> {
         self.call(|reply| Command::AddContact {
             peer,
             name,
             addrs,
+            relays,
             reply,
         })
         .await

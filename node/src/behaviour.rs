@@ -10,7 +10,7 @@ use libp2p::{
     StreamProtocol,
 };
 
-use crate::protocol::{DirectCodec, DIRECT_PROTOCOL};
+use crate::protocol::{DirectCodec, MailboxCodec, DIRECT_PROTOCOL, MAILBOX_PROTOCOL};
 
 /// The identify protocol version string.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/meshchat/id/1";
@@ -25,6 +25,7 @@ pub(crate) struct Behaviour {
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) direct: request_response::Behaviour<DirectCodec>,
+    pub(crate) mailbox: request_response::Behaviour<MailboxCodec>,
 }
 
 /// Why the behaviour could not be built.
@@ -85,6 +86,12 @@ impl Behaviour {
                 .with_request_timeout(Duration::from_secs(30))
                 .with_max_concurrent_streams(64),
         );
+        let mailbox = request_response::Behaviour::new(
+            [(MAILBOX_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(30))
+                .with_max_concurrent_streams(64),
+        );
         Ok(Self {
             identify,
             ping: ping::Behaviour::default(),
@@ -92,6 +99,7 @@ impl Behaviour {
             gossipsub,
             mdns: mdns.into(),
             direct,
+            mailbox,
         })
     }
 }

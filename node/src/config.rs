@@ -2,8 +2,10 @@
 
 use std::{path::Path, time::Duration};
 
-use libp2p::Multiaddr;
+use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
+
+use crate::mailbox::MailboxConfig;
 
 /// How a node runs. `Default` is a desktop peer on all interfaces with mDNS on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +25,8 @@ pub struct NodeConfig {
     pub resync_secs: u64,
     /// Seconds a connection with no open stream is kept.
     pub idle_timeout_secs: u64,
+    /// Run a mailbox service for other peers (relay mode) with these limits.
+    pub mailbox: Option<MailboxConfig>,
 }
 
 impl Default for NodeConfig {
@@ -40,6 +44,7 @@ impl Default for NodeConfig {
             redial_secs: 10,
             resync_secs: 300,
             idle_timeout_secs: 600,
+            mailbox: None,
         }
     }
 }
@@ -54,6 +59,11 @@ impl NodeConfig {
             redial_secs: 1,
             ..Self::default()
         }
+    }
+
+    /// The PeerIds of this node's relays.
+    pub(crate) fn relay_peers(&self) -> Vec<PeerId> {
+        self.relays.iter().filter_map(peer_of).collect()
     }
 
     pub(crate) fn redial_interval(&self) -> Duration {
@@ -122,6 +132,14 @@ idle_timeout_secs = {idle}
             resync = self.resync_secs,
             idle = self.idle_timeout_secs,
         )
+    }
+}
+
+/// The PeerId an address ends with (`/p2p/<PEER_ID>`).
+pub(crate) fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
     }
 }
 

@@ -50,6 +50,9 @@ pub struct Contact {
     pub name: Option<String>,
     /// Addresses to reach them at, given by the user or learned from them.
     pub addrs: Vec<Multiaddr>,
+    /// Relays holding their mail while they are offline (each ends in `/p2p/<RELAY>`).
+    #[serde(default)]
+    pub relays: Vec<Multiaddr>,
 }
 
 /// A chat this node takes part in.
@@ -126,6 +129,11 @@ impl Store {
             reads: db.open_tree("reads")?,
             db,
         })
+    }
+
+    /// The database, for services that keep their own trees in it.
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
     }
 
     /// Makes every write so far durable.

@@ -51,9 +51,10 @@ impl Actor {
                 peer,
                 name,
                 addrs,
+                relays,
                 reply,
             } => {
-                let _ = reply.send(self.add_contact(peer, name, addrs));
+                let _ = reply.send(self.add_contact(peer, name, addrs, relays));
             }
             Command::Contacts { reply } => {
                 let _ = reply.send(self.chats.store().contacts().map_err(Into::into));
@@ -232,7 +233,13 @@ impl Actor {
         peer: PeerId,
         name: Option<String>,
         addrs: Vec<Multiaddr>,
+        relays: Vec<Multiaddr>,
     ) -> Result<Contact, NodeError> {
+        if let Some(bad) = relays.iter().find(|a| crate::config::peer_of(a).is_none()) {
+            return Err(NodeError::Invalid(format!(
+                "relay address {bad} must end with /p2p/<RELAY_PEER_ID>"
+            )));
+        }
         let key = public_key_of(&peer)
             .ok_or_else(|| NodeError::Invalid(format!("{peer} is not an Ed25519 peer id")))?;
         if let Some(bad) = addrs
@@ -246,7 +253,13 @@ impl Actor {
             peer,
             name: None,
             addrs: Vec::new(),
+            relays: Vec::new(),
         });
+        for relay in relays {
+            if !contact.relays.contains(&relay) {
+                contact.relays.push(relay);
+            }
+        }
         if name.is_some() {
             contact.name = name;
         }
@@ -271,6 +284,7 @@ impl Actor {
             connected: self.swarm.connected_peers().copied().collect(),
             chats: self.chats.store().chats()?.len(),
             outbox: self.chats.store().outbox_len(),
+            mailbox: self.mailbox.as_ref().map(|m| m.stats()),
         })
     }
 }

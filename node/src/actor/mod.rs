@@ -24,6 +24,7 @@ use tokio::{
 mod commands;
 mod direct;
 mod gossip;
+mod mailbox;
 mod peers;
 
 pub use gossip::group_topic;
@@ -86,6 +87,12 @@ pub(crate) struct Actor {
     listen_addrs: Vec<Multiaddr>,
     /// Group topics this node is subscribed to.
     topics: HashMap<libp2p::gossipsub::TopicHash, ChatId>,
+    /// Relay mode: the mailboxes this node keeps for others.
+    mailbox: Option<crate::mailbox::Mailbox>,
+    metrics: mailbox::RelayMetrics,
+    mailbox_pending: mailbox::MailboxPendingMap,
+    /// Changes deposited at a relay for a peer (not deposited again).
+    deposited: mailbox::Deposited,
     _lock: DirLock,
 }
 
@@ -122,6 +129,20 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
             })?;
     }
     let peer_id = *swarm.local_peer_id();
+    let mailbox = match &config.mailbox {
+        Some(limits) => {
+            swarm
+                .behaviour_mut()
+                .kad
+                .set_mode(Some(libp2p::kad::Mode::Server));
+            Some(crate::mailbox::Mailbox::open(
+                identity.clone(),
+                limits.clone(),
+                store.db(),
+            )?)
+        }
+        None => None,
+    };
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (event_tx, _) = broadcast::channel(EVENT_CAPACITY);
     let mut actor = Actor {
@@ -136,6 +157,10 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
         backoff: HashMap::new(),
         listen_addrs: Vec::new(),
         topics: HashMap::new(),
+        mailbox,
+        metrics: mailbox::RelayMetrics::default(),
+        mailbox_pending: HashMap::new(),
+        deposited: Default::default(),
         _lock: lock,
     };
     // Wait until every listener is up, so callers can read real addresses.
@@ -208,6 +233,12 @@ impl Actor {
         if !self.config.bootstrap.is_empty() {
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
+        for relay in self.config.relays.clone() {
+            if let Some(peer) = crate::config::peer_of(&relay) {
+                self.remember_addrs(peer, [relay]);
+                self.dial_peer(peer);
+            }
+        }
         if let Ok(contacts) = self.chats.store().contacts() {
             for contact in contacts {
                 self.remember_addrs(contact.peer, contact.addrs.iter().cloned());
@@ -219,6 +250,8 @@ impl Actor {
     async fn run(mut self) {
         let mut redial = interval(self.config.redial_interval());
         redial.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut expiry = interval(Duration::from_secs(60));
+        expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut resync = interval(self.config.resync_interval());
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
         resync.reset();
@@ -231,7 +264,11 @@ impl Actor {
                     None => break None,
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
-                _ = redial.tick() => self.redial(),
+                _ = redial.tick() => {
+                    self.redial();
+                    self.deposit_for_unreachable();
+                }
+                _ = expiry.tick() => self.expire_mail(),
                 _ = resync.tick() => self.resync_connected(),
             }
         };
@@ -268,6 +305,9 @@ impl Actor {
                     self.emit(Event::PeerConnected { peer: peer_id });
                     self.start_sync(peer_id);
                     self.push_outbox(peer_id);
+                    if self.config.relay_peers().contains(&peer_id) {
+                        self.fetch_mail(peer_id, None);
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -290,6 +330,7 @@ impl Actor {
         match event {
             BehaviourEvent::Direct(event) => self.on_direct_event(event).await,
             BehaviourEvent::Gossipsub(event) => self.on_gossip_event(event).await,
+            BehaviourEvent::Mailbox(event) => self.on_mailbox_event(event).await,
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 for addr in &info.listen_addrs {
                     self.swarm

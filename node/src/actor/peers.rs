@@ -56,6 +56,7 @@ impl Actor {
                 .into_iter()
                 .map(|c| c.peer),
         );
+        peers.extend(self.config.relay_peers());
         peers.sort();
         peers.dedup();
         for peer in peers {

@@ -417,6 +417,31 @@ impl Chats {
         Ok(delivered)
     }
 
+    /// A relay holds these changes for `peer`: messages still `pending` become
+    /// `sent`. The outbox entries stay until `peer` itself acknowledges.
+    pub(crate) fn in_custody(
+        &self,
+        peer: &PublicKey,
+        hashes: &[ChangeHash],
+    ) -> Result<Vec<(ChatId, MessageId)>, StoreError> {
+        let mut sent = Vec::new();
+        for entry in self.store.outbox_for(peer, usize::MAX)? {
+            let Some(message) = entry.message.filter(|_| hashes.contains(&entry.hash)) else {
+                continue;
+            };
+            let states = self.store.delivery(&entry.chat, &message)?;
+            let pending = states
+                .iter()
+                .any(|(k, s)| k == peer && *s == DeliveryState::Pending);
+            if pending {
+                self.store
+                    .set_delivery(&entry.chat, &message, peer, DeliveryState::Sent)?;
+                sent.push((entry.chat, message));
+            }
+        }
+        Ok(sent)
+    }
+
     /// `peer` refused these changes for good: stop retrying them.
     pub(crate) fn refused(
         &self,

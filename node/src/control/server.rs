@@ -234,9 +234,15 @@ fn to_json<T: serde::Serialize>(value: T) -> Result<serde_json::Value, ControlEr
 async fn call(node: &Node, request: ControlRequest) -> Result<serde_json::Value, ControlError> {
     let result = match request {
         ControlRequest::Status => to_json(node.status().await?),
-        ControlRequest::ContactsAdd { peer, name, addrs } => {
-            to_json(node.add_contact(peer, name, addrs).await?)
-        }
+        ControlRequest::ContactsAdd {
+            peer,
+            name,
+            addrs,
+            relays,
+        } => to_json(
+            node.add_contact_with_relays(peer, name, addrs, relays)
+                .await?,
+        ),
         ControlRequest::ContactsList => to_json(node.contacts().await?),
         ControlRequest::Send { to, text, reply_to } => {
             let chat = node.resolve(to).await?;

@@ -35,6 +35,9 @@ pub enum ControlRequest {
         /// Addresses to reach them.
         #[serde(default)]
         addrs: Vec<Multiaddr>,
+        /// Relays holding their mail (addresses ending in `/p2p/<RELAY>`).
+        #[serde(default)]
+        relays: Vec<Multiaddr>,
     },
     /// All contacts: `[Contact]`.
     ContactsList,

@@ -1,4 +1,4 @@
-//! Bounded framing for `/meshchat/direct/1`: read at most the limit, decode
+//! Bounded framing for meshchat's request-response protocols: read at most the limit, decode
 //! with a version check, and hand undecodable frames to the handler as a
 //! refusal to answer (never a panic, never a silent drop).
 
@@ -8,15 +8,18 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::{request_response, StreamProtocol};
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::wire::{
-    Request, Response, WireError, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, WIRE_VERSION,
+use super::{
+    mailbox::{
+        MailboxRequest, MailboxResponse, MAILBOX_MAX_REQUEST_BYTES, MAILBOX_MAX_RESPONSE_BYTES,
+    },
+    wire::{Request, Response, WireError, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, WIRE_VERSION},
 };
 
 /// An inbound request as the handler sees it: decoded, or the reason it could not be.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inbound {
+pub enum Inbound<R = Request> {
     /// A well-formed request.
-    Request(Request),
+    Request(R),
     /// A frame that could not be used; answer with [`Response::Error`].
     Refused(WireError),
 }
@@ -79,66 +82,100 @@ async fn write_frame<T: AsyncWrite + Unpin>(
     io.close().await
 }
 
-impl request_response::Codec for DirectCodec {
-    type Protocol = StreamProtocol;
-    type Request = Inbound;
-    type Response = Response;
+/// Implements the request-response codec for a protocol's request and
+/// response types with its frame limits.
+macro_rules! frame_codec {
+    ($codec:ty, $request:ty, $response:ty, $max_request:expr, $max_response:expr) => {
+        impl request_response::Codec for $codec {
+            type Protocol = StreamProtocol;
+            type Request = Inbound<$request>;
+            type Response = $response;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Inbound>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        Ok(match read_bounded(io, MAX_REQUEST_BYTES).await? {
-            Ok(bytes) => match decode_frame(&bytes) {
-                Ok(request) => Inbound::Request(request),
-                Err(e) => Inbound::Refused(e),
-            },
-            Err(e) => Inbound::Refused(e),
-        })
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        let bytes = read_bounded(io, MAX_RESPONSE_BYTES)
-            .await?
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        decode_frame(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Inbound,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        match req {
-            Inbound::Request(request) => {
-                write_frame(io, &encode_frame(&request), MAX_REQUEST_BYTES).await
+            async fn read_request<T>(
+                &mut self,
+                _: &StreamProtocol,
+                io: &mut T,
+            ) -> io::Result<Inbound<$request>>
+            where
+                T: AsyncRead + Unpin + Send,
+            {
+                Ok(match read_bounded(io, $max_request).await? {
+                    Ok(bytes) => match decode_frame(&bytes) {
+                        Ok(request) => Inbound::Request(request),
+                        Err(e) => Inbound::Refused(e),
+                    },
+                    Err(e) => Inbound::Refused(e),
+                })
             }
-            Inbound::Refused(_) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a refusal is not a request",
-            )),
-        }
-    }
 
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: Response,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        write_frame(io, &encode_frame(&res), MAX_RESPONSE_BYTES).await
-    }
+            async fn read_response<T>(
+                &mut self,
+                _: &StreamProtocol,
+                io: &mut T,
+            ) -> io::Result<$response>
+            where
+                T: AsyncRead + Unpin + Send,
+            {
+                let bytes = read_bounded(io, $max_response)
+                    .await?
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                decode_frame(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+            }
+
+            async fn write_request<T>(
+                &mut self,
+                _: &StreamProtocol,
+                io: &mut T,
+                req: Inbound<$request>,
+            ) -> io::Result<()>
+            where
+                T: AsyncWrite + Unpin + Send,
+            {
+                match req {
+                    Inbound::Request(request) => {
+                        write_frame(io, &encode_frame(&request), $max_request).await
+                    }
+                    Inbound::Refused(_) => Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "a refusal is not a request",
+                    )),
+                }
+            }
+
+            async fn write_response<T>(
+                &mut self,
+                _: &StreamProtocol,
+                io: &mut T,
+                res: $response,
+            ) -> io::Result<()>
+            where
+                T: AsyncWrite + Unpin + Send,
+            {
+                write_frame(io, &encode_frame(&res), $max_response).await
+            }
+        }
+    };
 }
+
+frame_codec!(
+    DirectCodec,
+    Request,
+    Response,
+    MAX_REQUEST_BYTES,
+    MAX_RESPONSE_BYTES
+);
+
+/// The codec of `/meshchat/mailbox/1`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MailboxCodec;
+
+frame_codec!(
+    MailboxCodec,
+    MailboxRequest,
+    MailboxResponse,
+    MAILBOX_MAX_REQUEST_BYTES,
+    MAILBOX_MAX_RESPONSE_BYTES
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,369 @@
+//! `/meshchat/mailbox/1` in both roles. As a relay (a node whose config has
+//! `[mailbox]`): hold envelopes for offline peers, durably, within limits,
+//! and hand them only to their owner. As a peer: fetch its own mail from its
+//! relays, and deposit undelivered changes at an unreachable contact's relays.
+
+use std::collections::HashSet;
+
+use libp2p::request_response::{self, OutboundRequestId};
+
+use super::{direct::Via, *};
+use crate::{
+    mailbox::Refusal,
+    protocol::{
+        decode_frame, encode_frame, Envelope, MailboxRequest, MailboxResponse, WireError,
+        MAILBOX_PAGE_BYTES,
+    },
+};
+
+/// Mail items asked for per fetch.
+const FETCH_PAGE: u32 = 256;
+
+/// A mailbox request awaiting its response.
+pub(super) enum MailboxPending {
+    Fetch,
+    Deposit {
+        recipient: PublicKey,
+        hashes: Vec<ChangeHash>,
+    },
+    Notify,
+}
+
+impl Actor {
+    pub(super) async fn on_mailbox_event(
+        &mut self,
+        event: request_response::Event<Inbound<MailboxRequest>, MailboxResponse>,
+    ) {
+        use request_response::{Event as E, Message as M};
+        match event {
+            E::Message {
+                peer,
+                message: M::Request {
+                    request, channel, ..
+                },
+                ..
+            } => {
+                let response = self.on_mailbox_request(peer, request).await;
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .mailbox
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    tracing::debug!(%peer, "peer went away before the mailbox response");
+                }
+            }
+            E::Message {
+                peer,
+                message:
+                    M::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(pending) = self.mailbox_pending.remove(&request_id) {
+                    self.on_mailbox_response(peer, pending, response).await;
+                }
+            }
+            E::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, %error, "mailbox request failed");
+                if let Some(MailboxPending::Deposit { recipient, hashes }) =
+                    self.mailbox_pending.remove(&request_id)
+                {
+                    self.forget_deposits(recipient, &hashes);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_mailbox_request(
+        &mut self,
+        peer: PeerId,
+        request: Inbound<MailboxRequest>,
+    ) -> MailboxResponse {
+        let request = match request {
+            Inbound::Request(r) => r,
+            Inbound::Refused(error) => {
+                tracing::warn!(%peer, %error, "refused mailbox frame");
+                return MailboxResponse::Error(error);
+            }
+        };
+        let Some(requester) = public_key_of(&peer) else {
+            return MailboxResponse::Error(WireError::NotMember);
+        };
+        if let MailboxRequest::Notify = request {
+            if self.config.relay_peers().contains(&peer) {
+                self.fetch_mail(peer, None);
+            }
+            return MailboxResponse::Noted;
+        }
+        let Some(mailbox) = self.mailbox.as_mut() else {
+            return MailboxResponse::NotARelay;
+        };
+        match request {
+            MailboxRequest::Deposit {
+                recipient,
+                envelope,
+            } => {
+                let receipt = match mailbox.deposit(requester, recipient, envelope, now_ms()) {
+                    Ok(receipt) => receipt,
+                    Err(refusal) => {
+                        self.metrics.refused(&refusal);
+                        return MailboxResponse::Refused(refusal);
+                    }
+                };
+                // Acknowledge only what is on disk.
+                if let Err(error) = mailbox.flush().await {
+                    tracing::error!(%error, "mailbox flush failed");
+                    self.metrics.refused(&Refusal::Unavailable);
+                    return MailboxResponse::Refused(Refusal::Unavailable);
+                }
+                self.metrics.deposits += 1;
+                if let Some(owner) = peer_id_of(&recipient) {
+                    if self.swarm.is_connected(&owner) {
+                        let id = self
+                            .swarm
+                            .behaviour_mut()
+                            .mailbox
+                            .send_request(&owner, Inbound::Request(MailboxRequest::Notify));
+                        self.mailbox_pending.insert(id, MailboxPending::Notify);
+                    }
+                }
+                MailboxResponse::Deposited(receipt)
+            }
+            // The owner is whoever Noise authenticated: nobody reads another's mail.
+            MailboxRequest::Fetch { after, limit } => {
+                let limit = limit.clamp(1, FETCH_PAGE) as usize;
+                match mailbox.fetch(&requester, after, limit, MAILBOX_PAGE_BYTES) {
+                    Ok((items, more)) => {
+                        self.metrics.fetches += 1;
+                        MailboxResponse::Mail { items, more }
+                    }
+                    Err(error) => MailboxResponse::Error(WireError::Storage(error.to_string())),
+                }
+            }
+            MailboxRequest::Ack { ids } => match mailbox.ack(&requester, &ids) {
+                Ok(removed) => MailboxResponse::Acked { removed },
+                Err(error) => MailboxResponse::Error(WireError::Storage(error.to_string())),
+            },
+            MailboxRequest::Notify => MailboxResponse::Noted,
+        }
+    }
+
+    async fn on_mailbox_response(
+        &mut self,
+        relay: PeerId,
+        pending: MailboxPending,
+        response: MailboxResponse,
+    ) {
+        match (pending, response) {
+            (MailboxPending::Fetch, MailboxResponse::Mail { items, more }) => {
+                let last = items.last().map(|i| i.id);
+                let mut done = Vec::new();
+                for item in items {
+                    let changes = match decode_frame::<Envelope>(&item.envelope) {
+                        Ok(Envelope::Changes(changes)) => changes,
+                        Err(error) => {
+                            // Undecodable mail can never be applied: drop it.
+                            tracing::warn!(%relay, %error, "undecodable mail");
+                            done.push(item.id);
+                            continue;
+                        }
+                    };
+                    let sender = peer_id_of(&item.sender).unwrap_or(relay);
+                    // Acknowledge to the relay only after a durable apply.
+                    if self
+                        .receive(sender, item.sender, changes, Via::Direct)
+                        .await
+                        .is_ok()
+                    {
+                        done.push(item.id);
+                    }
+                }
+                if !done.is_empty() {
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .mailbox
+                        .send_request(&relay, Inbound::Request(MailboxRequest::Ack { ids: done }));
+                    self.mailbox_pending.insert(id, MailboxPending::Notify);
+                }
+                if more {
+                    self.fetch_mail(relay, last);
+                }
+            }
+            (
+                MailboxPending::Deposit { recipient, hashes },
+                MailboxResponse::Deposited(receipt),
+            ) => {
+                if receipt.verify().is_err() || peer_id_of(&receipt.relay) != Some(relay) {
+                    tracing::warn!(%relay, "relay returned an invalid custody receipt");
+                    self.forget_deposits(recipient, &hashes);
+                    return;
+                }
+                self.on_custody(recipient, &hashes, receipt.held_until_ms);
+            }
+            (MailboxPending::Deposit { recipient, hashes }, other) => {
+                tracing::info!(%relay, ?other, "relay did not take the mail; will retry");
+                self.forget_deposits(recipient, &hashes);
+            }
+            (_, MailboxResponse::Error(error)) => {
+                tracing::debug!(%relay, %error, "mailbox error");
+            }
+            _ => {}
+        }
+    }
+
+    /// Asks a relay for this node's mail.
+    pub(super) fn fetch_mail(&mut self, relay: PeerId, after: Option<u64>) {
+        let id = self.swarm.behaviour_mut().mailbox.send_request(
+            &relay,
+            Inbound::Request(MailboxRequest::Fetch {
+                after,
+                limit: FETCH_PAGE,
+            }),
+        );
+        self.mailbox_pending.insert(id, MailboxPending::Fetch);
+    }
+
+    /// For each unreachable contact with undelivered changes, deposits them
+    /// at the contact's relays (dialling the relays first if needed).
+    pub(super) fn deposit_for_unreachable(&mut self) {
+        let Ok(contacts) = self.chats.store().contacts() else {
+            return;
+        };
+        for contact in contacts {
+            if contact.relays.is_empty() || self.swarm.is_connected(&contact.peer) {
+                continue;
+            }
+            let Some(recipient) = public_key_of(&contact.peer) else {
+                continue;
+            };
+            let batch: Vec<SignedChange> = match self.chats.outbox_batch(&recipient) {
+                Ok(batch) => batch
+                    .into_iter()
+                    .filter(|c| {
+                        c.decode_stored()
+                            .is_ok_and(|v| !self.deposited.contains(&(contact.peer, v.hash)))
+                    })
+                    .collect(),
+                Err(_) => continue,
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            for relay_addr in &contact.relays {
+                let Some(relay) = crate::config::peer_of(relay_addr) else {
+                    continue;
+                };
+                if !self.swarm.is_connected(&relay) {
+                    self.remember_addrs(relay, [relay_addr.clone()]);
+                    self.dial_peer(relay);
+                    continue;
+                }
+                self.deposit(relay, recipient, contact.peer, batch.clone());
+            }
+        }
+    }
+
+    fn deposit(
+        &mut self,
+        relay: PeerId,
+        recipient: PublicKey,
+        peer: PeerId,
+        changes: Vec<SignedChange>,
+    ) {
+        let hashes: Vec<ChangeHash> = changes
+            .iter()
+            .filter_map(|c| c.decode_stored().ok().map(|v| v.hash))
+            .collect();
+        for hash in &hashes {
+            self.deposited.insert((peer, *hash));
+        }
+        let envelope = encode_frame(&Envelope::Changes(changes));
+        let id = self.swarm.behaviour_mut().mailbox.send_request(
+            &relay,
+            Inbound::Request(MailboxRequest::Deposit {
+                recipient,
+                envelope,
+            }),
+        );
+        self.mailbox_pending
+            .insert(id, MailboxPending::Deposit { recipient, hashes });
+    }
+
+    fn forget_deposits(&mut self, recipient: PublicKey, hashes: &[ChangeHash]) {
+        if let Some(peer) = peer_id_of(&recipient) {
+            for hash in hashes {
+                self.deposited.remove(&(peer, *hash));
+            }
+        }
+    }
+
+    /// A relay holds these changes for `recipient`: their messages are `sent`.
+    fn on_custody(&mut self, recipient: PublicKey, hashes: &[ChangeHash], held_until_ms: i64) {
+        let Some(peer) = peer_id_of(&recipient) else {
+            return;
+        };
+        match self.chats.in_custody(&recipient, hashes) {
+            Ok(sent) => {
+                for (chat, message) in sent {
+                    tracing::debug!(%chat, %message, held_until_ms, "held by a relay");
+                    self.emit(Event::Delivery {
+                        chat,
+                        message,
+                        peer,
+                        state: DeliveryState::Sent,
+                    });
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot record custody"),
+        }
+    }
+
+    /// Relay upkeep: drop expired mail.
+    pub(super) fn expire_mail(&mut self) {
+        if let Some(mailbox) = &self.mailbox {
+            match mailbox.expire(now_ms()) {
+                Ok(n) => self.metrics.expired += n,
+                Err(error) => tracing::error!(%error, "mailbox expiry failed"),
+            }
+        }
+    }
+}
+
+/// Counters a relay exposes.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RelayMetrics {
+    pub(crate) deposits: u64,
+    pub(crate) fetches: u64,
+    pub(crate) expired: u64,
+    pub(crate) refused_too_large: u64,
+    pub(crate) refused_quota: u64,
+    pub(crate) refused_rate: u64,
+    pub(crate) refused_unavailable: u64,
+}
+
+impl RelayMetrics {
+    fn refused(&mut self, refusal: &Refusal) {
+        match refusal {
+            Refusal::TooLarge { .. } => self.refused_too_large += 1,
+            Refusal::QuotaExceeded => self.refused_quota += 1,
+            Refusal::RateLimited { .. } => self.refused_rate += 1,
+            _ => self.refused_unavailable += 1,
+        }
+    }
+}
+
+/// Pending deposits, keyed by (recipient, change).
+pub(super) type Deposited = HashSet<(PeerId, ChangeHash)>;
+
+pub(super) type MailboxPendingMap = HashMap<OutboundRequestId, MailboxPending>;

@@ -1,0 +1,110 @@
+//! Messages of `/meshchat/mailbox/1`: depositing envelopes at a relay for an
+//! offline recipient, and the recipient fetching and acknowledging them.
+//!
+//! The relay authenticates the requester by its Noise-verified PeerId: only a
+//! mailbox's owner may fetch or acknowledge it, and a stranger asking for
+//! another peer's mail simply sees its own (empty) mailbox.
+
+use libp2p::StreamProtocol;
+use meshchat_crdt::PublicKey;
+use serde::{Deserialize, Serialize};
+
+use super::wire::WireError;
+use crate::mailbox::{CustodyReceipt, MailItem, Refusal};
+
+/// The protocol id.
+pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshchat/mailbox/1");
+/// Largest mailbox request frame (an envelope of up to a relay's limit, 1 MiB by default).
+pub const MAILBOX_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// Largest mailbox response frame (one page of mail).
+pub const MAILBOX_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Envelope bytes a relay puts in one page of mail.
+pub const MAILBOX_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// What a peer deposits at a relay (as a frame: version byte + CBOR). The
+/// relay stores it as opaque bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Envelope {
+    /// Signed changes for the recipient, as a push would carry them.
+    Changes(Vec<meshchat_crdt::SignedChange>),
+}
+
+/// A mailbox request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum MailboxRequest {
+    /// Hold `envelope` for `recipient`; answered after a durable write.
+    Deposit {
+        /// The mailbox owner.
+        recipient: PublicKey,
+        /// Opaque bytes (a frame of signed changes; the relay does not read it).
+        #[serde(with = "bytes")]
+        envelope: Vec<u8>,
+    },
+    /// The requester's own mail after id `after`, at most `limit` items.
+    Fetch {
+        /// Resume after this id (exclusive).
+        after: Option<u64>,
+        /// Page size.
+        limit: u32,
+    },
+    /// The requester durably holds these: delete them.
+    Ack {
+        /// Item ids.
+        ids: Vec<u64>,
+    },
+    /// From a relay to a connected owner: you have new mail, fetch it.
+    Notify,
+}
+
+/// A mailbox response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum MailboxResponse {
+    /// Stored durably; the relay's signed promise.
+    Deposited(CustodyReceipt),
+    /// Not stored, and why (the sender keeps the message and retries).
+    Refused(Refusal),
+    /// A page of the requester's mail.
+    Mail {
+        /// Oldest first.
+        items: Vec<MailItem>,
+        /// More remain: fetch again after the last id.
+        more: bool,
+    },
+    /// Acknowledged items deleted.
+    Acked {
+        /// How many were deleted.
+        removed: u64,
+    },
+    /// Notification received.
+    Noted,
+    /// This node does not run a mailbox service.
+    NotARelay,
+    /// The request could not be served.
+    Error(WireError),
+}
+
+mod bytes {
+    pub(crate) fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
