@@ -112,11 +112,17 @@ pub(crate) async fn contacts_add(
     peer: PeerId,
     name: Option<String>,
     addrs: Vec<Multiaddr>,
+    relays: Vec<Multiaddr>,
     json: bool,
 ) -> Result<()> {
     let mut client = connect(dir).await?;
     let contact: Contact = client
-        .call(ControlRequest::ContactsAdd { peer, name, addrs })
+        .call(ControlRequest::ContactsAdd {
+            peer,
+            name,
+            addrs,
+            relays,
+        })
         .await?;
     if json {
         return print_json(&contact);

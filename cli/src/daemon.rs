@@ -8,6 +8,7 @@ pub(crate) async fn run(
     dir: &DataDir,
     listen: Vec<Multiaddr>,
     bootstrap: Vec<Multiaddr>,
+    relays: Vec<Multiaddr>,
     no_mdns: bool,
     json: bool,
 ) -> Result<()> {
@@ -19,6 +20,11 @@ pub(crate) async fn run(
         config.listen = listen;
     }
     config.bootstrap.extend(bootstrap);
+    for relay in relays {
+        if !config.relays.contains(&relay) {
+            config.relays.push(relay);
+        }
+    }
     if no_mdns {
         config.mdns = false;
     }
@@ -51,7 +57,7 @@ pub(crate) async fn run(
     Ok(())
 }
 
-async fn wait_for_stop(cancel: &CancellationToken) {
+pub(crate) async fn wait_for_stop(cancel: &CancellationToken) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(error) => {
@@ -70,7 +76,7 @@ async fn wait_for_stop(cancel: &CancellationToken) {
     }
 }
 
-fn init_tracing() {
+pub(crate) fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MESHCHAT_LOG")

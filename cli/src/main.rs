@@ -5,6 +5,7 @@ mod daemon;
 mod demo;
 mod format;
 mod group;
+mod relay;
 
 use std::path::PathBuf;
 
@@ -43,9 +44,24 @@ enum Command {
         /// Bootstrap peer (repeatable); added to config.toml's `bootstrap`.
         #[arg(long, value_name = "MULTIADDR")]
         bootstrap: Vec<Multiaddr>,
+        /// Relay that holds your mail while you are offline (repeatable; ends in /p2p/<RELAY>).
+        #[arg(long = "relay", value_name = "MULTIADDR")]
+        relays: Vec<Multiaddr>,
         /// Turn off mDNS discovery on the local network.
         #[arg(long)]
         no_mdns: bool,
+    },
+    /// Run a relay node: holds mail for offline peers (limits in relay.toml).
+    Relay {
+        /// Listen address (repeatable), e.g. /ip4/0.0.0.0/tcp/4701.
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<Multiaddr>,
+        /// Publicly reachable address to advertise (repeatable).
+        #[arg(long = "external-addr", value_name = "MULTIADDR")]
+        external_addr: Vec<Multiaddr>,
+        /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Print your PeerId and the addresses to give to others.
     Id,
@@ -133,6 +149,9 @@ enum ContactsCommand {
         /// An address to reach them at (repeatable), e.g. /ip4/192.0.2.7/tcp/4701.
         #[arg(long = "addr", value_name = "MULTIADDR")]
         addrs: Vec<Multiaddr>,
+        /// A relay holding their mail while they are offline (repeatable; ends in /p2p/<RELAY>).
+        #[arg(long = "relay", value_name = "MULTIADDR")]
+        relays: Vec<Multiaddr>,
     },
     /// List contacts.
     List,
@@ -171,13 +190,29 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Daemon {
             listen,
             bootstrap,
+            relays,
             no_mdns,
-        } => daemon::run(&dir, listen, bootstrap, no_mdns, json).await,
+        } => daemon::run(&dir, listen, bootstrap, relays, no_mdns, json).await,
+        Command::Relay {
+            listen,
+            external_addr,
+            metrics,
+        } => {
+            let args = relay::RelayArgs {
+                listen,
+                external: external_addr,
+                metrics,
+            };
+            relay::run(&dir, args, json).await
+        }
         Command::Id => client::id(&dir, json).await,
         Command::Status => client::status(&dir, json).await,
-        Command::Contacts(ContactsCommand::Add { peer, name, addrs }) => {
-            client::contacts_add(&dir, peer, name, addrs, json).await
-        }
+        Command::Contacts(ContactsCommand::Add {
+            peer,
+            name,
+            addrs,
+            relays,
+        }) => client::contacts_add(&dir, peer, name, addrs, relays, json).await,
         Command::Contacts(ContactsCommand::List) => client::contacts_list(&dir, json).await,
         Command::Send { to, text, reply_to } => client::send(&dir, to, text, reply_to, json).await,
         Command::Edit {

@@ -305,3 +305,40 @@ fn acknowledged_messages_survive_sigkill() {
     assert!(alice.wait_exit());
     assert!(bob.wait_exit());
 }
+
+#[test]
+fn relay_serves_metrics_and_stops_on_request() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path().join("relay");
+    let relay = Running::spawn(meshchat(&r).args([
+        "relay",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--json",
+    ]));
+    let ready = relay.next_json();
+    assert!(ready["addrs"][0].as_str().unwrap().contains("/p2p/"));
+    assert!(
+        r.join("relay.toml").exists(),
+        "a commented relay.toml is written"
+    );
+    let metrics = ready["metrics"].as_str().unwrap().to_owned();
+    let mut stream = std::net::TcpStream::connect(&metrics).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("meshchat_mailbox_messages 0"), "{body}");
+    assert!(
+        body.contains("meshchat_refusals_total{reason=\"quota\"} 0"),
+        "{body}"
+    );
+    let mut relay = relay;
+    assert!(run(meshchat(&r).arg("stop")).0);
+    assert!(relay.wait_exit());
+}

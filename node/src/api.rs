@@ -101,6 +101,28 @@ pub struct Status {
     /// Relay mode: what the mailboxes hold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailbox: Option<crate::mailbox::MailboxStats>,
+    /// Relay mode: counters since start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayMetrics>,
+}
+
+/// Counters of a relay's mailbox service since it started.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayMetrics {
+    /// Envelopes deposited (durably).
+    pub deposits: u64,
+    /// Fetches served.
+    pub fetches: u64,
+    /// Envelopes deleted at the end of their retention.
+    pub expired: u64,
+    /// Deposits refused: envelope too large.
+    pub refused_too_large: u64,
+    /// Deposits refused: recipient's quota full.
+    pub refused_quota: u64,
+    /// Deposits refused: sender over its rate.
+    pub refused_rate: u64,
+    /// Deposits refused: storage unavailable.
+    pub refused_unavailable: u64,
 }
 
 /// A message just written.

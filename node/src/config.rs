@@ -135,6 +135,14 @@ idle_timeout_secs = {idle}
     }
 }
 
+/// Parses a relay's `relay.toml` (mailbox limits).
+pub fn parse_mailbox_toml(text: &str) -> Result<MailboxConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: "relay.toml".into(),
+        message: e.to_string(),
+    })
+}
+
 /// The PeerId an address ends with (`/p2p/<PEER_ID>`).
 pub(crate) fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     match addr.iter().last() {

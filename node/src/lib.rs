@@ -15,7 +15,7 @@ pub mod protocol;
 mod store;
 
 pub use actor::spawn;
-pub use api::{Event, Node, NodeError, Sent, SpawnError, Status};
+pub use api::{Event, Node, NodeError, RelayMetrics, Sent, SpawnError, Status};
 pub use behaviour::BehaviourError;
 pub use chats::{ChatOp, ChatSummary, ExportSummary, HistoryEntry, OpOutcome};
 pub use config::NodeConfig;

@@ -285,6 +285,7 @@ impl Actor {
             chats: self.chats.store().chats()?.len(),
             outbox: self.chats.store().outbox_len(),
             mailbox: self.mailbox.as_ref().map(|m| m.stats()),
+            relay: self.mailbox.as_ref().map(|_| self.metrics.clone()),
         })
     }
 }

@@ -340,17 +340,7 @@ impl Actor {
     }
 }
 
-/// Counters a relay exposes.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct RelayMetrics {
-    pub(crate) deposits: u64,
-    pub(crate) fetches: u64,
-    pub(crate) expired: u64,
-    pub(crate) refused_too_large: u64,
-    pub(crate) refused_quota: u64,
-    pub(crate) refused_rate: u64,
-    pub(crate) refused_unavailable: u64,
-}
+pub(crate) use crate::api::RelayMetrics;
 
 impl RelayMetrics {
     fn refused(&mut self, refusal: &Refusal) {
