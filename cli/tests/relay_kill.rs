@@ -1,0 +1,198 @@
+//! A relay killed with SIGKILL in the middle of a stream of deposits, then
+//! restarted: every deposit it acknowledged is still there, once.
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::HashSet,
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use libp2p::{
+    noise,
+    request_response::{self, ProtocolSupport},
+    swarm::SwarmEvent,
+    tcp, yamux, Multiaddr, Swarm,
+};
+use meshchat_node::{
+    crdt::Identity,
+    protocol::{Inbound, MailboxCodec, MailboxRequest, MailboxResponse, MAILBOX_PROTOCOL},
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn start_relay(dir: &Path, listen: &str) -> (Child, Multiaddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshchat"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["relay", "--listen", listen, "--json"])
+        .env("MESHCHAT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let addr = ready["addrs"][0].as_str().unwrap().parse().unwrap();
+    (child, addr)
+}
+
+type Client = Swarm<request_response::Behaviour<MailboxCodec>>;
+
+async fn client(identity: &Identity, relay: &Multiaddr) -> Client {
+    let key = libp2p::identity::Keypair::ed25519_from_bytes(identity.secret_bytes()).unwrap();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                MailboxCodec,
+                [(MAILBOX_PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default().with_request_timeout(WAIT),
+            )
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(WAIT))
+        .build();
+    swarm.dial(relay.clone()).unwrap();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("connected to the relay");
+    swarm
+}
+
+/// Sends a request and waits for its outcome: the response, or `None` if it failed.
+async fn ask(
+    swarm: &mut Client,
+    relay: libp2p::PeerId,
+    request: MailboxRequest,
+) -> Option<MailboxResponse> {
+    let id = swarm
+        .behaviour_mut()
+        .send_request(&relay, Inbound::Request(request));
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                }) if request_id == id => return Some(response),
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                    request_id,
+                    ..
+                }) if request_id == id => return None,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or(None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_deposit_survives_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("relay");
+    let (mut relay, addr) = start_relay(&dir, "/ip4/127.0.0.1/tcp/0");
+    let relay_id = match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
+        _ => panic!("relay address without /p2p"),
+    };
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let mut sender = client(&alice, &addr).await;
+
+    // Deposit a stream; kill the relay while deposits are in flight.
+    let mut acknowledged = HashSet::new();
+    let mut killed = false;
+    for i in 0u32..400 {
+        if i == 150 {
+            // Several deposits in flight at the moment of the kill.
+            for j in 0..5u32 {
+                sender.behaviour_mut().send_request(
+                    &relay_id,
+                    Inbound::Request(MailboxRequest::Deposit {
+                        recipient: bob.public(),
+                        envelope: format!("inflight-{j}").into_bytes(),
+                    }),
+                );
+            }
+            relay.kill().unwrap();
+            relay.wait().unwrap();
+            killed = true;
+        }
+        let envelope = format!("envelope-{i}").into_bytes();
+        let request = MailboxRequest::Deposit {
+            recipient: bob.public(),
+            envelope: envelope.clone(),
+        };
+        match ask(&mut sender, relay_id, request).await {
+            Some(MailboxResponse::Deposited(receipt)) => {
+                receipt.verify().unwrap();
+                acknowledged.insert(envelope);
+            }
+            _ if killed => break,
+            other => panic!("deposit {i} failed before the kill: {other:?}"),
+        }
+    }
+    assert_eq!(acknowledged.len(), 150);
+
+    // Restart on the same address; bob fetches everything.
+    let listen: Multiaddr = addr
+        .iter()
+        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+        .collect();
+    let (mut relay, addr) = start_relay(&dir, &listen.to_string());
+    let mut reader = client(&bob, &addr).await;
+    let mut fetched = Vec::new();
+    let mut after = None;
+    loop {
+        let Some(MailboxResponse::Mail { items, more }) = ask(
+            &mut reader,
+            relay_id,
+            MailboxRequest::Fetch { after, limit: 100 },
+        )
+        .await
+        else {
+            panic!("fetch failed");
+        };
+        after = items.last().map(|i| i.id).or(after);
+        fetched.extend(items.into_iter().map(|i| i.envelope));
+        if !more {
+            break;
+        }
+    }
+    let unique: HashSet<Vec<u8>> = fetched.iter().cloned().collect();
+    assert_eq!(unique.len(), fetched.len(), "an envelope is stored twice");
+    for envelope in &acknowledged {
+        assert!(
+            unique.contains(envelope),
+            "acknowledged deposit lost: {}",
+            String::from_utf8_lossy(envelope)
+        );
+    }
+    relay.kill().unwrap();
+    relay.wait().unwrap();
+}
