@@ -89,3 +89,65 @@ async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
     alice.stop().await;
     bob.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_group_member_gets_group_mail_from_its_relay() {
+    let relay = Peer::start_with(
+        "relay",
+        NodeConfig {
+            mailbox: Some(MailboxConfig::default()),
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    let relay_addr = relay.addrs().await.remove(0);
+    let mut bob = Peer::start_with(
+        "bob",
+        NodeConfig {
+            relays: vec![relay_addr.clone()],
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    let mut alice = Peer::start("alice").await;
+    let carol = Peer::start("carol").await;
+    alice
+        .node
+        .add_contact_with_relays(
+            bob.peer_id(),
+            Some("bob".into()),
+            bob.addrs().await,
+            vec![relay_addr],
+        )
+        .await
+        .unwrap();
+    alice.add(&carol).await;
+    let group = alice
+        .node
+        .create_group("hikers", vec![bob.peer_id(), carol.peer_id()])
+        .await
+        .unwrap();
+    bob.wait_for("the invitation", |e| {
+        matches!(e, Event::GroupJoined { chat } if *chat == group).then_some(())
+    })
+    .await;
+    bob.stop().await;
+    alice.node.send(group, "summit at noon").await.unwrap();
+    alice
+        .wait_for("custody for bob", |e| match e {
+            Event::Delivery {
+                state: DeliveryState::Sent,
+                peer,
+                ..
+            } if *peer == bob.peer_id() => Some(()),
+            _ => None,
+        })
+        .await;
+    // Everyone but bob's relay goes away; bob returns and gets the message.
+    alice.stop().await;
+    carol.stop().await;
+    bob.restart().await;
+    assert_eq!(bob.wait_messages(1).await, vec!["summit at noon"]);
+    relay.stop().await;
+    bob.stop().await;
+}

@@ -155,6 +155,27 @@ impl Chats {
         if let ChatOp::AddMember(key) = op {
             push_to.push((key, replica.changes_missing_from(&[], META_SEGMENT)));
         }
+        // Group members who have relays also get the change through their
+        // outbox: pushed when connected, deposited at their relays when not,
+        // with per-member delivery states.
+        let members: Vec<PublicKey> = if is_group {
+            replica.members().into_keys().collect()
+        } else {
+            Vec::new()
+        };
+        for member in members {
+            let queued = push_to.iter().any(|(k, _)| *k == member);
+            if member == me.public() || queued {
+                continue;
+            }
+            let has_relays = self
+                .store
+                .contact(&member)?
+                .is_some_and(|c| !c.relays.is_empty());
+            if has_relays {
+                push_to.push((member, vec![authored.change.clone()]));
+            }
+        }
         let result = self.persist_local(&authored, message.as_ref(), &push_to);
         self.finish_write(&chat, result).await?;
         Ok(OpOutcome {

@@ -16,7 +16,8 @@ pub struct HistoryEntry {
     pub message: Message,
     /// Whether this node's user wrote it.
     pub outgoing: bool,
-    /// For outgoing direct messages: the least-advanced state over the recipients.
+    /// For outgoing messages: the least-advanced state over the recipients
+    /// tracked (the peer of a direct chat; group members with relays).
     pub delivery: Option<DeliveryState>,
 }
 
@@ -74,13 +75,12 @@ impl Chats {
             return Ok(None);
         };
         let messages = replica.messages();
-        let is_group = replica.kind().is_group();
         let from_others = messages.iter().filter(|m| m.author != me).count() as u64;
         let skip = limit.map_or(0, |l| messages.len().saturating_sub(l));
         let mut out = Vec::with_capacity(messages.len() - skip);
         for message in messages.into_iter().skip(skip) {
             let outgoing = message.author == me;
-            let delivery = if outgoing && !is_group {
+            let delivery = if outgoing {
                 self.store
                     .delivery(chat, &message.id)?
                     .into_iter()
