@@ -369,3 +369,49 @@ pub(crate) async fn export(
     }
     Ok(())
 }
+
+pub(crate) async fn message_info(
+    dir: &DataDir,
+    chat: String,
+    message: String,
+    json: bool,
+) -> Result<()> {
+    let mut client = connect(dir).await?;
+    let info: meshchat_node::MessageInfo = client
+        .call(ControlRequest::MessageInfo { chat, message })
+        .await?;
+    if json {
+        return print_json(&info);
+    }
+    let names = names(&mut client).await?;
+    println!(
+        "[{}] {} {}: {}",
+        format::time(info.message.sent_at_ms),
+        format::short_id(&info.message.id),
+        names.key(&info.message.author),
+        info.message.text
+    );
+    if info.recipients.is_empty() {
+        println!("No delivery is tracked for this message.");
+    }
+    for r in &info.recipients {
+        let state = format!("{:?}", r.state).to_lowercase();
+        let held = if r.held_by.is_empty() {
+            String::new()
+        } else {
+            let until = r.held_by.iter().map(|(_, t)| *t).max().unwrap_or(0);
+            format!(
+                " (held by {} relay{} until {})",
+                r.held_by.len(),
+                if r.held_by.len() == 1 { "" } else { "s" },
+                &format::time(until)[..10]
+            )
+        };
+        println!(
+            "  {:<16} {state}{}{held}",
+            names.key(&r.peer),
+            format::ticks(Some(r.state))
+        );
+    }
+    Ok(())
+}

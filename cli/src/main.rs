@@ -109,6 +109,13 @@ enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Show where one of your messages stands, per recipient (with relay custody).
+    Info {
+        /// The chat.
+        chat: String,
+        /// The message (id or short id).
+        message: String,
+    },
     /// Create and manage group chats.
     #[command(subcommand)]
     Group(group::GroupCommand),
@@ -264,6 +271,7 @@ async fn run(cli: Cli) -> Result<()> {
             )
             .await
         }
+        Command::Info { chat, message } => client::message_info(&dir, chat, message, json).await,
         Command::Group(command) => group::run(&dir, command, json).await,
         Command::Export { chat, dir: out } => client::export(&dir, chat, out, json).await,
         Command::Chats => client::chats(&dir, json).await,

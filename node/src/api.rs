@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
 
 use crate::{
-    chats::{ChatOp, ChatSummary, ExportSummary, HistoryEntry, OpOutcome},
+    chats::{ChatOp, ChatSummary, ExportSummary, HistoryEntry, MessageInfo, OpOutcome},
     data_dir::DataDirError,
     store::{Contact, DeliveryState, StoreError},
 };
@@ -202,6 +202,11 @@ pub(crate) enum Command {
         chat: ChatId,
         reply: Reply<GroupInfo>,
     },
+    MessageInfo {
+        chat: ChatId,
+        message: MessageId,
+        reply: Reply<MessageInfo>,
+    },
     Export {
         chat: ChatId,
         dir: std::path::PathBuf,
@@ -334,6 +339,20 @@ impl Node {
     /// A group's name, members, roles and settings.
     pub async fn group_info(&self, chat: ChatId) -> Result<GroupInfo, NodeError> {
         self.call(|reply| Command::GroupInfo { chat, reply }).await
+    }
+
+    /// Where one of your messages stands, per recipient, with relay custody.
+    pub async fn message_info(
+        &self,
+        chat: ChatId,
+        message: MessageId,
+    ) -> Result<MessageInfo, NodeError> {
+        self.call(|reply| Command::MessageInfo {
+            chat,
+            message,
+            reply,
+        })
+        .await
     }
 
     /// Writes the chat's Automerge documents and a transcript into `dir`.

@@ -17,7 +17,9 @@ mod store;
 pub use actor::spawn;
 pub use api::{Event, Node, NodeError, RelayMetrics, Sent, SpawnError, Status};
 pub use behaviour::BehaviourError;
-pub use chats::{ChatOp, ChatSummary, ExportSummary, HistoryEntry, OpOutcome};
+pub use chats::{
+    ChatOp, ChatSummary, ExportSummary, HistoryEntry, MessageInfo, OpOutcome, RecipientState,
+};
 pub use config::NodeConfig;
 pub use data_dir::{DataDir, DataDirError, DirLock, LocalProfile};
 pub use keys::{peer_id_of, public_key_of};

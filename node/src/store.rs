@@ -79,6 +79,7 @@ pub(crate) struct Store {
     delivery: sled::Tree,
     contacts: sled::Tree,
     reads: sled::Tree,
+    custody: sled::Tree,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -127,6 +128,7 @@ impl Store {
             delivery: db.open_tree("delivery")?,
             contacts: db.open_tree("contacts")?,
             reads: db.open_tree("reads")?,
+            custody: db.open_tree("custody")?,
             db,
         })
     }
@@ -299,6 +301,49 @@ impl Store {
                 Ok((PublicKey::from_bytes(peer), decode("delivery", &v)?))
             })
             .collect()
+    }
+
+    /// Records that `relay` holds `message` for `recipient` until `until_ms`.
+    pub(crate) fn add_custody(
+        &self,
+        chat: &ChatId,
+        message: &MessageId,
+        recipient: &PublicKey,
+        relay: &PublicKey,
+        until_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut key = delivery_key(chat, message, recipient);
+        key.extend_from_slice(relay.as_bytes());
+        self.custody.insert(key, &until_ms.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Custody of one message: (recipient, relay, held until).
+    pub(crate) fn custody(
+        &self,
+        chat: &ChatId,
+        message: &MessageId,
+    ) -> Result<Vec<(PublicKey, PublicKey, i64)>, StoreError> {
+        let mut prefix = chat.as_bytes().to_vec();
+        prefix.extend_from_slice(message.as_bytes());
+        let mut out = Vec::new();
+        for kv in self.custody.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            let rest = &k[prefix.len()..];
+            let (Ok(recipient), Ok(relay), Ok(until)) = (
+                <[u8; 32]>::try_from(&rest[..32.min(rest.len())]),
+                <[u8; 32]>::try_from(&rest[32.min(rest.len())..]),
+                <[u8; 8]>::try_from(v.as_ref()),
+            ) else {
+                continue;
+            };
+            out.push((
+                PublicKey::from_bytes(recipient),
+                PublicKey::from_bytes(relay),
+                i64::from_be_bytes(until),
+            ));
+        }
+        Ok(out)
     }
 
     /// How many messages by others the user had seen in `chat`.

@@ -58,11 +58,21 @@ async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
             })
             .await;
     }
-    assert!(alice
-        .history(chat)
-        .await
+    let history = alice.history(chat).await;
+    assert!(history
         .iter()
         .all(|e| e.delivery == Some(DeliveryState::Sent)));
+    // The relay's signed promise is kept: who holds it, until when.
+    let info = alice
+        .node
+        .message_info(chat, history[0].message.id)
+        .await
+        .unwrap();
+    assert_eq!(info.recipients.len(), 1);
+    assert_eq!(info.recipients[0].held_by.len(), 1);
+    let relay_key = meshchat_node::public_key_of(&relay.peer_id()).unwrap();
+    assert_eq!(info.recipients[0].held_by[0].0, relay_key);
+    assert!(info.recipients[0].held_by[0].1 > history[0].message.sent_at_ms);
     assert_eq!(
         relay.node.status().await.unwrap().mailbox.unwrap().messages,
         1,

@@ -25,6 +25,18 @@ impl Actor {
                 };
                 let _ = reply.send(result);
             }
+            Command::MessageInfo {
+                chat,
+                message,
+                reply,
+            } => {
+                let result = match self.chats.message_info(&chat, &message) {
+                    Ok(Some(info)) => Ok(info),
+                    Ok(None) => Err(NodeError::NotFound(format!("message {message}"))),
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(result);
+            }
             Command::Export { chat, dir, reply } => {
                 let result = self.chats.export(&chat, &dir).map_err(|e| match e {
                     crate::chats::ExportError::UnknownChat(c) => NodeError::NotFound(c.to_string()),

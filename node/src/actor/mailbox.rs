@@ -209,7 +209,7 @@ impl Actor {
                     self.forget_deposits(recipient, &hashes);
                     return;
                 }
-                self.on_custody(recipient, &hashes, receipt.held_until_ms);
+                self.on_custody(recipient, &hashes, &receipt.relay, receipt.held_until_ms);
             }
             (MailboxPending::Deposit { recipient, hashes }, other) => {
                 tracing::info!(%relay, ?other, "relay did not take the mail; will retry");
@@ -309,11 +309,20 @@ impl Actor {
     }
 
     /// A relay holds these changes for `recipient`: their messages are `sent`.
-    fn on_custody(&mut self, recipient: PublicKey, hashes: &[ChangeHash], held_until_ms: i64) {
+    fn on_custody(
+        &mut self,
+        recipient: PublicKey,
+        hashes: &[ChangeHash],
+        relay: &PublicKey,
+        held_until_ms: i64,
+    ) {
         let Some(peer) = peer_id_of(&recipient) else {
             return;
         };
-        match self.chats.in_custody(&recipient, hashes) {
+        match self
+            .chats
+            .in_custody(&recipient, hashes, relay, held_until_ms)
+        {
             Ok(sent) => {
                 for (chat, message) in sent {
                     tracing::debug!(%chat, %message, held_until_ms, "held by a relay");

@@ -17,7 +17,7 @@ use meshchat_crdt::{
 pub(crate) use local::LocalWriteError;
 pub use local::{ChatOp, OpOutcome};
 pub(crate) use views::ExportError;
-pub use views::{ChatSummary, ExportSummary, HistoryEntry};
+pub use views::{ChatSummary, ExportSummary, HistoryEntry, MessageInfo, RecipientState};
 
 use crate::{
     protocol::{RejectedChange, Response, WireError},
@@ -423,12 +423,16 @@ impl Chats {
         &self,
         peer: &PublicKey,
         hashes: &[ChangeHash],
+        relay: &PublicKey,
+        held_until_ms: i64,
     ) -> Result<Vec<(ChatId, MessageId)>, StoreError> {
         let mut sent = Vec::new();
         for entry in self.store.outbox_for(peer, usize::MAX)? {
             let Some(message) = entry.message.filter(|_| hashes.contains(&entry.hash)) else {
                 continue;
             };
+            self.store
+                .add_custody(&entry.chat, &message, peer, relay, held_until_ms)?;
             let states = self.store.delivery(&entry.chat, &message)?;
             let pending = states
                 .iter()

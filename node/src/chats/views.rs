@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use meshchat_crdt::{ChatId, ChatKind, GroupInfo, Message, META_SEGMENT};
+use meshchat_crdt::{ChatId, ChatKind, GroupInfo, Message, MessageId, PublicKey, META_SEGMENT};
 use serde::{Deserialize, Serialize};
 
 use super::Chats;
@@ -36,6 +36,26 @@ pub struct ChatSummary {
     pub unread: usize,
     /// The newest message.
     pub last: Option<Message>,
+}
+
+/// Where one message stands, per recipient (`meshchat info`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageInfo {
+    /// The message.
+    pub message: Message,
+    /// Delivery state per tracked recipient.
+    pub recipients: Vec<RecipientState>,
+}
+
+/// One recipient of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientState {
+    /// The recipient.
+    pub peer: PublicKey,
+    /// Its state.
+    pub state: DeliveryState,
+    /// Relays that signed custody receipts for it: (relay, held until ms).
+    pub held_by: Vec<(PublicKey, i64)>,
 }
 
 /// What `export` wrote.
@@ -122,6 +142,35 @@ impl Chats {
         }
         out.sort_by_key(|s| std::cmp::Reverse(s.last.as_ref().map(|m| m.sent_at_ms)));
         Ok(out)
+    }
+
+    pub(crate) fn message_info(
+        &mut self,
+        chat: &ChatId,
+        id: &MessageId,
+    ) -> Result<Option<MessageInfo>, StoreError> {
+        let Some(message) = self.replica(chat)?.and_then(|r| r.message(id)) else {
+            return Ok(None);
+        };
+        let custody = self.store.custody(chat, id)?;
+        let recipients = self
+            .store
+            .delivery(chat, id)?
+            .into_iter()
+            .map(|(peer, state)| RecipientState {
+                peer,
+                state,
+                held_by: custody
+                    .iter()
+                    .filter(|(r, _, _)| *r == peer)
+                    .map(|(_, relay, until)| (*relay, *until))
+                    .collect(),
+            })
+            .collect();
+        Ok(Some(MessageInfo {
+            message,
+            recipients,
+        }))
     }
 
     pub(crate) fn group_info(&mut self, chat: &ChatId) -> Result<Option<GroupInfo>, StoreError> {

@@ -304,6 +304,11 @@ async fn call(node: &Node, request: ControlRequest) -> Result<serde_json::Value,
             };
             op_result(node.op(chat, op).await?)
         }
+        ControlRequest::MessageInfo { chat, message } => {
+            let chat = node.resolve(chat).await?;
+            let message = resolve_message(node, chat, &message).await?;
+            to_json(node.message_info(chat, message).await?)
+        }
         ControlRequest::GroupInfo { chat } => {
             let chat = node.resolve(chat).await?;
             to_json(node.group_info(chat).await?)

@@ -91,6 +91,13 @@ pub enum ControlRequest {
         /// What to do.
         update: GroupUpdate,
     },
+    /// Where a message stands per recipient: `MessageInfo`.
+    MessageInfo {
+        /// The chat.
+        chat: String,
+        /// Message id or unique prefix.
+        message: String,
+    },
     /// A group's name, members, roles, settings: `GroupInfo`.
     GroupInfo {
         /// The group.
