@@ -80,6 +80,7 @@ pub(crate) struct Store {
     contacts: sled::Tree,
     reads: sled::Tree,
     custody: sled::Tree,
+    receipts: sled::Tree,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -129,6 +130,7 @@ impl Store {
             contacts: db.open_tree("contacts")?,
             reads: db.open_tree("reads")?,
             custody: db.open_tree("custody")?,
+            receipts: db.open_tree("receipts")?,
             db,
         })
     }
@@ -267,15 +269,71 @@ impl Store {
         Ok(peers)
     }
 
+    /// Sets a recipient's state for a message; states only move forward
+    /// (a late "delivered" never hides "read"). Returns whether it changed.
     pub(crate) fn set_delivery(
         &self,
         chat: &ChatId,
         message: &MessageId,
         peer: &PublicKey,
         state: DeliveryState,
+    ) -> Result<bool, StoreError> {
+        let key = delivery_key(chat, message, peer);
+        if let Some(old) = self.delivery.get(&key)? {
+            let old: DeliveryState = decode("delivery", &old)?;
+            if old >= state {
+                return Ok(false);
+            }
+        }
+        self.delivery.insert(key, encode(&state))?;
+        Ok(true)
+    }
+
+    /// Queues a read receipt for `author` (sent when connected).
+    pub(crate) fn queue_receipt(
+        &self,
+        author: &PublicKey,
+        chat: &ChatId,
+        message: &MessageId,
     ) -> Result<(), StoreError> {
-        self.delivery
-            .insert(delivery_key(chat, message, peer), encode(&state))?;
+        let mut key = author.as_bytes().to_vec();
+        key.extend_from_slice(chat.as_bytes());
+        key.extend_from_slice(message.as_bytes());
+        self.receipts.insert(key, &[])?;
+        Ok(())
+    }
+
+    /// Read receipts waiting for `author`, per chat.
+    pub(crate) fn receipts_for(
+        &self,
+        author: &PublicKey,
+    ) -> Result<Vec<(ChatId, MessageId)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.receipts.scan_prefix(author.as_bytes()) {
+            let (k, _) = kv?;
+            let (Ok(chat), Ok(message)) = (
+                <[u8; 32]>::try_from(&k[32..64.min(k.len())]),
+                <[u8; 16]>::try_from(&k[64.min(k.len())..]),
+            ) else {
+                continue;
+            };
+            out.push((ChatId::from_bytes(chat), MessageId::from_bytes(message)));
+        }
+        Ok(out)
+    }
+
+    /// Read receipts the author acknowledged.
+    pub(crate) fn receipts_sent(
+        &self,
+        author: &PublicKey,
+        sent: &[(ChatId, MessageId)],
+    ) -> Result<(), StoreError> {
+        for (chat, message) in sent {
+            let mut key = author.as_bytes().to_vec();
+            key.extend_from_slice(chat.as_bytes());
+            key.extend_from_slice(message.as_bytes());
+            self.receipts.remove(key)?;
+        }
         Ok(())
     }
 

@@ -20,6 +20,20 @@ async fn message_is_delivered_and_acknowledged() {
     assert!(!history[0].outgoing);
     let mine = alice.history(chat).await;
     assert_eq!(mine[0].delivery, Some(DeliveryState::Delivered));
+    // Bob looked at the chat (his `history` above): Alice gets a read receipt.
+    alice
+        .wait_for("the read receipt", |e| match e {
+            meshchat_node::Event::Delivery {
+                state: DeliveryState::Read,
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        alice.history(chat).await[0].delivery,
+        Some(DeliveryState::Read)
+    );
     // Bob never added Alice, yet can answer in the same chat.
     bob.node.send(chat, "hi alice").await.unwrap();
     assert_eq!(alice.wait_messages(1).await, vec!["hi alice"]);

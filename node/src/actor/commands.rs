@@ -85,6 +85,18 @@ impl Actor {
                     Ok(None) => Err(NodeError::NotFound(chat.to_string())),
                     Err(e) => Err(e.into()),
                 };
+                if let (true, Ok(entries)) = (mark_read, &result) {
+                    let mut authors: Vec<PeerId> = entries
+                        .iter()
+                        .filter(|e| !e.outgoing)
+                        .filter_map(|e| peer_id_of(&e.message.author))
+                        .collect();
+                    authors.sort();
+                    authors.dedup();
+                    for author in authors {
+                        self.send_read_receipts(author);
+                    }
+                }
                 let _ = reply.send(result);
             }
             Command::Status { reply } => {

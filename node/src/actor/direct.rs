@@ -31,6 +31,34 @@ impl Actor {
         }
     }
 
+    /// Sends the read receipts queued for `peer`, if connected.
+    pub(super) fn send_read_receipts(&mut self, peer: PeerId) {
+        let Some(key) = public_key_of(&peer) else {
+            return;
+        };
+        if !self.swarm.is_connected(&peer) {
+            return;
+        }
+        let queued = match self.chats.store().receipts_for(&key) {
+            Ok(q) if !q.is_empty() => q,
+            _ => return,
+        };
+        let mut by_chat: HashMap<ChatId, Vec<meshchat_crdt::MessageId>> = HashMap::new();
+        for (chat, message) in &queued {
+            by_chat.entry(*chat).or_default().push(*message);
+        }
+        for (chat, messages) in by_chat {
+            let sent: Vec<(ChatId, meshchat_crdt::MessageId)> =
+                messages.iter().map(|m| (chat, *m)).collect();
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .direct
+                .send_request(&peer, Inbound::Request(Request::Read { chat, messages }));
+            self.pending.insert(id, Pending::Read { peer: key, sent });
+        }
+    }
+
     /// Starts an anti-entropy sync of one chat with one peer.
     pub(super) fn sync_chat(&mut self, peer: PeerId, chat: ChatId) {
         let Some(key) = public_key_of(&peer) else {
@@ -161,6 +189,22 @@ impl Actor {
                 }) => Response::Pushed { stored, rejected },
                 Err(error) => Response::Error(crate::protocol::WireError::Storage(error)),
             },
+            Request::Read { chat, messages } => match self.chats.read_by(&from, &chat, &messages) {
+                Ok(read) => {
+                    for message in read {
+                        self.emit(Event::Delivery {
+                            chat,
+                            message,
+                            peer,
+                            state: DeliveryState::Read,
+                        });
+                    }
+                    Response::ReadNoted
+                }
+                Err(error) => {
+                    Response::Error(crate::protocol::WireError::Storage(error.to_string()))
+                }
+            },
             Request::Sync { chat, heads } => match self.chats.answer_sync(from, chat, &heads) {
                 Ok(response) => response,
                 Err(error) => {
@@ -283,7 +327,12 @@ impl Actor {
                     self.sync_chat(peer, chat);
                 }
             }
-            (Pending::Push { .. }, response) | (Pending::Sync { .. }, response) => {
+            (Pending::Read { peer: key, sent }, Response::ReadNoted) => {
+                if let Err(error) = self.chats.store().receipts_sent(&key, &sent) {
+                    tracing::warn!(%error, "cannot clear sent read receipts");
+                }
+            }
+            (Pending::Push { .. } | Pending::Sync { .. } | Pending::Read { .. }, response) => {
                 self.pushing.remove(&peer);
                 tracing::warn!(%peer, ?response, "peer answered with an error");
             }

@@ -65,6 +65,10 @@ enum Pending {
         peer: PublicKey,
         chat: ChatId,
     },
+    Read {
+        peer: PublicKey,
+        sent: Vec<(ChatId, meshchat_crdt::MessageId)>,
+    },
 }
 
 struct Backoff {
@@ -305,6 +309,7 @@ impl Actor {
                     self.emit(Event::PeerConnected { peer: peer_id });
                     self.start_sync(peer_id);
                     self.push_outbox(peer_id);
+                    self.send_read_receipts(peer_id);
                     if self.config.relay_peers().contains(&peer_id) {
                         self.fetch_mail(peer_id, None);
                     }

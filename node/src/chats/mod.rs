@@ -51,6 +51,8 @@ pub(crate) struct Chats {
     me: Identity,
     store: Store,
     replicas: HashMap<ChatId, ChatReplica>,
+    /// Read receipts already queued this run (the queue itself is on disk).
+    read_receipts_queued: std::collections::HashSet<(ChatId, MessageId)>,
 }
 
 impl Chats {
@@ -59,6 +61,7 @@ impl Chats {
             me,
             store,
             replicas: HashMap::new(),
+            read_receipts_queued: Default::default(),
         }
     }
 
@@ -444,6 +447,37 @@ impl Chats {
             }
         }
         Ok(sent)
+    }
+
+    /// `peer` read these messages of `chat`: record it for the ones this node wrote.
+    pub(crate) fn read_by(
+        &mut self,
+        peer: &PublicKey,
+        chat: &ChatId,
+        messages: &[MessageId],
+    ) -> Result<Vec<MessageId>, StoreError> {
+        let me = self.me.public();
+        let Some(replica) = self.replica(chat)? else {
+            return Ok(Vec::new());
+        };
+        if !replica.is_member(peer) {
+            return Ok(Vec::new());
+        }
+        let mine: Vec<MessageId> = messages
+            .iter()
+            .filter(|id| replica.message(id).is_some_and(|m| m.author == me))
+            .copied()
+            .collect();
+        let mut changed = Vec::new();
+        for id in mine {
+            if self
+                .store
+                .set_delivery(chat, &id, peer, DeliveryState::Read)?
+            {
+                changed.push(id);
+            }
+        }
+        Ok(changed)
     }
 
     /// `peer` refused these changes for good: stop retrying them.

@@ -117,6 +117,15 @@ impl Chats {
         }
         if mark_read {
             self.store.set_seen(chat, from_others)?;
+            // Read receipts for what the user has now seen, once per message.
+            for entry in out.iter().filter(|e| !e.outgoing) {
+                let key = (*chat, entry.message.id);
+                if !self.read_receipts_queued.contains(&key) {
+                    self.store
+                        .queue_receipt(&entry.message.author, chat, &entry.message.id)?;
+                    self.read_receipts_queued.insert(key);
+                }
+            }
         }
         Ok(Some(out))
     }

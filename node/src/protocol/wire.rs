@@ -26,6 +26,13 @@ pub enum Request {
         /// The changes (any chats the two share).
         changes: Vec<SignedChange>,
     },
+    /// Read receipts: the sender displayed these messages of `chat`.
+    Read {
+        /// The chat.
+        chat: ChatId,
+        /// Messages the receiver wrote that the sender has now seen.
+        messages: Vec<meshchat_crdt::MessageId>,
+    },
     /// Anti-entropy: "these are my heads for this chat; send what I lack".
     Sync {
         /// The chat.
@@ -55,6 +62,8 @@ pub enum Response {
         /// More changes remain: sync again.
         more: bool,
     },
+    /// Read receipts recorded.
+    ReadNoted,
     /// The request could not be served.
     Error(WireError),
 }
