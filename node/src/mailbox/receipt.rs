@@ -16,11 +16,12 @@ pub struct CustodyReceipt {
     /// The mailbox owner.
     pub recipient: PublicKey,
     /// SHA-256 of the envelope bytes.
+    #[serde(with = "serde_bytes")]
     pub envelope_hash: [u8; 32],
     /// The relay keeps it until then (relay's clock, ms since the epoch).
     pub held_until_ms: i64,
     /// Ed25519 by `relay` over the fields above, domain-tagged.
-    #[serde(with = "sig")]
+    #[serde(with = "serde_bytes")]
     pub signature: [u8; 64],
 }
 
@@ -74,27 +75,5 @@ impl CustodyReceipt {
             ),
             &self.signature,
         )
-    }
-}
-
-mod sig {
-    pub(crate) fn serialize<S: serde::Serializer>(v: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-
-    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<[u8; 64], D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = [u8; 64];
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("64 bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<[u8; 64], E> {
-                v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
-            }
-        }
-        d.deserialize_bytes(V)
     }
 }

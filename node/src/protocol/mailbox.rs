@@ -39,7 +39,7 @@ pub enum MailboxRequest {
         /// The mailbox owner.
         recipient: PublicKey,
         /// Opaque bytes (a frame of signed changes; the relay does not read it).
-        #[serde(with = "bytes")]
+        #[serde(with = "serde_bytes")]
         envelope: Vec<u8>,
     },
     /// The requester's own mail after id `after`, at most `limit` items.
@@ -84,27 +84,4 @@ pub enum MailboxResponse {
     NotARelay,
     /// The request could not be served.
     Error(WireError),
-}
-
-mod bytes {
-    pub(crate) fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-
-    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-        d.deserialize_bytes(V)
-    }
 }
