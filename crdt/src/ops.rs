@@ -136,7 +136,9 @@ impl ChatReplica {
             Ok(())
         })?;
         let message = self
-            .message(&id)
+            .segments
+            .get(&index)
+            .and_then(|s| s.message(&id))
             .ok_or_else(|| WriteError::Automerge("written message not readable".into()))?;
         Ok(Written {
             message,

@@ -1,0 +1,1019 @@
+//! Group delivery over gossipsub: a group of real meshchat nodes on loopback,
+//! measured in the same run and the same harness as bare libp2p gossipsub
+//! swarms (TCP + noise + yamux on 127.0.0.1, one topic, signed messages,
+//! validated before forwarding, same topology, same payload size), and bare
+//! gossipsub that also writes and flushes each message to sled before
+//! accepting it (what a meshchat node does before it forwards).
+//!
+//! Every node runs in its own OS process (this binary, started again as a
+//! child; the parent drives the children over stdin/stdout), as real nodes
+//! do. This also keeps each process at one sled database: with many in one
+//! process, sled 0.34's shared thread pool deadlocks in `flush_async`
+//! (spacejam/sled#1241), which stalled an in-process version of this bench.
+//! Timestamps are taken inside the nodes' processes from the system clock.
+//!
+//! Topology: full mesh (every pair of nodes connected; meshchat nodes through
+//! `add_contact`). Measurements:
+//! - latency: one message in flight at a time (the next is sent once every
+//!   member has the previous one, after a pause), senders taking turns; the
+//!   time from `send` to each other member's `Event::Message`;
+//! - throughput: several senders send their share back to back; the time
+//!   until every member has every message.
+//!
+//! Run: `cargo bench -p meshchat-tests --bench group_gossip`
+//!
+//! Environment (all optional):
+//! - `MESHCHAT_BENCH_NODES`          group size (default 20)
+//! - `MESHCHAT_BENCH_LAT_MSGS`       messages in the latency run (default 200)
+//! - `MESHCHAT_BENCH_LAT_GAP_MS`     pause between latency messages (default 10)
+//! - `MESHCHAT_BENCH_TPUT_MSGS`      messages in the throughput run (default 100)
+//! - `MESHCHAT_BENCH_SENDERS`        senders in the throughput run (default 4)
+//! - `MESHCHAT_BENCH_TIMEOUT_S`      longest wait for one latency message (default 20)
+//! - `MESHCHAT_BENCH_LAT_BUDGET_S`   the latency run stops sending after this long (default 120)
+//! - `MESHCHAT_BENCH_TPUT_TIMEOUT_S` longest wait for the throughput run (default 60)
+//! - `RUST_LOG`                      enables the nodes' logs on stderr
+//!
+//! Timings are printed, never asserted.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    hash::{Hash, Hasher},
+    process::Stdio,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use futures::StreamExt;
+use libp2p::{
+    gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode},
+    noise,
+    swarm::SwarmEvent,
+    tcp, yamux, Multiaddr, PeerId,
+};
+use meshchat_node::{
+    crdt::{ChatId, ChatReplica, GroupSettings, Identity},
+    protocol::encode_frame,
+    DataDir, Event, NodeConfig,
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    process::{Child, ChildStdin},
+    sync::{broadcast, mpsc},
+};
+
+/// About 120 bytes; the first 9 carry the message's sequence number.
+const TEXT: &str = "The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. 0123456789 abcdefghij klmnopqrstu";
+/// gossipsub starts its heartbeat (and so builds its meshes) after 5 s; every
+/// cluster waits this long after setup before the warm-up.
+const MESH_SETTLE: Duration = Duration::from_secs(6);
+/// Lines buffered between the children and the parent.
+const LINE_CAPACITY: usize = 1 << 16;
+/// Set in a child's environment: which kind of node it runs.
+const CHILD_ENV: &str = "MESHCHAT_BENCH_CHILD";
+/// Set in a bare child's environment: the payload size.
+const PAYLOAD_ENV: &str = "MESHCHAT_BENCH_PAYLOAD";
+const TOPIC: &str = "/bench/group/1";
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Nanoseconds since the Unix epoch: one clock shared by all processes.
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn since(from_ns: u64, to_ns: u64) -> Duration {
+    Duration::from_nanos(to_ns.saturating_sub(from_ns))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Meshchat,
+    Bare,
+    BareFlush,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Meshchat => "meshchat",
+            Self::Bare => "bare gossipsub",
+            Self::BareFlush => "bare gossipsub + sled flush",
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Self::Meshchat => "meshchat",
+            Self::Bare => "bare",
+            Self::BareFlush => "bare-flush",
+        }
+    }
+
+    fn from_tag(tag: &str) -> Option<Self> {
+        [Self::Meshchat, Self::Bare, Self::BareFlush]
+            .into_iter()
+            .find(|k| k.tag() == tag)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Params {
+    nodes: usize,
+    lat_msgs: u64,
+    lat_gap: Duration,
+    tput_msgs: u64,
+    senders: usize,
+    msg_timeout: Duration,
+    tput_timeout: Duration,
+    lat_budget: Duration,
+}
+
+fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    if let Ok(tag) = std::env::var(CHILD_ENV) {
+        let kind = Kind::from_tag(&tag).expect("known child kind");
+        // Each node gets what a small desktop daemon would: its own runtime.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(child(kind));
+        return;
+    }
+    let nodes = (env_u64("MESHCHAT_BENCH_NODES", 20) as usize).max(2);
+    let params = Params {
+        nodes,
+        lat_msgs: env_u64("MESHCHAT_BENCH_LAT_MSGS", 200).max(1),
+        lat_gap: Duration::from_millis(env_u64("MESHCHAT_BENCH_LAT_GAP_MS", 10)),
+        tput_msgs: env_u64("MESHCHAT_BENCH_TPUT_MSGS", 100).max(1),
+        senders: (env_u64("MESHCHAT_BENCH_SENDERS", 4) as usize).clamp(1, nodes),
+        msg_timeout: Duration::from_secs(env_u64("MESHCHAT_BENCH_TIMEOUT_S", 20).max(1)),
+        tput_timeout: Duration::from_secs(env_u64("MESHCHAT_BENCH_TPUT_TIMEOUT_S", 60).max(1)),
+        lat_budget: Duration::from_secs(env_u64("MESHCHAT_BENCH_LAT_BUDGET_S", 120).max(1)),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run(params));
+}
+
+async fn run(p: Params) {
+    let started = Instant::now();
+    let frame = gossip_frame_len();
+    println!(
+        "group_gossip: {} nodes (one process each, 2 tokio workers each), full mesh ({} connections), \
+         one group/topic; latency {} msgs (one in flight, {} ms pause); throughput {} msgs from {} \
+         senders; {} cores",
+        p.nodes,
+        p.nodes * (p.nodes - 1) / 2,
+        p.lat_msgs,
+        p.lat_gap.as_millis(),
+        p.tput_msgs,
+        p.senders,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    println!(
+        "payload: meshchat text {} bytes -> gossip frame {frame} bytes; bare payload {frame} bytes",
+        TEXT.len()
+    );
+    println!();
+
+    let mut results = Vec::new();
+    for kind in [Kind::Meshchat, Kind::Bare, Kind::BareFlush] {
+        let mut cluster = Cluster::start(kind, p.nodes, frame).await;
+        let r = measure(&mut cluster, p).await;
+        cluster.stop().await;
+        results.push(r);
+    }
+    let [ours, bare, bare_flush] = <[Results; 3]>::try_from(results)
+        .ok()
+        .expect("three clusters");
+
+    println!();
+    println!(
+        "Latency: send -> each other member's delivery, one message in flight ({} members each)",
+        p.nodes - 1
+    );
+    println!(
+        "{:<34} {:>6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12} {:>6}",
+        "", "msgs", "p50", "p99", "mean", "max", "p50 1st 10%", "p50 last 10%", "lost"
+    );
+    let row = |name: &str, r: &Results| {
+        println!(
+            "{:<34} {:>6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12} {:>6}",
+            name,
+            r.lat_msgs,
+            ms(r.latency.p50),
+            ms(r.latency.p99),
+            ms(r.latency.mean),
+            ms(r.latency.max),
+            ms(r.first_tenth.p50),
+            ms(r.last_tenth.p50),
+            r.lost
+        )
+    };
+    row("meshchat (send -> Event::Message)", &ours);
+    row("bare gossipsub", &bare);
+    row("bare gossipsub + sled flush", &bare_flush);
+    println!(
+        "{:<34} {:>6} {:>10} {:>10} {:>10} {:>10}",
+        "meshchat send() returns",
+        "",
+        ms(ours.send_returns.p50),
+        ms(ours.send_returns.p99),
+        ms(ours.send_returns.mean),
+        ms(ours.send_returns.max),
+    );
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!(
+        "ratio meshchat / bare: p50 {:.1}x, p99 {:.1}x; meshchat / (bare + flush): p50 {:.1}x, p99 {:.1}x",
+        ratio(ours.latency.p50, bare.latency.p50),
+        ratio(ours.latency.p99, bare.latency.p99),
+        ratio(ours.latency.p50, bare_flush.latency.p50),
+        ratio(ours.latency.p99, bare_flush.latency.p99),
+    );
+    println!();
+    println!(
+        "Throughput: {} msgs sent back to back by {} senders, until all {} other members have each",
+        p.tput_msgs,
+        p.senders,
+        p.nodes - 1
+    );
+    let trow = |name: &str, t: &Throughput| {
+        println!(
+            "{:<34} sends done {:>10}, all delivered {:>10}: {:>8.1} msg/s ({:.0} deliveries/s){}",
+            name,
+            ms(t.sends_done),
+            ms(t.elapsed),
+            t.msgs_per_sec(),
+            t.delivered as f64 / t.elapsed.as_secs_f64(),
+            if t.complete() {
+                String::new()
+            } else {
+                format!(" INCOMPLETE: {} of {} deliveries", t.delivered, t.expected)
+            },
+        )
+    };
+    trow("meshchat", &ours.throughput);
+    trow("bare gossipsub", &bare.throughput);
+    trow("bare gossipsub + sled flush", &bare_flush.throughput);
+    println!(
+        "ratio meshchat / bare: {:.3}x; meshchat / (bare + flush): {:.3}x (msg/s)",
+        ours.throughput.msgs_per_sec() / bare.throughput.msgs_per_sec(),
+        ours.throughput.msgs_per_sec() / bare_flush.throughput.msgs_per_sec(),
+    );
+    println!();
+    println!(
+        "meshchat event watchers lagged: {}; gossipsub SlowPeer events (bare): {}",
+        ours.lagged,
+        bare.slow_peers + bare_flush.slow_peers
+    );
+    println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The size of the gossip frame carrying one group message: the node's
+/// `GossipMessage::Changes(vec![change])`, which CBOR encodes exactly as a
+/// one-entry map from the variant name.
+fn gossip_frame_len() -> usize {
+    let admin = Identity::generate();
+    let others: Vec<Identity> = (0..2).map(|_| Identity::generate()).collect();
+    let keys: Vec<_> = others.iter().map(Identity::public).collect();
+    let (mut replica, _) =
+        ChatReplica::create_group(&admin, "bench", &keys, GroupSettings::default())
+            .expect("create group");
+    let mut change = None;
+    for seq in 0..2 {
+        change = Some(
+            replica
+                .write_message(&admin, &text_for(seq), None, 1_700_000_000_000)
+                .expect("write")
+                .change,
+        );
+    }
+    let frame = BTreeMap::from([("Changes", vec![change.expect("a change")])]);
+    encode_frame(&frame).len()
+}
+
+fn text_for(seq: u64) -> String {
+    format!("#{seq:07};{}", &TEXT[9..])
+}
+
+fn seq_of_text(text: &str) -> Option<u64> {
+    text.strip_prefix('#')?.get(..7)?.parse().ok()
+}
+
+fn payload_for(seq: u64, len: usize) -> Vec<u8> {
+    let mut data = seq.to_be_bytes().to_vec();
+    data.resize(len.max(8), b'x');
+    data
+}
+
+fn seq_of_payload(data: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(data.get(..8)?.try_into().ok()?))
+}
+
+// ---------------------------------------------------------------- statistics
+
+#[derive(Default, Clone, Copy)]
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    mean: Duration,
+    max: Duration,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    if samples.is_empty() {
+        return Stats::default();
+    }
+    samples.sort();
+    let at =
+        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+    let total: Duration = samples.iter().sum();
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+        mean: total / samples.len() as u32,
+        max: samples[samples.len() - 1],
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+#[derive(Default)]
+struct Throughput {
+    sends_done: Duration,
+    elapsed: Duration,
+    msgs: u64,
+    delivered: usize,
+    expected: usize,
+}
+
+impl Throughput {
+    fn complete(&self) -> bool {
+        self.expected > 0 && self.delivered == self.expected
+    }
+
+    /// Messages per second (an incomplete run counts its deliveries pro rata).
+    fn msgs_per_sec(&self) -> f64 {
+        let msgs = self.msgs as f64 * self.delivered as f64 / self.expected.max(1) as f64;
+        msgs / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+#[derive(Default)]
+struct Results {
+    lat_msgs: usize,
+    latency: Stats,
+    first_tenth: Stats,
+    last_tenth: Stats,
+    send_returns: Stats,
+    lost: usize,
+    throughput: Throughput,
+    lagged: usize,
+    slow_peers: usize,
+}
+
+// ---------------------------------------------------------------- parent
+
+/// What a child reports, one line each.
+enum Report {
+    /// Started: its peer id and listen addresses.
+    Ready(PeerId, Vec<Multiaddr>),
+    /// Peers it is connected to (meshchat) or that subscribed to the topic (bare).
+    Peers(usize),
+    /// It created the group.
+    Created(ChatId),
+    /// It joined the group.
+    Joined(ChatId),
+    /// It sent message `seq`: the send started and returned at these times.
+    Sent(u64, u64, u64),
+    /// It received message `seq` at this time.
+    Received(u64, u64),
+    Lagged(usize),
+    SlowPeer,
+}
+
+fn parse_report(line: &str) -> Option<Report> {
+    let mut w = line.split_whitespace();
+    let num = |s: Option<&str>| s.and_then(|s| s.parse::<u64>().ok());
+    Some(match w.next()? {
+        "ready" => {
+            let peer = w.next()?.parse().ok()?;
+            Report::Ready(peer, w.filter_map(|a| a.parse().ok()).collect())
+        }
+        "peers" => Report::Peers(num(w.next())? as usize),
+        "created" => Report::Created(w.next()?.parse().ok()?),
+        "joined" => Report::Joined(w.next()?.parse().ok()?),
+        "sent" => Report::Sent(num(w.next())?, num(w.next())?, num(w.next())?),
+        "msg" => Report::Received(num(w.next())?, num(w.next())?),
+        "lagged" => Report::Lagged(num(w.next())? as usize),
+        "slow" => Report::SlowPeer,
+        _ => return None,
+    })
+}
+
+/// The children of one kind, and the merged stream of their reports.
+struct Cluster {
+    kind: Kind,
+    children: Vec<(Child, ChildStdin)>,
+    reports: mpsc::Receiver<(usize, Report)>,
+    lagged: usize,
+    slow_peers: usize,
+    /// A child stopped answering: the measurements were cut short.
+    stalled: bool,
+}
+
+impl Cluster {
+    /// Starts `n` children, connects them in a full mesh and, for meshchat,
+    /// creates the group with all of them.
+    async fn start(kind: Kind, n: usize, payload: usize) -> Self {
+        let t = Instant::now();
+        let exe = std::env::current_exe().expect("own executable");
+        let (tx, reports) = mpsc::channel(LINE_CAPACITY);
+        let mut children = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut child = tokio::process::Command::new(&exe)
+                .env(CHILD_ENV, kind.tag())
+                .env(PAYLOAD_ENV, payload.to_string())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start child node");
+            let stdin = child.stdin.take().expect("child stdin");
+            let stdout = child.stdout.take().expect("child stdout");
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(report) = parse_report(&line) {
+                        if tx.send((i, report)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+            children.push((child, stdin));
+        }
+        let mut cluster = Self {
+            kind,
+            children,
+            reports,
+            lagged: 0,
+            slow_peers: 0,
+            stalled: false,
+        };
+        let setup = Duration::from_secs(60);
+        let mut ready: Vec<Option<(PeerId, Vec<Multiaddr>)>> = vec![None; n];
+        while ready.iter().any(Option::is_none) {
+            if let (i, Report::Ready(peer, addrs)) = cluster.next(setup, "start").await {
+                ready[i] = Some((peer, addrs));
+            }
+        }
+        let ready: Vec<(PeerId, Vec<Multiaddr>)> = ready.into_iter().flatten().collect();
+        for i in 0..n {
+            for (peer, addrs) in &ready[i + 1..] {
+                for addr in addrs {
+                    cluster.command(i, &format!("contact {peer} {addr}")).await;
+                }
+            }
+        }
+        let mut peers = vec![0; n];
+        while peers.iter().any(|k| *k < n - 1) {
+            if let (i, Report::Peers(k)) = cluster.next(setup, "full mesh").await {
+                peers[i] = k;
+            }
+        }
+        let connected_at = t.elapsed();
+        if kind == Kind::Meshchat {
+            let members: Vec<String> = ready[1..].iter().map(|(p, _)| p.to_string()).collect();
+            cluster
+                .command(0, &format!("create {}", members.join(" ")))
+                .await;
+            let mut joined: HashMap<ChatId, HashSet<usize>> = HashMap::new();
+            let mut chat = None;
+            while chat.is_none_or(|c| joined.get(&c).map_or(0, HashSet::len) < n) {
+                match cluster.next(setup, "group join").await {
+                    (i, Report::Joined(c)) => {
+                        joined.entry(c).or_default().insert(i);
+                    }
+                    (_, Report::Created(c)) => chat = Some(c),
+                    _ => {}
+                }
+            }
+            let chat = chat.expect("group created");
+            for i in 0..n {
+                cluster.command(i, &format!("chat {chat}")).await;
+            }
+        }
+        let joined_at = t.elapsed();
+        tokio::time::sleep(MESH_SETTLE).await;
+        println!(
+            "{}: {n} nodes connected in {:.1} s, ready (group joined) at {:.1} s, settled {} s",
+            kind.name(),
+            connected_at.as_secs_f64(),
+            joined_at.as_secs_f64(),
+            MESH_SETTLE.as_secs()
+        );
+        cluster
+    }
+
+    fn len(&self) -> usize {
+        self.children.len()
+    }
+
+    async fn command(&mut self, i: usize, line: &str) {
+        let stdin = &mut self.children[i].1;
+        let written = async {
+            stdin.write_all(line.as_bytes()).await?;
+            stdin.write_all(b"\n").await?;
+            stdin.flush().await
+        };
+        written.await.expect("child alive");
+    }
+
+    /// The next report, counting the diagnostic ones; panics after `wait`.
+    async fn next(&mut self, wait: Duration, what: &str) -> (usize, Report) {
+        match self.next_within(wait).await {
+            Some(r) => r,
+            None => panic!("{}: {what} took longer than {wait:?}", self.kind.name()),
+        }
+    }
+
+    async fn next_within(&mut self, wait: Duration) -> Option<(usize, Report)> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.reports.recv()).await {
+                Ok(Some((_, Report::Lagged(k)))) => self.lagged += k,
+                Ok(Some((_, Report::SlowPeer))) => self.slow_peers += 1,
+                Ok(Some(r)) => return Some(r),
+                Ok(None) => panic!("every child stopped"),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    async fn stop(self) {
+        let Self {
+            kind,
+            children,
+            stalled,
+            ..
+        } = self;
+        for (mut child, mut stdin) in children {
+            if !stalled {
+                let _ = stdin.write_all(b"quit\n").await;
+                let _ = stdin.flush().await;
+            }
+            drop(stdin);
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
+                eprintln!("{}: a child did not stop; killing it", kind.name());
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+/// Warm-up, latency (closed loop, senders taking turns), then throughput.
+async fn measure(cluster: &mut Cluster, p: Params) -> Results {
+    let name = cluster.kind.name();
+    let n = cluster.len();
+    let t = Instant::now();
+    // Warm-up: one message from every member, each delivered everywhere.
+    let mut seq = 0;
+    let mut warm_lost = 0;
+    for from in 0..n {
+        let Some((_, _, lost)) = one_message(cluster, from, seq, p.msg_timeout).await else {
+            println!("{name}: STALLED during the warm-up (a send did not return)");
+            cluster.stalled = true;
+            return Results::default();
+        };
+        warm_lost += lost;
+        seq += 1;
+    }
+    println!(
+        "{name}: warm-up of {n} messages in {:.1} s ({warm_lost} deliveries lost)",
+        t.elapsed().as_secs_f64()
+    );
+
+    let t = Instant::now();
+    let mut samples = Vec::new();
+    let mut per_msg = Vec::new();
+    let mut send_returns = Vec::new();
+    let mut lost = 0;
+    for k in 0..p.lat_msgs {
+        if t.elapsed() > p.lat_budget {
+            println!(
+                "{name}: latency run stopped after {k} messages (budget {} s)",
+                p.lat_budget.as_secs()
+            );
+            break;
+        }
+        let from = (k as usize) % n;
+        let Some((latencies, returned, l)) = one_message(cluster, from, seq, p.msg_timeout).await
+        else {
+            println!("{name}: STALLED in the latency run (a send did not return)");
+            cluster.stalled = true;
+            break;
+        };
+        seq += 1;
+        lost += l;
+        send_returns.push(returned);
+        samples.extend(latencies.iter().copied());
+        per_msg.push(latencies);
+        tokio::time::sleep(p.lat_gap).await;
+    }
+    let tenth = (per_msg.len() / 10).max(1).min(per_msg.len());
+    let first_tenth = stats(per_msg[..tenth].concat());
+    let last_tenth = stats(per_msg[per_msg.len() - tenth..].concat());
+    println!(
+        "{name}: latency run of {} messages in {:.1} s ({lost} deliveries lost)",
+        per_msg.len(),
+        t.elapsed().as_secs_f64()
+    );
+
+    let throughput = if cluster.stalled {
+        Throughput::default()
+    } else {
+        let tp = throughput(cluster, seq, p).await;
+        println!(
+            "{name}: throughput run of {} messages in {:.1} s ({} of {} deliveries)",
+            p.tput_msgs,
+            tp.elapsed.as_secs_f64(),
+            tp.delivered,
+            tp.expected
+        );
+        tp
+    };
+    Results {
+        lat_msgs: per_msg.len(),
+        latency: stats(samples),
+        first_tenth,
+        last_tenth,
+        send_returns: stats(send_returns),
+        lost,
+        throughput,
+        lagged: cluster.lagged,
+        slow_peers: cluster.slow_peers,
+    }
+}
+
+/// Sends message `seq` from member `from` and waits until every other member
+/// has it (or `timeout`). Returns the delivery latencies, how long the send
+/// call took, and how many deliveries were missing; `None` if the sender
+/// never reported the send (the node is stuck).
+async fn one_message(
+    cluster: &mut Cluster,
+    from: usize,
+    seq: u64,
+    timeout: Duration,
+) -> Option<(Vec<Duration>, Duration, usize)> {
+    let want = cluster.len() - 1;
+    cluster.command(from, &format!("send {seq}")).await;
+    let deadline = Instant::now() + timeout;
+    let mut sent = None;
+    let mut received: HashMap<usize, u64> = HashMap::new();
+    while sent.is_none() || received.len() < want {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match cluster.next_within(left).await {
+            Some((_, Report::Sent(s, t0, t1))) if s == seq => sent = Some((t0, t1)),
+            Some((i, Report::Received(s, at))) if s == seq => {
+                received.entry(i).or_insert(at);
+            }
+            Some(_) => {} // late deliveries of earlier messages
+            None => break,
+        }
+    }
+    let (t0, t1) = sent?;
+    let latencies = received.values().map(|at| since(t0, *at)).collect();
+    Some((latencies, since(t0, t1), want - received.len()))
+}
+
+/// `p.tput_msgs` messages from `p.senders` members, each sending its share
+/// back to back; waits until every other member has every message.
+async fn throughput(cluster: &mut Cluster, first_seq: u64, p: Params) -> Throughput {
+    let n = cluster.len();
+    let total = p.tput_msgs;
+    let expected = total as usize * (n - 1);
+    // Senders spread over the group; all their commands go out at once.
+    let senders: Vec<usize> = (0..p.senders).map(|i| i * n / p.senders).collect();
+    for k in 0..total {
+        let from = senders[k as usize % p.senders];
+        cluster
+            .command(from, &format!("send {}", first_seq + k))
+            .await;
+    }
+    let range = first_seq..first_seq + total;
+    let deadline = Instant::now() + p.tput_timeout;
+    let mut sent: HashMap<u64, (u64, u64)> = HashMap::new();
+    let mut seen: HashMap<u64, HashSet<usize>> = HashMap::new();
+    let mut delivered = 0;
+    let mut last = 0;
+    while delivered < expected || sent.len() < total as usize {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match cluster.next_within(left).await {
+            Some((_, Report::Sent(s, t0, t1))) if range.contains(&s) => {
+                sent.insert(s, (t0, t1));
+            }
+            Some((i, Report::Received(s, at))) if range.contains(&s) => {
+                if seen.entry(s).or_default().insert(i) {
+                    delivered += 1;
+                    last = last.max(at);
+                }
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let start = sent.values().map(|(t0, _)| *t0).min().unwrap_or(0);
+    let sends_done = sent.values().map(|(_, t1)| *t1).max().unwrap_or(0);
+    if delivered < expected {
+        let mut per_node = vec![0; n];
+        for nodes in seen.values() {
+            for node in nodes {
+                per_node[*node] += 1;
+            }
+        }
+        let complete = seen.values().filter(|s| s.len() == n - 1).count();
+        println!(
+            "  incomplete after {:?}: {} of {total} sends returned, {complete} messages reached \
+             every member; messages received per node (senders {senders:?}): {per_node:?}",
+            p.tput_timeout,
+            sent.len()
+        );
+        if sent.len() < total as usize {
+            cluster.stalled = true;
+        }
+    }
+    Throughput {
+        sends_done: since(start, sends_done),
+        elapsed: if delivered == expected {
+            since(start, last)
+        } else {
+            since(start, now_ns())
+        },
+        msgs: total,
+        delivered,
+        expected,
+    }
+}
+
+// ---------------------------------------------------------------- children
+
+/// A child: one node, driven by lines on stdin, reporting lines on stdout
+/// (both through plain threads: the workspace's tokio has no `io-std`).
+async fn child(kind: Kind) {
+    let (out, mut out_rx) = mpsc::channel::<String>(LINE_CAPACITY);
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        while let Some(line) = out_rx.blocking_recv() {
+            if writeln!(stdout, "{line}")
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let (command_tx, commands) = mpsc::channel::<String>(1024);
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if command_tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    match kind {
+        Kind::Meshchat => meshchat_child(out, commands).await,
+        Kind::Bare | Kind::BareFlush => bare_child(kind == Kind::BareFlush, out, commands).await,
+    }
+    // Every reporting sender is gone once the node stopped: the writer drains and ends.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::task::spawn_blocking(move || writer.join()),
+    )
+    .await;
+}
+
+async fn report(out: &mpsc::Sender<String>, line: String) {
+    let _ = out.send(line).await;
+}
+
+async fn meshchat_child(out: mpsc::Sender<String>, mut commands: mpsc::Receiver<String>) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = DataDir::new(tmp.path().join("node"));
+    let config = NodeConfig::loopback();
+    dir.init(Some("node"), &config).expect("init data dir");
+    let node = meshchat_node::spawn(&dir, config).await.expect("spawn");
+    let events = node.subscribe();
+    let status = node.status().await.expect("status");
+    let addrs: Vec<String> = status.listen_addrs.iter().map(|a| a.to_string()).collect();
+    report(
+        &out,
+        format!("ready {} {}", node.peer_id(), addrs.join(" ")),
+    )
+    .await;
+    tokio::spawn(watch_node(events, out.clone()));
+    let mut chat: Option<ChatId> = None;
+    while let Some(line) = commands.recv().await {
+        let mut w = line.split_whitespace();
+        match w.next() {
+            Some("contact") => {
+                let peer: PeerId = w.next().and_then(|p| p.parse().ok()).expect("peer id");
+                let addrs: Vec<Multiaddr> = w.filter_map(|a| a.parse().ok()).collect();
+                node.add_contact(peer, None, addrs)
+                    .await
+                    .expect("add contact");
+            }
+            Some("create") => {
+                let members: Vec<PeerId> = w.filter_map(|p| p.parse().ok()).collect();
+                let c = node
+                    .create_group("bench", members)
+                    .await
+                    .expect("create group");
+                report(&out, format!("created {c}")).await;
+            }
+            Some("chat") => chat = w.next().and_then(|c| c.parse().ok()),
+            Some("send") => {
+                let seq: u64 = w.next().and_then(|s| s.parse().ok()).expect("seq");
+                let t0 = now_ns();
+                node.send(chat.expect("chat set before send"), text_for(seq))
+                    .await
+                    .expect("send");
+                let t1 = now_ns();
+                report(&out, format!("sent {seq} {t0} {t1}")).await;
+            }
+            Some("quit") | None => break,
+            Some(other) => panic!("unknown command {other}"),
+        }
+    }
+    node.shutdown().await;
+}
+
+/// Reports the node's incoming messages (with the time it emitted them),
+/// group joins and connection count.
+async fn watch_node(mut events: broadcast::Receiver<Event>, out: mpsc::Sender<String>) {
+    let mut connected: usize = 0;
+    loop {
+        let line = match events.recv().await {
+            Ok(Event::Message {
+                message,
+                outgoing: false,
+                ..
+            }) => {
+                let at = now_ns();
+                match seq_of_text(&message.text) {
+                    Some(seq) => format!("msg {seq} {at}"),
+                    None => continue,
+                }
+            }
+            Ok(Event::GroupJoined { chat }) => format!("joined {chat}"),
+            Ok(Event::PeerConnected { .. }) => {
+                connected += 1;
+                format!("peers {connected}")
+            }
+            Ok(Event::PeerDisconnected { .. }) => {
+                connected = connected.saturating_sub(1);
+                format!("peers {connected}")
+            }
+            Ok(_) => continue,
+            Err(broadcast::error::RecvError::Lagged(k)) => format!("lagged {k}"),
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if out.send(line).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The same gossipsub configuration as a meshchat node, except the message id
+/// hashes with SipHash instead of SHA-256 (no extra dependency; both are
+/// content-addressed).
+fn bare_behaviour(key: &libp2p::identity::Keypair) -> gossipsub::Behaviour {
+    let config = gossipsub::ConfigBuilder::default()
+        .validate_messages()
+        .message_id_fn(|m| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            m.data.hash(&mut h);
+            gossipsub::MessageId::from(h.finish().to_be_bytes().to_vec())
+        })
+        .validation_mode(ValidationMode::Strict)
+        .max_transmit_size(1024 * 1024)
+        .build()
+        .expect("gossipsub config");
+    gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)
+        .expect("gossipsub behaviour")
+}
+
+/// A bare gossipsub swarm. With `flush`, every message is inserted into a
+/// sled database and flushed before it is accepted (and so forwarded).
+async fn bare_child(flush: bool, out: mpsc::Sender<String>, mut commands: mpsc::Receiver<String>) {
+    let payload = env_u64(PAYLOAD_ENV, 512) as usize;
+    let topic = IdentTopic::new(TOPIC);
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp transport")
+        .with_behaviour(bare_behaviour)
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build();
+    swarm.behaviour_mut().subscribe(&topic).expect("subscribe");
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
+        .expect("listen");
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address;
+        }
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = flush.then(|| sled::open(tmp.path().join("db")).expect("sled"));
+    report(&out, format!("ready {} {addr}", swarm.local_peer_id())).await;
+    let mut subscribed: usize = 0;
+    loop {
+        tokio::select! {
+            line = commands.recv() => {
+                let line = line.unwrap_or_else(|| "quit".into());
+                let mut w = line.split_whitespace();
+                match w.next() {
+                    Some("contact") => {
+                        let _peer = w.next();
+                        for addr in w.filter_map(|a| a.parse::<Multiaddr>().ok()) {
+                            swarm.dial(addr).expect("dial");
+                        }
+                    }
+                    Some("send") => {
+                        let seq: u64 = w.next().and_then(|s| s.parse().ok()).expect("seq");
+                        let t0 = now_ns();
+                        if let Err(error) = swarm.behaviour_mut().publish(topic.clone(), payload_for(seq, payload)) {
+                            eprintln!("bare swarm: publish failed: {error}");
+                        }
+                        let t1 = now_ns();
+                        report(&out, format!("sent {seq} {t0} {t1}")).await;
+                    }
+                    Some("quit") | None => break,
+                    Some(other) => panic!("unknown command {other}"),
+                }
+            }
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::Behaviour(gossipsub::Event::Message {
+                    propagation_source,
+                    message_id,
+                    message,
+                }) => {
+                    if let Some(db) = &db {
+                        db.insert(&message_id.0, message.data.as_slice())
+                            .expect("sled insert");
+                        // What the node's store does before acknowledging.
+                        db.flush_async().await.expect("sled flush");
+                    }
+                    let at = now_ns();
+                    swarm.behaviour_mut().report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        MessageAcceptance::Accept,
+                    );
+                    if let Some(seq) = seq_of_payload(&message.data) {
+                        report(&out, format!("msg {seq} {at}")).await;
+                    }
+                }
+                SwarmEvent::Behaviour(gossipsub::Event::Subscribed { .. }) => {
+                    subscribed += 1;
+                    report(&out, format!("peers {subscribed}")).await;
+                }
+                SwarmEvent::Behaviour(gossipsub::Event::SlowPeer { .. }) => {
+                    report(&out, "slow".into()).await;
+                }
+                _ => {}
+            },
+        }
+    }
+}
