@@ -18,6 +18,8 @@ use crate::{
 
 /// Mail items asked for per fetch.
 const FETCH_PAGE: u32 = 256;
+/// How long to wait before offering a relay mail it refused.
+const REFUSED_RETRY: Duration = Duration::from_secs(60);
 
 /// A mailbox request awaiting its response.
 pub(super) enum MailboxPending {
@@ -212,8 +214,17 @@ impl Actor {
                 self.on_custody(recipient, &hashes, &receipt.relay, receipt.held_until_ms);
             }
             (MailboxPending::Deposit { recipient, hashes }, other) => {
-                tracing::info!(%relay, ?other, "relay did not take the mail; will retry");
-                self.forget_deposits(recipient, &hashes);
+                // Keep them marked as deposited until the retry time, so a
+                // refusing relay is not asked again on every redial tick.
+                let wait = match &other {
+                    MailboxResponse::Refused(Refusal::RateLimited { retry_after_secs }) => {
+                        Duration::from_secs((*retry_after_secs).max(1))
+                    }
+                    _ => REFUSED_RETRY,
+                };
+                tracing::info!(%relay, ?other, retry_in = ?wait, "relay did not take the mail");
+                self.deposit_retries
+                    .push((tokio::time::Instant::now() + wait, recipient, hashes));
             }
             (_, MailboxResponse::Error(error)) => {
                 tracing::debug!(%relay, %error, "mailbox error");
@@ -300,6 +311,18 @@ impl Actor {
             .insert(id, MailboxPending::Deposit { recipient, hashes });
     }
 
+    /// Makes refused deposits whose retry time has come eligible again.
+    pub(super) fn retry_refused_deposits(&mut self) {
+        let now = tokio::time::Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deposit_retries)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.deposit_retries = later;
+        for (_, recipient, hashes) in due {
+            self.forget_deposits(recipient, &hashes);
+        }
+    }
+
     fn forget_deposits(&mut self, recipient: PublicKey, hashes: &[ChangeHash]) {
         if let Some(peer) = peer_id_of(&recipient) {
             for hash in hashes {
@@ -366,3 +389,6 @@ impl RelayMetrics {
 pub(super) type Deposited = HashSet<(PeerId, ChangeHash)>;
 
 pub(super) type MailboxPendingMap = HashMap<OutboundRequestId, MailboxPending>;
+
+/// Refused deposits and when to offer them again.
+pub(super) type DepositRetries = Vec<(tokio::time::Instant, PublicKey, Vec<ChangeHash>)>;

@@ -97,6 +97,7 @@ pub(crate) struct Actor {
     mailbox_pending: mailbox::MailboxPendingMap,
     /// Changes deposited at a relay for a peer (not deposited again).
     deposited: mailbox::Deposited,
+    deposit_retries: mailbox::DepositRetries,
     _lock: DirLock,
 }
 
@@ -165,6 +166,7 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
         metrics: mailbox::RelayMetrics::default(),
         mailbox_pending: HashMap::new(),
         deposited: Default::default(),
+        deposit_retries: Vec::new(),
         _lock: lock,
     };
     // Wait until every listener is up, so callers can read real addresses.
@@ -270,6 +272,7 @@ impl Actor {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
                 _ = redial.tick() => {
                     self.redial();
+                    self.retry_refused_deposits();
                     self.deposit_for_unreachable();
                 }
                 _ = expiry.tick() => self.expire_mail(),
