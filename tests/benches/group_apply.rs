@@ -7,6 +7,15 @@
 //! of one new remote change should not depend on how much history there is.
 //! The baseline shows what one big document costs instead.
 //!
+//! A three-member group: one member writes the history, which the receiving
+//! member loads in batches (`ChatReplica::load`, as from its own store); then
+//! the writer sends fresh messages and the receiver runs `check` + `apply` on
+//! each, one at a time, the small and the large case alternating message by
+//! message. Measured twice: where the history ends (the newest segment starts
+//! empty when the history is a multiple of the capacity) and into a nearly
+//! full segment (the most expensive place within a segment). For contrast,
+//! the receiver's own `write_message` is timed too.
+//!
 //! Run: `cargo bench -p meshchat-tests --bench group_apply`
 //!
 //! Environment (all optional):
@@ -30,7 +39,7 @@ use meshchat_crdt::{
 
 /// About 120 bytes, like a typical chat line.
 const TEXT: &str = "The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. 0123456789 abcdefghij klmnopqrstu";
-/// History changes delivered to the receiver per `check` + `apply` while building.
+/// History changes loaded into the receiver at once while building.
 const BUILD_BATCH: usize = 1000;
 /// A fixed clock, advanced by one millisecond per message.
 const T0: i64 = 1_700_000_000_000;
