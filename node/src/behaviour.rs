@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use libp2p::{
-    gossipsub, identify,
+    autonat, dcutr, gossipsub, identify,
     identity::Keypair,
-    kad, mdns, ping, request_response,
+    kad, mdns, ping, relay, request_response,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
     StreamProtocol,
 };
@@ -26,6 +26,14 @@ pub(crate) struct Behaviour {
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) direct: request_response::Behaviour<DirectCodec>,
     pub(crate) mailbox: request_response::Behaviour<MailboxCodec>,
+    /// Reservations at relays, so NAT'd peers are reachable through them.
+    pub(crate) relay_client: relay::client::Behaviour,
+    /// Relay mode: circuit relay v2 server.
+    pub(crate) relay_server: Toggle<relay::Behaviour>,
+    /// Upgrades relayed connections to direct ones (hole punching).
+    pub(crate) dcutr: dcutr::Behaviour,
+    /// Tells the node whether it is publicly reachable.
+    pub(crate) autonat: autonat::Behaviour,
 }
 
 /// Why the behaviour could not be built.
@@ -41,7 +49,12 @@ pub enum BehaviourError {
 }
 
 impl Behaviour {
-    pub(crate) fn new(key: &Keypair, enable_mdns: bool) -> Result<Self, BehaviourError> {
+    pub(crate) fn new(
+        key: &Keypair,
+        relay_client: relay::client::Behaviour,
+        enable_mdns: bool,
+        relay_server: bool,
+    ) -> Result<Self, BehaviourError> {
         let peer_id = key.public().to_peer_id();
         let identify = identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
@@ -100,6 +113,12 @@ impl Behaviour {
             mdns: mdns.into(),
             direct,
             mailbox,
+            relay_client,
+            relay_server: relay_server
+                .then(|| relay::Behaviour::new(peer_id, relay::Config::default()))
+                .into(),
+            dcutr: dcutr::Behaviour::new(peer_id),
+            autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
         })
     }
 }

@@ -161,3 +161,47 @@ async fn offline_group_member_gets_group_mail_from_its_relay() {
     relay.stop().await;
     bob.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_is_reachable_through_its_relay_circuit() {
+    let relay = Peer::start_with(
+        "relay",
+        NodeConfig {
+            mailbox: Some(MailboxConfig::default()),
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    let relay_addr = relay.addrs().await.remove(0);
+    let mut bob = Peer::start_with(
+        "bob",
+        NodeConfig {
+            relays: vec![relay_addr],
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    // Bob reserves a circuit and listens through the relay.
+    let circuit = bob
+        .wait_for("a circuit address", |e| match e {
+            Event::Listening { addr } if addr.to_string().contains("/p2p-circuit/") => {
+                Some(addr.clone())
+            }
+            _ => None,
+        })
+        .await;
+    // Alice knows Bob only by that address.
+    let mut alice = Peer::start("alice").await;
+    alice
+        .node
+        .add_contact(bob.peer_id(), Some("bob".into()), vec![circuit])
+        .await
+        .unwrap();
+    let chat = alice.node.direct_chat(bob.peer_id()).await.unwrap();
+    alice.node.send(chat, "via the relay").await.unwrap();
+    assert_eq!(bob.wait_messages(1).await, vec!["via the relay"]);
+    alice.wait_delivered(1).await;
+    for p in [&relay, &alice, &bob] {
+        p.stop().await;
+    }
+}

@@ -89,6 +89,8 @@ pub(crate) struct Actor {
     addrs: HashMap<PeerId, Vec<Multiaddr>>,
     backoff: HashMap<PeerId, Backoff>,
     listen_addrs: Vec<Multiaddr>,
+    /// Relays this node holds (or asked for) a circuit reservation at.
+    reservations: std::collections::HashSet<PeerId>,
     /// Group topics this node is subscribed to.
     topics: HashMap<libp2p::gossipsub::TopicHash, ChatId>,
     /// Relay mode: the mailboxes this node keeps for others.
@@ -108,6 +110,7 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
     let store = Store::open(&dir.db_path())?;
     let keypair = libp2p_keypair(&identity);
     let mdns = config.mdns;
+    let relay_server = config.mailbox.is_some();
     let idle = config.idle_timeout();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -118,8 +121,10 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
         )
         .map_err(|e| SpawnError::Network(e.to_string()))?
         .with_quic()
-        .with_behaviour(|key| {
-            Behaviour::new(key, mdns)
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| SpawnError::Network(e.to_string()))?
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, relay_client, mdns, relay_server)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|e| SpawnError::Network(e.to_string()))?
@@ -162,6 +167,7 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
         backoff: HashMap::new(),
         listen_addrs: Vec::new(),
         topics: HashMap::new(),
+        reservations: Default::default(),
         mailbox,
         metrics: mailbox::RelayMetrics::default(),
         mailbox_pending: HashMap::new(),
@@ -214,8 +220,39 @@ impl Actor {
         Ok(())
     }
 
+    /// Listens through `relay` (circuit relay v2), so peers that cannot dial
+    /// this node directly reach it via `<relay addr>/p2p-circuit/p2p/<me>`.
+    fn reserve_circuit(&mut self, relay: PeerId) {
+        if !self.reservations.insert(relay) {
+            return;
+        }
+        let Some(addr) = self
+            .config
+            .relays
+            .iter()
+            .find(|a| crate::config::peer_of(a) == Some(relay))
+            .cloned()
+        else {
+            return;
+        };
+        if let Err(error) = self.swarm.listen_on(addr.with(Protocol::P2pCircuit)) {
+            tracing::warn!(%relay, %error, "cannot reserve a circuit at the relay");
+            self.reservations.remove(&relay);
+        }
+    }
+
     fn on_new_listen_addr(&mut self, address: Multiaddr) {
-        let full = address.with(Protocol::P2p(*self.swarm.local_peer_id()));
+        if self.mailbox.is_some() && !address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+            // A relay serves circuits only on addresses it confirms as its
+            // own; a relay's listen addresses are meant to be reachable.
+            self.swarm.add_external_address(address.clone());
+        }
+        let me = *self.swarm.local_peer_id();
+        let full = if matches!(address.iter().last(), Some(Protocol::P2p(p)) if p == me) {
+            address
+        } else {
+            address.with(Protocol::P2p(me))
+        };
         tracing::info!(addr = %full, "listening");
         if !self.listen_addrs.contains(&full) {
             self.listen_addrs.push(full.clone());
@@ -315,6 +352,7 @@ impl Actor {
                     self.send_read_receipts(peer_id);
                     if self.config.relay_peers().contains(&peer_id) {
                         self.fetch_mail(peer_id, None);
+                        self.reserve_circuit(peer_id);
                     }
                 }
             }
@@ -324,6 +362,8 @@ impl Actor {
                 ..
             } => {
                 self.pushing.remove(&peer_id);
+                // A lost relay connection ends its reservation: renew on reconnect.
+                self.reservations.remove(&peer_id);
                 self.emit(Event::PeerDisconnected { peer: peer_id });
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {

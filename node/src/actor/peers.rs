@@ -9,11 +9,12 @@ impl Actor {
         addrs: impl IntoIterator<Item = Multiaddr>,
     ) {
         let known = self.addrs.entry(peer).or_default();
-        for addr in addrs {
-            let addr: Multiaddr = addr
-                .into_iter()
-                .filter(|p| !matches!(p, Protocol::P2p(_)))
-                .collect();
+        for mut addr in addrs {
+            // Drop only the trailing /p2p/<peer>: a circuit address keeps
+            // its relay's /p2p/<relay> in the middle.
+            if matches!(addr.iter().last(), Some(Protocol::P2p(p)) if p == peer) {
+                addr.pop();
+            }
             if !known.contains(&addr) {
                 known.insert(0, addr);
             }
