@@ -140,7 +140,7 @@ enum Command {
     Watch,
     /// Stop the running daemon.
     Stop,
-    /// A self-contained tour on loopback: two peers chat, one goes offline and catches up.
+    /// A self-contained tour on loopback: two peers chat, one goes offline and catches up, then a group.
     Demo,
 }
 
