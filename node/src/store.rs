@@ -83,6 +83,17 @@ pub(crate) struct Store {
     receipts: sled::Tree,
 }
 
+/// Flushes `db` on tokio's blocking pool. Not `sled::Db::flush_async`: with
+/// many databases in one process its shared thread pool can deadlock
+/// (spacejam/sled#1241; seen with 20 nodes in one process).
+pub(crate) async fn flush_db(db: &sled::Db) -> Result<(), StoreError> {
+    let db = db.clone();
+    match tokio::task::spawn_blocking(move || db.flush()).await {
+        Ok(result) => result.map(|_| ()).map_err(StoreError::from),
+        Err(e) => Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(e)))),
+    }
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::new();
     ciborium::into_writer(value, &mut out).expect("writing CBOR to a Vec cannot fail");
@@ -142,8 +153,7 @@ impl Store {
 
     /// Makes every write so far durable.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        flush_db(&self.db).await
     }
 
     pub(crate) fn put_chat(&self, id: &ChatId, record: &ChatRecord) -> Result<(), StoreError> {

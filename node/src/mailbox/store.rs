@@ -167,8 +167,7 @@ impl MailboxStore {
 
     /// Makes deposits durable; call before acknowledging them.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        crate::store::flush_db(&self.db).await
     }
 
     /// Up to `limit` envelopes after `after` (exclusive), oldest first, and
