@@ -65,15 +65,17 @@ impl Running {
         serde_json::from_str(&line).expect("json line")
     }
 
+    /// Waits for the process to end: its stdout closes (the reader thread
+    /// drops the channel), then reaps it.
     fn wait_exit(&mut self) -> bool {
-        let deadline = std::time::Instant::now() + WAIT;
         loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.success();
+            match self.lines.recv_timeout(WAIT) {
+                Ok(_) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("process did not exit"),
             }
-            assert!(std::time::Instant::now() < deadline, "process did not exit");
-            std::thread::sleep(Duration::from_millis(20));
         }
+        self.child.wait().expect("wait").success()
     }
 }
 
