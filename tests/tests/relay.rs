@@ -9,8 +9,8 @@ mod common;
 use common::{within, Peer};
 use meshchat_node::{mailbox::MailboxConfig, DeliveryState, Event, NodeConfig};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
+/// A relay node (mailbox service and circuit relay) and its address.
+async fn start_relay() -> (Peer, meshchat_node::Multiaddr) {
     let relay = Peer::start_with(
         "relay",
         NodeConfig {
@@ -19,15 +19,26 @@ async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
         },
     )
     .await;
-    let relay_addr = relay.addrs().await.remove(0);
-    let mut bob = Peer::start_with(
-        "bob",
+    let addr = relay.addrs().await.remove(0);
+    (relay, addr)
+}
+
+/// A peer whose mail is kept at `relay`.
+async fn start_with_relay(name: &'static str, relay: meshchat_node::Multiaddr) -> Peer {
+    Peer::start_with(
+        name,
         NodeConfig {
-            relays: vec![relay_addr.clone()],
+            relays: vec![relay],
             ..NodeConfig::loopback()
         },
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
+    let (relay, relay_addr) = start_relay().await;
+    let mut bob = start_with_relay("bob", relay_addr.clone()).await;
     let bob_addrs = bob.addrs().await;
     bob.stop().await;
 
@@ -102,23 +113,8 @@ async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_group_member_gets_group_mail_from_its_relay() {
-    let relay = Peer::start_with(
-        "relay",
-        NodeConfig {
-            mailbox: Some(MailboxConfig::default()),
-            ..NodeConfig::loopback()
-        },
-    )
-    .await;
-    let relay_addr = relay.addrs().await.remove(0);
-    let mut bob = Peer::start_with(
-        "bob",
-        NodeConfig {
-            relays: vec![relay_addr.clone()],
-            ..NodeConfig::loopback()
-        },
-    )
-    .await;
+    let (relay, relay_addr) = start_relay().await;
+    let mut bob = start_with_relay("bob", relay_addr.clone()).await;
     let mut alice = Peer::start("alice").await;
     let carol = Peer::start("carol").await;
     alice
@@ -164,23 +160,8 @@ async fn offline_group_member_gets_group_mail_from_its_relay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_is_reachable_through_its_relay_circuit() {
-    let relay = Peer::start_with(
-        "relay",
-        NodeConfig {
-            mailbox: Some(MailboxConfig::default()),
-            ..NodeConfig::loopback()
-        },
-    )
-    .await;
-    let relay_addr = relay.addrs().await.remove(0);
-    let mut bob = Peer::start_with(
-        "bob",
-        NodeConfig {
-            relays: vec![relay_addr],
-            ..NodeConfig::loopback()
-        },
-    )
-    .await;
+    let (relay, relay_addr) = start_relay().await;
+    let mut bob = start_with_relay("bob", relay_addr).await;
     // Bob reserves a circuit and listens through the relay.
     let circuit = bob
         .wait_for("a circuit address", |e| match e {
