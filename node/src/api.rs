@@ -83,6 +83,29 @@ pub enum Event {
         /// The address.
         addr: Multiaddr,
     },
+    /// A peer came online or went offline.
+    Presence {
+        /// The peer.
+        peer: PeerId,
+        /// Online now.
+        online: bool,
+        /// When it was last heard from (this node's clock, ms since the epoch).
+        last_seen_ms: i64,
+    },
+    /// A member is typing in a chat (ephemeral; assume it stopped after `expires_ms`).
+    Typing {
+        /// The chat.
+        chat: ChatId,
+        /// Who.
+        peer: PeerId,
+        /// Milliseconds after which the indicator should disappear on its own.
+        expires_ms: u64,
+    },
+    /// A peer's profile changed (the user's own included).
+    ProfileChanged {
+        /// Whose.
+        peer: PeerId,
+    },
 }
 
 /// A snapshot of the node's state.
@@ -253,6 +276,7 @@ pub(crate) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    Social(crate::social::SocialCommand),
 }
 
 /// A handle to a running node. Cheap to clone; every method is a message to
@@ -274,7 +298,10 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NodeError> {
+    pub(crate) async fn call<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, NodeError> {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(make(tx))

@@ -65,6 +65,9 @@ impl Behaviour {
         // The node bootstraps itself when it has bootstrap peers; kad's own
         // periodic attempt would only warn "no known peers" on a fresh node.
         kad_config.set_periodic_bootstrap_interval(None);
+        // Store only records the node validated (signed profiles): see
+        // `actor::social::on_put_record`.
+        kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
         let kad =
             kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
         let gossip_config = gossipsub::ConfigBuilder::default()

@@ -25,6 +25,9 @@ pub struct NodeConfig {
     pub resync_secs: u64,
     /// Seconds a connection with no open stream is kept.
     pub idle_timeout_secs: u64,
+    /// Seconds between presence heartbeats to contacts; a contact not heard
+    /// from for 2.5 periods shows as offline.
+    pub presence_secs: u64,
     /// Run a mailbox service for other peers (relay mode) with these limits.
     pub mailbox: Option<MailboxConfig>,
 }
@@ -44,6 +47,7 @@ impl Default for NodeConfig {
             redial_secs: 10,
             resync_secs: 300,
             idle_timeout_secs: 600,
+            presence_secs: 60,
             mailbox: None,
         }
     }
@@ -72,6 +76,15 @@ impl NodeConfig {
 
     pub(crate) fn resync_interval(&self) -> Duration {
         Duration::from_secs(self.resync_secs.max(1))
+    }
+
+    pub(crate) fn presence_interval(&self) -> Duration {
+        Duration::from_secs(self.presence_secs.max(1))
+    }
+
+    /// Silence after which a peer shows as offline: 2.5 heartbeat periods.
+    pub(crate) fn presence_window_ms(&self) -> i64 {
+        self.presence_interval().as_millis() as i64 * 5 / 2
     }
 
     pub(crate) fn idle_timeout(&self) -> Duration {
@@ -123,6 +136,10 @@ resync_secs = {resync}
 
 # Seconds an unused connection is kept open.
 idle_timeout_secs = {idle}
+
+# Seconds between presence heartbeats to connected contacts. A contact not
+# heard from for 2.5 periods shows as offline ("last seen ...").
+presence_secs = {presence}
 "#,
             listen = list(&self.listen),
             bootstrap = list(&self.bootstrap),
@@ -131,6 +148,7 @@ idle_timeout_secs = {idle}
             redial = self.redial_secs,
             resync = self.resync_secs,
             idle = self.idle_timeout_secs,
+            presence = self.presence_secs,
         )
     }
 }

@@ -9,9 +9,12 @@ mod chats;
 pub mod config;
 pub mod control;
 mod data_dir;
+pub mod invite;
 mod keys;
 pub mod mailbox;
+mod presence;
 pub mod protocol;
+mod social;
 mod store;
 
 pub use actor::spawn;
@@ -23,6 +26,8 @@ pub use chats::{
 pub use config::NodeConfig;
 pub use data_dir::{DataDir, DataDirError, DirLock, LocalProfile};
 pub use keys::{peer_id_of, public_key_of};
+pub use presence::{LastSeen, LastSeenPrivacy};
+pub use social::{PeerProfile, ProfileUpdate};
 pub use store::{Contact, DeliveryState, StoreError};
 
 pub use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};

@@ -10,6 +10,8 @@ use meshchat_crdt::{
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::{presence::LastSeenPrivacy, protocol::SignedProfile};
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -53,6 +55,9 @@ pub struct Contact {
     /// Relays holding their mail while they are offline (each ends in `/p2p/<RELAY>`).
     #[serde(default)]
     pub relays: Vec<Multiaddr>,
+    /// Blocked: nothing from them is shown and nothing is sent to them.
+    #[serde(default)]
+    pub blocked: bool,
 }
 
 /// A chat this node takes part in.
@@ -81,6 +86,9 @@ pub(crate) struct Store {
     reads: sled::Tree,
     custody: sled::Tree,
     receipts: sled::Tree,
+    profiles: sled::Tree,
+    last_seen: sled::Tree,
+    settings: sled::Tree,
 }
 
 /// Flushes `db` on tokio's blocking pool. Not `sled::Db::flush_async`: with
@@ -142,6 +150,9 @@ impl Store {
             reads: db.open_tree("reads")?,
             custody: db.open_tree("custody")?,
             receipts: db.open_tree("receipts")?,
+            profiles: db.open_tree("profiles")?,
+            last_seen: db.open_tree("last_seen")?,
+            settings: db.open_tree("settings")?,
             db,
         })
     }
@@ -445,6 +456,64 @@ impl Store {
             .iter()
             .map(|kv| decode("contacts", &kv?.1))
             .collect()
+    }
+
+    /// Removes a contact; returns whether there was one.
+    pub(crate) fn remove_contact(&self, key: &PublicKey) -> Result<bool, StoreError> {
+        Ok(self.contacts.remove(key.as_bytes())?.is_some())
+    }
+
+    /// Whether the user blocked `key`.
+    pub(crate) fn is_blocked(&self, key: &PublicKey) -> bool {
+        matches!(self.contact(key), Ok(Some(c)) if c.blocked)
+    }
+
+    /// The newest verified profile held for `key` (the node's own included).
+    pub(crate) fn profile(&self, key: &PublicKey) -> Result<Option<SignedProfile>, StoreError> {
+        self.profiles
+            .get(key.as_bytes())?
+            .map(|v| decode("profiles", &v))
+            .transpose()
+    }
+
+    /// Stores a profile already verified and found newer than the one held.
+    pub(crate) fn put_profile(&self, profile: &SignedProfile) -> Result<(), StoreError> {
+        self.profiles
+            .insert(profile.peer.as_bytes(), encode(profile))?;
+        Ok(())
+    }
+
+    /// The user's last-seen privacy setting.
+    pub(crate) fn last_seen_privacy(&self) -> Result<LastSeenPrivacy, StoreError> {
+        Ok(self
+            .settings
+            .get(b"last_seen_privacy")?
+            .map(|v| decode("settings", &v))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    pub(crate) fn set_last_seen_privacy(&self, privacy: LastSeenPrivacy) -> Result<(), StoreError> {
+        self.settings
+            .insert(b"last_seen_privacy", encode(&privacy))?;
+        Ok(())
+    }
+
+    /// When this node last heard from `key` (its own clock, ms since the epoch).
+    pub(crate) fn last_seen(&self, key: &PublicKey) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .last_seen
+            .get(key.as_bytes())?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes))
+    }
+
+    /// Records hearing from `key` at `at_ms`. Not flushed on its own: losing
+    /// the last few seconds of last-seen in a crash is harmless.
+    pub(crate) fn set_last_seen(&self, key: &PublicKey, at_ms: i64) -> Result<(), StoreError> {
+        self.last_seen
+            .insert(key.as_bytes(), &at_ms.to_be_bytes())?;
+        Ok(())
     }
 }
 

@@ -112,6 +112,7 @@ impl Actor {
                 }
                 let _ = reply.send(result);
             }
+            Command::Social(command) => self.on_social_command(command).await,
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
     }
@@ -278,6 +279,7 @@ impl Actor {
             name: None,
             addrs: Vec::new(),
             relays: Vec::new(),
+            blocked: false,
         });
         for relay in relays {
             if !contact.relays.contains(&relay) {

@@ -170,6 +170,9 @@ impl Actor {
         let Some(from) = public_key_of(&peer) else {
             return Response::Error(crate::protocol::WireError::NotMember);
         };
+        if self.chats.store().is_blocked(&from) {
+            return Response::Error(crate::protocol::WireError::NotMember);
+        }
         let request = match request {
             Inbound::Request(r) => r,
             Inbound::Refused(error) => {
@@ -211,6 +214,23 @@ impl Actor {
                     Response::Error(crate::protocol::WireError::Storage(error.to_string()))
                 }
             },
+            Request::Profile(signed) => {
+                if signed.peer == from {
+                    self.accept_profile(signed);
+                }
+                Response::Noted
+            }
+            Request::GetProfile => {
+                Response::Profile(self.chats.store().profile(&self.chats.me()).ok().flatten())
+            }
+            Request::Heartbeat(beat) => {
+                self.on_heartbeat(from, beat);
+                Response::Noted
+            }
+            Request::Typing { chat } => {
+                self.on_typing(peer, from, chat);
+                Response::Noted
+            }
         }
     }
 
@@ -242,6 +262,9 @@ impl Actor {
             });
         }
         for (chat, message) in received.new_messages {
+            if self.chats.store().is_blocked(&message.author) {
+                continue;
+            }
             let outgoing = message.author == me;
             self.emit(Event::Message {
                 chat,
@@ -332,6 +355,12 @@ impl Actor {
                     tracing::warn!(%error, "cannot clear sent read receipts");
                 }
             }
+            (Pending::Notice, Response::Profile(Some(signed))) => {
+                if public_key_of(&peer) == Some(signed.peer) {
+                    self.accept_profile(signed);
+                }
+            }
+            (Pending::Notice, _) => {}
             (Pending::Push { .. } | Pending::Sync { .. } | Pending::Read { .. }, response) => {
                 self.pushing.remove(&peer);
                 tracing::warn!(%peer, ?response, "peer answered with an error");

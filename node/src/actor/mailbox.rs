@@ -180,6 +180,10 @@ impl Actor {
                             continue;
                         }
                     };
+                    if self.chats.store().is_blocked(&item.sender) {
+                        done.push(item.id);
+                        continue;
+                    }
                     let sender = peer_id_of(&item.sender).unwrap_or(relay);
                     // Acknowledge to the relay only after a durable apply.
                     if self
@@ -245,25 +249,32 @@ impl Actor {
         self.mailbox_pending.insert(id, MailboxPending::Fetch);
     }
 
-    /// For each unreachable contact with undelivered changes, deposits them
-    /// at the contact's relays (dialling the relays first if needed).
+    /// For each unreachable peer with undelivered changes, deposits them at
+    /// its relays (dialling the relays first if needed). Relays come from the
+    /// contact entry and the peer's signed profile; a peer with none known
+    /// is looked up in the DHT.
     pub(super) fn deposit_for_unreachable(&mut self) {
-        let Ok(contacts) = self.chats.store().contacts() else {
+        let Ok(recipients) = self.chats.store().outbox_peers() else {
             return;
         };
-        for contact in contacts {
-            if contact.relays.is_empty() || self.swarm.is_connected(&contact.peer) {
-                continue;
-            }
-            let Some(recipient) = public_key_of(&contact.peer) else {
+        for recipient in recipients {
+            let Some(peer) = peer_id_of(&recipient) else {
                 continue;
             };
+            if self.swarm.is_connected(&peer) || self.chats.store().is_blocked(&recipient) {
+                continue;
+            }
+            let relays = self.relays_of(&recipient);
+            if relays.is_empty() {
+                self.lookup_profile(recipient);
+                continue;
+            }
             let batch: Vec<SignedChange> = match self.chats.outbox_batch(&recipient) {
                 Ok(batch) => batch
                     .into_iter()
                     .filter(|c| {
                         c.decode_stored()
-                            .is_ok_and(|v| !self.deposited.contains(&(contact.peer, v.hash)))
+                            .is_ok_and(|v| !self.deposited.contains(&(peer, v.hash)))
                     })
                     .collect(),
                 Err(_) => continue,
@@ -271,7 +282,7 @@ impl Actor {
             if batch.is_empty() {
                 continue;
             }
-            for relay_addr in &contact.relays {
+            for relay_addr in &relays {
                 let Some(relay) = crate::config::peer_of(relay_addr) else {
                     continue;
                 };
@@ -280,7 +291,7 @@ impl Actor {
                     self.dial_peer(relay);
                     continue;
                 }
-                self.deposit(relay, recipient, contact.peer, batch.clone());
+                self.deposit(relay, recipient, peer, batch.clone());
             }
         }
     }

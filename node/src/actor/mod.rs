@@ -26,8 +26,10 @@ mod direct;
 mod gossip;
 mod mailbox;
 mod peers;
+mod social;
 
 pub use gossip::group_topic;
+pub(crate) use peers::is_unspecified;
 
 use crate::{
     api::{Command, Event, Node, NodeError, SpawnError, Status},
@@ -69,6 +71,8 @@ enum Pending {
         peer: PublicKey,
         sent: Vec<(ChatId, meshchat_crdt::MessageId)>,
     },
+    /// A profile, heartbeat or typing notice (or a request for a profile).
+    Notice,
 }
 
 struct Backoff {
@@ -100,6 +104,7 @@ pub(crate) struct Actor {
     /// Changes deposited at a relay for a peer (not deposited again).
     deposited: mailbox::Deposited,
     deposit_retries: mailbox::DepositRetries,
+    social: social::Social,
     _lock: DirLock,
 }
 
@@ -155,6 +160,7 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
     };
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (event_tx, _) = broadcast::channel(EVENT_CAPACITY);
+    let social = social::Social::new(&config, &store);
     let mut actor = Actor {
         swarm,
         chats: Chats::new(identity, store),
@@ -173,8 +179,10 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
         mailbox_pending: HashMap::new(),
         deposited: Default::default(),
         deposit_retries: Vec::new(),
+        social,
         _lock: lock,
     };
+    actor.ensure_own_profile(dir.profile().name)?;
     // Wait until every listener is up, so callers can read real addresses.
     actor.await_listeners().await?;
     actor.join_my_topics();
@@ -298,6 +306,8 @@ impl Actor {
         let mut resync = interval(self.config.resync_interval());
         resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
         resync.reset();
+        let mut presence = interval(self.config.presence_interval());
+        presence.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let shutdown_reply: Option<oneshot::Sender<()>> = loop {
             tokio::select! {
                 biased;
@@ -314,8 +324,10 @@ impl Actor {
                 }
                 _ = expiry.tick() => self.expire_mail(),
                 _ = resync.tick() => self.resync_connected(),
+                _ = presence.tick() => self.presence_tick(),
             }
         };
+        self.drain_goodbyes().await;
         if let Err(error) = self.chats.store().flush().await {
             tracing::error!(%error, "final flush failed");
         }
@@ -323,6 +335,32 @@ impl Actor {
         drop(self);
         if let Some(reply) = shutdown_reply {
             let _ = reply.send(());
+        }
+    }
+
+    /// Shutting down: say goodbye to the presence audience and wait (briefly,
+    /// bounded) for the goodbyes to be answered, so contacts see "offline" at once.
+    async fn drain_goodbyes(&mut self) {
+        if self.say_goodbye() == 0 {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        while self.pending.values().any(|p| matches!(p, Pending::Notice)) {
+            match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
+                Ok(SwarmEvent::Behaviour(BehaviourEvent::Direct(
+                    request_response::Event::Message {
+                        message: request_response::Message::Response { request_id, .. },
+                        ..
+                    },
+                )))
+                | Ok(SwarmEvent::Behaviour(BehaviourEvent::Direct(
+                    request_response::Event::OutboundFailure { request_id, .. },
+                ))) => {
+                    self.pending.remove(&request_id);
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
         }
     }
 
@@ -343,6 +381,10 @@ impl Actor {
                 if endpoint.is_dialer() {
                     self.remember_addrs(peer_id, [endpoint.get_remote_address().clone()]);
                 }
+                if self.is_blocked(&peer_id) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
                 if num_established.get() == 1 {
                     tracing::debug!(peer = %peer_id, "connected");
                     self.backoff.remove(&peer_id);
@@ -350,6 +392,7 @@ impl Actor {
                     self.start_sync(peer_id);
                     self.push_outbox(peer_id);
                     self.send_read_receipts(peer_id);
+                    self.on_social_connected(peer_id);
                     if self.config.relay_peers().contains(&peer_id) {
                         self.fetch_mail(peer_id, None);
                         self.reserve_circuit(peer_id);
@@ -364,6 +407,7 @@ impl Actor {
                 self.pushing.remove(&peer_id);
                 // A lost relay connection ends its reservation: renew on reconnect.
                 self.reservations.remove(&peer_id);
+                self.on_social_disconnected(peer_id);
                 self.emit(Event::PeerDisconnected { peer: peer_id });
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -394,11 +438,7 @@ impl Actor {
                     self.swarm.behaviour_mut().kad.add_address(&peer, addr);
                 }
             }
-            BehaviourEvent::Kad(libp2p::kad::Event::RoutingUpdated {
-                peer, addresses, ..
-            }) => {
-                self.remember_addrs(peer, addresses.into_vec());
-            }
+            BehaviourEvent::Kad(event) => self.on_kad_event(event),
             _ => {}
         }
     }

@@ -23,7 +23,10 @@ impl Actor {
     }
 
     pub(super) fn dial_peer(&mut self, peer: PeerId) {
-        if self.swarm.is_connected(&peer) || peer == *self.swarm.local_peer_id() {
+        if self.swarm.is_connected(&peer)
+            || peer == *self.swarm.local_peer_id()
+            || self.is_blocked(&peer)
+        {
             return;
         }
         let addrs = self.addrs.get(&peer).cloned().unwrap_or_default();
@@ -105,7 +108,7 @@ impl Actor {
     }
 }
 
-pub(super) fn is_unspecified(addr: &Multiaddr) -> bool {
+pub(crate) fn is_unspecified(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| match p {
         Protocol::Ip4(ip) => ip.is_unspecified(),
         Protocol::Ip6(ip) => ip.is_unspecified(),

@@ -69,6 +69,10 @@ impl Chats {
         &self.store
     }
 
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.me
+    }
+
     pub(crate) fn me(&self) -> PublicKey {
         self.me.public()
     }

@@ -5,12 +5,17 @@ pub use crate::actor::group_topic;
 
 mod codec;
 mod mailbox;
+mod records;
 mod wire;
 
 pub use codec::{decode_frame, encode_frame, DirectCodec, Inbound, MailboxCodec};
 pub use mailbox::{
     Envelope, MailboxRequest, MailboxResponse, MAILBOX_MAX_REQUEST_BYTES,
     MAILBOX_MAX_RESPONSE_BYTES, MAILBOX_PAGE_BYTES, MAILBOX_PROTOCOL,
+};
+pub use records::{
+    peer_of_profile_key, profile_dht_key, Heartbeat, Profile, RecordError, SignedProfile,
+    MAX_NAME_CHARS, MAX_PROFILE_BYTES, MAX_PROFILE_RELAYS, MAX_STATUS_CHARS,
 };
 pub use wire::{
     GossipMessage, RejectedChange, Request, Response, WireError, DIRECT_PROTOCOL,

@@ -8,6 +8,8 @@ use libp2p::StreamProtocol;
 use meshchat_crdt::{ChangeHash, ChatId, SegmentHeads, SignedChange};
 use serde::{Deserialize, Serialize};
 
+use super::records::{Heartbeat, SignedProfile};
+
 /// The protocol id.
 pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshchat/direct/1");
 /// The wire version this node speaks inside the protocol.
@@ -40,6 +42,17 @@ pub enum Request {
         /// The sender's heads per segment.
         heads: Vec<SegmentHeads>,
     },
+    /// The sender's current signed profile; answered with [`Response::Noted`].
+    Profile(SignedProfile),
+    /// "Send me your current profile"; answered with [`Response::Profile`].
+    GetProfile,
+    /// A presence heartbeat; answered with [`Response::Noted`].
+    Heartbeat(Heartbeat),
+    /// The sender is typing in `chat` (ephemeral, never stored).
+    Typing {
+        /// The chat.
+        chat: ChatId,
+    },
 }
 
 /// A response.
@@ -64,6 +77,10 @@ pub enum Response {
     },
     /// Read receipts recorded.
     ReadNoted,
+    /// A profile, heartbeat or typing notice was received.
+    Noted,
+    /// The responder's current signed profile.
+    Profile(Option<SignedProfile>),
     /// The request could not be served.
     Error(WireError),
 }

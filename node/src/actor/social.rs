@@ -1,0 +1,571 @@
+//! Profiles (signed, versioned, pushed to contacts and published in the DHT),
+//! blocking, presence heartbeats and typing indicators.
+
+use libp2p::kad;
+
+use super::*;
+use crate::{
+    invite::Invite,
+    presence::{Change, LastSeen, LastSeenPrivacy, PresenceBook},
+    protocol::{peer_of_profile_key, profile_dht_key, Heartbeat, Profile, SignedProfile},
+    social::{invitable, PeerProfile, ProfileUpdate, SocialCommand},
+};
+
+/// How long a typing indicator lasts unless renewed.
+const TYPING_EXPIRES_MS: u64 = 6_000;
+/// Least time between two DHT lookups of one peer's profile.
+const LOOKUP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The actor's social state.
+pub(super) struct Social {
+    presence: PresenceBook,
+    privacy: LastSeenPrivacy,
+    heartbeat_seq: u64,
+    lookups: HashMap<kad::QueryId, PublicKey>,
+    looked_up: HashMap<PublicKey, tokio::time::Instant>,
+}
+
+impl Social {
+    pub(super) fn new(config: &NodeConfig, store: &Store) -> Self {
+        Self {
+            presence: PresenceBook::new(config.presence_window_ms()),
+            privacy: store.last_seen_privacy().unwrap_or_default(),
+            heartbeat_seq: 0,
+            lookups: HashMap::new(),
+            looked_up: HashMap::new(),
+        }
+    }
+}
+
+impl Actor {
+    pub(super) async fn on_social_command(&mut self, command: SocialCommand) {
+        match command {
+            SocialCommand::SetProfile { update, reply } => {
+                let _ = reply.send(self.set_profile(update).await);
+            }
+            SocialCommand::Profile { peer, reply } => {
+                let result = self.peer_profile(peer);
+                let _ = reply.send(result);
+            }
+            SocialCommand::Invite { reply } => {
+                let _ = reply.send(self.invite());
+            }
+            SocialCommand::RemoveContact { peer, reply } => {
+                let result = key_of(&peer).and_then(|key| {
+                    let removed = self.chats.store().remove_contact(&key)?;
+                    Ok(removed)
+                });
+                let _ = reply.send(result);
+            }
+            SocialCommand::SetBlocked {
+                peer,
+                blocked,
+                reply,
+            } => {
+                let _ = reply.send(self.set_blocked(peer, blocked).await);
+            }
+            SocialCommand::LastSeen { peer, reply } => {
+                let _ = reply.send(self.last_seen(peer));
+            }
+            SocialCommand::SetPrivacy { privacy, reply } => {
+                let _ = reply.send(self.set_privacy(privacy).await);
+            }
+            SocialCommand::Privacy { reply } => {
+                let _ = reply.send(Ok(self.social.privacy));
+            }
+            SocialCommand::Typing { chat, reply } => {
+                let _ = reply.send(self.send_typing(chat));
+            }
+        }
+    }
+
+    // ----- profiles -----
+
+    /// Makes sure the node's own profile exists and lists the configured
+    /// relays (a changed relay list is a new version).
+    pub(super) fn ensure_own_profile(
+        &mut self,
+        name: Option<String>,
+    ) -> Result<(), crate::store::StoreError> {
+        let me = self.chats.me();
+        let current = self
+            .chats
+            .store()
+            .profile(&me)?
+            .and_then(|s| s.verify().ok());
+        let relays = self.config.relays.clone();
+        let next = match current {
+            Some(p) if p.relays == relays => return Ok(()),
+            Some(p) => Profile {
+                relays,
+                version: p.version + 1,
+                updated_at_ms: now_ms(),
+                ..p
+            },
+            None => Profile {
+                name,
+                relays,
+                version: 1,
+                updated_at_ms: now_ms(),
+                ..Profile::default()
+            },
+        };
+        match next.sign(self.chats.identity()) {
+            Ok(signed) => self.chats.store().put_profile(&signed),
+            Err(error) => {
+                tracing::warn!(%error, "cannot sign own profile");
+                Ok(())
+            }
+        }
+    }
+
+    fn own_profile(&self) -> Option<SignedProfile> {
+        self.chats.store().profile(&self.chats.me()).ok().flatten()
+    }
+
+    async fn set_profile(&mut self, update: ProfileUpdate) -> Result<PeerProfile, NodeError> {
+        let current = self
+            .own_profile()
+            .and_then(|s| s.verify().ok())
+            .unwrap_or_default();
+        let field = |new: Option<String>, old: Option<String>| match new {
+            None => old,
+            Some(s) if s.is_empty() => None,
+            Some(s) => Some(s),
+        };
+        let next = Profile {
+            name: field(update.name, current.name),
+            status: field(update.status, current.status),
+            avatar: field(update.avatar, current.avatar),
+            relays: self.config.relays.clone(),
+            updated_at_ms: now_ms(),
+            version: current.version + 1,
+        };
+        let signed = next
+            .sign(self.chats.identity())
+            .map_err(|e| NodeError::Invalid(e.to_string()))?;
+        self.chats.store().put_profile(&signed)?;
+        self.chats.store().flush().await?;
+        let contacts: Vec<PeerId> = self.connected_contacts();
+        for peer in contacts {
+            self.send_direct(peer, Request::Profile(signed.clone()));
+        }
+        self.publish_profile();
+        self.emit(Event::ProfileChanged {
+            peer: *self.swarm.local_peer_id(),
+        });
+        Ok(PeerProfile {
+            peer: *self.swarm.local_peer_id(),
+            profile: next,
+        })
+    }
+
+    fn peer_profile(&mut self, peer: Option<PeerId>) -> Result<Option<PeerProfile>, NodeError> {
+        let peer = peer.unwrap_or(*self.swarm.local_peer_id());
+        let key = key_of(&peer)?;
+        let held = self.chats.store().profile(&key)?;
+        if peer != *self.swarm.local_peer_id() {
+            // Refresh in the background: from the peer when connected, else the DHT.
+            if self.swarm.is_connected(&peer) {
+                self.send_direct(peer, Request::GetProfile);
+            } else if held.is_none() {
+                self.lookup_profile(key);
+            }
+        }
+        Ok(held
+            .and_then(|s| s.verify().ok())
+            .map(|profile| PeerProfile { peer, profile }))
+    }
+
+    /// Keeps `signed` if it verifies and is newer than what is held.
+    /// Returns whether it was new.
+    pub(super) fn accept_profile(&mut self, signed: SignedProfile) -> bool {
+        let Ok(profile) = signed.verify() else {
+            tracing::debug!(peer = %signed.peer, "refused a profile with a bad signature");
+            return false;
+        };
+        let store = self.chats.store();
+        let held = store
+            .profile(&signed.peer)
+            .ok()
+            .flatten()
+            .and_then(|s| s.verify().ok())
+            .map_or(0, |p| p.version);
+        if profile.version <= held || signed.peer == self.chats.me() {
+            return false;
+        }
+        if let Err(error) = store.put_profile(&signed) {
+            tracing::warn!(%error, "cannot store a profile");
+            return false;
+        }
+        if let Some(peer) = peer_id_of(&signed.peer) {
+            self.emit(Event::ProfileChanged { peer });
+        }
+        true
+    }
+
+    /// Puts the own profile in the DHT (the relays, in Kademlia server mode,
+    /// hold it for senders looking for this node's mailbox).
+    pub(super) fn publish_profile(&mut self) {
+        let Some(signed) = self.own_profile() else {
+            return;
+        };
+        let record = kad::Record::new(profile_dht_key(&signed.peer), signed.to_bytes());
+        if let Err(error) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .put_record(record, kad::Quorum::One)
+        {
+            tracing::debug!(%error, "cannot publish the profile yet");
+        }
+    }
+
+    /// Asks the DHT for `key`'s profile (at most once a minute per peer).
+    pub(super) fn lookup_profile(&mut self, key: PublicKey) {
+        let now = tokio::time::Instant::now();
+        if let Some(at) = self.social.looked_up.get(&key) {
+            if now.duration_since(*at) < LOOKUP_INTERVAL {
+                return;
+            }
+        }
+        self.social.looked_up.insert(key, now);
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_record(kad::RecordKey::new(&profile_dht_key(&key)));
+        self.social.lookups.insert(id, key);
+    }
+
+    pub(super) fn on_kad_event(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetRecord(result),
+                step,
+                ..
+            } => {
+                if let Ok(kad::GetRecordOk::FoundRecord(found)) = result {
+                    if let Ok((signed, _)) = SignedProfile::from_bytes(&found.record.value) {
+                        let wanted = self.social.lookups.get(&id) == Some(&signed.peer);
+                        if wanted && self.accept_profile(signed) {
+                            // Mail for this peer may now have somewhere to go.
+                            self.deposit_for_unreachable();
+                        }
+                    }
+                }
+                if step.last {
+                    self.social.lookups.remove(&id);
+                }
+            }
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            } => self.on_put_record(source, record),
+            kad::Event::RoutingUpdated {
+                peer, addresses, ..
+            } => {
+                self.remember_addrs(peer, addresses.into_vec());
+            }
+            _ => {}
+        }
+    }
+
+    /// Kademlia stores only what this node validated: signed profile records,
+    /// newer than the one held, under their signer's key.
+    fn on_put_record(&mut self, source: PeerId, record: kad::Record) {
+        let Some(claimed) = peer_of_profile_key(record.key.as_ref()) else {
+            tracing::debug!(%source, "refused a DHT record that is not a profile");
+            return;
+        };
+        let Ok((signed, profile)) = SignedProfile::from_bytes(&record.value) else {
+            tracing::debug!(%source, "refused an invalid profile record");
+            return;
+        };
+        if signed.peer != claimed {
+            return;
+        }
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        let held = kad::store::RecordStore::get(store, &record.key)
+            .and_then(|r| SignedProfile::from_bytes(&r.value).ok())
+            .map_or(0, |(_, p)| p.version);
+        if profile.version <= held {
+            return;
+        }
+        if let Err(error) = kad::store::RecordStore::put(store, record) {
+            tracing::debug!(%error, "DHT record store full");
+        }
+    }
+
+    /// Relays known for `key`: from the contact entry and its profile.
+    pub(super) fn relays_of(&self, key: &PublicKey) -> Vec<Multiaddr> {
+        let store = self.chats.store();
+        let mut relays = store
+            .contact(key)
+            .ok()
+            .flatten()
+            .map(|c| c.relays)
+            .unwrap_or_default();
+        if let Some(profile) = store
+            .profile(key)
+            .ok()
+            .flatten()
+            .and_then(|s| s.verify().ok())
+        {
+            for relay in profile.relays {
+                if !relays.contains(&relay) {
+                    relays.push(relay);
+                }
+            }
+        }
+        relays
+    }
+
+    fn invite(&self) -> Result<Invite, NodeError> {
+        let profile = self.own_profile().and_then(|s| s.verify().ok());
+        Ok(Invite {
+            peer: *self.swarm.local_peer_id(),
+            name: profile.and_then(|p| p.name),
+            addrs: invitable(&self.listen_addrs),
+            relays: self.config.relays.clone(),
+        })
+    }
+
+    // ----- contacts and blocking -----
+
+    fn connected_contacts(&self) -> Vec<PeerId> {
+        self.chats
+            .store()
+            .contacts()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| !c.blocked && self.swarm.is_connected(&c.peer))
+            .map(|c| c.peer)
+            .collect()
+    }
+
+    pub(super) fn is_blocked(&self, peer: &PeerId) -> bool {
+        public_key_of(peer).is_some_and(|key| self.chats.store().is_blocked(&key))
+    }
+
+    async fn set_blocked(&mut self, peer: PeerId, blocked: bool) -> Result<(), NodeError> {
+        let key = key_of(&peer)?;
+        let store = self.chats.store();
+        let mut contact = store.contact(&key)?.unwrap_or(Contact {
+            peer,
+            name: None,
+            addrs: Vec::new(),
+            relays: Vec::new(),
+            blocked: false,
+        });
+        contact.blocked = blocked;
+        store.put_contact(&key, &contact)?;
+        store.flush().await?;
+        if blocked {
+            let _ = self.swarm.disconnect_peer_id(peer);
+            if let Some(Change::WentOffline { .. }) = self.social.presence.disconnected(&key) {
+                // Nothing shown about a blocked peer, not even that it left.
+            }
+        } else {
+            self.backoff.remove(&peer);
+            self.dial_peer(peer);
+        }
+        Ok(())
+    }
+
+    // ----- presence -----
+
+    /// Whether `peer` gets this node's heartbeats.
+    fn in_presence_audience(&mut self, peer: &PeerId) -> bool {
+        let Some(key) = public_key_of(peer) else {
+            return false;
+        };
+        let contact = self.chats.store().contact(&key).ok().flatten();
+        if contact.as_ref().is_some_and(|c| c.blocked) {
+            return false;
+        }
+        match self.social.privacy {
+            LastSeenPrivacy::Nobody => false,
+            LastSeenPrivacy::Contacts => contact.is_some(),
+            LastSeenPrivacy::Everyone => contact.is_some() || self.shares_a_group(&key),
+        }
+    }
+
+    fn shares_a_group(&mut self, key: &PublicKey) -> bool {
+        let groups = self.chats.my_groups().unwrap_or_default();
+        groups
+            .iter()
+            .any(|chat| matches!(self.chats.replica(chat), Ok(Some(r)) if r.is_member(key)))
+    }
+
+    /// Heartbeat tick: tell the audience this node is online; mark silent
+    /// peers offline.
+    pub(super) fn presence_tick(&mut self) {
+        if self.social.privacy != LastSeenPrivacy::Nobody {
+            self.social.heartbeat_seq += 1;
+            let beat = Heartbeat::new(self.chats.identity(), self.social.heartbeat_seq, false);
+            let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+            for peer in peers {
+                if self.in_presence_audience(&peer) {
+                    self.send_direct(peer, Request::Heartbeat(beat));
+                }
+            }
+        }
+        for change in self.social.presence.expire(now_ms()) {
+            self.emit_presence(change);
+        }
+    }
+
+    /// A connection to `peer` opened: greet it with presence and profile.
+    pub(super) fn on_social_connected(&mut self, peer: PeerId) {
+        if self.social.privacy != LastSeenPrivacy::Nobody && self.in_presence_audience(&peer) {
+            self.social.heartbeat_seq += 1;
+            let beat = Heartbeat::new(self.chats.identity(), self.social.heartbeat_seq, false);
+            self.send_direct(peer, Request::Heartbeat(beat));
+        }
+        let is_contact = public_key_of(&peer)
+            .is_some_and(|k| matches!(self.chats.store().contact(&k), Ok(Some(c)) if !c.blocked));
+        if is_contact {
+            if let Some(own) = self.own_profile() {
+                self.send_direct(peer, Request::Profile(own));
+            }
+        }
+        if self.config.relay_peers().contains(&peer) {
+            self.publish_profile();
+        }
+    }
+
+    pub(super) fn on_social_disconnected(&mut self, peer: PeerId) {
+        if let Some(key) = public_key_of(&peer) {
+            if let Some(change) = self.social.presence.disconnected(&key) {
+                self.emit_presence(change);
+            }
+        }
+    }
+
+    /// Before shutting down: tell the audience this node is leaving.
+    pub(super) fn say_goodbye(&mut self) -> usize {
+        if self.social.privacy == LastSeenPrivacy::Nobody {
+            return 0;
+        }
+        self.social.heartbeat_seq += 1;
+        let beat = Heartbeat::new(self.chats.identity(), self.social.heartbeat_seq, true);
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        let mut sent = 0;
+        for peer in peers {
+            if self.in_presence_audience(&peer) {
+                self.send_direct(peer, Request::Heartbeat(beat));
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    pub(super) fn on_heartbeat(&mut self, from: PublicKey, beat: Heartbeat) {
+        if self.social.privacy == LastSeenPrivacy::Nobody || beat.peer != from {
+            return;
+        }
+        if beat.verify().is_err() {
+            tracing::debug!(peer = %from, "heartbeat with a bad signature");
+            return;
+        }
+        let now = now_ms();
+        if let Err(error) = self.chats.store().set_last_seen(&from, now) {
+            tracing::debug!(%error, "cannot record last seen");
+        }
+        if let Some(change) = self
+            .social
+            .presence
+            .heard(from, beat.seq, beat.leaving, now)
+        {
+            self.emit_presence(change);
+        }
+    }
+
+    fn emit_presence(&self, change: Change) {
+        let (key, online, last_seen_ms) = match change {
+            Change::CameOnline(key) => (key, true, now_ms()),
+            Change::WentOffline { peer, last_seen_ms } => (peer, false, last_seen_ms),
+        };
+        if let Some(peer) = peer_id_of(&key) {
+            self.emit(Event::Presence {
+                peer,
+                online,
+                last_seen_ms,
+            });
+        }
+    }
+
+    fn last_seen(&self, peer: PeerId) -> Result<LastSeen, NodeError> {
+        if self.social.privacy == LastSeenPrivacy::Nobody {
+            return Ok(LastSeen::Hidden);
+        }
+        let key = key_of(&peer)?;
+        if let Some(seen) = self.social.presence.get(&key) {
+            return Ok(seen);
+        }
+        Ok(LastSeen::Offline {
+            at_ms: self.chats.store().last_seen(&key)?,
+        })
+    }
+
+    async fn set_privacy(&mut self, privacy: LastSeenPrivacy) -> Result<(), NodeError> {
+        self.chats.store().set_last_seen_privacy(privacy)?;
+        self.chats.store().flush().await?;
+        self.social.privacy = privacy;
+        if privacy == LastSeenPrivacy::Nobody {
+            self.social.presence.clear();
+        }
+        Ok(())
+    }
+
+    // ----- typing -----
+
+    fn send_typing(&mut self, chat: ChatId) -> Result<(), NodeError> {
+        let me = self.chats.me();
+        let members: Vec<PublicKey> = match self.chats.replica(&chat)? {
+            Some(replica) => replica.members().into_keys().collect(),
+            None => return Err(NodeError::NotFound(chat.to_string())),
+        };
+        for key in members.into_iter().filter(|k| *k != me) {
+            let Some(peer) = peer_id_of(&key) else {
+                continue;
+            };
+            if self.swarm.is_connected(&peer) && !self.chats.store().is_blocked(&key) {
+                self.send_direct(peer, Request::Typing { chat });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_typing(&mut self, peer: PeerId, from: PublicKey, chat: ChatId) {
+        let member = matches!(self.chats.replica(&chat), Ok(Some(r)) if r.is_member(&from));
+        if member {
+            self.emit(Event::Typing {
+                chat,
+                peer,
+                expires_ms: TYPING_EXPIRES_MS,
+            });
+        }
+    }
+
+    /// Sends a request whose answer is only `Noted`.
+    fn send_direct(&mut self, peer: PeerId, request: Request) {
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .direct
+            .send_request(&peer, Inbound::Request(request));
+        self.pending.insert(id, Pending::Notice);
+    }
+}
+
+fn key_of(peer: &PeerId) -> Result<PublicKey, NodeError> {
+    public_key_of(peer)
+        .ok_or_else(|| NodeError::Invalid(format!("{peer} is not an Ed25519 peer id")))
+}
