@@ -109,21 +109,29 @@ pub(crate) async fn status(dir: &DataDir, json: bool) -> Result<()> {
 
 pub(crate) async fn contacts_add(
     dir: &DataDir,
-    peer: PeerId,
+    peer: String,
     name: Option<String>,
     addrs: Vec<Multiaddr>,
     relays: Vec<Multiaddr>,
     json: bool,
 ) -> Result<()> {
-    let mut client = connect(dir).await?;
-    let contact: Contact = client
-        .call(ControlRequest::ContactsAdd {
+    let request = if meshchat_node::invite::Invite::looks_like_one(&peer) {
+        ControlRequest::ContactsAddInvite { invite: peer, name }
+    } else {
+        let peer: PeerId = peer.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "{peer:?} is neither an invite (MC1:…) nor a PeerId; ask your contact for `meshchat invite`"
+            )
+        })?;
+        ControlRequest::ContactsAdd {
             peer,
             name,
             addrs,
             relays,
-        })
-        .await?;
+        }
+    };
+    let mut client = connect(dir).await?;
+    let contact: Contact = client.call(request).await?;
     if json {
         return print_json(&contact);
     }
@@ -149,13 +157,14 @@ pub(crate) async fn contacts_list(dir: &DataDir, json: bool) -> Result<()> {
         return Ok(());
     }
     if contacts.is_empty() {
-        println!("No contacts yet. Add one with `meshchat contacts add <PEER_ID> --name NAME --addr MULTIADDR`.");
+        println!("No contacts yet. Add one with `meshchat contacts add <INVITE>` (they print it with `meshchat invite`).");
     }
     for contact in contacts {
         println!(
-            "{:<16} {}",
+            "{:<16} {}{}",
             contact.name.as_deref().unwrap_or("-"),
-            contact.peer
+            contact.peer,
+            if contact.blocked { "  (blocked)" } else { "" }
         );
         for addr in contact.addrs {
             println!("{:<16}   {addr}", "");
@@ -314,6 +323,24 @@ fn describe(names: &Names, event: &Event) -> String {
         Event::GroupChanged { chat } => format!("group {} changed", &chat.to_string()[..12]),
         Event::GroupJoined { chat } => format!("joined group {}", &chat.to_string()[..12]),
         Event::GroupLeft { chat } => format!("no longer in group {}", &chat.to_string()[..12]),
+        Event::Presence {
+            peer, online: true, ..
+        } => format!("{} is online", names.peer(peer)),
+        Event::Presence {
+            peer,
+            online: false,
+            last_seen_ms,
+        } => format!(
+            "{} went offline (last seen {} UTC)",
+            names.peer(peer),
+            format::time(*last_seen_ms)
+        ),
+        Event::Typing { chat, peer, .. } => format!(
+            "{} is typing… (chat {})",
+            names.peer(peer),
+            &chat.to_string()[..12]
+        ),
+        Event::ProfileChanged { peer } => format!("{} updated their profile", names.peer(peer)),
         other => format!("{other:?}"),
     }
 }

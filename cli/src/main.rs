@@ -6,12 +6,13 @@ mod demo;
 mod format;
 mod group;
 mod relay;
+mod social;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use meshchat_node::{control::ControlRequest, Multiaddr, PeerId};
+use meshchat_node::{control::ControlRequest, LastSeenPrivacy, Multiaddr};
 
 /// A messenger with no central server: peers find each other over libp2p,
 /// chats are Automerge documents that merge.
@@ -67,9 +68,34 @@ enum Command {
     Id,
     /// Show the daemon's state: peers, chats, undelivered messages.
     Status,
-    /// Manage contacts.
+    /// Manage contacts: add (from an invite or a PeerId), list, remove, block.
     #[command(subcommand)]
     Contacts(ContactsCommand),
+    /// Your profile (name, status) and your contacts' profiles.
+    #[command(subcommand)]
+    Profile(social::ProfileCommand),
+    /// Print an invite (a string and a QR code) others can add you with.
+    Invite {
+        /// Print only the string, no QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// Whether a contact is online, or when it was last seen.
+    LastSeen {
+        /// PeerId or contact name.
+        peer: String,
+    },
+    /// Show or change who sees your online status and last seen.
+    Privacy {
+        /// everyone (contacts and group members), contacts, or nobody (then you see nobody's).
+        #[arg(long, value_name = "WHO")]
+        last_seen: Option<LastSeenPrivacy>,
+    },
+    /// Tell a chat you are typing (shown by the others' `watch` for a few seconds).
+    Typing {
+        /// The chat.
+        chat: String,
+    },
     /// Send a message.
     Send {
         /// Who or where: a PeerId, a contact name, a group name or a chat id.
@@ -146,10 +172,11 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ContactsCommand {
-    /// Add (or update) a contact.
+    /// Add (or update) a contact from an invite (`MC1:…`) or a PeerId.
     Add {
-        /// Their PeerId.
-        peer: PeerId,
+        /// Their invite string, or their PeerId.
+        #[arg(value_name = "INVITE|PEER_ID")]
+        peer: String,
         /// A name to call them by.
         #[arg(long)]
         name: Option<String>,
@@ -162,6 +189,21 @@ enum ContactsCommand {
     },
     /// List contacts.
     List,
+    /// Remove a contact (the chat history stays).
+    Remove {
+        /// PeerId or contact name.
+        peer: String,
+    },
+    /// Block someone: their messages, receipts and presence are dropped, and they get nothing from you.
+    Block {
+        /// PeerId or contact name.
+        peer: String,
+    },
+    /// Unblock someone.
+    Unblock {
+        /// PeerId or contact name.
+        peer: String,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -221,6 +263,46 @@ async fn run(cli: Cli) -> Result<()> {
             relays,
         }) => client::contacts_add(&dir, peer, name, addrs, relays, json).await,
         Command::Contacts(ContactsCommand::List) => client::contacts_list(&dir, json).await,
+        Command::Contacts(ContactsCommand::Remove { peer }) => {
+            client::simple(
+                &dir,
+                ControlRequest::ContactsRemove { peer },
+                "Removed (the chat history stays).",
+                json,
+            )
+            .await
+        }
+        Command::Contacts(ContactsCommand::Block { peer }) => {
+            client::simple(
+                &dir,
+                ControlRequest::ContactsBlock {
+                    peer,
+                    blocked: true,
+                },
+                "Blocked.",
+                json,
+            )
+            .await
+        }
+        Command::Contacts(ContactsCommand::Unblock { peer }) => {
+            client::simple(
+                &dir,
+                ControlRequest::ContactsBlock {
+                    peer,
+                    blocked: false,
+                },
+                "Unblocked.",
+                json,
+            )
+            .await
+        }
+        Command::Profile(command) => social::profile(&dir, command, json).await,
+        Command::Invite { no_qr } => social::invite(&dir, !no_qr, json).await,
+        Command::LastSeen { peer } => social::last_seen(&dir, peer, json).await,
+        Command::Privacy { last_seen } => social::privacy(&dir, last_seen, json).await,
+        Command::Typing { chat } => {
+            client::simple(&dir, ControlRequest::Typing { chat }, "Typing…", json).await
+        }
         Command::Send { to, text, reply_to } => client::send(&dir, to, text, reply_to, json).await,
         Command::Edit {
             chat,

@@ -286,6 +286,11 @@ impl Actor {
         }
         for relay in self.config.relays.clone() {
             if let Some(peer) = crate::config::peer_of(&relay) {
+                // Relays serve the DHT: this node publishes its profile there.
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, relay.clone());
                 self.remember_addrs(peer, [relay]);
                 self.dial_peer(peer);
             }

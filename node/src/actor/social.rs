@@ -13,8 +13,10 @@ use crate::{
 
 /// How long a typing indicator lasts unless renewed.
 const TYPING_EXPIRES_MS: u64 = 6_000;
-/// Least time between two DHT lookups of one peer's profile.
-const LOOKUP_INTERVAL: Duration = Duration::from_secs(60);
+/// First wait between two DHT lookups of one peer's profile; doubles up to
+/// [`MAX_LOOKUP_INTERVAL`] while nothing is found.
+const LOOKUP_INTERVAL: Duration = Duration::from_secs(5);
+const MAX_LOOKUP_INTERVAL: Duration = Duration::from_secs(600);
 
 /// The actor's social state.
 pub(super) struct Social {
@@ -22,7 +24,8 @@ pub(super) struct Social {
     privacy: LastSeenPrivacy,
     heartbeat_seq: u64,
     lookups: HashMap<kad::QueryId, PublicKey>,
-    looked_up: HashMap<PublicKey, tokio::time::Instant>,
+    /// Per peer: when a lookup may run again, and the wait after that one.
+    looked_up: HashMap<PublicKey, (tokio::time::Instant, Duration)>,
 }
 
 impl Social {
@@ -221,15 +224,15 @@ impl Actor {
         }
     }
 
-    /// Asks the DHT for `key`'s profile (at most once a minute per peer).
+    /// Asks the DHT for `key`'s profile, backing off while nothing is found.
     pub(super) fn lookup_profile(&mut self, key: PublicKey) {
         let now = tokio::time::Instant::now();
-        if let Some(at) = self.social.looked_up.get(&key) {
-            if now.duration_since(*at) < LOOKUP_INTERVAL {
-                return;
-            }
-        }
-        self.social.looked_up.insert(key, now);
+        let wait = match self.social.looked_up.get(&key) {
+            Some((next, _)) if *next > now => return,
+            Some((_, wait)) => (*wait * 2).min(MAX_LOOKUP_INTERVAL),
+            None => LOOKUP_INTERVAL,
+        };
+        self.social.looked_up.insert(key, (now + wait, wait));
         let id = self
             .swarm
             .behaviour_mut()
@@ -249,6 +252,9 @@ impl Actor {
                 if let Ok(kad::GetRecordOk::FoundRecord(found)) = result {
                     if let Ok((signed, _)) = SignedProfile::from_bytes(&found.record.value) {
                         let wanted = self.social.lookups.get(&id) == Some(&signed.peer);
+                        if wanted {
+                            self.social.looked_up.remove(&signed.peer);
+                        }
                         if wanted && self.accept_profile(signed) {
                             // Mail for this peer may now have somewhere to go.
                             self.deposit_for_unreachable();

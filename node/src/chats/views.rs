@@ -94,7 +94,9 @@ impl Chats {
         let Some(replica) = self.replica(chat)? else {
             return Ok(None);
         };
-        let messages = replica.messages();
+        let mut messages = replica.messages();
+        // Kept for the group's sake (others build on them), never shown.
+        messages.retain(|m| m.author == me || !self.store.is_blocked(&m.author));
         let from_others = messages.iter().filter(|m| m.author != me).count() as u64;
         let skip = limit.map_or(0, |l| messages.len().saturating_sub(l));
         let mut out = Vec::with_capacity(messages.len() - skip);
@@ -138,11 +140,13 @@ impl Chats {
             let Some(replica) = self.replica(&id)? else {
                 continue;
             };
-            let messages = replica.messages();
+            let mut messages = replica.messages();
+            let name = replica.group_info().map(|i| i.name);
+            messages.retain(|m| m.author == me || !self.store.is_blocked(&m.author));
             let from_others = messages.iter().filter(|m| m.author != me).count();
             out.push(ChatSummary {
                 id,
-                name: replica.group_info().map(|i| i.name),
+                name,
                 kind,
                 messages: messages.len(),
                 unread: from_others.saturating_sub(seen),

@@ -323,6 +323,70 @@ async fn call(node: &Node, request: ControlRequest) -> Result<serde_json::Value,
             to_json(node.history(chat, limit).await?)
         }
         ControlRequest::Dial { addr } => to_json(node.dial(addr).await?),
+        ControlRequest::ProfileSet {
+            name,
+            status,
+            avatar,
+        } => to_json(
+            node.set_profile(crate::ProfileUpdate {
+                name,
+                status,
+                avatar,
+            })
+            .await?,
+        ),
+        ControlRequest::ProfileShow { peer } => {
+            let peer = match peer {
+                Some(p) => Some(resolve_peer(node, &p).await?),
+                None => None,
+            };
+            to_json(node.profile(peer).await?)
+        }
+        ControlRequest::Invite => {
+            let invite = node.invite().await?;
+            to_json(serde_json::json!({
+                "invite": invite.encode(),
+                "peer": invite.peer,
+                "name": invite.name,
+                "addrs": invite.addrs,
+                "relays": invite.relays,
+            }))
+        }
+        ControlRequest::ContactsAddInvite { invite, name } => {
+            let invite = crate::invite::Invite::decode(&invite)
+                .map_err(|e| ControlError::new("invalid", e.to_string()))?;
+            let contact = node
+                .add_contact_with_relays(
+                    invite.peer,
+                    name.or(invite.name),
+                    invite.addrs,
+                    invite.relays,
+                )
+                .await?;
+            to_json(contact)
+        }
+        ControlRequest::ContactsRemove { peer } => {
+            let peer = resolve_peer(node, &peer).await?;
+            to_json(serde_json::json!({ "removed": node.remove_contact(peer).await? }))
+        }
+        ControlRequest::ContactsBlock { peer, blocked } => {
+            let peer = resolve_peer(node, &peer).await?;
+            to_json(node.set_blocked(peer, blocked).await?)
+        }
+        ControlRequest::LastSeen { peer } => {
+            let peer = resolve_peer(node, &peer).await?;
+            to_json(node.last_seen(peer).await?)
+        }
+        ControlRequest::Privacy { last_seen } => {
+            if let Some(privacy) = last_seen {
+                node.set_last_seen_privacy(privacy).await?;
+            }
+            to_json(serde_json::json!({ "last_seen": node.last_seen_privacy().await? }))
+        }
+        ControlRequest::Typing { chat } => {
+            let chat = node.resolve(chat).await?;
+            to_json(node.typing(chat).await?)
+        }
         ControlRequest::Watch | ControlRequest::Shutdown => {
             Err(NodeError::Invalid("not a simple call".into()).into())
         }

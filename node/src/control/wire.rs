@@ -125,6 +125,62 @@ pub enum ControlRequest {
         /// The address.
         addr: Multiaddr,
     },
+    /// Change your profile (`""` clears a field): `PeerProfile`.
+    ProfileSet {
+        /// Display name.
+        #[serde(default)]
+        name: Option<String>,
+        /// "About" status.
+        #[serde(default)]
+        status: Option<String>,
+        /// BLAKE3 hash (hex) of a profile picture blob.
+        #[serde(default)]
+        avatar: Option<String>,
+    },
+    /// A profile (yours when `peer` is absent): `PeerProfile` or `null`.
+    ProfileShow {
+        /// PeerId or contact name.
+        #[serde(default)]
+        peer: Option<String>,
+    },
+    /// Your invite: `{"invite": "MC1:…", "peer", "name", "addrs", "relays"}`.
+    Invite,
+    /// Add a contact from an invite string: `Contact`.
+    ContactsAddInvite {
+        /// The `MC1:…` string.
+        invite: String,
+        /// A name for them (default: the name in the invite).
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// Remove a contact (chats stay): `{"removed": bool}`.
+    ContactsRemove {
+        /// PeerId or contact name.
+        peer: String,
+    },
+    /// Block or unblock a peer: `null`.
+    ContactsBlock {
+        /// PeerId or contact name.
+        peer: String,
+        /// Block (true) or unblock (false).
+        blocked: bool,
+    },
+    /// Online, or when last seen: `LastSeen`.
+    LastSeen {
+        /// PeerId or contact name.
+        peer: String,
+    },
+    /// Read (and with `last_seen`, change) privacy: `{"last_seen": …}`.
+    Privacy {
+        /// `everyone`, `contacts` or `nobody`.
+        #[serde(default)]
+        last_seen: Option<crate::LastSeenPrivacy>,
+    },
+    /// Tell a chat's connected members you are typing: `null`.
+    Typing {
+        /// The chat.
+        chat: String,
+    },
     /// Turn this connection into an event stream: `{"event": Event}` lines.
     Watch,
     /// Stop the daemon: `null`.

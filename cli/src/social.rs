@@ -1,0 +1,192 @@
+//! `meshchat profile …`, `invite`, `last-seen`, `privacy`, `typing`, and the
+//! contact commands beyond add/list (remove, block, unblock).
+
+use anyhow::Result;
+use clap::Subcommand;
+use meshchat_node::{control::ControlRequest, DataDir, LastSeen, LastSeenPrivacy, PeerProfile};
+
+use crate::{
+    client::{connect, print_json},
+    format,
+};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProfileCommand {
+    /// Change your name or status (contacts see the change at once; "" clears).
+    Set {
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// "About" status line.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show your profile, or a contact's.
+    Show {
+        /// PeerId or contact name (default: you).
+        peer: Option<String>,
+    },
+}
+
+pub(crate) async fn profile(dir: &DataDir, command: ProfileCommand, json: bool) -> Result<()> {
+    let mut client = connect(dir).await?;
+    let (request, whose) = match command {
+        ProfileCommand::Set { name, status } => {
+            if name.is_none() && status.is_none() {
+                anyhow::bail!("nothing to change: give --name and/or --status");
+            }
+            (
+                ControlRequest::ProfileSet {
+                    name,
+                    status,
+                    avatar: None,
+                },
+                None,
+            )
+        }
+        ProfileCommand::Show { peer } => {
+            let whose = peer.clone();
+            (ControlRequest::ProfileShow { peer }, whose)
+        }
+    };
+    let profile: Option<PeerProfile> = client.call(request).await?;
+    if json {
+        return print_json(&profile);
+    }
+    let Some(PeerProfile { peer, profile }) = profile else {
+        println!(
+            "No profile known for {} yet; it arrives when they connect (or from the DHT).",
+            whose.unwrap_or_else(|| "you".into())
+        );
+        return Ok(());
+    };
+    println!("PeerId:  {peer}");
+    println!("Name:    {}", profile.name.as_deref().unwrap_or("-"));
+    println!("Status:  {}", profile.status.as_deref().unwrap_or("-"));
+    if let Some(avatar) = &profile.avatar {
+        println!("Picture: blob {avatar}");
+    }
+    for relay in &profile.relays {
+        println!("Relay:   {relay}");
+    }
+    println!(
+        "Updated: {} (version {})",
+        format::time(profile.updated_at_ms),
+        profile.version
+    );
+    Ok(())
+}
+
+pub(crate) async fn invite(dir: &DataDir, qr: bool, json: bool) -> Result<()> {
+    let mut client = connect(dir).await?;
+    let result = client.call_raw(ControlRequest::Invite).await?;
+    if json {
+        return print_json(&result);
+    }
+    let text = result["invite"].as_str().unwrap_or_default();
+    if qr {
+        match qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::L) {
+            Ok(code) => println!(
+                "{}",
+                code.render::<qrcode::render::unicode::Dense1x2>()
+                    .quiet_zone(true)
+                    .build()
+            ),
+            Err(e) => eprintln!("(no QR code: {e})"),
+        }
+    }
+    println!("{text}");
+    eprintln!("Give this to a contact; they add you with `meshchat contacts add <INVITE>`.");
+    Ok(())
+}
+
+pub(crate) async fn last_seen(dir: &DataDir, peer: String, json: bool) -> Result<()> {
+    let mut client = connect(dir).await?;
+    let seen: LastSeen = client
+        .call(ControlRequest::LastSeen { peer: peer.clone() })
+        .await?;
+    if json {
+        return print_json(&seen);
+    }
+    println!("{}", describe_last_seen(&seen, now_ms()));
+    Ok(())
+}
+
+/// "online", "last seen 5 minutes ago (2026-11-27 10:00:00)", …
+pub(crate) fn describe_last_seen(seen: &LastSeen, now_ms: i64) -> String {
+    match seen {
+        LastSeen::Online { .. } => "online".into(),
+        LastSeen::Offline { at_ms: Some(at) } => format!(
+            "last seen {} ({} UTC)",
+            ago(now_ms.saturating_sub(*at)),
+            format::time(*at)
+        ),
+        LastSeen::Offline { at_ms: None } => "never seen online".into(),
+        LastSeen::Hidden => {
+            "hidden (your last-seen privacy is `nobody`; change it with `meshchat privacy --last-seen contacts`)".into()
+        }
+    }
+}
+
+fn ago(ms: i64) -> String {
+    let secs = ms / 1000;
+    let (n, unit) = match secs {
+        s if s < 60 => return "just now".into(),
+        s if s < 3600 => (s / 60, "minute"),
+        s if s < 86_400 => (s / 3600, "hour"),
+        s => (s / 86_400, "day"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) async fn privacy(
+    dir: &DataDir,
+    last_seen: Option<LastSeenPrivacy>,
+    json: bool,
+) -> Result<()> {
+    let mut client = connect(dir).await?;
+    let result = client
+        .call_raw(ControlRequest::Privacy { last_seen })
+        .await?;
+    if json {
+        return print_json(&result);
+    }
+    let now = result["last_seen"].as_str().unwrap_or("?");
+    println!("Last seen and online: {now}");
+    if now == "nobody" {
+        println!("As in WhatsApp, you don't see others' last seen either.");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_seen_reads_like_a_messenger() {
+        let now = 1_000_000_000;
+        assert_eq!(
+            describe_last_seen(&LastSeen::Online { since_ms: now }, now),
+            "online"
+        );
+        let five_min = describe_last_seen(
+            &LastSeen::Offline {
+                at_ms: Some(now - 5 * 60_000),
+            },
+            now,
+        );
+        assert!(
+            five_min.starts_with("last seen 5 minutes ago ("),
+            "{five_min}"
+        );
+        assert!(describe_last_seen(&LastSeen::Hidden, now).starts_with("hidden"));
+    }
+}
