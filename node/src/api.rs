@@ -106,6 +106,12 @@ pub enum Event {
         /// Whose.
         peer: PeerId,
     },
+    /// This node (a relay, a DHT server) now holds `peer`'s signed profile
+    /// record for others to look up.
+    ProfileRecordStored {
+        /// Whose.
+        peer: PeerId,
+    },
 }
 
 /// A snapshot of the node's state.

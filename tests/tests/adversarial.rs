@@ -23,7 +23,7 @@ use meshchat_node::{
         VerifyError,
     },
     protocol::{
-        decode_frame, encode_frame, DirectCodec, Inbound, Request, Response, WireError,
+        decode_frame, encode_frame, DirectCodec, Inbound, Profile, Request, Response, WireError,
         DIRECT_PROTOCOL, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, WIRE_VERSION,
     },
     public_key_of, Event, NodeError,
@@ -600,4 +600,85 @@ async fn stranger_cannot_write_into_or_read_others_chats() {
     assert_eq!(alice.texts(alice_bob).await, bob.texts(alice_bob).await);
     alice.stop().await;
     bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_stale_profiles_are_rejected() {
+    let bob = Peer::start("bob").await;
+    let alice = Peer::start("alice").await;
+    let alice_key = public_key_of(&alice.peer_id()).expect("ed25519");
+    let mut mallory = Attacker::connect(Identity::generate(), DirectCodec, &bob).await;
+    let profile = |name: &str, version: u64| Profile {
+        name: Some(name.into()),
+        version,
+        updated_at_ms: now_ms(),
+        ..Profile::default()
+    };
+    let push = |signed| Inbound::Request(Request::Profile(signed));
+    let held = |peer: PeerId| {
+        let node = bob.node.clone();
+        async move {
+            node.profile(Some(peer))
+                .await
+                .expect("profile")
+                .map(|p| (p.profile.name.unwrap_or_default(), p.profile.version))
+        }
+    };
+
+    // Mallory's own profile, version 2: kept.
+    let v2 = profile("mallory", 2).sign(&mallory.identity).expect("sign");
+    assert_eq!(
+        mallory.request(push(v2)).await.expect("answer"),
+        Response::Noted
+    );
+    assert_eq!(held(mallory.peer_id()).await, Some(("mallory".into(), 2)));
+
+    // A replay of an older version does not roll it back.
+    let v1 = profile("old mallory", 1)
+        .sign(&mallory.identity)
+        .expect("sign");
+    mallory.request(push(v1)).await.expect("answer");
+    assert_eq!(held(mallory.peer_id()).await, Some(("mallory".into(), 2)));
+
+    // Mallory's signature under Alice's key, and Alice's name pushed by
+    // Mallory: neither becomes Alice's profile.
+    let mut forged = profile("alice (really)", 9)
+        .sign(&mallory.identity)
+        .expect("sign");
+    forged.peer = alice_key;
+    mallory.request(push(forged)).await.expect("answer");
+    // A body altered after signing.
+    let mut tampered = profile("mallory", 3).sign(&mallory.identity).expect("sign");
+    let middle = tampered.body.len() / 2;
+    tampered.body[middle] ^= 0x55;
+    mallory.request(push(tampered)).await.expect("answer");
+    assert_eq!(
+        held(alice.peer_id()).await,
+        None,
+        "a forged profile was kept"
+    );
+    assert_eq!(held(mallory.peer_id()).await, Some(("mallory".into(), 2)));
+
+    // Alice's real profile still gets through.
+    alice.add(&bob).await;
+    bob.node
+        .add_contact(alice.peer_id(), None, alice.addrs().await)
+        .await
+        .expect("add");
+    let mut events = bob.node.subscribe();
+    let alice_id = alice.peer_id();
+    if held(alice_id).await.is_none() {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(Event::ProfileChanged { peer }) = events.recv().await {
+                    if peer == alice_id {
+                        return;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("alice's profile arrives");
+    }
+    assert_eq!(held(alice_id).await, Some(("alice".into(), 1)));
 }

@@ -186,3 +186,52 @@ async fn a_peer_is_reachable_through_its_relay_circuit() {
         p.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_finds_the_recipients_relay_in_the_dht() {
+    let (mut relay, relay_addr) = start_relay().await;
+    let mut bob = start_with_relay("bob", relay_addr.clone()).await;
+    let bob_id = bob.peer_id();
+    // Bob publishes his signed profile (listing his relay) in the DHT.
+    relay
+        .wait_for("bob's profile record", |e| {
+            matches!(e, Event::ProfileRecordStored { peer } if *peer == bob_id).then_some(())
+        })
+        .await;
+    bob.stop().await;
+
+    // Alice knows only Bob's PeerId, and the network through its bootstrap node.
+    let mut alice = Peer::start_with(
+        "alice",
+        NodeConfig {
+            bootstrap: vec![relay_addr.clone()],
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    alice
+        .node
+        .add_contact(bob_id, Some("bob".into()), Vec::new())
+        .await
+        .unwrap();
+    let chat = alice.node.direct_chat(bob_id).await.unwrap();
+    alice.node.send(chat, "found you").await.unwrap();
+    alice
+        .wait_for("custody at bob's relay", |e| match e {
+            Event::Delivery {
+                state: DeliveryState::Sent,
+                peer,
+                ..
+            } if *peer == bob_id => Some(()),
+            _ => None,
+        })
+        .await;
+    let profile = alice.node.profile(Some(bob_id)).await.unwrap().unwrap();
+    assert_eq!(profile.profile.relays, vec![relay_addr]);
+    alice.stop().await;
+
+    bob.restart().await;
+    assert_eq!(bob.wait_messages(1).await, vec!["found you"]);
+    relay.stop().await;
+    bob.stop().await;
+}

@@ -303,8 +303,13 @@ impl Actor {
         if profile.version <= held {
             return;
         }
-        if let Err(error) = kad::store::RecordStore::put(store, record) {
-            tracing::debug!(%error, "DHT record store full");
+        match kad::store::RecordStore::put(store, record) {
+            Ok(()) => {
+                if let Some(peer) = peer_id_of(&claimed) {
+                    self.emit(Event::ProfileRecordStored { peer });
+                }
+            }
+            Err(error) => tracing::debug!(%error, "DHT record store full"),
         }
     }
 
