@@ -23,8 +23,9 @@ use meshchat_node::{
         VerifyError,
     },
     protocol::{
-        decode_frame, encode_frame, DirectCodec, Inbound, Profile, Request, Response, WireError,
-        DIRECT_PROTOCOL, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, WIRE_VERSION,
+        decode_frame, encode_frame, DirectCodec, Inbound, MailboxRequest, MailboxResponse, Profile,
+        Request, Response, WireError, DIRECT_PROTOCOL, MAILBOX_PROTOCOL, MAX_REQUEST_BYTES,
+        MAX_RESPONSE_BYTES, WIRE_VERSION,
     },
     public_key_of, Event, NodeError,
 };
@@ -118,6 +119,16 @@ where
     /// Connects to `target` on loopback as `identity` (the libp2p key and the
     /// meshchat signing key are the same Ed25519 secret, as in a real node).
     async fn connect(identity: Identity, codec: C, target: &Peer) -> Self {
+        Self::connect_on(identity, codec, target, DIRECT_PROTOCOL).await
+    }
+
+    /// Like [`Attacker::connect`], speaking `protocol`.
+    async fn connect_on(
+        identity: Identity,
+        codec: C,
+        target: &Peer,
+        protocol: StreamProtocol,
+    ) -> Self {
         let keypair = libp2p::identity::Keypair::ed25519_from_bytes(identity.secret_bytes())
             .expect("32 bytes are an ed25519 secret");
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -132,7 +143,7 @@ where
                 request_response::Behaviour::with_codec(
                     codec,
                     // Outbound only: the attacker never serves the node's syncs.
-                    [(DIRECT_PROTOCOL, ProtocolSupport::Outbound)],
+                    [(protocol, ProtocolSupport::Outbound)],
                     request_response::Config::default().with_request_timeout(WAIT),
                 )
             })
@@ -681,4 +692,69 @@ async fn forged_and_stale_profiles_are_rejected() {
         .expect("alice's profile arrives");
     }
     assert_eq!(held(alice_id).await, Some(("alice".into(), 1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_mailbox_requests_are_refused_and_the_relay_keeps_serving() {
+    let relay = Peer::start_with(
+        "relay",
+        meshchat_node::NodeConfig {
+            mailbox: Some(meshchat_node::mailbox::MailboxConfig::default()),
+            ..meshchat_node::NodeConfig::loopback()
+        },
+    )
+    .await;
+    let mut mallory =
+        Attacker::connect_on(Identity::generate(), RawCodec, &relay, MAILBOX_PROTOCOL).await;
+    // Not CBOR; empty; the right shape behind an unknown version; the wrong shape.
+    let mut unknown_version = encode_frame(&MailboxRequest::Fetch {
+        after: None,
+        limit: 10,
+    });
+    unknown_version[0] = 9;
+    let mut answers = Vec::new();
+    for frame in [
+        vec![WIRE_VERSION, 0xff, 0x13],
+        Vec::new(),
+        unknown_version,
+        encode_frame(&"not a request"),
+    ] {
+        let raw = mallory.request(frame).await.expect("an answer");
+        answers.push(decode_frame::<MailboxResponse>(&raw));
+    }
+    for answer in &answers[..2] {
+        assert!(
+            matches!(answer, Ok(MailboxResponse::Error(WireError::Malformed(_)))),
+            "{answer:?}"
+        );
+    }
+    assert_eq!(
+        answers[2],
+        Ok(MailboxResponse::Error(WireError::UnsupportedVersion {
+            got: 9,
+            supported: WIRE_VERSION
+        }))
+    );
+    assert!(
+        matches!(
+            answers[3],
+            Ok(MailboxResponse::Error(WireError::Malformed(_)))
+        ),
+        "{:?}",
+        answers[3]
+    );
+    // The same connection still gets honest answers.
+    let fetch = encode_frame(&MailboxRequest::Fetch {
+        after: None,
+        limit: 10,
+    });
+    let raw = mallory.request(fetch).await.expect("an answer");
+    assert_eq!(
+        decode_frame::<MailboxResponse>(&raw),
+        Ok(MailboxResponse::Mail {
+            items: Vec::new(),
+            more: false
+        })
+    );
+    assert!(relay.node.status().await.expect("status").mailbox.is_some());
 }
