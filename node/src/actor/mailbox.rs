@@ -21,6 +21,45 @@ const FETCH_PAGE: u32 = 256;
 /// How long to wait before offering a relay mail it refused.
 const REFUSED_RETRY: Duration = Duration::from_secs(60);
 
+/// How a mailbox request is answered.
+enum Answer {
+    Now(MailboxResponse),
+    /// A deposit written to the store: answered after the next flush.
+    AfterFlush {
+        receipt: crate::mailbox::CustodyReceipt,
+        owner: Option<PeerId>,
+    },
+}
+
+/// A deposit on disk but not yet durable, with the channel for its receipt.
+pub(super) struct HeldDeposit {
+    channel: request_response::ResponseChannel<MailboxResponse>,
+    receipt: crate::mailbox::CustodyReceipt,
+    owner: Option<PeerId>,
+}
+
+/// Group commit of deposits: one flush runs at a time and deposits arriving
+/// meanwhile wait for the next, so a burst of N deposits costs about two
+/// fsyncs instead of N.
+pub(super) struct DepositCommit {
+    waiting: Vec<HeldDeposit>,
+    in_flight: Vec<HeldDeposit>,
+    done_tx: mpsc::Sender<Result<(), crate::store::StoreError>>,
+    pub(super) done_rx: mpsc::Receiver<Result<(), crate::store::StoreError>>,
+}
+
+impl Default for DepositCommit {
+    fn default() -> Self {
+        let (done_tx, done_rx) = mpsc::channel(1);
+        Self {
+            waiting: Vec::new(),
+            in_flight: Vec::new(),
+            done_tx,
+            done_rx,
+        }
+    }
+}
+
 /// A mailbox request awaiting its response.
 pub(super) enum MailboxPending {
     Fetch,
@@ -44,18 +83,27 @@ impl Actor {
                     request, channel, ..
                 },
                 ..
-            } => {
-                let response = self.on_mailbox_request(peer, request).await;
-                if self
-                    .swarm
-                    .behaviour_mut()
-                    .mailbox
-                    .send_response(channel, response)
-                    .is_err()
-                {
-                    tracing::debug!(%peer, "peer went away before the mailbox response");
+            } => match self.on_mailbox_request(peer, request) {
+                Answer::Now(response) => {
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .mailbox
+                        .send_response(channel, response)
+                        .is_err()
+                    {
+                        tracing::debug!(%peer, "peer went away before the mailbox response");
+                    }
                 }
-            }
+                Answer::AfterFlush { receipt, owner } => {
+                    self.commit.waiting.push(HeldDeposit {
+                        channel,
+                        receipt,
+                        owner,
+                    });
+                    self.start_deposit_flush();
+                }
+            },
             E::Message {
                 peer,
                 message:
@@ -86,60 +134,42 @@ impl Actor {
         }
     }
 
-    async fn on_mailbox_request(
-        &mut self,
-        peer: PeerId,
-        request: Inbound<MailboxRequest>,
-    ) -> MailboxResponse {
+    fn on_mailbox_request(&mut self, peer: PeerId, request: Inbound<MailboxRequest>) -> Answer {
         let request = match request {
             Inbound::Request(r) => r,
             Inbound::Refused(error) => {
                 tracing::warn!(%peer, %error, "refused mailbox frame");
-                return MailboxResponse::Error(error);
+                return Answer::Now(MailboxResponse::Error(error));
             }
         };
         let Some(requester) = public_key_of(&peer) else {
-            return MailboxResponse::Error(WireError::NotMember);
+            return Answer::Now(MailboxResponse::Error(WireError::NotMember));
         };
         if let MailboxRequest::Notify = request {
             if self.config.relay_peers().contains(&peer) {
                 self.fetch_mail(peer, None);
             }
-            return MailboxResponse::Noted;
+            return Answer::Now(MailboxResponse::Noted);
         }
         let Some(mailbox) = self.mailbox.as_mut() else {
-            return MailboxResponse::NotARelay;
+            return Answer::Now(MailboxResponse::NotARelay);
         };
-        match request {
+        Answer::Now(match request {
             MailboxRequest::Deposit {
                 recipient,
                 envelope,
             } => {
-                let receipt = match mailbox.deposit(requester, recipient, envelope, now_ms()) {
-                    Ok(receipt) => receipt,
+                return match mailbox.deposit(requester, recipient, envelope, now_ms()) {
+                    // Acknowledged only once on disk, with the next group flush.
+                    Ok(receipt) => Answer::AfterFlush {
+                        receipt,
+                        owner: peer_id_of(&recipient),
+                    },
                     Err(refusal) => {
                         self.metrics.refused(&refusal);
-                        return MailboxResponse::Refused(refusal);
+                        Answer::Now(MailboxResponse::Refused(refusal))
                     }
                 };
-                // Acknowledge only what is on disk.
-                if let Err(error) = mailbox.flush().await {
-                    tracing::error!(%error, "mailbox flush failed");
-                    self.metrics.refused(&Refusal::Unavailable);
-                    return MailboxResponse::Refused(Refusal::Unavailable);
-                }
-                self.metrics.deposits += 1;
-                if let Some(owner) = peer_id_of(&recipient) {
-                    if self.swarm.is_connected(&owner) {
-                        let id = self
-                            .swarm
-                            .behaviour_mut()
-                            .mailbox
-                            .send_request(&owner, Inbound::Request(MailboxRequest::Notify));
-                        self.mailbox_pending.insert(id, MailboxPending::Notify);
-                    }
-                }
-                MailboxResponse::Deposited(receipt)
             }
             // The owner is whoever Noise authenticated: nobody reads another's mail.
             MailboxRequest::Fetch { after, limit } => {
@@ -157,7 +187,63 @@ impl Actor {
                 Err(error) => MailboxResponse::Error(WireError::Storage(error.to_string())),
             },
             MailboxRequest::Notify => MailboxResponse::Noted,
+        })
+    }
+
+    /// Starts a flush of the deposits waiting for one, unless one is running.
+    fn start_deposit_flush(&mut self) {
+        if !self.commit.in_flight.is_empty() || self.commit.waiting.is_empty() {
+            return;
         }
+        let Some(mailbox) = self.mailbox.as_ref() else {
+            return;
+        };
+        self.commit.in_flight = std::mem::take(&mut self.commit.waiting);
+        let flush = mailbox.flush_task();
+        let done = self.commit.done_tx.clone();
+        tokio::spawn(async move {
+            let _ = done.send(flush.await).await;
+        });
+    }
+
+    /// A group flush finished: acknowledge (or refuse) every deposit it covered.
+    pub(super) fn on_deposits_flushed(&mut self, result: Result<(), crate::store::StoreError>) {
+        let batch = std::mem::take(&mut self.commit.in_flight);
+        let mut owners = HashSet::new();
+        for held in batch {
+            let response = match &result {
+                Ok(()) => {
+                    self.metrics.deposits += 1;
+                    owners.extend(held.owner);
+                    MailboxResponse::Deposited(held.receipt)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "mailbox flush failed");
+                    self.metrics.refused(&Refusal::Unavailable);
+                    MailboxResponse::Refused(Refusal::Unavailable)
+                }
+            };
+            if self
+                .swarm
+                .behaviour_mut()
+                .mailbox
+                .send_response(held.channel, response)
+                .is_err()
+            {
+                tracing::debug!("depositor went away before its receipt");
+            }
+        }
+        for owner in owners {
+            if self.swarm.is_connected(&owner) {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .mailbox
+                    .send_request(&owner, Inbound::Request(MailboxRequest::Notify));
+                self.mailbox_pending.insert(id, MailboxPending::Notify);
+            }
+        }
+        self.start_deposit_flush();
     }
 
     async fn on_mailbox_response(

@@ -105,6 +105,7 @@ pub(crate) struct Actor {
     deposited: mailbox::Deposited,
     deposit_retries: mailbox::DepositRetries,
     social: social::Social,
+    commit: mailbox::DepositCommit,
     _lock: DirLock,
 }
 
@@ -180,6 +181,7 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
         deposited: Default::default(),
         deposit_retries: Vec::new(),
         social,
+        commit: Default::default(),
         _lock: lock,
     };
     actor.ensure_own_profile(dir.profile().name)?;
@@ -322,6 +324,7 @@ impl Actor {
                     None => break None,
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                Some(flushed) = self.commit.done_rx.recv() => self.on_deposits_flushed(flushed),
                 _ = redial.tick() => {
                     self.redial();
                     self.retry_refused_deposits();

@@ -170,6 +170,14 @@ impl MailboxStore {
         crate::store::flush_db(&self.db).await
     }
 
+    /// A flush that can run on its own task (group commit).
+    pub(crate) fn flush_task(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
+        let db = self.db.clone();
+        async move { crate::store::flush_db(&db).await }
+    }
+
     /// Up to `limit` envelopes after `after` (exclusive), oldest first, and
     /// whether more remain.
     pub(crate) fn fetch(
