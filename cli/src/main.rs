@@ -189,7 +189,7 @@ enum ContactsCommand {
     },
     /// List contacts.
     List,
-    /// Remove a contact (the chat history stays).
+    /// Remove a contact (the chat history stays; a blocked one stays blocked).
     Remove {
         /// PeerId or contact name.
         peer: String,

@@ -233,12 +233,91 @@ fn two_daemons_chat_through_the_cli() {
 }
 
 #[test]
+fn invite_profile_presence_and_blocking_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("alice"), tmp.path().join("bob"));
+    assert!(run(meshchat(&a).args(["init", "--name", "alice"])).0);
+    assert!(run(meshchat(&b).args(["init", "--name", "bob"])).0);
+    let (mut alice, _) = start_daemon(&a);
+    let (mut bob, _) = start_daemon(&b);
+    let watch = Running::spawn(meshchat(&a).args(["watch", "--json"]));
+
+    // The human invite prints a QR code and the string; --json the string alone.
+    let (ok, stdout, _) = run(meshchat(&b).arg("invite"));
+    assert!(ok);
+    assert!(
+        stdout.contains('█') || stdout.contains('▀'),
+        "no QR code:\n{stdout}"
+    );
+    let invite = ok_json(meshchat(&b).arg("invite"))["invite"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(invite.starts_with("MC1:"), "{invite}");
+    assert!(stdout.contains(&invite));
+
+    // Alice adds Bob from the invite alone: name and address come with it.
+    let contact = ok_json(meshchat(&a).args(["contacts", "add", &invite]));
+    assert_eq!(contact["name"], "bob");
+    let (ok, _, stderr) = run(meshchat(&a).args(["contacts", "add", "not-an-invite"]));
+    assert!(!ok);
+    assert!(stderr.contains("meshchat invite"), "{stderr}");
+    assert!(run(meshchat(&a).args(["send", "bob", "hi from your invite"])).0);
+    loop {
+        let event = watch.next_json();
+        if event["type"] == "delivery" && event["state"] == "delivered" {
+            break;
+        }
+    }
+
+    // Bob's profile change reaches Alice.
+    assert!(run(meshchat(&b).args(["profile", "set", "--status", "hiking"])).0);
+    loop {
+        let event = watch.next_json();
+        if event["type"] == "profile_changed" {
+            break;
+        }
+    }
+    let profile = ok_json(meshchat(&a).args(["profile", "show", "bob"]));
+    assert_eq!(profile["profile"]["status"], "hiking");
+    let (ok, stdout, _) = run(meshchat(&a).args(["last-seen", "bob"]));
+    assert!(ok);
+    assert!(stdout.contains("online"), "{stdout}");
+
+    // Privacy and blocking.
+    let privacy = ok_json(meshchat(&a).args(["privacy", "--last-seen", "nobody"]));
+    assert_eq!(privacy["last_seen"], "nobody");
+    let (ok, stdout, _) = run(meshchat(&a).args(["last-seen", "bob"]));
+    assert!(ok);
+    assert!(stdout.contains("hidden"), "{stdout}");
+    assert!(run(meshchat(&a).args(["contacts", "block", "bob"])).0);
+    let (ok, stdout, _) = run(meshchat(&a).args(["contacts", "list"]));
+    assert!(ok);
+    assert!(stdout.contains("(blocked)"), "{stdout}");
+    // Removing a blocked contact keeps the block.
+    assert!(run(meshchat(&a).args(["contacts", "remove", "bob"])).0);
+    let (ok, stdout, _) = run(meshchat(&a).args(["contacts", "list"]));
+    assert!(ok);
+    assert!(stdout.contains("(blocked)"), "{stdout}");
+
+    assert!(run(meshchat(&a).arg("stop")).0);
+    assert!(run(meshchat(&b).arg("stop")).0);
+    assert!(alice.wait_exit());
+    assert!(bob.wait_exit());
+}
+
+#[test]
 fn help_is_everywhere() {
     for args in [
         vec!["--help"],
         vec!["send", "--help"],
         vec!["contacts", "add", "--help"],
         vec!["history", "--help"],
+        vec!["invite", "--help"],
+        vec!["profile", "set", "--help"],
+        vec!["contacts", "block", "--help"],
+        vec!["last-seen", "--help"],
+        vec!["privacy", "--help"],
     ] {
         let (ok, stdout, _) = run(Command::new(env!("CARGO_BIN_EXE_meshchat")).args(&args));
         assert!(ok, "{args:?}");

@@ -199,6 +199,7 @@ impl Actor {
             return;
         };
         self.commit.in_flight = std::mem::take(&mut self.commit.waiting);
+        tracing::trace!(deposits = self.commit.in_flight.len(), "group flush");
         let flush = mailbox.flush_task();
         let done = self.commit.done_tx.clone();
         tokio::spawn(async move {

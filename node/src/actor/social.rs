@@ -55,8 +55,21 @@ impl Actor {
             }
             SocialCommand::RemoveContact { peer, reply } => {
                 let result = key_of(&peer).and_then(|key| {
-                    let removed = self.chats.store().remove_contact(&key)?;
-                    Ok(removed)
+                    let store = self.chats.store();
+                    match store.contact(&key)? {
+                        // Removing a blocked contact keeps it on the block list.
+                        Some(c) if c.blocked => {
+                            let kept = Contact {
+                                name: None,
+                                addrs: Vec::new(),
+                                relays: Vec::new(),
+                                ..c
+                            };
+                            store.put_contact(&key, &kept)?;
+                            Ok(true)
+                        }
+                        _ => Ok(store.remove_contact(&key)?),
+                    }
                 });
                 let _ = reply.send(result);
             }

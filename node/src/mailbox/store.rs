@@ -1,12 +1,16 @@
 //! Durable mailboxes in sled: per recipient, envelopes in deposit order.
 //!
-//! Keys: `recipient (32) ‖ id (8, big-endian)`; ids come from sled's
-//! monotonic id generator, so a fetch "after id N" is a range scan. A deposit
-//! is acknowledged only after [`MailboxStore::flush`].
+//! One sled tree, `mail`, written with atomic batches (sled transactions cost
+//! ten times more; the relay's actor is the only writer, so reading a counter
+//! and writing it back in a batch is safe):
+//! - `i ‖ recipient (32) ‖ id (8, big-endian)` → an envelope. Ids come from
+//!   sled's monotonic id generator, so "fetch after id N" is a range scan.
+//! - `u ‖ recipient (32)` → (messages, bytes) held for the recipient.
+//!
+//! A deposit is acknowledged only after [`MailboxStore::flush`].
 
 use meshchat_crdt::PublicKey;
 use serde::{Deserialize, Serialize};
-use sled::{transaction::TransactionError, Transactional};
 
 use super::config::MailboxConfig;
 use crate::store::StoreError;
@@ -66,15 +70,24 @@ pub struct MailboxStats {
 
 pub(crate) struct MailboxStore {
     db: sled::Db,
-    items: sled::Tree,
-    /// recipient → (messages, bytes)
-    usage: sled::Tree,
+    mail: sled::Tree,
 }
 
-fn key(recipient: &PublicKey, id: u64) -> [u8; 40] {
-    let mut k = [0u8; 40];
-    k[..32].copy_from_slice(recipient.as_bytes());
-    k[32..].copy_from_slice(&id.to_be_bytes());
+const ITEM: u8 = b'i';
+const USAGE: u8 = b'u';
+
+fn key(recipient: &PublicKey, id: u64) -> [u8; 41] {
+    let mut k = [0u8; 41];
+    k[0] = ITEM;
+    k[1..33].copy_from_slice(recipient.as_bytes());
+    k[33..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn usage_key(recipient: &PublicKey) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = USAGE;
+    k[1..].copy_from_slice(recipient.as_bytes());
     k
 }
 
@@ -108,8 +121,7 @@ fn corrupt(message: impl Into<String>) -> StoreError {
 impl MailboxStore {
     pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
         Ok(Self {
-            items: db.open_tree("mailbox")?,
-            usage: db.open_tree("mailbox_usage")?,
+            mail: db.open_tree("mail")?,
             db: db.clone(),
         })
     }
@@ -131,8 +143,8 @@ impl MailboxStore {
             });
         }
         let (messages, bytes) = usage_of(
-            self.usage
-                .get(recipient.as_bytes())
+            self.mail
+                .get(usage_key(recipient))
                 .map_err(|_| Refusal::Unavailable)?,
         );
         if messages + 1 > config.max_messages_per_recipient
@@ -152,16 +164,15 @@ impl MailboxStore {
         let mut encoded = Vec::new();
         ciborium::into_writer(&item, &mut encoded).map_err(|_| Refusal::Unavailable)?;
         // The envelope and the usage counter change together or not at all.
-        let written: Result<(), TransactionError<()>> =
-            (&self.items, &self.usage).transaction(|(items, usage)| {
-                items.insert(&key(recipient, id)[..], encoded.as_slice())?;
-                usage.insert(
-                    recipient.as_bytes(),
-                    &usage_bytes(messages + 1, bytes + size)[..],
-                )?;
-                Ok(())
-            });
-        written.map_err(|_| Refusal::Unavailable)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(&key(recipient, id)[..], encoded);
+        batch.insert(
+            &usage_key(recipient)[..],
+            &usage_bytes(messages + 1, bytes + size)[..],
+        );
+        self.mail
+            .apply_batch(batch)
+            .map_err(|_| Refusal::Unavailable)?;
         Ok(item)
     }
 
@@ -191,7 +202,7 @@ impl MailboxStore {
         let end = key(recipient, u64::MAX);
         let mut out = Vec::new();
         let mut bytes = 0;
-        for kv in self.items.range(start..=end) {
+        for kv in self.mail.range(start..=end) {
             let (_, v) = kv?;
             let item: MailItem =
                 ciborium::from_reader(v.as_ref()).map_err(|e| corrupt(e.to_string()))?;
@@ -206,43 +217,43 @@ impl MailboxStore {
 
     /// Deletes acknowledged envelopes; returns how many were removed.
     pub(crate) fn ack(&self, recipient: &PublicKey, ids: &[u64]) -> Result<u64, StoreError> {
-        let removed: Result<u64, TransactionError<()>> =
-            (&self.items, &self.usage).transaction(|(items, usage)| {
-                let mut removed = 0;
-                for id in ids {
-                    let Some(v) = items.remove(&key(recipient, *id)[..])? else {
-                        continue;
-                    };
-                    removed += 1;
-                    // An undecodable record still frees its slot.
-                    let size = ciborium::from_reader::<MailItem, _>(v.as_ref())
-                        .map_or(0, |item| item.envelope.len() as u64);
-                    let (messages, bytes) = usage_of(usage.get(recipient.as_bytes())?);
-                    let (messages, bytes) =
-                        (messages.saturating_sub(1), bytes.saturating_sub(size));
-                    if messages == 0 {
-                        usage.remove(recipient.as_bytes())?;
-                    } else {
-                        usage.insert(recipient.as_bytes(), &usage_bytes(messages, bytes)[..])?;
-                    }
-                }
-                Ok(removed)
-            });
-        removed.map_err(|e| match e {
-            TransactionError::Storage(e) => StoreError::Sled(e),
-            TransactionError::Abort(()) => corrupt("aborted"),
-        })
+        let (mut messages, mut bytes) = usage_of(self.mail.get(usage_key(recipient))?);
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for id in ids {
+            let item_key = key(recipient, *id);
+            let Some(v) = self.mail.get(item_key)? else {
+                continue;
+            };
+            batch.remove(&item_key[..]);
+            removed += 1;
+            // An undecodable record still frees its slot.
+            let size = ciborium::from_reader::<MailItem, _>(v.as_ref())
+                .map_or(0, |item| item.envelope.len() as u64);
+            messages = messages.saturating_sub(1);
+            bytes = bytes.saturating_sub(size);
+        }
+        if removed == 0 {
+            return Ok(0);
+        }
+        if messages == 0 {
+            batch.remove(&usage_key(recipient)[..]);
+        } else {
+            batch.insert(&usage_key(recipient)[..], &usage_bytes(messages, bytes)[..]);
+        }
+        self.mail.apply_batch(batch)?;
+        Ok(removed)
     }
 
     /// Deletes expired envelopes; returns how many.
     pub(crate) fn expire(&self, now_ms: i64) -> Result<u64, StoreError> {
         let mut expired = Vec::new();
-        for kv in self.items.iter() {
+        for kv in self.mail.scan_prefix([ITEM]) {
             let (k, v) = kv?;
             let item: MailItem =
                 ciborium::from_reader(v.as_ref()).map_err(|e| corrupt(e.to_string()))?;
             if item.expires_at_ms <= now_ms {
-                let recipient: [u8; 32] = k[..32].try_into().map_err(|_| corrupt("bad key"))?;
+                let recipient: [u8; 32] = k[1..33].try_into().map_err(|_| corrupt("bad key"))?;
                 expired.push((PublicKey::from_bytes(recipient), item.id));
             }
         }
@@ -255,7 +266,7 @@ impl MailboxStore {
 
     pub(crate) fn stats(&self) -> MailboxStats {
         let mut stats = MailboxStats::default();
-        for (_, v) in self.usage.iter().flatten() {
+        for (_, v) in self.mail.scan_prefix([USAGE]).flatten() {
             let (m, b) = usage_of(Some(v));
             stats.mailboxes += 1;
             stats.messages += m;
