@@ -239,8 +239,7 @@ async fn deposits(total: usize) {
 
     let per_item = raw_sled(total.min(2000), 1);
     let batched = raw_sled(total, 64);
-    let tx_batched = raw_sled_tx(total, 64);
-    println!("raw sled as relay writes, /64   {tx_batched:>9.0} ops/s");
+
     println!("meshchat relay (group commit)   {meshchat:>9.0} deposits/s");
     println!(
         "raw sled insert+flush each      {per_item:>9.0} ops/s   (meshchat = {:.2}x)",
@@ -262,31 +261,6 @@ fn raw_sled(n: usize, batch: usize) -> f64 {
     for i in 0..n {
         tree.insert((i as u64).to_be_bytes(), value.as_slice())
             .expect("insert");
-        if (i + 1) % batch == 0 {
-            db.flush().expect("flush");
-        }
-    }
-    db.flush().expect("flush");
-    n as f64 / started.elapsed().as_secs_f64()
-}
-
-fn raw_sled_tx(n: usize, batch: usize) -> f64 {
-    use sled::Transactional;
-    let tmp = tempfile::tempdir().expect("tmp");
-    let db = sled::open(tmp.path()).expect("sled");
-    let items = db.open_tree("items").expect("tree");
-    let usage = db.open_tree("usage").expect("tree");
-    let value = vec![7u8; ENVELOPE_BYTES];
-    let started = Instant::now();
-    for i in 0..n {
-        let id = db.generate_id().expect("id");
-        let r: Result<(), sled::transaction::TransactionError<()>> =
-            (&items, &usage).transaction(|(items, usage)| {
-                items.insert(&id.to_be_bytes(), value.as_slice())?;
-                usage.insert(&(i as u64 % 100).to_be_bytes(), &id.to_be_bytes())?;
-                Ok(())
-            });
-        r.expect("tx");
         if (i + 1) % batch == 0 {
             db.flush().expect("flush");
         }
