@@ -225,9 +225,24 @@ pub(crate) async fn chats(dir: &DataDir, json: bool) -> Result<()> {
         } else {
             String::new()
         };
+        let peer = me
+            .and_then(|me| chat.kind.peer_of(&me))
+            .and_then(|key| meshchat_node::peer_id_of(&key));
+        let online = match peer {
+            Some(peer) => matches!(
+                client
+                    .call::<meshchat_node::LastSeen>(ControlRequest::LastSeen {
+                        peer: peer.to_string()
+                    })
+                    .await,
+                Ok(meshchat_node::LastSeen::Online { .. })
+            ),
+            None => false,
+        };
         println!(
-            "{}  {:<18} {:>9}  {}",
+            "{}  {} {:<18} {:>9}  {}",
             &chat.id.to_string()[..12],
+            if online { "●" } else { " " },
             title,
             unread,
             last

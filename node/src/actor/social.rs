@@ -404,27 +404,53 @@ impl Actor {
 
     // ----- presence -----
 
-    /// Whether `peer` gets this node's heartbeats.
+    /// Who gets this node's heartbeats: contacts not blocked, and with
+    /// privacy `everyone` also members of the groups this node is in.
+    fn presence_audience(&mut self) -> HashSet<PublicKey> {
+        let mut audience = HashSet::new();
+        if self.social.privacy == LastSeenPrivacy::Nobody {
+            return audience;
+        }
+        let contacts = self.chats.store().contacts().unwrap_or_default();
+        let blocked: HashSet<PublicKey> = contacts
+            .iter()
+            .filter(|c| c.blocked)
+            .filter_map(|c| public_key_of(&c.peer))
+            .collect();
+        audience.extend(
+            contacts
+                .iter()
+                .filter(|c| !c.blocked)
+                .filter_map(|c| public_key_of(&c.peer)),
+        );
+        if self.social.privacy == LastSeenPrivacy::Everyone {
+            for chat in self.chats.my_groups().unwrap_or_default() {
+                if let Ok(Some(replica)) = self.chats.replica(&chat) {
+                    audience.extend(replica.members().into_keys());
+                }
+            }
+        }
+        audience.retain(|k| !blocked.contains(k));
+        audience.remove(&self.chats.me());
+        audience
+    }
+
+    /// Whether one peer is in the audience (without building the whole set).
     fn in_presence_audience(&mut self, peer: &PeerId) -> bool {
         let Some(key) = public_key_of(peer) else {
             return false;
         };
-        let contact = self.chats.store().contact(&key).ok().flatten();
-        if contact.as_ref().is_some_and(|c| c.blocked) {
-            return false;
+        match (self.social.privacy, self.chats.store().contact(&key)) {
+            (LastSeenPrivacy::Nobody, _) => false,
+            (_, Ok(Some(contact))) => !contact.blocked,
+            (LastSeenPrivacy::Contacts, _) => false,
+            (LastSeenPrivacy::Everyone, _) => {
+                let groups = self.chats.my_groups().unwrap_or_default();
+                groups.iter().any(
+                    |chat| matches!(self.chats.replica(chat), Ok(Some(r)) if r.is_member(&key)),
+                )
+            }
         }
-        match self.social.privacy {
-            LastSeenPrivacy::Nobody => false,
-            LastSeenPrivacy::Contacts => contact.is_some(),
-            LastSeenPrivacy::Everyone => contact.is_some() || self.shares_a_group(&key),
-        }
-    }
-
-    fn shares_a_group(&mut self, key: &PublicKey) -> bool {
-        let groups = self.chats.my_groups().unwrap_or_default();
-        groups
-            .iter()
-            .any(|chat| matches!(self.chats.replica(chat), Ok(Some(r)) if r.is_member(key)))
     }
 
     /// Heartbeat tick: tell the audience this node is online; mark silent
@@ -433,9 +459,10 @@ impl Actor {
         if self.social.privacy != LastSeenPrivacy::Nobody {
             self.social.heartbeat_seq += 1;
             let beat = Heartbeat::new(self.chats.identity(), self.social.heartbeat_seq, false);
+            let audience = self.presence_audience();
             let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
             for peer in peers {
-                if self.in_presence_audience(&peer) {
+                if public_key_of(&peer).is_some_and(|k| audience.contains(&k)) {
                     self.send_direct(peer, Request::Heartbeat(beat));
                 }
             }
@@ -479,10 +506,11 @@ impl Actor {
         }
         self.social.heartbeat_seq += 1;
         let beat = Heartbeat::new(self.chats.identity(), self.social.heartbeat_seq, true);
+        let audience = self.presence_audience();
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         let mut sent = 0;
         for peer in peers {
-            if self.in_presence_audience(&peer) {
+            if public_key_of(&peer).is_some_and(|k| audience.contains(&k)) {
                 self.send_direct(peer, Request::Heartbeat(beat));
                 sent += 1;
             }
