@@ -68,8 +68,18 @@ impl Behaviour {
         // Store only records the node validated (signed profiles): see
         // `actor::social::on_put_record`.
         kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
-        let kad =
-            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        // Relays hold their peers' profile records (a few hundred bytes each):
+        // room for 100k of them, each at most 8 KiB.
+        let store_config = kad::store::MemoryStoreConfig {
+            max_records: 100_000,
+            max_value_bytes: 8 * 1024,
+            ..Default::default()
+        };
+        let kad = kad::Behaviour::with_config(
+            peer_id,
+            kad::store::MemoryStore::with_config(peer_id, store_config),
+            kad_config,
+        );
         let gossip_config = gossipsub::ConfigBuilder::default()
             // Never forward a message before the node has checked it.
             .validate_messages()
