@@ -305,3 +305,113 @@ async fn a_refused_deposit_keeps_the_message_pending_until_delivered() {
         p.stop().await;
     }
 }
+
+/// A bare Kademlia node speaking meshchat's DHT protocol.
+fn kad_swarm(
+    identity: &Identity,
+) -> Swarm<libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>> {
+    let key = libp2p::identity::Keypair::ed25519_from_bytes(identity.secret_bytes()).unwrap();
+    libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|key| {
+            let id = key.public().to_peer_id();
+            let mut behaviour = libp2p::kad::Behaviour::with_config(
+                id,
+                libp2p::kad::store::MemoryStore::new(id),
+                libp2p::kad::Config::new(libp2p::StreamProtocol::new("/meshchat/kad/1")),
+            );
+            behaviour.set_mode(Some(libp2p::kad::Mode::Client));
+            behaviour
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(WAIT))
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_keeps_only_genuine_profile_records_in_its_dht() {
+    use libp2p::kad::{self, GetRecordOk, QueryResult, Quorum, Record, RecordKey};
+    use meshchat_node::protocol::{profile_dht_key, Profile};
+
+    let mut relay = relay_with(MailboxConfig::default()).await;
+    let relay_addr = relay.addrs().await.remove(0);
+    let mallory = Identity::generate();
+    let alice = Identity::generate();
+    let mut swarm = kad_swarm(&mallory);
+    swarm
+        .behaviour_mut()
+        .add_address(&relay.peer_id(), relay_addr);
+    let profile = |name: &str| Profile {
+        name: Some(name.into()),
+        version: 1,
+        ..Profile::default()
+    };
+    // Mallory's signature filed under Alice's key, and garbage under Alice's key.
+    let mut forged = profile("alice").sign(&mallory).unwrap();
+    forged.peer = alice.public();
+    let alice_key = profile_dht_key(&alice.public());
+    for value in [forged.to_bytes(), b"not a profile".to_vec()] {
+        swarm
+            .behaviour_mut()
+            .put_record(Record::new(alice_key.clone(), value), Quorum::One)
+            .unwrap();
+    }
+    // Then Mallory's genuine own record, which the relay does keep.
+    let own = profile("mallory").sign(&mallory).unwrap();
+    swarm
+        .behaviour_mut()
+        .put_record(
+            Record::new(profile_dht_key(&mallory.public()), own.to_bytes()),
+            Quorum::One,
+        )
+        .unwrap();
+    let mallory_id = meshchat_node::peer_id_of(&mallory.public()).unwrap();
+    let drive = async {
+        loop {
+            swarm.select_next_some().await;
+        }
+    };
+    tokio::select! {
+        _ = drive => unreachable!(),
+        _ = relay.wait_for("mallory's genuine record", |e| {
+            matches!(e, Event::ProfileRecordStored { peer } if *peer == mallory_id).then_some(())
+        }) => {}
+    }
+    // Nothing was stored under Alice's key (kad keeps a local copy of what
+    // it puts: drop it so the lookup asks the relay).
+    swarm
+        .behaviour_mut()
+        .remove_record(&RecordKey::new(&alice_key));
+    let query = swarm.behaviour_mut().get_record(RecordKey::new(&alice_key));
+    let found = tokio::time::timeout(WAIT, async {
+        loop {
+            if let SwarmEvent::Behaviour(kad::Event::OutboundQueryProgressed {
+                id,
+                result: QueryResult::GetRecord(result),
+                step,
+                ..
+            }) = swarm.select_next_some().await
+            {
+                if id != query {
+                    continue;
+                }
+                if let Ok(GetRecordOk::FoundRecord(_)) = result {
+                    return true;
+                }
+                if step.last {
+                    return false;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the lookup ends");
+    assert!(!found, "the relay stored a forged profile record");
+    relay.stop().await;
+}
