@@ -275,11 +275,12 @@ fn invite_profile_presence_and_blocking_through_the_cli() {
     loop {
         let event = watch.next_json();
         if event["type"] == "profile_changed" {
-            break;
+            let profile = ok_json(meshchat(&a).args(["profile", "show", "bob"]));
+            if profile["profile"]["status"] == "hiking" {
+                break;
+            }
         }
     }
-    let profile = ok_json(meshchat(&a).args(["profile", "show", "bob"]));
-    assert_eq!(profile["profile"]["status"], "hiking");
     let (ok, stdout, _) = run(meshchat(&a).args(["last-seen", "bob"]));
     assert!(ok);
     assert!(stdout.contains("online"), "{stdout}");

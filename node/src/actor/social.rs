@@ -162,9 +162,11 @@ impl Actor {
             .map_err(|e| NodeError::Invalid(e.to_string()))?;
         self.chats.store().put_profile(&signed)?;
         self.chats.store().flush().await?;
-        let contacts: Vec<PeerId> = self.connected_contacts();
-        for peer in contacts {
-            self.send_direct(peer, Request::Profile(signed.clone()));
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            if self.shares_profile_with(&peer) {
+                self.send_direct(peer, Request::Profile(signed.clone()));
+            }
         }
         self.publish_profile();
         self.emit(Event::ProfileChanged {
@@ -362,15 +364,20 @@ impl Actor {
 
     // ----- contacts and blocking -----
 
-    fn connected_contacts(&self) -> Vec<PeerId> {
-        self.chats
-            .store()
-            .contacts()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| !c.blocked && self.swarm.is_connected(&c.peer))
-            .map(|c| c.peer)
-            .collect()
+    /// Who is sent this node's profile as it changes: contacts, and peers
+    /// this node has a direct chat with (people who added it).
+    fn shares_profile_with(&self, peer: &PeerId) -> bool {
+        let Some(key) = public_key_of(peer) else {
+            return false;
+        };
+        let store = self.chats.store();
+        match store.contact(&key) {
+            Ok(Some(contact)) => !contact.blocked,
+            _ => {
+                let chat = ChatId::direct(&self.chats.me(), &key);
+                matches!(self.chats.exists(&chat), Ok(true))
+            }
+        }
     }
 
     pub(super) fn is_blocked(&self, peer: &PeerId) -> bool {
@@ -479,12 +486,17 @@ impl Actor {
             let beat = Heartbeat::new(self.chats.identity(), self.social.heartbeat_seq, false);
             self.send_direct(peer, Request::Heartbeat(beat));
         }
-        let is_contact = public_key_of(&peer)
-            .is_some_and(|k| matches!(self.chats.store().contact(&k), Ok(Some(c)) if !c.blocked));
-        if is_contact {
+        if self.shares_profile_with(&peer) {
             if let Some(own) = self.own_profile() {
                 self.send_direct(peer, Request::Profile(own));
             }
+        }
+        // And ask contacts for theirs, which covers a contact that has not
+        // added this node back.
+        let is_contact = public_key_of(&peer)
+            .is_some_and(|k| matches!(self.chats.store().contact(&k), Ok(Some(c)) if !c.blocked));
+        if is_contact {
+            self.send_direct(peer, Request::GetProfile);
         }
         if self.config.relay_peers().contains(&peer) {
             self.publish_profile();
