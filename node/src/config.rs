@@ -5,7 +5,7 @@ use std::{path::Path, time::Duration};
 use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
-use crate::mailbox::MailboxConfig;
+use crate::{blobs::BlobConfig, mailbox::MailboxConfig};
 
 /// How a node runs. `Default` is a desktop peer on all interfaces with mDNS on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +27,8 @@ pub struct NodeConfig {
     pub idle_timeout_secs: u64,
     /// Run a mailbox service for other peers (relay mode) with these limits.
     pub mailbox: Option<MailboxConfig>,
+    /// Media: the iroh endpoint, size limits, auto-download.
+    pub blobs: BlobConfig,
 }
 
 impl Default for NodeConfig {
@@ -45,6 +47,7 @@ impl Default for NodeConfig {
             resync_secs: 300,
             idle_timeout_secs: 600,
             mailbox: None,
+            blobs: BlobConfig::default(),
         }
     }
 }
@@ -57,6 +60,7 @@ impl NodeConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
             mdns: false,
             redial_secs: 1,
+            blobs: BlobConfig::loopback(),
             ..Self::default()
         }
     }
