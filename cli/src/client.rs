@@ -283,7 +283,10 @@ fn describe(names: &Names, event: &Event) -> String {
             "[{}] {}: {}",
             format::time(message.sent_at_ms),
             names.key(&message.author),
-            message.text
+            match &message.attachment {
+                Some(a) => crate::media::attachment_line(a, &message.text),
+                None => message.text.clone(),
+            }
         ),
         Event::Delivery {
             message,
@@ -314,6 +317,7 @@ fn describe(names: &Names, event: &Event) -> String {
         Event::GroupChanged { chat } => format!("group {} changed", &chat.to_string()[..12]),
         Event::GroupJoined { chat } => format!("joined group {}", &chat.to_string()[..12]),
         Event::GroupLeft { chat } => format!("no longer in group {}", &chat.to_string()[..12]),
+        Event::File { hash, status, .. } => crate::media::describe_status(hash, status),
         other => format!("{other:?}"),
     }
 }

@@ -188,6 +188,27 @@ fn finish(progress: Option<tokio::task::JoinHandle<()>>) {
     }
 }
 
+/// A `file` event for people.
+pub(crate) fn describe_status(hash: &meshchat_node::crdt::BlobHash, status: &FileStatus) -> String {
+    let short = &hash.to_string()[..12];
+    match status {
+        FileStatus::Trying { source, stored } if *stored > 0 => {
+            format!("file {short}: resuming at {} from {source}", human_bytes(*stored))
+        }
+        FileStatus::Trying { source, .. } => format!("file {short}: asking {source}"),
+        FileStatus::SourceFailed { source } => format!("file {short}: {source} could not provide it"),
+        FileStatus::Progress { done, total } => {
+            format!("file {short}: {} of {}", human_bytes(*done), human_bytes(*total))
+        }
+        FileStatus::Ready { size } => format!("file {short}: complete ({}, verified)", human_bytes(*size)),
+        FileStatus::Cached { relay, recipient, .. } => {
+            format!("file {short}: relay {relay} holds it for {recipient}")
+        }
+        FileStatus::Failed { reason } => format!("file {short}: {reason}"),
+        other => format!("file {short}: {other:?}"),
+    }
+}
+
 /// A file in a history line: `📎 cat.png (1.2 MiB, image/png) caption`.
 pub(crate) fn attachment_line(a: &meshchat_node::crdt::Attachment, caption: &str) -> String {
     let line = format!("📎 {} ({}, {})", a.name, human_bytes(a.size), a.mime);

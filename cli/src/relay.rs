@@ -32,6 +32,7 @@ pub(crate) async fn run(dir: &DataDir, args: RelayArgs, json: bool) -> Result<()
     let mut config = dir.config()?;
     config.mdns = false;
     if !args.listen.is_empty() {
+        config.blobs.follow_listen(&args.listen);
         config.listen = args.listen;
     }
     config.mailbox = Some(limits);

@@ -127,6 +127,17 @@ resync_secs = {resync}
 
 # Seconds an unused connection is kept open.
 idle_timeout_secs = {idle}
+
+# Media: photos, videos and files travel as iroh-blobs over UDP.
+[blobs]
+# UDP address of the blob endpoint (open it next to the TCP port).
+bind = "{blob_bind}"
+# Largest file sent or fetched, in bytes.
+max_file_bytes = {blob_max}
+# Received files up to this size download by themselves (0: never).
+auto_download_bytes = {blob_auto}
+# Upload limit while serving files, in bytes per second (unset: none).
+# serve_bytes_per_sec = 10485760
 "#,
             listen = list(&self.listen),
             bootstrap = list(&self.bootstrap),
@@ -135,6 +146,9 @@ idle_timeout_secs = {idle}
             redial = self.redial_secs,
             resync = self.resync_secs,
             idle = self.idle_timeout_secs,
+            blob_bind = self.blobs.bind,
+            blob_max = self.blobs.max_file_bytes,
+            blob_auto = self.blobs.auto_download_bytes,
         )
     }
 }

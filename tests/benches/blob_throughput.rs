@@ -125,8 +125,10 @@ async fn tcp_copy(src: &Path, dir: &Path, size: u64) -> Duration {
     tokio::io::copy(&mut file, &mut socket).await.expect("copy");
     socket.shutdown().await.expect("shutdown");
     let got = receiver.await.expect("receiver");
+    let took = started.elapsed();
     assert_eq!(got, size, "tcp copy incomplete");
-    started.elapsed()
+    let _ = std::fs::remove_file(dir.join("tcp.out"));
+    took
 }
 
 /// Raw iroh-blobs: two bare endpoints on loopback, each with a file store;
@@ -187,6 +189,8 @@ async fn raw_iroh_blobs(src: &Path, dir: &Path, size: u64) -> Duration {
     getter.close().await;
     getter_store.shutdown().await.expect("store shutdown");
     provider_store.shutdown().await.expect("store shutdown");
+    let _ = std::fs::remove_dir_all(dir.join("raw-provider"));
+    let _ = std::fs::remove_dir_all(dir.join("raw-getter"));
     took
 }
 

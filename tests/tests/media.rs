@@ -6,7 +6,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::{
+    future::IntoFuture,
+    path::{Path, PathBuf},
+};
 
 use common::{within, Peer};
 use meshchat_node::{
@@ -554,11 +557,12 @@ async fn a_shared_file_downloads_from_its_ticket_with_plain_iroh_blobs() {
         "bare download",
         store
             .downloader(&endpoint)
-            .download(parsed.hash_and_format(), vec![parsed.addr().id]),
+            .download(parsed.hash_and_format(), vec![parsed.addr().id])
+            .into_future(),
     )
     .await
     .unwrap();
-    let collection = iroh_blobs::format::collection::Collection::load(parsed.hash(), &store)
+    let collection = iroh_blobs::format::collection::Collection::load(parsed.hash(), &*store)
         .await
         .unwrap();
     let (name, hash) = collection.iter().next().unwrap().clone();

@@ -150,7 +150,17 @@ impl Node {
                 status,
             });
         };
-        Ok(fetch_hash(&self.blobs, hash, max_size, vec![source], &emit).await?)
+        let seen = self.blobs.learned(&source);
+        match fetch_hash(&self.blobs, hash, max_size, vec![source], &emit).await {
+            Err(BlobError::Unavailable(_))
+                // The peer may have restarted on a new port: once identify
+                // tells us its new address, try again.
+                if self.blobs.wait_learned(source, seen, ADDRESS_WAIT).await =>
+            {
+                Ok(fetch_hash(&self.blobs, hash, max_size, vec![source], &emit).await?)
+            }
+            result => Ok(result?),
+        }
     }
 
     /// Copies a complete blob to `path`.

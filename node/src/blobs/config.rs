@@ -39,11 +39,44 @@ impl Default for BlobConfig {
 }
 
 impl BlobConfig {
+    /// Follows listen addresses given on the command line: a loopback
+    /// listener keeps blobs on loopback too, and a random TCP port (0) means
+    /// a random UDP port, so several nodes can share one machine.
+    pub fn follow_listen(&mut self, listen: &[libp2p::Multiaddr]) {
+        use libp2p::multiaddr::Protocol;
+        let Some(first) = listen.first() else {
+            return;
+        };
+        for part in first.iter() {
+            match part {
+                Protocol::Ip4(ip) if ip.is_loopback() => self.bind.set_ip(ip.into()),
+                Protocol::Ip6(ip) if ip.is_loopback() => self.bind.set_ip(ip.into()),
+                Protocol::Tcp(0) | Protocol::Udp(0) => self.bind.set_port(0),
+                _ => {}
+            }
+        }
+    }
+
     /// Loopback only, any free port: for tests and the demo.
     pub fn loopback() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Self::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_follow_a_loopback_random_port_listener() {
+        let mut config = BlobConfig::default();
+        config.follow_listen(&["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
+        assert_eq!(config.bind, SocketAddr::from(([127, 0, 0, 1], 0)));
+        let mut config = BlobConfig::default();
+        config.follow_listen(&["/ip4/0.0.0.0/tcp/4701".parse().unwrap()]);
+        assert_eq!(config, BlobConfig::default());
     }
 }

@@ -24,6 +24,8 @@ use crate::mailbox::MailboxConfig;
 pub(crate) const ALPN: &[u8] = b"/meshchat/blob-cache/1";
 /// Largest request or response accepted, in bytes.
 const MAX_FRAME_BYTES: usize = 1024;
+/// Longest wait to learn a requesting sender's blob address.
+const SENDER_ADDRESS_WAIT: Duration = Duration::from_secs(10);
 /// Tag prefix of blobs held for others.
 const RELAY_TAG: &str = "relay/";
 
@@ -193,6 +195,8 @@ impl CacheService {
         }
         drop(guard);
         if have.is_none() {
+            // The sender reached us over libp2p first; its identify may still be in flight.
+            self.blobs.wait_known(from, SENDER_ADDRESS_WAIT).await;
             let fetched = self
                 .blobs
                 .download(HashAndFormat::raw(hash), vec![from], size, |_| {})

@@ -53,8 +53,9 @@ struct Inner {
     config: BlobConfig,
     /// This node's relays: the last sources to ask.
     relays: Vec<EndpointId>,
-    /// Peers whose blob address was learned (to wait for one).
-    known: tokio::sync::watch::Sender<std::collections::HashSet<EndpointId>>,
+    /// Peers whose blob address was learned, with how many times (to wait
+    /// for a first or a fresh address).
+    known: tokio::sync::watch::Sender<std::collections::HashMap<EndpointId, u64>>,
     interceptor: JoinHandle<()>,
 }
 
@@ -173,23 +174,37 @@ impl Blobs {
         }
         endpoint::remember(&self.inner.lookup, id, sockets);
         self.inner.known.send_modify(|known| {
-            known.insert(id);
+            *known.entry(id).or_default() += 1;
         });
     }
 
     /// Changes whenever a peer's blob address is learned.
     pub(crate) fn subscribe_known(
         &self,
-    ) -> tokio::sync::watch::Receiver<std::collections::HashSet<EndpointId>> {
+    ) -> tokio::sync::watch::Receiver<std::collections::HashMap<EndpointId, u64>> {
         self.inner.known.subscribe()
+    }
+
+    /// How many times `id`'s blob address was learned so far.
+    pub(crate) fn learned(&self, id: &EndpointId) -> u64 {
+        self.inner.known.borrow().get(id).copied().unwrap_or(0)
+    }
+
+    /// Waits (at most `limit`) until `id`'s blob address was learned more
+    /// than `seen` times; whether it was.
+    pub(crate) async fn wait_learned(&self, id: EndpointId, seen: u64, limit: Duration) -> bool {
+        let mut known = self.inner.known.subscribe();
+        tokio::time::timeout(
+            limit,
+            known.wait_for(|k| k.get(&id).is_some_and(|n| *n > seen)),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
     }
 
     /// Waits (at most `limit`) until `id`'s blob address is known; whether it is.
     pub(crate) async fn wait_known(&self, id: EndpointId, limit: Duration) -> bool {
-        let mut known = self.inner.known.subscribe();
-        tokio::time::timeout(limit, known.wait_for(|k| k.contains(&id)))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        self.wait_learned(id, 0, limit).await
     }
 
     /// Remembers an address given directly (a ticket).
@@ -197,7 +212,7 @@ impl Blobs {
         let id = addr.id;
         self.inner.lookup.add_endpoint_info(addr);
         self.inner.known.send_modify(|known| {
-            known.insert(id);
+            *known.entry(id).or_default() += 1;
         });
     }
 
