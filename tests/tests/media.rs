@@ -502,18 +502,30 @@ async fn an_offline_recipient_gets_the_file_through_its_relay() {
         .attachment
         .unwrap();
     let (relay_id, bob_id) = (relay.peer_id(), bob.peer_id());
-    alice
-        .wait_for("the relay holds the file", |e| match e {
-            Event::File {
-                status:
-                    FileStatus::Cached {
-                        relay, recipient, ..
-                    },
-                ..
-            } if *relay == relay_id && *recipient == bob_id => Some(()),
-            _ => None,
-        })
-        .await;
+    // Both must be at the relay: the message (custody) and the bytes.
+    let (mut mail, mut bytes) = (false, false);
+    while !(mail && bytes) {
+        match alice
+            .wait_for("custody of message and file at the relay", |e| match e {
+                Event::Delivery {
+                    state: meshchat_node::DeliveryState::Sent,
+                    ..
+                } => Some(true),
+                Event::File {
+                    status:
+                        FileStatus::Cached {
+                            relay, recipient, ..
+                        },
+                    ..
+                } if *relay == relay_id && *recipient == bob_id => Some(false),
+                _ => None,
+            })
+            .await
+        {
+            true => mail = true,
+            false => bytes = true,
+        }
+    }
     alice.stop().await;
 
     // Bob comes back while Alice is gone: message and bytes come from the relay.
