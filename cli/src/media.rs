@@ -193,15 +193,28 @@ pub(crate) fn describe_status(hash: &meshchat_node::crdt::BlobHash, status: &Fil
     let short = &hash.to_string()[..12];
     match status {
         FileStatus::Trying { source, stored } if *stored > 0 => {
-            format!("file {short}: resuming at {} from {source}", human_bytes(*stored))
+            format!(
+                "file {short}: resuming at {} from {source}",
+                human_bytes(*stored)
+            )
         }
         FileStatus::Trying { source, .. } => format!("file {short}: asking {source}"),
-        FileStatus::SourceFailed { source } => format!("file {short}: {source} could not provide it"),
-        FileStatus::Progress { done, total } => {
-            format!("file {short}: {} of {}", human_bytes(*done), human_bytes(*total))
+        FileStatus::SourceFailed { source } => {
+            format!("file {short}: {source} could not provide it")
         }
-        FileStatus::Ready { size } => format!("file {short}: complete ({}, verified)", human_bytes(*size)),
-        FileStatus::Cached { relay, recipient, .. } => {
+        FileStatus::Progress { done, total } => {
+            format!(
+                "file {short}: {} of {}",
+                human_bytes(*done),
+                human_bytes(*total)
+            )
+        }
+        FileStatus::Ready { size } => {
+            format!("file {short}: complete ({}, verified)", human_bytes(*size))
+        }
+        FileStatus::Cached {
+            relay, recipient, ..
+        } => {
             format!("file {short}: relay {relay} holds it for {recipient}")
         }
         FileStatus::Failed { reason } => format!("file {short}: {reason}"),

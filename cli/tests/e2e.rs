@@ -405,7 +405,11 @@ fn files_travel_through_the_cli() {
         .unwrap()
         .to_owned();
     let dir = tmp.path().join("downloads");
-    let files = ok_json(meshchat(&b).args(["fetch-ticket", &ticket, "--out"]).arg(&dir));
+    let files = ok_json(
+        meshchat(&b)
+            .args(["fetch-ticket", &ticket, "--out"])
+            .arg(&dir),
+    );
     assert_eq!(files["files"][0][1], 18000);
     assert_eq!(
         std::fs::read(dir.join("report.txt")).unwrap(),

@@ -98,7 +98,13 @@ impl Node {
         };
         let members = self.blobs.access().members(&chat);
         let sources = sources(&self.blobs, &file.message.author, members);
-        let size = fetch_file(&self.blobs, &self.events, &file, sources).await?;
+        let seen: Vec<u64> = sources.iter().map(|s| self.blobs.learned(s)).collect();
+        let size = match fetch_file(&self.blobs, &self.events, &file, sources.clone()).await {
+            Err(BlobError::Unavailable(_)) if self.fresh_address(&sources, &seen).await => {
+                fetch_file(&self.blobs, &self.events, &file, sources).await?
+            }
+            result => result?,
+        };
         let path = match out {
             Some(out) => {
                 let target = if out.is_dir() {
@@ -118,6 +124,22 @@ impl Node {
             size,
             path,
         })
+    }
+
+    /// Waits (bounded) for a fresh address of any of `sources` (a peer that
+    /// restarted on a new port); whether one came.
+    async fn fresh_address(&self, sources: &[iroh::EndpointId], seen: &[u64]) -> bool {
+        let waits = sources
+            .iter()
+            .zip(seen)
+            .map(|(source, seen)| Box::pin(self.blobs.wait_learned(*source, *seen, ADDRESS_WAIT)));
+        let mut waits: futures::stream::FuturesUnordered<_> = waits.collect();
+        while let Some(fresh) = futures::StreamExt::next(&mut waits).await {
+            if fresh {
+                return true;
+            }
+        }
+        false
     }
 
     /// Imports a file as a blob anyone may fetch from this node (for public

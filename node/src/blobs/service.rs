@@ -305,6 +305,7 @@ impl Blobs {
                     progress(Step::Trying { source: id, stored });
                 }
                 DownloadProgressItem::ProviderFailed { id, .. } => {
+                    tracing::debug!(hash = %content.hash, source = %id, "source failed");
                     progress(Step::SourceFailed { source: id });
                 }
                 DownloadProgressItem::Progress(done) => {
