@@ -98,13 +98,14 @@ pub(crate) fn socket_addrs(port: u16, addrs: &[Multiaddr]) -> Vec<SocketAddr> {
     out
 }
 
-/// Remembers that `id` is reachable at `sockets`.
+/// Remembers that `id` is reachable at `sockets` (and no longer at the
+/// addresses it had before: a restarted peer may have a new port).
 pub(crate) fn remember(lookup: &MemoryLookup, id: EndpointId, sockets: Vec<SocketAddr>) {
     if sockets.is_empty() {
         return;
     }
     let addr = EndpointAddr::from_parts(id, sockets.into_iter().map(TransportAddr::Ip));
-    lookup.add_endpoint_info(addr);
+    lookup.set_endpoint_info(addr);
 }
 
 /// This endpoint's address with its bound sockets (an unspecified bind is
