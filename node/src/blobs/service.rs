@@ -26,6 +26,8 @@ use super::{
 
 /// How often unreferenced blobs are deleted.
 const GC_INTERVAL: Duration = Duration::from_secs(600);
+/// How long a connection to a source may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Tag prefix of blobs referenced by messages.
 pub(crate) const ATTACHMENT_TAG: &str = "att/";
 
@@ -104,7 +106,13 @@ impl Blobs {
         let access = Access::default();
         let (events, interceptor) = interceptor(access.clone(), config.serve_bytes_per_sec);
         let protocol = BlobsProtocol::new(&store, Some(events));
-        let downloader = store.downloader(&endpoint);
+        let mut pool = iroh_blobs::util::connection_pool::Options::default();
+        // iroh's 1 s default is short when a peer just restarted on a new
+        // port (the old path must time out first) or sits across the internet.
+        pool.connect_timeout = CONNECT_TIMEOUT;
+        let downloader = iroh_blobs::api::downloader::Downloader::builder(&store, &endpoint)
+            .pool_options(pool)
+            .build();
         let blobs = Self {
             inner: Arc::new(Inner {
                 store,
