@@ -188,7 +188,8 @@ async fn raw_iroh_blobs(src: &Path, dir: &Path, size: u64) -> Duration {
     router.shutdown().await.expect("shutdown");
     getter.close().await;
     getter_store.shutdown().await.expect("store shutdown");
-    provider_store.shutdown().await.expect("store shutdown");
+    // The router's shutdown closed the provider's store already.
+    drop(provider_store);
     let _ = std::fs::remove_dir_all(dir.join("raw-provider"));
     let _ = std::fs::remove_dir_all(dir.join("raw-getter"));
     took

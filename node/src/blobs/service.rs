@@ -399,7 +399,8 @@ impl Blobs {
         }
     }
 
-    /// Stops serving and closes the store.
+    /// Stops serving and closes the store (the blobs protocol closes it
+    /// when the router shuts down).
     pub(crate) async fn shutdown(&self) {
         match self.inner.router.get() {
             Some(router) => {
@@ -407,10 +408,12 @@ impl Blobs {
                     tracing::warn!(%error, "blob router shutdown");
                 }
             }
-            None => self.inner.endpoint.close().await,
-        }
-        if let Err(error) = self.inner.store.shutdown().await {
-            tracing::warn!(%error, "blob store shutdown");
+            None => {
+                self.inner.endpoint.close().await;
+                if let Err(error) = self.inner.store.shutdown().await {
+                    tracing::warn!(%error, "blob store shutdown");
+                }
+            }
         }
     }
 }
