@@ -24,13 +24,13 @@ fn attachment_reaches_the_receiver_intact() {
     let mut a = ChatReplica::new(ChatKind::direct(alice.public(), bob.public()));
     let mut b = ChatReplica::new(ChatKind::direct(bob.public(), alice.public()));
     let w = a.write_attachment(&alice, "look", &photo(), 5).unwrap();
-    assert_eq!(w.message.attachment, Some(photo()));
+    assert_eq!(w.message.attachment.as_deref(), Some(&photo()));
     let checked = b.check(vec![w.change]);
     assert!(checked.rejected.is_empty(), "{:?}", checked.rejected);
     b.apply(checked.accepted);
     let got = b.message(&w.message.id).unwrap();
     assert_eq!(got.text, "look");
-    assert_eq!(got.attachment, Some(photo()));
+    assert_eq!(got.attachment.as_deref(), Some(&photo()));
 }
 
 #[test]

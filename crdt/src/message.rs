@@ -46,9 +46,10 @@ pub struct Message {
     /// One reaction per member.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub reactions: BTreeMap<PublicKey, String>,
-    /// A file attached to it (hidden once deleted).
+    /// A file attached to it (hidden once deleted). Boxed: most messages
+    /// have none, and a message stays small in memory and in events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attachment: Option<Attachment>,
+    pub attachment: Option<Box<Attachment>>,
     /// The history segment holding it.
     pub segment: SegmentIndex,
 }
@@ -103,7 +104,7 @@ pub(crate) fn read_message<D: ReadDoc>(
     let attachment = if deleted {
         None
     } else {
-        Attachment::read(doc, &obj)
+        Attachment::read(doc, &obj).map(Box::new)
     };
     Some(Message {
         attachment,

@@ -3,7 +3,6 @@
 
 use iroh::EndpointId;
 use iroh_blobs::HashAndFormat;
-use libp2p::PeerId;
 use meshchat_crdt::{BlobHash, PublicKey};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -15,7 +14,7 @@ use super::{
     service::{Blobs, Step},
     BlobError,
 };
-use crate::{api::Event, keys::peer_id_of};
+use crate::api::Event;
 
 /// Progress events are sent at most this many times per download.
 const PROGRESS_STEPS: u64 = 100;
@@ -27,15 +26,15 @@ const PROGRESS_STEPS: u64 = 100;
 pub enum FileStatus {
     /// Asking a source; `stored` bytes were already here (a resume when > 0).
     Trying {
-        /// The source.
-        source: PeerId,
+        /// The source (its public key, the key inside its PeerId).
+        source: PublicKey,
         /// Bytes already stored and verified.
         stored: u64,
     },
     /// A source failed: offline, refused, or sent data that did not verify.
     SourceFailed {
         /// The source.
-        source: PeerId,
+        source: PublicKey,
     },
     /// Bytes verified and stored so far.
     Progress {
@@ -52,9 +51,9 @@ pub enum FileStatus {
     /// An offline recipient's relay holds it (sender side).
     Cached {
         /// The relay.
-        relay: PeerId,
+        relay: PublicKey,
         /// For whom.
-        recipient: PeerId,
+        recipient: PublicKey,
         /// When the relay deletes it.
         expires_at_ms: i64,
     },
@@ -132,19 +131,15 @@ pub(crate) async fn fetch_hash(
     blobs.keep(raw).await?;
     let step = (size / PROGRESS_STEPS).max(1);
     let mut last_reported = 0;
-    let peer = |id: &EndpointId| peer_id_of(&key_of_endpoint(id));
     blobs
         .download(HashAndFormat::raw(raw), sources, size, |s| match s {
-            Step::Trying { source, stored } => {
-                if let Some(source) = peer(&source) {
-                    emit(FileStatus::Trying { source, stored });
-                }
-            }
-            Step::SourceFailed { source } => {
-                if let Some(source) = peer(&source) {
-                    emit(FileStatus::SourceFailed { source });
-                }
-            }
+            Step::Trying { source, stored } => emit(FileStatus::Trying {
+                source: key_of_endpoint(&source),
+                stored,
+            }),
+            Step::SourceFailed { source } => emit(FileStatus::SourceFailed {
+                source: key_of_endpoint(&source),
+            }),
             Step::Progress { done } => {
                 if done >= last_reported + step || done == size {
                     last_reported = done;

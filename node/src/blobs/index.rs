@@ -52,7 +52,7 @@ pub(crate) async fn refresh_chat(
             files.push(FileMessage {
                 chat,
                 message: entry.message,
-                attachment,
+                attachment: *attachment,
                 outgoing: entry.outgoing,
             });
         }

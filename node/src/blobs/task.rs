@@ -173,7 +173,7 @@ impl State {
                 let file = FileMessage {
                     chat,
                     message,
-                    attachment,
+                    attachment: *attachment,
                     outgoing,
                 };
                 if outgoing {
@@ -253,8 +253,8 @@ impl State {
                                 chat: Some(file.chat),
                                 message: Some(file.message.id),
                                 status: super::FileStatus::Cached {
-                                    relay: relay_peer,
-                                    recipient: peer,
+                                    relay,
+                                    recipient: member,
                                     expires_at_ms,
                                 },
                             });
