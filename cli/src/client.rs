@@ -307,7 +307,10 @@ fn describe(names: &Names, event: &Event) -> String {
             "[{}] {}: {}",
             format::time(message.sent_at_ms),
             names.key(&message.author),
-            message.text
+            match &message.attachment {
+                Some(a) => crate::media::attachment_line(a, &message.text),
+                None => message.text.clone(),
+            }
         ),
         Event::Delivery {
             message,
@@ -356,6 +359,7 @@ fn describe(names: &Names, event: &Event) -> String {
             &chat.to_string()[..12]
         ),
         Event::ProfileChanged { peer } => format!("{} updated their profile", names.peer(peer)),
+        Event::File { hash, status, .. } => crate::media::describe_status(hash, status),
         other => format!("{other:?}"),
     }
 }

@@ -17,6 +17,7 @@ pub(crate) async fn run(
         .config()
         .with_context(|| format!("reading {}/config.toml", dir.root().display()))?;
     if !listen.is_empty() {
+        config.blobs.follow_listen(&listen);
         config.listen = listen;
     }
     config.bootstrap.extend(bootstrap);

@@ -61,7 +61,10 @@ pub(crate) fn history_line(names: &Names, entry: &HistoryEntry, all: &[HistoryEn
     let text = if m.deleted {
         "(message deleted)".to_owned()
     } else {
-        m.text.clone()
+        match &m.attachment {
+            Some(a) => crate::media::attachment_line(a, &m.text),
+            None => m.text.clone(),
+        }
     };
     let edited = if m.edited_at_ms.is_some() && !m.deleted {
         " (edited)"

@@ -5,6 +5,7 @@ mod daemon;
 mod demo;
 mod format;
 mod group;
+mod media;
 mod relay;
 mod social;
 
@@ -164,6 +165,8 @@ enum Command {
     },
     /// Stream events (messages, delivery receipts, peers) as they happen.
     Watch,
+    #[command(flatten)]
+    Media(media::MediaCommand),
     /// Stop the running daemon.
     Stop,
     /// A self-contained tour on loopback: two peers chat, one goes offline and catches up, then a group.
@@ -359,6 +362,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Chats => client::chats(&dir, json).await,
         Command::History { chat, limit } => client::history(&dir, chat, limit, json).await,
         Command::Watch => client::watch(&dir, json).await,
+        Command::Media(command) => media::run(&dir, command, json).await,
         Command::Stop => client::stop(&dir, json).await,
         Command::Demo => demo::run(json).await,
     }

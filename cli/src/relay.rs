@@ -32,6 +32,7 @@ pub(crate) async fn run(dir: &DataDir, args: RelayArgs, json: bool) -> Result<()
     let mut config = dir.config()?;
     config.mdns = false;
     if !args.listen.is_empty() {
+        config.blobs.follow_listen(&args.listen);
         config.listen = args.listen;
     }
     config.mailbox = Some(limits);
@@ -102,12 +103,17 @@ fn relay_config(root: &Path) -> Result<MailboxConfig> {
          # Largest envelope accepted, in bytes.\n\
          max_envelope_bytes = {}\n\n\
          # Deposits accepted per sender per minute.\n\
-         deposits_per_sender_per_minute = {}\n",
+         deposits_per_sender_per_minute = {}\n\n\
+         # Media held for offline peers: total bytes, and seconds each file is kept (7 days).\n\
+         blob_cache_bytes = {}\n\
+         blob_retention_secs = {}\n",
         d.retention_secs,
         d.max_messages_per_recipient,
         d.max_bytes_per_recipient,
         d.max_envelope_bytes,
-        d.deposits_per_sender_per_minute
+        d.deposits_per_sender_per_minute,
+        d.blob_cache_bytes,
+        d.blob_retention_secs
     );
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(d)

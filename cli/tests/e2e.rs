@@ -319,6 +319,10 @@ fn help_is_everywhere() {
         vec!["contacts", "block", "--help"],
         vec!["last-seen", "--help"],
         vec!["privacy", "--help"],
+        vec!["send-file", "--help"],
+        vec!["fetch", "--help"],
+        vec!["share", "--help"],
+        vec!["fetch-ticket", "--help"],
     ] {
         let (ok, stdout, _) = run(Command::new(env!("CARGO_BIN_EXE_meshchat")).args(&args));
         assert!(ok, "{args:?}");
@@ -423,4 +427,80 @@ fn relay_serves_metrics_and_stops_on_request() {
     let mut relay = relay;
     assert!(run(meshchat(&r).arg("stop")).0);
     assert!(relay.wait_exit());
+}
+
+#[test]
+fn files_travel_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("alice"), tmp.path().join("bob"));
+    let alice_id = ok_json(meshchat(&a).args(["init", "--name", "alice"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bob_id = ok_json(meshchat(&b).args(["init", "--name", "bob"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (mut alice, _) = start_daemon(&a);
+    let (mut bob, bob_addr) = start_daemon(&b);
+    let watch = Running::spawn(meshchat(&b).args(["watch", "--json"]));
+    ok_json(meshchat(&a).args([
+        "contacts", "add", &bob_id, "--name", "bob", "--addr", &bob_addr,
+    ]));
+
+    let file = tmp.path().join("report.txt");
+    std::fs::write(&file, "quarterly numbers\n".repeat(1000)).unwrap();
+    let sent = ok_json(
+        meshchat(&a)
+            .args(["send-file", "bob"])
+            .arg(&file)
+            .args(["--caption", "see attached"]),
+    );
+    let attachment = &sent["message"]["attachment"];
+    assert_eq!(attachment["name"], "report.txt");
+    assert_eq!(attachment["mime"], "text/plain");
+    assert_eq!(attachment["size"], 18000);
+    let id = sent["message"]["id"].as_str().unwrap().to_owned();
+    // Small files download by themselves: wait for Bob's `ready`.
+    loop {
+        let event = watch.next_json();
+        if event["type"] == "file" && event["status"]["state"] == "ready" {
+            break;
+        }
+    }
+    let (ok, stdout, _) = run(meshchat(&b).args(["history", &alice_id]));
+    assert!(ok);
+    assert!(stdout.contains("📎 report.txt"), "{stdout}");
+    let out = tmp.path().join("got.txt");
+    let (ok, stdout, stderr) = run(meshchat(&b)
+        .args(["fetch", &alice_id, &id[..8], "--out"])
+        .arg(&out));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("verified"), "{stdout}");
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&file).unwrap());
+
+    // Sharing outside chats: a ticket any node can download.
+    let ticket = ok_json(meshchat(&a).arg("share").arg(&file))["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tmp.path().join("downloads");
+    let files = ok_json(
+        meshchat(&b)
+            .args(["fetch-ticket", &ticket, "--out"])
+            .arg(&dir),
+    );
+    assert_eq!(files["files"][0][1], 18000);
+    assert_eq!(
+        std::fs::read(dir.join("report.txt")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+    let (ok, _, stderr) = run(meshchat(&b).args(["fetch-ticket", "not-a-ticket"]));
+    assert!(!ok);
+    assert!(stderr.contains("invalid ticket"), "{stderr}");
+
+    assert!(run(meshchat(&a).arg("stop")).0);
+    assert!(run(meshchat(&b).arg("stop")).0);
+    assert!(alice.wait_exit());
+    assert!(bob.wait_exit());
 }

@@ -174,6 +174,12 @@ hex_id!(
     16
 );
 hex_id!(
+    /// The BLAKE3 hash of a file's bytes (an iroh-blobs hash): what an
+    /// attachment points at.
+    BlobHash,
+    32
+);
+hex_id!(
     /// The SHA-256 hash Automerge gives a change; the unit of deduplication.
     ChangeHash,
     32

@@ -10,6 +10,7 @@
 //! - Sync is heads exchange: [`ChatReplica::heads`] and
 //!   [`ChatReplica::changes_missing_from`].
 
+mod attachment;
 mod chat;
 mod identity;
 mod ids;
@@ -20,12 +21,13 @@ mod rules;
 mod segment;
 mod signed;
 
+pub use attachment::{Attachment, MAX_FILE_NAME_BYTES, MAX_MIME_BYTES, MAX_PREVIEW_BYTES};
 pub use chat::{
     Applied, ChatKind, ChatReplica, Checked, RejectReason, Rejected, SegmentHeads,
     DEFAULT_SEGMENT_CAPACITY,
 };
 pub use identity::{verify, Identity, SignatureError};
-pub use ids::{ChangeHash, ChatId, GroupNonce, MessageId, ParseIdError, PublicKey};
+pub use ids::{BlobHash, ChangeHash, ChatId, GroupNonce, MessageId, ParseIdError, PublicKey};
 pub use message::{Message, MAX_REACTION_BYTES, MAX_TEXT_BYTES};
 pub use meta::{GroupInfo, GroupSettings, Member, Role, MAX_GROUP_NAME_BYTES};
 pub use ops::{Authored, WriteError, Written};
@@ -37,3 +39,6 @@ mod tests;
 
 #[cfg(test)]
 mod group_tests;
+
+#[cfg(test)]
+mod attachment_tests;

@@ -3,7 +3,8 @@
 //! Schema of one message (a map at the segment root, under its id):
 //! `author` (hex key), `sent_at` (timestamp ms), `text` (str), `reply_to`
 //! (hex message id, optional), `edited_at` (timestamp, after an edit),
-//! `deleted` (bool, after a deletion), `reactions` (map: hex key → emoji).
+//! `deleted` (bool, after a deletion), `reactions` (map: hex key → emoji),
+//! `attachment` (map, optional: see [`Attachment`]).
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    attachment::Attachment,
     ids::{MessageId, PublicKey},
     signed::SegmentIndex,
 };
@@ -44,6 +46,10 @@ pub struct Message {
     /// One reaction per member.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub reactions: BTreeMap<PublicKey, String>,
+    /// A file attached to it (hidden once deleted). Boxed: most messages
+    /// have none, and a message stays small in memory and in events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Box<Attachment>>,
     /// The history segment holding it.
     pub segment: SegmentIndex,
 }
@@ -95,7 +101,13 @@ pub(crate) fn read_message<D: ReadDoc>(
             }
         }
     }
+    let attachment = if deleted {
+        None
+    } else {
+        Attachment::read(doc, &obj).map(Box::new)
+    };
     Some(Message {
+        attachment,
         id,
         author,
         sent_at_ms,

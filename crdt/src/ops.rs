@@ -11,6 +11,7 @@ use automerge::{
 };
 
 use crate::{
+    attachment::Attachment,
     chat::{ChatKind, ChatReplica},
     identity::Identity,
     ids::{ChangeHash, GroupNonce, MessageId, PublicKey},
@@ -107,6 +108,29 @@ impl ChatReplica {
         reply_to: Option<MessageId>,
         sent_at_ms: i64,
     ) -> Result<Written, WriteError> {
+        self.write_message_with(identity, text, reply_to, None, sent_at_ms)
+    }
+
+    /// Writes a new message carrying a file (`caption` may be empty).
+    pub fn write_attachment(
+        &mut self,
+        identity: &Identity,
+        caption: &str,
+        attachment: &Attachment,
+        sent_at_ms: i64,
+    ) -> Result<Written, WriteError> {
+        attachment.validate().map_err(WriteError::Invalid)?;
+        self.write_message_with(identity, caption, None, Some(attachment), sent_at_ms)
+    }
+
+    fn write_message_with(
+        &mut self,
+        identity: &Identity,
+        text: &str,
+        reply_to: Option<MessageId>,
+        attachment: Option<&Attachment>,
+        sent_at_ms: i64,
+    ) -> Result<Written, WriteError> {
         let author = identity.public();
         self.role_of(&author)?;
         if text.len() > MAX_TEXT_BYTES {
@@ -133,6 +157,9 @@ impl ChatReplica {
             }
             tx.put_object(&obj, message::REACTIONS, ObjType::Map)
                 .map_err(am)?;
+            if let Some(attachment) = attachment {
+                attachment.write(tx, &obj).map_err(am)?;
+            }
             Ok(())
         })?;
         let message = self

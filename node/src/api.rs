@@ -112,6 +112,19 @@ pub enum Event {
         /// Whose.
         peer: PeerId,
     },
+    /// A file's download moved on.
+    File {
+        /// The blob.
+        hash: meshchat_crdt::BlobHash,
+        /// The chat whose message carries it (none for tickets and blobs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chat: Option<ChatId>,
+        /// The message carrying it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<MessageId>,
+        /// Where it stands.
+        status: crate::blobs::FileStatus,
+    },
 }
 
 /// A snapshot of the node's state.
@@ -188,6 +201,9 @@ pub enum NodeError {
     /// A file could not be written (export).
     #[error("{0}")]
     Io(String),
+    /// A file is larger than this node accepts.
+    #[error(transparent)]
+    Blob(crate::blobs::BlobError),
 }
 
 /// The node could not start.
@@ -203,6 +219,9 @@ pub enum SpawnError {
     /// The libp2p stack could not be built.
     #[error("network: {0}")]
     Network(String),
+    /// The blob store or endpoint could not start.
+    #[error("media: {0}")]
+    Blobs(#[from] crate::blobs::BlobError),
     /// A listen address could not be used.
     #[error("cannot listen on {addr}: {reason}")]
     Listen {
@@ -293,6 +312,7 @@ pub struct Node {
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) peer_id: PeerId,
     pub(crate) task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    pub(crate) blobs: crate::blobs::Blobs,
 }
 
 impl std::fmt::Debug for Node {

@@ -54,11 +54,12 @@ impl Behaviour {
         relay_client: relay::client::Behaviour,
         enable_mdns: bool,
         relay_server: bool,
+        agent_version: String,
     ) -> Result<Self, BehaviourError> {
         let peer_id = key.public().to_peer_id();
         let identify = identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
-                .with_agent_version(format!("meshchat/{}", env!("CARGO_PKG_VERSION"))),
+                .with_agent_version(agent_version),
         );
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
         kad_config.set_query_timeout(Duration::from_secs(30));

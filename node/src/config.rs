@@ -5,7 +5,7 @@ use std::{path::Path, time::Duration};
 use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
-use crate::mailbox::MailboxConfig;
+use crate::{blobs::BlobConfig, mailbox::MailboxConfig};
 
 /// How a node runs. `Default` is a desktop peer on all interfaces with mDNS on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub presence_secs: u64,
     /// Run a mailbox service for other peers (relay mode) with these limits.
     pub mailbox: Option<MailboxConfig>,
+    /// Media: the iroh endpoint, size limits, auto-download.
+    pub blobs: BlobConfig,
 }
 
 impl Default for NodeConfig {
@@ -49,6 +51,7 @@ impl Default for NodeConfig {
             idle_timeout_secs: 600,
             presence_secs: 60,
             mailbox: None,
+            blobs: BlobConfig::default(),
         }
     }
 }
@@ -61,6 +64,7 @@ impl NodeConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
             mdns: false,
             redial_secs: 1,
+            blobs: BlobConfig::loopback(),
             ..Self::default()
         }
     }
@@ -140,6 +144,16 @@ idle_timeout_secs = {idle}
 # Seconds between presence heartbeats to connected contacts. A contact not
 # heard from for 2.5 periods shows as offline ("last seen ...").
 presence_secs = {presence}
+# Media: photos, videos and files travel as iroh-blobs over UDP.
+[blobs]
+# UDP address of the blob endpoint (open it next to the TCP port).
+bind = "{blob_bind}"
+# Largest file sent or fetched, in bytes.
+max_file_bytes = {blob_max}
+# Received files up to this size download by themselves (0: never).
+auto_download_bytes = {blob_auto}
+# Upload limit while serving files, in bytes per second (unset: none).
+# serve_bytes_per_sec = 10485760
 "#,
             listen = list(&self.listen),
             bootstrap = list(&self.bootstrap),
@@ -149,6 +163,9 @@ presence_secs = {presence}
             resync = self.resync_secs,
             idle = self.idle_timeout_secs,
             presence = self.presence_secs,
+            blob_bind = self.blobs.bind,
+            blob_max = self.blobs.max_file_bytes,
+            blob_auto = self.blobs.auto_download_bytes,
         )
     }
 }

@@ -5,6 +5,7 @@
 mod actor;
 mod api;
 mod behaviour;
+pub mod blobs;
 mod chats;
 pub mod config;
 pub mod control;

@@ -106,6 +106,10 @@ pub(crate) struct Actor {
     deposit_retries: mailbox::DepositRetries,
     social: social::Social,
     commit: mailbox::DepositCommit,
+    /// Media: the iroh endpoint and blob store.
+    blobs: crate::blobs::Blobs,
+    /// The media task; aborted when the actor stops.
+    _media: crate::blobs::MediaTask,
     _lock: DirLock,
 }
 
@@ -114,6 +118,15 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
     let lock = dir.lock()?;
     let identity = dir.identity()?;
     let store = Store::open(&dir.db_path())?;
+    let blobs = crate::blobs::Blobs::open(
+        &dir.root().join("blobs"),
+        &identity,
+        config.blobs.clone(),
+        &config.relay_peers(),
+        config.mailbox.clone(),
+    )
+    .await?;
+    let agent_version = crate::blobs::agent_version(blobs.port());
     let keypair = libp2p_keypair(&identity);
     let mdns = config.mdns;
     let relay_server = config.mailbox.is_some();
@@ -130,7 +143,7 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| SpawnError::Network(e.to_string()))?
         .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, relay_client, mdns, relay_server)
+            Behaviour::new(key, relay_client, mdns, relay_server, agent_version)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|e| SpawnError::Network(e.to_string()))?
@@ -162,6 +175,12 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (event_tx, _) = broadcast::channel(EVENT_CAPACITY);
     let social = social::Social::new(&config, &store);
+    let media = crate::blobs::spawn_media_task(crate::blobs::WeakNode {
+        commands: command_tx.downgrade(),
+        events: event_tx.clone(),
+        peer_id,
+        blobs: blobs.clone(),
+    });
     let mut actor = Actor {
         swarm,
         chats: Chats::new(identity, store),
@@ -182,6 +201,8 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
         deposit_retries: Vec::new(),
         social,
         commit: Default::default(),
+        blobs: blobs.clone(),
+        _media: media,
         _lock: lock,
     };
     actor.ensure_own_profile(dir.profile().name)?;
@@ -196,6 +217,7 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
         events: event_tx,
         peer_id,
         task: Arc::new(Mutex::new(Some(task))),
+        blobs,
     })
 }
 
@@ -339,6 +361,7 @@ impl Actor {
         if let Err(error) = self.chats.store().flush().await {
             tracing::error!(%error, "final flush failed");
         }
+        self.blobs.shutdown().await;
         tracing::info!("node stopped");
         drop(self);
         if let Some(reply) = shutdown_reply {
@@ -438,6 +461,8 @@ impl Actor {
                         .kad
                         .add_address(&peer_id, addr.clone());
                 }
+                self.blobs
+                    .learn_peer(&peer_id, &info.agent_version, &info.listen_addrs);
                 self.learn_contact_addrs(peer_id, info.listen_addrs);
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {

@@ -21,6 +21,13 @@ pub enum ChatOp {
         /// The message it answers.
         reply_to: Option<MessageId>,
     },
+    /// Write a message carrying a file (its bytes are already in the blob store).
+    SendFile {
+        /// Text shown with the file (may be empty).
+        caption: String,
+        /// The file's hash, size, type, name and preview.
+        attachment: meshchat_crdt::Attachment,
+    },
     /// Replace the text of your message.
     Edit {
         /// Which.
@@ -104,6 +111,21 @@ impl Chats {
         let (authored, message, touched) = match &op {
             ChatOp::Send { text, reply_to } => {
                 let w = replica.write_message(&me, text, *reply_to, now_ms)?;
+                let id = w.message.id;
+                (
+                    Authored {
+                        change: w.change,
+                        hash: w.hash,
+                    },
+                    Some(w.message),
+                    Some(id),
+                )
+            }
+            ChatOp::SendFile {
+                caption,
+                attachment,
+            } => {
+                let w = replica.write_attachment(&me, caption, attachment, now_ms)?;
                 let id = w.message.id;
                 (
                     Authored {

@@ -2,7 +2,7 @@
 //! with mode 0600 in the data directory. Request/response plus an event stream.
 
 mod client;
-mod server;
+pub(crate) mod server;
 mod wire;
 
 pub use client::{ClientError, ControlClient, EventStream, WatchItem};

@@ -206,7 +206,7 @@ async fn resolve_key(node: &Node, query: &str) -> Result<PublicKey, ControlError
 }
 
 /// A message of `chat` by full id or unique prefix (as `history` shows them).
-async fn resolve_message(
+pub(crate) async fn resolve_message(
     node: &Node,
     chat: ChatId,
     query: &str,
@@ -387,6 +387,10 @@ async fn call(node: &Node, request: ControlRequest) -> Result<serde_json::Value,
             let chat = node.resolve(chat).await?;
             to_json(node.typing(chat).await?)
         }
+        request @ (ControlRequest::SendFile { .. }
+        | ControlRequest::FetchFile { .. }
+        | ControlRequest::Share { .. }
+        | ControlRequest::FetchTicket { .. }) => crate::blobs::control::call(node, request).await,
         ControlRequest::Watch | ControlRequest::Shutdown => {
             Err(NodeError::Invalid("not a simple call".into()).into())
         }

@@ -181,6 +181,38 @@ pub enum ControlRequest {
         /// The chat.
         chat: String,
     },
+    /// Send a file into a chat: `Sent`.
+    SendFile {
+        /// A chat id, peer id, contact name or group name.
+        to: String,
+        /// The file, as a path the daemon can read.
+        path: std::path::PathBuf,
+        /// Text shown with the file.
+        #[serde(default)]
+        caption: Option<String>,
+    },
+    /// Fetch a message's file (and copy it to `out`): `Fetched`.
+    FetchFile {
+        /// The chat.
+        chat: String,
+        /// Message id or unique prefix.
+        message: String,
+        /// Where to write it (a file, or a folder to write it into by name).
+        #[serde(default)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Share a file outside chats: `{"ticket": str}`.
+    Share {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// Download any iroh-blobs ticket into a folder: `TicketFiles`.
+    FetchTicket {
+        /// The ticket.
+        ticket: String,
+        /// The folder.
+        out: std::path::PathBuf,
+    },
     /// Turn this connection into an event stream: `{"event": Event}` lines.
     Watch,
     /// Stop the daemon: `null`.
@@ -269,6 +301,8 @@ impl From<NodeError> for ControlError {
             NodeError::Write(_) => "write",
             NodeError::Store(_) => "storage",
             NodeError::Io(_) => "io",
+            NodeError::Blob(crate::blobs::BlobError::TooLarge { .. }) => "too_large",
+            NodeError::Blob(_) => "blob",
         };
         Self::new(code, e.to_string())
     }

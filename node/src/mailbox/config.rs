@@ -17,6 +17,10 @@ pub struct MailboxConfig {
     pub max_envelope_bytes: u64,
     /// Deposits accepted per sender per minute.
     pub deposits_per_sender_per_minute: u32,
+    /// Bytes of media (blobs) held for offline peers, in total.
+    pub blob_cache_bytes: u64,
+    /// How long a cached blob is kept, in seconds (default 7 days).
+    pub blob_retention_secs: u64,
 }
 
 impl Default for MailboxConfig {
@@ -27,6 +31,8 @@ impl Default for MailboxConfig {
             max_bytes_per_recipient: 64 * 1024 * 1024,
             max_envelope_bytes: 1024 * 1024,
             deposits_per_sender_per_minute: 600,
+            blob_cache_bytes: 4 * 1024 * 1024 * 1024,
+            blob_retention_secs: 7 * 24 * 3600,
         }
     }
 }

@@ -1,0 +1,107 @@
+//! Media as content-addressed blobs (iroh-blobs over an iroh endpoint).
+//!
+//! A file sent into a chat is imported into the blob store under
+//! `<data dir>/blobs/` (BLAKE3, stored once), and the message carries an
+//! [`Attachment`](meshchat_crdt::Attachment): hash, size, sniffed MIME type,
+//! name and, for images, a small preview. Recipients fetch the bytes from the
+//! author, other members or their relays, verified as they arrive and resumed
+//! from what they already hold. Only entitled peers are served ([`access`]).
+//!
+//! - [`config`]: settings (`[blobs]` in `config.toml`).
+//! - `service`: the endpoint, store, downloader and router.
+//! - `task`: follows the node's events: access index, auto-download, retries.
+//! - `api`: the `Node` methods (`send_file`, `fetch_file`, `share`, ...).
+
+mod access;
+mod api;
+pub mod config;
+pub(crate) mod control;
+mod endpoint;
+mod fetch;
+mod index;
+mod media;
+mod relay_cache;
+mod service;
+mod share;
+mod task;
+
+use std::path::PathBuf;
+
+pub use config::BlobConfig;
+pub use fetch::FileStatus;
+pub(crate) use service::Blobs;
+pub(crate) use task::{spawn_media_task, MediaTask, WeakNode};
+
+use serde::{Deserialize, Serialize};
+
+/// A blob operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlobError {
+    /// The file is larger than this node accepts.
+    #[error(
+        "the file is {size} bytes; the limit is {max} bytes (blobs.max_file_bytes in config.toml)"
+    )]
+    TooLarge {
+        /// Bytes in the file.
+        size: u64,
+        /// The configured maximum.
+        max: u64,
+    },
+    /// A local file could not be read or written.
+    #[error("{0}")]
+    File(String),
+    /// The blob store failed.
+    #[error("blob store: {0}")]
+    Store(String),
+    /// The iroh endpoint could not start.
+    #[error("blob network: {0}")]
+    Network(String),
+    /// No source served the blob (offline, refused, or sent bad data).
+    #[error("no source could provide blob {0}; it will be retried when one connects")]
+    Unavailable(String),
+    /// The blob is not (completely) stored here yet.
+    #[error("blob {0} is not downloaded yet; run `meshchat fetch` first")]
+    NotDownloaded(String),
+    /// The message has no file attached.
+    #[error("message {0} has no file attached")]
+    NoAttachment(String),
+    /// A ticket could not be parsed.
+    #[error("invalid ticket: {0}")]
+    Ticket(String),
+}
+
+/// A file fetched (and, when asked, exported).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fetched {
+    /// The blob's hash.
+    pub hash: meshchat_crdt::BlobHash,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Where it was written, if an output path was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+/// Files written from a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketFiles {
+    /// Each file and its size.
+    pub files: Vec<(PathBuf, u64)>,
+}
+
+fn blob_hash(hash: iroh_blobs::Hash) -> meshchat_crdt::BlobHash {
+    meshchat_crdt::BlobHash::from_bytes(*hash.as_bytes())
+}
+
+fn iroh_hash(hash: &meshchat_crdt::BlobHash) -> iroh_blobs::Hash {
+    iroh_blobs::Hash::from_bytes(*hash.as_bytes())
+}
+
+/// The identify agent string announcing this node's blob port.
+pub(crate) fn agent_version(port: Option<u16>) -> String {
+    match port {
+        Some(port) => endpoint::agent_version(port),
+        None => format!("meshchat/{}", env!("CARGO_PKG_VERSION")),
+    }
+}

@@ -1,0 +1,107 @@
+//! Sharing outside chats: a standard iroh-blobs ticket for a collection that
+//! holds one file under its name, and downloading any standard ticket.
+
+use std::path::{Path, PathBuf};
+
+use iroh_blobs::{format::collection::Collection, ticket::BlobTicket, BlobFormat, HashAndFormat};
+
+use super::{endpoint, service::Blobs, BlobError};
+
+/// Tag prefix of collections shared with a ticket (served to anyone).
+pub(crate) const SHARE_TAG: &str = "share/";
+
+/// Imports `path` into a one-file collection anyone with the ticket may fetch.
+pub(crate) async fn share(blobs: &Blobs, path: &Path) -> Result<BlobTicket, BlobError> {
+    let (hash, _) = blobs.import(path).await?;
+    let mut collection = Collection::default();
+    collection.push(super::media::file_name(path), hash);
+    let root = collection
+        .store(blobs.store())
+        .await
+        .map_err(|e| BlobError::Store(e.to_string()))?;
+    let root_hash = root.hash();
+    blobs
+        .store()
+        .tags()
+        .set(
+            format!("{SHARE_TAG}{root_hash}"),
+            HashAndFormat::hash_seq(root_hash),
+        )
+        .await
+        .map_err(|e| BlobError::Store(e.to_string()))?;
+    blobs.access().make_public(root_hash);
+    blobs.access().make_public(hash);
+    Ok(BlobTicket::new(
+        endpoint::own_addr(blobs.endpoint()),
+        root_hash,
+        BlobFormat::HashSeq,
+    ))
+}
+
+/// Downloads what `ticket` names and writes it under `out`: each file of a
+/// collection under its name, a raw blob as `<hash>`. Returns the files written.
+pub(crate) async fn fetch_ticket(
+    blobs: &Blobs,
+    ticket: &BlobTicket,
+    out: &Path,
+    progress: impl FnMut(super::service::Step),
+) -> Result<Vec<(PathBuf, u64)>, BlobError> {
+    blobs.remember_addr(ticket.addr().clone());
+    let content = ticket.hash_and_format();
+    let max = blobs.config().max_file_bytes;
+    blobs
+        .download(content, vec![ticket.addr().id], max, progress)
+        .await?;
+    let mut written = Vec::new();
+    match ticket.format() {
+        BlobFormat::Raw => {
+            let target = out.join(ticket.hash().to_string());
+            let size = blobs.export(ticket.hash(), &target).await?;
+            written.push((target, size));
+        }
+        BlobFormat::HashSeq => {
+            let collection = Collection::load(ticket.hash(), blobs.store())
+                .await
+                .map_err(|e| BlobError::Store(format!("not a collection: {e}")))?;
+            for (name, hash) in collection.iter() {
+                let target = out.join(safe_relative(name)?);
+                let size = blobs.export(*hash, &target).await?;
+                written.push((target, size));
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// A collection entry's name as a path that stays inside the output folder.
+fn safe_relative(name: &str) -> Result<PathBuf, BlobError> {
+    let mut path = PathBuf::new();
+    for part in name.split('/') {
+        if part.is_empty() || part == "." || part == ".." || part.contains(['\\', '\0']) {
+            return Err(BlobError::File(format!(
+                "refusing collection entry {name:?}: not a plain relative path"
+            )));
+        }
+        path.push(part);
+    }
+    if path.as_os_str().is_empty() {
+        return Err(BlobError::File("empty collection entry name".into()));
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_names_cannot_escape_the_output_folder() {
+        assert_eq!(
+            safe_relative("dir/a.txt").unwrap(),
+            PathBuf::from("dir/a.txt")
+        );
+        for bad in ["../x", "/etc/passwd", "a//b", "", "a/./b", "c:\\x"] {
+            assert!(safe_relative(bad).is_err(), "{bad}");
+        }
+    }
+}
