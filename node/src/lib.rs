@@ -13,8 +13,9 @@ mod keys;
 pub mod mailbox;
 pub mod protocol;
 mod store;
+pub mod transport;
 
-pub use actor::spawn;
+pub use actor::{spawn, spawn_with};
 pub use api::{Event, Node, NodeError, RelayMetrics, Sent, SpawnError, Status};
 pub use behaviour::BehaviourError;
 pub use chats::{
@@ -24,6 +25,7 @@ pub use config::NodeConfig;
 pub use data_dir::{DataDir, DataDirError, DirLock, LocalProfile};
 pub use keys::{peer_id_of, public_key_of};
 pub use store::{Contact, DeliveryState, StoreError};
+pub use transport::SpawnOptions;
 
 pub use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
 pub use meshchat_crdt as crdt;
