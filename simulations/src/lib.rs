@@ -4,6 +4,7 @@
 //! delivery, latency, convergence, bandwidth and relay storage.
 
 pub mod duration;
+pub mod fault;
 pub mod scenario;
 pub mod schedule;
 
