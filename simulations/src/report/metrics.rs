@@ -166,7 +166,7 @@ pub fn percentiles(values: &mut [f64]) -> Percentiles {
         p50: at(0.50),
         p95: at(0.95),
         p99: at(0.99),
-        max: values.last().copied(),
+        max: values.last().map(|v| (v * 10.0).round() / 10.0),
     }
 }
 
