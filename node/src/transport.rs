@@ -20,8 +20,12 @@ use crate::{api::SpawnError, behaviour::Behaviour};
 /// An authenticated, multiplexed transport, as libp2p's `SwarmBuilder` takes it.
 pub type CustomTransport = Boxed<(PeerId, StreamMuxerBox)>;
 
+/// Why a [`TransportFactory`] could not build its transport.
+pub type TransportFactoryError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Builds a [`CustomTransport`] for the node's own key (noise needs it).
-pub type TransportFactory = Box<dyn FnOnce(&Keypair) -> CustomTransport + Send>;
+pub type TransportFactory =
+    Box<dyn FnOnce(&Keypair) -> Result<CustomTransport, TransportFactoryError> + Send>;
 
 /// Options of [`spawn_with`](crate::spawn_with) that a daemon never needs.
 /// `Default` gives exactly what [`spawn`](crate::spawn) does.
@@ -40,7 +44,9 @@ impl SpawnOptions {
     /// Options with a custom transport.
     pub fn with_transport(
         mut self,
-        factory: impl FnOnce(&Keypair) -> CustomTransport + Send + 'static,
+        factory: impl FnOnce(&Keypair) -> Result<CustomTransport, TransportFactoryError>
+            + Send
+            + 'static,
     ) -> Self {
         self.transport = Some(Box::new(factory));
         self
