@@ -135,6 +135,13 @@ fn print_summary(r: &meshchat_sim::Report, out: &std::path::Path) {
         ms(r.latency_ms.p99),
         ms(r.latency_ms.max)
     );
+    println!(
+        "latency, members reachable when written: p50 {}  p95 {}  p99 {}  ({} receptions)",
+        ms(r.latency_ms_reachable.p50),
+        ms(r.latency_ms_reachable.p95),
+        ms(r.latency_ms_reachable.p99),
+        r.latency_ms_reachable.count
+    );
     for c in &r.convergence {
         match (c.healed_s, c.converged_after_s) {
             (Some(h), Some(t)) => println!(

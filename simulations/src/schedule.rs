@@ -99,6 +99,49 @@ impl Schedule {
     }
 }
 
+impl Schedule {
+    /// Whether `a` and `b` could reach each other at `t_ms` by the plan:
+    /// both online and on the same side of every split in force.
+    pub fn reachable_at(&self, a: NodeIx, b: NodeIx, t_ms: u64) -> bool {
+        reachable_at(self.network_changes().as_slice(), a, b, t_ms)
+    }
+
+    /// The actions that change who can reach whom (everything but sends).
+    pub fn network_changes(&self) -> Vec<&Timed> {
+        self.events
+            .iter()
+            .filter(|t| !matches!(t.action, Action::Send { .. }))
+            .collect()
+    }
+}
+
+/// [`Schedule::reachable_at`] over precomputed [`Schedule::network_changes`].
+pub fn reachable_at(changes: &[&Timed], a: NodeIx, b: NodeIx, t_ms: u64) -> bool {
+    let mut online = [true, true];
+    let mut splits: Vec<(usize, &Vec<NodeIx>)> = Vec::new();
+    for timed in changes.iter().take_while(|t| t.at_ms <= t_ms) {
+        match &timed.action {
+            Action::Offline { node } | Action::Online { node } => {
+                let up = matches!(timed.action, Action::Online { .. });
+                if *node == a {
+                    online[0] = up;
+                }
+                if *node == b {
+                    online[1] = up;
+                }
+            }
+            Action::Partition { id, side } => splits.push((*id, side)),
+            Action::Heal { id } => splits.retain(|(i, _)| i != id),
+            Action::Send { .. } => {}
+        }
+    }
+    online[0]
+        && online[1]
+        && splits
+            .iter()
+            .all(|(_, side)| side.contains(&a) == side.contains(&b))
+}
+
 /// Independent random streams, so that changing one part of a scenario (say
 /// the message rate) does not reshuffle another (the groups).
 fn stream(seed: u64, part: u64) -> ChaCha8Rng {
@@ -369,6 +412,44 @@ mod tests {
         assert!(
             online.iter().all(|&o| o),
             "someone is still offline at the end"
+        );
+    }
+
+    #[test]
+    fn reachability_follows_outages_and_splits() {
+        let schedule = plan(&scenario(), 7);
+        let changes = schedule.network_changes();
+        let (side, at, heal) = schedule
+            .events
+            .iter()
+            .find_map(|t| match &t.action {
+                Action::Partition { side, .. } => Some((side.clone(), t.at_ms, 20_000)),
+                _ => None,
+            })
+            .unwrap();
+        let a = side[0];
+        let b = (0..schedule.peers).find(|n| !side.contains(n)).unwrap();
+        let online_both = |t: u64| {
+            [a, b].iter().all(|&n| {
+                let mut up = true;
+                for c in &changes {
+                    if c.at_ms > t {
+                        break;
+                    }
+                    match c.action {
+                        Action::Offline { node } if node == n => up = false,
+                        Action::Online { node } if node == n => up = true,
+                        _ => {}
+                    }
+                }
+                up
+            })
+        };
+        let mid = (at + heal) / 2;
+        assert!(!reachable_at(&changes, a, b, mid));
+        assert_eq!(
+            reachable_at(&changes, a, b, heal + 1),
+            online_both(heal + 1)
         );
     }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::{
     run::{Played, Records},
-    schedule::NodeIx,
+    schedule::{NodeIx, Schedule},
 };
 
 /// The report (report.json).
@@ -44,8 +44,12 @@ pub struct Report {
     pub all_delivered: bool,
     /// Up to 50 missing receptions: message and member.
     pub undelivered_sample: Vec<Undelivered>,
-    /// Send → member's `Event::Message`, milliseconds.
+    /// Send → member's `Event::Message`, milliseconds, every reception.
     pub latency_ms: Percentiles,
+    /// The same, only for receptions by members that the plan had online and
+    /// on the author's side of every split when the message was written (the
+    /// live path; the rest waited for a return or a heal by design).
+    pub latency_ms_reachable: Percentiles,
     /// One entry per split.
     pub convergence: Vec<Convergence>,
     /// Network use.
@@ -176,6 +180,23 @@ pub fn latencies(records: &Records) -> Vec<f64> {
         .received
         .iter()
         .filter_map(|((seq, _), at)| records.sent.get(seq).map(|s| (at - s.at_ms).max(0.0)))
+        .collect()
+}
+
+/// Latencies of receptions by members reachable from the author when it wrote.
+pub fn reachable_latencies(records: &Records, schedule: &Schedule) -> Vec<f64> {
+    let changes = schedule.network_changes();
+    let planned: std::collections::HashMap<u64, u64> =
+        schedule.sends().map(|(at, seq, _, _)| (seq, at)).collect();
+    records
+        .received
+        .iter()
+        .filter_map(|((seq, member), at)| {
+            let sent = records.sent.get(seq)?;
+            let when = *planned.get(seq)?;
+            crate::schedule::reachable_at(&changes, sent.author, *member, when)
+                .then(|| (at - sent.at_ms).max(0.0))
+        })
         .collect()
 }
 

@@ -6,7 +6,7 @@ mod plots;
 
 pub use files::{timeseries_csv, to_json, write_all};
 pub use metrics::{
-    convergence, latencies, percentiles, undelivered, Bytes, Connections, Convergence, Memory,
-    Percentiles, RelayStorage, Report, Undelivered,
+    convergence, latencies, percentiles, reachable_latencies, undelivered, Bytes, Connections,
+    Convergence, Memory, Percentiles, RelayStorage, Report, Undelivered,
 };
 pub use plots::{line_chart, Series};

@@ -142,6 +142,9 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, R
             .take(50)
             .collect(),
         latency_ms: report::percentiles(&mut latencies_ms.clone()),
+        latency_ms_reachable: report::percentiles(&mut report::reachable_latencies(
+            records, &schedule,
+        )),
         convergence: report::convergence(records, &played, &in_history),
         bytes: report::Bytes {
             setup: setup_bytes,
