@@ -77,7 +77,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, R
     let setup_start = Instant::now();
     bar.set_message("starting nodes");
     let nodes = nodes::start_nodes(scenario, &schedule, &net, root.path()).await?;
-    let mut recorder = Recorder::new(setup_start);
+    let recorder = Recorder::new(setup_start);
     let watchers: Vec<_> = nodes
         .iter()
         .map(|n| recorder.watch(n.ix, &n.node))

@@ -56,7 +56,8 @@ pub struct Records {
 pub struct Recorder {
     records: Arc<Mutex<Records>>,
     changed: Arc<Notify>,
-    start: Instant,
+    /// Shared by every clone: moving the zero moves it for the watchers too.
+    start: Arc<Mutex<Instant>>,
 }
 
 impl Recorder {
@@ -65,19 +66,20 @@ impl Recorder {
         Self {
             records: Arc::default(),
             changed: Arc::new(Notify::new()),
-            start,
+            start: Arc::new(Mutex::new(start)),
         }
     }
 
     /// Moves the clock's zero (the workload starts after setup).
-    pub fn restart_clock(&mut self, start: Instant) {
-        self.start = start;
+    pub fn restart_clock(&self, start: Instant) {
+        *self.start.lock().unwrap_or_else(|e| e.into_inner()) = start;
     }
 
     /// Milliseconds since the clock's zero.
     pub fn now_ms(&self) -> f64 {
+        let start = *self.start.lock().unwrap_or_else(|e| e.into_inner());
         Instant::now()
-            .saturating_duration_since(self.start)
+            .saturating_duration_since(start)
             .as_secs_f64()
             * 1_000.0
     }
