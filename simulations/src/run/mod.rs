@@ -77,6 +77,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, R
     let setup_start = Instant::now();
     bar.set_message("starting nodes");
     let nodes = nodes::start_nodes(scenario, &schedule, &net, root.path()).await?;
+    tracing::info!(secs = setup_start.elapsed().as_secs_f64(), "nodes started");
     let recorder = Recorder::new(setup_start);
     let watchers: Vec<_> = nodes
         .iter()

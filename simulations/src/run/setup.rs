@@ -54,6 +54,7 @@ pub(super) async fn set_up(
             .into_iter()
             .collect()
     };
+    let started = Instant::now();
     // Contacts: who knows whom (with address, and relay when pairwise).
     let mut contacts: HashSet<(NodeIx, NodeIx)> = HashSet::new();
     for group in &schedule.groups {
@@ -101,6 +102,7 @@ pub(super) async fn set_up(
         .collect()
         .await;
     results.into_iter().collect::<Result<(), _>>()?;
+    tracing::info!(secs = started.elapsed().as_secs_f64(), "contacts added");
     // Gossip fan-out: each member connects to a few fellow members.
     let dials: Vec<Result<(), SetupError>> = stream::iter(schedule.initial_links.iter().copied())
         .map(|(a, b)| async move {
@@ -117,21 +119,29 @@ pub(super) async fn set_up(
         .collect()
         .await;
     dials.into_iter().collect::<Result<(), _>>()?;
-    // Groups.
-    let mut chats = Vec::with_capacity(schedule.groups.len());
-    for (g, group) in schedule.groups.iter().enumerate() {
-        let creator = &nodes[group.members[0]];
-        let members = group.members[1..].iter().map(|&m| nodes[m].peer).collect();
-        let chat = creator
-            .node
-            .create_group(format!("group-{g}"), members)
-            .await
-            .map_err(|e| SetupError::Node {
-                ix: creator.ix,
-                message: e.to_string(),
-            })?;
-        chats.push(chat);
-    }
+    tracing::info!(
+        secs = started.elapsed().as_secs_f64(),
+        "initial links dialled"
+    );
+    // Groups, created concurrently (each creator is a separate node).
+    let created: Vec<Result<ChatId, SetupError>> = stream::iter(schedule.groups.iter().enumerate())
+        .map(|(g, group)| async move {
+            let creator = &nodes[group.members[0]];
+            let members = group.members[1..].iter().map(|&m| nodes[m].peer).collect();
+            creator
+                .node
+                .create_group(format!("group-{g}"), members)
+                .await
+                .map_err(|e| SetupError::Node {
+                    ix: creator.ix,
+                    message: e.to_string(),
+                })
+        })
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    let chats = created.into_iter().collect::<Result<Vec<ChatId>, _>>()?;
+    tracing::info!(secs = started.elapsed().as_secs_f64(), "groups created");
     let wanted: Vec<(ChatId, NodeIx)> = schedule
         .groups
         .iter()
@@ -143,6 +153,11 @@ pub(super) async fn set_up(
     let all_joined = recorder
         .wait_until(deadline, |r| wanted.iter().all(|w| r.joined.contains(w)))
         .await;
+    tracing::info!(
+        secs = started.elapsed().as_secs_f64(),
+        all_joined,
+        "joins done"
+    );
     if !all_joined {
         let missing = recorder.with(|r| wanted.iter().filter(|w| !r.joined.contains(w)).count());
         return Err(SetupError::Joins {
