@@ -82,8 +82,7 @@ pub(super) async fn play(
     chats: &[ChatId],
     net: &Arc<FaultNet>,
     recorder: &Recorder,
-    duration: Duration,
-    drain: Duration,
+    (duration, drain): (Duration, Duration),
     bar: &ProgressBar,
 ) -> Played {
     let start = Instant::now();

@@ -101,8 +101,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, R
         &chats,
         &net,
         &recorder,
-        scenario.duration.0,
-        scenario.drain.0,
+        (scenario.duration.0, scenario.drain.0),
         &bar,
     )
     .await;
