@@ -22,6 +22,10 @@ pub struct Scenario {
     /// After `duration`, how long to wait at most for outstanding deliveries.
     #[serde(default = "default_drain")]
     pub drain: Span,
+    /// How long setup may wait for every member to join its group
+    /// (default: 60 s plus 0.1 s per node).
+    #[serde(default)]
+    pub setup_timeout: Option<Span>,
     /// Peers (users) and relays.
     pub network: Network,
     /// The groups people write in.

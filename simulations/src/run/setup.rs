@@ -148,7 +148,10 @@ pub(super) async fn set_up(
         .zip(&chats)
         .flat_map(|(g, chat)| g.members[1..].iter().map(move |&m| (*chat, m)))
         .collect();
-    let secs = 60 + schedule.nodes() as u64 / 10;
+    let secs = scenario
+        .setup_timeout
+        .map(|s| s.0.as_secs())
+        .unwrap_or(60 + schedule.nodes() as u64 / 10);
     let deadline = Instant::now() + Duration::from_secs(secs);
     let all_joined = recorder
         .wait_until(deadline, |r| wanted.iter().all(|w| r.joined.contains(w)))
