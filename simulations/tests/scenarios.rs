@@ -81,15 +81,15 @@ async fn a_permanent_split_is_reported_as_undelivered_messages() {
     assert!(report.delivered_in_history < report.expected_deliveries);
     let missing = report.expected_deliveries - report.delivered_in_history;
     assert!(missing > 0);
-    // Every missing reception is across the split, of a message written
-    // after it started: nothing within a side was lost.
+    // Every missing reception is across the split: nothing within a side
+    // was lost. (A message written just before the split may have been in
+    // flight when it started, so the time it was written is not asserted.)
     for u in &report.undelivered_sample {
         assert_ne!(
             side.contains(&u.author),
             side.contains(&u.member),
             "{u:?} is within one side"
         );
-        assert!(u.sent_s >= 1.0, "{u:?} was written before the split");
     }
     assert_eq!(report.convergence.len(), 1);
     assert_eq!(report.convergence[0].healed_s, None);
