@@ -17,8 +17,9 @@ mod presence;
 pub mod protocol;
 mod social;
 mod store;
+pub mod transport;
 
-pub use actor::spawn;
+pub use actor::{spawn, spawn_with};
 pub use api::{Event, Node, NodeError, RelayMetrics, Sent, SpawnError, Status};
 pub use behaviour::BehaviourError;
 pub use chats::{
@@ -30,6 +31,7 @@ pub use keys::{peer_id_of, public_key_of};
 pub use presence::{LastSeen, LastSeenPrivacy};
 pub use social::{PeerProfile, ProfileUpdate};
 pub use store::{Contact, DeliveryState, StoreError};
+pub use transport::SpawnOptions;
 
 pub use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
 pub use meshchat_crdt as crdt;

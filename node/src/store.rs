@@ -139,8 +139,21 @@ fn delivery_key(chat: &ChatId, message: &MessageId, peer: &PublicKey) -> Vec<u8>
 }
 
 impl Store {
+    #[cfg(test)]
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).open()?;
+        Self::open_with_cache(path, None)
+    }
+
+    /// Opens the database with a page cache of `cache_bytes` (sled's default if `None`).
+    pub(crate) fn open_with_cache(
+        path: &Path,
+        cache_bytes: Option<u64>,
+    ) -> Result<Self, StoreError> {
+        let mut config = sled::Config::new().path(path);
+        if let Some(bytes) = cache_bytes {
+            config = config.cache_capacity(bytes);
+        }
+        let db = config.open()?;
         Ok(Self {
             chats: db.open_tree("chats")?,
             changes: db.open_tree("changes")?,

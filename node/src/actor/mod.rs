@@ -11,9 +11,9 @@ use futures::StreamExt;
 use libp2p::{
     identify, mdns,
     multiaddr::Protocol,
-    noise, request_response,
+    request_response,
     swarm::{dial_opts::DialOpts, SwarmEvent},
-    tcp, yamux, Multiaddr, PeerId, Swarm,
+    Multiaddr, PeerId, Swarm,
 };
 use meshchat_crdt::{ChangeHash, ChatId, PublicKey, SignedChange};
 use tokio::{
@@ -41,6 +41,7 @@ use crate::{
     keys::{libp2p_keypair, peer_id_of, public_key_of},
     protocol::{Inbound, Request, Response},
     store::{Contact, DeliveryState, Store},
+    transport::{build_swarm, SpawnOptions},
 };
 
 const COMMAND_CAPACITY: usize = 64;
@@ -115,9 +116,19 @@ pub(crate) struct Actor {
 
 /// Starts a node on `dir` (which must be initialised) with `config`.
 pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError> {
+    spawn_with(dir, config, SpawnOptions::default()).await
+}
+
+/// Starts a node like [`spawn`], with options a daemon never needs (a custom
+/// transport, a small database cache): see [`SpawnOptions`].
+pub async fn spawn_with(
+    dir: &DataDir,
+    config: NodeConfig,
+    options: SpawnOptions,
+) -> Result<Node, SpawnError> {
     let lock = dir.lock()?;
     let identity = dir.identity()?;
-    let store = Store::open(&dir.db_path())?;
+    let store = Store::open_with_cache(&dir.db_path(), options.store_cache_bytes)?;
     let blobs = crate::blobs::Blobs::open(
         &dir.root().join("blobs"),
         &identity,
@@ -128,27 +139,14 @@ pub async fn spawn(dir: &DataDir, config: NodeConfig) -> Result<Node, SpawnError
     .await?;
     let agent_version = crate::blobs::agent_version(blobs.port());
     let keypair = libp2p_keypair(&identity);
-    let mdns = config.mdns;
-    let relay_server = config.mailbox.is_some();
-    let idle = config.idle_timeout();
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| SpawnError::Network(e.to_string()))?
-        .with_quic()
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| SpawnError::Network(e.to_string()))?
-        .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, relay_client, mdns, relay_server, agent_version)
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-        })
-        .map_err(|e| SpawnError::Network(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-        .build();
+    let mut swarm = build_swarm(
+        keypair,
+        options.transport,
+        config.mdns,
+        config.mailbox.is_some(),
+        config.idle_timeout(),
+        agent_version,
+    )?;
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())

@@ -1,0 +1,166 @@
+//! `meshchat-sim`: run a scenario file over real meshchat nodes and write a
+//! report (JSON, CSV, SVG plots). See docs/SIMULATIONS.md.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use meshchat_sim::{report, run, RunOptions, Scenario};
+
+#[derive(Parser)]
+#[command(
+    name = "meshchat-sim",
+    about = "Network simulations over real meshchat nodes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a scenario and writes its report.
+    Run {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// Seed (overrides the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output directory (default: sim-out/<scenario name>-<seed>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where the nodes' databases go (default: /dev/shm, else the temp dir).
+        #[arg(long)]
+        data_root: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Prints the schedule a scenario and seed produce (JSON), without running it.
+    Plan {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// Seed (overrides the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    match main_inner() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn main_inner() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Plan { scenario, seed } => {
+            let scenario = Scenario::load(&scenario)?;
+            let schedule = meshchat_sim::plan(&scenario, seed.unwrap_or(scenario.seed));
+            println!("{}", report::to_json(&schedule));
+            Ok(())
+        }
+        Command::Run {
+            scenario,
+            seed,
+            out,
+            data_root,
+            quiet,
+        } => {
+            let scenario = Scenario::load(&scenario)?;
+            let seed = seed.unwrap_or(scenario.seed);
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from("sim-out").join(format!("{}-{seed}", scenario.name))
+            });
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let options = RunOptions {
+                seed: Some(seed),
+                data_root,
+                progress: !quiet,
+            };
+            let outcome = runtime.block_on(run(&scenario, &options))?;
+            report::write_all(
+                &out,
+                &outcome.report,
+                &outcome.schedule,
+                &outcome.samples,
+                &outcome.latencies_ms,
+            )
+            .with_context(|| format!("writing the report to {}", out.display()))?;
+            print_summary(&outcome.report, &out);
+            Ok(())
+        }
+    }
+}
+
+fn print_summary(r: &meshchat_sim::Report, out: &std::path::Path) {
+    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1} ms"));
+    println!(
+        "scenario {} (seed {}): {} peers, {} relays, {} groups",
+        r.scenario,
+        r.seed,
+        r.peers,
+        r.relays,
+        r.group_sizes.len()
+    );
+    println!(
+        "delivery: {}/{} receptions ({:.4}){}",
+        r.delivered_in_history,
+        r.expected_deliveries,
+        r.delivery_ratio,
+        if r.all_delivered {
+            ""
+        } else {
+            "  NOT all delivered"
+        }
+    );
+    println!(
+        "latency: p50 {}  p95 {}  p99 {}  max {}",
+        ms(r.latency_ms.p50),
+        ms(r.latency_ms.p95),
+        ms(r.latency_ms.p99),
+        ms(r.latency_ms.max)
+    );
+    println!(
+        "latency, members reachable when written: p50 {}  p95 {}  p99 {}  ({} receptions)",
+        ms(r.latency_ms_reachable.p50),
+        ms(r.latency_ms_reachable.p95),
+        ms(r.latency_ms_reachable.p99),
+        r.latency_ms_reachable.count
+    );
+    for c in &r.convergence {
+        match (c.healed_s, c.converged_after_s) {
+            (Some(h), Some(t)) => println!(
+                "partition {} healed at {h:.1} s: converged {t:.2} s later",
+                c.partition
+            ),
+            (Some(h), None) => println!(
+                "partition {} healed at {h:.1} s: NOT converged by the end",
+                c.partition
+            ),
+            (None, _) => println!("partition {} never healed", c.partition),
+        }
+    }
+    println!(
+        "bytes per delivered message: {}; relay high-water: {} envelopes; memory per node: {:.1} MiB (+{:.1} MiB store)",
+        r.bytes.per_delivered_message.map_or("-".into(), |b| format!("{b:.0}")),
+        r.relay_high_water.messages,
+        r.memory.per_node_bytes as f64 / 1048576.0,
+        r.memory.store_bytes_per_node as f64 / 1048576.0
+    );
+    println!("report: {}", out.display());
+}
