@@ -12,7 +12,7 @@ use crate::{
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProfileCommand {
-    /// Change your name or status (contacts see the change at once; "" clears).
+    /// Change your name, status or picture (contacts see the change at once; "" clears).
     Set {
         /// Display name.
         #[arg(long)]
@@ -20,6 +20,17 @@ pub(crate) enum ProfileCommand {
         /// "About" status line.
         #[arg(long)]
         status: Option<String>,
+        /// A picture file for your profile (anyone may fetch it, like WhatsApp's default).
+        #[arg(long, value_name = "PATH")]
+        avatar: Option<std::path::PathBuf>,
+    },
+    /// Download a profile picture (yours, or a contact's) to a file.
+    Picture {
+        /// PeerId or contact name (default: you).
+        peer: Option<String>,
+        /// File to write.
+        #[arg(long, value_name = "PATH")]
+        out: std::path::PathBuf,
     },
     /// Show your profile, or a contact's.
     Show {
@@ -31,18 +42,41 @@ pub(crate) enum ProfileCommand {
 pub(crate) async fn profile(dir: &DataDir, command: ProfileCommand, json: bool) -> Result<()> {
     let mut client = connect(dir).await?;
     let (request, whose) = match command {
-        ProfileCommand::Set { name, status } => {
-            if name.is_none() && status.is_none() {
-                anyhow::bail!("nothing to change: give --name and/or --status");
+        ProfileCommand::Set {
+            name,
+            status,
+            avatar,
+        } => {
+            if name.is_none() && status.is_none() && avatar.is_none() {
+                anyhow::bail!("nothing to change: give --name, --status and/or --avatar");
             }
+            let avatar_path = avatar
+                .map(|p| std::path::absolute(&p).unwrap_or(p))
+                .filter(|p| !p.as_os_str().is_empty());
             (
                 ControlRequest::ProfileSet {
                     name,
                     status,
                     avatar: None,
+                    avatar_path,
                 },
                 None,
             )
+        }
+        ProfileCommand::Picture { peer, out } => {
+            let out = std::path::absolute(&out).unwrap_or(out);
+            let result = client
+                .call_raw(ControlRequest::ProfileAvatar { peer, out })
+                .await?;
+            if json {
+                return print_json(&result);
+            }
+            println!(
+                "Wrote {} ({} bytes).",
+                result["path"].as_str().unwrap_or("?"),
+                result["size"]
+            );
+            return Ok(());
         }
         ProfileCommand::Show { peer } => {
             let whose = peer.clone();

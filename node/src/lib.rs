@@ -29,7 +29,7 @@ pub use config::NodeConfig;
 pub use data_dir::{DataDir, DataDirError, DirLock, LocalProfile};
 pub use keys::{peer_id_of, public_key_of};
 pub use presence::{LastSeen, LastSeenPrivacy};
-pub use social::{PeerProfile, ProfileUpdate};
+pub use social::{PeerProfile, ProfileUpdate, MAX_AVATAR_BYTES};
 pub use store::{Contact, DeliveryState, StoreError};
 pub use transport::SpawnOptions;
 

@@ -12,6 +12,9 @@ use crate::{
     protocol::Profile,
 };
 
+/// Largest profile picture fetched from a peer.
+pub const MAX_AVATAR_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Changes to the user's own profile; `None` leaves a field as it is and an
 /// empty string clears it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

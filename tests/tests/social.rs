@@ -335,3 +335,48 @@ fn bob_key(bob: &Peer) -> String {
         .unwrap()
         .to_string()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_picture_reaches_contacts_as_a_verified_blob() {
+    let alice = Peer::start("alice").await;
+    let mut bob = Peer::start("bob").await;
+    alice.add(&bob).await;
+    bob.add(&alice).await;
+    let picture: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let path = alice.tmp.path().join("me.jpg");
+    std::fs::write(&path, &picture).unwrap();
+    let hash = alice.node.import_blob(&path).await.unwrap();
+    alice
+        .node
+        .set_profile(ProfileUpdate {
+            avatar: Some(hash.to_string()),
+            ..ProfileUpdate::default()
+        })
+        .await
+        .unwrap();
+    let alice_id = alice.peer_id();
+    let seen = within("alice's picture in her profile", async {
+        loop {
+            if let Some(p) = bob.node.profile(Some(alice_id)).await.unwrap() {
+                if let Some(avatar) = p.profile.avatar {
+                    return avatar;
+                }
+            }
+            bob.wait_for("a profile change", |e| {
+                matches!(e, Event::ProfileChanged { .. }).then_some(())
+            })
+            .await;
+        }
+    })
+    .await;
+    assert_eq!(seen, hash.to_string());
+    let size = bob
+        .node
+        .fetch_blob(hash, meshchat_node::MAX_AVATAR_BYTES, alice_id)
+        .await
+        .unwrap();
+    assert_eq!(size, picture.len() as u64);
+    let out = bob.tmp.path().join("alice.jpg");
+    bob.node.export_blob(hash, &out).await.unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), picture);
+}

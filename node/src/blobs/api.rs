@@ -146,7 +146,7 @@ impl Node {
     /// things such as profile pictures). Returns its hash.
     pub async fn import_blob(&self, path: impl AsRef<Path>) -> Result<BlobHash, NodeError> {
         let (hash, _) = self.blobs.import(path.as_ref()).await?;
-        self.blobs.access().make_public(hash);
+        self.blobs.keep_public(hash).await?;
         Ok(blob_hash(hash))
     }
 

@@ -30,6 +30,8 @@ const GC_INTERVAL: Duration = Duration::from_secs(600);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Tag prefix of blobs referenced by messages.
 pub(crate) const ATTACHMENT_TAG: &str = "att/";
+/// Tag prefix of blobs anyone may fetch (profile pictures).
+pub(crate) const PUBLIC_TAG: &str = "pub/";
 
 /// Progress of one download, reported as it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,6 +256,33 @@ impl Blobs {
         let hash = temp.hash();
         self.keep(hash).await?;
         Ok((hash, meta.len()))
+    }
+
+    /// Serves `hash` to anyone, across restarts, and keeps it out of
+    /// garbage collection (profile pictures).
+    pub(crate) async fn keep_public(&self, hash: Hash) -> Result<(), BlobError> {
+        self.store()
+            .tags()
+            .set(format!("{PUBLIC_TAG}{hash}"), HashAndFormat::raw(hash))
+            .await
+            .map_err(|e| BlobError::Store(e.to_string()))?;
+        self.access().make_public(hash);
+        Ok(())
+    }
+
+    /// Marks every blob kept public before a restart as public again.
+    pub(crate) async fn restore_public(&self) -> Result<(), BlobError> {
+        let tags = self
+            .store()
+            .tags()
+            .list_prefix(PUBLIC_TAG)
+            .await
+            .map_err(|e| BlobError::Store(e.to_string()))?;
+        let tags: Vec<_> = tags.collect().await;
+        for tag in tags.into_iter().flatten() {
+            self.access().make_public(tag.hash);
+        }
+        Ok(())
     }
 
     /// Keeps `hash` (complete or not) out of garbage collection.

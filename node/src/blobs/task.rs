@@ -134,6 +134,9 @@ impl State {
         let Some(node) = self.node.upgrade() else {
             return;
         };
+        if let Err(error) = self.blobs().restore_public().await {
+            tracing::warn!(%error, "cannot restore public blobs");
+        }
         match index::refresh_all(&node, self.blobs().access()).await {
             Ok(files) => {
                 self.blobs().access().mark_ready();

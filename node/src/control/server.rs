@@ -327,14 +327,43 @@ async fn call(node: &Node, request: ControlRequest) -> Result<serde_json::Value,
             name,
             status,
             avatar,
-        } => to_json(
-            node.set_profile(crate::ProfileUpdate {
-                name,
-                status,
-                avatar,
-            })
-            .await?,
-        ),
+            avatar_path,
+        } => {
+            let avatar = match avatar_path {
+                Some(path) => Some(node.import_blob(path).await?.to_string()),
+                None => avatar,
+            };
+            to_json(
+                node.set_profile(crate::ProfileUpdate {
+                    name,
+                    status,
+                    avatar,
+                })
+                .await?,
+            )
+        }
+        ControlRequest::ProfileAvatar { peer, out } => {
+            let peer = match peer {
+                Some(p) => Some(resolve_peer(node, &p).await?),
+                None => None,
+            };
+            let profile = node
+                .profile(peer)
+                .await?
+                .ok_or_else(|| NodeError::NotFound("a profile for that peer".into()))?;
+            let hash: meshchat_crdt::BlobHash = profile
+                .profile
+                .avatar
+                .ok_or_else(|| NodeError::NotFound("a profile picture".into()))?
+                .parse()
+                .map_err(|_| NodeError::Invalid("the profile's picture hash is invalid".into()))?;
+            if peer.is_some() {
+                node.fetch_blob(hash, crate::MAX_AVATAR_BYTES, profile.peer)
+                    .await?;
+            }
+            let size = node.export_blob(hash, &out).await?;
+            to_json(serde_json::json!({ "hash": hash, "size": size, "path": out }))
+        }
         ControlRequest::ProfileShow { peer } => {
             let peer = match peer {
                 Some(p) => Some(resolve_peer(node, &p).await?),

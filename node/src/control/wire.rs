@@ -136,6 +136,18 @@ pub enum ControlRequest {
         /// BLAKE3 hash (hex) of a profile picture blob.
         #[serde(default)]
         avatar: Option<String>,
+        /// A picture file to import and use as the profile picture.
+        #[serde(default)]
+        avatar_path: Option<std::path::PathBuf>,
+    },
+    /// Download a profile picture (yours when `peer` is absent) to `out`:
+    /// `{hash, size, path}`.
+    ProfileAvatar {
+        /// PeerId or contact name.
+        #[serde(default)]
+        peer: Option<String>,
+        /// File to write.
+        out: std::path::PathBuf,
     },
     /// A profile (yours when `peer` is absent): `PeerProfile` or `null`.
     ProfileShow {
