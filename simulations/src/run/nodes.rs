@@ -97,6 +97,8 @@ pub(super) async fn start_nodes(
                     .map(addr_of)
                     .into_iter()
                     .collect(),
+                // Media is not simulated; its endpoint stays on loopback.
+                blobs: meshchat_node::blobs::BlobConfig::loopback(),
                 ..NodeConfig::default()
             }
         })
