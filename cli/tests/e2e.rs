@@ -65,6 +65,12 @@ impl Running {
         serde_json::from_str(&line).expect("json line")
     }
 
+    /// The next line within `d`, if any.
+    fn next_json_within(&self, d: Duration) -> Option<Value> {
+        let line = self.lines.recv_timeout(d).ok()?;
+        Some(serde_json::from_str(&line).expect("json line"))
+    }
+
     /// Waits for the process to end: its stdout closes (the reader thread
     /// drops the channel), then reaps it.
     fn wait_exit(&mut self) -> bool {
@@ -83,6 +89,30 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until `dir`'s history with `chat` shows `n` outgoing messages
+/// delivered, re-reading history whenever `watch` reports an event (and at
+/// least every second, for events that fired before it subscribed).
+fn wait_all_delivered(dir: &Path, chat: &str, n: usize, watch: &Running) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (ok, stdout, stderr) = run(meshchat(dir).args(["history", chat, "--json"]));
+        assert!(ok, "{stderr}");
+        let delivered = stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["delivery"] == "delivered" || e["delivery"] == "read")
+            .count();
+        if delivered >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {delivered} of {n} delivered"
+        );
+        let _ = watch.next_json_within(Duration::from_secs(1));
     }
 }
 
@@ -263,12 +293,7 @@ fn invite_profile_presence_and_blocking_through_the_cli() {
     assert!(!ok);
     assert!(stderr.contains("meshchat invite"), "{stderr}");
     assert!(run(meshchat(&a).args(["send", "bob", "hi from your invite"])).0);
-    loop {
-        let event = watch.next_json();
-        if event["type"] == "delivery" && event["state"] == "delivered" {
-            break;
-        }
-    }
+    wait_all_delivered(&a, "bob", 1, &watch);
 
     // Bob's profile change reaches Alice.
     assert!(run(meshchat(&b).args(["profile", "set", "--status", "hiking"])).0);
@@ -362,14 +387,9 @@ fn acknowledged_messages_survive_sigkill() {
     for i in 0..total {
         ok_json(meshchat(&a).args(["send", "bob", &format!("m{i}")]));
     }
-    // Wait for Bob's acknowledgements ("delivered" means durably stored there).
-    let mut delivered = 0;
-    while delivered < total {
-        let event = watch.next_json();
-        if event["type"] == "delivery" && event["state"] == "delivered" {
-            delivered += 1;
-        }
-    }
+    // Wait for Bob's acknowledgements ("delivered" means durably stored
+    // there). Events that fired before `watch` subscribed are seen in history.
+    wait_all_delivered(&a, "bob", total, &watch);
     // Kill Bob without a chance to flush anything more, then restart him.
     bob.child.kill().unwrap();
     bob.child.wait().unwrap();
