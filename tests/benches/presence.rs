@@ -147,36 +147,34 @@ async fn run_contact(
     swarm.dial(addr).expect("dial");
     let mut told = false;
     loop {
-        match swarm.select_next_some().await {
-            SwarmEvent::ConnectionEstablished { .. } if !told => {
-                told = true;
-                let _ = connected.send(()).await;
-            }
-            SwarmEvent::Behaviour(ContactBehaviourEvent::Direct(
-                request_response::Event::Message {
-                    message:
-                        request_response::Message::Request {
-                            request, channel, ..
-                        },
-                    ..
-                },
-            )) => {
-                let response = match request {
-                    Inbound::Request(Request::Heartbeat(_)) => {
-                        heartbeats.fetch_add(1, Ordering::Relaxed);
-                        Response::Noted
+        if let SwarmEvent::Behaviour(ContactBehaviourEvent::Direct(
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            },
+        )) = swarm.select_next_some().await
+        {
+            let response = match request {
+                Inbound::Request(Request::Heartbeat(_)) => {
+                    heartbeats.fetch_add(1, Ordering::Relaxed);
+                    // The node greets a new contact with a heartbeat:
+                    // from then on this contact is connected and idle.
+                    if !told {
+                        told = true;
+                        let _ = connected.send(()).await;
                     }
-                    Inbound::Request(Request::Profile(_) | Request::Typing { .. }) => {
-                        Response::Noted
-                    }
-                    _ => Response::Error(WireError::NotMember),
-                };
-                let _ = swarm
-                    .behaviour_mut()
-                    .direct
-                    .send_response(channel, response);
-            }
-            _ => {}
+                    Response::Noted
+                }
+                Inbound::Request(Request::Profile(_) | Request::Typing { .. }) => Response::Noted,
+                _ => Response::Error(WireError::NotMember),
+            };
+            let _ = swarm
+                .behaviour_mut()
+                .direct
+                .send_response(channel, response);
         }
     }
 }
@@ -289,11 +287,9 @@ async fn parent(contacts: usize, window_s: u64) {
     for _ in 0..contacts {
         tokio::time::timeout(TIMEOUT, connected.recv())
             .await
-            .expect("every contact connects")
+            .expect("every contact connects and hears a first heartbeat")
             .expect("channel");
     }
-    // Let the connection-time exchanges (identify, sync, profiles) finish.
-    tokio::time::sleep(Duration::from_secs(5)).await;
 
     let on = measure(pid, port, &heartbeats, window_s).await;
     stdin.write_all(b"nobody\n").await.expect("stdin");

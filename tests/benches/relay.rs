@@ -605,8 +605,6 @@ async fn idle_memory(peers: usize) {
                 break a.parse().expect("addr");
             }
         };
-        // Settling the process, not waiting for the network.
-        tokio::time::sleep(Duration::from_secs(1)).await;
         let before = rss_kib(pid);
         let (tx, mut connected) = tokio::sync::mpsc::channel::<()>(peers.max(1));
         let mut tasks = Vec::new();
@@ -619,14 +617,22 @@ async fn idle_memory(peers: usize) {
                     "/meshchat/id/1",
                 );
                 swarm.dial(addr).expect("dial");
-                let mut told = false;
+                // Idle means: connected, identified and pinged once.
+                let (mut identified, mut pinged, mut told) = (false, false, false);
                 loop {
-                    if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await
-                    {
-                        if !told {
-                            let _ = tx.send(()).await;
-                            told = true;
-                        }
+                    match swarm.select_next_some().await {
+                        SwarmEvent::Behaviour(IdleEvent::Identify(identify::Event::Received {
+                            ..
+                        })) => identified = true,
+                        SwarmEvent::Behaviour(IdleEvent::Ping(ping::Event {
+                            result: Ok(_),
+                            ..
+                        })) => pinged = true,
+                        _ => {}
+                    }
+                    if identified && pinged && !told {
+                        let _ = tx.send(()).await;
+                        told = true;
                     }
                 }
             }));
@@ -635,12 +641,10 @@ async fn idle_memory(peers: usize) {
         for _ in 0..peers {
             tokio::time::timeout(TIMEOUT, connected.recv())
                 .await
-                .expect("all peers connect")
+                .expect("all peers connect, identify and ping")
                 .expect("channel");
         }
         let connect_time = started.elapsed();
-        // Let identify and the first pings settle.
-        tokio::time::sleep(Duration::from_secs(5)).await;
         let after = rss_kib(pid);
         let per_peer = (after.saturating_sub(before)) as f64 / peers as f64;
         println!(
