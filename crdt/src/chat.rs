@@ -7,7 +7,10 @@
 //! the node persists the accepted and deferred changes; then
 //! [`ChatReplica::apply`] merges them in causal order, batched per document.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    sync::Arc,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +18,7 @@ use crate::{
     ids::{ChangeHash, ChatId, GroupNonce, MessageId, PublicKey},
     message::Message,
     meta::{self, GroupInfo, Role},
+    meta_cache::{MetaCache, Roles},
     rules::{check_history_change, RuleViolation},
     segment::Segment,
     signed::{SegmentIndex, SignedChange, VerifiedChange, VerifyError, META_SEGMENT},
@@ -170,6 +174,8 @@ pub struct ChatReplica {
     pub(crate) segment_capacity: usize,
     /// Changes waiting for their dependencies.
     deferred: HashMap<ChangeHash, VerifiedChange>,
+    /// Membership and metadata views, so questions do not re-read Automerge.
+    pub(crate) meta_cache: MetaCache,
 }
 
 impl std::fmt::Debug for ChatReplica {
@@ -190,6 +196,7 @@ impl ChatReplica {
             segments: BTreeMap::new(),
             segment_capacity: DEFAULT_SEGMENT_CAPACITY,
             deferred: HashMap::new(),
+            meta_cache: MetaCache::default(),
         }
     }
 
@@ -226,16 +233,26 @@ impl ChatReplica {
     pub fn members(&self) -> BTreeMap<PublicKey, Role> {
         match &self.kind {
             ChatKind::Direct { a, b } => [(*a, Role::Member), (*b, Role::Member)].into(),
-            ChatKind::Group { .. } => self
-                .meta()
-                .map(|m| meta::roles_at(&m.doc, None))
-                .unwrap_or_default(),
+            ChatKind::Group { .. } => self.group_roles().map(|r| (*r).clone()).unwrap_or_default(),
+        }
+    }
+
+    /// A group's members and roles now, from the cache.
+    fn group_roles(&self) -> Option<Roles> {
+        self.meta().map(|m| self.meta_cache.roles(&m.doc))
+    }
+
+    /// `key`'s role now, if it is a member.
+    pub fn role_of(&self, key: &PublicKey) -> Option<Role> {
+        match &self.kind {
+            ChatKind::Direct { a, b } => (key == a || key == b).then_some(Role::Member),
+            ChatKind::Group { .. } => self.group_roles()?.get(key).copied(),
         }
     }
 
     /// Whether `key` is a member now.
     pub fn is_member(&self, key: &PublicKey) -> bool {
-        self.members().contains_key(key)
+        self.role_of(key).is_some()
     }
 
     /// Whether `key` is or ever was a member. Former members may still
@@ -250,7 +267,12 @@ impl ChatReplica {
 
     /// A group's metadata (`None` for direct chats and groups not yet received).
     pub fn group_info(&self) -> Option<GroupInfo> {
-        meta::info(&self.meta()?.doc)
+        self.group_info_shared().map(|i| (*i).clone())
+    }
+
+    /// [`ChatReplica::group_info`] without copying it.
+    pub(crate) fn group_info_shared(&self) -> Option<Arc<GroupInfo>> {
+        self.meta_cache.info(&self.meta()?.doc)
     }
 
     /// Whether this replica holds the change (applied, or waiting for its dependencies).
@@ -326,7 +348,9 @@ impl ChatReplica {
             if deps_pending {
                 return Verdict::NeedsFlush;
             }
-            return match meta::check_meta_change(&seg.doc, &change.change, &author, creator) {
+            let roles = self.meta_cache.roles_at(&seg.doc, change.change.deps());
+            return match meta::check_meta_change(&seg.doc, &roles, &change.change, &author, creator)
+            {
                 Ok(()) => Verdict::Accept,
                 Err(RuleViolation::NotMember) => Verdict::Reject(RejectReason::NotMember(author)),
                 Err(e) => Verdict::Reject(e.into()),
@@ -359,7 +383,7 @@ impl ChatReplica {
                     }
                 }
                 let heads: Vec<automerge::ChangeHash> = heads.iter().map(|h| (*h).into()).collect();
-                match meta::roles_at(&meta.doc, Some(&heads)).get(&author) {
+                match self.meta_cache.roles_at(&meta.doc, &heads).get(&author) {
                     None => return Verdict::Reject(RejectReason::NotMember(author)),
                     Some(role) => *role == Role::Admin,
                 }
@@ -447,7 +471,10 @@ impl ChatReplica {
                 .push(change);
         }
         for (index, changes) in by_segment {
-            out.meta_changed |= index == META_SEGMENT;
+            if index == META_SEGMENT {
+                out.meta_changed = true;
+                self.meta_cache.invalidate();
+            }
             let segment = self
                 .segments
                 .entry(index)

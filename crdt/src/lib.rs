@@ -16,6 +16,7 @@ mod identity;
 mod ids;
 mod message;
 mod meta;
+mod meta_cache;
 mod ops;
 mod rules;
 mod segment;

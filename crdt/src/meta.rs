@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use automerge::{
     legacy::{Key, ObjectId, OpType},
     transaction::Transactable,
-    Automerge, ChangeHash as AmHash, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT,
+    Automerge, ChangeHash as AmHash, ObjId, ObjType, ReadDoc, ScalarValue, ScalarValueRef, Value,
+    ValueRef, ROOT,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -167,6 +168,23 @@ fn str_at(doc: &Automerge, obj: &ObjId, key: &str, heads: Option<&[AmHash]>) -> 
     }
 }
 
+/// The string values of a map, now or as at `heads`, in one pass (a `get`
+/// per key would cost time proportional to the map for each key).
+fn map_strings(doc: &Automerge, obj: &ObjId, heads: Option<&[AmHash]>) -> Vec<(String, String)> {
+    let range = match heads {
+        Some(h) => doc.map_range_at(obj, .., h),
+        None => doc.map_range(obj, ..),
+    };
+    range
+        .filter_map(|item| match item.value {
+            ValueRef::Scalar(ScalarValueRef::Str(s)) => {
+                Some((item.key.into_owned(), s.into_owned()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Members and roles, now or as at `heads`. If no admin remains (concurrent
 /// demotions), the member with the smallest key is treated as admin, the same
 /// on every replica.
@@ -174,16 +192,9 @@ pub(crate) fn roles_at(doc: &Automerge, heads: Option<&[AmHash]>) -> BTreeMap<Pu
     let Some(members) = container(doc, MEMBERS) else {
         return BTreeMap::new();
     };
-    let keys: Vec<String> = match heads {
-        Some(h) => doc.keys_at(&members, h).collect(),
-        None => doc.keys(&members).collect(),
-    };
-    let mut roles: BTreeMap<PublicKey, Role> = keys
+    let mut roles: BTreeMap<PublicKey, Role> = map_strings(doc, &members, heads)
         .into_iter()
-        .filter_map(|k| {
-            let role = Role::parse(&str_at(doc, &members, &k, heads)?)?;
-            Some((k.parse().ok()?, role))
-        })
+        .filter_map(|(k, v)| Some((k.parse().ok()?, Role::parse(&v)?)))
         .collect();
     if !roles.values().any(|r| *r == Role::Admin) {
         if let Some(first) = roles.values_mut().next() {
@@ -211,28 +222,33 @@ pub(crate) fn ever_member(doc: &Automerge, key: &PublicKey) -> bool {
 pub(crate) fn info(doc: &Automerge) -> Option<GroupInfo> {
     let creator = str_at(doc, &ROOT, CREATED_BY, None)?.parse().ok()?;
     let name = str_at(doc, &ROOT, NAME, None).unwrap_or_default();
-    let added_by = container(doc, ADDED_BY);
-    let joined = container(doc, JOINED_SEGMENT);
+    let added_by: BTreeMap<String, String> = container(doc, ADDED_BY)
+        .map(|m| map_strings(doc, &m, None).into_iter().collect())
+        .unwrap_or_default();
+    let joined: BTreeMap<String, u32> = container(doc, JOINED_SEGMENT)
+        .map(|m| {
+            doc.map_range(&m, ..)
+                .filter_map(|item| {
+                    let segment = match item.value {
+                        ValueRef::Scalar(ScalarValueRef::Uint(n)) => u32::try_from(n).ok(),
+                        ValueRef::Scalar(ScalarValueRef::Int(n)) => u32::try_from(n).ok(),
+                        _ => None,
+                    }?;
+                    Some((item.key.into_owned(), segment))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let members = roles_at(doc, None)
         .into_iter()
-        .map(|(key, role)| Member {
-            key,
-            role,
-            added_by: added_by
-                .as_ref()
-                .and_then(|m| str_at(doc, m, &key.to_string(), None))
-                .and_then(|s| s.parse().ok()),
-            joined_segment: joined
-                .as_ref()
-                .and_then(|m| match doc.get(m, key.to_string()).ok()?? {
-                    (Value::Scalar(s), _) => match s.as_ref() {
-                        ScalarValue::Uint(n) => u32::try_from(*n).ok(),
-                        ScalarValue::Int(n) => u32::try_from(*n).ok(),
-                        _ => None,
-                    },
-                    _ => None,
-                })
-                .unwrap_or(0),
+        .map(|(key, role)| {
+            let hex = key.to_string();
+            Member {
+                key,
+                role,
+                added_by: added_by.get(&hex).and_then(|s| s.parse().ok()),
+                joined_segment: joined.get(&hex).copied().unwrap_or(0),
+            }
         })
         .collect();
     let settings = container(doc, SETTINGS)
@@ -254,6 +270,7 @@ pub(crate) fn info(doc: &Automerge) -> Option<GroupInfo> {
 /// Checks a metadata change against the rules, in the state at its deps.
 pub(crate) fn check_meta_change(
     doc: &Automerge,
+    roles_at_deps: &BTreeMap<PublicKey, Role>,
     change: &automerge::Change,
     author: &PublicKey,
     creator: &PublicKey,
@@ -267,9 +284,7 @@ pub(crate) fn check_meta_change(
         }
         return Ok(());
     }
-    let heads = change.deps();
-    let roles = roles_at(doc, Some(heads));
-    let role = *roles.get(author).ok_or(RuleViolation::NotMember)?;
+    let role = *roles_at_deps.get(author).ok_or(RuleViolation::NotMember)?;
     let is_admin = role == Role::Admin;
     let containers: BTreeMap<String, &str> = [MEMBERS, ADDED_BY, JOINED_SEGMENT, SETTINGS]
         .into_iter()

@@ -132,7 +132,7 @@ impl ChatReplica {
         sent_at_ms: i64,
     ) -> Result<Written, WriteError> {
         let author = identity.public();
-        self.role_of(&author)?;
+        self.writer_role(&author)?;
         if text.len() > MAX_TEXT_BYTES {
             return Err(WriteError::TooLong { len: text.len() });
         }
@@ -215,7 +215,7 @@ impl ChatReplica {
         let me = identity.public();
         let (segment, obj, msg) = self.locate(identity, id)?;
         let own = msg.author == me;
-        if !own && self.role_of(&me)? != Role::Admin {
+        if !own && self.writer_role(&me)? != Role::Admin {
             return Err(WriteError::NotAuthor);
         }
         self.commit(identity, segment, |tx| {
@@ -308,7 +308,7 @@ impl ChatReplica {
     /// Leaves the group.
     pub fn leave(&mut self, identity: &Identity) -> Result<Authored, WriteError> {
         let me = identity.public();
-        self.role_of(&me)?;
+        self.writer_role(&me)?;
         if !self.kind.is_group() {
             return Err(WriteError::NotAGroup);
         }
@@ -354,18 +354,15 @@ impl ChatReplica {
         })
     }
 
-    fn role_of(&self, key: &PublicKey) -> Result<Role, WriteError> {
-        self.members()
-            .get(key)
-            .copied()
-            .ok_or(WriteError::NotMember)
+    fn writer_role(&self, key: &PublicKey) -> Result<Role, WriteError> {
+        self.role_of(key).ok_or(WriteError::NotMember)
     }
 
     fn require_admin(&self, identity: &Identity) -> Result<(), WriteError> {
         if !self.kind.is_group() {
             return Err(WriteError::NotAGroup);
         }
-        match self.role_of(&identity.public())? {
+        match self.writer_role(&identity.public())? {
             Role::Admin => Ok(()),
             Role::Member => Err(WriteError::NotAdmin),
         }
@@ -377,7 +374,7 @@ impl ChatReplica {
         identity: &Identity,
         id: MessageId,
     ) -> Result<(SegmentIndex, ObjId, Message), WriteError> {
-        self.role_of(&identity.public())?;
+        self.writer_role(&identity.public())?;
         for segment in self.history() {
             if let Ok(Some((Value::Object(ObjType::Map), obj))) =
                 segment.doc.get(ROOT, id.to_string())
@@ -393,7 +390,7 @@ impl ChatReplica {
     /// than a member's first entitled segment.
     fn segment_for_write(&self) -> SegmentIndex {
         let floor = self
-            .group_info()
+            .group_info_shared()
             .map(|i| {
                 i.members
                     .iter()
@@ -441,6 +438,9 @@ impl ChatReplica {
             Vec::new()
         };
         let chat = self.id;
+        if index == META_SEGMENT {
+            self.meta_cache.invalidate();
+        }
         let segment = self
             .segments
             .entry(index)
