@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     ids::{ChangeHash, ChatId, GroupNonce, MessageId, PublicKey},
     message::Message,
-    meta::{self, GroupInfo, Role},
+    meta::{self, GroupInfo, Member, Role},
     meta_cache::{MetaCache, Roles},
     rules::{check_history_change, RuleViolation},
     segment::Segment,
@@ -268,6 +268,13 @@ impl ChatReplica {
     /// A group's metadata (`None` for direct chats and groups not yet received).
     pub fn group_info(&self) -> Option<GroupInfo> {
         self.group_info_shared().map(|i| (*i).clone())
+    }
+
+    /// One member of a group, with who added them and what history they may read.
+    pub fn member(&self, key: &PublicKey) -> Option<Member> {
+        let info = self.group_info_shared()?;
+        let at = info.members.binary_search_by_key(key, |m| m.key).ok()?;
+        Some(info.members[at].clone())
     }
 
     /// [`ChatReplica::group_info`] without copying it.

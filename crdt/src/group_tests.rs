@@ -176,6 +176,39 @@ fn a_removed_member_cannot_write_after_seeing_its_removal() {
 }
 
 #[test]
+fn a_message_written_before_its_authors_removal_still_counts() {
+    let mut g = Group::new(3, 2);
+    let leaver = g.ids[2].clone();
+    // Written while a member (naming the metadata heads of that time), but
+    // delivered only after the removal: judged by the heads it names.
+    let before = g.reps[2]
+        .write_message(&leaver, "goodbye", None, 5)
+        .unwrap();
+    let rm = g.reps[0].remove_member(&g.ids[0], leaver.public()).unwrap();
+    assert!(deliver(&mut g.reps[1], vec![rm.change.clone()]).is_empty());
+    assert!(!g.reps[1].is_member(&leaver.public()));
+    assert!(deliver(&mut g.reps[1], vec![before.change]).is_empty());
+    let texts: Vec<_> = g.reps[1].messages().into_iter().map(|m| m.text).collect();
+    assert_eq!(texts, vec!["goodbye"]);
+    // And after the removal, the same author is refused.
+    g.record(rm.change);
+    g.sync_all();
+    let (_, late) = g.reps[2]
+        .commit(&leaver, 0, |tx| {
+            let m = tx
+                .put_object(ROOT, MessageId::random().to_string(), ObjType::Map)
+                .unwrap();
+            tx.put(&m, "author", leaver.public().to_string()).unwrap();
+            tx.put(&m, "sent_at", ScalarValue::Timestamp(9)).unwrap();
+            tx.put(&m, "text", "late").unwrap();
+            Ok(())
+        })
+        .unwrap();
+    let rejected = deliver(&mut g.reps[1], vec![late.change]);
+    assert!(matches!(rejected[..], [RejectReason::NotMember(_)]));
+}
+
+#[test]
 fn edits_deletes_and_reactions_follow_the_rules() {
     let mut g = Group::new(3, 2);
     let w = g.reps[1].write_message(&g.ids[1], "typo", None, 1).unwrap();
@@ -248,12 +281,14 @@ fn new_members_without_history_get_a_fresh_segment() {
     g.record(add.change);
     g.sync_all();
     let info = g.reps[1].group_info().unwrap();
-    let joined = info
-        .members
-        .iter()
-        .find(|m| m.key == g.ids[3].public())
-        .unwrap()
-        .joined_segment;
+    for member in &info.members {
+        assert_eq!(g.reps[1].member(&member.key).as_ref(), Some(member));
+    }
+    assert_eq!(
+        g.reps[1].member(&g.ids[0].public()).unwrap().role,
+        Role::Admin
+    );
+    let joined = g.reps[1].member(&g.ids[3].public()).unwrap().joined_segment;
     assert_eq!(joined, 1);
     let w = g.reps[1]
         .write_message(&g.ids[1], "welcome", None, 2)

@@ -508,12 +508,7 @@ enum Adoption {
 /// i.e. metadata only, for a former member), or `None` for a stranger.
 fn entitlement(replica: &ChatReplica, peer: &PublicKey) -> Option<SegmentIndex> {
     if replica.is_member(peer) {
-        return Some(
-            replica
-                .group_info()
-                .and_then(|info| info.members.into_iter().find(|m| m.key == *peer))
-                .map_or(0, |m| m.joined_segment),
-        );
+        return Some(replica.member(peer).map_or(0, |m| m.joined_segment));
     }
     replica.was_member(peer).then_some(META_SEGMENT)
 }
