@@ -298,7 +298,7 @@ impl Actor {
         store.put_contact(&key, &contact)?;
         self.chats.ensure_direct(key, now_ms())?;
         self.remember_addrs(peer, contact.addrs.iter().cloned());
-        self.backoff.remove(&peer);
+        self.redials.forget(&peer);
         self.dial_peer(peer);
         Ok(contact)
     }

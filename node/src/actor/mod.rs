@@ -26,6 +26,7 @@ mod direct;
 mod gossip;
 mod mailbox;
 mod peers;
+mod redial;
 mod social;
 
 pub use gossip::group_topic;
@@ -76,11 +77,6 @@ enum Pending {
     Notice,
 }
 
-struct Backoff {
-    next_at: tokio::time::Instant,
-    delay: Duration,
-}
-
 pub(crate) struct Actor {
     swarm: Swarm<Behaviour>,
     chats: Chats,
@@ -92,7 +88,7 @@ pub(crate) struct Actor {
     pushing: HashSet<PeerId>,
     /// Addresses learned from identify, mDNS and contacts.
     addrs: HashMap<PeerId, Vec<Multiaddr>>,
-    backoff: HashMap<PeerId, Backoff>,
+    redials: redial::Redials,
     listen_addrs: Vec<Multiaddr>,
     /// Relays this node holds (or asked for) a circuit reservation at.
     reservations: std::collections::HashSet<PeerId>,
@@ -179,6 +175,7 @@ pub async fn spawn_with(
         peer_id,
         blobs: blobs.clone(),
     });
+    let redials = redial::Redials::new(config.redial_interval(), MAX_BACKOFF);
     let mut actor = Actor {
         swarm,
         chats: Chats::new(identity, store),
@@ -188,7 +185,7 @@ pub async fn spawn_with(
         pending: HashMap::new(),
         pushing: HashSet::new(),
         addrs: HashMap::new(),
-        backoff: HashMap::new(),
+        redials,
         listen_addrs: Vec::new(),
         topics: HashMap::new(),
         reservations: Default::default(),
@@ -286,6 +283,10 @@ impl Actor {
         tracing::info!(addr = %full, "listening");
         if !self.listen_addrs.contains(&full) {
             self.listen_addrs.push(full.clone());
+            // A new address of our own: the network may have changed.
+            if self.redials.network_changed(tokio::time::Instant::now()) {
+                self.redial();
+            }
         }
         self.emit(Event::Listening { addr: full });
     }
@@ -416,7 +417,10 @@ impl Actor {
                 }
                 if num_established.get() == 1 {
                     tracing::debug!(peer = %peer_id, "connected");
-                    self.backoff.remove(&peer_id);
+                    if self.redials.connected(peer_id, tokio::time::Instant::now()) {
+                        tracing::debug!(peer = %peer_id, "an unreachable peer is back: redialling everyone");
+                        self.redial();
+                    }
                     self.emit(Event::PeerConnected { peer: peer_id });
                     self.start_sync(peer_id);
                     self.push_outbox(peer_id);

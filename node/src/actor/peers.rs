@@ -69,18 +69,9 @@ impl Actor {
                 self.push_outbox(peer);
                 continue;
             }
-            let backoff = self.backoff.entry(peer).or_insert(Backoff {
-                next_at: now,
-                delay: Duration::ZERO,
-            });
-            if backoff.next_at > now {
-                continue;
+            if self.redials.due(peer, now) {
+                self.dial_peer(peer);
             }
-            backoff.delay = (backoff.delay * 2)
-                .max(self.config.redial_interval())
-                .min(MAX_BACKOFF);
-            backoff.next_at = now + backoff.delay;
-            self.dial_peer(peer);
         }
     }
 

@@ -403,7 +403,7 @@ impl Actor {
                 // Nothing shown about a blocked peer, not even that it left.
             }
         } else {
-            self.backoff.remove(&peer);
+            self.redials.forget(&peer);
             self.dial_peer(peer);
         }
         Ok(())
