@@ -37,8 +37,9 @@ fn main() {
         .max(1);
     println!("group size: cost of membership for one member (times per operation)");
     println!(
-        "{:>7} | {:>12} {:>12} {:>6} | {:>12} {:>12} | {:>12} {:>12} {:>6}",
+        "{:>7} {:>9} | {:>12} {:>12} {:>6} | {:>12} {:>12} | {:>12} {:>12} {:>6}",
         "members",
+        "genesis",
         "join",
         "raw join",
         "ratio",
@@ -114,8 +115,9 @@ fn measure(size: usize, msgs: usize) {
     let recv = recv / msgs as u32;
     let raw_apply = raw_apply / msgs as u32;
     println!(
-        "{:>7} | {:>12.1?} {:>12.1?} {:>5.1}x | {:>12.1?} {:>12.1?} | {:>12.1?} {:>12.1?} {:>5.1}x",
+        "{:>7} {:>8}B | {:>12.1?} {:>12.1?} {:>5.1}x | {:>12.1?} {:>12.1?} | {:>12.1?} {:>12.1?} {:>5.1}x",
         size,
+        genesis.change.change.len(),
         join,
         raw_join,
         ratio(join, raw_join),
