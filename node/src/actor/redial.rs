@@ -16,6 +16,8 @@ use tokio::time::Instant;
 struct Backoff {
     next_at: Instant,
     delay: Duration,
+    /// A dial to the peer failed since it was last connected.
+    failed: bool,
 }
 
 pub(super) struct Redials {
@@ -40,6 +42,7 @@ impl Redials {
         let backoff = self.peers.entry(peer).or_insert(Backoff {
             next_at: now,
             delay: Duration::ZERO,
+            failed: false,
         });
         if backoff.next_at > now {
             return false;
@@ -49,14 +52,18 @@ impl Redials {
         true
     }
 
+    /// A dial to `peer` failed.
+    pub(super) fn failed(&mut self, peer: PeerId) {
+        if let Some(backoff) = self.peers.get_mut(&peer) {
+            backoff.failed = true;
+        }
+    }
+
     /// `peer` connected. Returns whether this looks like the network coming
-    /// back (the peer had already failed at least one attempt), in which case
-    /// every peer in backoff is due again.
+    /// back (a dial to the peer had failed), in which case every peer in
+    /// backoff is due again. A slow first dial is not a sign of anything.
     pub(super) fn connected(&mut self, peer: PeerId, now: Instant) -> bool {
-        let failed_before = self
-            .peers
-            .remove(&peer)
-            .is_some_and(|b| b.delay > self.base);
+        let failed_before = self.peers.remove(&peer).is_some_and(|b| b.failed);
         failed_before && self.reset(now)
     }
 
@@ -122,7 +129,9 @@ mod tests {
             while !r.due(waiting, now) {
                 now += BASE;
             }
+            r.failed(waiting);
             r.due(back, now);
+            r.failed(back);
         }
         assert!(!r.due(waiting, now + BASE), "deep in backoff");
         assert!(r.connected(back, now));
@@ -133,15 +142,18 @@ mod tests {
     }
 
     #[test]
-    fn a_first_successful_dial_is_not_a_network_change() {
+    fn a_slow_dial_that_never_failed_is_not_a_network_change() {
         let mut r = redials();
-        let (fresh, waiting) = (PeerId::random(), PeerId::random());
+        let (slow, waiting) = (PeerId::random(), PeerId::random());
         let now = Instant::now();
         r.due(waiting, now);
+        r.failed(waiting);
         r.due(waiting, now + BASE);
-        r.due(fresh, now + BASE);
-        assert!(!r.connected(fresh, now + BASE));
-        assert!(!r.due(waiting, now + BASE));
+        // Still connecting when the next tick comes: attempted twice, failed never.
+        r.due(slow, now);
+        r.due(slow, now + BASE);
+        assert!(!r.connected(slow, now + BASE * 2));
+        assert!(!r.due(waiting, now + BASE * 2));
     }
 
     #[test]
@@ -151,7 +163,7 @@ mod tests {
         let now = Instant::now();
         for p in &peers {
             r.due(*p, now);
-            r.due(*p, now + BASE);
+            r.failed(*p);
         }
         let later = now + BASE * 2;
         assert!(r.network_changed(later));
