@@ -21,7 +21,15 @@ fn shipped() -> Vec<Scenario> {
 #[test]
 fn every_shipped_scenario_parses() {
     let names: Vec<String> = shipped().into_iter().map(|s| s.name).collect();
-    for wanted in ["smoke", "churn", "partition-heal", "large", "big-group"] {
+    for wanted in [
+        "smoke",
+        "churn",
+        "partition-heal",
+        "large",
+        "big-group",
+        "fanout-gossip",
+        "fanout-pairwise",
+    ] {
         assert!(
             names.iter().any(|n| n == wanted),
             "missing {wanted}: {names:?}"
