@@ -25,9 +25,8 @@ fn attachment_reaches_the_receiver_intact() {
     let mut b = ChatReplica::new(ChatKind::direct(bob.public(), alice.public()));
     let w = a.write_attachment(&alice, "look", &photo(), 5).unwrap();
     assert_eq!(w.message.attachment.as_deref(), Some(&photo()));
-    let checked = b.check(vec![w.change]);
-    assert!(checked.rejected.is_empty(), "{:?}", checked.rejected);
-    b.apply(checked.accepted);
+    let got = b.receive(vec![w.change], 0);
+    assert!(got.rejected.is_empty(), "{:?}", got.rejected);
     let got = b.message(&w.message.id).unwrap();
     assert_eq!(got.text, "look");
     assert_eq!(got.attachment.as_deref(), Some(&photo()));

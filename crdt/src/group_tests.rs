@@ -11,6 +11,7 @@ use crate::{
     meta::{GroupSettings, Role},
     rules::RuleViolation,
     signed::{SignedChange, META_SEGMENT},
+    test_util::{doc_of, forge, segment_changes},
 };
 
 struct Group {
@@ -52,18 +53,32 @@ impl Group {
     }
 }
 
-/// Check then apply; returns the rejections.
+/// Delivers changes; returns the rejections.
 fn deliver(rep: &mut ChatReplica, changes: Vec<SignedChange>) -> Vec<RejectReason> {
-    let checked = rep.check(changes);
-    let mut all = checked.accepted;
-    all.extend(checked.deferred);
-    let applied = rep.apply(all);
-    checked
+    rep.receive(changes, 0)
         .rejected
         .into_iter()
-        .chain(applied.rejected)
         .map(|r| r.reason)
         .collect()
+}
+
+/// A new message map with every field a message needs, by `who`.
+fn write_raw_message(tx: &mut automerge::transaction::Transaction<'_>, who: &Identity, text: &str) {
+    let m = tx
+        .put_object(
+            ROOT,
+            MessageId::for_author(&who.public()).to_string(),
+            ObjType::Map,
+        )
+        .unwrap();
+    tx.put(&m, "author", who.public().to_string()).unwrap();
+    tx.put(&m, "sent_at", ScalarValue::Timestamp(1)).unwrap();
+    tx.put(&m, "text", text).unwrap();
+    tx.put_object(&m, "reactions", ObjType::Map).unwrap();
+}
+
+fn meta_heads(rep: &ChatReplica) -> Vec<crate::ids::ChangeHash> {
+    rep.meta().unwrap().heads()
 }
 
 #[test]
@@ -98,18 +113,11 @@ fn strangers_cannot_write_even_with_a_forged_replica() {
         .write_message(&stranger, "let me in", None, 1)
         .is_err());
     // Bypass the local check and sign a message anyway.
-    let (_, authored) = g.reps[3]
-        .commit(&stranger, 0, |tx| {
-            let m = tx
-                .put_object(ROOT, MessageId::random().to_string(), ObjType::Map)
-                .unwrap();
-            tx.put(&m, "author", stranger.public().to_string()).unwrap();
-            tx.put(&m, "sent_at", ScalarValue::Timestamp(1)).unwrap();
-            tx.put(&m, "text", "spam").unwrap();
-            Ok(())
-        })
-        .unwrap();
-    let rejected = deliver(&mut g.reps[0], vec![authored.change]);
+    let heads = meta_heads(&g.reps[3]);
+    let forged = forge(&stranger, g.reps[3].id(), 0, heads, &[], |tx| {
+        write_raw_message(tx, &stranger, "spam")
+    });
+    let rejected = deliver(&mut g.reps[0], vec![forged]);
     assert!(matches!(rejected[..], [RejectReason::NotMember(_)]));
     assert!(g.reps[0].messages().is_empty());
 }
@@ -120,15 +128,20 @@ fn only_admins_change_membership() {
     let outsider = g.ids[3].public();
     assert!(g.reps[1].add_member(&g.ids[1], outsider).is_err());
     // A member forging an add is rejected by everyone.
-    let members_obj =
-        crate::meta::container(&g.reps[1].meta().unwrap().doc, crate::meta::MEMBERS).unwrap();
-    let (_, forged) = g.reps[1]
-        .commit(&g.ids[1].clone(), META_SEGMENT, |tx| {
+    let base = segment_changes(&g.reps[1], META_SEGMENT);
+    let doc = doc_of(&base);
+    let members_obj = crate::meta::container(&doc, crate::meta::MEMBERS).unwrap();
+    let forged = forge(
+        &g.ids[1],
+        g.reps[1].id(),
+        META_SEGMENT,
+        vec![],
+        &base,
+        |tx| {
             tx.put(&members_obj, outsider.to_string(), "admin").unwrap();
-            Ok(())
-        })
-        .unwrap();
-    let rejected = deliver(&mut g.reps[0], vec![forged.change]);
+        },
+    );
+    let rejected = deliver(&mut g.reps[0], vec![forged]);
     assert!(matches!(
         rejected[..],
         [RejectReason::Rule(RuleViolation::NotAllowed(_))]
@@ -159,53 +172,71 @@ fn a_removed_member_cannot_write_after_seeing_its_removal() {
     assert!(g.reps[2]
         .write_message(&removed, "still here?", None, 9)
         .is_err());
-    let (_, sneaky) = g.reps[2]
-        .commit(&removed, 0, |tx| {
-            let m = tx
-                .put_object(ROOT, MessageId::random().to_string(), ObjType::Map)
-                .unwrap();
-            tx.put(&m, "author", removed.public().to_string()).unwrap();
-            tx.put(&m, "sent_at", ScalarValue::Timestamp(9)).unwrap();
-            tx.put(&m, "text", "sneaky").unwrap();
-            Ok(())
-        })
-        .unwrap();
-    let rejected = deliver(&mut g.reps[1], vec![sneaky.change]);
+    let heads = meta_heads(&g.reps[2]);
+    let sneaky = forge(&removed, g.reps[2].id(), 0, heads, &[], |tx| {
+        write_raw_message(tx, &removed, "sneaky")
+    });
+    let rejected = deliver(&mut g.reps[1], vec![sneaky]);
     assert!(matches!(rejected[..], [RejectReason::NotMember(_)]));
     assert!(g.reps[1].messages().is_empty());
 }
 
 #[test]
-fn a_message_written_before_its_authors_removal_still_counts() {
+fn a_message_the_remover_had_seen_still_counts() {
     let mut g = Group::new(3, 2);
     let leaver = g.ids[2].clone();
-    // Written while a member (naming the metadata heads of that time), but
-    // delivered only after the removal: judged by the heads it names.
     let before = g.reps[2]
         .write_message(&leaver, "goodbye", None, 5)
         .unwrap();
+    // The admin sees the message, then removes its author.
+    assert!(deliver(&mut g.reps[0], vec![before.change.clone()]).is_empty());
     let rm = g.reps[0].remove_member(&g.ids[0], leaver.public()).unwrap();
+    // Another member learns of the removal first, the message later.
     assert!(deliver(&mut g.reps[1], vec![rm.change.clone()]).is_empty());
     assert!(!g.reps[1].is_member(&leaver.public()));
     assert!(deliver(&mut g.reps[1], vec![before.change]).is_empty());
-    let texts: Vec<_> = g.reps[1].messages().into_iter().map(|m| m.text).collect();
-    assert_eq!(texts, vec!["goodbye"]);
-    // And after the removal, the same author is refused.
+    for rep in &g.reps[..2] {
+        let texts: Vec<_> = rep.messages().into_iter().map(|m| m.text).collect();
+        assert_eq!(texts, vec!["goodbye"]);
+    }
+    // After the removal the same author is refused.
     g.record(rm.change);
     g.sync_all();
-    let (_, late) = g.reps[2]
-        .commit(&leaver, 0, |tx| {
-            let m = tx
-                .put_object(ROOT, MessageId::random().to_string(), ObjType::Map)
-                .unwrap();
-            tx.put(&m, "author", leaver.public().to_string()).unwrap();
-            tx.put(&m, "sent_at", ScalarValue::Timestamp(9)).unwrap();
-            tx.put(&m, "text", "late").unwrap();
-            Ok(())
-        })
-        .unwrap();
-    let rejected = deliver(&mut g.reps[1], vec![late.change]);
+    let heads = meta_heads(&g.reps[2]);
+    let base = segment_changes(&g.reps[2], 0);
+    let late = forge(&leaver, g.reps[2].id(), 0, heads, &base, |tx| {
+        write_raw_message(tx, &leaver, "late")
+    });
+    let rejected = deliver(&mut g.reps[1], vec![late]);
     assert!(matches!(rejected[..], [RejectReason::NotMember(_)]));
+}
+
+#[test]
+fn a_message_the_remover_had_not_seen_is_void_everywhere() {
+    let mut g = Group::new(3, 2);
+    let leaver = g.ids[2].clone();
+    // Written without having seen the removal (or pretending not to have).
+    let concurrent = g.reps[2]
+        .write_message(&leaver, "you cannot remove me", None, 5)
+        .unwrap();
+    // One member shows it before the removal reaches it...
+    assert!(deliver(&mut g.reps[1], vec![concurrent.change.clone()]).is_empty());
+    assert_eq!(g.reps[1].messages().len(), 1);
+    // ...the admin, who never saw it, removes its author.
+    let rm = g.reps[0].remove_member(&g.ids[0], leaver.public()).unwrap();
+    let got = g.reps[1].receive(vec![rm.change.clone()], 0);
+    assert!(got.rejected.is_empty());
+    assert!(
+        g.reps[1].messages().is_empty(),
+        "hidden once the removal is seen"
+    );
+    // The admin receives it after: stored (others may build on it), not shown.
+    let got = g.reps[0].receive(vec![concurrent.change.clone()], 0);
+    assert!(got.rejected.is_empty());
+    assert_eq!(got.stored.len(), 1);
+    assert!(got.new_messages.is_empty());
+    assert!(g.reps[0].messages().is_empty());
+    assert_eq!(g.reps[0].messages(), g.reps[1].messages());
 }
 
 #[test]
@@ -261,8 +292,8 @@ fn concurrent_add_and_remove_resolve_the_same_everywhere() {
     g.sync_all();
     let members: Vec<_> = g.reps.iter().map(ChatReplica::members).collect();
     assert!(members.windows(2).all(|w| w[0] == w[1]));
-    // A put concurrent with a delete survives: the member stays.
-    assert!(members[0].contains_key(&target));
+    // Strong removal: a re-add concurrent with a removal does not survive.
+    assert!(!members[0].contains_key(&target));
 }
 
 #[test]
@@ -387,6 +418,10 @@ proptest! {
             for chunk in all.chunks(5) {
                 deliver(&mut g.reps[r], chunk.to_vec());
             }
+            // What was not kept (its dependencies had not arrived and its
+            // author is no longer a member) was not acknowledged either:
+            // its sender sends it again, as sync does.
+            deliver(&mut g.reps[r], g.log.clone());
         }
         for r in 1..n {
             prop_assert_eq!(g.reps[r].messages(), g.reps[0].messages());

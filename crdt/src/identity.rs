@@ -6,10 +6,23 @@ use crate::ids::PublicKey;
 
 /// An Ed25519 signing key. The same 32 secret bytes make the node's libp2p
 /// keypair, so the key that signs changes is the key behind the PeerId.
+///
+/// Every `Identity` value also carries a random *actor epoch*, drawn when it
+/// is created or loaded: the Automerge actor id of the changes it writes is
+/// the public key followed by the epoch. A device that restarts, crashes
+/// before a write reached its disk, or is restored without its data dir
+/// therefore writes under a new actor whose sequence numbers start at 1, and
+/// can never reuse a sequence number its peers already hold.
 #[derive(Clone)]
 pub struct Identity {
     key: SigningKey,
+    epoch: [u8; EPOCH_LEN],
 }
+
+/// Bytes of the actor epoch appended to the public key.
+pub const EPOCH_LEN: usize = 8;
+/// Length of every actor id: public key ‖ epoch.
+pub const ACTOR_LEN: usize = 32 + EPOCH_LEN;
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -24,6 +37,7 @@ impl Identity {
     pub fn generate() -> Self {
         Self {
             key: SigningKey::generate(&mut rand::rngs::OsRng),
+            epoch: rand::random(),
         }
     }
 
@@ -31,7 +45,17 @@ impl Identity {
     pub fn from_secret_bytes(secret: [u8; 32]) -> Self {
         Self {
             key: SigningKey::from_bytes(&secret),
+            epoch: rand::random(),
         }
+    }
+
+    /// The Automerge actor id this identity writes under: its public key
+    /// followed by its epoch.
+    pub fn actor(&self) -> automerge::ActorId {
+        let mut bytes = Vec::with_capacity(ACTOR_LEN);
+        bytes.extend_from_slice(self.public().as_bytes());
+        bytes.extend_from_slice(&self.epoch);
+        automerge::ActorId::from(bytes)
     }
 
     /// The 32-byte secret (store it with care: mode 0600).
@@ -49,6 +73,18 @@ impl Identity {
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.key.sign(message).to_bytes()
     }
+}
+
+/// The author (public key) of an actor id, if it has the shape every actor
+/// must have: a 32-byte public key followed by an epoch.
+pub fn author_of(actor: &automerge::ActorId) -> Option<PublicKey> {
+    let bytes = actor.to_bytes();
+    if bytes.len() != ACTOR_LEN {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&bytes[..32]);
+    Some(PublicKey::from_bytes(key))
 }
 
 /// Why a signature did not verify.

@@ -158,7 +158,10 @@ hex_id!(
     32
 );
 hex_id!(
-    /// A message, unique within its chat: 16 random bytes chosen by the author.
+    /// A message, unique within its chat: 8 random bytes chosen by the author
+    /// followed by an 8-byte tag derived from the author's key, so no member
+    /// can create a message under an id another member's message has (see
+    /// [`MessageId::for_author`]).
     MessageId,
     16
 );
@@ -205,10 +208,29 @@ impl GroupNonce {
 }
 
 impl MessageId {
-    /// A fresh random id.
-    pub fn random() -> Self {
-        Self(rand::random())
+    /// A fresh id for a message by `author`: random bytes, then the author's tag.
+    pub fn for_author(author: &PublicKey) -> Self {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&rand::random::<[u8; 8]>());
+        bytes[8..].copy_from_slice(&author_tag(author));
+        Self(bytes)
     }
+
+    /// Whether this id carries `author`'s tag: only they may create a message under it.
+    pub fn is_by(&self, author: &PublicKey) -> bool {
+        self.0[8..] == author_tag(author)
+    }
+}
+
+/// The 8 bytes of a message id that bind it to its author.
+fn author_tag(author: &PublicKey) -> [u8; 8] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"meshchat/message-id/v1");
+    hasher.update(author.as_bytes());
+    let digest = hasher.finalize();
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&digest[..8]);
+    tag
 }
 
 impl From<automerge::ChangeHash> for ChangeHash {

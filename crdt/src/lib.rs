@@ -11,29 +11,35 @@
 //!   [`ChatReplica::changes_missing_from`].
 
 mod attachment;
+mod authority;
 mod chat;
 mod identity;
 mod ids;
 mod message;
 mod meta;
-mod meta_cache;
+mod model;
 mod ops;
 mod rules;
 mod segment;
 mod signed;
+mod structure;
 
 pub use attachment::{Attachment, MAX_FILE_NAME_BYTES, MAX_MIME_BYTES, MAX_PREVIEW_BYTES};
 pub use chat::{
-    Applied, ChatKind, ChatReplica, Checked, RejectReason, Rejected, SegmentHeads,
-    DEFAULT_SEGMENT_CAPACITY,
+    ChatKind, ChatReplica, Ingested, RejectReason, Rejected, SegmentHeads,
+    DEFAULT_SEGMENT_CAPACITY, DEFERRED_TTL_MS, MAX_DEFERRED, MAX_DEFERRED_BYTES,
+    MAX_DEFERRED_PER_AUTHOR,
 };
-pub use identity::{verify, Identity, SignatureError};
+pub use identity::{author_of, verify, Identity, SignatureError, ACTOR_LEN, EPOCH_LEN};
 pub use ids::{BlobHash, ChangeHash, ChatId, GroupNonce, MessageId, ParseIdError, PublicKey};
 pub use message::{Message, MAX_REACTION_BYTES, MAX_TEXT_BYTES};
-pub use meta::{GroupInfo, GroupSettings, Member, Role, MAX_GROUP_NAME_BYTES};
+pub use meta::{GroupInfo, GroupSettings, Member, Role, MAX_GROUP_NAME_BYTES, MAX_SEGMENT};
 pub use ops::{Authored, WriteError, Written};
 pub use rules::RuleViolation;
 pub use signed::{SegmentIndex, SignedChange, VerifiedChange, VerifyError, META_SEGMENT};
+
+#[cfg(test)]
+mod test_util;
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
+use automerge::{ObjId as ExId, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -62,38 +62,52 @@ pub(crate) const EDITED_AT: &str = "edited_at";
 pub(crate) const DELETED: &str = "deleted";
 pub(crate) const REACTIONS: &str = "reactions";
 
+/// Tells whether an op of the document was written by a void change (one that
+/// stays in the document but takes no effect); such values are skipped.
+pub(crate) type IsVoid<'a> = &'a dyn Fn(&ExId) -> bool;
+
 /// Reads the message stored under `key` at the root of `doc`, or `None` if the
-/// entry is not a well-formed message (those are skipped, never shown).
+/// entry is not a well-formed message (those are skipped, never shown) or was
+/// created by a void change.
 pub(crate) fn read_message<D: ReadDoc>(
     doc: &D,
     key: &str,
     segment: SegmentIndex,
+    is_void: IsVoid<'_>,
 ) -> Option<Message> {
     let id: MessageId = key.parse().ok()?;
-    let (Value::Object(ObjType::Map), obj) = doc.get(ROOT, key).ok()?? else {
+    let (Value::Object(ObjType::Map), obj) = winner(doc, &ROOT, key, is_void)? else {
         return None;
     };
     let ObjId::Id(_, creator, _) = &obj else {
         return None;
     };
-    let creator: [u8; 32] = creator.to_bytes().try_into().ok()?;
-    let author: PublicKey = scalar_str(doc, &obj, AUTHOR)?.parse().ok()?;
-    if author.as_bytes() != &creator {
+    let creator = crate::identity::author_of(creator)?;
+    let author: PublicKey = scalar_str(doc, &obj, AUTHOR, is_void)?.parse().ok()?;
+    if author != creator {
         return None;
     }
-    let sent_at_ms = timestamp(doc, &obj, SENT_AT)?;
-    let deleted = matches!(scalar(doc, &obj, DELETED), Some(ScalarValue::Boolean(true)));
+    let sent_at_ms = timestamp(doc, &obj, SENT_AT, is_void)?;
+    let deleted = doc
+        .get_all(&obj, DELETED)
+        .unwrap_or_default()
+        .iter()
+        .any(|(v, op)| {
+            !is_void(op)
+                && matches!(v, Value::Scalar(s) if s.as_ref() == &ScalarValue::Boolean(true))
+        });
     let text = if deleted {
         String::new()
     } else {
-        scalar_str(doc, &obj, TEXT)?
+        scalar_str(doc, &obj, TEXT, is_void).unwrap_or_default()
     };
-    let reply_to = scalar_str(doc, &obj, REPLY_TO).and_then(|s| s.parse().ok());
-    let edited_at_ms = timestamp(doc, &obj, EDITED_AT);
+    let reply_to = scalar_str(doc, &obj, REPLY_TO, is_void).and_then(|s| s.parse().ok());
+    let edited_at_ms = timestamp(doc, &obj, EDITED_AT, is_void);
     let mut reactions = BTreeMap::new();
-    if let Ok(Some((Value::Object(ObjType::Map), map))) = doc.get(&obj, REACTIONS) {
+    if let Some((Value::Object(ObjType::Map), map)) = winner(doc, &obj, REACTIONS, is_void) {
         for member in doc.keys(&map) {
-            let (Ok(key), Some(emoji)) = (member.parse(), scalar_str(doc, &map, &member)) else {
+            let (Ok(key), Some(emoji)) = (member.parse(), scalar_str(doc, &map, &member, is_void))
+            else {
                 continue;
             };
             if !emoji.is_empty() && emoji.len() <= MAX_REACTION_BYTES {
@@ -120,22 +134,49 @@ pub(crate) fn read_message<D: ReadDoc>(
     })
 }
 
-fn scalar<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str) -> Option<ScalarValue> {
-    match doc.get(obj, key).ok()?? {
+/// The value shown at `key`: Automerge's winner among the values not written
+/// by void changes (the greatest op id, as Automerge itself picks).
+fn winner<D: ReadDoc>(
+    doc: &D,
+    obj: &ObjId,
+    key: &str,
+    is_void: IsVoid<'_>,
+) -> Option<(Value<'static>, ExId)> {
+    let (value, id) = doc.get(obj, key).ok()??;
+    if !is_void(&id) {
+        return Some((value.to_owned(), id));
+    }
+    doc.get_all(obj, key)
+        .ok()?
+        .into_iter()
+        .filter(|(_, id)| !is_void(id))
+        .max_by(|(_, a), (_, b)| op_order(a, b))
+        .map(|(v, id)| (v.to_owned(), id))
+}
+
+fn op_order(a: &ExId, b: &ExId) -> std::cmp::Ordering {
+    match (a, b) {
+        (ExId::Id(ca, aa, _), ExId::Id(cb, ab, _)) => ca.cmp(cb).then_with(|| aa.cmp(ab)),
+        _ => std::cmp::Ordering::Equal,
+    }
+}
+
+fn scalar<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str, is_void: IsVoid<'_>) -> Option<ScalarValue> {
+    match winner(doc, obj, key, is_void)? {
         (Value::Scalar(s), _) => Some(s.into_owned()),
         _ => None,
     }
 }
 
-fn scalar_str<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str) -> Option<String> {
-    match scalar(doc, obj, key)? {
+fn scalar_str<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str, is_void: IsVoid<'_>) -> Option<String> {
+    match scalar(doc, obj, key, is_void)? {
         ScalarValue::Str(s) => Some(s.to_string()),
         _ => None,
     }
 }
 
-fn timestamp<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str) -> Option<i64> {
-    match scalar(doc, obj, key)? {
+fn timestamp<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str, is_void: IsVoid<'_>) -> Option<i64> {
+    match scalar(doc, obj, key, is_void)? {
         ScalarValue::Timestamp(t) | ScalarValue::Int(t) => Some(t),
         _ => None,
     }

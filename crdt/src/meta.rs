@@ -11,21 +11,19 @@
 //! membership edits then resolve by Automerge's deterministic map semantics
 //! (a put concurrent with a delete survives: an add wins over a remove).
 
-use std::collections::BTreeMap;
-
 use automerge::{
-    legacy::{Key, ObjectId, OpType},
-    transaction::Transactable,
-    Automerge, ChangeHash as AmHash, ObjId, ObjType, ReadDoc, ScalarValue, ScalarValueRef, Value,
-    ValueRef, ROOT,
+    transaction::Transactable, Automerge, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    ids::{ChatId, PublicKey},
-    rules::{expand, RuleViolation},
+    authority::{Cut, MetaAction, MetaEntry},
+    ids::{ChatId, GroupNonce, PublicKey},
+    model::{Container, Effects, ObjKind},
+    rules::{canonical, record, RuleViolation},
     signed::SegmentIndex,
+    structure::{Action, Schema, Shaped},
 };
 
 pub(crate) const CREATED_BY: &str = "created_by";
@@ -35,7 +33,12 @@ pub(crate) const MEMBERS: &str = "members";
 pub(crate) const ADDED_BY: &str = "added_by";
 pub(crate) const JOINED_SEGMENT: &str = "joined_segment";
 pub(crate) const SETTINGS: &str = "settings";
+pub(crate) const REMOVED: &str = "removed";
 pub(crate) const HISTORY_FOR_NEW_MEMBERS: &str = "history_for_new_members";
+
+/// History segment indexes stay below this (a billion-odd messages); joined
+/// segments too, so no index can run into the metadata's.
+pub const MAX_SEGMENT: SegmentIndex = 1 << 24;
 
 /// Longest group name, in bytes.
 pub const MAX_GROUP_NAME_BYTES: usize = 256;
@@ -58,7 +61,7 @@ impl Role {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "admin" => Some(Self::Admin),
             "member" => Some(Self::Member),
@@ -133,6 +136,7 @@ pub(crate) fn write_genesis(
     let added_by = tx.put_object(ROOT, ADDED_BY, ObjType::Map)?;
     let joined = tx.put_object(ROOT, JOINED_SEGMENT, ObjType::Map)?;
     let config = tx.put_object(ROOT, SETTINGS, ObjType::Map)?;
+    tx.put_object(ROOT, REMOVED, ObjType::Map)?;
     tx.put(
         &config,
         HISTORY_FOR_NEW_MEMBERS,
@@ -154,178 +158,187 @@ pub(crate) fn container(doc: &Automerge, key: &str) -> Option<ObjId> {
     }
 }
 
-fn str_at(doc: &Automerge, obj: &ObjId, key: &str, heads: Option<&[AmHash]>) -> Option<String> {
-    let got = match heads {
-        Some(h) => doc.get_at(obj, key, h),
-        None => doc.get(obj, key),
-    };
-    match got.ok()?? {
-        (Value::Scalar(s), _) => match s.as_ref() {
-            ScalarValue::Str(s) => Some(s.to_string()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
+/// The schema of a group's metadata document.
+pub(crate) struct MetaSchema;
 
-/// The string values of a map, now or as at `heads`, in one pass (a `get`
-/// per key would cost time proportional to the map for each key).
-fn map_strings(doc: &Automerge, obj: &ObjId, heads: Option<&[AmHash]>) -> Vec<(String, String)> {
-    let range = match heads {
-        Some(h) => doc.map_range_at(obj, .., h),
-        None => doc.map_range(obj, ..),
-    };
-    range
-        .filter_map(|item| match item.value {
-            ValueRef::Scalar(ScalarValueRef::Str(s)) => {
-                Some((item.key.into_owned(), s.into_owned()))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// Members and roles, now or as at `heads`. If no admin remains (concurrent
-/// demotions), the member with the smallest key is treated as admin, the same
-/// on every replica.
-pub(crate) fn roles_at(doc: &Automerge, heads: Option<&[AmHash]>) -> BTreeMap<PublicKey, Role> {
-    let Some(members) = container(doc, MEMBERS) else {
-        return BTreeMap::new();
-    };
-    let mut roles: BTreeMap<PublicKey, Role> = map_strings(doc, &members, heads)
-        .into_iter()
-        .filter_map(|(k, v)| Some((k.parse().ok()?, Role::parse(&v)?)))
-        .collect();
-    if !roles.values().any(|r| *r == Role::Admin) {
-        if let Some(first) = roles.values_mut().next() {
-            *first = Role::Admin;
-        }
-    }
-    roles
-}
-
-/// The creator and nonce recorded by the genesis change.
-pub(crate) fn founder(doc: &Automerge) -> Option<(PublicKey, crate::ids::GroupNonce)> {
-    let creator = str_at(doc, &ROOT, CREATED_BY, None)?.parse().ok()?;
-    let nonce = str_at(doc, &ROOT, NONCE, None)?.parse().ok()?;
-    Some((creator, nonce))
-}
-
-/// Whether `key` is or ever was a member: the creator, or anyone an admin added.
-pub(crate) fn ever_member(doc: &Automerge, key: &PublicKey) -> bool {
-    founder(doc).is_some_and(|(creator, _)| creator == *key)
-        || container(doc, ADDED_BY)
-            .is_some_and(|m| matches!(doc.get(&m, key.to_string()), Ok(Some(_))))
-}
-
-/// The full metadata state.
-pub(crate) fn info(doc: &Automerge) -> Option<GroupInfo> {
-    let creator = str_at(doc, &ROOT, CREATED_BY, None)?.parse().ok()?;
-    let name = str_at(doc, &ROOT, NAME, None).unwrap_or_default();
-    let added_by: BTreeMap<String, String> = container(doc, ADDED_BY)
-        .map(|m| map_strings(doc, &m, None).into_iter().collect())
-        .unwrap_or_default();
-    let joined: BTreeMap<String, u32> = container(doc, JOINED_SEGMENT)
-        .map(|m| {
-            doc.map_range(&m, ..)
-                .filter_map(|item| {
-                    let segment = match item.value {
-                        ValueRef::Scalar(ScalarValueRef::Uint(n)) => u32::try_from(n).ok(),
-                        ValueRef::Scalar(ScalarValueRef::Int(n)) => u32::try_from(n).ok(),
-                        _ => None,
-                    }?;
-                    Some((item.key.into_owned(), segment))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let members = roles_at(doc, None)
-        .into_iter()
-        .map(|(key, role)| {
-            let hex = key.to_string();
-            Member {
-                key,
-                role,
-                added_by: added_by.get(&hex).and_then(|s| s.parse().ok()),
-                joined_segment: joined.get(&hex).copied().unwrap_or(0),
-            }
-        })
-        .collect();
-    let settings = container(doc, SETTINGS)
-        .map(|s| GroupSettings {
-            history_for_new_members: !matches!(
-                doc.get(&s, HISTORY_FOR_NEW_MEMBERS).ok().flatten(),
-                Some((Value::Scalar(v), _)) if matches!(v.as_ref(), ScalarValue::Boolean(false))
-            ),
-        })
-        .unwrap_or_default();
-    Some(GroupInfo {
-        name,
-        creator,
-        members,
-        settings,
+fn container_named(key: &str) -> Option<Container> {
+    Some(match key {
+        MEMBERS => Container::Members,
+        ADDED_BY => Container::AddedBy,
+        JOINED_SEGMENT => Container::JoinedSegment,
+        SETTINGS => Container::Settings,
+        REMOVED => Container::Removed,
+        _ => return None,
     })
 }
 
-/// Checks a metadata change against the rules, in the state at its deps.
-pub(crate) fn check_meta_change(
-    doc: &Automerge,
-    roles_at_deps: &BTreeMap<PublicKey, Role>,
-    change: &automerge::Change,
-    author: &PublicKey,
+impl Schema for MetaSchema {
+    fn child_kind(&self, parent: Option<ObjKind>, key: &str) -> Option<ObjKind> {
+        match parent {
+            None => container_named(key).map(ObjKind::Container),
+            _ => None,
+        }
+    }
+
+    fn tracked(&self, parent: Option<ObjKind>, key: &str) -> bool {
+        // Root fields other than the name are written only by the first
+        // change (the rules say so); tracking them keeps every root write's
+        // predecessors checked.
+        let _ = key;
+        matches!(parent, None | Some(ObjKind::Container(_)))
+    }
+}
+
+fn not_allowed(reason: &'static str) -> RuleViolation {
+    RuleViolation::NotAllowed(reason)
+}
+
+fn name_ok(name: &str) -> bool {
+    !name.trim().is_empty() && name.len() <= MAX_GROUP_NAME_BYTES
+}
+
+/// Checks the shape of a metadata change of the group founded by `creator`
+/// with `nonce`, and turns it into the actions the resolver applies, plus its
+/// effects on the model. Whether its author may take those actions is for
+/// the resolver to say, in the state at its dependencies.
+pub(crate) fn check_meta(
+    shaped: &Shaped,
     creator: &PublicKey,
-) -> Result<(), RuleViolation> {
-    if change.deps().is_empty() {
-        // The genesis: only the creator, only once.
-        if author != creator || change.seq() != 1 || !doc.get_heads().is_empty() {
-            return Err(RuleViolation::NotAllowed(
-                "only the creator writes a group's first change",
+    nonce: &GroupNonce,
+) -> Result<(MetaEntry, Effects), RuleViolation> {
+    let author = shaped.author;
+    let genesis = shaped.deps.is_empty();
+    if genesis && author != *creator {
+        return Err(not_allowed(
+            "only the creator writes a group's first change",
+        ));
+    }
+    let mut effects = Effects::default();
+    let mut actions = Vec::new();
+    let mut root_fields: Vec<&str> = Vec::new();
+    let mut members_set: Vec<PublicKey> = Vec::new();
+    for op in &shaped.ops {
+        if op.obj_created_here && !genesis {
+            return Err(not_allowed(
+                "containers are created by the first change only",
             ));
         }
-        return Ok(());
+        match (op.obj_kind, op.key.as_str(), &op.action) {
+            (None, key, Action::MakeMap) if genesis && container_named(key).is_some() => {
+                root_fields.push(key);
+            }
+            (None, CREATED_BY, Action::Put(ScalarValue::Str(s)))
+                if genesis && s.as_str() == creator.to_string() =>
+            {
+                root_fields.push(CREATED_BY);
+            }
+            (None, NONCE, Action::Put(ScalarValue::Str(s)))
+                if genesis && s.as_str() == nonce.to_string() =>
+            {
+                root_fields.push(NONCE);
+            }
+            (None, NAME, Action::Put(ScalarValue::Str(s))) if name_ok(s) => {
+                root_fields.push(NAME);
+                actions.push(MetaAction::Name(s.to_string()));
+            }
+            (Some(ObjKind::Container(c)), key, action) => {
+                actions.push(container_action(c, key, action, &author, genesis)?);
+                if c == Container::Members && matches!(action, Action::Put(_)) {
+                    members_set.extend(canonical::<PublicKey>(key));
+                }
+            }
+            _ => {
+                return Err(RuleViolation::Schema(format!(
+                    "metadata field {:?} not allowed so",
+                    op.key
+                )))
+            }
+        }
+        record(&mut effects, op, author, &MetaSchema, None);
     }
-    let role = *roles_at_deps.get(author).ok_or(RuleViolation::NotMember)?;
-    let is_admin = role == Role::Admin;
-    let containers: BTreeMap<String, &str> = [MEMBERS, ADDED_BY, JOINED_SEGMENT, SETTINGS]
-        .into_iter()
-        .filter_map(|k| Some((container(doc, k)?.to_string(), k)))
-        .collect();
-    let author_hex = author.to_string();
-    for op in &expand(change)?.operations {
-        let key = match &op.key {
-            Key::Map(k) => k.to_string(),
-            Key::Seq(_) => return Err(RuleViolation::NotAllowed("metadata has no lists")),
-        };
-        let target = match &op.obj {
-            ObjectId::Root => "root",
-            ObjectId::Id(id) => containers
-                .get(&format!("{}@{}", id.counter(), id.actor()))
-                .copied()
-                .ok_or(RuleViolation::NotAllowed("unknown metadata object"))?,
-        };
-        let allowed = match (target, &op.action) {
-            ("root", OpType::Put(ScalarValue::Str(s))) if key == NAME => {
-                is_admin && s.len() <= MAX_GROUP_NAME_BYTES
+    if genesis {
+        for required in [
+            CREATED_BY,
+            NONCE,
+            NAME,
+            MEMBERS,
+            ADDED_BY,
+            JOINED_SEGMENT,
+            SETTINGS,
+            REMOVED,
+        ] {
+            if !root_fields.contains(&required) {
+                return Err(RuleViolation::Schema(format!(
+                    "a group's first change needs {required:?}"
+                )));
             }
-            (MEMBERS, OpType::Put(ScalarValue::Str(s))) => {
-                is_admin && Role::parse(s).is_some() && key.parse::<PublicKey>().is_ok()
+        }
+        if !actions.contains(&MetaAction::Role(*creator, Role::Admin)) {
+            return Err(not_allowed("the creator must be an admin"));
+        }
+        for action in &actions {
+            let member = match action {
+                MetaAction::AddedBy(k, _) | MetaAction::Joined(k, _) => k,
+                MetaAction::Remove(_) | MetaAction::Cut(..) => {
+                    return Err(not_allowed("a new group removes nobody"))
+                }
+                _ => continue,
+            };
+            if !members_set.contains(member) {
+                return Err(not_allowed("bookkeeping for someone who is not a member"));
             }
-            // Leaving is removing yourself; removing others is for admins.
-            (MEMBERS, OpType::Delete) => is_admin || key == author_hex,
-            (ADDED_BY, OpType::Put(ScalarValue::Str(s))) => is_admin && *s == author_hex,
-            (JOINED_SEGMENT, OpType::Put(ScalarValue::Uint(_))) => is_admin,
-            (SETTINGS, OpType::Put(ScalarValue::Boolean(_))) => {
-                is_admin && key == HISTORY_FOR_NEW_MEMBERS
-            }
-            _ => false,
-        };
-        if !allowed {
-            return Err(RuleViolation::NotAllowed(if is_admin {
-                "not a metadata operation"
-            } else {
-                "only admins change a group"
-            }));
         }
     }
-    Ok(())
+    Ok((
+        MetaEntry {
+            author,
+            deps: shaped.deps.clone(),
+            genesis,
+            actions,
+        },
+        effects,
+    ))
+}
+
+fn container_action(
+    container: Container,
+    key: &str,
+    action: &Action,
+    author: &PublicKey,
+    genesis: bool,
+) -> Result<MetaAction, RuleViolation> {
+    let bad = || RuleViolation::Schema(format!("metadata entry {key:?} not allowed so"));
+    if container == Container::Settings {
+        return match (key, action) {
+            (HISTORY_FOR_NEW_MEMBERS, Action::Put(ScalarValue::Boolean(on))) => {
+                Ok(MetaAction::History(*on))
+            }
+            _ => Err(bad()),
+        };
+    }
+    let member: PublicKey = canonical(key).ok_or_else(bad)?;
+    match (container, action) {
+        (Container::Members, Action::Put(ScalarValue::Str(role))) => {
+            Ok(MetaAction::Role(member, Role::parse(role).ok_or_else(bad)?))
+        }
+        (Container::Members, Action::Delete) if !genesis => Ok(MetaAction::Remove(member)),
+        (Container::AddedBy, Action::Put(ScalarValue::Str(by))) => {
+            let by: PublicKey = canonical(by).ok_or_else(bad)?;
+            if by != *author {
+                return Err(not_allowed("added_by names the author"));
+            }
+            Ok(MetaAction::AddedBy(member, by))
+        }
+        (Container::JoinedSegment, Action::Put(ScalarValue::Uint(n))) => {
+            let segment = SegmentIndex::try_from(*n)
+                .ok()
+                .filter(|s| *s < MAX_SEGMENT)
+                .ok_or_else(bad)?;
+            Ok(MetaAction::Joined(member, segment))
+        }
+        (Container::Removed, Action::Put(ScalarValue::Bytes(bytes))) if !genesis => {
+            Ok(MetaAction::Cut(member, Cut::decode(bytes).ok_or_else(bad)?))
+        }
+        _ => Err(bad()),
+    }
 }

@@ -7,7 +7,7 @@
 
 use automerge::{
     transaction::{Transactable, Transaction},
-    ActorId, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT,
+    ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT,
 };
 
 use crate::{
@@ -16,7 +16,7 @@ use crate::{
     identity::Identity,
     ids::{ChangeHash, GroupNonce, MessageId, PublicKey},
     message::{self, Message, MAX_REACTION_BYTES, MAX_TEXT_BYTES},
-    meta::{self, GroupSettings, Role, MAX_GROUP_NAME_BYTES},
+    meta::{self, GroupSettings, Role, MAX_GROUP_NAME_BYTES, MAX_SEGMENT},
     segment::Segment,
     signed::{SegmentIndex, SignedChange, META_SEGMENT},
 };
@@ -140,8 +140,8 @@ impl ChatReplica {
             self.message(&parent)
                 .ok_or(WriteError::UnknownMessage(parent))?;
         }
-        let index = self.segment_for_write();
-        let id = MessageId::random();
+        let index = self.segment_for_write()?;
+        let id = MessageId::for_author(&author);
         let (_, authored) = self.commit(identity, index, |tx| {
             let obj = tx
                 .put_object(ROOT, id.to_string(), ObjType::Map)
@@ -290,7 +290,9 @@ impl ChatReplica {
         })
     }
 
-    /// Removes a member (admins only).
+    /// Removes a member (admins only). The removal records what the member
+    /// had written as this replica sees it (its *cut*): anything else it
+    /// wrote without having seen its removal takes no effect.
     pub fn remove_member(
         &mut self,
         identity: &Identity,
@@ -300,8 +302,11 @@ impl ChatReplica {
         if !self.is_member(&key) {
             return Err(WriteError::Membership(format!("{key} is not a member")));
         }
+        let cut = self.cut_of(&key).encode();
         self.meta_commit(identity, |tx, objs| {
-            tx.delete(&objs.members, key.to_string()).map_err(am)
+            tx.delete(&objs.members, key.to_string()).map_err(am)?;
+            tx.put(&objs.removed, key.to_string(), ScalarValue::Bytes(cut))
+                .map_err(am)
         })
     }
 
@@ -312,8 +317,11 @@ impl ChatReplica {
         if !self.kind.is_group() {
             return Err(WriteError::NotAGroup);
         }
+        let cut = self.cut_of(&me).encode();
         self.meta_commit(identity, |tx, objs| {
-            tx.delete(&objs.members, me.to_string()).map_err(am)
+            tx.delete(&objs.members, me.to_string()).map_err(am)?;
+            tx.put(&objs.removed, me.to_string(), ScalarValue::Bytes(cut))
+                .map_err(am)
         })
     }
 
@@ -388,7 +396,7 @@ impl ChatReplica {
 
     /// The newest segment, or the next one once it is full; never one older
     /// than a member's first entitled segment.
-    fn segment_for_write(&self) -> SegmentIndex {
+    fn segment_for_write(&self) -> Result<SegmentIndex, WriteError> {
         let floor = self
             .group_info_shared()
             .map(|i| {
@@ -401,12 +409,17 @@ impl ChatReplica {
             .unwrap_or(0);
         let newest = match self.history().last() {
             None => 0,
-            Some(seg) if seg.message_count() >= self.segment_capacity => {
-                seg.index.saturating_add(1)
-            }
+            Some(seg) if seg.message_count() >= self.segment_capacity => seg.index + 1,
             Some(seg) => seg.index,
         };
-        newest.max(floor)
+        // A floor beyond the next segment (an admin's mistake or malice)
+        // would leave a gap receivers wait on forever.
+        let next = self.history().last().map_or(0, |s| s.index + 1);
+        let index = newest.max(floor.min(next));
+        if index >= MAX_SEGMENT {
+            return Err(WriteError::Invalid("this chat is full".into()));
+        }
+        Ok(index)
     }
 
     fn meta_commit(
@@ -420,6 +433,7 @@ impl ChatReplica {
             added_by: meta::container(doc, meta::ADDED_BY).ok_or(WriteError::NotAGroup)?,
             joined: meta::container(doc, meta::JOINED_SEGMENT).ok_or(WriteError::NotAGroup)?,
             settings: meta::container(doc, meta::SETTINGS).ok_or(WriteError::NotAGroup)?,
+            removed: meta::container(doc, meta::REMOVED).ok_or(WriteError::NotAGroup)?,
         };
         self.commit(identity, META_SEGMENT, |tx| f(tx, &objs))
             .map(|(_, a)| a)
@@ -438,16 +452,11 @@ impl ChatReplica {
             Vec::new()
         };
         let chat = self.id;
-        if index == META_SEGMENT {
-            self.meta_cache.invalidate();
-        }
         let segment = self
             .segments
             .entry(index)
             .or_insert_with(|| Segment::new(index));
-        segment
-            .doc
-            .set_actor(ActorId::from(identity.public().as_bytes().as_slice()));
+        segment.doc.set_actor(identity.actor());
         let mut tx = segment.doc.transaction();
         let value = match f(&mut tx) {
             Ok(v) => v,
@@ -465,9 +474,11 @@ impl ChatReplica {
             .doc
             .get_last_local_change()
             .ok_or_else(|| WriteError::Automerge("commit produced no change".into()))?;
-        let hash = ChangeHash::from(change.hash());
         let signed = SignedChange::sign(identity, chat, index, meta_heads, &change);
-        segment.signed.insert(hash, signed.clone());
+        // Local writes obey exactly the rules receivers enforce.
+        let hash = self
+            .accept_local(&signed)
+            .map_err(|why| WriteError::Automerge(format!("own change refused: {why}")))?;
         Ok((
             value,
             Authored {
@@ -483,6 +494,7 @@ struct MetaObjects {
     added_by: ObjId,
     joined: ObjId,
     settings: ObjId,
+    removed: ObjId,
 }
 
 fn check_name(name: &str) -> Result<(), WriteError> {

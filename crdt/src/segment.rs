@@ -1,21 +1,31 @@
-//! One history segment: a bounded Automerge document plus the signed form of
-//! every change in it (so sync can forward changes exactly as they were signed).
+//! One document of a chat: a history segment (a bounded Automerge document of
+//! messages) or a group's metadata. Beside the Automerge document it keeps the
+//! signed form of every change in it (so sync forwards changes exactly as they
+//! were signed), the model the validator judges against, and, for history,
+//! which changes are void (written by a removed member beyond its removal).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use automerge::{Automerge, ReadDoc, ROOT};
+use automerge::{Automerge, ObjId as ExId, ReadDoc, ROOT};
 
 use crate::{
+    authority::MetaEntry,
     ids::{ChangeHash, MessageId},
     message::{read_message, Message},
+    model::{Model, Oid},
     signed::{SegmentIndex, SignedChange},
 };
 
 pub(crate) struct Segment {
     pub(crate) index: SegmentIndex,
     pub(crate) doc: Automerge,
-    /// Every change applied or queued (waiting for dependencies), as signed.
+    /// Every change applied, as signed.
     pub(crate) signed: HashMap<ChangeHash, SignedChange>,
+    pub(crate) model: Model,
+    /// Metadata only: each change's actions, for the resolver.
+    pub(crate) entries: HashMap<ChangeHash, MetaEntry>,
+    /// History only: changes that are held but take no effect.
+    pub(crate) void: HashSet<ChangeHash>,
 }
 
 impl Segment {
@@ -24,45 +34,85 @@ impl Segment {
             index,
             doc: Automerge::new(),
             signed: HashMap::new(),
+            model: Model::default(),
+            entries: HashMap::new(),
+            void: HashSet::new(),
         }
     }
 
+    /// Messages shown (a void message is not).
     pub(crate) fn message_count(&self) -> usize {
-        self.doc.length(ROOT)
+        if self.void.is_empty() {
+            return self.doc.length(ROOT);
+        }
+        self.messages().count()
     }
 
     pub(crate) fn messages(&self) -> impl Iterator<Item = Message> + '_ {
         self.doc
             .keys(ROOT)
-            .filter_map(|k| read_message(&self.doc, &k, self.index))
+            .filter_map(|k| read_message(&self.doc, &k, self.index, &|id| self.is_void(id)))
     }
 
     pub(crate) fn message(&self, id: &MessageId) -> Option<Message> {
-        read_message(&self.doc, &id.to_string(), self.index)
+        read_message(&self.doc, &id.to_string(), self.index, &|op| {
+            self.is_void(op)
+        })
     }
 
-    pub(crate) fn has_change(&self, hash: &ChangeHash) -> bool {
-        self.doc
-            .get_change_meta_by_hash(&automerge::ChangeHash::from(*hash))
-            .is_some()
+    /// Whether the op `id` (an object or value id from the document) was
+    /// written by a void change.
+    pub(crate) fn is_void(&self, id: &ExId) -> bool {
+        if self.void.is_empty() {
+            return false;
+        }
+        let ExId::Id(counter, actor, _) = id else {
+            return false;
+        };
+        let Some(actor) = self.model.actor(actor) else {
+            return false;
+        };
+        self.model
+            .change_of_op(Oid {
+                counter: *counter,
+                actor,
+            })
+            .is_some_and(|hash| self.void.contains(&hash))
     }
 
     pub(crate) fn heads(&self) -> Vec<ChangeHash> {
-        self.doc.get_heads().into_iter().map(Into::into).collect()
+        self.model.heads().iter().copied().collect()
     }
 
-    /// Changes of this segment not covered by `their_heads`. Heads we do not
+    /// Changes of this segment not covered by `their_heads`, at most
+    /// `budget` bytes of them (at least one), in causal order. Heads we do not
     /// know are ignored, which can only make the answer larger, never wrong.
-    pub(crate) fn changes_not_in(&self, their_heads: &[ChangeHash]) -> Vec<SignedChange> {
+    pub(crate) fn changes_not_in(
+        &self,
+        their_heads: &[ChangeHash],
+        budget: &mut usize,
+    ) -> Vec<SignedChange> {
         let known: Vec<automerge::ChangeHash> = their_heads
             .iter()
+            .filter(|h| self.model.has(h))
             .map(|h| automerge::ChangeHash::from(*h))
-            .filter(|h| self.doc.get_change_meta_by_hash(h).is_some())
             .collect();
-        self.doc
-            .get_changes_meta(&known)
-            .into_iter()
-            .filter_map(|meta| self.signed.get(&ChangeHash::from(meta.hash)).cloned())
-            .collect()
+        let mut out = Vec::new();
+        for meta in self.doc.get_changes_meta(&known) {
+            let Some(signed) = self.signed.get(&ChangeHash::from(meta.hash)) else {
+                continue;
+            };
+            let size = signed.wire_size();
+            if size > *budget && !out.is_empty() {
+                *budget = 0;
+                break;
+            }
+            *budget = budget.saturating_sub(size);
+            out.push(signed.clone());
+            if *budget == 0 {
+                break;
+            }
+        }
+        out
     }
 }

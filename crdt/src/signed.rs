@@ -65,8 +65,8 @@ pub enum VerifyError {
     /// The change is deflate-compressed; only raw changes are accepted.
     #[error("compressed changes are not accepted")]
     Compressed,
-    /// The actor id is not a 32-byte public key.
-    #[error("actor id is not an Ed25519 public key")]
+    /// The actor id is not a 32-byte public key followed by an 8-byte epoch.
+    #[error("actor id is not an Ed25519 public key and an epoch")]
     ActorNotAKey,
     /// The signature does not verify for the actor's key.
     #[error("bad signature: {0}")]
@@ -106,6 +106,11 @@ impl SignedChange {
         }
     }
 
+    /// About how many bytes this change takes on the wire, to size batches.
+    pub fn wire_size(&self) -> usize {
+        self.change.len() + 128 + 32 * self.meta_heads.len()
+    }
+
     /// Decodes the change and checks actor = signer and the signature.
     pub fn verify(&self) -> Result<VerifiedChange, VerifyError> {
         self.decode(true)
@@ -121,14 +126,12 @@ impl SignedChange {
         if self.change.get(CHUNK_TYPE_OFFSET) == Some(&COMPRESSED_CHANGE_CHUNK) {
             return Err(VerifyError::Compressed);
         }
-        let change = automerge::Change::try_from(&self.change[..])
-            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
-        let actor: [u8; 32] = change
-            .actor_id()
-            .to_bytes()
-            .try_into()
-            .map_err(|_| VerifyError::ActorNotAKey)?;
-        let author = PublicKey::from_bytes(actor);
+        // Parsing is meant to refuse bad bytes, never to panic; if it ever
+        // does on hostile input, that is a malformed change, not a crash.
+        let parsed = std::panic::catch_unwind(|| automerge::Change::try_from(&self.change[..]))
+            .map_err(|_| VerifyError::Malformed("change parser panicked".into()))?;
+        let change = parsed.map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        let author = identity::author_of(change.actor_id()).ok_or(VerifyError::ActorNotAKey)?;
         let hash = ChangeHash::from(change.hash());
         if check_signature {
             identity::verify(

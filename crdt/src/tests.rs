@@ -1,6 +1,6 @@
 //! Protocol tests of the data model: signing, rules, sync and convergence.
 
-use automerge::{transaction::Transactable, ActorId, ReadDoc, ROOT};
+use automerge::{transaction::Transactable, ReadDoc, ROOT};
 use proptest::prelude::*;
 
 use crate::{
@@ -19,13 +19,12 @@ fn direct(a: &Identity, b: &Identity) -> ChatReplica {
     ChatReplica::new(ChatKind::direct(a.public(), b.public()))
 }
 
-/// Delivers `changes` to `to` the way the node does: check, then apply.
+/// Delivers `changes` to `to` the way the node does; returns how many
+/// messages became visible.
 fn deliver(to: &mut ChatReplica, changes: Vec<SignedChange>) -> usize {
-    let checked = to.check(changes);
-    assert!(checked.rejected.is_empty(), "{:?}", checked.rejected);
-    let mut all = checked.accepted;
-    all.extend(checked.deferred);
-    to.apply(all).new_messages.len()
+    let got = to.receive(changes, 0);
+    assert!(got.rejected.is_empty(), "{:?}", got.rejected);
+    got.new_messages.len()
 }
 
 #[test]
@@ -42,19 +41,19 @@ fn message_round_trip() {
     assert_eq!(got[0].author, alice.public());
     assert_eq!(got[0].id, w.message.id);
     // Duplicates are recognised and show nothing new.
-    let again = b.check(vec![w.change]);
+    let again = b.receive(vec![w.change], 0);
     assert_eq!(again.duplicates.len(), 1);
-    assert!(again.accepted.is_empty());
+    assert!(again.stored.is_empty());
 }
 
 #[test]
 fn forged_signature_is_rejected() {
     let (alice, bob) = pair();
     let mut a = direct(&alice, &bob);
-    let b = direct(&bob, &alice);
+    let mut b = direct(&bob, &alice);
     let mut change = a.write_message(&alice, "hi", None, 1).unwrap().change;
     change.signature[0] ^= 1;
-    let checked = b.check(vec![change]);
+    let checked = b.receive(vec![change], 0);
     assert!(matches!(
         checked.rejected[0].reason,
         RejectReason::Verify(VerifyError::Signature(_))
@@ -67,21 +66,21 @@ fn actor_must_be_signer() {
     let mallory = Identity::generate();
     // Mallory writes a change whose actor is Alice, signed by Mallory.
     let mut doc = automerge::Automerge::new();
-    doc.set_actor(ActorId::from(alice.public().as_bytes().as_slice()));
+    doc.set_actor(alice.actor());
     let mut tx = doc.transaction();
     let obj = tx
         .put_object(
             ROOT,
-            crate::MessageId::random().to_string(),
+            crate::MessageId::for_author(&alice.public()).to_string(),
             automerge::ObjType::Map,
         )
         .unwrap();
     tx.put(&obj, "text", "I am alice").unwrap();
     tx.commit();
     let change = doc.get_last_local_change().unwrap();
-    let chat = direct(&alice, &bob);
+    let mut chat = direct(&alice, &bob);
     let forged = SignedChange::sign(&mallory, chat.id(), 0, vec![], &change);
-    let checked = chat.check(vec![forged]);
+    let checked = chat.receive(vec![forged], 0);
     assert_eq!(checked.rejected.len(), 1);
     assert!(matches!(
         checked.rejected[0].reason,
@@ -93,12 +92,12 @@ fn actor_must_be_signer() {
 fn strangers_and_wrong_chats_are_rejected() {
     let (alice, bob) = pair();
     let mallory = Identity::generate();
-    let b = direct(&bob, &alice);
+    let mut b = direct(&bob, &alice);
     // Mallory signs a change for the alice-bob chat id.
     let mut m = ChatReplica::new(ChatKind::direct(mallory.public(), mallory.public()));
     let w = m.write_message(&mallory, "spam", None, 1).unwrap();
     assert!(matches!(
-        b.check(vec![w.change.clone()]).rejected[0].reason,
+        b.receive(vec![w.change.clone()], 0).rejected[0].reason,
         RejectReason::WrongChat(_)
     ));
     let mut resigned = w.change;
@@ -106,7 +105,7 @@ fn strangers_and_wrong_chats_are_rejected() {
     let change = automerge::Change::try_from(&resigned.change[..]).unwrap();
     let resigned = SignedChange::sign(&mallory, b.id(), 0, vec![], &change);
     assert!(matches!(
-        b.check(vec![resigned]).rejected[0].reason,
+        b.receive(vec![resigned], 0).rejected[0].reason,
         RejectReason::NotMember(_)
     ));
     // Writing into a chat you are not in fails locally too.
@@ -120,32 +119,30 @@ fn editing_someone_elses_message_is_rejected() {
     let mut a = direct(&alice, &bob);
     let mut b = direct(&bob, &alice);
     let w = a.write_message(&alice, "original", None, 1).unwrap();
-    deliver(&mut b, vec![w.change]);
-    // Bob rewrites Alice's message text in his copy and signs it.
-    let seg = b.segments.get_mut(&0).unwrap();
-    seg.doc
-        .set_actor(ActorId::from(bob.public().as_bytes().as_slice()));
-    let (_, obj) = seg
-        .doc
-        .get(ROOT, w.message.id.to_string())
-        .unwrap()
+    deliver(&mut b, vec![w.change.clone()]);
+    // Bob rewrites Alice's message text in a copy of the document and signs it.
+    let mut doc = automerge::Automerge::new();
+    doc.apply_changes([automerge::Change::try_from(&w.change.change[..]).unwrap()])
         .unwrap();
-    let mut tx = seg.doc.transaction();
+    doc.set_actor(bob.actor());
+    let (_, obj) = doc.get(ROOT, w.message.id.to_string()).unwrap().unwrap();
+    let mut tx = doc.transaction();
     tx.put(&obj, "text", "tampered").unwrap();
     tx.commit();
-    let change = seg.doc.get_last_local_change().unwrap();
+    let change = doc.get_last_local_change().unwrap();
     let signed = SignedChange::sign(&bob, b.id(), 0, vec![], &change);
-    let checked = a.check(vec![signed]);
+    let checked = a.receive(vec![signed], 0);
     assert!(matches!(
         checked.rejected[0].reason,
         RejectReason::Rule(RuleViolation::ForeignObject)
     ));
+    assert_eq!(a.messages()[0].text, "original");
 }
 
 #[test]
 fn garbage_bytes_are_rejected_without_panic() {
     let (alice, bob) = pair();
-    let b = direct(&bob, &alice);
+    let mut b = direct(&bob, &alice);
     for bytes in [
         vec![],
         vec![0u8; 10],
@@ -158,7 +155,7 @@ fn garbage_bytes_are_rejected_without_panic() {
             change: bytes,
             signature: [0; 64],
         };
-        let checked = b.check(vec![signed]);
+        let checked = b.receive(vec![signed], 0);
         assert!(matches!(
             checked.rejected[0].reason,
             RejectReason::Verify(VerifyError::Malformed(_) | VerifyError::Compressed)
@@ -213,8 +210,11 @@ fn out_of_order_delivery_is_queued_then_visible() {
     let second = a.write_message(&alice, "2", None, 2).unwrap().change;
     assert_eq!(deliver(&mut b, vec![second.clone()]), 0);
     let h: ChangeHash = second.verify().unwrap().hash;
-    assert!(b.holds(0, &h));
+    // Waiting in memory, neither stored nor held (so not acknowledged).
+    assert!(!b.holds(0, &h));
+    assert_eq!(b.deferred_count(), 1);
     assert_eq!(deliver(&mut b, vec![first]), 2);
+    assert!(b.holds(0, &h));
 }
 
 proptest! {
@@ -251,14 +251,10 @@ proptest! {
             v
         };
         for change in scramble(from_a) {
-            let checked = b.check(vec![change]);
-            prop_assert!(checked.rejected.is_empty());
-            b.apply(checked.accepted.into_iter().chain(checked.deferred).collect());
+            prop_assert!(b.receive(vec![change], 0).rejected.is_empty());
         }
         for change in scramble(from_b) {
-            let checked = a.check(vec![change]);
-            prop_assert!(checked.rejected.is_empty());
-            a.apply(checked.accepted.into_iter().chain(checked.deferred).collect());
+            prop_assert!(a.receive(vec![change], 0).rejected.is_empty());
         }
         prop_assert_eq!(a.messages(), b.messages());
         prop_assert_eq!(a.messages().len(), writes.len());
