@@ -348,37 +348,24 @@ pub(crate) fn resolve(entries: &HashMap<ChangeHash, MetaEntry>) -> Resolution {
     let dag = Dag::new(entries);
     let entry = |i: usize| &entries[&dag.order[i]];
 
-    // Pass 1: candidate removals and demotions, in the plain order.
-    let mut state = GroupState::default();
+    // Candidates: every removal and demotion held. Each held change was
+    // allowed in the state at its own dependencies when it was accepted.
     let mut candidates: Vec<Candidate> = Vec::new();
     for i in 0..dag.order.len() {
         let e = entry(i);
-        if state.allows(e).is_err() {
-            continue;
-        }
         for action in &e.actions {
-            match action {
-                MetaAction::Remove(member) if state.members.contains_key(member) => candidates
-                    .push(Candidate {
-                        at: i,
-                        by: e.author,
-                        member: *member,
-                        demotion: false,
-                    }),
-                MetaAction::Role(member, Role::Member)
-                    if state.members.get(member).map(|m| m.role) == Some(Role::Admin) =>
-                {
-                    candidates.push(Candidate {
-                        at: i,
-                        by: e.author,
-                        member: *member,
-                        demotion: true,
-                    })
-                }
-                _ => {}
-            }
+            let (member, demotion) = match action {
+                MetaAction::Remove(member) => (*member, false),
+                MetaAction::Role(member, Role::Member) if *member != e.author => (*member, true),
+                _ => continue,
+            };
+            candidates.push(Candidate {
+                at: i,
+                by: e.author,
+                member,
+                demotion,
+            });
         }
-        state.apply(e, &|_| false);
     }
 
     // Void candidates made by someone a concurrent candidate removes or
@@ -426,13 +413,21 @@ pub(crate) fn resolve(entries: &HashMap<ChangeHash, MetaEntry>) -> Resolution {
         .map(|(c, _)| c)
         .collect();
 
-    // Pass 2: the resolved state.
+    // The resolved state.
+    let standing_at: HashSet<usize> = standing.iter().map(|s| s.at).collect();
     let mut state = GroupState::default();
     for i in 0..dag.order.len() {
         if void.contains(&i) {
             continue;
         }
         let e = entry(i);
+        if standing_at.contains(&i) {
+            // A standing removal takes effect even when its author was
+            // removed concurrently (a cycle of removals: all of them stand).
+            let removed_concurrently = |_: &PublicKey| false;
+            state.apply(e, &removed_concurrently);
+            continue;
+        }
         let needs_admin = !e.genesis
             && e.actions.iter().any(|a| match a {
                 MetaAction::Remove(k) | MetaAction::Cut(k, _) => *k != e.author,

@@ -825,14 +825,18 @@ impl ChatReplica {
             Ok(s) => s,
             Err(problem) => return problem_verdict(problem),
         };
-        match check_history(model, &shaped, is_admin) {
-            Ok(effects) => Verdict::Accept(Box::new(Accepted {
-                shaped,
-                effects,
-                entry: None,
-            })),
-            Err(e) => Verdict::Reject(e.into()),
+        let effects = match check_history(model, &shaped, is_admin) {
+            Ok(effects) => effects,
+            Err(e) => return Verdict::Reject(e.into()),
+        };
+        if let Some(held) = shaped.fork {
+            return Verdict::Fork(held);
         }
+        Verdict::Accept(Box::new(Accepted {
+            shaped,
+            effects,
+            entry: None,
+        }))
     }
 
     fn judge_meta(&self, change: &VerifiedChange) -> Verdict {
@@ -865,6 +869,9 @@ impl ChatReplica {
                     RejectReason::NotMember(entry.author)
                 });
             }
+        }
+        if let Some(held) = shaped.fork {
+            return Verdict::Fork(held);
         }
         Verdict::Accept(Box::new(Accepted {
             shaped,
@@ -1290,10 +1297,40 @@ impl ChatReplica {
     }
 }
 
+#[cfg(test)]
+impl ChatReplica {
+    /// Puts a change into its segment without judging it, to test the
+    /// containment of what Automerge cannot apply.
+    pub(crate) fn apply_unjudged_for_test(&mut self, change: VerifiedChange) -> Ingested {
+        let mut out = Ingested::default();
+        let index = change.signed.segment;
+        let segment = self
+            .segments
+            .entry(index)
+            .or_insert_with(|| Segment::new(index));
+        let actor = segment.model.intern(change.change.actor_id());
+        segment.model.insert(
+            change.hash,
+            Node {
+                actor,
+                seq: change.change.seq(),
+                max_op: change.change.max_op(),
+                deps: change.change.deps().iter().map(|d| (*d).into()).collect(),
+            },
+            Effects::default(),
+        );
+        segment.signed.insert(change.hash, change.signed.clone());
+        out.stored.push(change.clone());
+        self.flush(BTreeMap::from([(index, vec![change])]), &mut out);
+        out.stored
+            .retain(|c| self.holds(c.signed.segment, &c.hash));
+        out
+    }
+}
+
 fn problem_verdict(problem: Problem) -> Verdict {
     match problem {
         Problem::MissingDeps => Verdict::Defer,
-        Problem::Fork { held } => Verdict::Fork(held),
         Problem::Malformed(reason) => Verdict::Reject(RejectReason::Structure(reason)),
     }
 }

@@ -49,3 +49,6 @@ mod group_tests;
 
 #[cfg(test)]
 mod attachment_tests;
+
+#[cfg(test)]
+mod hostile_tests;

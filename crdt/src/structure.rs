@@ -56,11 +56,6 @@ pub(crate) trait Schema {
 pub(crate) enum Problem {
     /// A dependency is not held yet: judge again when it arrives.
     MissingDeps,
-    /// Its actor already has another change with this sequence number.
-    Fork {
-        /// The change already held in that slot.
-        held: ChangeHash,
-    },
     /// It can never be applied.
     Malformed(String),
 }
@@ -106,6 +101,8 @@ pub(crate) struct Shaped {
     /// The clock of the change's causal past.
     pub(crate) clock: Clock,
     pub(crate) ops: Vec<ShapedOp>,
+    /// The change that already holds this actor's sequence number, if any.
+    pub(crate) fork: Option<ChangeHash>,
 }
 
 /// Expands a change into operations without ever panicking.
@@ -148,16 +145,14 @@ pub(crate) fn shape(
     let seq = change.seq();
     let previous = known.map_or(0, |a| clock.seq(a));
     if seq != previous.saturating_add(1) {
-        if let Some(held) = known.and_then(|a| model.slot(a, seq)) {
-            return Err(Problem::Fork { held });
-        }
         return Err(bad(format!(
             "sequence number {seq} does not follow {previous}, the actor's last in its past"
         )));
     }
-    if let Some(held) = known.and_then(|a| model.slot(a, seq)) {
-        return Err(Problem::Fork { held });
-    }
+    // Another change already holds this slot: a fork. Judged in full all the
+    // same, so that only a change that is valid in every other way can ever
+    // compete for the slot.
+    let fork = known.and_then(|a| model.slot(a, seq));
     let start_op = change.start_op().get();
     if start_op != model.max_op_of(&deps).saturating_add(1) {
         return Err(bad("start op does not follow the ops in its past"));
@@ -290,5 +285,6 @@ pub(crate) fn shape(
         deps,
         clock,
         ops,
+        fork,
     })
 }
