@@ -7,6 +7,7 @@ mod format;
 mod group;
 mod media;
 mod relay;
+mod requests;
 mod social;
 
 use std::path::PathBuf;
@@ -72,6 +73,12 @@ enum Command {
     /// Manage contacts: add (from an invite or a PeerId), list, remove, block.
     #[command(subcommand)]
     Contacts(ContactsCommand),
+    /// Messages from strangers and group invitations from people who are not
+    /// your contacts: list, accept or delete them.
+    Requests {
+        #[command(subcommand)]
+        command: Option<requests::RequestsCommand>,
+    },
     /// Your profile (name, status) and your contacts' profiles.
     #[command(subcommand)]
     Profile(social::ProfileCommand),
@@ -266,6 +273,7 @@ async fn run(cli: Cli) -> Result<()> {
             relays,
         }) => client::contacts_add(&dir, peer, name, addrs, relays, json).await,
         Command::Contacts(ContactsCommand::List) => client::contacts_list(&dir, json).await,
+        Command::Requests { command } => requests::run(&dir, command, json).await,
         Command::Contacts(ContactsCommand::Remove { peer }) => {
             client::simple(
                 &dir,

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
 
 use crate::{
-    chats::{ChatOp, ChatSummary, ExportSummary, HistoryEntry, MessageInfo, OpOutcome},
+    chats::{
+        ChatOp, ChatSummary, ExportSummary, HistoryEntry, MessageInfo, OpOutcome, RequestSummary,
+    },
     data_dir::DataDirError,
     store::{Contact, DeliveryState, StoreError},
 };
@@ -77,6 +79,22 @@ pub enum Event {
         peer: PeerId,
         /// Why.
         reason: String,
+    },
+    /// More refusals from a peer than its budget: this many were not
+    /// reported one by one in the last minute.
+    RejectionsSuppressed {
+        /// The peer.
+        peer: PeerId,
+        /// Refusals left unreported.
+        count: u64,
+    },
+    /// A stranger wrote to this node, or someone who is not a contact added
+    /// it to a group: a message request waits for the user (`requests`).
+    MessageRequest {
+        /// The chat it would become.
+        chat: ChatId,
+        /// Who: the stranger, or who added this node to the group.
+        from: PeerId,
     },
     /// The node listens on a new address.
     Listening {
@@ -302,6 +320,7 @@ pub(crate) enum Command {
         reply: oneshot::Sender<()>,
     },
     Social(crate::social::SocialCommand),
+    Requests(crate::actor::RequestCommand),
 }
 
 /// A handle to a running node. Cheap to clone; every method is a message to
@@ -471,6 +490,29 @@ impl Node {
     /// All contacts.
     pub async fn contacts(&self) -> Result<Vec<Contact>, NodeError> {
         self.call(|reply| Command::Contacts { reply }).await
+    }
+
+    /// Message requests waiting for the user: strangers who wrote, and
+    /// groups someone who is not a contact added this node to. Newest first.
+    pub async fn requests(&self) -> Result<Vec<RequestSummary>, NodeError> {
+        use crate::actor::RequestCommand;
+        self.call(|reply| Command::Requests(RequestCommand::List { reply }))
+            .await
+    }
+
+    /// Accepts a message request: the chat is created with what was kept,
+    /// and from now on its messages arrive like any other.
+    pub async fn accept_request(&self, chat: ChatId) -> Result<(), NodeError> {
+        use crate::actor::RequestCommand;
+        self.call(|reply| Command::Requests(RequestCommand::Accept { chat, reply }))
+            .await
+    }
+
+    /// Deletes a message request, and with `block` blocks its sender.
+    pub async fn delete_request(&self, chat: ChatId, block: bool) -> Result<(), NodeError> {
+        use crate::actor::RequestCommand;
+        self.call(|reply| Command::Requests(RequestCommand::Delete { chat, block, reply }))
+            .await
     }
 
     /// All chats, most recent first.

@@ -14,6 +14,7 @@ pub mod invite;
 mod keys;
 pub mod mailbox;
 mod presence;
+mod rejections;
 pub mod protocol;
 mod social;
 mod store;
@@ -24,6 +25,7 @@ pub use api::{Event, Node, NodeError, RelayMetrics, Sent, SpawnError, Status};
 pub use behaviour::BehaviourError;
 pub use chats::{
     ChatOp, ChatSummary, ExportSummary, HistoryEntry, MessageInfo, OpOutcome, RecipientState,
+    RequestSummary, MAX_REQUESTS, MAX_REQUEST_BYTES, MAX_REQUEST_CHANGES,
 };
 pub use config::NodeConfig;
 pub use data_dir::{DataDir, DataDirError, DirLock, LocalProfile};

@@ -113,6 +113,7 @@ impl Actor {
                 let _ = reply.send(result);
             }
             Command::Social(command) => self.on_social_command(command).await,
+            Command::Requests(command) => self.on_request_command(command).await,
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
     }

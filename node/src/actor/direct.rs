@@ -176,11 +176,7 @@ impl Actor {
         let request = match request {
             Inbound::Request(r) => r,
             Inbound::Refused(error) => {
-                tracing::warn!(%peer, %error, "refused frame");
-                self.emit(Event::Rejected {
-                    peer,
-                    reason: error.to_string(),
-                });
+                self.refused(peer, format!("frame: {error}"));
                 return Response::Error(error);
             }
         };
@@ -255,11 +251,16 @@ impl Actor {
                 tracing::error!(error = %e, "cannot store received changes");
                 e.to_string()
             })?;
-        for rejected in &received.rejected {
-            self.emit(Event::Rejected {
-                peer,
-                reason: rejected.reason.clone(),
-            });
+        for rejected in received.rejected.iter().chain(&received.not_kept) {
+            let hash = rejected
+                .hash
+                .map_or_else(|| "?".to_string(), |h| h.to_string());
+            self.refused(peer, format!("change {hash}: {}", rejected.reason));
+        }
+        for (chat, from) in &received.requests {
+            if let Some(from) = crate::keys::peer_id_of(from) {
+                self.emit(Event::MessageRequest { chat: *chat, from });
+            }
         }
         for (chat, message) in received.new_messages {
             if self.chats.store().is_blocked(&message.author) {
@@ -308,7 +309,7 @@ impl Actor {
         Ok(Receipt {
             stored: received.stored,
             rejected: received.rejected,
-            deferred: received.deferred,
+            deferred: received.deferred + received.not_kept.len(),
         })
     }
 
@@ -396,7 +397,8 @@ pub(super) struct Receipt {
     pub(super) stored: Vec<ChangeHash>,
     /// Refused.
     pub(super) rejected: Vec<crate::protocol::RejectedChange>,
-    /// Stored but not yet judged (waiting for dependencies).
+    /// Neither stored nor refused for good: waiting in memory for their
+    /// dependencies, or not kept for now (the sender tries again later).
     pub(super) deferred: usize,
 }
 

@@ -125,19 +125,12 @@ impl Actor {
         let changes = match decode_frame::<GossipMessage>(data) {
             Ok(GossipMessage::Changes(changes)) => changes,
             Err(error) => {
-                tracing::warn!(%via, %chat, %error, "malformed gossip");
-                self.emit(Event::Rejected {
-                    peer: via,
-                    reason: error.to_string(),
-                });
+                self.refused(via, format!("malformed gossip in {chat}: {error}"));
                 return MessageAcceptance::Reject;
             }
         };
         if changes.is_empty() || changes.iter().any(|c| c.chat != chat) {
-            self.emit(Event::Rejected {
-                peer: via,
-                reason: "gossip for another chat on this topic".into(),
-            });
+            self.refused(via, "gossip for another chat on this topic".into());
             return MessageAcceptance::Reject;
         }
         let sender = source.unwrap_or(via);

@@ -27,7 +27,10 @@ mod gossip;
 mod mailbox;
 mod peers;
 mod redial;
+mod requests;
 mod social;
+
+pub(crate) use requests::RequestCommand;
 
 pub use gossip::group_topic;
 pub(crate) use peers::is_unspecified;
@@ -107,6 +110,8 @@ pub(crate) struct Actor {
     blobs: crate::blobs::Blobs,
     /// The media task; aborted when the actor stops.
     _media: crate::blobs::MediaTask,
+    /// How many of each peer's refusals are logged and emitted.
+    rejections: crate::rejections::RejectionBudget,
     _lock: DirLock,
 }
 
@@ -178,7 +183,7 @@ pub async fn spawn_with(
     let redials = redial::Redials::new(config.redial_interval(), MAX_BACKOFF);
     let mut actor = Actor {
         swarm,
-        chats: Chats::new(identity, store),
+        chats: Chats::new(identity, store)?,
         config,
         events: event_tx.clone(),
         commands: command_rx,
@@ -198,6 +203,7 @@ pub async fn spawn_with(
         commit: Default::default(),
         blobs: blobs.clone(),
         _media: media,
+        rejections: Default::default(),
         _lock: lock,
     };
     actor.ensure_own_profile(dir.profile().name)?;
@@ -397,6 +403,20 @@ impl Actor {
     fn emit(&self, event: Event) {
         // No subscriber is fine: events are a view, the state is in the store.
         let _ = self.events.send(event);
+    }
+
+    /// Reports something `peer` sent that this node refused, in the log and
+    /// as an event, within the peer's budget (beyond it, only counted).
+    fn refused(&mut self, peer: PeerId, reason: String) {
+        let (report, summary) = self.rejections.note(peer, now_ms());
+        for (peer, count) in summary {
+            tracing::warn!(%peer, count, "more refusals from this peer were not logged");
+            self.emit(Event::RejectionsSuppressed { peer, count });
+        }
+        if report == crate::rejections::Report::Yes {
+            tracing::warn!(%peer, %reason, "refused");
+            self.emit(Event::Rejected { peer, reason });
+        }
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {

@@ -5,17 +5,20 @@
 //! in-memory view never runs ahead of what is on disk.
 
 mod local;
+mod requests;
 mod views;
 
 use std::collections::{BTreeMap, HashMap};
 
 use meshchat_crdt::{
-    ChangeHash, ChatId, ChatKind, ChatReplica, Identity, Message, MessageId, PublicKey,
-    SegmentHeads, SegmentIndex, SignedChange, VerifiedChange, META_SEGMENT,
+    ChangeHash, ChatId, ChatKind, ChatReplica, Identity, Ingested, Message, MessageId, PublicKey,
+    RejectReason, SegmentHeads, SegmentIndex, SignedChange, VerifiedChange, META_SEGMENT,
 };
+use requests::{RequestRecord, RequestRefusal, Requests};
 
 pub(crate) use local::LocalWriteError;
 pub use local::{ChatOp, OpOutcome};
+pub use requests::{RequestSummary, MAX_REQUESTS, MAX_REQUEST_BYTES, MAX_REQUEST_CHANGES};
 pub(crate) use views::ExportError;
 pub use views::{ChatSummary, ExportSummary, HistoryEntry, MessageInfo, RecipientState};
 
@@ -28,15 +31,23 @@ use crate::{
 pub(crate) const BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// Changes taken from the outbox for one push.
 pub(crate) const OUTBOX_BATCH: usize = 512;
+/// Push batches sent back to a peer per sync round.
+pub(crate) const SYNC_PUSH_BATCHES: usize = 4;
 
 /// What receiving a batch of changes did.
 #[derive(Debug, Default)]
 pub(crate) struct Received {
-    /// Durably held now (new, deferred or duplicate): acknowledge these.
+    /// Durably held now (new or duplicate): acknowledge these.
     pub(crate) stored: Vec<ChangeHash>,
+    /// Refused for good: tell the sender, which stops retrying them.
     pub(crate) rejected: Vec<RejectedChange>,
-    /// Stored but not yet judged (dependencies missing).
+    /// Not kept for now (dependencies missing, or a budget full): neither
+    /// stored nor acknowledged, so the sender tries again later. With why.
+    pub(crate) not_kept: Vec<RejectedChange>,
+    /// Kept in memory until their dependencies arrive (not acknowledged).
     pub(crate) deferred: usize,
+    /// Message requests (direct or group) that are new or grew.
+    pub(crate) requests: Vec<(ChatId, PublicKey)>,
     pub(crate) new_messages: Vec<(ChatId, Message)>,
     pub(crate) updated_messages: Vec<(ChatId, Message)>,
     /// Groups whose metadata changed (membership, roles, name, settings).
@@ -50,19 +61,21 @@ pub(crate) struct Received {
 pub(crate) struct Chats {
     me: Identity,
     store: Store,
+    requests: Requests,
     replicas: HashMap<ChatId, ChatReplica>,
     /// Read receipts already queued this run (the queue itself is on disk).
     read_receipts_queued: std::collections::HashSet<(ChatId, MessageId)>,
 }
 
 impl Chats {
-    pub(crate) fn new(me: Identity, store: Store) -> Self {
-        Self {
+    pub(crate) fn new(me: Identity, store: Store) -> Result<Self, StoreError> {
+        Ok(Self {
             me,
+            requests: Requests::open(store.db())?,
             store,
             replicas: HashMap::new(),
             read_receipts_queued: Default::default(),
-        }
+        })
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -87,9 +100,17 @@ impl Chats {
                 return Ok(None);
             };
             let mut replica = ChatReplica::new(record.kind);
-            let applied = replica.load(self.store.changes_of(chat)?);
-            for rejected in applied.rejected {
-                tracing::warn!(%chat, reason = %rejected.reason, "stored change no longer valid");
+            let loaded = replica.load(self.store.changes_of(chat)?);
+            // A change on disk that does not pass today's checks (or lost a
+            // fork) is dropped: loading never fails because of one change.
+            for rejected in &loaded.rejected {
+                tracing::warn!(%chat, hash = ?rejected.hash, reason = %rejected.reason, "dropping a stored change that does not pass the checks");
+                if let Some(hash) = rejected.hash {
+                    self.store.remove_change(chat, &hash)?;
+                }
+            }
+            for (_, hash) in &loaded.superseded {
+                self.store.remove_change(chat, hash)?;
             }
             self.replicas.insert(*chat, replica);
         }
@@ -148,8 +169,10 @@ impl Chats {
         Ok(out)
     }
 
-    /// Checks, durably stores, then applies changes received from `from`
-    /// (pushed, synced or gossiped).
+    /// Judges, applies and durably stores changes received from `from`
+    /// (pushed, synced or gossiped). Only what is flushed is acknowledged;
+    /// a flush failure drops the touched replicas, so memory is never ahead
+    /// of the disk once this returns.
     pub(crate) async fn receive(
         &mut self,
         from: PublicKey,
@@ -161,136 +184,239 @@ impl Chats {
             by_chat.entry(change.chat).or_default().push(change);
         }
         let mut out = Received::default();
-        let mut to_apply = Vec::new();
+        let mut touched = Vec::new();
+        let mut applied = Vec::new();
         for (chat, changes) in by_chat {
             if !self.exists(&chat)? {
-                match self.adopt(&chat, &changes, now_ms)? {
-                    Adoption::Direct => {}
-                    Adoption::Group => out.adopted.push(chat),
-                    Adoption::Refused(reason) => {
-                        out.rejected.extend(changes.iter().map(|c| RejectedChange {
-                            hash: c.verify().ok().map(|v| v.hash),
-                            reason: reason.clone(),
-                        }));
-                        continue;
+                match self.receive_unknown(from, chat, changes, now_ms, &mut out) {
+                    Ok(Some(ingested)) => {
+                        if ingested.meta_changed {
+                            out.adopted.push(chat);
+                        }
+                        touched.push(chat);
+                        applied.push((chat, ingested));
+                    }
+                    Ok(None) => touched.push(chat),
+                    Err(e) => {
+                        self.evict_all(&touched);
+                        return Err(e);
                     }
                 }
+                continue;
             }
             let Some(replica) = self.replica(&chat)? else {
                 continue;
             };
-            let checked = replica.check(changes);
             let is_group = replica.kind().is_group();
-            for rejected in checked.rejected {
-                tracing::warn!(%chat, peer = %from, reason = %rejected.reason, "rejected change");
-                out.rejected.push(RejectedChange {
-                    hash: rejected.hash,
-                    reason: rejected.reason.to_string(),
-                });
-            }
-            out.stored.extend(checked.duplicates);
-            out.deferred += checked.deferred.len();
-            let mut valid = checked.accepted;
-            valid.extend(checked.deferred);
-            if valid.is_empty() {
-                continue;
-            }
-            if let Err(e) = self
-                .store
-                .put_changes(valid.iter().map(|c| (&c.signed, c.hash)))
-            {
-                self.evict(&chat);
+            let ingested = replica.receive(changes, now_ms);
+            touched.push(chat);
+            if let Err(e) = self.persist(&chat, &ingested) {
+                self.evict_all(&touched);
                 return Err(e);
             }
-            out.stored.extend(valid.iter().map(|c| c.hash));
-            if is_group {
-                out.fresh_group_changes
-                    .push((chat, valid.iter().map(|c| c.signed.clone()).collect()));
+            if is_group && !ingested.stored.is_empty() {
+                out.fresh_group_changes.push((
+                    chat,
+                    ingested.stored.iter().map(|c| c.signed.clone()).collect(),
+                ));
             }
-            to_apply.push((chat, valid));
+            applied.push((chat, ingested));
         }
-        if !to_apply.is_empty() {
+        if !touched.is_empty() {
             if let Err(e) = self.store.flush().await {
-                for (chat, _) in &to_apply {
-                    self.evict(chat);
-                }
+                self.evict_all(&touched);
                 return Err(e);
             }
         }
-        for (chat, valid) in to_apply {
-            self.apply_stored(chat, valid, &mut out)?;
+        for (chat, ingested) in applied {
+            record_ingested(chat, ingested, &mut out);
         }
         Ok(out)
     }
 
-    /// Applies durably stored changes to the replica and records the effects.
-    fn apply_stored(
-        &mut self,
-        chat: ChatId,
-        changes: Vec<VerifiedChange>,
-        out: &mut Received,
-    ) -> Result<(), StoreError> {
-        let Some(replica) = self.replica(&chat)? else {
-            return Ok(());
-        };
-        let applied = replica.apply(changes);
-        for rejected in &applied.rejected {
-            tracing::warn!(%chat, reason = %rejected.reason, "rejected a deferred change");
-            if let Some(hash) = rejected.hash {
-                // Held for judgement, now refused: it must not stay on disk.
-                self.store.remove_change(&chat, &hash)?;
-            }
-        }
-        out.new_messages
-            .extend(applied.new_messages.into_iter().map(|m| (chat, m)));
-        out.updated_messages
-            .extend(applied.updated_messages.into_iter().map(|m| (chat, m)));
-        if applied.meta_changed {
-            out.meta_changed.push(chat);
+    /// Writes what a replica accepted and deletes what it dropped (not yet
+    /// flushed).
+    fn persist(&self, chat: &ChatId, ingested: &Ingested) -> Result<(), StoreError> {
+        self.store
+            .put_changes(ingested.stored.iter().map(|c| (&c.signed, c.hash)))?;
+        for (_, hash) in &ingested.superseded {
+            self.store.remove_change(chat, hash)?;
         }
         Ok(())
     }
 
-    /// A batch for an unknown chat creates it only when it is the direct chat
-    /// between this node and a change's (verified) author, or a group whose
-    /// genesis is in the batch and that counts this node as a member.
-    fn adopt(
+    fn evict_all(&mut self, chats: &[ChatId]) {
+        for chat in chats {
+            self.evict(chat);
+        }
+    }
+
+    /// Changes for a chat this node does not have. The direct chat with a
+    /// contact, or a group a contact added this node to, is created at once
+    /// (its outcome is returned for the caller to report). From anyone else
+    /// the changes are judged on a scratch replica and what passes is kept as
+    /// a message request, within its budget; nothing else is stored.
+    fn receive_unknown(
         &mut self,
-        chat: &ChatId,
-        changes: &[SignedChange],
+        from: PublicKey,
+        chat: ChatId,
+        changes: Vec<SignedChange>,
         now_ms: i64,
-    ) -> Result<Adoption, StoreError> {
+        out: &mut Received,
+    ) -> Result<Option<Ingested>, StoreError> {
         let me = self.me.public();
         let verified: Vec<VerifiedChange> =
             changes.iter().filter_map(|c| c.verify().ok()).collect();
-        if let Some(author) = verified
+        let direct_peer = verified
             .iter()
             .map(|v| v.author)
-            .find(|author| ChatId::direct(&me, author) == *chat)
-        {
-            self.ensure_direct(author, now_ms)?;
-            return Ok(Adoption::Direct);
-        }
-        let Some(kind) = verified.iter().find_map(ChatKind::from_genesis) else {
-            return Ok(Adoption::Refused(format!("unknown chat {chat}")));
+            .find(|author| ChatId::direct(&me, author) == chat);
+        let kind = if let Some(peer) = direct_peer {
+            ChatKind::direct(me, peer)
+        } else if let Some(kind) = verified.iter().find_map(ChatKind::from_genesis) {
+            kind
+        } else {
+            out.rejected.extend(changes.iter().map(|c| RejectedChange {
+                hash: c.verify().ok().map(|v| v.hash),
+                reason: format!("unknown chat {chat}"),
+            }));
+            return Ok(None);
         };
-        // Judge the invitation on a scratch replica: only join if it makes us a member.
-        let mut scratch = ChatReplica::new(kind.clone());
-        let checked = scratch.check(changes.iter().cloned());
-        let mut valid = checked.accepted;
-        valid.extend(checked.deferred);
-        scratch.apply(valid);
-        if !scratch.is_member(&me) {
-            return Ok(Adoption::Refused(format!("not a member of group {chat}")));
+        // Judge everything on a scratch replica, with what an earlier
+        // request for the same chat already kept.
+        let mut record = self.requests.get(&chat)?.unwrap_or(RequestRecord {
+            kind: kind.clone(),
+            from,
+            first_seen_ms: now_ms,
+            last_seen_ms: now_ms,
+            changes: Vec::new(),
+        });
+        let mut scratch = record.replica();
+        let ingested = scratch.receive(changes, now_ms);
+        let inviter = match direct_peer {
+            Some(peer) => peer,
+            None => match scratch.member(&me) {
+                Some(member) => member.added_by.unwrap_or_else(|| creator_of(&kind)),
+                None => {
+                    report_rejections(&ingested, out);
+                    out.rejected
+                        .extend(ingested.stored.iter().map(|c| RejectedChange {
+                            hash: Some(c.hash),
+                            reason: format!("this node is not a member of group {chat}"),
+                        }));
+                    return Ok(None);
+                }
+            },
+        };
+        record.from = inviter;
+        if self.accepts_from(&inviter)? {
+            // A contact: the chat exists from now on, with what was judged.
+            self.store.put_chat(
+                &chat,
+                &ChatRecord {
+                    kind,
+                    created_at_ms: now_ms,
+                },
+            )?;
+            let mut kept = record.changes.clone();
+            kept.extend(ingested.stored.iter().map(|c| c.signed.clone()));
+            self.requests.remove(&chat)?;
+            self.store.put_changes(
+                kept.iter()
+                    .filter_map(|c| c.decode_stored().ok().map(|v| (c, v.hash))),
+            )?;
+            self.replicas.insert(chat, scratch);
+            return Ok(Some(ingested));
         }
+        report_rejections(&ingested, out);
+        out.stored.extend(ingested.duplicates.iter().copied());
+        if ingested.stored.is_empty() {
+            return Ok(None);
+        }
+        let is_new = record.changes.is_empty();
+        if is_new && self.requests.len() >= requests::MAX_REQUESTS {
+            out.not_kept.extend(not_kept(&ingested, &RequestRefusal::Full));
+            return Ok(None);
+        }
+        let hashes: Vec<ChangeHash> = ingested.stored.iter().map(|c| c.hash).collect();
+        let stored: Vec<SignedChange> = ingested.stored.iter().map(|c| c.signed.clone()).collect();
+        if let Err(refusal) = requests::admit(&mut record, stored) {
+            out.not_kept.extend(not_kept(&ingested, &refusal));
+            return Ok(None);
+        }
+        record.last_seen_ms = now_ms;
+        self.requests.put(&chat, &record)?;
+        out.stored.extend(hashes);
+        out.requests.push((chat, inviter));
+        Ok(None)
+    }
+
+    /// Whether changes from `key` create a chat without asking: a contact
+    /// that is not blocked, this node itself, or someone this node already
+    /// has a direct chat with.
+    fn accepts_from(&self, key: &PublicKey) -> Result<bool, StoreError> {
+        if let Some(contact) = self.store.contact(key)? {
+            return Ok(!contact.blocked);
+        }
+        let direct = ChatId::direct(&self.me.public(), key);
+        Ok(*key == self.me.public() || self.exists(&direct)?)
+    }
+
+    /// The pending message requests, newest first.
+    pub(crate) fn requests(&self) -> Result<Vec<RequestSummary>, StoreError> {
+        let mut all: Vec<(ChatId, RequestRecord)> = self.requests.all()?;
+        all.sort_by_key(|(_, r)| std::cmp::Reverse(r.last_seen_ms));
+        Ok(all
+            .iter()
+            .map(|(chat, record)| Requests::summary(*chat, record))
+            .collect())
+    }
+
+    /// Accepts a request: the chat is created from what was kept. Returns
+    /// the chat's kind, who sent the request and its messages.
+    pub(crate) async fn accept_request(
+        &mut self,
+        chat: &ChatId,
+        now_ms: i64,
+    ) -> Result<Option<AcceptedRequest>, StoreError> {
+        let Some(record) = self.requests.get(chat)? else {
+            return Ok(None);
+        };
         self.store.put_chat(
             chat,
             &ChatRecord {
-                kind,
+                kind: record.kind.clone(),
                 created_at_ms: now_ms,
             },
         )?;
-        Ok(Adoption::Group)
+        self.store.put_changes(
+            record
+                .changes
+                .iter()
+                .filter_map(|c| c.decode_stored().ok().map(|v| (c, v.hash))),
+        )?;
+        self.requests.remove(chat)?;
+        self.store.flush().await?;
+        self.evict(chat);
+        let messages = self
+            .replica(chat)?
+            .map(|r| r.messages())
+            .unwrap_or_default();
+        Ok(Some(AcceptedRequest {
+            kind: record.kind,
+            from: record.from,
+            messages,
+        }))
+    }
+
+    /// Deletes a request. Returns who sent it.
+    pub(crate) async fn delete_request(
+        &mut self,
+        chat: &ChatId,
+    ) -> Result<Option<PublicKey>, StoreError> {
+        let removed = self.requests.remove(chat)?;
+        self.store.flush().await?;
+        Ok(removed.map(|r| r.from))
     }
 
     /// Answers a peer's sync request.
@@ -320,13 +446,13 @@ impl Chats {
         let Some(from_segment) = entitlement(replica, &from) else {
             return Ok(Response::Error(WireError::NotMember));
         };
-        let mut batches =
-            split_batches(replica.changes_missing_from(their_heads, from_segment)).into_iter();
-        let changes = batches.next().unwrap_or_default();
+        // One bounded batch per round: only what is sent is copied.
+        let (changes, more) =
+            replica.changes_missing_within(their_heads, from_segment, BATCH_BYTES);
         Ok(Response::Synced {
             changes,
             heads: replica.heads(),
-            more: batches.next().is_some(),
+            more,
         })
     }
 
@@ -359,7 +485,9 @@ impl Chats {
         Ok(self.replica(chat)?.map(|r| r.heads()))
     }
 
-    /// Changes of `chat` a replica with `their_heads` lacks, in frame-sized batches.
+    /// Changes of `chat` a replica with `their_heads` lacks, at most
+    /// [`SYNC_PUSH_BATCHES`] frame-sized batches of them per sync round (the
+    /// next round carries on).
     pub(crate) fn missing_batches(
         &mut self,
         peer: &PublicKey,
@@ -368,9 +496,15 @@ impl Chats {
     ) -> Result<Vec<Vec<SignedChange>>, StoreError> {
         Ok(match self.replica(chat)? {
             Some(replica) => match entitlement(replica, peer) {
-                Some(from_segment) => {
-                    split_batches(replica.changes_missing_from(their_heads, from_segment))
-                }
+                Some(from_segment) => split_batches(
+                    replica
+                        .changes_missing_within(
+                            their_heads,
+                            from_segment,
+                            SYNC_PUSH_BATCHES * BATCH_BYTES,
+                        )
+                        .0,
+                ),
                 None => Vec::new(),
             },
             None => Vec::new(),
@@ -497,10 +631,67 @@ impl Chats {
     }
 }
 
-enum Adoption {
-    Direct,
-    Group,
-    Refused(String),
+/// A message request the user accepted.
+#[derive(Debug)]
+pub(crate) struct AcceptedRequest {
+    pub(crate) kind: ChatKind,
+    pub(crate) from: PublicKey,
+    pub(crate) messages: Vec<Message>,
+}
+
+/// The creator of a group: the one who added us when nobody else is named.
+fn creator_of(kind: &ChatKind) -> PublicKey {
+    match kind {
+        ChatKind::Group { creator, .. } => *creator,
+        ChatKind::Direct { a, .. } => *a,
+        _ => PublicKey::from_bytes([0; 32]),
+    }
+}
+
+/// Whether a refusal is for good (the sender stops retrying) or only for
+/// now (the change could be judged later, or a budget is full).
+fn is_final(reason: &RejectReason) -> bool {
+    !matches!(reason, RejectReason::Unjudgeable(_))
+}
+
+fn report_rejections(ingested: &Ingested, out: &mut Received) {
+    for rejected in &ingested.rejected {
+        let change = RejectedChange {
+            hash: rejected.hash,
+            reason: rejected.reason.to_string(),
+        };
+        if is_final(&rejected.reason) {
+            out.rejected.push(change);
+        } else {
+            out.not_kept.push(change);
+        }
+    }
+}
+
+fn not_kept(ingested: &Ingested, why: &RequestRefusal) -> Vec<RejectedChange> {
+    ingested
+        .stored
+        .iter()
+        .map(|c| RejectedChange {
+            hash: Some(c.hash),
+            reason: why.to_string(),
+        })
+        .collect()
+}
+
+/// Adds what one chat's ingest did to the batch's outcome.
+fn record_ingested(chat: ChatId, ingested: Ingested, out: &mut Received) {
+    report_rejections(&ingested, out);
+    out.stored.extend(ingested.duplicates.iter().copied());
+    out.stored.extend(ingested.stored.iter().map(|c| c.hash));
+    out.deferred += ingested.deferred.len();
+    out.new_messages
+        .extend(ingested.new_messages.into_iter().map(|m| (chat, m)));
+    out.updated_messages
+        .extend(ingested.updated_messages.into_iter().map(|m| (chat, m)));
+    if ingested.meta_changed {
+        out.meta_changed.push(chat);
+    }
 }
 
 /// What `peer` may receive of a chat: `Some(first history segment)` (0 unless

@@ -244,6 +244,17 @@ async fn call(node: &Node, request: ControlRequest) -> Result<serde_json::Value,
                 .await?,
         ),
         ControlRequest::ContactsList => to_json(node.contacts().await?),
+        ControlRequest::Requests => to_json(node.requests().await?),
+        ControlRequest::RequestsAccept { chat } => {
+            let chat = request_chat(node, &chat).await?;
+            node.accept_request(chat).await?;
+            to_json(serde_json::json!({ "chat": chat }))
+        }
+        ControlRequest::RequestsDelete { chat, block } => {
+            let chat = request_chat(node, &chat).await?;
+            node.delete_request(chat, block).await?;
+            to_json(serde_json::json!({ "chat": chat }))
+        }
         ControlRequest::Send { to, text, reply_to } => {
             let chat = node.resolve(to).await?;
             let reply_to = match reply_to {
@@ -425,4 +436,27 @@ async fn call(node: &Node, request: ControlRequest) -> Result<serde_json::Value,
         }
     };
     result
+}
+
+/// The message request `query` names: its chat id or a unique prefix of it,
+/// or its sender's PeerId.
+async fn request_chat(node: &Node, query: &str) -> Result<ChatId, NodeError> {
+    let requests = node.requests().await?;
+    let matches: Vec<_> = requests
+        .iter()
+        .filter(|r| {
+            r.chat.to_string().starts_with(query)
+                || crate::keys::peer_id_of(&r.from).is_some_and(|p| p.to_string() == query)
+        })
+        .collect();
+    match matches[..] {
+        [one] => Ok(one.chat),
+        [] => Err(NodeError::NotFound(format!(
+            "no message request matches {query:?} (see `meshchat requests`)"
+        ))),
+        _ => Err(NodeError::Invalid(format!(
+            "{query:?} matches {} requests; give more of the chat id",
+            matches.len()
+        ))),
+    }
 }

@@ -41,6 +41,21 @@ pub enum ControlRequest {
     },
     /// All contacts: `[Contact]`.
     ContactsList,
+    /// Message requests waiting for an answer, newest first: `[RequestSummary]`.
+    Requests,
+    /// Accept a message request (the chat is created): `{"chat": id}`.
+    RequestsAccept {
+        /// The request's chat id (or a unique prefix), or its sender's PeerId.
+        chat: String,
+    },
+    /// Delete a message request: `{"chat": id}`.
+    RequestsDelete {
+        /// The request's chat id (or a unique prefix), or its sender's PeerId.
+        chat: String,
+        /// Also block the sender.
+        #[serde(default)]
+        block: bool,
+    },
     /// Send a message: `Sent`.
     Send {
         /// A chat id, peer id, contact name or group name.

@@ -1,0 +1,105 @@
+//! `meshchat requests`: messages from strangers and group invitations from
+//! people who are not contacts, waiting for the user to accept or delete them.
+
+use anyhow::Result;
+use clap::Subcommand;
+use meshchat_node::{control::ControlRequest, peer_id_of, DataDir, RequestSummary};
+
+use crate::client::{connect, print_json};
+
+/// Remote text with control characters shown as escapes, never interpreted
+/// by the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RequestsCommand {
+    /// List the requests (the default).
+    List,
+    /// Accept a request: the chat appears in `chats` with what was sent.
+    Accept {
+        /// The request's chat id (a prefix is enough) or the sender's PeerId.
+        request: String,
+    },
+    /// Delete a request.
+    Delete {
+        /// The request's chat id (a prefix is enough) or the sender's PeerId.
+        request: String,
+        /// Also block the sender.
+        #[arg(long)]
+        block: bool,
+    },
+}
+
+pub(crate) async fn run(dir: &DataDir, command: Option<RequestsCommand>, json: bool) -> Result<()> {
+    let mut client = connect(dir).await?;
+    match command.unwrap_or(RequestsCommand::List) {
+        RequestsCommand::List => {
+            let requests: Vec<RequestSummary> = client.call(ControlRequest::Requests).await?;
+            if json {
+                for request in &requests {
+                    print_json(request)?;
+                }
+                return Ok(());
+            }
+            if requests.is_empty() {
+                println!("No message requests.");
+            }
+            for request in requests {
+                let short = &request.chat.to_string()[..8];
+                let from = peer_id_of(&request.from)
+                    .map_or_else(|| request.from.to_string(), |p| p.to_string());
+                match &request.group {
+                    Some(name) => println!(
+                        "{short}  {from} added you to the group \"{}\"",
+                        printable(name)
+                    ),
+                    None => println!(
+                        "{short}  {from} wrote {} message(s)",
+                        request.messages.len()
+                    ),
+                }
+                for message in request.messages.iter().rev().take(3).rev() {
+                    println!("          {}", printable(&message.text));
+                }
+            }
+            println!();
+            println!("Accept with `meshchat requests accept ID`, delete with `meshchat requests delete ID [--block]`.");
+        }
+        RequestsCommand::Accept { request } => {
+            let done: serde_json::Value = client
+                .call(ControlRequest::RequestsAccept { chat: request })
+                .await?;
+            if json {
+                print_json(&done)?;
+            } else {
+                println!("Accepted: the chat is in `meshchat chats` now.");
+            }
+        }
+        RequestsCommand::Delete { request, block } => {
+            let done: serde_json::Value = client
+                .call(ControlRequest::RequestsDelete {
+                    chat: request,
+                    block,
+                })
+                .await?;
+            if json {
+                print_json(&done)?;
+            } else if block {
+                println!("Deleted, and the sender is blocked.");
+            } else {
+                println!("Deleted.");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! Message requests from strangers: listing, accepting, deleting.
+
+use meshchat_crdt::{ChatId, ChatKind};
+
+use super::{now_ms, Actor};
+use crate::{
+    api::{Event, NodeError, Reply},
+    chats::RequestSummary,
+    keys::peer_id_of,
+};
+
+/// What a handle asks of the node's message requests.
+pub(crate) enum RequestCommand {
+    List {
+        reply: Reply<Vec<RequestSummary>>,
+    },
+    Accept {
+        chat: ChatId,
+        reply: Reply<()>,
+    },
+    Delete {
+        chat: ChatId,
+        block: bool,
+        reply: Reply<()>,
+    },
+}
+
+impl Actor {
+    pub(super) async fn on_request_command(&mut self, command: RequestCommand) {
+        match command {
+            RequestCommand::List { reply } => {
+                let _ = reply.send(self.chats.requests().map_err(Into::into));
+            }
+            RequestCommand::Accept { chat, reply } => {
+                let _ = reply.send(self.accept_request(chat).await);
+            }
+            RequestCommand::Delete { chat, block, reply } => {
+                let _ = reply.send(self.delete_request(chat, block).await);
+            }
+        }
+    }
+
+    async fn accept_request(&mut self, chat: ChatId) -> Result<(), NodeError> {
+        let accepted = self
+            .chats
+            .accept_request(&chat, now_ms())
+            .await?
+            .ok_or_else(|| NodeError::NotFound(format!("no message request for {chat}")))?;
+        match accepted.kind {
+            ChatKind::Group { .. } => {
+                self.join_topic(chat);
+                self.emit(Event::GroupJoined { chat });
+                let peers: Vec<_> = self.swarm.connected_peers().copied().collect();
+                for peer in peers {
+                    self.sync_chat(peer, chat);
+                }
+            }
+            _ => {
+                for message in accepted.messages {
+                    self.emit(Event::Message {
+                        chat,
+                        message,
+                        outgoing: false,
+                    });
+                }
+                if let Some(peer) = peer_id_of(&accepted.from) {
+                    if self.swarm.is_connected(&peer) {
+                        self.sync_chat(peer, chat);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_request(&mut self, chat: ChatId, block: bool) -> Result<(), NodeError> {
+        let from = self
+            .chats
+            .delete_request(&chat)
+            .await?
+            .ok_or_else(|| NodeError::NotFound(format!("no message request for {chat}")))?;
+        if let Some(peer) = peer_id_of(&from).filter(|_| block) {
+            self.set_blocked(peer, true).await?;
+        }
+        Ok(())
+    }
+}
