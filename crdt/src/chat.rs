@@ -1322,8 +1322,7 @@ impl ChatReplica {
         segment.signed.insert(change.hash, change.signed.clone());
         out.stored.push(change.clone());
         self.flush(BTreeMap::from([(index, vec![change])]), &mut out);
-        out.stored
-            .retain(|c| self.holds(c.signed.segment, &c.hash));
+        out.stored.retain(|c| self.holds(c.signed.segment, &c.hash));
         out
     }
 }

@@ -79,7 +79,10 @@ fn a_predecessor_naming_an_unknown_actor_is_rejected() {
     let (alice, bob) = (Identity::generate(), Identity::generate());
     let mut a = direct(&alice, &bob);
     let w = a.write_message(&alice, "hi", None, 1).unwrap();
-    let edit = a.edit_message(&alice, w.message.id, "hello", 2).unwrap().change;
+    let edit = a
+        .edit_message(&alice, w.message.id, "hello", 2)
+        .unwrap()
+        .change;
     let bad = resign(&alice, &edit, |c| {
         c.operations[0].pred = vec![OpId(3, stranger_actor())].into();
     });
@@ -123,11 +126,19 @@ fn forked_pair(
 
 #[test]
 fn a_reused_sequence_number_keeps_the_smaller_hash_on_every_replica() {
-    let (alice, bob, carol) = (Identity::generate(), Identity::generate(), Identity::generate());
+    let (alice, bob, carol) = (
+        Identity::generate(),
+        Identity::generate(),
+        Identity::generate(),
+    );
     let mut a = direct(&alice, &bob);
     let (first, second, twin) = forked_pair(&alice, &mut a);
     let winner = hash_of(&second).min(hash_of(&twin));
-    let winner_text = if winner == hash_of(&second) { "two" } else { "TWO" };
+    let winner_text = if winner == hash_of(&second) {
+        "two"
+    } else {
+        "TWO"
+    };
     // Bob (whose replies build on what he sees) gets one order, a new device
     // another, a bulk sync all three at once.
     let mut b1 = direct(&bob, &alice);
@@ -138,7 +149,10 @@ fn a_reused_sequence_number_keeps_the_smaller_hash_on_every_replica() {
     b2.receive(vec![first.clone(), twin.clone()], 0);
     b2.receive(vec![second.clone(), reply.clone()], 0);
     let mut b3 = direct(&bob, &alice);
-    b3.receive(vec![first.clone(), second.clone(), twin.clone(), reply.clone()], 0);
+    b3.receive(
+        vec![first.clone(), second.clone(), twin.clone(), reply.clone()],
+        0,
+    );
     for rep in [&b1, &b2, &b3] {
         let shown = texts(rep);
         assert!(shown.contains(&"one".to_string()), "{shown:?}");
@@ -220,7 +234,10 @@ fn an_author_cannot_react_for_others_on_its_own_message() {
     });
     let got = b.receive(vec![forged], 0);
     assert!(
-        matches!(reasons(&got)[..], [RejectReason::Rule(RuleViolation::ForeignObject)]),
+        matches!(
+            reasons(&got)[..],
+            [RejectReason::Rule(RuleViolation::ForeignObject)]
+        ),
         "{:?}",
         got.rejected
     );
@@ -236,7 +253,10 @@ fn group(n: usize) -> (Vec<Identity>, Vec<ChatReplica>) {
     let mut reps = vec![creator];
     for _ in 1..n {
         let mut rep = ChatReplica::new(reps[0].kind().clone());
-        assert!(rep.receive(vec![genesis.change.clone()], 0).rejected.is_empty());
+        assert!(rep
+            .receive(vec![genesis.change.clone()], 0)
+            .rejected
+            .is_empty());
         reps.push(rep);
     }
     (ids, reps)
@@ -299,14 +319,21 @@ fn strangers_cannot_park_changes_and_members_only_within_bounds() {
     let junk = |who: &Identity, i: usize| {
         let honest = forge(who, chat, 0, heads.clone(), &[], |tx| {
             let m = tx
-                .put_object(ROOT, MessageId::for_author(&who.public()).to_string(), ObjType::Map)
+                .put_object(
+                    ROOT,
+                    MessageId::for_author(&who.public()).to_string(),
+                    ObjType::Map,
+                )
                 .unwrap();
             tx.put(&m, "author", who.public().to_string()).unwrap();
-            tx.put(&m, "sent_at", ScalarValue::Timestamp(i as i64)).unwrap();
+            tx.put(&m, "sent_at", ScalarValue::Timestamp(i as i64))
+                .unwrap();
             tx.put(&m, "text", "x".repeat(100)).unwrap();
             tx.put_object(&m, "reactions", ObjType::Map).unwrap();
         });
-        resign(who, &honest, |c| c.deps = vec![automerge::ChangeHash(unknown_dep.as_bytes().to_owned())])
+        resign(who, &honest, |c| {
+            c.deps = vec![automerge::ChangeHash(unknown_dep.as_bytes().to_owned())]
+        })
     };
     let from_stranger: Vec<SignedChange> = (0..50).map(|i| junk(&stranger, i)).collect();
     let got = reps[0].receive(from_stranger, 0);
@@ -318,7 +345,10 @@ fn strangers_cannot_park_changes_and_members_only_within_bounds() {
     let got = reps[0].receive(from_member, 0);
     assert_eq!(got.deferred.len(), crate::chat::MAX_DEFERRED_PER_AUTHOR);
     assert!(got.stored.is_empty());
-    assert_eq!(reps[0].deferred_count(), crate::chat::MAX_DEFERRED_PER_AUTHOR);
+    assert_eq!(
+        reps[0].deferred_count(),
+        crate::chat::MAX_DEFERRED_PER_AUTHOR
+    );
     // They expire, and were never stored or acknowledged.
     reps[0].receive(Vec::new(), crate::chat::DEFERRED_TTL_MS + 1);
     assert_eq!(reps[0].deferred_count(), 0);
@@ -332,7 +362,11 @@ fn segment_indexes_are_bounded() {
     let far = |segment| {
         forge(&ids[1], chat, segment, heads.clone(), &[], |tx| {
             let m = tx
-                .put_object(ROOT, MessageId::for_author(&ids[1].public()).to_string(), ObjType::Map)
+                .put_object(
+                    ROOT,
+                    MessageId::for_author(&ids[1].public()).to_string(),
+                    ObjType::Map,
+                )
                 .unwrap();
             tx.put(&m, "author", ids[1].public().to_string()).unwrap();
             tx.put(&m, "sent_at", ScalarValue::Timestamp(1)).unwrap();
@@ -347,7 +381,9 @@ fn segment_indexes_are_bounded() {
     assert!(got.stored.is_empty());
     assert_eq!(got.deferred.len(), 1);
     // Honest writers are not dragged anywhere.
-    let w = reps[0].write_message(&ids[0], "still here", None, 2).unwrap();
+    let w = reps[0]
+        .write_message(&ids[0], "still here", None, 2)
+        .unwrap();
     assert_eq!(w.message.segment, 0);
 }
 
@@ -358,41 +394,75 @@ fn backdated(
     reps: &mut [ChatReplica],
     write: impl FnOnce(&mut automerge::transaction::Transaction<'_>, &automerge::Automerge),
 ) -> (SignedChange, SignedChange) {
-    let promote = reps[0].set_role(&ids[0], ids[1].public(), Role::Admin).unwrap();
+    let promote = reps[0]
+        .set_role(&ids[0], ids[1].public(), Role::Admin)
+        .unwrap();
     sync_all(reps);
     let _ = promote;
     let old = segment_changes(&reps[1], META_SEGMENT);
-    let removal = reps[0].remove_member(&ids[0], ids[1].public()).unwrap().change;
+    let removal = reps[0]
+        .remove_member(&ids[0], ids[1].public())
+        .unwrap()
+        .change;
     let doc = doc_of(&old);
-    let sneaky = forge(&ids[1], reps[1].id(), META_SEGMENT, vec![], &old, |tx| write(tx, &doc));
+    let sneaky = forge(&ids[1], reps[1].id(), META_SEGMENT, vec![], &old, |tx| {
+        write(tx, &doc)
+    });
     (removal, sneaky)
 }
 
 #[test]
 fn a_removed_admins_backdated_changes_take_no_effect() {
-    let attacks: Vec<(&str, Box<dyn Fn(&[Identity]) -> Box<dyn FnOnce(&mut automerge::transaction::Transaction<'_>, &automerge::Automerge)>>)> = vec![
-        ("demote the remover", Box::new(|ids: &[Identity]| {
-            let them = ids[0].public().to_string();
-            Box::new(move |tx: &mut automerge::transaction::Transaction<'_>, doc: &automerge::Automerge| {
-                let members = meta::container(doc, meta::MEMBERS).unwrap();
-                tx.put(&members, them.as_str(), "member").unwrap();
-            })
-        })),
-        ("remove the remover", Box::new(|ids: &[Identity]| {
-            let them = ids[0].public().to_string();
-            Box::new(move |tx: &mut automerge::transaction::Transaction<'_>, doc: &automerge::Automerge| {
-                let members = meta::container(doc, meta::MEMBERS).unwrap();
-                tx.delete(&members, them.as_str()).unwrap();
-            })
-        })),
-        ("add a friend and rename", Box::new(|_: &[Identity]| {
-            let friend = Identity::generate().public().to_string();
-            Box::new(move |tx: &mut automerge::transaction::Transaction<'_>, doc: &automerge::Automerge| {
-                let members = meta::container(doc, meta::MEMBERS).unwrap();
-                tx.put(&members, friend.as_str(), "admin").unwrap();
-                tx.put(ROOT, "name", "pwned").unwrap();
-            })
-        })),
+    let attacks: Vec<(
+        &str,
+        Box<
+            dyn Fn(
+                &[Identity],
+            ) -> Box<
+                dyn FnOnce(&mut automerge::transaction::Transaction<'_>, &automerge::Automerge),
+            >,
+        >,
+    )> = vec![
+        (
+            "demote the remover",
+            Box::new(|ids: &[Identity]| {
+                let them = ids[0].public().to_string();
+                Box::new(
+                    move |tx: &mut automerge::transaction::Transaction<'_>,
+                          doc: &automerge::Automerge| {
+                        let members = meta::container(doc, meta::MEMBERS).unwrap();
+                        tx.put(&members, them.as_str(), "member").unwrap();
+                    },
+                )
+            }),
+        ),
+        (
+            "remove the remover",
+            Box::new(|ids: &[Identity]| {
+                let them = ids[0].public().to_string();
+                Box::new(
+                    move |tx: &mut automerge::transaction::Transaction<'_>,
+                          doc: &automerge::Automerge| {
+                        let members = meta::container(doc, meta::MEMBERS).unwrap();
+                        tx.delete(&members, them.as_str()).unwrap();
+                    },
+                )
+            }),
+        ),
+        (
+            "add a friend and rename",
+            Box::new(|_: &[Identity]| {
+                let friend = Identity::generate().public().to_string();
+                Box::new(
+                    move |tx: &mut automerge::transaction::Transaction<'_>,
+                          doc: &automerge::Automerge| {
+                        let members = meta::container(doc, meta::MEMBERS).unwrap();
+                        tx.put(&members, friend.as_str(), "admin").unwrap();
+                        tx.put(ROOT, "name", "pwned").unwrap();
+                    },
+                )
+            }),
+        ),
     ];
     for (what, attack) in attacks {
         let (ids, mut reps) = group(3);
@@ -422,15 +492,26 @@ fn a_removed_admins_backdated_changes_take_no_effect() {
 #[test]
 fn concurrent_mutual_removals_remove_both() {
     let (ids, mut reps) = group(3);
-    reps[0].set_role(&ids[0], ids[1].public(), Role::Admin).unwrap();
+    reps[0]
+        .set_role(&ids[0], ids[1].public(), Role::Admin)
+        .unwrap();
     sync_all(&mut reps);
-    let a = reps[0].remove_member(&ids[0], ids[1].public()).unwrap().change;
-    let b = reps[1].remove_member(&ids[1], ids[0].public()).unwrap().change;
+    let a = reps[0]
+        .remove_member(&ids[0], ids[1].public())
+        .unwrap()
+        .change;
+    let b = reps[1]
+        .remove_member(&ids[1], ids[0].public())
+        .unwrap()
+        .change;
     reps[2].receive(vec![a.clone(), b.clone()], 0);
     reps[0].receive(vec![b], 0);
     reps[1].receive(vec![a], 0);
     for rep in &reps {
-        assert_eq!(rep.members().keys().copied().collect::<Vec<_>>(), vec![ids[2].public()]);
+        assert_eq!(
+            rep.members().keys().copied().collect::<Vec<_>>(),
+            vec![ids[2].public()]
+        );
     }
 }
 
@@ -440,7 +521,9 @@ fn a_restored_device_never_reuses_sequence_numbers() {
     let mut a = direct(&alice, &bob);
     let mut b = direct(&bob, &alice);
     for i in 0..3 {
-        let w = a.write_message(&alice, &format!("before {i}"), None, i).unwrap();
+        let w = a
+            .write_message(&alice, &format!("before {i}"), None, i)
+            .unwrap();
         b.receive(vec![w.change], 0);
     }
     // The same key on a device that lost its data dir: a new actor epoch.
@@ -448,7 +531,9 @@ fn a_restored_device_never_reuses_sequence_numbers() {
     assert_eq!(restored.public(), alice.public());
     assert_ne!(restored.actor(), alice.actor());
     let mut again = direct(&restored, &bob);
-    let w = again.write_message(&restored, "after restore", None, 9).unwrap();
+    let w = again
+        .write_message(&restored, "after restore", None, 9)
+        .unwrap();
     let got = b.receive(vec![w.change], 0);
     assert!(got.rejected.is_empty(), "{:?}", got.rejected);
     assert_eq!(b.messages().len(), 4);
@@ -462,7 +547,10 @@ fn a_change_automerge_cannot_apply_is_quarantined_and_the_chat_stays_readable() 
     let (alice, bob) = (Identity::generate(), Identity::generate());
     let mut a = direct(&alice, &bob);
     let w = a.write_message(&alice, "fine", None, 1).unwrap();
-    let edit = a.edit_message(&alice, w.message.id, "finer", 2).unwrap().change;
+    let edit = a
+        .edit_message(&alice, w.message.id, "finer", 2)
+        .unwrap()
+        .change;
     // A predecessor naming an actor the document does not know makes
     // Automerge panic; push it past the validator to test the second wall.
     let poison = resign(&alice, &edit, |c| {
@@ -557,39 +645,60 @@ fn play(n: usize, steps: Vec<Step>, seed: u64) -> Result<(), String> {
         let produced: Option<SignedChange> = match s {
             Step::Write(r) => {
                 let r = r % n;
-                reps[r].write_message(&ids[r], "m", None, 1).ok().map(|w| w.change)
+                reps[r]
+                    .write_message(&ids[r], "m", None, 1)
+                    .ok()
+                    .map(|w| w.change)
             }
             Step::Edit(r) => {
                 let r = r % n;
-                let mine = reps[r].messages().into_iter().find(|m| m.author == ids[r].public());
+                let mine = reps[r]
+                    .messages()
+                    .into_iter()
+                    .find(|m| m.author == ids[r].public());
                 mine.and_then(|m| reps[r].edit_message(&ids[r], m.id, "edited", 2).ok())
                     .map(|a| a.change)
             }
             Step::React(r) => {
                 let r = r % n;
                 let first = reps[r].messages().into_iter().next();
-                first.and_then(|m| reps[r].react(&ids[r], m.id, Some("❤")).ok()).map(|a| a.change)
+                first
+                    .and_then(|m| reps[r].react(&ids[r], m.id, Some("❤")).ok())
+                    .map(|a| a.change)
             }
             Step::Delete(r) => {
                 let r = r % n;
                 let first = reps[r].messages().into_iter().next();
-                first.and_then(|m| reps[r].delete_message(&ids[r], m.id).ok()).map(|a| a.change)
+                first
+                    .and_then(|m| reps[r].delete_message(&ids[r], m.id).ok())
+                    .map(|a| a.change)
             }
             Step::Remove(r, who) => {
                 let (r, who) = (r % n, who % n);
-                reps[r].remove_member(&ids[r], ids[who].public()).ok().map(|a| a.change)
+                reps[r]
+                    .remove_member(&ids[r], ids[who].public())
+                    .ok()
+                    .map(|a| a.change)
             }
             Step::Promote(r, who) => {
                 let (r, who) = (r % n, who % n);
-                reps[r].set_role(&ids[r], ids[who].public(), Role::Admin).ok().map(|a| a.change)
+                reps[r]
+                    .set_role(&ids[r], ids[who].public(), Role::Admin)
+                    .ok()
+                    .map(|a| a.change)
             }
             Step::Fork(r) => {
                 let r = r % n;
-                last[r].as_ref().map(|c| resign(&ids[r], c, |e| e.time += 1))
+                last[r]
+                    .as_ref()
+                    .map(|c| resign(&ids[r], c, |e| e.time += 1))
             }
             Step::Hijack(r) => {
                 let r = r % n;
-                let victim = reps[r].messages().into_iter().find(|m| m.author != ids[r].public());
+                let victim = reps[r]
+                    .messages()
+                    .into_iter()
+                    .find(|m| m.author != ids[r].public());
                 victim.map(|m| {
                     let heads = reps[r].meta().map(|s| s.heads()).unwrap_or_default();
                     let base = segment_changes(&reps[r], m.segment);
@@ -615,9 +724,16 @@ fn play(n: usize, steps: Vec<Step>, seed: u64) -> Result<(), String> {
                 let doc = doc_of(&genesis);
                 let members = meta::container(&doc, meta::MEMBERS).unwrap();
                 let me = ids[r].public().to_string();
-                Some(forge(&ids[r], reps[r].id(), META_SEGMENT, vec![], &genesis, |tx| {
-                    tx.put(&members, me.as_str(), "admin").unwrap();
-                }))
+                Some(forge(
+                    &ids[r],
+                    reps[r].id(),
+                    META_SEGMENT,
+                    vec![],
+                    &genesis,
+                    |tx| {
+                        tx.put(&members, me.as_str(), "admin").unwrap();
+                    },
+                ))
             }
             Step::Garble(r, how) => {
                 let r = r % n;
@@ -648,7 +764,9 @@ fn play(n: usize, steps: Vec<Step>, seed: u64) -> Result<(), String> {
     for r in 0..n {
         let mut all = log.clone();
         for i in (1..all.len()).rev() {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             all.swap(i, (s >> 33) as usize % (i + 1));
         }
         for chunk in all.chunks(4) {
@@ -663,7 +781,10 @@ fn play(n: usize, steps: Vec<Step>, seed: u64) -> Result<(), String> {
             let got = rep.receive(all.clone(), 0);
             if std::env::var("HOSTILE_DEBUG").is_ok() {
                 for x in &got.rejected {
-                    eprintln!("final sync: replica {r} rejected {:?} {:?}: {}", x.hash, x.author, x.reason);
+                    eprintln!(
+                        "final sync: replica {r} rejected {:?} {:?}: {}",
+                        x.hash, x.author, x.reason
+                    );
                 }
             }
         }
@@ -705,6 +826,32 @@ proptest! {
 #[test]
 fn replay_found_case() {
     use Step::*;
-    let steps = vec![React(1),Sync(1,0),Write(3),Write(2),Write(1),Edit(3),Write(0),Write(3),Write(0),Write(4),Write(2),Edit(0),Garble(2,155),Backdate(2),Edit(1),Garble(2,155),React(3),Garble(2,115),Write(0),React(3),Edit(1),Write(0),Write(1),Backdate(2),Promote(0,1)];
+    let steps = vec![
+        React(1),
+        Sync(1, 0),
+        Write(3),
+        Write(2),
+        Write(1),
+        Edit(3),
+        Write(0),
+        Write(3),
+        Write(0),
+        Write(4),
+        Write(2),
+        Edit(0),
+        Garble(2, 155),
+        Backdate(2),
+        Edit(1),
+        Garble(2, 155),
+        React(3),
+        Garble(2, 115),
+        Write(0),
+        React(3),
+        Edit(1),
+        Write(0),
+        Write(1),
+        Backdate(2),
+        Promote(0, 1),
+    ];
     play(3, steps, 7333797061631374605).unwrap();
 }

@@ -87,8 +87,9 @@ pub struct VerifiedChange {
 }
 
 impl SignedChange {
-    /// Signs `change` as `identity`. The change's actor must be the identity's key.
-    pub(crate) fn sign(
+    /// Signs `change` as `identity`. The change's actor must be the identity's
+    /// key (and an epoch), or receivers refuse it.
+    pub fn sign(
         identity: &Identity,
         chat: ChatId,
         segment: SegmentIndex,

@@ -219,11 +219,21 @@ impl Store {
         Ok(())
     }
 
+    /// Every stored change of `chat`. A record that does not decode is
+    /// dropped (and logged): one bad record never stops a chat loading.
     pub(crate) fn changes_of(&self, chat: &ChatId) -> Result<Vec<SignedChange>, StoreError> {
-        self.changes
-            .scan_prefix(chat.as_bytes())
-            .map(|kv| decode("changes", &kv?.1))
-            .collect()
+        let mut out = Vec::new();
+        for kv in self.changes.scan_prefix(chat.as_bytes()) {
+            let (key, value) = kv?;
+            match decode("changes", &value) {
+                Ok(change) => out.push(change),
+                Err(error) => {
+                    tracing::warn!(%chat, %error, "dropping a stored change that does not decode");
+                    self.changes.remove(key)?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) fn change(

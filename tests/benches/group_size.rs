@@ -66,9 +66,8 @@ fn measure(size: usize, msgs: usize) {
     // Join: a member receives the metadata (here the genesis that lists everyone).
     let join_started = Instant::now();
     let mut receiver = ChatReplica::new(kind.clone());
-    let checked = receiver.check([genesis.change.clone()]);
-    assert_eq!(checked.accepted.len(), 1, "genesis accepted");
-    receiver.apply(checked.accepted);
+    let got = receiver.receive([genesis.change.clone()], 0);
+    assert_eq!(got.stored.len(), 1, "genesis accepted");
     let join = join_started.elapsed();
     let raw_join_started = Instant::now();
     let mut raw = Automerge::new();
@@ -93,7 +92,7 @@ fn measure(size: usize, msgs: usize) {
     // Remote messages from members other than the receiver.
     let writer = &others[0];
     let mut writer_replica = ChatReplica::new(kind);
-    writer_replica.apply(writer_replica.check([genesis.change.clone()]).accepted);
+    writer_replica.receive([genesis.change.clone()], 0);
     let mut recv = Duration::ZERO;
     let mut raw_apply = Duration::ZERO;
     let mut raw_history = Automerge::new();
@@ -102,11 +101,10 @@ fn measure(size: usize, msgs: usize) {
             .write_message(writer, TEXT, None, T0 + i as i64)
             .expect("write");
         let started = Instant::now();
-        let checked = receiver.check([written.change.clone()]);
-        assert_eq!(checked.accepted.len(), 1, "message accepted");
-        let applied = receiver.apply(checked.accepted);
+        let got = receiver.receive([written.change.clone()], 0);
         recv += started.elapsed();
-        assert_eq!(applied.new_messages.len(), 1);
+        assert_eq!(got.stored.len(), 1, "message accepted");
+        assert_eq!(got.new_messages.len(), 1);
         let change = decode(&written.change);
         let started = Instant::now();
         raw_history.apply_changes([change]).expect("raw apply");

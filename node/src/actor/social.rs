@@ -384,7 +384,11 @@ impl Actor {
         public_key_of(peer).is_some_and(|key| self.chats.store().is_blocked(&key))
     }
 
-    pub(super) async fn set_blocked(&mut self, peer: PeerId, blocked: bool) -> Result<(), NodeError> {
+    pub(super) async fn set_blocked(
+        &mut self,
+        peer: PeerId,
+        blocked: bool,
+    ) -> Result<(), NodeError> {
         let key = key_of(&peer)?;
         let store = self.chats.store();
         let mut contact = store.contact(&key)?.unwrap_or(Contact {

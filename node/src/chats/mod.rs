@@ -335,7 +335,8 @@ impl Chats {
         }
         let is_new = record.changes.is_empty();
         if is_new && self.requests.len() >= requests::MAX_REQUESTS {
-            out.not_kept.extend(not_kept(&ingested, &RequestRefusal::Full));
+            out.not_kept
+                .extend(not_kept(&ingested, &RequestRefusal::Full));
             return Ok(None);
         }
         let hashes: Vec<ChangeHash> = ingested.stored.iter().map(|c| c.hash).collect();

@@ -70,13 +70,18 @@ pub(crate) struct Requests {
 
 fn encode(record: &RequestRecord) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::new();
-    ciborium::into_writer(record, &mut out)
-        .map_err(|e| StoreError::Corrupt { tree: "requests", message: e.to_string() })?;
+    ciborium::into_writer(record, &mut out).map_err(|e| StoreError::Corrupt {
+        tree: "requests",
+        message: e.to_string(),
+    })?;
     Ok(out)
 }
 
 fn decode(bytes: &[u8]) -> Result<RequestRecord, StoreError> {
-    ciborium::from_reader(bytes).map_err(|e| StoreError::Corrupt { tree: "requests", message: e.to_string() })
+    ciborium::from_reader(bytes).map_err(|e| StoreError::Corrupt {
+        tree: "requests",
+        message: e.to_string(),
+    })
 }
 
 impl Requests {

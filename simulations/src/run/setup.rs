@@ -69,8 +69,11 @@ pub(super) async fn set_up(
                 }
             }
             Fanout::Gossip => {
+                // Members know the creator too, so its invitation is not a
+                // message request from a stranger.
                 for &b in &group.members[1..] {
                     contacts.insert((group.members[0], b));
+                    contacts.insert((b, group.members[0]));
                 }
             }
         }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod attacker;
+
 use std::{future::Future, time::Duration};
 
 use meshchat_node::{
@@ -13,6 +15,11 @@ use tokio::sync::broadcast;
 
 /// How long any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The public key behind a peer's PeerId.
+pub fn key_of(peer: &Peer) -> meshchat_node::crdt::PublicKey {
+    meshchat_node::public_key_of(&peer.peer_id()).expect("meshchat peers are ed25519")
+}
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -87,8 +94,21 @@ impl Peer {
         self.events = self.node.subscribe();
     }
 
-    /// Adds `other` as a contact (with its addresses) and returns the chat.
+    /// Makes `self` and `other` contacts of each other (each with the
+    /// other's addresses) and returns their direct chat: what two people who
+    /// exchanged invites have.
     pub async fn add(&self, other: &Peer) -> ChatId {
+        other
+            .node
+            .add_contact(self.peer_id(), Some(self.name.into()), self.addrs().await)
+            .await
+            .expect("add contact");
+        self.add_one_way(other).await
+    }
+
+    /// Adds `other` as a contact of `self` only: to `other`, `self` is a
+    /// stranger whose messages arrive as a message request.
+    pub async fn add_one_way(&self, other: &Peer) -> ChatId {
         self.node
             .add_contact(
                 other.peer_id(),
