@@ -49,6 +49,15 @@ impl Identity {
         }
     }
 
+    /// The identity with this secret writing under this epoch (deterministic
+    /// actors for tests and fuzzing; a real node draws its epoch at random).
+    pub fn with_epoch(secret: [u8; 32], epoch: [u8; EPOCH_LEN]) -> Self {
+        Self {
+            key: SigningKey::from_bytes(&secret),
+            epoch,
+        }
+    }
+
     /// The Automerge actor id this identity writes under: its public key
     /// followed by its epoch.
     pub fn actor(&self) -> automerge::ActorId {

@@ -216,6 +216,15 @@ impl MessageId {
         Self(bytes)
     }
 
+    /// The id with these 8 leading bytes for a message by `author`
+    /// (deterministic ids for tests and fuzzing).
+    pub fn with_prefix(author: &PublicKey, prefix: [u8; 8]) -> Self {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&prefix);
+        bytes[8..].copy_from_slice(&author_tag(author));
+        Self(bytes)
+    }
+
     /// Whether this id carries `author`'s tag: only they may create a message under it.
     pub fn is_by(&self, author: &PublicKey) -> bool {
         self.0[8..] == author_tag(author)

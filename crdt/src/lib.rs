@@ -13,6 +13,8 @@
 mod attachment;
 mod authority;
 mod chat;
+#[doc(hidden)]
+pub mod fuzzing;
 mod identity;
 mod ids;
 mod message;

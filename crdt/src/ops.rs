@@ -6,7 +6,7 @@
 //! produces a change its peers would refuse.
 
 use automerge::{
-    transaction::{Transactable, Transaction},
+    transaction::{CommitOptions, Transactable, Transaction},
     ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT,
 };
 
@@ -18,7 +18,7 @@ use crate::{
     message::{self, Message, MAX_REACTION_BYTES, MAX_TEXT_BYTES},
     meta::{self, GroupSettings, Role, MAX_GROUP_NAME_BYTES, MAX_SEGMENT},
     segment::Segment,
-    signed::{SegmentIndex, SignedChange, META_SEGMENT},
+    signed::{binding, SegmentIndex, SignedChange, META_SEGMENT},
 };
 
 /// Why a local write was refused.
@@ -89,9 +89,20 @@ impl ChatReplica {
         members: &[PublicKey],
         settings: GroupSettings,
     ) -> Result<(Self, Authored), WriteError> {
+        Self::create_group_with_nonce(identity, name, members, settings, GroupNonce::random())
+    }
+
+    /// [`ChatReplica::create_group`] with a chosen nonce (deterministic
+    /// fixtures for tests and fuzzing).
+    pub(crate) fn create_group_with_nonce(
+        identity: &Identity,
+        name: &str,
+        members: &[PublicKey],
+        settings: GroupSettings,
+        nonce: GroupNonce,
+    ) -> Result<(Self, Authored), WriteError> {
         check_name(name)?;
         let creator = identity.public();
-        let nonce = GroupNonce::random();
         let mut replica = Self::new(ChatKind::Group { creator, nonce });
         let authored = replica.commit(identity, META_SEGMENT, |tx| {
             meta::write_genesis(tx, &creator, nonce.as_bytes(), name, members, &settings)
@@ -108,7 +119,8 @@ impl ChatReplica {
         reply_to: Option<MessageId>,
         sent_at_ms: i64,
     ) -> Result<Written, WriteError> {
-        self.write_message_with(identity, text, reply_to, None, sent_at_ms)
+        let id = MessageId::for_author(&identity.public());
+        self.write_message_with(identity, id, text, reply_to, None, sent_at_ms)
     }
 
     /// Writes a new message carrying a file (`caption` may be empty).
@@ -120,12 +132,15 @@ impl ChatReplica {
         sent_at_ms: i64,
     ) -> Result<Written, WriteError> {
         attachment.validate().map_err(WriteError::Invalid)?;
-        self.write_message_with(identity, caption, None, Some(attachment), sent_at_ms)
+        let id = MessageId::for_author(&identity.public());
+        self.write_message_with(identity, id, caption, None, Some(attachment), sent_at_ms)
     }
 
-    fn write_message_with(
+    /// Writes a message under a chosen id (which must carry the author's tag).
+    pub(crate) fn write_message_with(
         &mut self,
         identity: &Identity,
+        id: MessageId,
         text: &str,
         reply_to: Option<MessageId>,
         attachment: Option<&Attachment>,
@@ -141,7 +156,6 @@ impl ChatReplica {
                 .ok_or(WriteError::UnknownMessage(parent))?;
         }
         let index = self.segment_for_write()?;
-        let id = MessageId::for_author(&author);
         let (_, authored) = self.commit(identity, index, |tx| {
             let obj = tx
                 .put_object(ROOT, id.to_string(), ObjType::Map)
@@ -469,7 +483,7 @@ impl ChatReplica {
             tx.rollback();
             return Err(WriteError::Invalid("nothing to change".into()));
         }
-        tx.commit();
+        tx.commit_with(CommitOptions::default().with_message(binding(index, &meta_heads)));
         let change = segment
             .doc
             .get_last_local_change()

@@ -16,6 +16,7 @@ use crate::{
     signed::{SegmentIndex, SignedChange},
 };
 
+#[derive(Clone)]
 pub(crate) struct Segment {
     pub(crate) index: SegmentIndex,
     pub(crate) doc: Automerge,

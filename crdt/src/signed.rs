@@ -71,6 +71,10 @@ pub enum VerifyError {
     /// The signature does not verify for the actor's key.
     #[error("bad signature: {0}")]
     Signature(#[from] SignatureError),
+    /// The change's commit message does not name the segment and metadata
+    /// heads the envelope claims.
+    #[error("the change does not bind the segment and metadata heads it is sent with")]
+    Unbound,
 }
 
 /// A change whose signature verified: the author is its actor.
@@ -141,6 +145,9 @@ impl SignedChange {
                 &self.signature,
             )?;
         }
+        if change.message() != Some(binding(self.segment, &self.meta_heads).as_str()) {
+            return Err(VerifyError::Unbound);
+        }
         Ok(VerifiedChange {
             author,
             hash,
@@ -148,6 +155,21 @@ impl SignedChange {
             signed: self.clone(),
         })
     }
+}
+
+/// The commit message every change carries: its segment and, for group
+/// history, the metadata heads its author saw. Being inside the change, they
+/// are covered by its hash, so one change hash means one envelope: a change
+/// cannot be re-sent with other metadata heads (and judged differently) or
+/// into another segment.
+pub(crate) fn binding(segment: SegmentIndex, meta_heads: &[ChangeHash]) -> String {
+    let mut out = format!("meshchat/1 segment={segment}");
+    if !meta_heads.is_empty() {
+        out.push_str(" meta=");
+        let heads: Vec<String> = meta_heads.iter().map(ToString::to_string).collect();
+        out.push_str(&heads.join(","));
+    }
+    out
 }
 
 fn signing_bytes(

@@ -8,8 +8,9 @@
 //! pair that is already held with other content makes it refuse the whole
 //! batch. A change passes only if it has exactly the shape an honest
 //! Automerge writer produces from the document at its dependencies:
-//! - no extra bytes (no author footer), no commit message, 1 to
-//!   [`MAX_OPS`] operations, distinct dependencies, all held;
+//! - no extra bytes (no author footer), 1 to [`MAX_OPS`] operations,
+//!   distinct dependencies, all held (the commit message, which binds the
+//!   envelope's segment and metadata heads, is checked when verifying);
 //! - sequence number = its actor's last one in that past + 1 (never a gap,
 //!   never a reuse), start op = the highest op counter in that past + 1;
 //! - every other actor it names appears in that past;
@@ -120,9 +121,6 @@ pub(crate) fn shape(
 ) -> Result<Shaped, Problem> {
     if !change.extra_bytes().is_empty() {
         return Err(bad("change carries extra bytes"));
-    }
-    if change.message().is_some_and(|m| !m.is_empty()) {
-        return Err(bad("change carries a commit message"));
     }
     if change.is_empty() {
         return Err(bad("change has no operations"));

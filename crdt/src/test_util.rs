@@ -43,7 +43,10 @@ pub(crate) fn forge(
     doc.set_actor(identity.actor());
     let mut tx = doc.transaction();
     f(&mut tx);
-    tx.commit();
+    tx.commit_with(
+        automerge::transaction::CommitOptions::default()
+            .with_message(crate::signed::binding(segment, &meta_heads)),
+    );
     let change = doc.get_last_local_change().expect("a change");
     SignedChange::sign(identity, chat, segment, meta_heads, &change)
 }

@@ -128,7 +128,10 @@ fn editing_someone_elses_message_is_rejected() {
     let (_, obj) = doc.get(ROOT, w.message.id.to_string()).unwrap().unwrap();
     let mut tx = doc.transaction();
     tx.put(&obj, "text", "tampered").unwrap();
-    tx.commit();
+    tx.commit_with(
+        automerge::transaction::CommitOptions::default()
+            .with_message(crate::signed::binding(0, &[])),
+    );
     let change = doc.get_last_local_change().unwrap();
     let signed = SignedChange::sign(&bob, b.id(), 0, vec![], &change);
     let checked = a.receive(vec![signed], 0);

@@ -10,6 +10,8 @@ mod chats;
 pub mod config;
 pub mod control;
 mod data_dir;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod invite;
 mod keys;
 pub mod mailbox;

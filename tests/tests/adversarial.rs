@@ -7,7 +7,10 @@ mod common;
 
 use std::io;
 
-use automerge::{transaction::Transactable, ActorId, ObjType, ScalarValue, ROOT};
+use automerge::{
+    transaction::{CommitOptions, Transactable},
+    ActorId, ObjType, ScalarValue, ROOT,
+};
 use common::{
     attacker::{Attacker, RawCodec},
     Peer, WAIT,
@@ -70,7 +73,8 @@ fn message_change(actor: &PublicKey, claimed_author: &PublicKey, text: &str) -> 
     tx.put(&obj, "text", text).expect("put text");
     tx.put_object(&obj, "reactions", ObjType::Map)
         .expect("put reactions");
-    tx.commit();
+    // Every change binds the segment (and metadata heads) it is sent with.
+    tx.commit_with(CommitOptions::default().with_message("meshchat/1 segment=0"));
     doc.get_last_local_change().expect("a committed change")
 }
 
