@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io;
-
 use automerge::{
     transaction::{CommitOptions, Transactable},
     ActorId, ObjType, ScalarValue, ROOT,
@@ -16,13 +14,8 @@ use common::{
     Peer, WAIT,
 };
 use ed25519_dalek::Signer;
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
-use libp2p::{
-    noise,
-    request_response::{self, OutboundFailure, ProtocolSupport},
-    swarm::SwarmEvent,
-    tcp, yamux, PeerId, StreamProtocol, Swarm,
-};
+use futures::StreamExt;
+use libp2p::PeerId;
 use meshchat_node::{
     crdt::{
         ChangeHash, ChatId, ChatKind, ChatReplica, Identity, MessageId, PublicKey, SignedChange,
@@ -30,8 +23,7 @@ use meshchat_node::{
     },
     protocol::{
         decode_frame, encode_frame, DirectCodec, Inbound, MailboxRequest, MailboxResponse, Profile,
-        Request, Response, WireError, DIRECT_PROTOCOL, MAILBOX_PROTOCOL, MAX_REQUEST_BYTES,
-        MAX_RESPONSE_BYTES, WIRE_VERSION,
+        Request, Response, WireError, MAILBOX_PROTOCOL, MAX_REQUEST_BYTES, WIRE_VERSION,
     },
     public_key_of, Event, NodeError,
 };
