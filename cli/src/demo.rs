@@ -240,6 +240,11 @@ async fn group_tour(
         .node
         .add_contact(carol.node.peer_id(), Some("carol".into()), carol_addrs)
         .await?;
+    // Invitations from people who are not contacts wait as message requests.
+    carol
+        .node
+        .add_contact(alice.node.peer_id(), Some("alice".into()), Vec::new())
+        .await?;
     say("7. Carol starts. Alice creates the group \"Weekend plans\" with Bob and Carol;".into());
     say("   its members, roles and messages are Automerge documents synced over gossipsub.".into());
     let group = alice

@@ -160,7 +160,7 @@ fn two_daemons_chat_through_the_cli() {
         alice_id.as_str()
     );
 
-    let (mut alice, _) = start_daemon(&a);
+    let (mut alice, alice_addr) = start_daemon(&a);
     let (mut bob, bob_addr) = start_daemon(&b);
 
     // A second daemon on the same directory is refused.
@@ -178,7 +178,23 @@ fn two_daemons_chat_through_the_cli() {
     let sent = ok_json(meshchat(&a).args(["send", "bob", "hello from the cli"]));
     let message_id = sent["message"]["id"].as_str().unwrap().to_owned();
 
-    // Bob's watch stream shows the message.
+    // To Bob, Alice is a stranger: her message waits as a request.
+    loop {
+        let event = watch.next_json();
+        assert_ne!(
+            event["type"], "message",
+            "a stranger's message opened a chat"
+        );
+        if event["type"] == "message_request" {
+            break;
+        }
+    }
+    let (ok, stdout, _) = run(meshchat(&b).arg("requests"));
+    assert!(ok);
+    assert!(stdout.contains("hello from the cli"), "{stdout}");
+    assert!(stdout.contains(&alice_id), "{stdout}");
+    assert!(run(meshchat(&b).args(["requests", "accept", &alice_id])).0);
+    // Accepting shows the message.
     loop {
         let event = watch.next_json();
         if event["type"] == "message" && event["outgoing"] == false {
@@ -187,6 +203,19 @@ fn two_daemons_chat_through_the_cli() {
             break;
         }
     }
+    let (ok, stdout, _) = run(meshchat(&b).arg("requests"));
+    assert!(ok);
+    assert!(stdout.contains("No message requests"), "{stdout}");
+    // Bob adds Alice, so her group invitation is not a request.
+    ok_json(meshchat(&b).args([
+        "contacts",
+        "add",
+        &alice_id,
+        "--name",
+        "alice",
+        "--addr",
+        &alice_addr,
+    ]));
 
     // History, human and JSON, on Bob's side by Alice's PeerId.
     let (ok, stdout, _) = run(meshchat(&b).args(["history", &alice_id, "--json"]));
@@ -377,10 +406,19 @@ fn acknowledged_messages_survive_sigkill() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (mut alice, _) = start_daemon(&a);
+    let (mut alice, alice_addr) = start_daemon(&a);
     let (mut bob, bob_addr) = start_daemon(&b);
     ok_json(meshchat(&a).args([
         "contacts", "add", &bob_id, "--name", "bob", "--addr", &bob_addr,
+    ]));
+    ok_json(meshchat(&b).args([
+        "contacts",
+        "add",
+        &alice_id,
+        "--name",
+        "alice",
+        "--addr",
+        &alice_addr,
     ]));
     let watch = Running::spawn(meshchat(&a).args(["watch", "--json"]));
     let total = 20;
@@ -464,6 +502,8 @@ fn files_travel_through_the_cli() {
     let (mut alice, _) = start_daemon(&a);
     let (mut bob, bob_addr) = start_daemon(&b);
     let watch = Running::spawn(meshchat(&b).args(["watch", "--json"]));
+    // Files from strangers never download by themselves: Bob knows Alice.
+    ok_json(meshchat(&b).args(["contacts", "add", &alice_id, "--name", "alice"]));
     ok_json(meshchat(&a).args([
         "contacts", "add", &bob_id, "--name", "bob", "--addr", &bob_addr,
     ]));

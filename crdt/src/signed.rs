@@ -162,7 +162,7 @@ impl SignedChange {
 /// are covered by its hash, so one change hash means one envelope: a change
 /// cannot be re-sent with other metadata heads (and judged differently) or
 /// into another segment.
-pub(crate) fn binding(segment: SegmentIndex, meta_heads: &[ChangeHash]) -> String {
+pub fn binding(segment: SegmentIndex, meta_heads: &[ChangeHash]) -> String {
     let mut out = format!("meshchat/1 segment={segment}");
     if !meta_heads.is_empty() {
         out.push_str(" meta=");

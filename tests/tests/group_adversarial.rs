@@ -88,31 +88,20 @@ async fn publish(
     .await;
 }
 
-/// Re-signs a change for a group, valid in every way but membership:
-/// Ed25519 over domain ‖ chat ‖ segment (u32 BE) ‖ change hash ‖ meta heads.
+/// Re-binds a change to a group's segment 0 and metadata heads and signs
+/// it: valid in every way but membership.
 fn sign_for_group(
     signer: &Identity,
     chat: ChatId,
     meta_heads: Vec<meshchat_node::crdt::ChangeHash>,
     change: SignedChange,
 ) -> SignedChange {
-    use ed25519_dalek::Signer;
-    let hash = change.decode_stored().expect("decodable").hash;
-    let mut msg = b"meshchat/signed-change/v1".to_vec();
-    msg.extend_from_slice(chat.as_bytes());
-    msg.extend_from_slice(&0u32.to_be_bytes());
-    msg.extend_from_slice(hash.as_bytes());
-    for head in &meta_heads {
-        msg.extend_from_slice(head.as_bytes());
-    }
-    let key = ed25519_dalek::SigningKey::from_bytes(&signer.secret_bytes());
-    SignedChange {
-        chat,
-        segment: 0,
-        meta_heads,
-        change: change.change,
-        signature: key.sign(&msg).to_bytes(),
-    }
+    let parsed = automerge::Change::try_from(&change.change[..]).expect("a valid change");
+    let mut expanded = parsed.decode();
+    expanded.hash = None;
+    expanded.message = Some(meshchat_node::crdt::binding(0, &meta_heads));
+    let rebound = automerge::Change::from(expanded);
+    SignedChange::sign(signer, chat, 0, meta_heads, &rebound)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -498,9 +498,14 @@ async fn an_offline_recipient_gets_the_file_through_its_relay() {
     )
     .await;
     let bob_addrs = bob.addrs().await;
+    let mut alice = Peer::start("alice").await;
+    // Bob knows Alice (else her message would wait as a request).
+    bob.node
+        .add_contact(alice.peer_id(), Some("alice".into()), alice.addrs().await)
+        .await
+        .unwrap();
     bob.stop().await;
 
-    let mut alice = Peer::start("alice").await;
     alice
         .node
         .add_contact_with_relays(
