@@ -3,16 +3,15 @@
 //! touches a folder: no path separators, no leading dot (no `.bashrc`, no
 //! `..`) unless asked, no control or bidirectional-override characters, a
 //! bounded length, and no names Windows reserves. An existing file is never
-//! replaced unless asked, and the bytes go through a handle this node
-//! created itself, so a link planted at the target is not followed.
+//! replaced unless asked, and the bytes are written under a fresh random
+//! name and then linked (or, when asked to replace, renamed) into place, so
+//! a link planted at the target is never followed.
 
 use std::path::{Path, PathBuf};
 
+use super::{service::Blobs, BlobError};
 use iroh_blobs::Hash;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
-
-use super::{service::Blobs, BlobError};
 
 /// Longest file name written, in bytes (file systems allow 255).
 pub const MAX_SAVED_NAME_BYTES: usize = 200;
@@ -130,12 +129,13 @@ pub(crate) async fn write(
     tokio::fs::create_dir_all(folder)
         .await
         .map_err(io(folder))?;
-    // Written under a fresh name first: a crash leaves no half file under
-    // the real name, and an existing file is only replaced when complete.
+    // Written under a fresh, unguessable name first: a crash leaves no half
+    // file under the real name, and an existing file is only replaced when
+    // complete.
     let partial = folder.join(format!(
-        ".meshchat-partial-{}-{}",
+        ".meshchat-partial-{}-{:016x}",
         &hash.to_string()[..16],
-        rand::random::<u32>()
+        rand::random::<u64>()
     ));
     let written = copy_into(blobs, hash, &partial).await;
     let size = match written {
@@ -174,17 +174,17 @@ async fn place_new(partial: &Path, target: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Exports the blob to `path` (a fresh, unguessable name). Not fsynced,
+/// like iroh-blobs' export and browsers' downloads: the verified bytes stay
+/// in the blob store, and `meshchat fetch` writes them out again.
 async fn copy_into(blobs: &Blobs, hash: Hash, path: &Path) -> std::io::Result<u64> {
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .await?;
-    let mut reader = blobs.store().blobs().reader(hash);
-    let size = tokio::io::copy(&mut reader, &mut file).await?;
-    file.flush().await?;
-    file.sync_all().await?;
-    Ok(size)
+    blobs
+        .store()
+        .blobs()
+        .export(hash, path)
+        .finish()
+        .await
+        .map_err(std::io::Error::other)
 }
 
 #[cfg(test)]
