@@ -167,7 +167,9 @@ pub(crate) struct CacheService {
     /// The relay's mailboxes, read for proof that a request has a reason.
     mail: Arc<MailboxStore>,
     /// Taken to judge space, so two requests cannot both fit the last of it.
-    admit: Arc<tokio::sync::Mutex<Reservations>>,
+    admit: Arc<tokio::sync::Mutex<()>>,
+    /// Bytes promised to pulls under way (never locked across an await).
+    reservations: Arc<std::sync::Mutex<Reservations>>,
     proofs: Arc<tokio::sync::Semaphore>,
 }
 
@@ -188,6 +190,7 @@ impl CacheService {
             limits,
             mail: Arc::new(mail),
             admit: Default::default(),
+            reservations: Default::default(),
             proofs: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_PROOFS)),
         };
         for held in service.held().await {
@@ -213,13 +216,20 @@ impl CacheService {
             .collect()
     }
 
+    fn reserved<T>(&self, f: impl FnOnce(&mut Reservations) -> T) -> T {
+        match self.reservations.lock() {
+            Ok(mut guard) => f(&mut guard),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
     /// Bytes of complete blobs held now (each blob once, however many
-    /// recipients), leaving out the ones `reserved` counts.
-    async fn held_bytes(&self, reserved: &Reservations) -> u64 {
+    /// recipients), leaving out the ones reserved (counted there).
+    async fn held_bytes(&self) -> u64 {
         let mut seen = std::collections::HashSet::new();
         let mut total = 0u64;
         for held in self.held().await {
-            if !reserved.contains(&held.hash) && seen.insert(held.hash) {
+            if !self.reserved(|r| r.contains(&held.hash)) && seen.insert(held.hash) {
                 let size = self.blobs.complete_size(held.hash).await.ok().flatten();
                 total = total.saturating_add(size.unwrap_or(0));
             }
@@ -310,27 +320,31 @@ impl CacheService {
             recipient,
             hash,
         };
-        let have = {
-            let mut reservations = self.admit.lock().await;
+        let (have, _reservation) = {
+            let _admit = self.admit.lock().await;
             self.expire(now).await;
             let have = self.blobs.complete_size(hash).await.ok().flatten();
-            if have.is_none() {
-                let bytes = self.held_bytes(&reservations).await;
-                if !reservations.try_reserve(hash, size, bytes, limit) {
-                    return refused("the relay's blob cache is full".into());
+            let reservation = match have {
+                Some(_) => None,
+                None => {
+                    let bytes = self.held_bytes().await;
+                    if !self.reserved(|r| r.try_reserve(hash, size, bytes, limit)) {
+                        return refused("the relay's blob cache is full".into());
+                    }
+                    // Released when this request ends, however it ends.
+                    Some(Reservation {
+                        service: self,
+                        hash,
+                    })
                 }
-            }
-            have
+            };
+            (have, reservation)
         };
         // The sender reached us over libp2p first; its identify may still be in flight.
         self.blobs.wait_known(from, SENDER_ADDRESS_WAIT).await;
         let taken = match have {
             Some(have) => self.take_known(from, &held, have).await,
-            None => {
-                let taken = self.take_new(from, &held, size).await;
-                self.admit.lock().await.release(&hash);
-                taken
-            }
+            None => self.take_new(from, &held, size).await,
         };
         if let Err(reason) = taken {
             return refused(reason);
@@ -369,6 +383,18 @@ impl CacheService {
             .set(held.tag(), HashAndFormat::raw(held.hash))
             .await
             .map_err(|e| format!("storage: {e}"))
+    }
+}
+
+/// One request's reservation, given back when it drops.
+struct Reservation<'a> {
+    service: &'a CacheService,
+    hash: Hash,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.service.reserved(|r| r.release(&self.hash));
     }
 }
 
