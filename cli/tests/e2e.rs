@@ -377,6 +377,7 @@ fn help_is_everywhere() {
         vec!["fetch", "--help"],
         vec!["share", "--help"],
         vec!["fetch-ticket", "--help"],
+        vec!["auto-download", "--help"],
     ] {
         let (ok, stdout, _) = run(Command::new(env!("CARGO_BIN_EXE_meshchat")).args(&args));
         assert!(ok, "{args:?}");
@@ -538,6 +539,48 @@ fn files_travel_through_the_cli() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("verified"), "{stdout}");
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&file).unwrap());
+    // Never over an existing file, unless asked.
+    std::fs::write(&out, "mine").unwrap();
+    let (ok, _, stderr) = run(meshchat(&b)
+        .args(["fetch", &alice_id, &id[..8], "--out"])
+        .arg(&out));
+    assert!(!ok);
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "mine");
+    let (ok, _, stderr) = run(meshchat(&b)
+        .args(["fetch", &alice_id, &id[..8], "--force", "--out"])
+        .arg(&out));
+    assert!(ok, "{stderr}");
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&file).unwrap());
+    // Without --out: the Downloads folder (here under a scratch HOME), said out loud.
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let (ok, stdout, stderr) = run(meshchat(&b)
+        .args(["fetch", &alice_id, &id[..8]])
+        .env("HOME", &home)
+        .env_remove("XDG_DOWNLOAD_DIR")
+        .env_remove("XDG_CONFIG_HOME"));
+    assert!(ok, "{stderr}");
+    let saved = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Saved to "))
+        .and_then(|l| l.split("  (").next())
+        .unwrap_or_else(|| panic!("no path in {stdout}"));
+    assert!(
+        saved.starts_with(&*home.to_string_lossy()) || saved.starts_with(&*b.to_string_lossy()),
+        "{saved}"
+    );
+    assert!(saved.ends_with("report.txt"), "{saved}");
+    assert_eq!(std::fs::read(saved).unwrap(), std::fs::read(&file).unwrap());
+
+    // Auto-download settings: saved in config.toml, applied to the daemon.
+    let policy =
+        ok_json(meshchat(&b).args(["auto-download", "--groups", "off", "--max-size", "1MiB"]));
+    assert_eq!(policy["groups"], false);
+    assert_eq!(policy["max_bytes"], 1 << 20);
+    let config = std::fs::read_to_string(b.join("config.toml")).unwrap();
+    assert!(config.contains("auto_download_groups = false"), "{config}");
+    assert_eq!(ok_json(meshchat(&b).arg("auto-download"))["groups"], false);
 
     // Sharing outside chats: a ticket any node can download.
     let ticket = ok_json(meshchat(&a).arg("share").arg(&file))["ticket"]

@@ -107,7 +107,7 @@ pub(crate) struct Shaped {
 }
 
 /// Expands a change into operations without ever panicking.
-pub(crate) fn expand(change: &automerge::Change) -> Option<ExpandedChange> {
+pub fn expand(change: &automerge::Change) -> Option<ExpandedChange> {
     // `decode` is documented to panic on inconsistent input; parsing has
     // already validated the change, but a panic must never take the node down.
     catch_unwind(AssertUnwindSafe(|| change.decode())).ok()

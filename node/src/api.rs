@@ -477,14 +477,17 @@ impl Node {
         addrs: Vec<Multiaddr>,
         relays: Vec<Multiaddr>,
     ) -> Result<Contact, NodeError> {
-        self.call(|reply| Command::AddContact {
-            peer,
-            name,
-            addrs,
-            relays,
-            reply,
-        })
-        .await
+        let contact = self
+            .call(|reply| Command::AddContact {
+                peer,
+                name,
+                addrs,
+                relays,
+                reply,
+            })
+            .await;
+        self.media_contacts_changed().await;
+        contact
     }
 
     /// All contacts.

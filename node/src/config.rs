@@ -154,6 +154,15 @@ max_file_bytes = {blob_max}
 auto_download_bytes = {blob_auto}
 # Upload limit while serving files, in bytes per second (unset: none).
 # serve_bytes_per_sec = 10485760
+# Which received files download by themselves: in direct chats with contacts,
+# in groups you created or a contact added you to. Strangers' files never do.
+# `meshchat auto-download` shows and changes these.
+auto_download_contacts = {blob_auto_contacts}
+auto_download_groups = {blob_auto_groups}
+# Disk space auto-downloaded files may take in total, and per sender; past
+# it, files wait for `meshchat fetch`.
+auto_download_budget_bytes = {blob_auto_budget}
+auto_download_per_sender_bytes = {blob_auto_per_sender}
 "#,
             listen = list(&self.listen),
             bootstrap = list(&self.bootstrap),
@@ -166,6 +175,10 @@ auto_download_bytes = {blob_auto}
             blob_bind = self.blobs.bind,
             blob_max = self.blobs.max_file_bytes,
             blob_auto = self.blobs.auto_download_bytes,
+            blob_auto_contacts = self.blobs.auto_download_contacts,
+            blob_auto_groups = self.blobs.auto_download_groups,
+            blob_auto_budget = self.blobs.auto_download_budget_bytes,
+            blob_auto_per_sender = self.blobs.auto_download_per_sender_bytes,
         )
     }
 }

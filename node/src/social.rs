@@ -102,20 +102,26 @@ impl Node {
 
     /// Removes a contact (its chat history stays). Returns whether it was one.
     pub async fn remove_contact(&self, peer: PeerId) -> Result<bool, NodeError> {
-        self.social(|reply| SocialCommand::RemoveContact { peer, reply })
-            .await
+        let removed = self
+            .social(|reply| SocialCommand::RemoveContact { peer, reply })
+            .await;
+        self.media_contacts_changed().await;
+        removed
     }
 
     /// Blocks or unblocks a peer. A blocked peer's messages, receipts and
     /// presence are dropped, it is disconnected, and it gets nothing from
     /// this node (its messages in shared groups are kept but not shown).
     pub async fn set_blocked(&self, peer: PeerId, blocked: bool) -> Result<(), NodeError> {
-        self.social(|reply| SocialCommand::SetBlocked {
-            peer,
-            blocked,
-            reply,
-        })
-        .await
+        let done = self
+            .social(|reply| SocialCommand::SetBlocked {
+                peer,
+                blocked,
+                reply,
+            })
+            .await;
+        self.media_contacts_changed().await;
+        done
     }
 
     /// Whether `peer` is online, or when it was last seen.

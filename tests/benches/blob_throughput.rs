@@ -1,6 +1,9 @@
 //! File transfer throughput between two real meshchat nodes on loopback,
 //! next to raw iroh-blobs between two bare endpoints (same file store kind,
-//! same transport) and a plain TCP copy, all in the same run.
+//! same transport) and a plain TCP copy, all in the same run. Then saving
+//! the received file to a folder (`fetch --out`: safe name, no overwrite,
+//! written through this node's own handle and fsynced) next to iroh-blobs'
+//! own export of the same blob and a plain file copy.
 //!
 //! Run: `cargo bench -p meshchat-tests --bench blob_throughput`
 //! (`MESHCHAT_BENCH_MIB` sets the file size, default 1024 = 1 GiB).
@@ -71,7 +74,7 @@ async fn run() {
 
     let tcp = tcp_copy(&src, tmp.path(), size).await;
     let raw = raw_iroh_blobs(&src, tmp.path(), size).await;
-    let (import, mesh) = meshchat(&src, size).await;
+    let (import, mesh, save) = meshchat(&src, size).await;
 
     println!();
     println!("| measurement | time | throughput | vs raw iroh-blobs |");
@@ -93,6 +96,28 @@ async fn run() {
         import.as_secs_f64(),
         rate(size, import)
     );
+    println!();
+    println!("| saving the received file | time | throughput | vs iroh-blobs export |");
+    println!("|---|---:|---:|---:|");
+    for (name, took) in [
+        ("meshchat fetch --out (safe save)", save.meshchat),
+        ("iroh-blobs export (ExportMode::Copy)", save.export),
+        ("plain file copy (std::fs::copy)", save.copy),
+    ] {
+        println!(
+            "| {name} | {:.2} s | {:.0} MiB/s | {:.2}x |",
+            took.as_secs_f64(),
+            rate(size, took),
+            save.export.as_secs_f64() / took.as_secs_f64()
+        );
+    }
+}
+
+/// Times of writing the received file out.
+struct Save {
+    meshchat: Duration,
+    export: Duration,
+    copy: Duration,
 }
 
 /// A plain TCP copy on 127.0.0.1: the sender reads the file into the socket,
@@ -195,9 +220,10 @@ async fn raw_iroh_blobs(src: &Path, dir: &Path, size: u64) -> Duration {
     took
 }
 
-/// Two meshchat nodes: Alice sends the file into their chat, Bob fetches it.
-/// Returns (Alice's import time, Bob's download time).
-async fn meshchat(src: &Path, size: u64) -> (Duration, Duration) {
+/// Two meshchat nodes: Alice sends the file into their chat, Bob fetches it,
+/// then saves it. Returns (Alice's import time, Bob's download time, the
+/// save times).
+async fn meshchat(src: &Path, size: u64) -> (Duration, Duration, Save) {
     let config = NodeConfig {
         blobs: BlobConfig {
             auto_download_bytes: 0,
@@ -238,7 +264,39 @@ async fn meshchat(src: &Path, size: u64) -> (Duration, Duration) {
     let fetched = bob.node.fetch_file(chat, id, None).await.expect("fetch");
     let took = started.elapsed();
     assert_eq!(fetched.size, size);
+
+    // Saving: the blob is complete, so only the write to the folder is timed.
+    // One untimed export first, so both timed writes read a warm page cache.
+    let out = bob.tmp.path().join("saved");
+    std::fs::create_dir_all(&out).expect("folder");
+    bob.node
+        .export_blob(fetched.hash, out.join("warm-up.bin"))
+        .await
+        .expect("export");
+    let started = Instant::now();
+    bob.node
+        .fetch_file(chat, id, Some(out.clone()))
+        .await
+        .expect("save");
+    let meshchat = started.elapsed();
+    let started = Instant::now();
+    bob.node
+        .export_blob(fetched.hash, out.join("exported.bin"))
+        .await
+        .expect("export");
+    let export = started.elapsed();
+    let started = Instant::now();
+    std::fs::copy(src, out.join("copied.bin")).expect("copy");
+    let copy = started.elapsed();
     alice.stop().await;
     bob.stop().await;
-    (import, took)
+    (
+        import,
+        took,
+        Save {
+            meshchat,
+            export,
+            copy,
+        },
+    )
 }

@@ -13,9 +13,10 @@ use std::{
 
 use common::{within, Peer};
 use meshchat_node::{
-    blobs::{BlobConfig, BlobError, FileStatus},
-    crdt::{Attachment, ChatId, MessageId},
-    Event, NodeConfig, NodeError, PeerId,
+    blobs::{BlobConfig, BlobError, FileStatus, SaveOptions, SkipReason},
+    crdt::{Attachment, BlobHash, ChatId, MessageId},
+    mailbox::MailboxConfig,
+    ChatOp, Event, NodeConfig, NodeError, PeerId,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -478,18 +479,23 @@ async fn a_provider_serving_corrupt_data_is_detected_and_an_honest_one_used() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_offline_recipient_gets_the_file_through_its_relay() {
+/// A relay; Bob, who uses it and has Alice as a contact, offline now; and
+/// Alice, who knows Bob's relay. Returns them and their chat.
+async fn bob_offline_behind_a_relay(
+    limits: MailboxConfig,
+    alice_blobs: BlobConfig,
+) -> (Peer, Peer, Peer, ChatId) {
     let relay = Peer::start_with(
         "relay",
         NodeConfig {
-            mailbox: Some(meshchat_node::mailbox::MailboxConfig::default()),
+            mailbox: Some(limits),
             ..NodeConfig::loopback()
         },
     )
     .await;
     let relay_addr = relay.addrs().await.remove(0);
-    let mut bob = Peer::start_with(
+    let alice = Peer::start_with("alice", loopback_with(alice_blobs)).await;
+    let bob = Peer::start_with(
         "bob",
         NodeConfig {
             relays: vec![relay_addr.clone()],
@@ -497,15 +503,9 @@ async fn an_offline_recipient_gets_the_file_through_its_relay() {
         },
     )
     .await;
+    bob.add(&alice).await;
     let bob_addrs = bob.addrs().await;
-    let mut alice = Peer::start("alice").await;
-    // Bob knows Alice (else her message would wait as a request).
-    bob.node
-        .add_contact(alice.peer_id(), Some("alice".into()), alice.addrs().await)
-        .await
-        .unwrap();
     bob.stop().await;
-
     alice
         .node
         .add_contact_with_relays(
@@ -517,6 +517,42 @@ async fn an_offline_recipient_gets_the_file_through_its_relay() {
         .await
         .unwrap();
     let chat = alice.node.direct_chat(bob.peer_id()).await.unwrap();
+    (relay, alice, bob, chat)
+}
+
+/// The relay's answer to `sender` asking it to hold `hash`: when it holds
+/// it until, or why not.
+async fn relay_answer(sender: &mut Peer, hash: BlobHash) -> Result<i64, String> {
+    relay_answers(sender, &[hash]).await.remove(0)
+}
+
+/// The relay's answers about each of `hashes`, in that order, whichever
+/// order they come in.
+async fn relay_answers(sender: &mut Peer, hashes: &[BlobHash]) -> Vec<Result<i64, String>> {
+    let mut answers: Vec<Option<Result<i64, String>>> = vec![None; hashes.len()];
+    while answers.iter().any(Option::is_none) {
+        let (i, answer) = sender
+            .wait_for("the relay's answer", |e| {
+                let Event::File { hash, status, .. } = e else {
+                    return None;
+                };
+                let i = hashes.iter().position(|h| h == hash)?;
+                match status {
+                    FileStatus::Cached { expires_at_ms, .. } => Some((i, Ok(*expires_at_ms))),
+                    FileStatus::NotCached { reason, .. } => Some((i, Err(reason.clone()))),
+                    _ => None,
+                }
+            })
+            .await;
+        answers[i] = Some(answer);
+    }
+    answers.into_iter().flatten().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_recipient_gets_the_file_through_its_relay() {
+    let (relay, mut alice, mut bob, chat) =
+        bob_offline_behind_a_relay(MailboxConfig::default(), BlobConfig::loopback()).await;
     let src = alice.tmp.path().join("song.bin");
     write_noise(&src, 3 * MIB, 6);
     let attachment = alice
@@ -528,32 +564,8 @@ async fn an_offline_recipient_gets_the_file_through_its_relay() {
         .attachment
         .map(|a| *a)
         .unwrap();
-    let relay_id = meshchat_node::public_key_of(&relay.peer_id()).unwrap();
-    let bob_id = meshchat_node::public_key_of(&bob.peer_id()).unwrap();
-    // Both must be at the relay: the message (custody) and the bytes.
-    let (mut mail, mut bytes) = (false, false);
-    while !(mail && bytes) {
-        match alice
-            .wait_for("custody of message and file at the relay", |e| match e {
-                Event::Delivery {
-                    state: meshchat_node::DeliveryState::Sent,
-                    ..
-                } => Some(true),
-                Event::File {
-                    status:
-                        FileStatus::Cached {
-                            relay, recipient, ..
-                        },
-                    ..
-                } if *relay == relay_id && *recipient == bob_id => Some(false),
-                _ => None,
-            })
-            .await
-        {
-            true => mail = true,
-            false => bytes = true,
-        }
-    }
+    // The relay takes the bytes once it holds the message (custody).
+    relay_answer(&mut alice, attachment.hash).await.unwrap();
     alice.stop().await;
 
     // Bob comes back while Alice is gone: message and bytes come from the relay.
@@ -569,6 +581,203 @@ async fn an_offline_recipient_gets_the_file_through_its_relay() {
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
     bob.stop().await;
     relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_never_overfill_a_relay_cache() {
+    // Room for one 2 MiB file; Alice serves slowly, so both pulls overlap.
+    let limits = MailboxConfig {
+        blob_cache_bytes: 3 * MIB,
+        ..MailboxConfig::default()
+    };
+    let slow = BlobConfig {
+        serve_bytes_per_sec: Some(4 * MIB),
+        ..BlobConfig::loopback()
+    };
+    let (relay, mut alice, bob, chat) = bob_offline_behind_a_relay(limits, slow).await;
+    let mut hashes = Vec::new();
+    for seed in [7, 8] {
+        let src = alice.tmp.path().join(format!("clip{seed}.bin"));
+        write_noise(&src, 2 * MIB, seed);
+        let sent = alice.node.send_file(chat, &src, "").await.unwrap();
+        hashes.push(sent.message.attachment.unwrap().hash);
+    }
+    let answers = relay_answers(&mut alice, &hashes).await;
+    let stored = answers.iter().filter(|a| a.is_ok()).count();
+    assert_eq!(stored, 1, "exactly one fits: {answers:?}");
+    let refusal = answers.iter().find_map(|a| a.clone().err()).unwrap();
+    assert!(refusal.contains("full"), "{refusal}");
+    for p in [&relay, &alice, &bob] {
+        p.stop().await;
+    }
+}
+
+/// An iroh endpoint speaking as `peer` (its own key from its data dir),
+/// outside meshchat, that can reach `addr`.
+async fn endpoint_as(peer: &Peer, addr: iroh::EndpointAddr) -> iroh::Endpoint {
+    let key: [u8; 32] = std::fs::read(peer.dir.root().join("identity.key"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let lookup = iroh::address_lookup::MemoryLookup::new();
+    lookup.add_endpoint_info(addr);
+    iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .secret_key(iroh::SecretKey::from_bytes(&key))
+        .relay_mode(iroh::RelayMode::Disabled)
+        .clear_ip_transports()
+        .bind_addr("127.0.0.1:0")
+        .unwrap()
+        .address_lookup(lookup)
+        .bind()
+        .await
+        .unwrap()
+}
+
+/// `peer`'s blob endpoint address (a ticket carries it).
+async fn blob_addr(peer: &Peer) -> iroh::EndpointAddr {
+    let file = peer.tmp.path().join("ticket-probe");
+    std::fs::write(&file, "probe").unwrap();
+    let ticket: iroh_blobs::ticket::BlobTicket =
+        peer.node.share(&file).await.unwrap().parse().unwrap();
+    ticket.addr().clone()
+}
+
+/// A blob-cache request written by hand, as a hostile client would.
+fn cache_request(version: &str, hash: BlobHash, size: u64, recipient: PeerId) -> Vec<u8> {
+    use ciborium::Value;
+    let recipient = meshchat_node::public_key_of(&recipient).unwrap();
+    let mut fields = vec![
+        (
+            Value::Text("hash".into()),
+            Value::Bytes(hash.as_bytes().to_vec()),
+        ),
+        (Value::Text("size".into()), Value::Integer(size.into())),
+        (
+            Value::Text("recipient".into()),
+            Value::Bytes(recipient.as_bytes().to_vec()),
+        ),
+    ];
+    if version == "V2" {
+        fields.push((Value::Text("proof".into()), Value::Text("Deposit".into())));
+    }
+    let request = Value::Map(vec![(Value::Text(version.into()), Value::Map(fields))]);
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&request, &mut bytes).unwrap();
+    bytes
+}
+
+/// Sends `request` on `/meshchat/blob-cache/1`; the answer, as text.
+async fn ask_by_hand(endpoint: &iroh::Endpoint, relay: iroh::EndpointId, request: &[u8]) -> String {
+    let connection = endpoint
+        .connect(relay, b"/meshchat/blob-cache/1")
+        .await
+        .unwrap();
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    send.write_all(request).await.unwrap();
+    send.finish().unwrap();
+    let answer = within("relay answer", recv.read_to_end(1024))
+        .await
+        .unwrap();
+    connection.close(0u32.into(), b"done");
+    let answer: ciborium::Value = ciborium::from_reader(answer.as_slice()).unwrap();
+    format!("{answer:?}")
+}
+
+fn random_peer() -> PeerId {
+    libp2p::identity::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_holds_a_blob_only_for_mail_attaching_it_from_a_sender_that_has_it() {
+    let (mut relay, mut alice, bob, chat) =
+        bob_offline_behind_a_relay(MailboxConfig::default(), BlobConfig::loopback()).await;
+    let relay_addr = relay.addrs().await.remove(0);
+    let src = alice.tmp.path().join("scan.pdf");
+    write_noise(&src, 300 * 1024, 9);
+    let attachment = alice
+        .node
+        .send_file(chat, &src, "")
+        .await
+        .unwrap()
+        .message
+        .attachment
+        .map(|a| *a)
+        .unwrap();
+    relay_answer(&mut alice, attachment.hash).await.unwrap();
+
+    // Mallory learned the hash. She mails a second identity of hers a
+    // message attaching it, through the same relay: the relay finds the
+    // mail, but Mallory cannot show she has the bytes.
+    let mut mallory = Peer::start("mallory").await;
+    let accomplice = random_peer();
+    mallory
+        .node
+        .add_contact_with_relays(accomplice, None, Vec::new(), vec![relay_addr])
+        .await
+        .unwrap();
+    let to_accomplice = mallory.node.direct_chat(accomplice).await.unwrap();
+    mallory
+        .node
+        .op(
+            to_accomplice,
+            ChatOp::SendFile {
+                caption: String::new(),
+                attachment: attachment.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let refused = relay_answer(&mut mallory, attachment.hash)
+        .await
+        .unwrap_err();
+    assert!(refused.contains("prove"), "{refused}");
+
+    // With the bytes (now public at her node) but no mail for the
+    // recipient she names, a request written by hand is refused too.
+    let copy = mallory.tmp.path().join("copy.pdf");
+    std::fs::copy(&src, &copy).unwrap();
+    mallory.node.import_blob(&copy).await.unwrap();
+    connected(&mut mallory, &mut relay).await;
+    let relay_blobs = blob_addr(&relay).await;
+    let relay_id = relay_blobs.id;
+    let by_hand = endpoint_as(&mallory, relay_blobs).await;
+    // It serves the bytes too, whichever of her endpoints the relay asks.
+    let bytes = iroh_blobs::store::mem::MemStore::new();
+    bytes.add_slice(std::fs::read(&src).unwrap()).await.unwrap();
+    let serving = iroh::protocol::Router::builder(by_hand.clone())
+        .accept(
+            iroh_blobs::ALPN,
+            iroh_blobs::BlobsProtocol::new(&bytes, None),
+        )
+        .spawn();
+    let other = random_peer();
+    let request = cache_request("V2", attachment.hash, attachment.size, other);
+    let answer = ask_by_hand(&by_hand, relay_id, &request).await;
+    assert!(
+        answer.contains("Refused") && answer.contains("no mail"),
+        "{answer}"
+    );
+    // A request without proof (version 1) is refused with a reason.
+    let request = cache_request("V1", attachment.hash, attachment.size, other);
+    let answer = ask_by_hand(&by_hand, relay_id, &request).await;
+    assert!(
+        answer.contains("Refused") && answer.contains("proof"),
+        "{answer}"
+    );
+    // And the relay serves the blob to none of them.
+    let connection = by_hand.connect(relay_id, iroh_blobs::ALPN).await.unwrap();
+    let raw = iroh_blobs::Hash::from_bytes(*attachment.hash.as_bytes());
+    assert!(
+        iroh_blobs::get::request::get_verified_size(&connection, &raw)
+            .await
+            .is_err()
+    );
+    serving.shutdown().await.unwrap();
+    for p in [&relay, &alice, &bob, &mallory] {
+        p.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -620,6 +829,325 @@ async fn a_shared_file_downloads_from_its_ticket_with_plain_iroh_blobs() {
     assert_eq!(
         std::fs::read(out.join("notes.txt")).unwrap(),
         b"shared outside any chat"
+    );
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_naming_a_hash_cannot_fetch_it() {
+    let mut alice = Peer::start("alice").await;
+    let mut bob = Peer::start_with("bob", loopback_with(manual())).await;
+    let chat = befriend(&mut alice, &mut bob).await;
+    let src = alice.tmp.path().join("diary.txt");
+    std::fs::write(&src, "only for bob").unwrap();
+    let secret = alice
+        .node
+        .send_file(chat, &src, "")
+        .await
+        .unwrap()
+        .message
+        .attachment
+        .map(|a| *a)
+        .unwrap();
+
+    // Mallory, whom Alice never added, learned the hash: she writes Alice
+    // a message attaching it, then asks Alice for it.
+    let mut mallory = Peer::start_with("mallory", loopback_with(manual())).await;
+    let to_alice = mallory.add(&alice).await;
+    connected(&mut mallory, &mut alice).await;
+    mallory
+        .node
+        .op(
+            to_alice,
+            ChatOp::SendFile {
+                caption: String::new(),
+                attachment: secret.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    // A second file of hers: once Alice has judged it, she has seen the first.
+    let own = mallory.tmp.path().join("hello.txt");
+    std::fs::write(&own, "hello").unwrap();
+    let hello = mallory.node.send_file(to_alice, &own, "").await.unwrap();
+    let hello = hello.message.attachment.unwrap().hash;
+    let skipped = alice
+        .wait_for("Mallory's file judged", |e| match e {
+            Event::File {
+                hash,
+                status: FileStatus::Skipped { reason },
+                ..
+            } if *hash == hello => Some(*reason),
+            _ => None,
+        })
+        .await;
+    assert_eq!(skipped, SkipReason::Stranger);
+
+    let refused = mallory
+        .node
+        .fetch_blob(secret.hash, secret.size, alice.peer_id())
+        .await;
+    assert!(
+        matches!(refused, Err(NodeError::Blob(BlobError::Unavailable(_)))),
+        "{refused:?}"
+    );
+    // Bob, in the chat Alice sent it to, is served.
+    let (id, _) = wait_file_message(&mut bob).await;
+    within("bob's fetch", bob.node.fetch_file(chat, id, None))
+        .await
+        .unwrap();
+    for p in [&alice, &bob, &mallory] {
+        p.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_seq_request_does_not_unlock_what_a_blob_lists() {
+    let mut alice = Peer::start("alice").await;
+    let mut bob = Peer::start_with("bob", loopback_with(manual())).await;
+    let chat = befriend(&mut alice, &mut bob).await;
+    // Alice holds a file from a chat Bob is not in.
+    let elsewhere = alice.node.direct_chat(random_peer()).await.unwrap();
+    let src = alice.tmp.path().join("contract.txt");
+    std::fs::write(&src, "not for bob").unwrap();
+    let secret = alice.node.send_file(elsewhere, &src, "").await.unwrap();
+    let secret = secret.message.attachment.unwrap().hash;
+
+    // Bob sends Alice a file whose bytes are that hash: read as a hash
+    // sequence, it lists the secret.
+    let list = bob.tmp.path().join("list.bin");
+    std::fs::write(&list, secret.as_bytes()).unwrap();
+    let root = bob.node.send_file(chat, &list, "").await.unwrap();
+    let root = root.message.attachment.unwrap().hash;
+    wait_ready(&mut alice, root).await;
+    let refused = bob.node.fetch_blob(secret, 64, alice.peer_id()).await;
+    assert!(
+        refused.is_err(),
+        "the secret itself is refused: {refused:?}"
+    );
+
+    // Bob asks for the root he is entitled to, and its children.
+    let endpoint = endpoint_as(&bob, blob_addr(&alice).await).await;
+    let alice_id = iroh::EndpointId::from_bytes(
+        meshchat_node::public_key_of(&alice.peer_id())
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
+    let connection = endpoint.connect(alice_id, iroh_blobs::ALPN).await.unwrap();
+    let store = iroh_blobs::store::mem::MemStore::new();
+    let root = iroh_blobs::Hash::from_bytes(*root.as_bytes());
+    let request = iroh_blobs::protocol::GetRequest::new(
+        root,
+        iroh_blobs::protocol::ChunkRangesSeq::from_ranges_infinite([
+            iroh_blobs::protocol::ChunkRanges::all(),
+            iroh_blobs::protocol::ChunkRanges::all(),
+        ]),
+    );
+    let got = within(
+        "hash-seq get",
+        store.remote().execute_get(connection, request).complete(),
+    )
+    .await;
+    assert!(
+        got.is_err(),
+        "a request reaching children is refused: {got:?}"
+    );
+    let secret = iroh_blobs::Hash::from_bytes(*secret.as_bytes());
+    let status = store.blobs().status(secret).await.unwrap();
+    assert!(
+        !matches!(status, iroh_blobs::api::proto::BlobStatus::Complete { .. }),
+        "the secret leaked: {status:?}"
+    );
+    endpoint.close().await;
+    for p in [&alice, &bob] {
+        p.stop().await;
+    }
+}
+
+/// The first `file` event about `hash`.
+async fn first_file_status(peer: &mut Peer, hash: BlobHash) -> FileStatus {
+    peer.wait_for("a file event", |e| match e {
+        Event::File {
+            hash: h, status, ..
+        } if *h == hash => Some(status.clone()),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_file_waits_while_a_contacts_downloads() {
+    let mut alice = Peer::start_with("alice", loopback_with(manual())).await;
+    let mut bob = Peer::start("bob").await;
+    let with_alice = befriend(&mut alice, &mut bob).await;
+    let mut mallory = Peer::start_with("mallory", loopback_with(manual())).await;
+    let to_bob = mallory.add(&bob).await;
+    connected(&mut mallory, &mut bob).await;
+
+    let junk = mallory.tmp.path().join("junk.bin");
+    write_noise(&junk, 64 * 1024, 10);
+    let junk = mallory.node.send_file(to_bob, &junk, "").await.unwrap();
+    let junk = junk.message.attachment.unwrap().hash;
+    let photo = alice.tmp.path().join("photo.bin");
+    write_noise(&photo, 64 * 1024, 11);
+    let photo = alice.node.send_file(with_alice, &photo, "").await.unwrap();
+    let photo = photo.message.attachment.unwrap().hash;
+
+    assert_eq!(
+        first_file_status(&mut bob, junk).await,
+        FileStatus::Skipped {
+            reason: SkipReason::Stranger
+        }
+    );
+    wait_ready(&mut bob, photo).await;
+    // Listed, and Bob may still fetch it when he wants to.
+    let from_mallory = bob.node.direct_chat(mallory.peer_id()).await.unwrap();
+    let (id, _) = bob
+        .history(from_mallory)
+        .await
+        .into_iter()
+        .find_map(|e| e.message.attachment.map(|a| (e.message.id, a.hash)))
+        .unwrap();
+    within("manual fetch", bob.node.fetch_file(from_mallory, id, None))
+        .await
+        .unwrap();
+    for p in [&alice, &bob, &mallory] {
+        p.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auto_download_budget_stops_auto_downloads_until_space_is_freed() {
+    let mut alice = Peer::start_with("alice", loopback_with(manual())).await;
+    let budget = BlobConfig {
+        auto_download_budget_bytes: 3 * MIB / 2,
+        ..BlobConfig::loopback()
+    };
+    let mut bob = Peer::start_with("bob", loopback_with(budget)).await;
+    let chat = befriend(&mut alice, &mut bob).await;
+    let send = |seed: u64| {
+        let src = alice.tmp.path().join(format!("f{seed}.bin"));
+        write_noise(&src, MIB, seed);
+        let node = alice.node.clone();
+        async move { node.send_file(chat, &src, "").await.unwrap().message }
+    };
+    let first = send(12).await;
+    let first_hash = first.attachment.clone().unwrap().hash;
+    wait_ready(&mut bob, first_hash).await;
+    let second = send(13).await.attachment.unwrap().hash;
+    assert_eq!(
+        first_file_status(&mut bob, second).await,
+        FileStatus::Skipped {
+            reason: SkipReason::BudgetFull
+        }
+    );
+    // Deleting the first file gives its space back.
+    alice
+        .node
+        .op(chat, ChatOp::Delete { message: first.id })
+        .await
+        .unwrap();
+    let third = send(14).await.attachment.unwrap().hash;
+    wait_ready(&mut bob, third).await;
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_chosen_names_are_saved_safely_and_nothing_is_overwritten() {
+    let mut alice = Peer::start_with("alice", loopback_with(manual())).await;
+    let mut bob = Peer::start("bob").await;
+    let chat = befriend(&mut alice, &mut bob).await;
+    let src = alice.tmp.path().join("payload.txt");
+    std::fs::write(&src, "from alice").unwrap();
+    let real = alice.node.send_file(chat, &src, "").await.unwrap();
+    let real = real.message.attachment.map(|a| *a).unwrap();
+    wait_ready(&mut bob, real.hash).await;
+
+    // The same bytes under names a hostile sender picks.
+    let named = |name: &str| ChatOp::SendFile {
+        caption: String::new(),
+        attachment: Attachment {
+            name: name.into(),
+            ..real.clone()
+        },
+    };
+    assert!(
+        alice.node.op(chat, named("../x")).await.is_err(),
+        "a name with a separator never leaves the sender"
+    );
+    let mut ids = Vec::new();
+    for name in [".bashrc", "..", "evil\u{1b}[2J\u{7}\u{202e}gpj.exe"] {
+        let outcome = alice.node.op(chat, named(name)).await.unwrap();
+        ids.push(outcome.message.unwrap().id);
+    }
+    for _ in 0..ids.len() {
+        wait_file_message(&mut bob).await;
+    }
+
+    let out = bob.tmp.path().join("downloads");
+    std::fs::create_dir_all(&out).unwrap();
+    // Something of Bob's already sits where two of them would land.
+    let victim = bob.tmp.path().join("victim.txt");
+    std::fs::write(&victim, "bob's own").unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("bashrc")).unwrap();
+    std::fs::write(out.join("file"), "precious").unwrap();
+
+    let fetch = |id: MessageId, overwrite: bool| {
+        let node = bob.node.clone();
+        let out = out.clone();
+        async move {
+            node.fetch_file_with(
+                chat,
+                id,
+                Some(out),
+                SaveOptions {
+                    overwrite,
+                    ..SaveOptions::default()
+                },
+            )
+            .await
+        }
+    };
+    for id in &ids[..2] {
+        let refused = fetch(*id, false).await;
+        assert!(
+            matches!(refused, Err(NodeError::Blob(BlobError::Exists(_)))),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "bob's own");
+    assert_eq!(
+        std::fs::read_to_string(out.join("file")).unwrap(),
+        "precious"
+    );
+
+    let bashrc = fetch(ids[0], true).await.unwrap();
+    assert_eq!(bashrc.path, Some(out.join("bashrc")));
+    assert_eq!(bashrc.renamed_from.as_deref(), Some(".bashrc"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("bashrc")).unwrap(),
+        "from alice"
+    );
+    assert!(!std::fs::symlink_metadata(out.join("bashrc"))
+        .unwrap()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "bob's own");
+    let dots = fetch(ids[1], true).await.unwrap();
+    assert_eq!(dots.path, Some(out.join("file")));
+    let evil = fetch(ids[2], false).await.unwrap();
+    assert_eq!(evil.path, Some(out.join("evil[2Jgpj.exe")));
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.starts_with('.') && !n.chars().any(char::is_control)),
+        "{names:?}"
     );
     alice.stop().await;
     bob.stop().await;

@@ -135,7 +135,7 @@ pub async fn spawn_with(
         &identity,
         config.blobs.clone(),
         &config.relay_peers(),
-        config.mailbox.clone(),
+        config.mailbox.clone().map(|limits| (limits, store.db())),
     )
     .await?;
     let agent_version = crate::blobs::agent_version(blobs.port());

@@ -12,7 +12,7 @@ use super::{
     endpoint::endpoint_of,
     fetch::{fetch_file, fetch_hash, sources, FileStatus},
     index::{self, FileMessage},
-    iroh_hash, media, share, BlobError, Fetched, TicketFiles,
+    iroh_hash, media, save, share, AutoDownload, BlobError, Fetched, SaveOptions, TicketFiles,
 };
 use crate::{
     api::{Event, Node, NodeError, Sent},
@@ -64,9 +64,10 @@ impl Node {
         };
         // Entitle the members before anyone hears of the message.
         let access = self.blobs.access();
-        access.set_members(chat, index::members_of(self, chat).await?);
-        index::refresh_relays(self, access).await?;
-        access.add_reference(chat, hash);
+        index::refresh_members(self, access, chat).await?;
+        if let Some(me) = crate::keys::public_key_of(&self.peer_id) {
+            access.add_reference(chat, hash, me);
+        }
         let op = ChatOp::SendFile {
             caption: caption.into(),
             attachment,
@@ -80,13 +81,27 @@ impl Node {
 
     /// Fetches the file of `message` in `chat` (from the author, the other
     /// members, then this node's relays), resuming whatever is already
-    /// stored, and copies the verified bytes to `out` if given. Progress
-    /// arrives as [`Event::File`].
+    /// stored, and copies the verified bytes to `out` if given: a file path,
+    /// or a folder to write it into under its sender's name made safe. An
+    /// existing file is not replaced. Progress arrives as [`Event::File`].
     pub async fn fetch_file(
         &self,
         chat: ChatId,
         message: MessageId,
         out: Option<PathBuf>,
+    ) -> Result<Fetched, NodeError> {
+        self.fetch_file_with(chat, message, out, SaveOptions::default())
+            .await
+    }
+
+    /// [`Node::fetch_file`], writing the file as `options` say (replace an
+    /// existing file, keep a leading dot in the name).
+    pub async fn fetch_file_with(
+        &self,
+        chat: ChatId,
+        message: MessageId,
+        out: Option<PathBuf>,
+        options: SaveOptions,
     ) -> Result<Fetched, NodeError> {
         let files = index::refresh_chat(self, self.blobs.access(), chat).await?;
         let file: FileMessage = match files.into_iter().find(|f| f.message.id == message) {
@@ -105,24 +120,20 @@ impl Node {
             }
             result => result?,
         };
-        let path = match out {
+        let (path, renamed_from) = match out {
             Some(out) => {
-                let target = if out.is_dir() {
-                    out.join(&file.attachment.name)
-                } else {
-                    out
-                };
-                self.blobs
-                    .export(iroh_hash(&file.attachment.hash), &target)
-                    .await?;
-                Some(target)
+                let (target, renamed) = save::target(&out, &file.attachment.name, options);
+                let hash = iroh_hash(&file.attachment.hash);
+                save::write(&self.blobs, hash, &target, options).await?;
+                (Some(target), renamed)
             }
-            None => None,
+            None => (None, None),
         };
         Ok(Fetched {
             hash: file.attachment.hash,
             size,
             path,
+            renamed_from,
         })
     }
 
@@ -201,11 +212,23 @@ impl Node {
         Ok(share::share(&self.blobs, path.as_ref()).await?.to_string())
     }
 
-    /// Downloads any standard iroh-blobs ticket into `out` (a folder).
+    /// Downloads any standard iroh-blobs ticket into `out` (a folder),
+    /// under the names it carries made safe, replacing no existing file.
     pub async fn fetch_ticket(
         &self,
         ticket: &str,
         out: impl AsRef<Path>,
+    ) -> Result<TicketFiles, NodeError> {
+        self.fetch_ticket_with(ticket, out, SaveOptions::default())
+            .await
+    }
+
+    /// [`Node::fetch_ticket`], writing files as `options` say.
+    pub async fn fetch_ticket_with(
+        &self,
+        ticket: &str,
+        out: impl AsRef<Path>,
+        options: SaveOptions,
     ) -> Result<TicketFiles, NodeError> {
         let ticket: BlobTicket = ticket
             .trim()
@@ -213,7 +236,7 @@ impl Node {
             .map_err(|e| BlobError::Ticket(format!("{e}")))?;
         let hash = blob_hash(ticket.hash());
         let events = self.events.clone();
-        let files = share::fetch_ticket(&self.blobs, &ticket, out.as_ref(), |step| {
+        let files = share::fetch_ticket(&self.blobs, &ticket, out.as_ref(), options, |step| {
             if let super::service::Step::Progress { done } = step {
                 let _ = events.send(Event::File {
                     hash,
@@ -225,5 +248,25 @@ impl Node {
         })
         .await?;
         Ok(TicketFiles { files })
+    }
+
+    /// When received files download by themselves, as the node applies it now.
+    pub fn auto_download(&self) -> AutoDownload {
+        self.blobs.auto_download()
+    }
+
+    /// Changes when received files download by themselves, from the next
+    /// file on (files already listed stay as they are). Not saved: the
+    /// CLI writes `config.toml` too.
+    pub fn set_auto_download(&self, policy: AutoDownload) {
+        self.blobs.set_auto_download(policy);
+    }
+
+    /// Re-reads contacts and blocked peers into the media access rules
+    /// (after the user changed them).
+    pub(crate) async fn media_contacts_changed(&self) {
+        if let Err(error) = index::refresh_people(self, self.blobs.access()).await {
+            tracing::warn!(%error, "cannot refresh media access after a contact change");
+        }
     }
 }

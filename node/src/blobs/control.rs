@@ -1,6 +1,7 @@
 //! The control API's media calls (`send_file`, `fetch_file`, `share`,
-//! `fetch_ticket`), kept apart from the other calls.
+//! `fetch_ticket`, `auto_download`), kept apart from the other calls.
 
+use super::SaveOptions;
 use crate::{
     api::Node,
     control::{server::resolve_message, ControlError, ControlRequest},
@@ -23,16 +24,41 @@ pub(crate) async fn call(
                     .await?,
             )
         }
-        ControlRequest::FetchFile { chat, message, out } => {
+        ControlRequest::FetchFile {
+            chat,
+            message,
+            out,
+            overwrite,
+            allow_hidden,
+        } => {
             let chat = node.resolve(chat).await?;
             let message = resolve_message(node, chat, &message).await?;
-            to_json(node.fetch_file(chat, message, out).await?)
+            let save = SaveOptions {
+                overwrite,
+                allow_hidden,
+            };
+            to_json(node.fetch_file_with(chat, message, out, save).await?)
         }
         ControlRequest::Share { path } => {
             to_json(serde_json::json!({ "ticket": node.share(path).await? }))
         }
-        ControlRequest::FetchTicket { ticket, out } => {
-            to_json(node.fetch_ticket(&ticket, out).await?)
+        ControlRequest::FetchTicket {
+            ticket,
+            out,
+            overwrite,
+            allow_hidden,
+        } => {
+            let save = SaveOptions {
+                overwrite,
+                allow_hidden,
+            };
+            to_json(node.fetch_ticket_with(&ticket, out, save).await?)
+        }
+        ControlRequest::AutoDownload { set } => {
+            if let Some(policy) = set {
+                node.set_auto_download(policy);
+            }
+            to_json(node.auto_download())
         }
         _ => Err(ControlError::new("bad_request", "not a media call")),
     }

@@ -62,6 +62,22 @@ pub enum FileStatus {
         /// Why.
         reason: String,
     },
+    /// A received file that does not download by itself (a stranger's, too
+    /// large, auto-download off, or its budget full): `meshchat fetch` gets it.
+    Skipped {
+        /// Why.
+        reason: super::SkipReason,
+    },
+    /// An offline recipient's relay would not hold it (sender side); the
+    /// recipient fetches it from a member once it is back.
+    NotCached {
+        /// The relay.
+        relay: PublicKey,
+        /// For whom.
+        recipient: PublicKey,
+        /// The relay's reason.
+        reason: String,
+    },
 }
 
 /// The sources of a chat file, best first: the author, the other members,

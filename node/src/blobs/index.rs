@@ -1,12 +1,13 @@
 //! Keeps the access index in step with the chats: which blobs each chat's
-//! history references, who is in each chat, and which relays serve whom.
+//! history references and who wrote those messages, who is in each chat,
+//! how the user came to be in it, and who the user's contacts are.
 //! Reads go through the `Node` API, so the actor's state stays its own.
 
 use std::collections::HashSet;
 
 use meshchat_crdt::{Attachment, ChatId, ChatKind, Message, PublicKey};
 
-use super::{access::Access, iroh_hash};
+use super::{access::Access, iroh_hash, policy::ChatShape};
 use crate::{api::Node, keys::public_key_of, NodeError};
 
 /// A message with a file, as the index saw it.
@@ -18,10 +19,25 @@ pub(crate) struct FileMessage {
     pub(crate) outgoing: bool,
 }
 
-/// The members of `chat` now (both keys of a direct chat).
-pub(crate) async fn members_of(node: &Node, chat: ChatId) -> Result<HashSet<PublicKey>, NodeError> {
+/// The shape and members of `chat` now (both keys of a direct chat).
+pub(crate) async fn chat_of(
+    node: &Node,
+    chat: ChatId,
+) -> Result<(ChatShape, HashSet<PublicKey>), NodeError> {
     match node.group_info(chat).await {
-        Ok(info) => return Ok(info.members.iter().map(|m| m.key).collect()),
+        Ok(info) => {
+            let me = public_key_of(&node.peer_id());
+            let added_me = info
+                .members
+                .iter()
+                .find(|m| Some(m.key) == me)
+                .and_then(|m| m.added_by);
+            let shape = ChatShape::Group {
+                creator: info.creator,
+                added_me,
+            };
+            return Ok((shape, info.members.iter().map(|m| m.key).collect()));
+        }
         Err(NodeError::NotFound(_)) => {}
         Err(e) => return Err(e),
     }
@@ -31,9 +47,29 @@ pub(crate) async fn members_of(node: &Node, chat: ChatId) -> Result<HashSet<Publ
         .find(|s| s.id == chat)
         .ok_or_else(|| NodeError::NotFound(chat.to_string()))?;
     Ok(match &summary.kind {
-        ChatKind::Direct { a, b } => [*a, *b].into(),
-        _ => HashSet::new(),
+        ChatKind::Direct { a, b } => (ChatShape::Direct, [*a, *b].into()),
+        // A group whose metadata is not readable: nobody is a member.
+        ChatKind::Group { creator, .. } => (
+            ChatShape::Group {
+                creator: *creator,
+                added_me: None,
+            },
+            HashSet::new(),
+        ),
+        // A kind this version does not know: nobody is entitled through it.
+        _ => (ChatShape::Direct, HashSet::new()),
     })
+}
+
+/// Records the shape and members of `chat`.
+pub(crate) async fn refresh_members(
+    node: &Node,
+    access: &Access,
+    chat: ChatId,
+) -> Result<(), NodeError> {
+    let (shape, members) = chat_of(node, chat).await?;
+    access.set_chat(chat, shape, members);
+    Ok(())
 }
 
 /// Re-reads a chat's members and the files its history references.
@@ -42,13 +78,13 @@ pub(crate) async fn refresh_chat(
     access: &Access,
     chat: ChatId,
 ) -> Result<Vec<FileMessage>, NodeError> {
-    let members = members_of(node, chat).await?;
-    access.set_members(chat, members);
+    refresh_members(node, access, chat).await?;
     let mut files = Vec::new();
-    let mut hashes = HashSet::new();
+    let mut refs = HashSet::new();
+    // History leaves out blocked authors' messages: they reference nothing.
     for entry in node.history_quiet(chat).await? {
         if let Some(attachment) = entry.message.attachment.clone() {
-            hashes.insert(iroh_hash(&attachment.hash));
+            refs.insert((iroh_hash(&attachment.hash), entry.message.author));
             files.push(FileMessage {
                 chat,
                 message: entry.message,
@@ -57,7 +93,7 @@ pub(crate) async fn refresh_chat(
             });
         }
     }
-    access.set_references(chat, &hashes);
+    access.set_references(chat, &refs);
     Ok(files)
 }
 
@@ -66,7 +102,7 @@ pub(crate) async fn refresh_all(
     node: &Node,
     access: &Access,
 ) -> Result<Vec<FileMessage>, NodeError> {
-    refresh_relays(node, access).await?;
+    refresh_people(node, access).await?;
     let mut files = Vec::new();
     for summary in node.chats().await? {
         files.extend(refresh_chat(node, access, summary.id).await?);
@@ -74,19 +110,20 @@ pub(crate) async fn refresh_all(
     Ok(files)
 }
 
-/// Re-reads the contacts' relays (a member's relay may fetch for it).
-pub(crate) async fn refresh_relays(node: &Node, access: &Access) -> Result<(), NodeError> {
+/// Re-reads the user's contacts and blocked peers.
+pub(crate) async fn refresh_people(node: &Node, access: &Access) -> Result<(), NodeError> {
+    let mut contacts = HashSet::new();
+    let mut blocked = HashSet::new();
     for contact in node.contacts().await? {
         let Some(key) = public_key_of(&contact.peer) else {
             continue;
         };
-        let relays = contact
-            .relays
-            .iter()
-            .filter_map(crate::config::peer_of)
-            .filter_map(|p| public_key_of(&p))
-            .collect();
-        access.set_relays(key, relays);
+        if contact.blocked {
+            blocked.insert(key);
+        } else {
+            contacts.insert(key);
+        }
     }
+    access.set_people(contacts, blocked);
     Ok(())
 }

@@ -11,16 +11,23 @@
 //! - `service`: the endpoint, store, downloader and router.
 //! - `task`: follows the node's events: access index, auto-download, retries.
 //! - `api`: the `Node` methods (`send_file`, `fetch_file`, `share`, ...).
+//! - `policy`: who a file comes from, and when it downloads by itself.
+//! - `save`: writing a file to the user's disk under a safe name.
+//! - `relay_cache`, `relay_proof`: relays holding files for offline peers.
 
 mod access;
 mod api;
+mod auto;
 pub mod config;
 pub(crate) mod control;
 mod endpoint;
 mod fetch;
 mod index;
 mod media;
+mod policy;
 mod relay_cache;
+mod relay_proof;
+mod save;
 mod service;
 mod share;
 mod task;
@@ -29,6 +36,8 @@ use std::path::PathBuf;
 
 pub use config::BlobConfig;
 pub use fetch::FileStatus;
+pub use policy::{AutoDownload, SkipReason};
+pub use save::{default_download_dir, safe_file_name, SaveOptions, MAX_SAVED_NAME_BYTES};
 pub(crate) use service::Blobs;
 pub(crate) use task::{spawn_media_task, MediaTask, WeakNode};
 
@@ -69,6 +78,9 @@ pub enum BlobError {
     /// A ticket could not be parsed.
     #[error("invalid ticket: {0}")]
     Ticket(String),
+    /// The file to write exists already.
+    #[error("{} exists already; use --force to replace it, or --out to save elsewhere", .0.display())]
+    Exists(PathBuf),
 }
 
 /// A file fetched (and, when asked, exported).
@@ -81,6 +93,10 @@ pub struct Fetched {
     /// Where it was written, if an output path was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// The name its sender gave it, when that name was not safe to use
+    /// as it was (see [`safe_file_name`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
 }
 
 /// Files written from a ticket.

@@ -51,6 +51,8 @@ struct Inner {
     router: std::sync::OnceLock<Router>,
     /// Relay mode: the blob cache kept for offline peers.
     cache: std::sync::OnceLock<super::relay_cache::CacheService>,
+    /// When received files download by themselves (changeable at run time).
+    auto: std::sync::RwLock<super::AutoDownload>,
     downloader: iroh_blobs::api::downloader::Downloader,
     lookup: MemoryLookup,
     access: Access,
@@ -84,13 +86,14 @@ impl std::fmt::Debug for Blobs {
 }
 
 impl Blobs {
-    /// Opens the store under `root` and starts serving.
+    /// Opens the store under `root` and starts serving. A relay passes its
+    /// mailbox limits and the database holding its mailboxes.
     pub(crate) async fn open(
         root: &Path,
         identity: &Identity,
         config: BlobConfig,
         relays: &[PeerId],
-        relay_limits: Option<crate::mailbox::MailboxConfig>,
+        relay: Option<(crate::mailbox::MailboxConfig, &sled::Db)>,
     ) -> Result<Self, BlobError> {
         std::fs::create_dir_all(root).map_err(|e| BlobError::Store(e.to_string()))?;
         let mut options = Options::new(root);
@@ -105,7 +108,7 @@ impl Blobs {
         let endpoint = endpoint::bind(identity, &config, &lookup)
             .await
             .map_err(BlobError::Network)?;
-        let access = Access::default();
+        let access = Access::new(identity.public());
         let (events, interceptor) = interceptor(access.clone(), config.serve_bytes_per_sec);
         let protocol = BlobsProtocol::new(&store, Some(events));
         let mut pool = iroh_blobs::util::connection_pool::Options::default();
@@ -121,6 +124,7 @@ impl Blobs {
                 endpoint: endpoint.clone(),
                 router: std::sync::OnceLock::new(),
                 cache: std::sync::OnceLock::new(),
+                auto: std::sync::RwLock::new(super::AutoDownload::from(&config)),
                 downloader,
                 lookup,
                 access,
@@ -132,8 +136,10 @@ impl Blobs {
         };
         blobs.load_public().await;
         let mut router = Router::builder(endpoint).accept(iroh_blobs::ALPN, protocol);
-        if let Some(limits) = relay_limits {
-            let cache = super::relay_cache::CacheService::new(blobs.clone(), limits).await;
+        if let Some((limits, db)) = relay {
+            let mail = crate::mailbox::MailboxStore::open(db)
+                .map_err(|e| BlobError::Store(format!("opening the mailboxes: {e}")))?;
+            let cache = super::relay_cache::CacheService::new(blobs.clone(), limits, mail).await;
             let _ = blobs.inner.cache.set(cache.clone());
             router = router.accept(super::relay_cache::ALPN, cache);
         }
@@ -160,6 +166,22 @@ impl Blobs {
 
     pub(crate) fn config(&self) -> &BlobConfig {
         &self.inner.config
+    }
+
+    /// When received files download by themselves, now.
+    pub(crate) fn auto_download(&self) -> super::AutoDownload {
+        match self.inner.auto.read() {
+            Ok(policy) => *policy,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    /// Changes when received files download by themselves.
+    pub(crate) fn set_auto_download(&self, policy: super::AutoDownload) {
+        match self.inner.auto.write() {
+            Ok(mut current) => *current = policy,
+            Err(poisoned) => *poisoned.into_inner() = policy,
+        }
     }
 
     /// This node's relays (sources of last resort).
@@ -424,7 +446,10 @@ impl Blobs {
         };
         let tags: Vec<_> = tags.collect().await;
         for tag in tags.into_iter().flatten() {
-            self.access().make_public(tag.hash);
+            match tag.format {
+                iroh_blobs::BlobFormat::HashSeq => self.access().make_public_collection(tag.hash),
+                iroh_blobs::BlobFormat::Raw => self.access().make_public(tag.hash),
+            }
         }
     }
 

@@ -5,7 +5,12 @@ use std::path::{Path, PathBuf};
 
 use iroh_blobs::{format::collection::Collection, ticket::BlobTicket, BlobFormat, HashAndFormat};
 
-use super::{endpoint, service::Blobs, BlobError};
+use super::{
+    endpoint,
+    save::{self, safe_file_name, SaveOptions},
+    service::Blobs,
+    BlobError,
+};
 
 /// Tag prefix of collections shared with a ticket (served to anyone).
 pub(crate) const SHARE_TAG: &str = "share/";
@@ -29,7 +34,7 @@ pub(crate) async fn share(blobs: &Blobs, path: &Path) -> Result<BlobTicket, Blob
         )
         .await
         .map_err(|e| BlobError::Store(e.to_string()))?;
-    blobs.access().make_public(root_hash);
+    blobs.access().make_public_collection(root_hash);
     blobs.access().make_public(hash);
     Ok(BlobTicket::new(
         endpoint::own_addr(blobs.endpoint()),
@@ -39,11 +44,13 @@ pub(crate) async fn share(blobs: &Blobs, path: &Path) -> Result<BlobTicket, Blob
 }
 
 /// Downloads what `ticket` names and writes it under `out`: each file of a
-/// collection under its name, a raw blob as `<hash>`. Returns the files written.
+/// collection under its name (made safe), a raw blob as `<hash>`. Returns
+/// the files written.
 pub(crate) async fn fetch_ticket(
     blobs: &Blobs,
     ticket: &BlobTicket,
     out: &Path,
+    options: SaveOptions,
     progress: impl FnMut(super::service::Step),
 ) -> Result<Vec<(PathBuf, u64)>, BlobError> {
     blobs.remember_addr(ticket.addr().clone());
@@ -56,7 +63,7 @@ pub(crate) async fn fetch_ticket(
     match ticket.format() {
         BlobFormat::Raw => {
             let target = out.join(ticket.hash().to_string());
-            let size = blobs.export(ticket.hash(), &target).await?;
+            let size = save::write(blobs, ticket.hash(), &target, options).await?;
             written.push((target, size));
         }
         BlobFormat::HashSeq => {
@@ -64,8 +71,8 @@ pub(crate) async fn fetch_ticket(
                 .await
                 .map_err(|e| BlobError::Store(format!("not a collection: {e}")))?;
             for (name, hash) in collection.iter() {
-                let target = out.join(safe_relative(name)?);
-                let size = blobs.export(*hash, &target).await?;
+                let target = out.join(safe_relative(name, options.allow_hidden)?);
+                let size = save::write(blobs, *hash, &target, options).await?;
                 written.push((target, size));
             }
         }
@@ -73,8 +80,9 @@ pub(crate) async fn fetch_ticket(
     Ok(written)
 }
 
-/// A collection entry's name as a path that stays inside the output folder.
-fn safe_relative(name: &str) -> Result<PathBuf, BlobError> {
+/// A collection entry's name as a path that stays inside the output folder,
+/// each part made safe.
+fn safe_relative(name: &str, allow_hidden: bool) -> Result<PathBuf, BlobError> {
     let mut path = PathBuf::new();
     for part in name.split('/') {
         if part.is_empty() || part == "." || part == ".." || part.contains(['\\', '\0']) {
@@ -82,7 +90,7 @@ fn safe_relative(name: &str) -> Result<PathBuf, BlobError> {
                 "refusing collection entry {name:?}: not a plain relative path"
             )));
         }
-        path.push(part);
+        path.push(safe_file_name(part, allow_hidden));
     }
     if path.as_os_str().is_empty() {
         return Err(BlobError::File("empty collection entry name".into()));
@@ -97,11 +105,15 @@ mod tests {
     #[test]
     fn collection_names_cannot_escape_the_output_folder() {
         assert_eq!(
-            safe_relative("dir/a.txt").unwrap(),
+            safe_relative("dir/a.txt", false).unwrap(),
             PathBuf::from("dir/a.txt")
         );
+        assert_eq!(
+            safe_relative(".ssh/authorized_keys", false).unwrap(),
+            PathBuf::from("ssh/authorized_keys")
+        );
         for bad in ["../x", "/etc/passwd", "a//b", "", "a/./b", "c:\\x"] {
-            assert!(safe_relative(bad).is_err(), "{bad}");
+            assert!(safe_relative(bad, false).is_err(), "{bad}");
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The media task: follows the node's events to keep the access index
-//! current, downloads received files under the auto-download size, and
-//! retries failed downloads when one of their sources connects.
+//! current, downloads received files the auto-download policy allows
+//! (within its disk budget), retries failed downloads when one of their
+//! sources connects, and asks an offline recipient's relays to hold a file
+//! once they hold the message that carries it.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -15,11 +17,16 @@ use tokio::{
     task::JoinSet,
 };
 
+use meshchat_crdt::{ChatId, MessageId, PublicKey};
+
 use super::{
+    auto,
     fetch::{fetch_file, sources},
     index::{self, FileMessage},
     iroh_hash,
+    policy::{Budget, SkipReason},
     service::Blobs,
+    FileStatus,
 };
 use crate::api::{Command, Event, Node};
 
@@ -31,6 +38,8 @@ const RELAY_WAIT: Duration = Duration::from_secs(60);
 const RELAY_CACHE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often a relay deletes cached blobs past their retention.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
+/// Relay requests remembered (so each is made once); forgotten past this.
+const MAX_ASKED: usize = 4096;
 
 /// Aborts the media task when the actor that owns it stops.
 pub(crate) struct MediaTask(tokio::task::JoinHandle<()>);
@@ -83,6 +92,10 @@ struct State {
     downloads: JoinSet<(Hash, bool)>,
     /// Requests to offline recipients' relays to hold a file.
     relay_requests: JoinSet<()>,
+    /// (blob, recipient, relay) already asked.
+    asked: HashSet<(Hash, PublicKey, PublicKey)>,
+    /// The disk budget of auto-downloaded files.
+    budget: Budget,
 }
 
 async fn run(node: WeakNode, mut events: broadcast::Receiver<Event>) {
@@ -93,6 +106,8 @@ async fn run(node: WeakNode, mut events: broadcast::Receiver<Event>) {
         queue: Vec::new(),
         downloads: JoinSet::new(),
         relay_requests: JoinSet::new(),
+        asked: HashSet::new(),
+        budget: Budget::default(),
     };
     let mut expiry = tokio::time::interval(EXPIRY_INTERVAL);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -137,17 +152,29 @@ impl State {
         if let Err(error) = self.blobs().restore_public().await {
             tracing::warn!(%error, "cannot restore public blobs");
         }
+        match auto::load(self.blobs()).await {
+            Ok(budget) => self.budget = budget,
+            Err(error) => tracing::warn!(%error, "cannot read the auto-download budget"),
+        }
         match index::refresh_all(&node, self.blobs().access()).await {
             Ok(files) => {
                 self.blobs().access().mark_ready();
                 for file in files {
-                    self.consider(file).await;
+                    self.consider(file, false).await;
                 }
             }
             Err(error) => tracing::warn!(%error, "cannot index chat files"),
         }
+        self.release_unreferenced().await;
+    }
+
+    async fn release_unreferenced(&mut self) {
         if let Err(error) = self.blobs().release_unreferenced().await {
             tracing::warn!(%error, "cannot release unreferenced blobs");
+        }
+        let blobs = self.node.blobs.clone();
+        if let Err(error) = auto::release_unreferenced(&blobs, &mut self.budget).await {
+            tracing::warn!(%error, "cannot release auto-download budget");
         }
     }
 
@@ -161,17 +188,10 @@ impl State {
                 let Some(attachment) = message.attachment.clone() else {
                     return;
                 };
-                self.blobs()
-                    .access()
-                    .add_reference(chat, iroh_hash(&attachment.hash));
-                if let Some(node) = self.node.upgrade() {
-                    let access = self.blobs().access();
-                    if !access.knows_chat(&chat) {
-                        if let Ok(members) = index::members_of(&node, chat).await {
-                            access.set_members(chat, members);
-                        }
-                    }
-                    let _ = index::refresh_relays(&node, access).await;
+                let access = self.blobs().access().clone();
+                access.add_reference(chat, iroh_hash(&attachment.hash), message.author);
+                if !access.knows_chat(&chat) {
+                    self.refresh_members(chat).await;
                 }
                 let file = FileMessage {
                     chat,
@@ -179,16 +199,11 @@ impl State {
                     attachment: *attachment,
                     outgoing,
                 };
-                if outgoing {
-                    self.cache_for_offline(&file).await;
-                }
-                self.consider(file).await;
+                self.consider(file, true).await;
             }
             Event::MessageUpdated { chat, message } if message.deleted => {
                 self.refresh_chat(chat).await;
-                if let Err(error) = self.blobs().release_unreferenced().await {
-                    tracing::warn!(%error, "cannot release unreferenced blobs");
-                }
+                self.release_unreferenced().await;
             }
             Event::GroupChanged { chat }
             | Event::GroupJoined { chat }
@@ -196,78 +211,109 @@ impl State {
                 self.refresh_chat(chat).await;
             }
             Event::PeerConnected { .. } => {
-                if let Some(node) = self.node.upgrade() {
-                    let _ = index::refresh_relays(&node, self.blobs().access()).await;
-                }
+                self.refresh_people().await;
                 self.retry_waiting();
             }
+            Event::Delivery {
+                chat,
+                message,
+                peer,
+                state: crate::store::DeliveryState::Sent,
+            } => self.cache_at_relays(chat, message, peer).await,
             _ => {}
         }
     }
 
-    /// Asks the relays of every member not connected now to hold the file,
-    /// so they get it while this node is offline.
-    async fn cache_for_offline(&mut self, file: &FileMessage) {
-        let Some(node) = self.node.upgrade() else {
+    async fn refresh_people(&self) {
+        if let Some(node) = self.node.upgrade() {
+            if let Err(error) = index::refresh_people(&node, self.blobs().access()).await {
+                tracing::debug!(%error, "cannot read contacts");
+            }
+        }
+    }
+
+    async fn refresh_members(&self, chat: ChatId) {
+        if let Some(node) = self.node.upgrade() {
+            if let Err(error) = index::refresh_members(&node, self.blobs().access(), chat).await {
+                tracing::debug!(%chat, %error, "cannot read chat members");
+            }
+        }
+    }
+
+    /// A relay took custody of one of this node's messages for an offline
+    /// recipient: if it carries a file, ask the relay to hold the file too
+    /// (the relay checks the message is there).
+    async fn cache_at_relays(&mut self, chat: ChatId, message: MessageId, peer: PeerId) {
+        let (Some(node), Some(recipient)) =
+            (self.node.upgrade(), crate::keys::public_key_of(&peer))
+        else {
             return;
         };
-        let connected: HashSet<PeerId> = match node.status().await {
-            Ok(status) => status.connected.into_iter().collect(),
-            Err(_) => return,
+        let Ok(info) = node.message_info(chat, message).await else {
+            return;
         };
-        let me = crate::keys::public_key_of(&self.node.peer_id);
-        let access = self.blobs().access().clone();
-        for member in access.members(&file.chat) {
-            let Some(peer) = crate::keys::peer_id_of(&member) else {
+        let Some(attachment) = info.message.attachment.map(|a| *a) else {
+            return;
+        };
+        if crate::keys::public_key_of(&self.node.peer_id) != Some(info.message.author) {
+            return;
+        }
+        let hash = iroh_hash(&attachment.hash);
+        let relays = info
+            .recipients
+            .iter()
+            .filter(|r| r.peer == recipient)
+            .flat_map(|r| r.held_by.iter().map(|(relay, _)| *relay));
+        for relay in relays.collect::<Vec<_>>() {
+            if self.asked.len() >= MAX_ASKED {
+                self.asked.clear();
+            }
+            let Some(relay_id) = super::endpoint::endpoint_of_key(&relay) else {
                 continue;
             };
-            if Some(member) == me || connected.contains(&peer) {
+            if !self.asked.insert((hash, recipient, relay)) {
                 continue;
             }
-            for relay in access.relays_of(&member) {
-                let (Some(relay_id), Some(relay_peer)) = (
-                    super::endpoint::endpoint_of_key(&relay),
-                    crate::keys::peer_id_of(&relay),
-                ) else {
-                    continue;
+            let blobs = self.blobs().clone();
+            let events = self.node.events.clone();
+            self.relay_requests.spawn(async move {
+                let emit = |status: FileStatus| {
+                    let _ = events.send(Event::File {
+                        hash: attachment.hash,
+                        chat: Some(chat),
+                        message: Some(message),
+                        status,
+                    });
                 };
-                let blobs = self.blobs().clone();
-                let events = self.node.events.clone();
-                let file = file.clone();
-                self.relay_requests.spawn(async move {
-                    if !blobs.wait_known(relay_id, RELAY_WAIT).await {
-                        tracing::info!(relay = %relay_peer, "relay not reached; the recipient fetches from the sender later");
-                        return;
+                if !blobs.wait_known(relay_id, RELAY_WAIT).await {
+                    tracing::info!(%relay, "relay not reached; the recipient fetches from the sender later");
+                    return;
+                }
+                let asked = super::relay_cache::ask_relay(
+                    &blobs,
+                    relay_id,
+                    hash,
+                    attachment.size,
+                    recipient,
+                    RELAY_CACHE_TIMEOUT,
+                )
+                .await;
+                match asked {
+                    Ok(expires_at_ms) => emit(FileStatus::Cached {
+                        relay,
+                        recipient,
+                        expires_at_ms,
+                    }),
+                    Err(error) => {
+                        tracing::info!(%relay, %error, "relay did not take the file");
+                        emit(FileStatus::NotCached {
+                            relay,
+                            recipient,
+                            reason: error.to_string(),
+                        });
                     }
-                    let hash = iroh_hash(&file.attachment.hash);
-                    match super::relay_cache::ask_relay(
-                        &blobs,
-                        relay_id,
-                        hash,
-                        file.attachment.size,
-                        member,
-                        RELAY_CACHE_TIMEOUT,
-                    )
-                    .await
-                    {
-                        Ok(expires_at_ms) => {
-                            let _ = events.send(Event::File {
-                                hash: file.attachment.hash,
-                                chat: Some(file.chat),
-                                message: Some(file.message.id),
-                                status: super::FileStatus::Cached {
-                                    relay,
-                                    recipient: member,
-                                    expires_at_ms,
-                                },
-                            });
-                        }
-                        Err(error) => {
-                            tracing::warn!(relay = %relay_peer, %error, "relay did not take the file");
-                        }
-                    }
-                });
-            }
+                }
+            });
         }
     }
 
@@ -288,24 +334,57 @@ impl State {
         }
     }
 
-    /// Queues a received file when it is small enough to fetch unasked and
-    /// not complete here yet.
-    async fn consider(&mut self, file: FileMessage) {
-        let size = file.attachment.size;
-        let config = self.blobs().config();
-        if file.outgoing
-            || file.message.deleted
-            || size > config.auto_download_bytes
-            || size > config.max_file_bytes
-        {
+    /// Queues a received file when the auto-download policy allows it and
+    /// it is not complete here yet; `announce` reports a file that stays
+    /// behind (`Skipped`) for messages arriving now.
+    async fn consider(&mut self, file: FileMessage, announce: bool) {
+        if file.outgoing || file.message.deleted {
             return;
         }
         let hash = iroh_hash(&file.attachment.hash);
         if matches!(self.blobs().complete_size(hash).await, Ok(Some(_))) {
             return;
         }
-        self.waiting.insert(hash, file.clone());
-        self.start(file);
+        match self.admit(&file).await {
+            Ok(()) => {
+                self.waiting.insert(hash, file.clone());
+                self.start(file);
+            }
+            Err(reason) => {
+                tracing::debug!(%hash, ?reason, "not downloading by itself");
+                if announce {
+                    let _ = self.node.events.send(Event::File {
+                        hash: file.attachment.hash,
+                        chat: Some(file.chat),
+                        message: Some(file.message.id),
+                        status: FileStatus::Skipped { reason },
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether `file` may download by itself: its origin, size, and the
+    /// budget (charged here). A file admitted before a restart resumes.
+    async fn admit(&mut self, file: &FileMessage) -> Result<(), SkipReason> {
+        let hash = iroh_hash(&file.attachment.hash);
+        if self.budget.contains(&hash) {
+            return Ok(());
+        }
+        let author = file.message.author;
+        let origin = self
+            .blobs()
+            .access()
+            .origin(&file.chat, &author)
+            .ok_or(SkipReason::Stranger)?;
+        let policy = self.blobs().auto_download();
+        let size = file.attachment.size;
+        policy.allows(origin, size)?;
+        if size > self.blobs().config().max_file_bytes {
+            return Err(SkipReason::TooLarge);
+        }
+        let blobs = self.node.blobs.clone();
+        auto::admit(&blobs, &mut self.budget, &policy, hash, author, size).await
     }
 
     fn start(&mut self, file: FileMessage) {

@@ -430,7 +430,8 @@ async fn call(node: &Node, request: ControlRequest) -> Result<serde_json::Value,
         request @ (ControlRequest::SendFile { .. }
         | ControlRequest::FetchFile { .. }
         | ControlRequest::Share { .. }
-        | ControlRequest::FetchTicket { .. }) => crate::blobs::control::call(node, request).await,
+        | ControlRequest::FetchTicket { .. }
+        | ControlRequest::AutoDownload { .. }) => crate::blobs::control::call(node, request).await,
         ControlRequest::Watch | ControlRequest::Shutdown => {
             Err(NodeError::Invalid("not a simple call".into()).into())
         }

@@ -227,6 +227,12 @@ pub enum ControlRequest {
         /// Where to write it (a file, or a folder to write it into by name).
         #[serde(default)]
         out: Option<std::path::PathBuf>,
+        /// Replace an existing file.
+        #[serde(default)]
+        overwrite: bool,
+        /// Keep a leading dot in the sender's file name.
+        #[serde(default)]
+        allow_hidden: bool,
     },
     /// Share a file outside chats: `{"ticket": str}`.
     Share {
@@ -239,6 +245,19 @@ pub enum ControlRequest {
         ticket: String,
         /// The folder.
         out: std::path::PathBuf,
+        /// Replace existing files.
+        #[serde(default)]
+        overwrite: bool,
+        /// Keep leading dots in the names.
+        #[serde(default)]
+        allow_hidden: bool,
+    },
+    /// Read (and with `set`, change) when received files download by
+    /// themselves: `AutoDownload`.
+    AutoDownload {
+        /// The new policy.
+        #[serde(default)]
+        set: Option<crate::blobs::AutoDownload>,
     },
     /// Turn this connection into an event stream: `{"event": Event}` lines.
     Watch,
@@ -329,6 +348,7 @@ impl From<NodeError> for ControlError {
             NodeError::Store(_) => "storage",
             NodeError::Io(_) => "io",
             NodeError::Blob(crate::blobs::BlobError::TooLarge { .. }) => "too_large",
+            NodeError::Blob(crate::blobs::BlobError::Exists(_)) => "exists",
             NodeError::Blob(_) => "blob",
         };
         Self::new(code, e.to_string())
