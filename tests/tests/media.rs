@@ -497,18 +497,15 @@ async fn an_offline_recipient_gets_the_file_through_its_relay() {
         },
     )
     .await;
-    let bob_addrs = bob.addrs().await;
+    // Bob's invite carries his relay and a delivery token for it.
+    let invite = bob.node.invite().await.unwrap();
+    assert_eq!(invite.relays, vec![relay_addr]);
     bob.stop().await;
 
     let mut alice = Peer::start("alice").await;
     alice
         .node
-        .add_contact_with_relays(
-            bob.peer_id(),
-            Some("bob".into()),
-            bob_addrs,
-            vec![relay_addr],
-        )
+        .add_contact_from_invite(invite, Some("bob".into()))
         .await
         .unwrap();
     let chat = alice.node.direct_chat(bob.peer_id()).await.unwrap();
