@@ -858,6 +858,9 @@ async fn junk_dht_records_do_not_push_out_a_clients_record() {
         _ => None,
     })
     .await;
+    // Bob goes offline (he would answer lookups of his own record himself);
+    // he stays a client of the relay.
+    bob.stop().await;
 
     // Mallory: ten fresh keys, each with a genuine record, then a padded and
     // an oversize one.
@@ -932,7 +935,6 @@ async fn junk_dht_records_do_not_push_out_a_clients_record() {
         !lookup(&mut swarm, padded_key).await,
         "the relay stored a padded record"
     );
-    bob.stop().await;
     relay.stop().await;
 }
 
