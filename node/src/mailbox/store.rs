@@ -11,8 +11,9 @@
 //!   so a repeated deposit is answered from it instead of stored again.
 //! - `x ‖ expiry (8, order-preserving) ‖ recipient (32) ‖ id (8)` → nothing:
 //!   expiry reads only the entries that are due, never an envelope.
-//! - `u ‖ recipient (32)` → (messages, bytes) held for the recipient.
-//! - `t` → totals: messages, bytes, bytes from strangers, mailboxes.
+//! - `u ‖ recipient (32)` → (messages, bytes, bytes from strangers) held for
+//!   the recipient. The totals over all recipients are kept in memory, summed
+//!   from these at open (no key every deposit would have to rewrite).
 //! - `v` → the layout version (older relays stored CBOR items with no
 //!   indexes; [`MailboxStore::open`] converts them once).
 //!
@@ -118,13 +119,14 @@ impl Stored {
 pub(crate) struct MailboxStore {
     db: sled::Db,
     mail: sled::Tree,
+    /// Sums of every recipient's usage, updated with each batch written.
+    totals: std::cell::Cell<Totals>,
 }
 
 const ITEM: u8 = b'i';
 const HASH: u8 = b'h';
 const EXPIRY: u8 = b'x';
 const USAGE: u8 = b'u';
-const TOTALS: &[u8] = b"t";
 const LAYOUT_KEY: &[u8] = b"v";
 const LAYOUT: &[u8] = &[2];
 
@@ -184,52 +186,53 @@ fn key32(bytes: &[u8]) -> Option<[u8; 32]> {
     bytes.get(..32).and_then(|b| b.try_into().ok())
 }
 
-/// (messages, bytes) held for one recipient.
-fn usage_of(bytes: Option<&[u8]>) -> (u64, u64) {
-    bytes.map_or((0, 0), |b| (u64_at(b, 0), u64_at(b, 8)))
-}
-
-fn usage_bytes(messages: u64, bytes: u64) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&messages.to_be_bytes());
-    out[8..].copy_from_slice(&bytes.to_be_bytes());
-    out
-}
-
-/// Totals across every mailbox.
+/// What one recipient's mailbox holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Totals {
+struct Usage {
     messages: u64,
     bytes: u64,
     stranger_bytes: u64,
-    mailboxes: u64,
 }
 
-impl Totals {
+impl Usage {
     fn decode(bytes: Option<&[u8]>) -> Self {
         bytes.map_or_else(Self::default, |b| Self {
             messages: u64_at(b, 0),
             bytes: u64_at(b, 8),
             stranger_bytes: u64_at(b, 16),
-            mailboxes: u64_at(b, 24),
         })
     }
 
-    fn encode(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        for (i, v) in [
-            self.messages,
-            self.bytes,
-            self.stranger_bytes,
-            self.mailboxes,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            out[i * 8..i * 8 + 8].copy_from_slice(&v.to_be_bytes());
-        }
+    fn encode(&self) -> [u8; 24] {
+        let mut out = [0u8; 24];
+        out[..8].copy_from_slice(&self.messages.to_be_bytes());
+        out[8..16].copy_from_slice(&self.bytes.to_be_bytes());
+        out[16..].copy_from_slice(&self.stranger_bytes.to_be_bytes());
         out
     }
+
+    /// One envelope of `size` bytes more (`sign` 1) or less (`sign` -1).
+    fn add(&mut self, size: u64, stranger: bool, sign: i8) {
+        let apply = |v: &mut u64, by: u64| {
+            *v = if sign > 0 {
+                v.saturating_add(by)
+            } else {
+                v.saturating_sub(by)
+            };
+        };
+        apply(&mut self.messages, 1);
+        apply(&mut self.bytes, size);
+        if stranger {
+            apply(&mut self.stranger_bytes, size);
+        }
+    }
+}
+
+/// Totals across every mailbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Totals {
+    usage: Usage,
+    mailboxes: u64,
 }
 
 /// The fixed part of a stored item, readable without touching the envelope.
@@ -288,10 +291,20 @@ impl MailboxStore {
         let store = Self {
             mail: db.open_tree("mail")?,
             db: db.clone(),
+            totals: Default::default(),
         };
         if store.mail.get(LAYOUT_KEY)?.as_deref() != Some(LAYOUT) {
             store.upgrade_layout()?;
         }
+        let mut totals = Totals::default();
+        for kv in store.mail.scan_prefix([USAGE]) {
+            let usage = Usage::decode(Some(&kv?.1));
+            totals.usage.messages += usage.messages;
+            totals.usage.bytes += usage.bytes;
+            totals.usage.stranger_bytes += usage.stranger_bytes;
+            totals.mailboxes += 1;
+        }
+        store.totals.set(totals);
         Ok(store)
     }
 
@@ -317,9 +330,9 @@ impl MailboxStore {
         if let Some(held) = self.held(recipient, &hash).map_err(unavailable)? {
             return Ok(Stored::Duplicate(held));
         }
-        let usage = self.mail.get(usage_key(recipient)).map_err(unavailable)?;
-        let (messages, bytes) = usage_of(usage.as_deref());
-        let mut totals = Totals::decode(self.mail.get(TOTALS).map_err(unavailable)?.as_deref());
+        let held_before = self.mail.get(usage_key(recipient)).map_err(unavailable)?;
+        let mut usage = Usage::decode(held_before.as_deref());
+        let mut totals = self.totals.get();
         let (max_messages, max_bytes) = if stranger {
             // Strangers never take more than a quarter of anyone's mailbox.
             (
@@ -332,13 +345,13 @@ impl MailboxStore {
                 config.max_bytes_per_recipient,
             )
         };
-        if messages + 1 > max_messages || bytes + size > max_bytes {
+        if usage.messages + 1 > max_messages || usage.bytes + size > max_bytes {
             return Err(Refusal::QuotaExceeded);
         }
-        if stranger && totals.stranger_bytes + size > config.stranger_bytes {
+        if stranger && totals.usage.stranger_bytes + size > config.stranger_bytes {
             return Err(Refusal::QuotaExceeded);
         }
-        if totals.bytes + size > config.max_total_bytes {
+        if totals.usage.bytes + size > config.max_total_bytes {
             return Err(Refusal::RelayFull {
                 limit: config.max_total_bytes,
             });
@@ -353,12 +366,9 @@ impl MailboxStore {
             sender: *sender,
             hash,
         };
-        totals.messages += 1;
-        totals.bytes += size;
-        if stranger {
-            totals.stranger_bytes += size;
-        }
-        if usage.is_none() {
+        usage.add(size, stranger, 1);
+        totals.usage.add(size, stranger, 1);
+        if held_before.is_none() {
             totals.mailboxes += 1;
         }
         // The envelope, its indexes and the counters change together or not at all.
@@ -372,12 +382,9 @@ impl MailboxStore {
             &expiry_key(expires_at_ms, recipient, id)[..],
             Vec::<u8>::new(),
         );
-        batch.insert(
-            &usage_key(recipient)[..],
-            &usage_bytes(messages + 1, bytes + size)[..],
-        );
-        batch.insert(TOTALS, &totals.encode()[..]);
+        batch.insert(&usage_key(recipient)[..], &usage.encode()[..]);
         self.mail.apply_batch(batch).map_err(unavailable)?;
+        self.totals.set(totals);
         Ok(Stored::Fresh(Held {
             id,
             hash,
@@ -454,8 +461,8 @@ impl MailboxStore {
     /// Deletes envelopes (acknowledged, expired, or a deposit whose flush
     /// failed) with their indexes and counters; returns how many were removed.
     pub(crate) fn remove(&self, recipient: &PublicKey, ids: &[u64]) -> Result<u64, StoreError> {
-        let (mut messages, mut bytes) = usage_of(self.mail.get(usage_key(recipient))?.as_deref());
-        let mut totals = Totals::decode(self.mail.get(TOTALS)?.as_deref());
+        let mut usage = Usage::decode(self.mail.get(usage_key(recipient))?.as_deref());
+        let mut totals = self.totals.get();
         let mut batch = sled::Batch::default();
         let mut removed = 0;
         for id in ids {
@@ -474,25 +481,20 @@ impl MailboxStore {
                 }
                 None => (value.len() as u64, false),
             };
-            messages = messages.saturating_sub(1);
-            bytes = bytes.saturating_sub(size);
-            totals.messages = totals.messages.saturating_sub(1);
-            totals.bytes = totals.bytes.saturating_sub(size);
-            if stranger {
-                totals.stranger_bytes = totals.stranger_bytes.saturating_sub(size);
-            }
+            usage.add(size, stranger, -1);
+            totals.usage.add(size, stranger, -1);
         }
         if removed == 0 {
             return Ok(0);
         }
-        if messages == 0 {
+        if usage.messages == 0 {
             batch.remove(&usage_key(recipient)[..]);
             totals.mailboxes = totals.mailboxes.saturating_sub(1);
         } else {
-            batch.insert(&usage_key(recipient)[..], &usage_bytes(messages, bytes)[..]);
+            batch.insert(&usage_key(recipient)[..], &usage.encode()[..]);
         }
-        batch.insert(TOTALS, &totals.encode()[..]);
         self.mail.apply_batch(batch)?;
+        self.totals.set(totals);
         Ok(removed)
     }
 
@@ -536,16 +538,16 @@ impl MailboxStore {
     }
 
     pub(crate) fn stats(&self) -> MailboxStats {
-        let totals = Totals::decode(self.mail.get(TOTALS).ok().flatten().as_deref());
+        let totals = self.totals.get();
         MailboxStats {
             mailboxes: totals.mailboxes,
-            messages: totals.messages,
-            bytes: totals.bytes,
+            messages: totals.usage.messages,
+            bytes: totals.usage.bytes,
         }
     }
 
     /// Converts items an older relay stored (CBOR, no indexes) and
-    /// recomputes every counter from the items. Safe to rerun if interrupted.
+    /// recomputes every recipient's usage from the items. Safe to rerun if interrupted.
     fn upgrade_layout(&self) -> Result<(), StoreError> {
         for kv in self.mail.scan_prefix([ITEM]) {
             let (k, v) = kv?;
@@ -579,8 +581,7 @@ impl MailboxStore {
             );
             self.mail.apply_batch(batch)?;
         }
-        let mut totals = Totals::default();
-        let mut usage: Vec<(PublicKey, u64, u64)> = Vec::new();
+        let mut usage: Vec<(PublicKey, Usage)> = Vec::new();
         for kv in self.mail.scan_prefix([ITEM]) {
             let (k, v) = kv?;
             let Some((header, size)) = Header::decode(&v) else {
@@ -588,31 +589,20 @@ impl MailboxStore {
             };
             let recipient =
                 PublicKey::from_bytes(key32(&k[1..]).ok_or_else(|| corrupt("bad key"))?);
-            match usage.last_mut() {
-                Some((r, m, b)) if *r == recipient => {
-                    *m += 1;
-                    *b += size as u64;
-                }
-                _ => usage.push((recipient, 1, size as u64)),
+            if usage.last().is_none_or(|(r, _)| *r != recipient) {
+                usage.push((recipient, Usage::default()));
             }
-            totals.messages += 1;
-            totals.bytes += size as u64;
-            if header.stranger {
-                totals.stranger_bytes += size as u64;
+            if let Some((_, u)) = usage.last_mut() {
+                u.add(size as u64, header.stranger, 1);
             }
         }
-        totals.mailboxes = usage.len() as u64;
         let mut batch = sled::Batch::default();
         for kv in self.mail.scan_prefix([USAGE]) {
             batch.remove(kv?.0);
         }
-        for (recipient, messages, bytes) in usage {
-            batch.insert(
-                &usage_key(&recipient)[..],
-                &usage_bytes(messages, bytes)[..],
-            );
+        for (recipient, u) in usage {
+            batch.insert(&usage_key(&recipient)[..], &u.encode()[..]);
         }
-        batch.insert(TOTALS, &totals.encode()[..]);
         batch.insert(LAYOUT_KEY, LAYOUT);
         self.mail.apply_batch(batch)?;
         Ok(())
