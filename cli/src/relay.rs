@@ -102,18 +102,38 @@ fn relay_config(root: &Path) -> Result<MailboxConfig> {
          max_bytes_per_recipient = {}\n\n\
          # Largest envelope accepted, in bytes.\n\
          max_envelope_bytes = {}\n\n\
-         # Deposits accepted per sender per minute.\n\
+         # Deposits accepted per sender (PeerId) per minute.\n\
          deposits_per_sender_per_minute = {}\n\n\
          # Media held for offline peers: total bytes, and seconds each file is kept (7 days).\n\
          blob_cache_bytes = {}\n\
-         blob_retention_secs = {}\n",
+         blob_retention_secs = {}\n\n\
+         # Mail held for everyone together, in bytes; beyond it deposits are refused.\n\
+         max_total_bytes = {}\n\n\
+         # Mail is taken only with the recipient's delivery token (its contacts get\n\
+         # one each). Deposits accepted per token per minute.\n\
+         deposits_per_token_per_minute = {}\n\n\
+         # Mail from strangers (no valid token): bytes held for all of them together\n\
+         # (0 = refuse strangers), and their deposits per minute, together. Stranger\n\
+         # mail never takes more than a quarter of a recipient's mailbox.\n\
+         stranger_bytes = {}\n\
+         stranger_deposits_per_minute = {}\n\n\
+         # Signed profile records kept for the DHT (your clients' records are kept\n\
+         # first), and records accepted from one peer per minute.\n\
+         dht_max_records = {}\n\
+         dht_puts_per_source_per_minute = {}\n",
         d.retention_secs,
         d.max_messages_per_recipient,
         d.max_bytes_per_recipient,
         d.max_envelope_bytes,
         d.deposits_per_sender_per_minute,
         d.blob_cache_bytes,
-        d.blob_retention_secs
+        d.blob_retention_secs,
+        d.max_total_bytes,
+        d.deposits_per_token_per_minute,
+        d.stranger_bytes,
+        d.stranger_deposits_per_minute,
+        d.dht_max_records,
+        d.dht_puts_per_source_per_minute,
     );
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(d)
@@ -185,16 +205,44 @@ pub(crate) fn prometheus(status: &Status) -> String {
     out.push_str(&format!("meshchat_fetches_total {}\n", r.fetches));
     out.push_str("# HELP meshchat_expired_total Envelopes deleted at the end of retention.\n# TYPE meshchat_expired_total counter\n");
     out.push_str(&format!("meshchat_expired_total {}\n", r.expired));
+    out.push_str("# HELP meshchat_duplicates_total Deposits of an envelope already held, answered from that copy.\n# TYPE meshchat_duplicates_total counter\n");
+    out.push_str(&format!("meshchat_duplicates_total {}\n", r.duplicates));
     out.push_str("# HELP meshchat_refusals_total Deposits refused, by reason.\n# TYPE meshchat_refusals_total counter\n");
     for (reason, n) in [
         ("too_large", r.refused_too_large),
         ("quota", r.refused_quota),
         ("rate", r.refused_rate),
         ("unavailable", r.refused_unavailable),
+        ("token", r.refused_token),
+        ("full", r.refused_full),
     ] {
         out.push_str(&format!(
             "meshchat_refusals_total{{reason=\"{reason}\"}} {n}\n"
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_commented_relay_toml_names_every_limit_with_its_default() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(relay_config(tmp.path()).unwrap(), MailboxConfig::default());
+        let text = std::fs::read_to_string(tmp.path().join(RELAY_TOML)).unwrap();
+        // Every key is written out (not left to the defaults), and reads back.
+        let defaults = serde_json::to_value(MailboxConfig::default()).unwrap();
+        for (key, value) in defaults.as_object().unwrap() {
+            assert!(
+                text.contains(&format!("\n{key} = {value}\n")),
+                "relay.toml lacks {key} = {value}"
+            );
+        }
+        assert_eq!(toml_parse(&text).unwrap(), MailboxConfig::default());
+        assert_eq!(relay_config(tmp.path()).unwrap(), MailboxConfig::default());
+    }
 }

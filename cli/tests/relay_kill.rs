@@ -21,6 +21,7 @@ use libp2p::{
 };
 use meshchat_node::{
     crdt::Identity,
+    mailbox::DeliveryToken,
     protocol::{Inbound, MailboxCodec, MailboxRequest, MailboxResponse, MAILBOX_PROTOCOL},
 };
 
@@ -116,12 +117,21 @@ async fn ask(
 async fn every_acknowledged_deposit_survives_sigkill() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("relay");
+    // One sender deposits hundreds a minute here: lift the per-token rate.
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("relay.toml"),
+        "deposits_per_token_per_minute = 1000000\n",
+    )
+    .unwrap();
     let (mut relay, addr) = start_relay(&dir, "/ip4/127.0.0.1/tcp/0");
     let relay_id = match addr.iter().last() {
         Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
         _ => panic!("relay address without /p2p"),
     };
     let (alice, bob) = (Identity::generate(), Identity::generate());
+    let relay_key = meshchat_node::public_key_of(&relay_id).unwrap();
+    let token = DeliveryToken::issue(&bob, Some(relay_key), None, i64::MAX);
     let mut sender = client(&alice, &addr).await;
 
     // Deposit a stream; kill the relay while deposits are in flight.
@@ -136,6 +146,7 @@ async fn every_acknowledged_deposit_survives_sigkill() {
                     Inbound::Request(MailboxRequest::Deposit {
                         recipient: bob.public(),
                         envelope: format!("inflight-{j}").into_bytes(),
+                        token: Some(token.clone()),
                     }),
                 );
             }
@@ -147,6 +158,7 @@ async fn every_acknowledged_deposit_survives_sigkill() {
         let request = MailboxRequest::Deposit {
             recipient: bob.public(),
             envelope: envelope.clone(),
+            token: Some(token.clone()),
         };
         match ask(&mut sender, relay_id, request).await {
             Some(MailboxResponse::Deposited(receipt)) => {

@@ -143,6 +143,12 @@ pub enum Event {
         /// Where it stands.
         status: crate::blobs::FileStatus,
     },
+    /// `peer` handed this node delivery tokens: it may now leave mail for
+    /// `peer` at its relays while `peer` is offline.
+    DeliveryTokens {
+        /// Whose mailbox the tokens open.
+        peer: PeerId,
+    },
 }
 
 /// A snapshot of the node's state.
@@ -183,6 +189,15 @@ pub struct RelayMetrics {
     pub refused_rate: u64,
     /// Deposits refused: storage unavailable.
     pub refused_unavailable: u64,
+    /// Deposits refused: no valid delivery token (and no room for strangers).
+    #[serde(default)]
+    pub refused_token: u64,
+    /// Deposits refused: the relay's total cap is reached.
+    #[serde(default)]
+    pub refused_full: u64,
+    /// Deposits of an envelope already held, answered from that copy.
+    #[serde(default)]
+    pub duplicates: u64,
 }
 
 /// A message just written.

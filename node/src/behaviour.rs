@@ -69,11 +69,13 @@ impl Behaviour {
         // Store only records the node validated (signed profiles): see
         // `actor::social::on_put_record`.
         kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
-        // Relays hold their peers' profile records (a few hundred bytes each):
-        // room for 100k of them, each at most 8 KiB.
+        // Relays hold their peers' profile records (a few hundred bytes each,
+        // at most a signed 4 KiB body). How many is the RecordBook's call
+        // (`dht_max_records`, with eviction), so the store itself is not
+        // what refuses.
         let store_config = kad::store::MemoryStoreConfig {
-            max_records: 100_000,
-            max_value_bytes: 8 * 1024,
+            max_records: usize::MAX,
+            max_value_bytes: crate::protocol::MAX_PROFILE_RECORD_BYTES,
             ..Default::default()
         };
         let kad = kad::Behaviour::with_config(

@@ -6,12 +6,20 @@
 //! An invite is not signed: whoever gives it to you vouches for it. The
 //! PeerId inside is still verified by Noise on the first connection, so a
 //! tampered address cannot impersonate the peer, only fail to reach it.
+//!
+//! It carries the peer's delivery tokens for its relays (signed by the
+//! peer, so they are checked whatever the invite's origin), so the new
+//! contact can leave mail for it before they have ever met. Compactly: one
+//! expiry and one signature per relay; the rest of each token is implied.
 
 use libp2p::{Multiaddr, PeerId};
 use meshchat_crdt::PublicKey;
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{peer_id_of, public_key_of};
+use crate::{
+    keys::{peer_id_of, public_key_of},
+    mailbox::DeliveryToken,
+};
 
 const PREFIX: &str = "MC1:";
 /// Longest invite accepted (characters).
@@ -30,6 +38,9 @@ pub struct Invite {
     pub addrs: Vec<Multiaddr>,
     /// Their relays (each ending in `/p2p/<RELAY>`).
     pub relays: Vec<Multiaddr>,
+    /// Their delivery tokens for those relays (for whoever holds the
+    /// invite); invalid ones are dropped when decoding.
+    pub tokens: Vec<DeliveryToken>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -41,6 +52,18 @@ struct Body {
     addrs: Vec<serde_bytes::ByteBuf>,
     #[serde(default)]
     relays: Vec<serde_bytes::ByteBuf>,
+    /// Expiry shared by the tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    /// Per relay (same order), the signature of the token bound to it; empty
+    /// where there is none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sigs: Vec<serde_bytes::ByteBuf>,
+}
+
+/// The key of the relay an address names (`…/p2p/<RELAY>`).
+fn relay_key(relay: &Multiaddr) -> Option<PublicKey> {
+    crate::config::peer_of(relay).and_then(|p| public_key_of(&p))
 }
 
 /// Why a string is not a usable invite.
@@ -71,12 +94,37 @@ impl Invite {
                 .map(|a| serde_bytes::ByteBuf::from(a.to_vec()))
                 .collect()
         };
+        let relays: Vec<&Multiaddr> = self.relays.iter().take(MAX_INVITE_ADDRS).collect();
+        let exp = self.tokens.iter().map(|t| t.expires_at_ms).max();
+        let sigs: Vec<serde_bytes::ByteBuf> = match exp {
+            Some(exp) => relays
+                .iter()
+                .map(|relay| {
+                    let relay = relay_key(relay);
+                    self.tokens
+                        .iter()
+                        .find(|t| {
+                            t.recipient == key
+                                && t.relay.is_some()
+                                && t.relay == relay
+                                && t.holder.is_none()
+                                && t.expires_at_ms == exp
+                        })
+                        .map_or_else(Vec::new, |t| t.signature.to_vec())
+                        .into()
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let has_tokens = sigs.iter().any(|s| !s.is_empty());
         let body = Body {
             v: 1,
             key,
             name: self.name.clone(),
             addrs: bytes(&self.addrs),
             relays: bytes(&self.relays),
+            exp: exp.filter(|_| has_tokens),
+            sigs: if has_tokens { sigs } else { Vec::new() },
         };
         let mut cbor = Vec::new();
         ciborium::into_writer(&body, &mut cbor).expect("writing CBOR to a Vec cannot fail");
@@ -110,11 +158,30 @@ impl Invite {
                 })
                 .collect()
         };
+        let relays = addrs(body.relays)?;
+        let tokens = match body.exp {
+            Some(exp) => relays
+                .iter()
+                .zip(&body.sigs)
+                .filter_map(|(relay, sig)| {
+                    let token = DeliveryToken {
+                        recipient: body.key,
+                        relay: Some(relay_key(relay)?),
+                        holder: None,
+                        expires_at_ms: exp,
+                        signature: sig.as_slice().try_into().ok()?,
+                    };
+                    token.verify_signature().is_ok().then_some(token)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         Ok(Self {
             peer,
             name: body.name,
             addrs: addrs(body.addrs)?,
-            relays: addrs(body.relays)?,
+            relays,
+            tokens,
         })
     }
 
@@ -131,14 +198,18 @@ mod tests {
     use super::*;
 
     fn invite() -> Invite {
-        let relay = peer_id_of(&Identity::generate().public()).unwrap();
+        let alice = Identity::generate();
+        let relay = Identity::generate().public();
+        let token = DeliveryToken::issue(&alice, Some(relay), None, 1_900_000_000_000);
+        let relay = peer_id_of(&relay).unwrap();
         Invite {
-            peer: peer_id_of(&Identity::generate().public()).unwrap(),
+            peer: peer_id_of(&alice.public()).unwrap(),
             name: Some("alice".into()),
             addrs: vec!["/ip4/127.0.0.1/tcp/4701".parse().unwrap()],
             relays: vec![format!("/ip4/127.0.0.1/tcp/4702/p2p/{relay}")
                 .parse()
                 .unwrap()],
+            tokens: vec![token],
         }
     }
 
@@ -147,11 +218,28 @@ mod tests {
         let invite = invite();
         let text = invite.encode();
         assert!(text.starts_with("MC1:"));
-        assert!(text.len() < 400, "{} chars", text.len());
+        // A QR code's worth, with the token for the relay.
+        assert!(text.len() < 500, "{} chars", text.len());
         assert_eq!(Invite::decode(&text).unwrap(), invite);
         let sloppy = format!("  {}\n", text.to_ascii_lowercase());
         assert!(Invite::looks_like_one(&sloppy));
         assert_eq!(Invite::decode(&sloppy).unwrap(), invite);
+    }
+
+    #[test]
+    fn invite_tokens_are_checked_and_optional() {
+        let mut invite = invite();
+        // A token signed by someone else is dropped, not trusted.
+        let mallory = Identity::generate();
+        let relay = relay_key(&invite.relays[0]).unwrap();
+        let mut forged = DeliveryToken::issue(&mallory, Some(relay), None, 1_900_000_000_000);
+        forged.recipient = public_key_of(&invite.peer).unwrap();
+        invite.tokens = vec![forged];
+        assert!(Invite::decode(&invite.encode()).unwrap().tokens.is_empty());
+        // An invite without tokens (or from an older meshchat) still works.
+        invite.tokens.clear();
+        let plain = Invite::decode(&invite.encode()).unwrap();
+        assert_eq!(plain, invite);
     }
 
     #[test]

@@ -72,6 +72,11 @@ pub(crate) enum SocialCommand {
         chat: ChatId,
         reply: Reply<()>,
     },
+    AddFromInvite {
+        invite: Invite,
+        name: Option<String>,
+        reply: Reply<crate::store::Contact>,
+    },
 }
 
 impl Node {
@@ -139,6 +144,22 @@ impl Node {
     /// The current last-seen privacy setting.
     pub async fn last_seen_privacy(&self) -> Result<LastSeenPrivacy, NodeError> {
         self.social(|reply| SocialCommand::Privacy { reply }).await
+    }
+
+    /// Adds (or updates) a contact from its invite: its addresses, relays,
+    /// suggested name (unless `name` is given), and the delivery tokens that
+    /// let this node leave mail for it at its relays.
+    pub async fn add_contact_from_invite(
+        &self,
+        invite: Invite,
+        name: Option<String>,
+    ) -> Result<crate::store::Contact, NodeError> {
+        self.social(|reply| SocialCommand::AddFromInvite {
+            invite,
+            name,
+            reply,
+        })
+        .await
     }
 
     /// Tells the chat's connected members the user is typing (ephemeral).

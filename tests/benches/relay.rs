@@ -1,14 +1,15 @@
 //! Relay benchmarks, each next to the bare dependency in the same run:
 //!
 //! 1. **Durable deposits per second**: bare libp2p clients deposit envelopes
-//!    at a meshchat relay (acknowledged only after an fsync; the relay group-
-//!    commits), next to raw sled insert + flush per item, and raw sled with
-//!    batches of 64 per flush.
+//!    at a meshchat relay, each with the recipient's delivery token
+//!    (acknowledged only after an fsync; the relay group-commits), next to
+//!    raw sled insert + flush per item, and raw sled with batches of 64 per
+//!    flush.
 //! 2. **Fetch of 10k queued messages**: a returning peer's node starts and
 //!    fetches, verifies, applies and stores 10 000 messages waiting at its
 //!    relay, until the last is applied; next to bare request-response moving
 //!    the same bytes in the same pages plus raw Automerge applying the same
-//!    changes in one batch.
+//!    changes in one batch per history segment.
 //! 3. **Memory per idle connected peer**: RSS growth of a relay process per
 //!    connected idle peer (thousands of peers), next to a bare libp2p process
 //!    (TCP + noise + yamux + identify + ping) with the same peers.
@@ -34,7 +35,7 @@ use libp2p::{
 };
 use meshchat_node::{
     crdt::{ChatKind, ChatReplica, Identity, PublicKey, SignedChange},
-    mailbox::MailboxConfig,
+    mailbox::{DeliveryToken, MailboxConfig},
     protocol::{
         encode_frame, Envelope, Inbound, MailboxCodec, MailboxRequest, MailboxResponse,
         MAILBOX_PROTOCOL,
@@ -94,13 +95,28 @@ fn relay_config() -> NodeConfig {
     NodeConfig {
         mailbox: Some(MailboxConfig {
             deposits_per_sender_per_minute: u32::MAX,
+            deposits_per_token_per_minute: u32::MAX,
             max_messages_per_recipient: 1_000_000,
             max_bytes_per_recipient: 1 << 34,
+            max_total_bytes: 1 << 40,
             ..MailboxConfig::default()
         }),
         ..NodeConfig::loopback()
     }
 }
+
+/// `recipient`'s delivery token for the relay at `relay`.
+fn token(recipient: &Identity, relay: &Multiaddr) -> DeliveryToken {
+    let relay = match relay.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
+        _ => panic!("relay address without /p2p"),
+    };
+    let relay = meshchat_node::public_key_of(&relay).expect("ed25519 relay");
+    DeliveryToken::issue(recipient, Some(relay), None, i64::MAX)
+}
+
+/// One deposit: recipient, envelope, token.
+type Item = (PublicKey, Vec<u8>, DeliveryToken);
 
 async fn start_relay(tmp: &tempfile::TempDir) -> (meshchat_node::Node, Multiaddr) {
     let dir = DataDir::new(tmp.path().join("relay"));
@@ -164,14 +180,14 @@ impl MailboxClient {
     }
 
     /// Deposits every envelope, `window` in flight; returns once all are acknowledged.
-    async fn deposit_all(&mut self, items: Vec<(PublicKey, Vec<u8>)>, window: usize) {
+    async fn deposit_all(&mut self, items: Vec<Item>, window: usize) {
         let total = items.len();
         let mut items = items.into_iter();
         let mut in_flight = 0;
         let mut done = 0;
         while done < total {
             while in_flight < window {
-                let Some((recipient, envelope)) = items.next() else {
+                let Some((recipient, envelope, token)) = items.next() else {
                     break;
                 };
                 let relay = self.relay;
@@ -180,6 +196,7 @@ impl MailboxClient {
                     Inbound::Request(MailboxRequest::Deposit {
                         recipient,
                         envelope,
+                        token: Some(token),
                     }),
                 );
                 in_flight += 1;
@@ -211,7 +228,12 @@ async fn deposits(total: usize) {
     println!("\n== durable deposits: {total} envelopes of {ENVELOPE_BYTES} bytes, {CLIENTS} senders x {WINDOW} in flight ==");
     let tmp = tempfile::tempdir().expect("tmp");
     let (relay, addr) = start_relay(&tmp).await;
-    let recipients: Vec<PublicKey> = (0..100).map(|_| Identity::generate().public()).collect();
+    let recipients: Vec<(PublicKey, DeliveryToken)> = (0..100)
+        .map(|_| {
+            let recipient = Identity::generate();
+            (recipient.public(), token(&recipient, &addr))
+        })
+        .collect();
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
         clients.push(MailboxClient::connect(&Identity::generate(), &addr).await);
@@ -219,11 +241,13 @@ async fn deposits(total: usize) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (c, mut client) in clients.into_iter().enumerate() {
-        let items: Vec<(PublicKey, Vec<u8>)> = (0..total / CLIENTS)
+        let items: Vec<Item> = (0..total / CLIENTS)
             .map(|i| {
+                let (recipient, token) = &recipients[(c + i) % recipients.len()];
                 (
-                    recipients[(c + i) % recipients.len()],
+                    *recipient,
                     vec![(i % 251) as u8; ENVELOPE_BYTES],
+                    token.clone(),
                 )
             })
             .collect();
@@ -282,15 +306,23 @@ async fn fetch(n: usize) {
         ..NodeConfig::loopback()
     };
     bob_dir.init(Some("bob"), &bob_config).expect("init bob");
-    let bob = bob_dir.identity().expect("bob identity").public();
+    let bob_identity = bob_dir.identity().expect("bob identity");
+    let bob = bob_identity.public();
+    let bob_token = token(&bob_identity, &relay_addr);
     let alice = Identity::generate();
 
     let changes = write_messages(&alice, bob, n);
-    let envelopes: Vec<(PublicKey, Vec<u8>)> = changes
+    let envelopes: Vec<Item> = changes
         .iter()
-        .map(|c| (bob, encode_frame(&Envelope::Changes(vec![c.clone()]))))
+        .map(|c| {
+            (
+                bob,
+                encode_frame(&Envelope::Changes(vec![c.clone()])),
+                bob_token.clone(),
+            )
+        })
         .collect();
-    let bytes: usize = envelopes.iter().map(|(_, e)| e.len()).sum();
+    let bytes: usize = envelopes.iter().map(|(_, e, _)| e.len()).sum();
     let mut depositor = MailboxClient::connect(&alice, &relay_addr).await;
     depositor.deposit_all(envelopes.clone(), 64).await;
     drop(depositor);
@@ -357,14 +389,23 @@ fn write_messages(alice: &Identity, bob: PublicKey, n: usize) -> Vec<SignedChang
         .collect()
 }
 
+/// Raw Automerge applying the same changes, one batch per history segment
+/// (each segment is its own document: its changes restart their sequence
+/// numbers, so applying two segments to one document is an error).
 fn raw_automerge_apply(changes: &[SignedChange]) -> Duration {
-    let decoded: Vec<automerge::Change> = changes
-        .iter()
-        .map(|c| automerge::Change::from_bytes(c.change.clone()).expect("change"))
-        .collect();
+    let mut segments: std::collections::BTreeMap<u32, Vec<automerge::Change>> =
+        std::collections::BTreeMap::new();
+    for c in changes {
+        segments
+            .entry(c.segment)
+            .or_default()
+            .push(automerge::Change::from_bytes(c.change.clone()).expect("change"));
+    }
     let started = Instant::now();
-    let mut doc = automerge::AutoCommit::new();
-    doc.apply_changes(decoded).expect("apply");
+    for (_, decoded) in segments {
+        let mut doc = automerge::AutoCommit::new();
+        doc.apply_changes(decoded).expect("apply");
+    }
     started.elapsed()
 }
 
@@ -445,10 +486,10 @@ fn bytes_swarm(support: ProtocolSupport) -> Swarm<request_response::Behaviour<By
 
 /// The same envelopes served in pages of 256 (as the relay pages them),
 /// fetched one page at a time.
-async fn bare_transfer(envelopes: &[(PublicKey, Vec<u8>)]) -> Duration {
+async fn bare_transfer(envelopes: &[Item]) -> Duration {
     let pages: Vec<Vec<u8>> = envelopes
         .chunks(256)
-        .map(|c| c.iter().flat_map(|(_, e)| e.clone()).collect())
+        .map(|c| c.iter().flat_map(|(_, e, _)| e.clone()).collect())
         .collect();
     let mut server = bytes_swarm(ProtocolSupport::Inbound);
     server

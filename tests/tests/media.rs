@@ -503,17 +503,15 @@ async fn bob_offline_behind_a_relay(
         },
     )
     .await;
-    bob.add(&alice).await;
-    let bob_addrs = bob.addrs().await;
+    // Bob knows Alice (else her message would wait as a request).
+    bob.add_one_way(&alice).await;
+    // Bob's invite carries his relay and a delivery token for it.
+    let invite = bob.node.invite().await.unwrap();
+    assert_eq!(invite.relays, vec![relay_addr]);
     bob.stop().await;
     alice
         .node
-        .add_contact_with_relays(
-            bob.peer_id(),
-            Some("bob".into()),
-            bob_addrs,
-            vec![relay_addr],
-        )
+        .add_contact_from_invite(invite, Some("bob".into()))
         .await
         .unwrap();
     let chat = alice.node.direct_chat(bob.peer_id()).await.unwrap();

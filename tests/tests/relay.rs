@@ -39,18 +39,16 @@ async fn start_with_relay(name: &'static str, relay: meshchat_node::Multiaddr) -
 async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
     let (relay, relay_addr) = start_relay().await;
     let mut bob = start_with_relay("bob", relay_addr.clone()).await;
-    let bob_addrs = bob.addrs().await;
+    // Bob's invite: his addresses, his relay, and a delivery token for it.
+    let invite = bob.node.invite().await.unwrap();
+    assert_eq!(invite.relays, vec![relay_addr]);
+    assert_eq!(invite.tokens.len(), 1);
     bob.stop().await;
 
     let mut alice = Peer::start("alice").await;
     alice
         .node
-        .add_contact_with_relays(
-            bob.peer_id(),
-            Some("bob".into()),
-            bob_addrs,
-            vec![relay_addr],
-        )
+        .add_contact_from_invite(invite, Some("bob".into()))
         .await
         .unwrap();
     let chat = alice.node.direct_chat(bob.peer_id()).await.unwrap();
@@ -137,6 +135,14 @@ async fn offline_group_member_gets_group_mail_from_its_relay() {
         matches!(e, Event::GroupJoined { chat } if *chat == group).then_some(())
     })
     .await;
+    // Bob never added Alice, but she is in his group now: he hands her a
+    // delivery token for his relay.
+    let bob_id = bob.peer_id();
+    alice
+        .wait_for("bob's delivery token", |e| {
+            matches!(e, Event::DeliveryTokens { peer } if *peer == bob_id).then_some(())
+        })
+        .await;
     bob.stop().await;
     alice.node.send(group, "summit at noon").await.unwrap();
     alice
@@ -189,7 +195,20 @@ async fn a_peer_is_reachable_through_its_relay_circuit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_finds_the_recipients_relay_in_the_dht() {
-    let (mut relay, relay_addr) = start_relay().await;
+    // Alice and Bob never met, so Alice holds no token of Bob's: this relay
+    // takes mail from strangers (a budget its operator turned on).
+    let mut relay = Peer::start_with(
+        "relay",
+        NodeConfig {
+            mailbox: Some(MailboxConfig {
+                stranger_bytes: 1 << 20,
+                ..MailboxConfig::default()
+            }),
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    let relay_addr = relay.addrs().await.remove(0);
     let mut bob = start_with_relay("bob", relay_addr.clone()).await;
     let bob_id = bob.peer_id();
     // Bob publishes his signed profile (listing his relay) in the DHT.
@@ -232,6 +251,88 @@ async fn a_sender_finds_the_recipients_relay_in_the_dht() {
 
     bob.restart().await;
     assert_eq!(bob.wait_messages(1).await, vec!["found you"]);
+    relay.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_fills_nothing_while_a_contact_gets_mail_through() {
+    let (relay, relay_addr) = start_relay().await;
+    let mut bob = start_with_relay("bob", relay_addr.clone()).await;
+    let bob_id = bob.peer_id();
+    // Alice adds Bob, and Bob adds Alice: as his contact, she gets a token.
+    let mut alice = Peer::start("alice").await;
+    alice
+        .node
+        .add_contact_with_relays(
+            bob_id,
+            Some("bob".into()),
+            bob.addrs().await,
+            vec![relay_addr.clone()],
+        )
+        .await
+        .unwrap();
+    bob.add(&alice).await;
+    alice
+        .wait_for("bob's delivery token", |e| {
+            matches!(e, Event::DeliveryTokens { peer } if *peer == bob_id).then_some(())
+        })
+        .await;
+    let bob_addrs = bob.addrs().await;
+    bob.stop().await;
+
+    // Mallory knows Bob's PeerId and relay, but Bob never gave her a token.
+    let mallory = Peer::start("mallory").await;
+    mallory
+        .node
+        .add_contact_with_relays(bob_id, None, bob_addrs, vec![relay_addr])
+        .await
+        .unwrap();
+    let spam = mallory.node.direct_chat(bob_id).await.unwrap();
+    mallory.node.send(spam, "buy now").await.unwrap();
+    within("the relay's refusal of mallory's deposit", async {
+        while relay
+            .node
+            .status()
+            .await
+            .unwrap()
+            .relay
+            .unwrap()
+            .refused_token
+            == 0
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(
+        mallory.history(spam).await[0].delivery,
+        Some(DeliveryState::Pending)
+    );
+
+    let chat = alice.node.direct_chat(bob_id).await.unwrap();
+    alice.node.send(chat, "for bob").await.unwrap();
+    alice
+        .wait_for("custody at bob's relay", |e| match e {
+            Event::Delivery {
+                state: DeliveryState::Sent,
+                peer,
+                ..
+            } if *peer == bob_id => Some(()),
+            _ => None,
+        })
+        .await;
+    let status = relay.node.status().await.unwrap();
+    assert_eq!(
+        status.mailbox.unwrap().messages,
+        1,
+        "only alice's mail is held"
+    );
+    mallory.stop().await;
+    alice.stop().await;
+
+    bob.restart().await;
+    assert_eq!(bob.wait_messages(1).await, vec!["for bob"]);
     relay.stop().await;
     bob.stop().await;
 }

@@ -1,5 +1,8 @@
 //! A relay's mailbox against strangers and abuse: only the owner reads or
-//! acknowledges its mail, and every limit is an explicit refusal.
+//! acknowledges its mail, only the recipient's token opens it, every limit
+//! is an explicit refusal; and a sender against a lying or forgetful world:
+//! receipts that do not match are not custody, a restart deposits nothing
+//! twice.
 
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -16,10 +19,24 @@ use libp2p::{
 };
 use meshchat_node::{
     crdt::{Identity, PublicKey},
-    mailbox::{MailboxConfig, Refusal},
+    mailbox::{DeliveryToken, MailboxConfig, Refusal, TokenError},
     protocol::{Inbound, MailboxCodec, MailboxRequest, MailboxResponse, MAILBOX_PROTOCOL},
     DeliveryState, Event, NodeConfig,
 };
+
+/// A token from `recipient` for `relay`, valid for a long time.
+fn token_for(recipient: &Identity, relay: &Peer) -> DeliveryToken {
+    let relay = meshchat_node::public_key_of(&relay.peer_id()).unwrap();
+    DeliveryToken::issue(recipient, Some(relay), None, i64::MAX)
+}
+
+fn deposit(recipient: PublicKey, envelope: &[u8], token: Option<DeliveryToken>) -> MailboxRequest {
+    MailboxRequest::Deposit {
+        recipient,
+        envelope: envelope.to_vec(),
+        token,
+    }
+}
 
 /// A bare mailbox client with its own identity, connected to the relay.
 struct Client {
@@ -123,11 +140,9 @@ async fn only_the_owner_reads_or_acknowledges_its_mail() {
     let mut alice = Client::connect(&relay).await;
     let mut bob = Client::connect(&relay).await;
     let mut mallory = Client::connect(&relay).await;
+    let token = token_for(&bob.identity, &relay);
     let deposited = alice
-        .ask(MailboxRequest::Deposit {
-            recipient: bob.key(),
-            envelope: b"for bob only".to_vec(),
-        })
+        .ask(deposit(bob.key(), b"for bob only", Some(token)))
         .await;
     let MailboxResponse::Deposited(receipt) = deposited else {
         panic!("expected a receipt, got {deposited:?}");
@@ -196,11 +211,9 @@ async fn limits_are_explicit_refusals() {
     })
     .await;
     let mut alice = Client::connect(&relay).await;
-    let bob = Identity::generate().public();
-    let deposit = |envelope: Vec<u8>| MailboxRequest::Deposit {
-        recipient: bob,
-        envelope,
-    };
+    let bob = Identity::generate();
+    let token = token_for(&bob, &relay);
+    let deposit = |envelope: Vec<u8>| deposit(bob.public(), &envelope, Some(token.clone()));
     assert_eq!(
         alice.ask(deposit(vec![0; 101])).await,
         MailboxResponse::Refused(Refusal::TooLarge {
@@ -414,4 +427,547 @@ async fn the_relay_keeps_only_genuine_profile_records_in_its_dht() {
     .expect("the lookup ends");
     assert!(!found, "the relay stored a forged profile record");
     relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_without_a_token_fills_nothing() {
+    let relay = relay_with(MailboxConfig::default()).await;
+    let mut mallory = Client::connect(&relay).await;
+    let bob = Identity::generate();
+    let me = meshchat_node::public_key_of(&relay.peer_id()).unwrap();
+    let mut forged = DeliveryToken::issue(&mallory.identity, Some(me), None, i64::MAX);
+    forged.recipient = bob.public();
+    let attempts = [
+        (None, TokenError::Missing),
+        (Some(forged), TokenError::BadSignature),
+        (
+            Some(DeliveryToken::issue(&bob, Some(me), None, 1_000)),
+            TokenError::Expired,
+        ),
+        (
+            Some(DeliveryToken::issue(
+                &bob,
+                Some(Identity::generate().public()),
+                None,
+                i64::MAX,
+            )),
+            TokenError::WrongRelay,
+        ),
+        // Mallory's own token opens only Mallory's mailbox.
+        (
+            Some(token_for(&mallory.identity, &relay)),
+            TokenError::WrongRecipient,
+        ),
+    ];
+    let tries = attempts.len() as u64;
+    for (token, error) in attempts {
+        assert_eq!(
+            mallory.ask(deposit(bob.public(), b"junk", token)).await,
+            MailboxResponse::Refused(Refusal::Unauthorized(error))
+        );
+    }
+    let status = relay.node.status().await.unwrap();
+    assert_eq!(status.mailbox.unwrap().messages, 0);
+    assert_eq!(status.mailbox.unwrap().bytes, 0);
+    let metrics = status.relay.unwrap();
+    assert_eq!((metrics.deposits, metrics.refused_token), (0, tries));
+    // Bob's token, in anyone's hands, opens Bob's mailbox.
+    assert!(matches!(
+        mallory
+            .ask(deposit(bob.public(), b"hi", Some(token_for(&bob, &relay))))
+            .await,
+        MailboxResponse::Deposited(_)
+    ));
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_deposit_is_stored_once() {
+    let relay = relay_with(MailboxConfig::default()).await;
+    let mut alice = Client::connect(&relay).await;
+    let bob = Identity::generate();
+    let token = token_for(&bob, &relay);
+    let first = alice
+        .ask(deposit(bob.public(), b"same envelope", Some(token.clone())))
+        .await;
+    let again = alice
+        .ask(deposit(bob.public(), b"same envelope", Some(token)))
+        .await;
+    let MailboxResponse::Deposited(receipt) = &first else {
+        panic!("expected a receipt, got {first:?}");
+    };
+    // The receipt for the copy held, expiry and all.
+    assert_eq!(again, first);
+    receipt.verify().unwrap();
+    let status = relay.node.status().await.unwrap();
+    assert_eq!(status.mailbox.unwrap().messages, 1);
+    let metrics = status.relay.unwrap();
+    assert_eq!((metrics.deposits, metrics.duplicates), (1, 1));
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_total_cap_refuses_with_a_clear_error() {
+    let relay = relay_with(MailboxConfig {
+        max_total_bytes: 100,
+        ..MailboxConfig::default()
+    })
+    .await;
+    let mut alice = Client::connect(&relay).await;
+    let (bob, carol) = (Identity::generate(), Identity::generate());
+    assert!(matches!(
+        alice
+            .ask(deposit(
+                bob.public(),
+                &[1; 60],
+                Some(token_for(&bob, &relay))
+            ))
+            .await,
+        MailboxResponse::Deposited(_)
+    ));
+    let refused = alice
+        .ask(deposit(
+            carol.public(),
+            &[2; 60],
+            Some(token_for(&carol, &relay)),
+        ))
+        .await;
+    let MailboxResponse::Refused(refusal) = refused else {
+        panic!("expected a refusal, got {refused:?}");
+    };
+    assert_eq!(refusal, Refusal::RelayFull { limit: 100 });
+    assert!(
+        refusal.to_string().contains("storage for mail is full"),
+        "{refusal}"
+    );
+    let status = relay.node.status().await.unwrap();
+    assert_eq!(status.mailbox.unwrap().bytes, 60);
+    assert_eq!(status.relay.unwrap().refused_full, 1);
+    relay.stop().await;
+}
+
+/// How a [`FakeRelay`] answers deposits.
+#[derive(Debug, Clone, Copy)]
+enum Receipts {
+    /// A receipt for what was deposited.
+    Honest,
+    /// A genuine receipt, for someone else's mailbox.
+    ForAnotherRecipient,
+    /// A genuine receipt, for another envelope.
+    ForAnotherEnvelope,
+}
+
+/// A deposit as a relay saw it.
+struct Seen {
+    recipient: PublicKey,
+    changes: usize,
+    token: Option<DeliveryToken>,
+}
+
+/// A bare libp2p node speaking the mailbox protocol as a relay: it records
+/// every deposit and answers with the receipts it is told to.
+struct FakeRelay {
+    identity: Identity,
+    addr: libp2p::Multiaddr,
+    deposits: tokio::sync::mpsc::Receiver<Seen>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeRelay {
+    async fn start(receipts: Receipts) -> Self {
+        use meshchat_node::{
+            mailbox::CustodyReceipt,
+            protocol::{decode_frame, Envelope},
+        };
+        let identity = Identity::generate();
+        let key = libp2p::identity::Keypair::ed25519_from_bytes(identity.secret_bytes()).unwrap();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| {
+                request_response::Behaviour::with_codec(
+                    MailboxCodec,
+                    [(MAILBOX_PROTOCOL, ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(WAIT),
+                )
+            })
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(WAIT * 3))
+            .build();
+        swarm
+            .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .unwrap();
+        let me = *swarm.local_peer_id();
+        let addr = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                break address.with(libp2p::multiaddr::Protocol::P2p(me));
+            }
+        };
+        let (tx, deposits) = tokio::sync::mpsc::channel(64);
+        let signer = identity.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let SwarmEvent::Behaviour(request_response::Event::Message {
+                    message:
+                        request_response::Message::Request {
+                            request, channel, ..
+                        },
+                    ..
+                }) = swarm.select_next_some().await
+                else {
+                    continue;
+                };
+                let response = match request {
+                    Inbound::Request(MailboxRequest::Deposit {
+                        recipient,
+                        envelope,
+                        token,
+                    }) => {
+                        let changes = match decode_frame::<Envelope>(&envelope) {
+                            Ok(Envelope::Changes(c)) => c.len(),
+                            _ => 0,
+                        };
+                        let until = i64::MAX / 2;
+                        let receipt = match receipts {
+                            Receipts::Honest => {
+                                CustodyReceipt::issue(&signer, recipient, &envelope, until)
+                            }
+                            Receipts::ForAnotherRecipient => CustodyReceipt::issue(
+                                &signer,
+                                Identity::generate().public(),
+                                &envelope,
+                                until,
+                            ),
+                            Receipts::ForAnotherEnvelope => {
+                                CustodyReceipt::issue(&signer, recipient, b"another", until)
+                            }
+                        };
+                        let _ = tx
+                            .send(Seen {
+                                recipient,
+                                changes,
+                                token,
+                            })
+                            .await;
+                        MailboxResponse::Deposited(receipt)
+                    }
+                    Inbound::Request(MailboxRequest::Fetch { .. }) => MailboxResponse::Mail {
+                        items: vec![],
+                        more: false,
+                    },
+                    Inbound::Request(MailboxRequest::Ack { .. }) => {
+                        MailboxResponse::Acked { removed: 0 }
+                    }
+                    _ => MailboxResponse::Noted,
+                };
+                let _ = swarm.behaviour_mut().send_response(channel, response);
+            }
+        });
+        Self {
+            identity,
+            addr,
+            deposits,
+            task,
+        }
+    }
+
+    fn key(&self) -> PublicKey {
+        self.identity.public()
+    }
+
+    fn peer_id(&self) -> libp2p::PeerId {
+        meshchat_node::peer_id_of(&self.key()).unwrap()
+    }
+
+    async fn next_deposit(&mut self) -> Seen {
+        tokio::time::timeout(WAIT, self.deposits.recv())
+            .await
+            .expect("a deposit in time")
+            .expect("relay running")
+    }
+}
+
+impl Drop for FakeRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Bob, whose mail is kept at `relays`, hands out his invite and goes offline.
+async fn offline_bob(relays: &[&FakeRelay]) -> (Peer, meshchat_node::invite::Invite) {
+    let bob = Peer::start_with(
+        "bob",
+        NodeConfig {
+            relays: relays.iter().map(|r| r.addr.clone()).collect(),
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    let invite = bob.node.invite().await.unwrap();
+    assert_eq!(invite.tokens.len(), relays.len());
+    bob.stop().await;
+    (bob, invite)
+}
+
+fn is_sent_to(peer: libp2p::PeerId) -> impl Fn(&Event) -> Option<()> {
+    move |e| match e {
+        Event::Delivery {
+            state: DeliveryState::Sent,
+            peer: p,
+            ..
+        } if *p == peer => Some(()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_restart_deposits_nothing_twice() {
+    let mut relay = FakeRelay::start(Receipts::Honest).await;
+    let (bob, invite) = offline_bob(&[&relay]).await;
+    let bob_key = meshchat_node::public_key_of(&bob.peer_id()).unwrap();
+    let mut alice = Peer::start("alice").await;
+    let alice_key = meshchat_node::public_key_of(&alice.peer_id()).unwrap();
+    alice
+        .node
+        .add_contact_from_invite(invite, None)
+        .await
+        .unwrap();
+    let chat = alice.node.direct_chat(bob.peer_id()).await.unwrap();
+    for text in ["one", "two", "three"] {
+        alice.node.send(chat, text).await.unwrap();
+    }
+    for _ in 0..3 {
+        alice.wait_for("custody", is_sent_to(bob.peer_id())).await;
+    }
+    // The relay has every change once, each deposit with Bob's token.
+    let mut changes = 0;
+    while let Ok(seen) = relay.deposits.try_recv() {
+        assert_eq!(seen.recipient, bob_key);
+        let token = seen.token.expect("deposits carry bob's token");
+        token.admits(&bob_key, &relay.key(), &alice_key, 0).unwrap();
+        changes += seen.changes;
+    }
+    assert_eq!(changes, 3);
+
+    // Alice restarts with the three still undelivered, then writes a fourth.
+    alice.restart().await;
+    alice.node.send(chat, "four").await.unwrap();
+    alice
+        .wait_for("custody of the fourth", is_sent_to(bob.peer_id()))
+        .await;
+    let next = relay.next_deposit().await;
+    assert_eq!(next.changes, 1, "only the new change is deposited");
+    assert!(
+        relay.deposits.try_recv().is_err(),
+        "nothing else was deposited"
+    );
+    alice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_for_something_else_is_not_custody() {
+    let wrong_recipient = FakeRelay::start(Receipts::ForAnotherRecipient).await;
+    let wrong_envelope = FakeRelay::start(Receipts::ForAnotherEnvelope).await;
+    let honest = FakeRelay::start(Receipts::Honest).await;
+    let (bob, invite) = offline_bob(&[&wrong_recipient, &wrong_envelope, &honest]).await;
+    let mut alice = Peer::start("alice").await;
+    alice
+        .node
+        .add_contact_from_invite(invite, None)
+        .await
+        .unwrap();
+    let chat = alice.node.direct_chat(bob.peer_id()).await.unwrap();
+    alice.node.send(chat, "hello").await.unwrap();
+    let liars = [wrong_recipient.peer_id(), wrong_envelope.peer_id()];
+    let (mut rejected, mut sent) = (Vec::new(), false);
+    while rejected.len() < 2 || !sent {
+        let bob_id = bob.peer_id();
+        match alice
+            .wait_for("rejected receipts and custody", |e| match e {
+                Event::Rejected { peer, reason } if liars.contains(peer) => {
+                    Some(Some((*peer, reason.clone())))
+                }
+                Event::Delivery {
+                    state: DeliveryState::Sent,
+                    peer,
+                    ..
+                } if *peer == bob_id => Some(None),
+                _ => None,
+            })
+            .await
+        {
+            Some(liar) => rejected.push(liar),
+            None => sent = true,
+        }
+    }
+    rejected.sort();
+    let mut expected = vec![
+        (
+            liars[0],
+            "custody receipt for another recipient".to_string(),
+        ),
+        (liars[1], "custody receipt for another envelope".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(rejected, expected);
+    // Only the honest relay counts as holding the message.
+    let history = alice.history(chat).await;
+    let info = alice
+        .node
+        .message_info(chat, history[0].message.id)
+        .await
+        .unwrap();
+    let holders: Vec<PublicKey> = info.recipients[0].held_by.iter().map(|h| h.0).collect();
+    assert_eq!(holders, vec![honest.key()]);
+    alice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_dht_records_do_not_push_out_a_clients_record() {
+    use libp2p::kad::{Quorum, Record};
+    use meshchat_node::protocol::{profile_dht_key, Profile};
+
+    let mut relay = relay_with(MailboxConfig {
+        dht_max_records: 4,
+        ..MailboxConfig::default()
+    })
+    .await;
+    let relay_addr = relay.addrs().await.remove(0);
+    // Bob uses the relay (mail, circuit) and publishes his profile there.
+    let mut bob = Peer::start_with(
+        "bob",
+        NodeConfig {
+            relays: vec![relay_addr.clone()],
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    let bob_id = bob.peer_id();
+    relay
+        .wait_for("bob's record", |e| {
+            matches!(e, Event::ProfileRecordStored { peer } if *peer == bob_id).then_some(())
+        })
+        .await;
+    bob.wait_for("bob's circuit reservation", |e| match e {
+        Event::Listening { addr } if addr.to_string().contains("/p2p-circuit/") => Some(()),
+        _ => None,
+    })
+    .await;
+    // Bob goes offline (he would answer lookups of his own record himself);
+    // he stays a client of the relay.
+    bob.stop().await;
+
+    // Mallory: ten fresh keys, each with a genuine record, then a padded and
+    // an oversize one.
+    let mallory = Identity::generate();
+    let mallory_id = meshchat_node::peer_id_of(&mallory.public()).unwrap();
+    let mut swarm = kad_swarm(&mallory);
+    swarm
+        .behaviour_mut()
+        .add_address(&relay.peer_id(), relay_addr);
+    let profile = Profile {
+        name: Some("junk".into()),
+        version: 1,
+        ..Profile::default()
+    };
+    let mut junk = Vec::new();
+    for _ in 0..10 {
+        let key = Identity::generate();
+        junk.push(meshchat_node::peer_id_of(&key.public()).unwrap());
+        let record = profile.sign(&key).unwrap();
+        swarm
+            .behaviour_mut()
+            .put_record(
+                Record::new(profile_dht_key(&key.public()), record.to_bytes()),
+                Quorum::One,
+            )
+            .unwrap();
+    }
+    let padder = Identity::generate();
+    let padded_key = profile_dht_key(&padder.public());
+    let mut padded = profile.sign(&padder).unwrap().to_bytes();
+    // The signed map with a fourth, unsigned entry: "padding" → 64 bytes.
+    assert_eq!(padded[0], 0xa3);
+    padded[0] = 0xa4;
+    padded.extend_from_slice(b"\x67padding\x58\x40");
+    padded.extend_from_slice(&[0; 64]);
+    let oversize_key = profile_dht_key(&Identity::generate().public());
+    for (key, value) in [(padded_key.clone(), padded), (oversize_key, vec![0; 6000])] {
+        swarm
+            .behaviour_mut()
+            .put_record(Record::new(key, value), Quorum::One)
+            .unwrap();
+    }
+    let drive = async {
+        loop {
+            swarm.select_next_some().await;
+        }
+    };
+    let (mut stored, mut refused) = (0, 0);
+    tokio::select! {
+        _ = drive => unreachable!(),
+        _ = async {
+            while stored < junk.len() || refused < 2 {
+                let stored_now = relay
+                    .wait_for("the junk records", |e| match e {
+                        Event::ProfileRecordStored { peer } if junk.contains(peer) => Some(true),
+                        Event::Rejected { peer, .. } if *peer == mallory_id => Some(false),
+                        _ => None,
+                    })
+                    .await;
+                if stored_now { stored += 1 } else { refused += 1 }
+            }
+        } => {}
+    }
+
+    // Bob's record is still there; the padded one never was.
+    let bob_key = profile_dht_key(&meshchat_node::public_key_of(&bob_id).unwrap());
+    assert!(
+        lookup(&mut swarm, bob_key).await,
+        "junk pushed out a client's record"
+    );
+    assert!(
+        !lookup(&mut swarm, padded_key).await,
+        "the relay stored a padded record"
+    );
+    relay.stop().await;
+}
+
+/// Whether a DHT lookup of `key` through the relay finds a record (the
+/// local copy kad keeps of what it put is dropped first).
+async fn lookup(
+    swarm: &mut Swarm<libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>>,
+    key: Vec<u8>,
+) -> bool {
+    use libp2p::kad::{self, GetRecordOk, QueryResult, RecordKey};
+    swarm.behaviour_mut().remove_record(&RecordKey::new(&key));
+    let query = swarm.behaviour_mut().get_record(RecordKey::new(&key));
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let SwarmEvent::Behaviour(kad::Event::OutboundQueryProgressed {
+                id,
+                result: QueryResult::GetRecord(result),
+                step,
+                ..
+            }) = swarm.select_next_some().await
+            {
+                if id != query {
+                    continue;
+                }
+                if let Ok(GetRecordOk::FoundRecord(_)) = result {
+                    return true;
+                }
+                if step.last {
+                    return false;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the lookup ends")
 }

@@ -1,7 +1,9 @@
-//! `/meshchat/mailbox/1` in both roles. As a relay (a node whose config has
+//! `/meshchat/mailbox/2` in both roles. As a relay (a node whose config has
 //! `[mailbox]`): hold envelopes for offline peers, durably, within limits,
-//! and hand them only to their owner. As a peer: fetch its own mail from its
-//! relays, and deposit undelivered changes at an unreachable contact's relays.
+//! only with the recipient's delivery token, and hand them only to their
+//! owner. As a peer: fetch its own mail from its relays, deposit undelivered
+//! changes at an unreachable contact's relays with the token that contact
+//! handed over, and hand its own tokens to the peers that send it mail.
 
 use std::collections::HashSet;
 
@@ -9,7 +11,7 @@ use libp2p::request_response::{self, OutboundRequestId};
 
 use super::{direct::Via, *};
 use crate::{
-    mailbox::Refusal,
+    mailbox::{envelope_hash, Accepted, CustodyReceipt, Held, Refusal, Stored},
     protocol::{
         decode_frame, encode_frame, Envelope, MailboxRequest, MailboxResponse, WireError,
         MAILBOX_PAGE_BYTES,
@@ -20,22 +22,34 @@ use crate::{
 const FETCH_PAGE: u32 = 256;
 /// How long to wait before offering a relay mail it refused.
 const REFUSED_RETRY: Duration = Duration::from_secs(60);
+/// How long to wait after a relay said the token is missing or bad (new
+/// tokens from the recipient end the wait at once).
+const UNAUTHORIZED_RETRY: Duration = Duration::from_secs(600);
+/// Expiry ticks (one a minute) between sweeps of the deposit log.
+const SWEEP_EVERY: u64 = 10;
+/// Envelope size a sender aims for (relays take up to 1 MiB by default; a
+/// single larger change still goes alone).
+const ENVELOPE_TARGET_BYTES: usize = 256 * 1024;
+/// Room for a change's signature and framing next to its raw bytes.
+const CHANGE_OVERHEAD_BYTES: usize = 256;
+/// Envelopes deposited per recipient per relay per redial tick.
+const ENVELOPES_PER_TICK: usize = 4;
 
 /// How a mailbox request is answered.
 enum Answer {
     Now(MailboxResponse),
     /// A deposit written to the store: answered after the next flush.
     AfterFlush {
-        receipt: crate::mailbox::CustodyReceipt,
-        owner: Option<PeerId>,
+        recipient: PublicKey,
+        accepted: Accepted,
     },
 }
 
 /// A deposit on disk but not yet durable, with the channel for its receipt.
 pub(super) struct HeldDeposit {
     channel: request_response::ResponseChannel<MailboxResponse>,
-    receipt: crate::mailbox::CustodyReceipt,
-    owner: Option<PeerId>,
+    recipient: PublicKey,
+    accepted: Accepted,
 }
 
 /// Group commit of deposits: one flush runs at a time and deposits arriving
@@ -65,9 +79,16 @@ pub(super) enum MailboxPending {
     Fetch,
     Deposit {
         recipient: PublicKey,
+        relay: PublicKey,
         hashes: Vec<ChangeHash>,
+        envelope_hash: [u8; 32],
     },
     Notify,
+    /// Tokens handed to `holder`: (relay, expiry) of each.
+    Tokens {
+        holder: PeerId,
+        issued: Vec<(PublicKey, i64)>,
+    },
 }
 
 impl Actor {
@@ -95,11 +116,14 @@ impl Actor {
                         tracing::debug!(%peer, "peer went away before the mailbox response");
                     }
                 }
-                Answer::AfterFlush { receipt, owner } => {
+                Answer::AfterFlush {
+                    recipient,
+                    accepted,
+                } => {
                     self.commit.waiting.push(HeldDeposit {
                         channel,
-                        receipt,
-                        owner,
+                        recipient,
+                        accepted,
                     });
                     self.start_deposit_flush();
                 }
@@ -124,10 +148,17 @@ impl Actor {
                 ..
             } => {
                 tracing::debug!(%peer, %error, "mailbox request failed");
-                if let Some(MailboxPending::Deposit { recipient, hashes }) =
-                    self.mailbox_pending.remove(&request_id)
-                {
-                    self.forget_deposits(recipient, &hashes);
+                match self.mailbox_pending.remove(&request_id) {
+                    Some(MailboxPending::Deposit {
+                        recipient,
+                        relay,
+                        hashes,
+                        ..
+                    }) => self.deposits.settled(&recipient, &relay, &hashes),
+                    Some(MailboxPending::Tokens { holder, .. }) => {
+                        self.tokens.not_offering(&holder);
+                    }
+                    _ => {}
                 }
             }
             _ => {}
@@ -145,27 +176,41 @@ impl Actor {
         let Some(requester) = public_key_of(&peer) else {
             return Answer::Now(MailboxResponse::Error(WireError::NotMember));
         };
-        if let MailboxRequest::Notify = request {
-            if self.config.relay_peers().contains(&peer) {
-                self.fetch_mail(peer, None);
+        match request {
+            MailboxRequest::Notify => {
+                if self.config.relay_peers().contains(&peer) {
+                    self.fetch_mail(peer, None);
+                }
+                return Answer::Now(MailboxResponse::Noted);
             }
-            return Answer::Now(MailboxResponse::Noted);
+            MailboxRequest::Tokens { tokens } => {
+                return Answer::Now(if self.accept_tokens(peer, requester, tokens) {
+                    MailboxResponse::Noted
+                } else {
+                    // Not someone this node sends mail to (yet).
+                    MailboxResponse::Error(WireError::NotMember)
+                });
+            }
+            _ => {}
         }
         let Some(mailbox) = self.mailbox.as_mut() else {
             return Answer::Now(MailboxResponse::NotARelay);
         };
+        let now = now_ms();
         Answer::Now(match request {
             MailboxRequest::Deposit {
                 recipient,
                 envelope,
+                token,
             } => {
-                return match mailbox.deposit(requester, recipient, envelope, now_ms()) {
+                return match mailbox.deposit(requester, recipient, envelope, token.as_ref(), now) {
                     // Acknowledged only once on disk, with the next group flush.
-                    Ok(receipt) => Answer::AfterFlush {
-                        receipt,
-                        owner: peer_id_of(&recipient),
+                    Ok(accepted) => Answer::AfterFlush {
+                        recipient,
+                        accepted,
                     },
                     Err(refusal) => {
+                        tracing::debug!(%peer, %refusal, "deposit refused");
                         self.metrics.refused(&refusal);
                         Answer::Now(MailboxResponse::Refused(refusal))
                     }
@@ -173,6 +218,7 @@ impl Actor {
             }
             // The owner is whoever Noise authenticated: nobody reads another's mail.
             MailboxRequest::Fetch { after, limit } => {
+                mailbox.note_client(requester, now);
                 let limit = limit.clamp(1, FETCH_PAGE) as usize;
                 match mailbox.fetch(&requester, after, limit, MAILBOX_PAGE_BYTES) {
                     Ok((items, more)) => {
@@ -186,7 +232,7 @@ impl Actor {
                 Ok(removed) => MailboxResponse::Acked { removed },
                 Err(error) => MailboxResponse::Error(WireError::Storage(error.to_string())),
             },
-            MailboxRequest::Notify => MailboxResponse::Noted,
+            MailboxRequest::Notify | MailboxRequest::Tokens { .. } => MailboxResponse::Noted,
         })
     }
 
@@ -207,31 +253,60 @@ impl Actor {
         });
     }
 
-    /// A group flush finished: acknowledge (or refuse) every deposit it covered.
+    /// A group flush finished: acknowledge every deposit it covered, or, if
+    /// it failed, take them back and refuse them (nothing stays stored or
+    /// counted for a deposit answered `Unavailable`).
     pub(super) fn on_deposits_flushed(&mut self, result: Result<(), crate::store::StoreError>) {
         let batch = std::mem::take(&mut self.commit.in_flight);
         let mut owners = HashSet::new();
-        for held in batch {
-            let response = match &result {
-                Ok(()) => {
-                    self.metrics.deposits += 1;
-                    owners.extend(held.owner);
-                    MailboxResponse::Deposited(held.receipt)
+        let mut answers = Vec::with_capacity(batch.len());
+        match &result {
+            Ok(()) => {
+                for held in batch {
+                    match held.accepted.stored {
+                        Stored::Fresh(_) => self.metrics.deposits += 1,
+                        Stored::Duplicate(_) => self.metrics.duplicates += 1,
+                    }
+                    owners.extend(peer_id_of(&held.recipient));
+                    answers.push((
+                        held.channel,
+                        MailboxResponse::Deposited(held.accepted.receipt),
+                    ));
                 }
-                Err(error) => {
-                    tracing::error!(%error, "mailbox flush failed");
+            }
+            Err(error) => {
+                tracing::error!(%error, "mailbox flush failed; refusing its deposits");
+                let mut undone: HashSet<(PublicKey, u64)> = HashSet::new();
+                for held in &batch {
+                    if let Stored::Fresh(copy) = held.accepted.stored {
+                        self.undo_deposit(&held.recipient, &copy);
+                        undone.insert((held.recipient, copy.id));
+                    }
+                }
+                // A repeat waiting for the next flush was answered from a copy
+                // that is gone now: refuse it too.
+                let (orphans, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.commit.waiting)
+                    .into_iter()
+                    .partition(|held| {
+                        matches!(held.accepted.stored, Stored::Duplicate(copy)
+                                if undone.contains(&(held.recipient, copy.id)))
+                    });
+                self.commit.waiting = waiting;
+                for held in batch.into_iter().chain(orphans) {
                     self.metrics.refused(&Refusal::Unavailable);
-                    MailboxResponse::Refused(Refusal::Unavailable)
+                    answers.push((held.channel, MailboxResponse::Refused(Refusal::Unavailable)));
                 }
-            };
+            }
+        }
+        for (channel, response) in answers {
             if self
                 .swarm
                 .behaviour_mut()
                 .mailbox
-                .send_response(held.channel, response)
+                .send_response(channel, response)
                 .is_err()
             {
-                tracing::debug!("depositor went away before its receipt");
+                tracing::debug!("depositor went away before its answer");
             }
         }
         for owner in owners {
@@ -247,14 +322,23 @@ impl Actor {
         self.start_deposit_flush();
     }
 
+    fn undo_deposit(&mut self, recipient: &PublicKey, copy: &Held) {
+        if let Some(mailbox) = &self.mailbox {
+            if let Err(error) = mailbox.undo(recipient, copy) {
+                tracing::error!(%error, "cannot take back a deposit whose flush failed");
+            }
+        }
+    }
+
     async fn on_mailbox_response(
         &mut self,
-        relay: PeerId,
+        from: PeerId,
         pending: MailboxPending,
         response: MailboxResponse,
     ) {
         match (pending, response) {
             (MailboxPending::Fetch, MailboxResponse::Mail { items, more }) => {
+                let relay = from;
                 let last = items.last().map(|i| i.id);
                 let mut done = Vec::new();
                 for item in items {
@@ -294,34 +378,94 @@ impl Actor {
                 }
             }
             (
-                MailboxPending::Deposit { recipient, hashes },
-                MailboxResponse::Deposited(receipt),
+                MailboxPending::Deposit {
+                    recipient,
+                    relay,
+                    hashes,
+                    envelope_hash,
+                },
+                response,
             ) => {
-                if receipt.verify().is_err() || peer_id_of(&receipt.relay) != Some(relay) {
-                    tracing::warn!(%relay, "relay returned an invalid custody receipt");
-                    self.forget_deposits(recipient, &hashes);
-                    return;
-                }
-                self.on_custody(recipient, &hashes, &receipt.relay, receipt.held_until_ms);
+                self.deposits.settled(&recipient, &relay, &hashes);
+                self.on_deposit_answer(from, recipient, relay, &hashes, envelope_hash, response);
             }
-            (MailboxPending::Deposit { recipient, hashes }, other) => {
-                // Keep them marked as deposited until the retry time, so a
-                // refusing relay is not asked again on every redial tick.
-                let wait = match &other {
-                    MailboxResponse::Refused(Refusal::RateLimited { retry_after_secs }) => {
-                        Duration::from_secs((*retry_after_secs).max(1))
-                    }
-                    _ => REFUSED_RETRY,
-                };
-                tracing::info!(%relay, ?other, retry_in = ?wait, "relay did not take the mail");
-                self.deposit_retries
-                    .push((tokio::time::Instant::now() + wait, recipient, hashes));
+            (MailboxPending::Tokens { holder, issued }, response) => {
+                self.on_tokens_answer(holder, issued, response);
             }
             (_, MailboxResponse::Error(error)) => {
-                tracing::debug!(%relay, %error, "mailbox error");
+                tracing::debug!(peer = %from, %error, "mailbox error");
             }
             _ => {}
         }
+    }
+
+    /// A relay answered a deposit. Custody counts only with a receipt signed
+    /// by that relay for the recipient and envelope that were sent.
+    fn on_deposit_answer(
+        &mut self,
+        relay_peer: PeerId,
+        recipient: PublicKey,
+        relay: PublicKey,
+        hashes: &[ChangeHash],
+        sent_hash: [u8; 32],
+        response: MailboxResponse,
+    ) {
+        let wait = match response {
+            MailboxResponse::Deposited(receipt)
+                if receipt.confirms(&relay, &recipient, &sent_hash) =>
+            {
+                if let Err(error) =
+                    self.deposits
+                        .held(&recipient, &relay, hashes, receipt.held_until_ms)
+                {
+                    tracing::warn!(%error, "cannot record a deposit");
+                }
+                self.on_custody(recipient, hashes, &relay, receipt.held_until_ms);
+                return;
+            }
+            MailboxResponse::Deposited(receipt) => {
+                self.mismatched_receipt(relay_peer, &recipient, &sent_hash, &receipt);
+                REFUSED_RETRY
+            }
+            MailboxResponse::Refused(Refusal::RateLimited { retry_after_secs }) => {
+                Duration::from_secs(retry_after_secs.clamp(1, 3600))
+            }
+            MailboxResponse::Refused(Refusal::Unauthorized(error)) => {
+                tracing::info!(relay = %relay_peer, %error, "relay wants a delivery token we do not have");
+                UNAUTHORIZED_RETRY
+            }
+            other => {
+                tracing::info!(relay = %relay_peer, ?other, "relay did not take the mail");
+                REFUSED_RETRY
+            }
+        };
+        self.deposits
+            .pause(recipient, relay, tokio::time::Instant::now() + wait);
+    }
+
+    fn mismatched_receipt(
+        &mut self,
+        relay: PeerId,
+        recipient: &PublicKey,
+        sent_hash: &[u8; 32],
+        receipt: &CustodyReceipt,
+    ) {
+        let reason = if receipt.verify().is_err() {
+            "custody receipt with a bad signature"
+        } else if public_key_of(&relay) != Some(receipt.relay) {
+            "custody receipt signed by another relay"
+        } else if receipt.recipient != *recipient {
+            "custody receipt for another recipient"
+        } else if receipt.envelope_hash != *sent_hash {
+            "custody receipt for another envelope"
+        } else {
+            "custody receipt does not match the deposit"
+        };
+        tracing::warn!(%relay, %recipient, reason, "ignored a custody receipt");
+        self.emit(Event::Rejected {
+            peer: relay,
+            reason: reason.into(),
+        });
     }
 
     /// Asks a relay for this node's mail.
@@ -336,14 +480,16 @@ impl Actor {
         self.mailbox_pending.insert(id, MailboxPending::Fetch);
     }
 
-    /// For each unreachable peer with undelivered changes, deposits them at
-    /// its relays (dialling the relays first if needed). Relays come from the
-    /// contact entry and the peer's signed profile; a peer with none known
-    /// is looked up in the DHT.
+    /// For each unreachable peer with undelivered changes, deposits at each
+    /// of its relays what that relay does not hold yet, in envelopes of a
+    /// size relays take, a few per tick (dialling the relays first if
+    /// needed). Relays come from the contact entry and the peer's signed
+    /// profile; a peer with none known is looked up in the DHT.
     pub(super) fn deposit_for_unreachable(&mut self) {
         let Ok(recipients) = self.chats.store().outbox_peers() else {
             return;
         };
+        let (now, instant) = (now_ms(), tokio::time::Instant::now());
         for recipient in recipients {
             let Some(peer) = peer_id_of(&recipient) else {
                 continue;
@@ -356,77 +502,101 @@ impl Actor {
                 self.lookup_profile(recipient);
                 continue;
             }
-            let batch: Vec<SignedChange> = match self.chats.outbox_batch(&recipient) {
-                Ok(batch) => batch
-                    .into_iter()
-                    .filter(|c| {
-                        c.decode_stored()
-                            .is_ok_and(|v| !self.deposited.contains(&(peer, v.hash)))
-                    })
-                    .collect(),
-                Err(_) => continue,
-            };
-            if batch.is_empty() {
+            let Ok(outbox) = self.chats.store().outbox_for(&recipient, usize::MAX) else {
                 continue;
-            }
+            };
             for relay_addr in &relays {
-                let Some(relay) = crate::config::peer_of(relay_addr) else {
+                let Some((relay, relay_key)) =
+                    crate::config::peer_of(relay_addr).and_then(|p| Some((p, public_key_of(&p)?)))
+                else {
                     continue;
                 };
+                if self.deposits.is_paused(&recipient, &relay_key, instant) {
+                    continue;
+                }
+                let envelopes = self.due_envelopes(&recipient, &relay_key, &outbox, now);
+                if envelopes.is_empty() {
+                    continue;
+                }
                 if !self.swarm.is_connected(&relay) {
                     self.remember_addrs(relay, [relay_addr.clone()]);
                     self.dial_peer(relay);
                     continue;
                 }
-                self.deposit(relay, recipient, peer, batch.clone());
+                for changes in envelopes {
+                    self.deposit(relay, relay_key, recipient, changes);
+                }
             }
         }
+    }
+
+    /// The outbox changes `relay` does not hold (or have in flight) for
+    /// `recipient`, as up to [`ENVELOPES_PER_TICK`] envelopes of about
+    /// [`ENVELOPE_TARGET_BYTES`]. The same outbox gives the same envelopes,
+    /// so a deposit repeated after a lost receipt is recognised by the relay.
+    fn due_envelopes(
+        &self,
+        recipient: &PublicKey,
+        relay: &PublicKey,
+        outbox: &[crate::store::OutboxEntry],
+        now: i64,
+    ) -> Vec<Vec<(SignedChange, ChangeHash)>> {
+        let store = self.chats.store();
+        let mut envelopes = Vec::new();
+        let (mut current, mut bytes) = (Vec::new(), 0);
+        for entry in outbox {
+            if !self.deposits.is_due(recipient, relay, &entry.hash, now) {
+                continue;
+            }
+            let Ok(Some(change)) = store.change(&entry.chat, entry.segment, &entry.hash) else {
+                continue;
+            };
+            let size = change.change.len() + CHANGE_OVERHEAD_BYTES;
+            if !current.is_empty() && bytes + size > ENVELOPE_TARGET_BYTES {
+                envelopes.push(std::mem::take(&mut current));
+                bytes = 0;
+                if envelopes.len() == ENVELOPES_PER_TICK {
+                    return envelopes;
+                }
+            }
+            bytes += size;
+            current.push((change, entry.hash));
+        }
+        if !current.is_empty() {
+            envelopes.push(current);
+        }
+        envelopes
     }
 
     fn deposit(
         &mut self,
         relay: PeerId,
+        relay_key: PublicKey,
         recipient: PublicKey,
-        peer: PeerId,
-        changes: Vec<SignedChange>,
+        changes: Vec<(SignedChange, ChangeHash)>,
     ) {
-        let hashes: Vec<ChangeHash> = changes
-            .iter()
-            .filter_map(|c| c.decode_stored().ok().map(|v| v.hash))
-            .collect();
-        for hash in &hashes {
-            self.deposited.insert((peer, *hash));
-        }
+        let (changes, hashes): (Vec<SignedChange>, Vec<ChangeHash>) = changes.into_iter().unzip();
+        let token = self.tokens.for_deposit(&recipient, &relay_key);
         let envelope = encode_frame(&Envelope::Changes(changes));
+        let sent_hash = envelope_hash(&envelope);
+        self.deposits.sent(recipient, relay_key, &hashes);
         let id = self.swarm.behaviour_mut().mailbox.send_request(
             &relay,
             Inbound::Request(MailboxRequest::Deposit {
                 recipient,
                 envelope,
+                token,
             }),
         );
-        self.mailbox_pending
-            .insert(id, MailboxPending::Deposit { recipient, hashes });
-    }
-
-    /// Makes refused deposits whose retry time has come eligible again.
-    pub(super) fn retry_refused_deposits(&mut self) {
-        let now = tokio::time::Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deposit_retries)
-            .into_iter()
-            .partition(|(at, _, _)| *at <= now);
-        self.deposit_retries = later;
-        for (_, recipient, hashes) in due {
-            self.forget_deposits(recipient, &hashes);
-        }
-    }
-
-    fn forget_deposits(&mut self, recipient: PublicKey, hashes: &[ChangeHash]) {
-        if let Some(peer) = peer_id_of(&recipient) {
-            for hash in hashes {
-                self.deposited.remove(&(peer, *hash));
-            }
-        }
+        self.mailbox_pending.insert(
+            id,
+            MailboxPending::Deposit {
+                recipient,
+                relay: relay_key,
+                hashes,
+                envelope_hash: sent_hash,
+            },
+        );
     }
 
     /// A relay holds these changes for `recipient`: their messages are `sent`.
@@ -459,12 +629,40 @@ impl Actor {
         }
     }
 
-    /// Relay upkeep: drop expired mail.
+    /// Mail upkeep, every minute: a relay drops expired mail; a sender
+    /// forgets deposits of changes that were delivered or whose relay's
+    /// promise ended (every tenth tick).
     pub(super) fn expire_mail(&mut self) {
         if let Some(mailbox) = &self.mailbox {
             match mailbox.expire(now_ms()) {
                 Ok(n) => self.metrics.expired += n,
                 Err(error) => tracing::error!(%error, "mailbox expiry failed"),
+            }
+        }
+        self.upkeep_ticks += 1;
+        if self.upkeep_ticks.is_multiple_of(SWEEP_EVERY) {
+            let store = self.chats.store();
+            let swept = self.deposits.sweep(now_ms(), |recipient| {
+                Ok(store
+                    .outbox_for(recipient, usize::MAX)?
+                    .into_iter()
+                    .map(|e| e.hash)
+                    .collect())
+            });
+            if let Err(error) = swept {
+                tracing::warn!(%error, "cannot sweep the deposit log");
+            }
+        }
+    }
+
+    // ----- relay clients -----
+
+    /// A peer reserved a circuit here: it is a client of this relay.
+    pub(super) fn on_relay_server_event(&mut self, event: libp2p::relay::Event) {
+        if let libp2p::relay::Event::ReservationReqAccepted { src_peer_id, .. } = event {
+            if let (Some(mailbox), Some(key)) = (self.mailbox.as_mut(), public_key_of(&src_peer_id))
+            {
+                mailbox.note_client(key, now_ms());
             }
         }
     }
@@ -478,15 +676,11 @@ impl RelayMetrics {
             Refusal::TooLarge { .. } => self.refused_too_large += 1,
             Refusal::QuotaExceeded => self.refused_quota += 1,
             Refusal::RateLimited { .. } => self.refused_rate += 1,
+            Refusal::Unauthorized(_) => self.refused_token += 1,
+            Refusal::RelayFull { .. } => self.refused_full += 1,
             _ => self.refused_unavailable += 1,
         }
     }
 }
 
-/// Pending deposits, keyed by (recipient, change).
-pub(super) type Deposited = HashSet<(PeerId, ChangeHash)>;
-
 pub(super) type MailboxPendingMap = HashMap<OutboundRequestId, MailboxPending>;
-
-/// Refused deposits and when to offer them again.
-pub(super) type DepositRetries = Vec<(tokio::time::Instant, PublicKey, Vec<ChangeHash>)>;

@@ -29,6 +29,7 @@ mod peers;
 mod redial;
 mod requests;
 mod social;
+mod tokens;
 
 pub(crate) use requests::RequestCommand;
 
@@ -101,11 +102,16 @@ pub(crate) struct Actor {
     mailbox: Option<crate::mailbox::Mailbox>,
     metrics: mailbox::RelayMetrics,
     mailbox_pending: mailbox::MailboxPendingMap,
-    /// Changes deposited at a relay for a peer (not deposited again).
-    deposited: mailbox::Deposited,
-    deposit_retries: mailbox::DepositRetries,
+    /// Changes deposited at relays for peers (not deposited again, across restarts).
+    deposits: crate::mailbox::DepositLog,
     social: social::Social,
     commit: mailbox::DepositCommit,
+    /// Delivery tokens this node holds and hands out.
+    tokens: tokens::Tokens,
+    /// Which signed records this node's DHT store keeps.
+    records: crate::mailbox::RecordBook,
+    /// Mail upkeep ticks so far.
+    upkeep_ticks: u64,
     /// Media: the iroh endpoint and blob store.
     blobs: crate::blobs::Blobs,
     /// The media task; aborted when the actor stops.
@@ -174,6 +180,9 @@ pub async fn spawn_with(
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (event_tx, _) = broadcast::channel(EVENT_CAPACITY);
     let social = social::Social::new(&config, &store);
+    let deposits = crate::mailbox::DepositLog::open(store.db())?;
+    let tokens = tokens::Tokens::open(store.db())?;
+    let records = crate::mailbox::RecordBook::new(&config.mailbox.clone().unwrap_or_default());
     let media = crate::blobs::spawn_media_task(crate::blobs::WeakNode {
         commands: command_tx.downgrade(),
         events: event_tx.clone(),
@@ -197,10 +206,12 @@ pub async fn spawn_with(
         mailbox,
         metrics: mailbox::RelayMetrics::default(),
         mailbox_pending: HashMap::new(),
-        deposited: Default::default(),
-        deposit_retries: Vec::new(),
+        deposits,
         social,
         commit: Default::default(),
+        tokens,
+        records,
+        upkeep_ticks: 0,
         blobs: blobs.clone(),
         _media: media,
         rejections: Default::default(),
@@ -354,7 +365,7 @@ impl Actor {
                 Some(flushed) = self.commit.done_rx.recv() => self.on_deposits_flushed(flushed),
                 _ = redial.tick() => {
                     self.redial();
-                    self.retry_refused_deposits();
+                    self.hand_out_tokens();
                     self.deposit_for_unreachable();
                 }
                 _ = expiry.tick() => self.expire_mail(),
@@ -497,6 +508,7 @@ impl Actor {
                 }
             }
             BehaviourEvent::Kad(event) => self.on_kad_event(event),
+            BehaviourEvent::RelayServer(event) => self.on_relay_server_event(event),
             _ => {}
         }
     }

@@ -92,6 +92,22 @@ impl Actor {
             SocialCommand::Typing { chat, reply } => {
                 let _ = reply.send(self.send_typing(chat));
             }
+            SocialCommand::AddFromInvite {
+                invite,
+                name,
+                reply,
+            } => {
+                let result = self.add_contact(
+                    invite.peer,
+                    name.or(invite.name),
+                    invite.addrs,
+                    invite.relays,
+                );
+                if let (Ok(_), Some(key)) = (&result, public_key_of(&invite.peer)) {
+                    let _ = self.keep_tokens(invite.peer, key, invite.tokens);
+                }
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -297,34 +313,75 @@ impl Actor {
         }
     }
 
-    /// Kademlia stores only what this node validated: signed profile records,
-    /// newer than the one held, under their signer's key.
+    /// Kademlia stores only what this node validated: signed profile records
+    /// in their canonical encoding, newer than the one held, under their
+    /// signer's key, within a per-source rate and the record cap (see
+    /// [`crate::mailbox::RecordBook`]). A peer that republishes the record
+    /// held refreshes it.
     fn on_put_record(&mut self, source: PeerId, record: kad::Record) {
-        let Some(claimed) = peer_of_profile_key(record.key.as_ref()) else {
-            tracing::debug!(%source, "refused a DHT record that is not a profile");
-            return;
-        };
-        let Ok((signed, profile)) = SignedProfile::from_bytes(&record.value) else {
-            tracing::debug!(%source, "refused an invalid profile record");
-            return;
-        };
-        if signed.peer != claimed {
+        if !self.records.admit_source(source, now_ms()) {
+            tracing::debug!(%source, "DHT puts over the per-source rate");
             return;
         }
+        let verdict = peer_of_profile_key(record.key.as_ref())
+            .ok_or_else(|| "a DHT record that is not a profile".to_string())
+            .and_then(|claimed| {
+                let (signed, profile) = SignedProfile::from_record_bytes(&record.value)
+                    .map_err(|e| format!("an invalid profile record: {e}"))?;
+                if signed.peer == claimed {
+                    Ok((claimed, profile))
+                } else {
+                    Err("a profile record filed under another peer's key".to_string())
+                }
+            });
+        let (claimed, profile) = match verdict {
+            Ok(ok) => ok,
+            Err(reason) => {
+                tracing::debug!(%source, %reason, "refused a DHT record");
+                self.emit(Event::Rejected {
+                    peer: source,
+                    reason: format!("refused {reason}"),
+                });
+                return;
+            }
+        };
         let store = self.swarm.behaviour_mut().kad.store_mut();
-        let held = kad::store::RecordStore::get(store, &record.key)
-            .and_then(|r| SignedProfile::from_bytes(&r.value).ok())
-            .map_or(0, |(_, p)| p.version);
-        if profile.version <= held {
-            return;
+        let held = kad::store::RecordStore::get(store, &record.key).map(|r| r.value.clone());
+        if let Some(held) = held {
+            let version = SignedProfile::from_bytes(&held).map_or(0, |(_, p)| p.version);
+            if held == record.value {
+                // Republished unchanged: still wanted.
+                self.records.refreshed(record.key.as_ref(), claimed);
+                return;
+            }
+            if profile.version <= version {
+                return;
+            }
         }
+        let mailbox = self.mailbox.as_ref();
+        let admission = self.records.admit(record.key.as_ref(), &claimed, |peer| {
+            mailbox.is_some_and(|m| m.is_client(peer))
+        });
+        let evict = match admission {
+            crate::mailbox::Admission::Store { evict } => evict,
+            crate::mailbox::Admission::Refused(reason) => {
+                tracing::debug!(%source, reason, "no room for a DHT record");
+                return;
+            }
+        };
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        if let Some(old) = evict {
+            kad::store::RecordStore::remove(store, &kad::RecordKey::from(old));
+        }
+        let key = record.key.clone();
         match kad::store::RecordStore::put(store, record) {
             Ok(()) => {
+                self.records.refreshed(key.as_ref(), claimed);
                 if let Some(peer) = peer_id_of(&claimed) {
                     self.emit(Event::ProfileRecordStored { peer });
                 }
             }
-            Err(error) => tracing::debug!(%error, "DHT record store full"),
+            Err(error) => tracing::debug!(%error, "DHT record store refused a record"),
         }
     }
 
@@ -359,6 +416,7 @@ impl Actor {
             name: profile.and_then(|p| p.name),
             addrs: invitable(&self.listen_addrs),
             relays: self.config.relays.clone(),
+            tokens: self.invite_tokens(),
         })
     }
 
@@ -505,6 +563,7 @@ impl Actor {
         if self.config.relay_peers().contains(&peer) {
             self.publish_profile();
         }
+        self.hand_out_tokens_to(peer);
     }
 
     pub(super) fn on_social_disconnected(&mut self, peer: PeerId) {

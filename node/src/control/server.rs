@@ -395,14 +395,7 @@ async fn call(node: &Node, request: ControlRequest) -> Result<serde_json::Value,
         ControlRequest::ContactsAddInvite { invite, name } => {
             let invite = crate::invite::Invite::decode(&invite)
                 .map_err(|e| ControlError::new("invalid", e.to_string()))?;
-            let contact = node
-                .add_contact_with_relays(
-                    invite.peer,
-                    name.or(invite.name),
-                    invite.addrs,
-                    invite.relays,
-                )
-                .await?;
+            let contact = node.add_contact_from_invite(invite, name).await?;
             to_json(contact)
         }
         ControlRequest::ContactsRemove { peer } => {

@@ -1,35 +1,77 @@
-//! The relay's mailbox service: durable per-recipient mailboxes with quotas,
-//! a per-sender rate limit, retention, and signed custody receipts. A relay
-//! stores envelopes as opaque bytes; it never needs to read them.
+//! Store-and-forward mail, both ends.
+//!
+//! The relay's side ([`Mailbox`]): durable per-recipient mailboxes that take
+//! mail only with the recipient's delivery token (or from an optional
+//! stranger budget), within per-recipient quotas and a total cap, rate-limited
+//! per sender and per token, held once per envelope, expired by a time index,
+//! with signed custody receipts. A relay stores envelopes as opaque bytes; it
+//! never needs to read them. Also the admission policy of the relay's DHT
+//! records ([`RecordBook`]).
+//!
+//! The sender's and recipient's side: the tokens a node hands out and holds
+//! ([`TokenBook`]) and the deposits a sender has made ([`DepositLog`]).
 
 mod config;
+mod deposits;
+mod rate;
 mod receipt;
+mod records;
 mod store;
 #[cfg(test)]
 mod tests;
+mod token;
+mod token_book;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use meshchat_crdt::{Identity, PublicKey};
 
 pub use config::MailboxConfig;
+pub(crate) use deposits::DepositLog;
+use rate::RateLimiter;
 pub use receipt::{envelope_hash, CustodyReceipt};
-pub(crate) use store::MailboxStore;
+pub(crate) use records::{Admission, RecordBook};
+pub(crate) use store::{Held, MailboxStore, Stored};
 pub use store::{MailItem, MailboxStats, Refusal};
+pub use token::{DeliveryToken, TokenError, TOKEN_LIFETIME_MS};
+pub(crate) use token_book::TokenBook;
 
 use crate::store::StoreError;
 
-const MINUTE_MS: i64 = 60_000;
-/// Senders remembered by the rate limiter before old windows are dropped.
-const MAX_TRACKED_SENDERS: usize = 100_000;
+/// Token ids whose signature verified, kept so a busy sender costs one
+/// signature check per token, not per deposit.
+const MAX_VERIFIED_TOKENS: usize = 10_000;
+/// Clients (peers that fetched here or hold a circuit reservation) remembered.
+const MAX_CLIENTS: usize = 100_000;
 
-/// A relay's mailboxes plus the in-memory rate limiter.
+/// A deposit the relay took (durable after the next flush).
+#[derive(Debug, Clone)]
+pub(crate) struct Accepted {
+    /// The relay's signed promise, for the sender.
+    pub(crate) receipt: CustodyReceipt,
+    /// Whether the envelope was written now (and so must be taken back if
+    /// the flush fails) or was already held.
+    pub(crate) stored: Stored,
+}
+
+/// Who a deposit is admitted as.
+enum Admitted {
+    Token([u8; 32]),
+    Stranger,
+}
+
+/// A relay's mailboxes plus its in-memory rate limiters.
 pub struct Mailbox {
     relay: Identity,
     config: MailboxConfig,
     store: MailboxStore,
-    /// sender → (window start, deposits in window)
-    windows: HashMap<PublicKey, (i64, u32)>,
+    per_sender: RateLimiter<PublicKey>,
+    per_token: RateLimiter<[u8; 32]>,
+    strangers: RateLimiter<()>,
+    verified: HashSet<[u8; 32]>,
+    /// Peers that use this relay (fetched their mail here, or hold a circuit
+    /// reservation), with when they were last seen doing so.
+    clients: HashMap<PublicKey, i64>,
 }
 
 impl Mailbox {
@@ -37,48 +79,90 @@ impl Mailbox {
     pub fn open(relay: Identity, config: MailboxConfig, db: &sled::Db) -> Result<Self, StoreError> {
         Ok(Self {
             relay,
+            per_sender: RateLimiter::new(config.deposits_per_sender_per_minute),
+            per_token: RateLimiter::new(config.deposits_per_token_per_minute),
+            strangers: RateLimiter::new(config.stranger_deposits_per_minute),
             config,
             store: MailboxStore::open(db)?,
-            windows: HashMap::new(),
+            verified: HashSet::new(),
+            clients: HashMap::new(),
         })
     }
 
-    /// Checks the limits and stores the envelope. Not yet durable: call
-    /// [`Mailbox::flush`] before handing out the receipt.
-    pub fn deposit(
+    /// The limits this relay runs with.
+    pub fn config(&self) -> &MailboxConfig {
+        &self.config
+    }
+
+    /// Checks the token and the limits, then stores the envelope (or finds
+    /// the copy already held). Not yet durable: call [`Mailbox::flush`]
+    /// before handing out the receipt. A refused deposit stores nothing.
+    pub(crate) fn deposit(
         &mut self,
         sender: PublicKey,
         recipient: PublicKey,
         envelope: Vec<u8>,
+        token: Option<&DeliveryToken>,
         now_ms: i64,
-    ) -> Result<CustodyReceipt, Refusal> {
-        self.rate_limit(sender, now_ms)?;
-        let item = self
-            .store
-            .deposit(&self.config, &recipient, &sender, envelope, now_ms)?;
-        Ok(CustodyReceipt::issue(
-            &self.relay,
-            recipient,
-            &item.envelope,
-            item.expires_at_ms,
-        ))
+    ) -> Result<Accepted, Refusal> {
+        self.per_sender.admit(sender, now_ms)?;
+        let size = envelope.len() as u64;
+        if size > self.config.max_envelope_bytes {
+            return Err(Refusal::TooLarge {
+                size,
+                limit: self.config.max_envelope_bytes,
+            });
+        }
+        let admitted = match self.check_token(token, &sender, &recipient, now_ms) {
+            Ok(id) => Admitted::Token(id),
+            Err(_) if self.config.stranger_bytes > 0 => Admitted::Stranger,
+            Err(error) => return Err(Refusal::Unauthorized(error)),
+        };
+        match admitted {
+            Admitted::Token(id) => self.per_token.admit(id, now_ms)?,
+            Admitted::Stranger => self.strangers.admit((), now_ms)?,
+        }
+        let stranger = matches!(admitted, Admitted::Stranger);
+        let stored = self.store.deposit(
+            &self.config,
+            &recipient,
+            &sender,
+            envelope,
+            stranger,
+            now_ms,
+        )?;
+        let held = stored.held();
+        Ok(Accepted {
+            receipt: CustodyReceipt::sign(&self.relay, recipient, held.hash, held.expires_at_ms),
+            stored,
+        })
     }
 
-    fn rate_limit(&mut self, sender: PublicKey, now_ms: i64) -> Result<(), Refusal> {
-        if self.windows.len() >= MAX_TRACKED_SENDERS {
-            self.windows
-                .retain(|_, (start, _)| now_ms - *start < MINUTE_MS);
+    /// The token's id if it lets `sender` deposit for `recipient` here now.
+    fn check_token(
+        &mut self,
+        token: Option<&DeliveryToken>,
+        sender: &PublicKey,
+        recipient: &PublicKey,
+        now_ms: i64,
+    ) -> Result<[u8; 32], TokenError> {
+        let token = token.ok_or(TokenError::Missing)?;
+        token.check_claims(recipient, &self.relay.public(), sender, now_ms)?;
+        let id = token.id();
+        if !self.verified.contains(&id) {
+            token.verify_signature()?;
+            if self.verified.len() >= MAX_VERIFIED_TOKENS {
+                self.verified.clear();
+            }
+            self.verified.insert(id);
         }
-        let window = self.windows.entry(sender).or_insert((now_ms, 0));
-        if now_ms - window.0 >= MINUTE_MS {
-            *window = (now_ms, 0);
-        }
-        if window.1 >= self.config.deposits_per_sender_per_minute {
-            let retry_after_secs = ((window.0 + MINUTE_MS - now_ms).max(0) as u64).div_ceil(1000);
-            return Err(Refusal::RateLimited { retry_after_secs });
-        }
-        window.1 += 1;
-        Ok(())
+        Ok(id)
+    }
+
+    /// Takes back a deposit whose flush failed: nothing of it stays stored
+    /// or counted.
+    pub(crate) fn undo(&self, recipient: &PublicKey, held: &Held) -> Result<(), StoreError> {
+        self.store.remove(recipient, &[held.id]).map(|_| ())
     }
 
     /// Makes every deposit so far durable.
@@ -108,7 +192,7 @@ impl Mailbox {
 
     /// Deletes `owner`'s acknowledged envelopes; returns how many.
     pub fn ack(&self, owner: &PublicKey, ids: &[u64]) -> Result<u64, StoreError> {
-        self.store.ack(owner, ids)
+        self.store.remove(owner, ids)
     }
 
     /// Deletes expired envelopes; returns how many.
@@ -119,5 +203,23 @@ impl Mailbox {
     /// Totals, for metrics.
     pub fn stats(&self) -> MailboxStats {
         self.store.stats()
+    }
+
+    /// `peer` uses this relay (it fetched its mail, or reserved a circuit).
+    pub(crate) fn note_client(&mut self, peer: PublicKey, now_ms: i64) {
+        if self.clients.len() >= MAX_CLIENTS && !self.clients.contains_key(&peer) {
+            // Forget the longest-unseen tenth.
+            let mut seen: Vec<i64> = self.clients.values().copied().collect();
+            seen.sort_unstable();
+            let cutoff = seen[seen.len() / 10];
+            self.clients.retain(|_, at| *at > cutoff);
+        }
+        self.clients.insert(peer, now_ms);
+    }
+
+    /// Whether `peer` is a client of this relay: it fetched here or holds a
+    /// circuit reservation, or has mail waiting here.
+    pub(crate) fn is_client(&self, peer: &PublicKey) -> bool {
+        self.clients.contains_key(peer) || self.store.has_mail(peer)
     }
 }

@@ -40,27 +40,50 @@ fn signed_bytes(relay: &PublicKey, recipient: &PublicKey, hash: &[u8; 32], until
 }
 
 impl CustodyReceipt {
-    /// Issues a receipt as `relay`.
+    /// Issues a receipt as `relay` for `envelope`.
     pub fn issue(
         relay: &Identity,
         recipient: PublicKey,
         envelope: &[u8],
         held_until_ms: i64,
     ) -> Self {
-        let hash = envelope_hash(envelope);
+        Self::sign(relay, recipient, envelope_hash(envelope), held_until_ms)
+    }
+
+    /// Issues a receipt as `relay` for the envelope with `envelope_hash`.
+    pub fn sign(
+        relay: &Identity,
+        recipient: PublicKey,
+        envelope_hash: [u8; 32],
+        held_until_ms: i64,
+    ) -> Self {
         let signature = relay.sign(&signed_bytes(
             &relay.public(),
             &recipient,
-            &hash,
+            &envelope_hash,
             held_until_ms,
         ));
         Self {
             relay: relay.public(),
             recipient,
-            envelope_hash: hash,
+            envelope_hash,
             held_until_ms,
             signature,
         }
+    }
+
+    /// What a sender checks before it counts a receipt as custody: signed by
+    /// the relay it deposited at, for the recipient and envelope it sent.
+    pub fn confirms(
+        &self,
+        relay: &PublicKey,
+        recipient: &PublicKey,
+        envelope_hash: &[u8; 32],
+    ) -> bool {
+        self.relay == *relay
+            && self.recipient == *recipient
+            && self.envelope_hash == *envelope_hash
+            && self.verify().is_ok()
     }
 
     /// Checks the relay's signature.

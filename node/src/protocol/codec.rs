@@ -165,7 +165,7 @@ frame_codec!(
     MAX_RESPONSE_BYTES
 );
 
-/// The codec of `/meshchat/mailbox/1`.
+/// The codec of `/meshchat/mailbox/2`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MailboxCodec;
 

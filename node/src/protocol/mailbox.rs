@@ -1,19 +1,26 @@
-//! Messages of `/meshchat/mailbox/1`: depositing envelopes at a relay for an
+//! Messages of `/meshchat/mailbox/2`: depositing envelopes at a relay for an
 //! offline recipient, and the recipient fetching and acknowledging them.
 //!
 //! The relay authenticates the requester by its Noise-verified PeerId: only a
 //! mailbox's owner may fetch or acknowledge it, and a stranger asking for
-//! another peer's mail simply sees its own (empty) mailbox.
+//! another peer's mail simply sees its own (empty) mailbox. A deposit carries
+//! the recipient's delivery token; peers hand each other tokens over this
+//! protocol too.
+//!
+//! Version 2: `Deposit` carries a token and `Tokens` was added (version 1
+//! relays took mail from anyone).
 
 use libp2p::StreamProtocol;
 use meshchat_crdt::PublicKey;
 use serde::{Deserialize, Serialize};
 
 use super::wire::WireError;
-use crate::mailbox::{CustodyReceipt, MailItem, Refusal};
+use crate::mailbox::{CustodyReceipt, DeliveryToken, MailItem, Refusal};
 
 /// The protocol id.
-pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshchat/mailbox/1");
+pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshchat/mailbox/2");
+/// Most tokens one `Tokens` request carries (a profile lists at most 8 relays).
+pub const MAX_TOKENS_PER_REQUEST: usize = 16;
 /// Largest mailbox request frame (an envelope of up to a relay's limit, 1 MiB by default).
 pub const MAILBOX_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// Largest mailbox response frame (one page of mail).
@@ -31,6 +38,10 @@ pub enum Envelope {
 }
 
 /// A mailbox request.
+// A deposit's token makes it the largest variant (~230 bytes); requests are
+// decoded, handled and dropped one at a time, so boxing would only burden
+// every caller.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum MailboxRequest {
@@ -41,6 +52,10 @@ pub enum MailboxRequest {
         /// Opaque bytes (a frame of signed changes; the relay does not read it).
         #[serde(with = "serde_bytes")]
         envelope: Vec<u8>,
+        /// The recipient's permission to leave mail at this relay; without
+        /// one, only a relay with a stranger budget takes it.
+        #[serde(default)]
+        token: Option<DeliveryToken>,
     },
     /// The requester's own mail after id `after`, at most `limit` items.
     Fetch {
@@ -56,6 +71,13 @@ pub enum MailboxRequest {
     },
     /// From a relay to a connected owner: you have new mail, fetch it.
     Notify,
+    /// From a peer to someone who sends it mail: tokens signed by the
+    /// requester for its relays (at most [`MAX_TOKENS_PER_REQUEST`]).
+    /// Answered with [`MailboxResponse::Noted`].
+    Tokens {
+        /// Delivery tokens naming the requester as recipient.
+        tokens: Vec<DeliveryToken>,
+    },
 }
 
 /// A mailbox response.
@@ -78,7 +100,7 @@ pub enum MailboxResponse {
         /// How many were deleted.
         removed: u64,
     },
-    /// Notification received.
+    /// Notification (or tokens) received.
     Noted,
     /// This node does not run a mailbox service.
     NotARelay,

@@ -11,11 +11,12 @@ mod wire;
 pub use codec::{decode_frame, encode_frame, DirectCodec, Inbound, MailboxCodec};
 pub use mailbox::{
     Envelope, MailboxRequest, MailboxResponse, MAILBOX_MAX_REQUEST_BYTES,
-    MAILBOX_MAX_RESPONSE_BYTES, MAILBOX_PAGE_BYTES, MAILBOX_PROTOCOL,
+    MAILBOX_MAX_RESPONSE_BYTES, MAILBOX_PAGE_BYTES, MAILBOX_PROTOCOL, MAX_TOKENS_PER_REQUEST,
 };
 pub use records::{
     peer_of_profile_key, profile_dht_key, Heartbeat, Profile, RecordError, SignedProfile,
-    MAX_NAME_CHARS, MAX_PROFILE_BYTES, MAX_PROFILE_RELAYS, MAX_STATUS_CHARS,
+    MAX_NAME_CHARS, MAX_PROFILE_BYTES, MAX_PROFILE_RECORD_BYTES, MAX_PROFILE_RELAYS,
+    MAX_STATUS_CHARS,
 };
 pub use wire::{
     GossipMessage, RejectedChange, Request, Response, WireError, DIRECT_PROTOCOL,

@@ -9,6 +9,9 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// Largest encoded profile body.
 pub const MAX_PROFILE_BYTES: usize = 4 * 1024;
+/// Largest profile record (a signed profile as published in the DHT): the
+/// largest body plus the key, the signature and their CBOR framing.
+pub const MAX_PROFILE_RECORD_BYTES: usize = MAX_PROFILE_BYTES + 160;
 /// Longest display name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 /// Longest "about" status, in characters.
@@ -196,6 +199,27 @@ impl SignedProfile {
     }
 }
 
+impl SignedProfile {
+    /// Decodes and verifies a DHT record strictly: at most
+    /// [`MAX_PROFILE_RECORD_BYTES`], and byte for byte the canonical encoding
+    /// of what was decoded, so a record cannot carry anything the signature
+    /// does not cover (extra fields, padding, odd encodings).
+    pub fn from_record_bytes(bytes: &[u8]) -> Result<(Self, Profile), RecordError> {
+        if bytes.len() > MAX_PROFILE_RECORD_BYTES {
+            return Err(RecordError::Invalid(format!(
+                "record larger than {MAX_PROFILE_RECORD_BYTES} bytes"
+            )));
+        }
+        let (signed, profile) = Self::from_bytes(bytes)?;
+        if signed.to_bytes() != bytes {
+            return Err(RecordError::Invalid(
+                "record carries bytes the signature does not cover".into(),
+            ));
+        }
+        Ok((signed, profile))
+    }
+}
+
 /// The DHT key under which `peer` publishes its profile.
 pub fn profile_dht_key(peer: &PublicKey) -> Vec<u8> {
     [PROFILE_KEY_PREFIX, peer.as_bytes()].concat()
@@ -294,6 +318,68 @@ mod tests {
         let mut replayed_as_leaving = beat;
         replayed_as_leaving.leaving = true;
         assert_eq!(replayed_as_leaving.verify(), Err(RecordError::BadSignature));
+    }
+
+    #[test]
+    fn dht_records_carry_nothing_unsigned() {
+        #[derive(Serialize)]
+        struct Padded<'a> {
+            peer: PublicKey,
+            #[serde(with = "serde_bytes")]
+            body: &'a [u8],
+            #[serde(with = "serde_bytes")]
+            signature: &'a [u8],
+            #[serde(with = "serde_bytes")]
+            padding: Vec<u8>,
+        }
+        let alice = Identity::generate();
+        let signed = profile(1).sign(&alice).unwrap();
+        assert!(SignedProfile::from_record_bytes(&signed.to_bytes()).is_ok());
+        // The same signed profile with an unsigned field: the lenient decoder
+        // takes it, the DHT does not.
+        let padded = cbor(&Padded {
+            peer: signed.peer,
+            body: &signed.body,
+            signature: &signed.signature,
+            padding: vec![0; 64],
+        });
+        assert!(SignedProfile::from_bytes(&padded).is_ok());
+        assert!(matches!(
+            SignedProfile::from_record_bytes(&padded),
+            Err(RecordError::Invalid(_))
+        ));
+        // The largest body a profile may have (4 KiB, here with a field this
+        // version does not know, which is signed and so allowed) fits.
+        #[derive(Serialize)]
+        struct Future {
+            relays: Vec<Multiaddr>,
+            updated_at_ms: i64,
+            version: u64,
+            #[serde(with = "serde_bytes")]
+            extra: Vec<u8>,
+        }
+        let future = |n| Future {
+            relays: vec![],
+            updated_at_ms: 0,
+            version: 1,
+            extra: vec![0; n],
+        };
+        let overhead = cbor(&future(1000)).len() - 1000;
+        let body = cbor(&future(MAX_PROFILE_BYTES - overhead));
+        assert_eq!(body.len(), MAX_PROFILE_BYTES);
+        let largest = SignedProfile {
+            peer: alice.public(),
+            signature: alice
+                .sign(&profile_message(&alice.public(), &body))
+                .to_vec(),
+            body,
+        };
+        assert!(SignedProfile::from_record_bytes(&largest.to_bytes()).is_ok());
+        let oversize = vec![0u8; MAX_PROFILE_RECORD_BYTES + 1];
+        assert!(matches!(
+            SignedProfile::from_record_bytes(&oversize),
+            Err(RecordError::Invalid(_))
+        ));
     }
 
     #[test]
