@@ -3,14 +3,17 @@
 use std::time::Duration;
 
 use libp2p::{
-    autonat, dcutr, gossipsub, identify,
+    autonat, connection_limits, dcutr, gossipsub, identify,
     identity::Keypair,
-    kad, mdns, ping, relay, request_response,
+    kad, mdns, memory_connection_limits, ping, relay, request_response,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
     StreamProtocol,
 };
 
-use crate::protocol::{DirectCodec, MailboxCodec, DIRECT_PROTOCOL, MAILBOX_PROTOCOL};
+use crate::{
+    limits::Limits,
+    protocol::{DirectCodec, MailboxCodec, DIRECT_PROTOCOL, MAILBOX_PROTOCOL},
+};
 
 /// The identify protocol version string.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/meshchat/id/1";
@@ -19,6 +22,14 @@ pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshchat/k
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    // The limits come first: a refused connection is refused before any
+    // other protocol allocates state for it.
+    /// Per-peer and handshake limits, which nobody bypasses.
+    pub(crate) limits_everyone: connection_limits::Behaviour,
+    /// Total, inbound and dialling limits; contacts and relays bypass them.
+    pub(crate) limits: connection_limits::Behaviour,
+    /// No new connections while the process is short of memory.
+    pub(crate) memory_limit: memory_connection_limits::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -55,6 +66,7 @@ impl Behaviour {
         enable_mdns: bool,
         relay_server: bool,
         agent_version: String,
+        limits: Limits,
     ) -> Result<Self, BehaviourError> {
         let peer_id = key.public().to_peer_id();
         let identify = identify::Behaviour::new(
@@ -107,19 +119,26 @@ impl Behaviour {
         } else {
             None
         };
+        // A request frame may be 4 MiB and is read whole before it is
+        // handled: the stream bound caps what one connection can make the
+        // node hold (16 x 4 MiB by default); libp2p drops inbound streams
+        // beyond it.
         let direct = request_response::Behaviour::new(
             [(DIRECT_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(Duration::from_secs(30))
-                .with_max_concurrent_streams(64),
+                .with_max_concurrent_streams(limits.max_streams_per_connection),
         );
         let mailbox = request_response::Behaviour::new(
             [(MAILBOX_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(Duration::from_secs(30))
-                .with_max_concurrent_streams(64),
+                .with_max_concurrent_streams(limits.max_streams_per_connection),
         );
         Ok(Self {
+            limits_everyone: limits.everyone(),
+            limits: limits.shared(),
+            memory_limit: limits.memory(),
             identify,
             ping: ping::Behaviour::default(),
             kad,

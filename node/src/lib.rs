@@ -12,6 +12,7 @@ pub mod control;
 mod data_dir;
 pub mod invite;
 mod keys;
+pub mod limits;
 pub mod mailbox;
 mod presence;
 pub mod protocol;

@@ -67,6 +67,7 @@ impl Actor {
                 reply,
             } => {
                 let _ = reply.send(self.add_contact(peer, name, addrs, relays));
+                self.sync_limit_bypass();
             }
             Command::Contacts { reply } => {
                 let _ = reply.send(self.chats.store().contacts().map_err(Into::into));
@@ -112,7 +113,15 @@ impl Actor {
                 }
                 let _ = reply.send(result);
             }
-            Command::Social(command) => self.on_social_command(command).await,
+            Command::Social(command) => {
+                use crate::social::SocialCommand as S;
+                let contacts_change =
+                    matches!(command, S::RemoveContact { .. } | S::SetBlocked { .. });
+                self.on_social_command(command).await;
+                if contacts_change {
+                    self.sync_limit_bypass();
+                }
+            }
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
     }

@@ -108,6 +108,8 @@ pub(crate) struct Actor {
     /// The media task; aborted when the actor stops.
     _media: crate::blobs::MediaTask,
     _lock: DirLock,
+    /// Peers exempt from the shared connection limits (contacts, relays).
+    limit_bypass: HashSet<PeerId>,
 }
 
 /// Starts a node on `dir` (which must be initialised) with `config`.
@@ -142,6 +144,7 @@ pub async fn spawn_with(
         config.mailbox.is_some(),
         config.idle_timeout(),
         agent_version,
+        config.limits.resolve(config.mailbox.is_some()),
     )?;
     for addr in &config.listen {
         swarm
@@ -199,7 +202,9 @@ pub async fn spawn_with(
         blobs: blobs.clone(),
         _media: media,
         _lock: lock,
+        limit_bypass: HashSet::new(),
     };
+    actor.sync_limit_bypass();
     actor.ensure_own_profile(dir.profile().name)?;
     // Wait until every listener is up, so callers can read real addresses.
     actor.await_listeners().await?;

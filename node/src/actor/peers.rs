@@ -99,6 +99,26 @@ impl Actor {
     }
 }
 
+impl Actor {
+    /// Exempts contacts (unless blocked) and configured relays from the
+    /// shared connection limits, and nobody else.
+    pub(super) fn sync_limit_bypass(&mut self) {
+        let mut wanted: HashSet<PeerId> = self.config.relay_peers().into_iter().collect();
+        match self.chats.store().contacts() {
+            Ok(contacts) => wanted.extend(contacts.iter().filter(|c| !c.blocked).map(|c| c.peer)),
+            Err(error) => tracing::warn!(%error, "cannot read contacts for the connection limits"),
+        }
+        let limits = &mut self.swarm.behaviour_mut().limits;
+        for gone in self.limit_bypass.difference(&wanted) {
+            limits.remove_peer_id(gone);
+        }
+        for new in wanted.difference(&self.limit_bypass) {
+            limits.bypass_peer_id(new);
+        }
+        self.limit_bypass = wanted;
+    }
+}
+
 pub(crate) fn is_unspecified(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| match p {
         Protocol::Ip4(ip) => ip.is_unspecified(),
