@@ -13,6 +13,7 @@ use libp2p::{
 use crate::{
     limits::Limits,
     protocol::{DirectCodec, MailboxCodec, DIRECT_PROTOCOL, MAILBOX_PROTOCOL},
+    scoring,
 };
 
 /// The identify protocol version string.
@@ -106,11 +107,16 @@ impl Behaviour {
             .max_transmit_size(1024 * 1024)
             .build()
             .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
-        let gossipsub = gossipsub::Behaviour::new(
+        let mut gossipsub = gossipsub::Behaviour::new(
             gossipsub::MessageAuthenticity::Signed(key.clone()),
             gossip_config,
         )
         .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
+        // A peer whose frames the node rejects loses score and, after a
+        // few, is graylisted and pruned (see `scoring`).
+        gossipsub
+            .with_peer_score(scoring::peer_score_params(), scoring::thresholds())
+            .map_err(BehaviourError::Gossipsub)?;
         let mdns = if enable_mdns {
             Some(mdns::tokio::Behaviour::new(
                 mdns::Config::default(),

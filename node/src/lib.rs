@@ -16,6 +16,7 @@ pub mod limits;
 pub mod mailbox;
 mod presence;
 pub mod protocol;
+pub mod scoring;
 mod social;
 mod store;
 pub mod transport;

@@ -8,21 +8,30 @@
 
 mod common;
 
-use std::io;
+use std::{io, time::Duration};
 
 use common::{Peer, WAIT};
 use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::{
-    noise,
+    gossipsub, noise,
     request_response::{self, ProtocolSupport},
     swarm::{dial_opts::DialOpts, dial_opts::PeerCondition, dummy, NetworkBehaviour, SwarmEvent},
     tcp, yamux, Multiaddr, StreamProtocol, Swarm,
 };
-use meshchat_node::{limits::LimitsConfig, protocol::DIRECT_PROTOCOL, Event, NodeConfig};
+use meshchat_node::{
+    crdt::ChatId,
+    limits::LimitsConfig,
+    protocol::{group_topic, DIRECT_PROTOCOL},
+    scoring::GRAYLIST_THRESHOLD,
+    Event, NodeConfig, PeerId,
+};
+use tokio::sync::mpsc;
 
 /// A bare swarm with a fresh identity over TCP, keeping idle connections
 /// open for the whole test (so only the node can close them).
-fn bare_swarm<B: NetworkBehaviour>(behaviour: impl FnOnce() -> B) -> Swarm<B> {
+fn bare_swarm<B: NetworkBehaviour>(
+    behaviour: impl FnOnce(&libp2p::identity::Keypair) -> B,
+) -> Swarm<B> {
     libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -31,7 +40,7 @@ fn bare_swarm<B: NetworkBehaviour>(behaviour: impl FnOnce() -> B) -> Swarm<B> {
             yamux::Config::default,
         )
         .unwrap()
-        .with_behaviour(|_| behaviour())
+        .with_behaviour(|key| behaviour(key))
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(WAIT * 10))
         .build()
@@ -110,7 +119,7 @@ async fn a_peer_opening_a_thousand_connections_gets_its_share_and_honest_peers_a
     let addr = node.addrs().await.remove(0);
     let per_peer = NodeConfig::loopback().limits.resolve(false).max_per_peer as usize;
 
-    let mut attacker = bare_swarm(|| dummy::Behaviour);
+    let mut attacker = bare_swarm(|_| dummy::Behaviour);
     for _ in 0..1000 {
         dial_again(&mut attacker, &node, &addr);
     }
@@ -158,7 +167,7 @@ async fn strangers_filling_the_inbound_slots_do_not_lock_out_a_contact() {
     let (tx, mut refusals) = tokio::sync::mpsc::channel(strangers);
     let mut tasks = Vec::new();
     for _ in 0..strangers {
-        let mut swarm = bare_swarm(|| dummy::Behaviour);
+        let mut swarm = bare_swarm(|_| dummy::Behaviour);
         dial_again(&mut swarm, &node, &addr);
         let tx = tx.clone();
         tasks.push(tokio::spawn(async move {
@@ -206,7 +215,7 @@ async fn no_new_connections_while_memory_is_short() {
     };
     let node = Peer::start_with("node", config).await;
     let addr = node.addrs().await.remove(0);
-    let mut stranger = bare_swarm(|| dummy::Behaviour);
+    let mut stranger = bare_swarm(|_| dummy::Behaviour);
     dial_again(&mut stranger, &node, &addr);
     let mut outcomes = Outcomes::default();
     drive_until(
@@ -287,7 +296,7 @@ async fn a_flood_of_large_requests_on_one_connection_is_bounded() {
         streams < flood,
         "the per-connection bound must be below a flood"
     );
-    let mut attacker = bare_swarm(|| {
+    let mut attacker = bare_swarm(|_| {
         request_response::Behaviour::with_codec(
             StallingCodec,
             [(DIRECT_PROTOCOL, ProtocolSupport::Outbound)],
@@ -325,4 +334,129 @@ async fn a_flood_of_large_requests_on_one_connection_is_bounded() {
     });
     still_served(&honest, &mut node, "served despite the flood").await;
     attacker_task.abort();
+}
+
+/// A bare gossipsub peer on a group's topic, run by its own task: publishes
+/// what it is given, reports the frames it receives.
+struct GossipAttacker {
+    id: PeerId,
+    publish: mpsc::Sender<Vec<u8>>,
+    received: mpsc::Receiver<Vec<u8>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GossipAttacker {
+    /// Connects to `target` and returns once `target` has seen it subscribe.
+    async fn join(chat: ChatId, target: &Peer) -> Self {
+        let mut swarm = bare_swarm(|key| {
+            gossipsub::Behaviour::<gossipsub::IdentityTransform>::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossipsub::Config::default(),
+            )
+            .unwrap()
+        });
+        let id = *swarm.local_peer_id();
+        swarm
+            .behaviour_mut()
+            .subscribe(&group_topic(&chat))
+            .unwrap();
+        swarm.dial(target.addrs().await.remove(0)).unwrap();
+        let target_id = target.peer_id();
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, .. }) =
+                    swarm.select_next_some().await
+                {
+                    if peer_id == target_id {
+                        return;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("the node never saw the attacker subscribe");
+        let (publish, mut to_publish) = mpsc::channel::<Vec<u8>>(16);
+        let (report, received) = mpsc::channel(64);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    Some(frame) = to_publish.recv() => {
+                        swarm.behaviour_mut().publish(group_topic(&chat), frame).unwrap();
+                    }
+                    event = swarm.select_next_some() => {
+                        if let SwarmEvent::Behaviour(gossipsub::Event::Message { message, .. }) = event {
+                            let _ = report.try_send(message.data);
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            id,
+            publish,
+            received,
+            task,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gossip_peer_whose_frames_are_rejected_is_graylisted_and_cut_off() {
+    let mut ann = Peer::start("ann").await;
+    let mut ben = Peer::start("ben").await;
+    ann.add(&ben).await;
+    let chat = ann
+        .node
+        .create_group("guarded", vec![ben.peer_id()])
+        .await
+        .unwrap();
+    ben.wait_for("the invitation", |e| {
+        matches!(e, Event::GroupJoined { chat: c } if *c == chat).then_some(())
+    })
+    .await;
+    let mut attacker = GossipAttacker::join(chat, &ann).await;
+
+    // Subscribed to the topic, the attacker is sent the group's frames (once
+    // ann has heard of its subscription: a message sent before that misses it).
+    let started = tokio::time::Instant::now();
+    for n in 0.. {
+        ann.node.send(chat, format!("before {n}")).await.unwrap();
+        let wait = tokio::time::timeout(Duration::from_millis(500), attacker.received.recv());
+        if let Ok(Some(_)) = wait.await {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "a subscriber is never sent the group's frames"
+        );
+    }
+
+    // Three frames the node rejects.
+    for n in 0..3u8 {
+        attacker.publish.send(vec![1, 0xff, 0x13, n]).await.unwrap();
+        ann.wait_for("the rejection", |e| match e {
+            Event::Rejected { peer, .. } if *peer == attacker.id => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+    let score = ann.node.gossip_score(attacker.id).await.unwrap();
+    assert!(
+        score.is_some_and(|s| s < GRAYLIST_THRESHOLD),
+        "score after three rejected frames: {score:?}"
+    );
+
+    // Graylisted: the group's next message reaches ben but not the attacker.
+    while attacker.received.try_recv().is_ok() {}
+    ann.node.send(chat, "after").await.unwrap();
+    ben.wait_for("the group's next message", |e| match e {
+        Event::Message { message, .. } if message.text == "after" => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(
+        attacker.received.try_recv().is_err(),
+        "a graylisted peer was still sent the group's frames"
+    );
+    attacker.task.abort();
 }

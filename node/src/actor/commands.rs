@@ -122,6 +122,9 @@ impl Actor {
                     self.sync_limit_bypass();
                 }
             }
+            Command::GossipScore { peer, reply } => {
+                let _ = reply.send(Ok(self.swarm.behaviour().gossipsub.peer_score(&peer)));
+            }
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
     }
