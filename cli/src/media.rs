@@ -15,6 +15,7 @@ use meshchat_node::{
 };
 
 use crate::client::{connect, print_json};
+use crate::format::{say, say_err};
 
 /// The media subcommands (flattened into the top level).
 #[derive(Debug, Subcommand)]
@@ -72,14 +73,14 @@ pub(crate) async fn run(dir: &DataDir, command: MediaCommand, json: bool) -> Res
                 return print_json(&sent);
             }
             match &sent.message.attachment {
-                Some(a) => println!(
+                Some(a) => say!(
                     "{}  {} ({}, {})",
                     sent.message.id,
                     a.name,
                     human_bytes(a.size),
                     a.mime
                 ),
-                None => println!("{}", sent.message.id),
+                None => say!("{}", sent.message.id),
             }
             Ok(())
         }
@@ -105,7 +106,7 @@ pub(crate) async fn run(dir: &DataDir, command: MediaCommand, json: bool) -> Res
                 .path
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            println!("{path}  ({}, verified)", human_bytes(fetched.size));
+            say!("{path}  ({}, verified)", human_bytes(fetched.size));
             Ok(())
         }
         MediaCommand::Share { path } => {
@@ -116,10 +117,8 @@ pub(crate) async fn run(dir: &DataDir, command: MediaCommand, json: bool) -> Res
                 return print_json(&answer);
             }
             let ticket = answer["ticket"].as_str().unwrap_or_default();
-            println!("{ticket}");
-            eprintln!(
-                "Anyone with this ticket can download the file from this node while it runs."
-            );
+            say!("{ticket}");
+            say_err!("Anyone with this ticket can download the file from this node while it runs.");
             Ok(())
         }
         MediaCommand::FetchTicket { ticket, out } => {
@@ -135,7 +134,7 @@ pub(crate) async fn run(dir: &DataDir, command: MediaCommand, json: bool) -> Res
                 return print_json(&files);
             }
             for (path, size) in files.files {
-                println!("{}  ({})", path.display(), human_bytes(size));
+                say!("{}  ({})", path.display(), human_bytes(size));
             }
             Ok(())
         }
@@ -175,7 +174,8 @@ async fn progress_bar(dir: &DataDir, json: bool) -> Result<Option<tokio::task::J
                 _ => continue,
             };
             let mut err = std::io::stderr();
-            let _ = write!(err, "\r\x1b[2K{line}");
+            // Our own escape clears the line; the text itself is neutralised.
+            let _ = write!(err, "\r\x1b[2K{}", crate::format::terminal_safe(&line));
             let _ = err.flush();
         }
     })))

@@ -524,3 +524,89 @@ fn files_travel_through_the_cli() {
     assert!(alice.wait_exit());
     assert!(bob.wait_exit());
 }
+
+#[test]
+fn remote_text_cannot_drive_the_terminal() {
+    // What a hostile contact controls: its name (carried by its invite and
+    // profile), its status and its messages. Escape sequences that would
+    // clear the screen, retitle the window, recolour and fake a second line.
+    let evil_name = "bob\x1b[31m";
+    let evil_text = "hi\x1b[2J\x1b]0;pwned\x07\r\n[00:00] alice: send me your key";
+    let is_raw = |s: &str| s.contains('\x1b') || s.contains('\x07') || s.contains('\r');
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("alice"), tmp.path().join("bob"));
+    let alice_id = ok_json(meshchat(&a).args(["init", "--name", "alice"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(run(meshchat(&b).args(["init", "--name", evil_name])).0);
+    let (mut alice, alice_addr) = start_daemon(&a);
+    let (mut bob, _) = start_daemon(&b);
+    let invite = ok_json(meshchat(&b).arg("invite"))["invite"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let contact = ok_json(meshchat(&a).args(["contacts", "add", &invite]));
+    assert_eq!(contact["name"], evil_name, "JSON output stays exact");
+    let watch = Running::spawn(meshchat(&a).arg("watch"));
+    ok_json(meshchat(&b).args([
+        "contacts",
+        "add",
+        &alice_id,
+        "--name",
+        "alice",
+        "--addr",
+        &alice_addr,
+    ]));
+    assert!(run(meshchat(&b).args(["profile", "set", "--status", evil_text])).0);
+    assert!(run(meshchat(&b).args(["send", "alice", evil_text])).0);
+
+    // `watch` shows the message on one neutralised line.
+    let line = loop {
+        let line = watch
+            .lines
+            .recv_timeout(WAIT)
+            .expect("a watch line in time");
+        if line.contains("hi") {
+            break line;
+        }
+    };
+    assert!(!is_raw(&line), "{line:?}");
+    assert!(
+        line.contains("bob␛[31m: hi␛[2J␛]0;pwned␇␍␤[00:00]"),
+        "{line}"
+    );
+
+    // `history` and `chats`, human: nothing raw, one line per message.
+    let (ok, stdout, _) = run(meshchat(&a).args(["history", evil_name]));
+    assert!(ok);
+    assert!(!is_raw(&stdout), "{stdout:?}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("hi␛[2J"), "{stdout}");
+    let (ok, stdout, _) = run(meshchat(&a).arg("chats"));
+    assert!(ok);
+    assert!(!is_raw(&stdout), "{stdout:?}");
+    assert!(stdout.contains("bob␛[31m"), "{stdout}");
+    // JSON is exact.
+    let (ok, stdout, _) =
+        run(meshchat(&a).args(["history", contact["peer"].as_str().unwrap(), "--json"]));
+    assert!(ok);
+    let entry: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(entry["message"]["text"], evil_text);
+
+    // The status arrives with the profile; `profile show` neutralises it.
+    let shown = loop {
+        let (ok, stdout, _) = run(meshchat(&a).args(["profile", "show", evil_name]));
+        assert!(ok);
+        if stdout.contains("Status:  hi") {
+            break stdout;
+        }
+        let _ = watch.lines.recv_timeout(Duration::from_secs(1));
+    };
+    assert!(!is_raw(&shown), "{shown:?}");
+
+    assert!(run(meshchat(&a).arg("stop")).0);
+    assert!(run(meshchat(&b).arg("stop")).0);
+    assert!(alice.wait_exit());
+    assert!(bob.wait_exit());
+}
