@@ -610,3 +610,81 @@ fn remote_text_cannot_drive_the_terminal() {
     assert!(alice.wait_exit());
     assert!(bob.wait_exit());
 }
+
+#[test]
+fn the_daemon_keeps_its_data_dir_and_socket_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("alice");
+    assert!(run(meshchat(&a).args(["init", "--name", "alice"])).0);
+    assert_eq!(mode(&a), 0o700);
+
+    // Others may not write in the data dir: the daemon refuses and says how to fix it.
+    std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut refused = meshchat(&a)
+        .args([
+            "daemon",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A daemon that starts prints its ready line; one that refuses exits.
+    let mut first = String::new();
+    BufReader::new(refused.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    if !first.is_empty() {
+        let _ = refused.kill();
+        let _ = refused.wait();
+        panic!("a world-writable data dir was accepted: {first}");
+    }
+    let out = refused.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("chmod 700 {}", a.display())),
+        "{stderr}"
+    );
+
+    // Readable by others is allowed; the socket is still out of their reach.
+    std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (mut alice, _) = start_daemon(&a);
+    let socket = std::fs::read_dir(&a)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .collect()
+            } else {
+                vec![path]
+            }
+        })
+        .find(|p| {
+            std::fs::symlink_metadata(p).is_ok_and(|m| {
+                use std::os::unix::fs::FileTypeExt;
+                m.file_type().is_socket()
+            })
+        })
+        .expect("a control socket in the data dir");
+    assert_eq!(mode(&socket), 0o600);
+    let parent = socket.parent().unwrap();
+    assert_eq!(
+        mode(parent),
+        0o700,
+        "the socket's directory: {}",
+        parent.display()
+    );
+    assert!(run(meshchat(&a).arg("stop")).0);
+    assert!(alice.wait_exit());
+}

@@ -124,6 +124,7 @@ pub async fn spawn_with(
     config: NodeConfig,
     options: SpawnOptions,
 ) -> Result<Node, SpawnError> {
+    dir.check_private()?;
     let lock = dir.lock()?;
     let identity = dir.identity()?;
     let store = Store::open_with_cache(&dir.db_path(), options.store_cache_bytes)?;
