@@ -9,8 +9,7 @@ use meshchat_node::{
 };
 use serde::Serialize;
 
-use crate::format::{self, Names};
-use crate::format::{say, say_err};
+use crate::format::{self, say, say_err, Names};
 
 pub(crate) fn print_json(value: &impl Serialize) -> Result<()> {
     println!("{}", serde_json::to_string(value)?);

@@ -8,8 +8,10 @@ use meshchat_node::{
     DataDir,
 };
 
-use crate::client::{self, connect, names, print_json};
-use crate::format::{say, say_err};
+use crate::{
+    client::{self, connect, names, print_json},
+    format::{say, say_err},
+};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum GroupCommand {

@@ -14,8 +14,10 @@ use meshchat_node::{
     DataDir, Event, Sent,
 };
 
-use crate::client::{connect, print_json};
-use crate::format::{say, say_err};
+use crate::{
+    client::{connect, print_json},
+    format::{say, say_err},
+};
 
 /// The media subcommands (flattened into the top level).
 #[derive(Debug, Subcommand)]

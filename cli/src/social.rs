@@ -5,10 +5,9 @@ use anyhow::Result;
 use clap::Subcommand;
 use meshchat_node::{control::ControlRequest, DataDir, LastSeen, LastSeenPrivacy, PeerProfile};
 
-use crate::format::{say, say_err};
 use crate::{
     client::{connect, print_json},
-    format,
+    format::{self, say, say_err},
 };
 
 #[derive(Debug, Subcommand)]

@@ -66,8 +66,13 @@ impl Actor {
                 relays,
                 reply,
             } => {
-                let _ = reply.send(self.add_contact(peer, name, addrs, relays));
-                self.sync_limit_bypass();
+                let result = self.add_contact(peer, name, addrs, relays);
+                if let Ok(contact) = &result {
+                    if !contact.blocked {
+                        self.exempt_from_limits(contact.peer);
+                    }
+                }
+                let _ = reply.send(result);
             }
             Command::Contacts { reply } => {
                 let _ = reply.send(self.chats.store().contacts().map_err(Into::into));

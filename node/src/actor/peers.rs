@@ -117,6 +117,13 @@ impl Actor {
         }
         self.limit_bypass = wanted;
     }
+
+    /// Exempts one new contact from the shared connection limits.
+    pub(super) fn exempt_from_limits(&mut self, peer: PeerId) {
+        if self.limit_bypass.insert(peer) {
+            self.swarm.behaviour_mut().limits.bypass_peer_id(&peer);
+        }
+    }
 }
 
 pub(crate) fn is_unspecified(addr: &Multiaddr) -> bool {
