@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use libp2p::{
+    allow_block_list::{self, BlockedPeers},
     autonat, connection_limits, dcutr, gossipsub, identify,
     identity::Keypair,
     kad, mdns, memory_connection_limits, ping, relay, request_response,
@@ -31,6 +32,8 @@ pub(crate) struct Behaviour {
     pub(crate) limits: connection_limits::Behaviour,
     /// No new connections while the process is short of memory.
     pub(crate) memory_limit: memory_connection_limits::Behaviour,
+    /// Peers the user blocked: their connections are refused outright.
+    pub(crate) blocked: allow_block_list::Behaviour<BlockedPeers>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -145,6 +148,7 @@ impl Behaviour {
             limits_everyone: limits.everyone(),
             limits: limits.shared(),
             memory_limit: limits.memory(),
+            blocked: Default::default(),
             identify,
             ping: ping::Behaviour::default(),
             kad,

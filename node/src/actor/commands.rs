@@ -124,7 +124,7 @@ impl Actor {
                     matches!(command, S::RemoveContact { .. } | S::SetBlocked { .. });
                 self.on_social_command(command).await;
                 if contacts_change {
-                    self.sync_limit_bypass();
+                    self.sync_connection_gates();
                 }
             }
             Command::GossipScore { peer, reply } => {

@@ -205,7 +205,7 @@ pub async fn spawn_with(
         _lock: lock,
         limit_bypass: HashSet::new(),
     };
-    actor.sync_limit_bypass();
+    actor.sync_connection_gates();
     actor.ensure_own_profile(dir.profile().name)?;
     // Wait until every listener is up, so callers can read real addresses.
     actor.await_listeners().await?;

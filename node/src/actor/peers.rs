@@ -100,22 +100,41 @@ impl Actor {
 }
 
 impl Actor {
-    /// Exempts contacts (unless blocked) and configured relays from the
-    /// shared connection limits, and nobody else.
-    pub(super) fn sync_limit_bypass(&mut self) {
+    /// Brings the connection gates in line with the contacts: contacts (unless
+    /// blocked) and configured relays are exempt from the shared connection
+    /// limits, blocked peers cannot connect at all.
+    pub(super) fn sync_connection_gates(&mut self) {
         let mut wanted: HashSet<PeerId> = self.config.relay_peers().into_iter().collect();
+        let mut blocked = HashSet::new();
         match self.chats.store().contacts() {
-            Ok(contacts) => wanted.extend(contacts.iter().filter(|c| !c.blocked).map(|c| c.peer)),
+            Ok(contacts) => {
+                for contact in contacts {
+                    if contact.blocked {
+                        blocked.insert(contact.peer);
+                    } else {
+                        wanted.insert(contact.peer);
+                    }
+                }
+            }
             Err(error) => tracing::warn!(%error, "cannot read contacts for the connection limits"),
         }
-        let limits = &mut self.swarm.behaviour_mut().limits;
+        let behaviour = self.swarm.behaviour_mut();
         for gone in self.limit_bypass.difference(&wanted) {
-            limits.remove_peer_id(gone);
+            behaviour.limits.remove_peer_id(gone);
         }
         for new in wanted.difference(&self.limit_bypass) {
-            limits.bypass_peer_id(new);
+            behaviour.limits.bypass_peer_id(new);
         }
         self.limit_bypass = wanted;
+        let was_blocked: Vec<PeerId> = behaviour.blocked.blocked_peers().iter().copied().collect();
+        for peer in was_blocked {
+            if !blocked.contains(&peer) {
+                behaviour.blocked.unblock_peer(peer);
+            }
+        }
+        for peer in blocked {
+            behaviour.blocked.block_peer(peer);
+        }
     }
 
     /// Exempts one new contact from the shared connection limits.
