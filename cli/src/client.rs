@@ -9,7 +9,7 @@ use meshchat_node::{
 };
 use serde::Serialize;
 
-use crate::format::{self, Names};
+use crate::format::{self, say, say_err, Names};
 
 pub(crate) fn print_json(value: &impl Serialize) -> Result<()> {
     println!("{}", serde_json::to_string(value)?);
@@ -40,9 +40,9 @@ pub(crate) fn init(dir: &DataDir, name: Option<String>, json: bool) -> Result<()
     if json {
         print_json(&serde_json::json!({ "peer_id": peer, "data_dir": dir.root() }))
     } else {
-        println!("Created {}", dir.root().display());
-        println!("Your PeerId: {peer}");
-        println!("Next: start the daemon with `meshchat daemon`, then share `meshchat id`.");
+        say!("Created {}", dir.root().display());
+        say!("Your PeerId: {peer}");
+        say!("Next: start the daemon with `meshchat daemon`, then share `meshchat id`.");
         Ok(())
     }
 }
@@ -72,16 +72,14 @@ pub(crate) async fn id(dir: &DataDir, json: bool) -> Result<()> {
             "peer_id": peer, "addrs": addrs, "daemon_running": running
         }));
     }
-    println!("PeerId: {peer}");
+    say!("PeerId: {peer}");
     if running {
-        println!("Addresses (give one to your contacts):");
+        say!("Addresses (give one to your contacts):");
     } else {
-        println!(
-            "Configured addresses (the daemon is not running; start it with `meshchat daemon`):"
-        );
+        say!("Configured addresses (the daemon is not running; start it with `meshchat daemon`):");
     }
     for addr in addrs {
-        println!("  {addr}");
+        say!("  {addr}");
     }
     Ok(())
 }
@@ -93,17 +91,17 @@ pub(crate) async fn status(dir: &DataDir, json: bool) -> Result<()> {
         return print_json(&status);
     }
     let names = names(&mut client).await?;
-    println!("PeerId:      {}", status.peer_id);
-    println!("Listening:   {}", status.listen_addrs.len());
+    say!("PeerId:      {}", status.peer_id);
+    say!("Listening:   {}", status.listen_addrs.len());
     for addr in &status.listen_addrs {
-        println!("  {addr}");
+        say!("  {addr}");
     }
-    println!("Connected:   {}", status.connected.len());
+    say!("Connected:   {}", status.connected.len());
     for peer in &status.connected {
-        println!("  {} ({peer})", names.peer(peer));
+        say!("  {} ({peer})", names.peer(peer));
     }
-    println!("Chats:       {}", status.chats);
-    println!("Undelivered: {}", status.outbox);
+    say!("Chats:       {}", status.chats);
+    say!("Undelivered: {}", status.outbox);
     Ok(())
 }
 
@@ -135,14 +133,14 @@ pub(crate) async fn contacts_add(
     if json {
         return print_json(&contact);
     }
-    println!(
+    say!(
         "Added {} ({}) with {} address(es).",
         contact.name.as_deref().unwrap_or("contact"),
         contact.peer,
         contact.addrs.len()
     );
     if contact.addrs.is_empty() {
-        println!("No address given: meshchat will look them up on the local network and the DHT.");
+        say!("No address given: meshchat will look them up on the local network and the DHT.");
     }
     Ok(())
 }
@@ -157,17 +155,17 @@ pub(crate) async fn contacts_list(dir: &DataDir, json: bool) -> Result<()> {
         return Ok(());
     }
     if contacts.is_empty() {
-        println!("No contacts yet. Add one with `meshchat contacts add <INVITE>` (they print it with `meshchat invite`).");
+        say!("No contacts yet. Add one with `meshchat contacts add <INVITE>` (they print it with `meshchat invite`).");
     }
     for contact in contacts {
-        println!(
+        say!(
             "{:<16} {}{}",
             contact.name.as_deref().unwrap_or("-"),
             contact.peer,
             if contact.blocked { "  (blocked)" } else { "" }
         );
         for addr in contact.addrs {
-            println!("{:<16}   {addr}", "");
+            say!("{:<16}   {addr}", "");
         }
     }
     Ok(())
@@ -187,7 +185,7 @@ pub(crate) async fn send(
     if json {
         return print_json(&sent);
     }
-    println!("{}", sent.message.id);
+    say!("{}", sent.message.id);
     Ok(())
 }
 
@@ -201,7 +199,7 @@ pub(crate) async fn chats(dir: &DataDir, json: bool) -> Result<()> {
         return Ok(());
     }
     if chats.is_empty() {
-        println!("No chats yet. Start one with `meshchat send <PEER_ID|NAME> <TEXT>`.");
+        say!("No chats yet. Start one with `meshchat send <PEER_ID|NAME> <TEXT>`.");
     }
     let names = names(&mut client).await?;
     let me = meshchat_node::public_key_of(&names.me());
@@ -239,7 +237,7 @@ pub(crate) async fn chats(dir: &DataDir, json: bool) -> Result<()> {
             ),
             None => false,
         };
-        println!(
+        say!(
             "{}  {} {:<18} {:>9}  {}",
             &chat.id.to_string()[..12],
             if online { "●" } else { " " },
@@ -275,7 +273,7 @@ pub(crate) async fn history(
     }
     let names = names(&mut client).await?;
     for entry in &entries {
-        println!("{}", format::history_line(&names, entry, &entries));
+        say!("{}", format::history_line(&names, entry, &entries));
     }
     Ok(())
 }
@@ -285,18 +283,18 @@ pub(crate) async fn watch(dir: &DataDir, json: bool) -> Result<()> {
     let names = names(&mut client).await?;
     let mut events = client.watch().await?;
     if !json {
-        eprintln!("Watching events; Ctrl-C to stop.");
+        say_err!("Watching events; Ctrl-C to stop.");
     }
     while let Some(item) = events.next().await {
         match item? {
             WatchItem::Event(event) if json => print_json(&event)?,
-            WatchItem::Event(event) => println!("{}", describe(&names, &event)),
+            WatchItem::Event(event) => say!("{}", describe(&names, &event)),
             WatchItem::Lagged(n) if json => print_json(&serde_json::json!({ "lagged": n }))?,
-            WatchItem::Lagged(n) => println!("({n} events skipped: output fell behind)"),
+            WatchItem::Lagged(n) => say!("({n} events skipped: output fell behind)"),
         }
     }
     if !json {
-        eprintln!("The daemon stopped.");
+        say_err!("The daemon stopped.");
     }
     Ok(())
 }
@@ -370,7 +368,7 @@ pub(crate) async fn stop(dir: &DataDir, json: bool) -> Result<()> {
     if json {
         print_json(&serde_json::json!({ "stopped": true }))
     } else {
-        println!("The daemon is stopping.");
+        say!("The daemon is stopping.");
         Ok(())
     }
 }
@@ -387,7 +385,7 @@ pub(crate) async fn simple(
     if json {
         print_json(&result)
     } else {
-        println!("{done}");
+        say!("{done}");
         Ok(())
     }
 }
@@ -409,9 +407,9 @@ pub(crate) async fn export(
     if json {
         return print_json(&summary);
     }
-    println!("Wrote {} messages to {}:", summary.messages, out.display());
+    say!("Wrote {} messages to {}:", summary.messages, out.display());
     for file in summary.files {
-        println!("  {file}");
+        say!("  {file}");
     }
     Ok(())
 }
@@ -430,7 +428,7 @@ pub(crate) async fn message_info(
         return print_json(&info);
     }
     let names = names(&mut client).await?;
-    println!(
+    say!(
         "[{}] {} {}: {}",
         format::time(info.message.sent_at_ms),
         format::short_id(&info.message.id),
@@ -438,7 +436,7 @@ pub(crate) async fn message_info(
         info.message.text
     );
     if info.recipients.is_empty() {
-        println!("No delivery is tracked for this message.");
+        say!("No delivery is tracked for this message.");
     }
     for r in &info.recipients {
         let state = format!("{:?}", r.state).to_lowercase();
@@ -453,7 +451,7 @@ pub(crate) async fn message_info(
                 &format::time(until)[..10]
             )
         };
-        println!(
+        say!(
             "  {:<16} {state}{}{held}",
             names.key(&r.peer),
             format::ticks(Some(r.state))

@@ -4,6 +4,8 @@ use anyhow::{Context, Result};
 use meshchat_node::{control, DataDir, Multiaddr};
 use tokio_util::sync::CancellationToken;
 
+use crate::format::say;
+
 pub(crate) async fn run(
     dir: &DataDir,
     listen: Vec<Multiaddr>,
@@ -41,11 +43,11 @@ pub(crate) async fn run(
             serde_json::json!({ "peer_id": status.peer_id, "listen_addrs": status.listen_addrs })
         );
     } else {
-        println!("meshchat daemon running as {}", status.peer_id);
+        say!("meshchat daemon running as {}", status.peer_id);
         for addr in &status.listen_addrs {
-            println!("  listening on {addr}");
+            say!("  listening on {addr}");
         }
-        println!("Control socket: {}", dir.socket_path().display());
+        say!("Control socket: {}", dir.socket_path().display());
     }
     wait_for_stop(&cancel).await;
     cancel.cancel();
@@ -53,7 +55,7 @@ pub(crate) async fn run(
     let _ = server.await;
     let _ = std::fs::remove_file(dir.socket_path());
     if !json {
-        println!("meshchat daemon stopped");
+        say!("meshchat daemon stopped");
     }
     Ok(())
 }

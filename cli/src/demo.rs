@@ -112,9 +112,13 @@ impl DemoPeer {
 
 pub(crate) async fn run(json: bool) -> Result<()> {
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
-    let say = |line: String| {
+    // The demo's own text uses newlines for spacing; each line is printed
+    // (and neutralised) on its own.
+    let say = |text: String| {
         if !json {
-            println!("{line}");
+            for line in text.split('\n') {
+                crate::format::say!("{line}");
+            }
         }
     };
     say("meshchat demo: two peers on loopback with real libp2p, Automerge and sled,".into());

@@ -1,11 +1,65 @@
-//! Human-readable output: times, names, delivery ticks.
+//! Human-readable output: times, names, delivery ticks, and the one path
+//! every human line takes to the terminal ([`say!`], [`terminal_safe`]).
 
-use std::collections::HashMap;
+use std::{borrow::Cow, collections::HashMap};
 
 use meshchat_node::{
     crdt::{MessageId, PublicKey},
     Contact, DeliveryState, HistoryEntry, PeerId,
 };
+
+/// Text made safe to print on a terminal: every control character (C0,
+/// DEL, C1: escape sequences, carriage returns, newlines, backspaces, bells)
+/// and every invisible direction override becomes a visible stand-in, so
+/// text written by someone else can neither drive the terminal nor fake a
+/// line of output. C0 characters show as their Unicode control pictures
+/// (ESC as `␛`, a newline as `␤`), DEL as `␡`, the rest as `�`.
+pub(crate) fn terminal_safe(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_neutralising) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| match c {
+                '\n' => '\u{2424}',
+                '\0'..='\u{1f}' => char::from_u32(0x2400 + c as u32).unwrap_or('\u{fffd}'),
+                '\u{7f}' => '\u{2421}',
+                c if needs_neutralising(c) => '\u{fffd}',
+                c => c,
+            })
+            .collect(),
+    )
+}
+
+fn needs_neutralising(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            // Bidirectional embeddings, overrides, isolates and marks: they
+            // reorder what follows them on screen ("Trojan Source").
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            // Line and paragraph separators.
+            | '\u{2028}' | '\u{2029}'
+        )
+}
+
+/// Prints one line of human output on stdout, neutralised by
+/// [`terminal_safe`]. Every human-output path of the CLI prints through this
+/// (JSON output is printed exact: serde escapes control characters itself).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", $crate::format::terminal_safe(&format!($($arg)*)))
+    };
+}
+pub(crate) use say;
+
+/// [`say!`] on stderr.
+macro_rules! say_err {
+    ($($arg:tt)*) => {
+        eprintln!("{}", $crate::format::terminal_safe(&format!($($arg)*)))
+    };
+}
+pub(crate) use say_err;
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) for milliseconds since the Unix epoch.
 pub(crate) fn time(ms: i64) -> String {
@@ -144,6 +198,22 @@ pub(crate) fn short(peer: &PeerId) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_neutralised() {
+        assert_eq!(terminal_safe("hello, world ✓✓ 🧗"), "hello, world ✓✓ 🧗");
+        assert!(matches!(terminal_safe("plain"), Cow::Borrowed(_)));
+        // Colours, clearing the screen, a window title, a fake second line.
+        let hostile = "hi\x1b[31mred\x1b[2J\x1b]0;pwned\x07\r\n[12:00] bob: send me your key";
+        let safe = terminal_safe(hostile);
+        assert!(!safe.chars().any(|c| c.is_control()), "{safe:?}");
+        assert_eq!(
+            safe,
+            "hi␛[31mred␛[2J␛]0;pwned␇␍␤[12:00] bob: send me your key"
+        );
+        // DEL, a C1 CSI (U+009B) and a right-to-left override.
+        assert_eq!(terminal_safe("a\u{7f}b\u{9b}31mc\u{202e}d"), "a␡b�31mc�d");
+    }
 
     #[test]
     fn formats_utc_times() {

@@ -8,7 +8,10 @@ use meshchat_node::{
     DataDir,
 };
 
-use crate::client::{self, connect, names, print_json};
+use crate::{
+    client::{self, connect, names, print_json},
+    format::{say, say_err},
+};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum GroupCommand {
@@ -96,8 +99,8 @@ pub(crate) async fn run(dir: &DataDir, command: GroupCommand, json: bool) -> Res
             if json {
                 return print_json(&created);
             }
-            println!("{}", created["chat"].as_str().unwrap_or_default());
-            eprintln!("Created group {name:?}; members are invited as soon as they are reachable.");
+            say!("{}", created["chat"].as_str().unwrap_or_default());
+            say_err!("Created group {name:?}; members are invited as soon as they are reachable.");
             Ok(())
         }
         GroupCommand::Add { chat, peer } => {
@@ -164,9 +167,9 @@ pub(crate) async fn run(dir: &DataDir, command: GroupCommand, json: bool) -> Res
                 return print_json(&info);
             }
             let names = names(&mut client).await?;
-            println!("{}", info.name);
-            println!("Created by {}", names.key(&info.creator));
-            println!(
+            say!("{}", info.name);
+            say!("Created by {}", names.key(&info.creator));
+            say!(
                 "New members see older history: {}",
                 if info.settings.history_for_new_members {
                     "yes"
@@ -174,13 +177,13 @@ pub(crate) async fn run(dir: &DataDir, command: GroupCommand, json: bool) -> Res
                     "no"
                 }
             );
-            println!("Members ({}):", info.members.len());
+            say!("Members ({}):", info.members.len());
             for member in &info.members {
                 let role = match member.role {
                     Role::Admin => "admin",
                     Role::Member => "member",
                 };
-                println!(
+                say!(
                     "  {:<16} {:<7} {}",
                     names.key(&member.key),
                     role,

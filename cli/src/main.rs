@@ -231,7 +231,12 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors may quote text from the daemon or the network: each of
+            // their lines is neutralised like any other human output.
+            let message = format!("error: {e:#}");
+            for line in message.lines() {
+                format::say_err!("{line}");
+            }
             std::process::ExitCode::FAILURE
         }
     }

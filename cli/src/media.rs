@@ -14,7 +14,10 @@ use meshchat_node::{
     DataDir, Event, NodeConfig, Sent,
 };
 
-use crate::client::{connect, print_json};
+use crate::{
+    client::{connect, print_json},
+    format::{say, say_err},
+};
 
 /// The media subcommands (flattened into the top level).
 #[derive(Debug, Subcommand)]
@@ -150,14 +153,14 @@ pub(crate) async fn run(dir: &DataDir, command: MediaCommand, json: bool) -> Res
                 return print_json(&sent);
             }
             match &sent.message.attachment {
-                Some(a) => println!(
+                Some(a) => say!(
                     "{}  {} ({}, {})",
                     sent.message.id,
                     a.name,
                     human_bytes(a.size),
                     a.mime
                 ),
-                None => println!("{}", sent.message.id),
+                None => say!("{}", sent.message.id),
             }
             Ok(())
         }
@@ -194,9 +197,9 @@ pub(crate) async fn run(dir: &DataDir, command: MediaCommand, json: bool) -> Res
                 .path
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            println!("Saved to {path}  ({}, verified)", human_bytes(fetched.size));
+            say!("Saved to {path}  ({}, verified)", human_bytes(fetched.size));
             if let Some(name) = fetched.renamed_from {
-                println!("(the sender named it {name:?}; renamed to be safe)");
+                say!("(the sender named it {name:?}; renamed to be safe)");
             }
             Ok(())
         }
@@ -208,10 +211,8 @@ pub(crate) async fn run(dir: &DataDir, command: MediaCommand, json: bool) -> Res
                 return print_json(&answer);
             }
             let ticket = answer["ticket"].as_str().unwrap_or_default();
-            println!("{ticket}");
-            eprintln!(
-                "Anyone with this ticket can download the file from this node while it runs."
-            );
+            say!("{ticket}");
+            say_err!("Anyone with this ticket can download the file from this node while it runs.");
             Ok(())
         }
         MediaCommand::FetchTicket {
@@ -237,7 +238,7 @@ pub(crate) async fn run(dir: &DataDir, command: MediaCommand, json: bool) -> Res
                 return print_json(&files);
             }
             for (path, size) in files.files {
-                println!("Saved to {}  ({})", path.display(), human_bytes(size));
+                say!("Saved to {}  ({})", path.display(), human_bytes(size));
             }
             Ok(())
         }
@@ -329,24 +330,24 @@ fn toml_check(text: &str) -> Result<()> {
 
 fn print_auto_download(policy: &AutoDownload) {
     let on = |b: bool| if b { "on" } else { "off" };
-    println!("Received files download by themselves:");
-    println!("  direct chats with contacts  {}", on(policy.contacts));
-    println!("  groups                      {}", on(policy.groups));
-    println!("  strangers                   never");
+    say!("Received files download by themselves:");
+    say!("  direct chats with contacts  {}", on(policy.contacts));
+    say!("  groups                      {}", on(policy.groups));
+    say!("  strangers                   never");
     if policy.max_bytes == 0 {
-        println!("  up to                       (none: auto-download is off)");
+        say!("  up to                       (none: auto-download is off)");
     } else {
-        println!(
+        say!(
             "  up to                       {} per file",
             human_bytes(policy.max_bytes)
         );
     }
-    println!(
+    say!(
         "  disk budget                 {} in total, {} per sender",
         human_bytes(policy.budget_bytes),
         human_bytes(policy.per_sender_bytes)
     );
-    println!("Other files wait for `meshchat fetch`. Saved in config.toml under [blobs].");
+    say!("Other files wait for `meshchat fetch`. Saved in config.toml under [blobs].");
 }
 
 /// Draws a progress bar on stderr from the daemon's `file` events, when
@@ -382,7 +383,8 @@ async fn progress_bar(dir: &DataDir, json: bool) -> Result<Option<tokio::task::J
                 _ => continue,
             };
             let mut err = std::io::stderr();
-            let _ = write!(err, "\r\x1b[2K{line}");
+            // Our own escape clears the line; the text itself is neutralised.
+            let _ = write!(err, "\r\x1b[2K{}", crate::format::terminal_safe(&line));
             let _ = err.flush();
         }
     })))

@@ -14,6 +14,8 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::format::say;
+
 const RELAY_TOML: &str = "relay.toml";
 
 pub(crate) struct RelayArgs {
@@ -65,13 +67,13 @@ pub(crate) async fn run(dir: &DataDir, args: RelayArgs, json: bool) -> Result<()
             serde_json::json!({ "peer_id": status.peer_id, "addrs": addrs, "metrics": metrics_addr })
         );
     } else {
-        println!("meshchat relay running as {}", status.peer_id);
-        println!("Give peers one of these (config.toml `relays`, or `meshchat daemon --relay`):");
+        say!("meshchat relay running as {}", status.peer_id);
+        say!("Give peers one of these (config.toml `relays`, or `meshchat daemon --relay`):");
         for addr in &addrs {
-            println!("  {addr}");
+            say!("  {addr}");
         }
         if let Some(addr) = metrics_addr {
-            println!("Metrics: http://{addr}/metrics");
+            say!("Metrics: http://{addr}/metrics");
         }
     }
     crate::daemon::wait_for_stop(&cancel).await;

@@ -5,21 +5,10 @@ use anyhow::Result;
 use clap::Subcommand;
 use meshchat_node::{control::ControlRequest, peer_id_of, DataDir, RequestSummary};
 
-use crate::client::{connect, print_json};
-
-/// Remote text with control characters shown as escapes, never interpreted
-/// by the terminal.
-fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
-}
+use crate::{
+    client::{connect, print_json},
+    format::say,
+};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum RequestsCommand {
@@ -52,28 +41,28 @@ pub(crate) async fn run(dir: &DataDir, command: Option<RequestsCommand>, json: b
                 return Ok(());
             }
             if requests.is_empty() {
-                println!("No message requests.");
+                say!("No message requests.");
             }
             for request in requests {
                 let short = &request.chat.to_string()[..8];
                 let from = peer_id_of(&request.from)
                     .map_or_else(|| request.from.to_string(), |p| p.to_string());
                 match &request.group {
-                    Some(name) => println!(
+                    Some(name) => say!(
                         "{short}  {from} added you to the group \"{}\"",
-                        printable(name)
+                        name
                     ),
-                    None => println!(
+                    None => say!(
                         "{short}  {from} wrote {} message(s)",
                         request.messages.len()
                     ),
                 }
                 for message in request.messages.iter().rev().take(3).rev() {
-                    println!("          {}", printable(&message.text));
+                    say!("          {}", message.text);
                 }
             }
-            println!();
-            println!("Accept with `meshchat requests accept ID`, delete with `meshchat requests delete ID [--block]`.");
+            say!("");
+            say!("Accept with `meshchat requests accept ID`, delete with `meshchat requests delete ID [--block]`.");
         }
         RequestsCommand::Accept { request } => {
             let done: serde_json::Value = client
@@ -82,7 +71,7 @@ pub(crate) async fn run(dir: &DataDir, command: Option<RequestsCommand>, json: b
             if json {
                 print_json(&done)?;
             } else {
-                println!("Accepted: the chat is in `meshchat chats` now.");
+                say!("Accepted: the chat is in `meshchat chats` now.");
             }
         }
         RequestsCommand::Delete { request, block } => {
@@ -95,9 +84,9 @@ pub(crate) async fn run(dir: &DataDir, command: Option<RequestsCommand>, json: b
             if json {
                 print_json(&done)?;
             } else if block {
-                println!("Deleted, and the sender is blocked.");
+                say!("Deleted, and the sender is blocked.");
             } else {
-                println!("Deleted.");
+                say!("Deleted.");
             }
         }
     }

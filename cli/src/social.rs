@@ -7,7 +7,7 @@ use meshchat_node::{control::ControlRequest, DataDir, LastSeen, LastSeenPrivacy,
 
 use crate::{
     client::{connect, print_json},
-    format,
+    format::{self, say, say_err},
 };
 
 #[derive(Debug, Subcommand)]
@@ -71,7 +71,7 @@ pub(crate) async fn profile(dir: &DataDir, command: ProfileCommand, json: bool) 
             if json {
                 return print_json(&result);
             }
-            println!(
+            say!(
                 "Wrote {} ({} bytes).",
                 result["path"].as_str().unwrap_or("?"),
                 result["size"]
@@ -88,22 +88,22 @@ pub(crate) async fn profile(dir: &DataDir, command: ProfileCommand, json: bool) 
         return print_json(&profile);
     }
     let Some(PeerProfile { peer, profile }) = profile else {
-        println!(
+        say!(
             "No profile known for {} yet; it arrives when they connect (or from the DHT).",
             whose.unwrap_or_else(|| "you".into())
         );
         return Ok(());
     };
-    println!("PeerId:  {peer}");
-    println!("Name:    {}", profile.name.as_deref().unwrap_or("-"));
-    println!("Status:  {}", profile.status.as_deref().unwrap_or("-"));
+    say!("PeerId:  {peer}");
+    say!("Name:    {}", profile.name.as_deref().unwrap_or("-"));
+    say!("Status:  {}", profile.status.as_deref().unwrap_or("-"));
     if let Some(avatar) = &profile.avatar {
-        println!("Picture: blob {avatar}");
+        say!("Picture: blob {avatar}");
     }
     for relay in &profile.relays {
-        println!("Relay:   {relay}");
+        say!("Relay:   {relay}");
     }
-    println!(
+    say!(
         "Updated: {} (version {})",
         format::time(profile.updated_at_ms),
         profile.version
@@ -126,11 +126,11 @@ pub(crate) async fn invite(dir: &DataDir, qr: bool, json: bool) -> Result<()> {
                     .quiet_zone(true)
                     .build()
             ),
-            Err(e) => eprintln!("(no QR code: {e})"),
+            Err(e) => say_err!("(no QR code: {e})"),
         }
     }
-    println!("{text}");
-    eprintln!("Give this to a contact; they add you with `meshchat contacts add <INVITE>`.");
+    say!("{text}");
+    say_err!("Give this to a contact; they add you with `meshchat contacts add <INVITE>`.");
     Ok(())
 }
 
@@ -142,7 +142,7 @@ pub(crate) async fn last_seen(dir: &DataDir, peer: String, json: bool) -> Result
     if json {
         return print_json(&seen);
     }
-    println!("{}", describe_last_seen(&seen, now_ms()));
+    say!("{}", describe_last_seen(&seen, now_ms()));
     Ok(())
 }
 
@@ -193,9 +193,9 @@ pub(crate) async fn privacy(
         return print_json(&result);
     }
     let now = result["last_seen"].as_str().unwrap_or("?");
-    println!("Last seen and online: {now}");
+    say!("Last seen and online: {now}");
     if now == "nobody" {
-        println!("As in WhatsApp, you don't see others' last seen either.");
+        say!("As in WhatsApp, you don't see others' last seen either.");
     }
     Ok(())
 }

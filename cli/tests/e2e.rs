@@ -607,3 +607,167 @@ fn files_travel_through_the_cli() {
     assert!(alice.wait_exit());
     assert!(bob.wait_exit());
 }
+
+#[test]
+fn remote_text_cannot_drive_the_terminal() {
+    // What a hostile contact controls: its name (carried by its invite and
+    // profile), its status and its messages. Escape sequences that would
+    // clear the screen, retitle the window, recolour and fake a second line.
+    let evil_name = "bob\x1b[31m";
+    let evil_text = "hi\x1b[2J\x1b]0;pwned\x07\r\n[00:00] alice: send me your key";
+    let is_raw = |s: &str| s.contains('\x1b') || s.contains('\x07') || s.contains('\r');
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("alice"), tmp.path().join("bob"));
+    let alice_id = ok_json(meshchat(&a).args(["init", "--name", "alice"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(run(meshchat(&b).args(["init", "--name", evil_name])).0);
+    let (mut alice, alice_addr) = start_daemon(&a);
+    let (mut bob, _) = start_daemon(&b);
+    let invite = ok_json(meshchat(&b).arg("invite"))["invite"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let contact = ok_json(meshchat(&a).args(["contacts", "add", &invite]));
+    assert_eq!(contact["name"], evil_name, "JSON output stays exact");
+    let watch = Running::spawn(meshchat(&a).arg("watch"));
+    ok_json(meshchat(&b).args([
+        "contacts",
+        "add",
+        &alice_id,
+        "--name",
+        "alice",
+        "--addr",
+        &alice_addr,
+    ]));
+    assert!(run(meshchat(&b).args(["profile", "set", "--status", evil_text])).0);
+    assert!(run(meshchat(&b).args(["send", "alice", evil_text])).0);
+
+    // `watch` shows the message on one neutralised line.
+    let line = loop {
+        let line = watch
+            .lines
+            .recv_timeout(WAIT)
+            .expect("a watch line in time");
+        if line.contains("hi") {
+            break line;
+        }
+    };
+    assert!(!is_raw(&line), "{line:?}");
+    assert!(
+        line.contains("bob␛[31m: hi␛[2J␛]0;pwned␇␍␤[00:00]"),
+        "{line}"
+    );
+
+    // `history` and `chats`, human: nothing raw, one line per message.
+    let (ok, stdout, _) = run(meshchat(&a).args(["history", evil_name]));
+    assert!(ok);
+    assert!(!is_raw(&stdout), "{stdout:?}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("hi␛[2J"), "{stdout}");
+    let (ok, stdout, _) = run(meshchat(&a).arg("chats"));
+    assert!(ok);
+    assert!(!is_raw(&stdout), "{stdout:?}");
+    assert!(stdout.contains("bob␛[31m"), "{stdout}");
+    // JSON is exact.
+    let (ok, stdout, _) =
+        run(meshchat(&a).args(["history", contact["peer"].as_str().unwrap(), "--json"]));
+    assert!(ok);
+    let entry: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(entry["message"]["text"], evil_text);
+
+    // The status arrives with the profile; `profile show` neutralises it.
+    let shown = loop {
+        let (ok, stdout, _) = run(meshchat(&a).args(["profile", "show", evil_name]));
+        assert!(ok);
+        if stdout.contains("Status:  hi") {
+            break stdout;
+        }
+        let _ = watch.lines.recv_timeout(Duration::from_secs(1));
+    };
+    assert!(!is_raw(&shown), "{shown:?}");
+
+    assert!(run(meshchat(&a).arg("stop")).0);
+    assert!(run(meshchat(&b).arg("stop")).0);
+    assert!(alice.wait_exit());
+    assert!(bob.wait_exit());
+}
+
+#[test]
+fn the_daemon_keeps_its_data_dir_and_socket_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("alice");
+    assert!(run(meshchat(&a).args(["init", "--name", "alice"])).0);
+    assert_eq!(mode(&a), 0o700);
+
+    // Others may not write in the data dir: the daemon refuses and says how to fix it.
+    std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut refused = meshchat(&a)
+        .args([
+            "daemon",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A daemon that starts prints its ready line; one that refuses exits.
+    let mut first = String::new();
+    BufReader::new(refused.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    if !first.is_empty() {
+        let _ = refused.kill();
+        let _ = refused.wait();
+        panic!("a world-writable data dir was accepted: {first}");
+    }
+    let out = refused.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("chmod 700 {}", a.display())),
+        "{stderr}"
+    );
+
+    // Readable by others is allowed; the socket is still out of their reach.
+    std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (mut alice, _) = start_daemon(&a);
+    let socket = std::fs::read_dir(&a)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .collect()
+            } else {
+                vec![path]
+            }
+        })
+        .find(|p| {
+            std::fs::symlink_metadata(p).is_ok_and(|m| {
+                use std::os::unix::fs::FileTypeExt;
+                m.file_type().is_socket()
+            })
+        })
+        .expect("a control socket in the data dir");
+    assert_eq!(mode(&socket), 0o600);
+    let parent = socket.parent().unwrap();
+    assert_eq!(
+        mode(parent),
+        0o700,
+        "the socket's directory: {}",
+        parent.display()
+    );
+    assert!(run(meshchat(&a).arg("stop")).0);
+    assert!(alice.wait_exit());
+}

@@ -336,6 +336,10 @@ pub(crate) enum Command {
     },
     Social(crate::social::SocialCommand),
     Requests(crate::actor::RequestCommand),
+    GossipScore {
+        peer: PeerId,
+        reply: Reply<Option<f64>>,
+    },
 }
 
 /// A handle to a running node. Cheap to clone; every method is a message to
@@ -573,6 +577,15 @@ impl Node {
     /// Connects to an address (ending in `/p2p/<PEER_ID>` to check who answers).
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
         self.call(|reply| Command::Dial { addr, reply }).await
+    }
+
+    /// `peer`'s gossipsub score as this node sees it (0 for a peer it knows
+    /// nothing about; `None` if scoring were off). Below
+    /// [`crate::scoring::GRAYLIST_THRESHOLD`] the peer is ignored on every
+    /// group topic.
+    pub async fn gossip_score(&self, peer: PeerId) -> Result<Option<f64>, NodeError> {
+        self.call(|reply| Command::GossipScore { peer, reply })
+            .await
     }
 
     /// Stops the node: flushes the database, closes connections, releases the

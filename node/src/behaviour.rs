@@ -3,14 +3,19 @@
 use std::time::Duration;
 
 use libp2p::{
-    autonat, dcutr, gossipsub, identify,
+    allow_block_list::{self, BlockedPeers},
+    autonat, connection_limits, dcutr, gossipsub, identify,
     identity::Keypair,
-    kad, mdns, ping, relay, request_response,
+    kad, mdns, memory_connection_limits, ping, relay, request_response,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
     StreamProtocol,
 };
 
-use crate::protocol::{DirectCodec, MailboxCodec, DIRECT_PROTOCOL, MAILBOX_PROTOCOL};
+use crate::{
+    limits::Limits,
+    protocol::{DirectCodec, MailboxCodec, DIRECT_PROTOCOL, MAILBOX_PROTOCOL},
+    scoring,
+};
 
 /// The identify protocol version string.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/meshchat/id/1";
@@ -19,6 +24,16 @@ pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshchat/k
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    // The limits come first: a refused connection is refused before any
+    // other protocol allocates state for it.
+    /// Per-peer and handshake limits, which nobody bypasses.
+    pub(crate) limits_everyone: connection_limits::Behaviour,
+    /// Total, inbound and dialling limits; contacts and relays bypass them.
+    pub(crate) limits: connection_limits::Behaviour,
+    /// No new connections while the process is short of memory.
+    pub(crate) memory_limit: memory_connection_limits::Behaviour,
+    /// Peers the user blocked: their connections are refused outright.
+    pub(crate) blocked: allow_block_list::Behaviour<BlockedPeers>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -55,6 +70,7 @@ impl Behaviour {
         enable_mdns: bool,
         relay_server: bool,
         agent_version: String,
+        limits: Limits,
     ) -> Result<Self, BehaviourError> {
         let peer_id = key.public().to_peer_id();
         let identify = identify::Behaviour::new(
@@ -96,11 +112,16 @@ impl Behaviour {
             .max_transmit_size(1024 * 1024)
             .build()
             .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
-        let gossipsub = gossipsub::Behaviour::new(
+        let mut gossipsub = gossipsub::Behaviour::new(
             gossipsub::MessageAuthenticity::Signed(key.clone()),
             gossip_config,
         )
         .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
+        // A peer whose frames the node rejects loses score and, after a
+        // few, is graylisted and pruned (see `scoring`).
+        gossipsub
+            .with_peer_score(scoring::peer_score_params(), scoring::thresholds())
+            .map_err(BehaviourError::Gossipsub)?;
         let mdns = if enable_mdns {
             Some(mdns::tokio::Behaviour::new(
                 mdns::Config::default(),
@@ -109,19 +130,27 @@ impl Behaviour {
         } else {
             None
         };
+        // A request frame may be 4 MiB and is read whole before it is
+        // handled: the stream bound caps what one connection can make the
+        // node hold (16 x 4 MiB by default); libp2p drops inbound streams
+        // beyond it.
         let direct = request_response::Behaviour::new(
             [(DIRECT_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(Duration::from_secs(30))
-                .with_max_concurrent_streams(64),
+                .with_max_concurrent_streams(limits.max_streams_per_connection),
         );
         let mailbox = request_response::Behaviour::new(
             [(MAILBOX_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(Duration::from_secs(30))
-                .with_max_concurrent_streams(64),
+                .with_max_concurrent_streams(limits.max_streams_per_connection),
         );
         Ok(Self {
+            limits_everyone: limits.everyone(),
+            limits: limits.shared(),
+            memory_limit: limits.memory(),
+            blocked: Default::default(),
             identify,
             ping: ping::Behaviour::default(),
             kad,

@@ -5,7 +5,11 @@ use std::{path::Path, time::Duration};
 use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
-use crate::{blobs::BlobConfig, mailbox::MailboxConfig};
+use crate::{
+    blobs::BlobConfig,
+    limits::{Limits, LimitsConfig},
+    mailbox::MailboxConfig,
+};
 
 /// How a node runs. `Default` is a desktop peer on all interfaces with mDNS on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +36,8 @@ pub struct NodeConfig {
     pub mailbox: Option<MailboxConfig>,
     /// Media: the iroh endpoint, size limits, auto-download.
     pub blobs: BlobConfig,
+    /// Connection and request limits (unset keys: the role's defaults).
+    pub limits: LimitsConfig,
 }
 
 impl Default for NodeConfig {
@@ -52,6 +58,7 @@ impl Default for NodeConfig {
             presence_secs: 60,
             mailbox: None,
             blobs: BlobConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -163,6 +170,27 @@ auto_download_groups = {blob_auto_groups}
 # it, files wait for `meshchat fetch`.
 auto_download_budget_bytes = {blob_auto_budget}
 auto_download_per_sender_bytes = {blob_auto_per_sender}
+
+# How much of this node other peers can take. Unset keys take the default of
+# the node's role, shown as "peer / relay". Your contacts and relays are
+# exempt from the connection counts (not from the per-peer limit), so
+# strangers filling them cannot cut you off from the people you talk to.
+[limits]
+# Established connections, in and out together ({peer_conn} / {relay_conn}).
+# max_connections = {peer_conn}
+# Established inbound connections ({peer_in} / {relay_in}).
+# max_incoming = {peer_in}
+# Connections with any one peer ({peer_pp} / {relay_pp}).
+# max_per_peer = {peer_pp}
+# Inbound connections still in their handshake ({peer_pin} / {relay_pin}).
+# max_pending_incoming = {peer_pin}
+# Dials in progress ({peer_pout} / {relay_pout}).
+# max_pending_outgoing = {peer_pout}
+# Requests in flight per connection and protocol, both directions ({peer_streams}).
+# max_streams_per_connection = {peer_streams}
+# Refuse new connections while meshchat uses more than this fraction of the
+# machine's memory ({peer_mem}; 1.0 turns it off).
+# max_memory_fraction = {peer_mem}
 "#,
             listen = list(&self.listen),
             bootstrap = list(&self.bootstrap),
@@ -179,6 +207,18 @@ auto_download_per_sender_bytes = {blob_auto_per_sender}
             blob_auto_groups = self.blobs.auto_download_groups,
             blob_auto_budget = self.blobs.auto_download_budget_bytes,
             blob_auto_per_sender = self.blobs.auto_download_per_sender_bytes,
+            peer_conn = Limits::PEER.max_connections,
+            relay_conn = Limits::RELAY.max_connections,
+            peer_in = Limits::PEER.max_incoming,
+            relay_in = Limits::RELAY.max_incoming,
+            peer_pp = Limits::PEER.max_per_peer,
+            relay_pp = Limits::RELAY.max_per_peer,
+            peer_pin = Limits::PEER.max_pending_incoming,
+            relay_pin = Limits::RELAY.max_pending_incoming,
+            peer_pout = Limits::PEER.max_pending_outgoing,
+            relay_pout = Limits::RELAY.max_pending_outgoing,
+            peer_streams = Limits::PEER.max_streams_per_connection,
+            peer_mem = Limits::PEER.max_memory_fraction,
         )
     }
 }

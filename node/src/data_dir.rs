@@ -8,13 +8,19 @@
 //!   profile.toml    display name
 //!   db/             sled database
 //!   daemon.lock     held by the running daemon
-//!   control.sock    the daemon's control API (mode 0600)
+//!   run/            mode 0700, created before the socket is bound in it
+//!     control.sock  the daemon's control API (mode 0600)
 //! ```
+//!
+//! The directory is created with mode 0700 and its files with 0600. The
+//! daemon refuses a directory owned by another user or writable by group or
+//! others ([`DataDir::check_private`]): whoever can write there can replace
+//! the identity key, the configuration or the database.
 
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::{self, DirBuilder, File, OpenOptions},
     io::Write,
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
@@ -28,6 +34,7 @@ const CONFIG_FILE: &str = "config.toml";
 const PROFILE_FILE: &str = "profile.toml";
 const LOCK_FILE: &str = "daemon.lock";
 const SOCKET_FILE: &str = "control.sock";
+const RUN_DIR: &str = "run";
 const DB_DIR: &str = "db";
 
 /// A meshchat data directory.
@@ -62,6 +69,31 @@ pub enum DataDirError {
     /// Configuration error.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Another user owns the directory.
+    #[error(
+        "{path} belongs to another user (uid {owner}; you are uid {me}): anyone who owns it can \
+         replace your key and read your messages. Use a data directory of your own \
+         (--data-dir), or, if it is yours, take it back: sudo chown -R {me} {path}"
+    )]
+    NotOwned {
+        /// The directory.
+        path: PathBuf,
+        /// Its owner's uid.
+        owner: u32,
+        /// This process's effective uid.
+        me: u32,
+    },
+    /// Group or others may write in the directory.
+    #[error(
+        "{path} is writable by other users (mode {mode:04o}): they could replace your key or \
+         your messages. Fix it with: chmod 700 {path}"
+    )]
+    Writable {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// File-system error.
     #[error("{path}: {source}")]
     Io {
@@ -111,8 +143,15 @@ impl DataDir {
     /// Creates the directory, a new identity (mode 0600), the commented
     /// `config.toml` and the profile. Refuses to overwrite an identity.
     pub fn init(&self, name: Option<&str>, config: &NodeConfig) -> Result<Identity, DataDirError> {
-        fs::create_dir_all(&self.root).map_err(io_at(&self.root))?;
-        let _ = fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700));
+        // 0700 from the first moment, not chmod'ed afterwards.
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .map_err(io_at(&self.root))?;
+        // A directory that already existed is made private too.
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+            .map_err(io_at(&self.root))?;
         let key_path = self.root.join(KEY_FILE);
         let identity = Identity::generate();
         let mut file = OpenOptions::new()
@@ -134,7 +173,7 @@ impl DataDir {
             .map_err(io_at(&key_path))?;
         let config_path = self.root.join(CONFIG_FILE);
         if !config_path.exists() {
-            fs::write(&config_path, config.commented_toml()).map_err(io_at(&config_path))?;
+            write_private(&config_path, config.commented_toml().as_bytes())?;
         }
         self.set_profile(&LocalProfile {
             name: name.map(str::to_owned),
@@ -179,7 +218,43 @@ impl DataDir {
     pub fn set_profile(&self, profile: &LocalProfile) -> Result<(), DataDirError> {
         let path = self.root.join(PROFILE_FILE);
         let text = toml::to_string(profile).unwrap_or_default();
-        fs::write(&path, text).map_err(io_at(&path))
+        write_private(&path, text.as_bytes())
+    }
+
+    /// Refuses a directory another user owns or that group or others may
+    /// write in (with an error that says how to fix it); warns when others
+    /// may read it. The daemon checks this before it opens anything.
+    pub fn check_private(&self) -> Result<(), DataDirError> {
+        let meta = fs::metadata(&self.root).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => DataDirError::NotInitialised(self.root.clone()),
+            _ => DataDirError::Io {
+                path: self.root.clone(),
+                source: e,
+            },
+        })?;
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(DataDirError::NotOwned {
+                path: self.root.clone(),
+                owner: meta.uid(),
+                me,
+            });
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(DataDirError::Writable {
+                path: self.root.clone(),
+                mode,
+            });
+        }
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                dir = %self.root.display(),
+                mode = format!("{mode:04o}"),
+                "other users can read this data directory (your messages are in it): chmod 700 it"
+            );
+        }
+        Ok(())
     }
 
     /// Takes the one-daemon-per-directory lock.
@@ -203,10 +278,22 @@ impl DataDir {
         self.root.join(DB_DIR)
     }
 
-    /// The control socket.
+    /// The control socket, inside the private `run/` directory.
     pub fn socket_path(&self) -> PathBuf {
-        self.root.join(SOCKET_FILE)
+        self.root.join(RUN_DIR).join(SOCKET_FILE)
     }
+}
+
+/// Writes a file only its owner can read (mode 0600 when created).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DataDirError> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(bytes))
+        .map_err(io_at(path))
 }
 
 #[cfg(test)]
@@ -234,6 +321,59 @@ mod tests {
             Err(DataDirError::AlreadyInitialised(_))
         ));
         assert_eq!(dir.config().unwrap(), NodeConfig::default());
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn init_makes_the_directory_and_its_files_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path().join("a/b"));
+        dir.init(Some("alice"), &NodeConfig::default()).unwrap();
+        assert_eq!(mode_of(dir.root()), 0o700);
+        assert_eq!(mode_of(&dir.root().join(CONFIG_FILE)), 0o600);
+        assert_eq!(mode_of(&dir.root().join(PROFILE_FILE)), 0o600);
+        dir.check_private().unwrap();
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_refused_with_the_fix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path().join("d"));
+        dir.init(None, &NodeConfig::default()).unwrap();
+        for mode in [0o777, 0o770, 0o702] {
+            fs::set_permissions(dir.root(), fs::Permissions::from_mode(mode)).unwrap();
+            let error = dir.check_private().unwrap_err();
+            assert!(matches!(error, DataDirError::Writable { .. }), "{mode:o}");
+            assert!(error.to_string().contains("chmod 700"), "{error}");
+        }
+        // Readable by others is allowed (with a warning); writable is not.
+        fs::set_permissions(dir.root(), fs::Permissions::from_mode(0o755)).unwrap();
+        dir.check_private().unwrap();
+    }
+
+    #[test]
+    fn a_directory_owned_by_another_user_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let me = rustix::process::geteuid().as_raw();
+        let dir = if me == 0 {
+            // As root, give a fresh directory away.
+            let dir = DataDir::new(tmp.path().join("theirs"));
+            dir.init(None, &NodeConfig::default()).unwrap();
+            std::os::unix::fs::chown(dir.root(), Some(65534), None).unwrap();
+            dir
+        } else {
+            // Otherwise, a directory root owns.
+            DataDir::new("/")
+        };
+        let error = dir.check_private().unwrap_err();
+        assert!(
+            matches!(error, DataDirError::NotOwned { owner, .. } if owner != me),
+            "{error}"
+        );
+        assert!(error.to_string().contains("chown"), "{error}");
     }
 
     #[test]

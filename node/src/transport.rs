@@ -15,7 +15,7 @@ use libp2p::{
     noise, tcp, yamux, PeerId, Swarm,
 };
 
-use crate::{api::SpawnError, behaviour::Behaviour};
+use crate::{api::SpawnError, behaviour::Behaviour, limits::Limits};
 
 /// An authenticated, multiplexed transport, as libp2p's `SwarmBuilder` takes it.
 pub type CustomTransport = Boxed<(PeerId, StreamMuxerBox)>;
@@ -76,10 +76,11 @@ pub(crate) fn build_swarm(
     relay_server: bool,
     idle: Duration,
     agent_version: String,
+    limits: Limits,
 ) -> Result<Swarm<Behaviour>, SpawnError> {
     let network = |e: &dyn std::fmt::Display| SpawnError::Network(e.to_string());
     let behaviour = move |key: &Keypair, relay_client| {
-        Behaviour::new(key, relay_client, mdns, relay_server, agent_version)
+        Behaviour::new(key, relay_client, mdns, relay_server, agent_version, limits)
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
     };
     let swarm = match custom {

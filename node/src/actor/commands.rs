@@ -66,7 +66,13 @@ impl Actor {
                 relays,
                 reply,
             } => {
-                let _ = reply.send(self.add_contact(peer, name, addrs, relays));
+                let result = self.add_contact(peer, name, addrs, relays);
+                if let Ok(contact) = &result {
+                    if !contact.blocked {
+                        self.exempt_from_limits(contact.peer);
+                    }
+                }
+                let _ = reply.send(result);
             }
             Command::Contacts { reply } => {
                 let _ = reply.send(self.chats.store().contacts().map_err(Into::into));
@@ -112,8 +118,25 @@ impl Actor {
                 }
                 let _ = reply.send(result);
             }
-            Command::Social(command) => self.on_social_command(command).await,
-            Command::Requests(command) => self.on_request_command(command).await,
+            Command::Social(command) => {
+                use crate::social::SocialCommand as S;
+                let contacts_change =
+                    matches!(command, S::RemoveContact { .. } | S::SetBlocked { .. });
+                self.on_social_command(command).await;
+                if contacts_change {
+                    self.sync_connection_gates();
+                }
+            }
+            Command::Requests(command) => {
+                let blocks = matches!(command, RequestCommand::Delete { block: true, .. });
+                self.on_request_command(command).await;
+                if blocks {
+                    self.sync_connection_gates();
+                }
+            }
+            Command::GossipScore { peer, reply } => {
+                let _ = reply.send(Ok(self.swarm.behaviour().gossipsub.peer_score(&peer)));
+            }
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
     }

@@ -26,7 +26,13 @@ impl Actor {
 
     pub(super) fn join_topic(&mut self, chat: ChatId) {
         let topic = group_topic(&chat);
-        if let Err(error) = self.swarm.behaviour_mut().gossipsub.subscribe(&topic) {
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        if let Err(error) =
+            gossipsub.set_topic_params(topic.clone(), crate::scoring::group_topic_params())
+        {
+            tracing::error!(%chat, %error, "cannot score the group topic");
+        }
+        if let Err(error) = gossipsub.subscribe(&topic) {
             tracing::error!(%chat, %error, "cannot subscribe to group topic");
             return;
         }

@@ -119,6 +119,8 @@ pub(crate) struct Actor {
     /// How many of each peer's refusals are logged and emitted.
     rejections: crate::rejections::RejectionBudget,
     _lock: DirLock,
+    /// Peers exempt from the shared connection limits (contacts, relays).
+    limit_bypass: HashSet<PeerId>,
 }
 
 /// Starts a node on `dir` (which must be initialised) with `config`.
@@ -133,6 +135,7 @@ pub async fn spawn_with(
     config: NodeConfig,
     options: SpawnOptions,
 ) -> Result<Node, SpawnError> {
+    dir.check_private()?;
     let lock = dir.lock()?;
     let identity = dir.identity()?;
     let store = Store::open_with_cache(&dir.db_path(), options.store_cache_bytes)?;
@@ -153,6 +156,7 @@ pub async fn spawn_with(
         config.mailbox.is_some(),
         config.idle_timeout(),
         agent_version,
+        config.limits.resolve(config.mailbox.is_some()),
     )?;
     for addr in &config.listen {
         swarm
@@ -216,7 +220,9 @@ pub async fn spawn_with(
         _media: media,
         rejections: Default::default(),
         _lock: lock,
+        limit_bypass: HashSet::new(),
     };
+    actor.sync_connection_gates();
     actor.ensure_own_profile(dir.profile().name)?;
     // Wait until every listener is up, so callers can read real addresses.
     actor.await_listeners().await?;

@@ -99,6 +99,52 @@ impl Actor {
     }
 }
 
+impl Actor {
+    /// Brings the connection gates in line with the contacts: contacts (unless
+    /// blocked) and configured relays are exempt from the shared connection
+    /// limits, blocked peers cannot connect at all.
+    pub(super) fn sync_connection_gates(&mut self) {
+        let mut wanted: HashSet<PeerId> = self.config.relay_peers().into_iter().collect();
+        let mut blocked = HashSet::new();
+        match self.chats.store().contacts() {
+            Ok(contacts) => {
+                for contact in contacts {
+                    if contact.blocked {
+                        blocked.insert(contact.peer);
+                    } else {
+                        wanted.insert(contact.peer);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read contacts for the connection limits"),
+        }
+        let behaviour = self.swarm.behaviour_mut();
+        for gone in self.limit_bypass.difference(&wanted) {
+            behaviour.limits.remove_peer_id(gone);
+        }
+        for new in wanted.difference(&self.limit_bypass) {
+            behaviour.limits.bypass_peer_id(new);
+        }
+        self.limit_bypass = wanted;
+        let was_blocked: Vec<PeerId> = behaviour.blocked.blocked_peers().iter().copied().collect();
+        for peer in was_blocked {
+            if !blocked.contains(&peer) {
+                behaviour.blocked.unblock_peer(peer);
+            }
+        }
+        for peer in blocked {
+            behaviour.blocked.block_peer(peer);
+        }
+    }
+
+    /// Exempts one new contact from the shared connection limits.
+    pub(super) fn exempt_from_limits(&mut self, peer: PeerId) {
+        if self.limit_bypass.insert(peer) {
+            self.swarm.behaviour_mut().limits.bypass_peer_id(&peer);
+        }
+    }
+}
+
 pub(crate) fn is_unspecified(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| match p {
         Protocol::Ip4(ip) => ip.is_unspecified(),

@@ -1,7 +1,13 @@
-//! The daemon side of the control API: a Unix socket, mode 0600, in the data
-//! directory. Only the user who owns the directory can connect.
+//! The daemon side of the control API: a Unix socket, mode 0600, in a
+//! directory of mode 0700 inside the data directory. Only the user who owns
+//! the directory can connect.
 
-use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
+use std::{
+    fs::DirBuilder,
+    os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt},
+    path::Path,
+    sync::Arc,
+};
 
 use futures::{SinkExt, StreamExt};
 use tokio::{
@@ -28,14 +34,47 @@ use crate::{
 const MAX_CONNECTIONS: usize = 32;
 
 /// Binds the control socket at `path` (replacing a stale one) with mode 0600.
+///
+/// The socket is created inside `path`'s parent, which is made (or checked
+/// to be) a directory of this user's with mode 0700 first: `bind` creates the
+/// socket with the process's umask and it can only be chmod'ed afterwards, so
+/// only a private directory closes that window on other users.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    if path.exists() {
+    if let Some(dir) = path.parent() {
+        private_dir(dir)?;
+    }
+    if path.symlink_metadata().is_ok() {
         // The caller holds the data directory lock, so no live daemon owns it.
         std::fs::remove_file(path)?;
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// Makes `dir` a directory only this user can enter: created with mode
+/// 0700, or an existing one of this user's set to 0700. Refuses a symlink or
+/// a directory another user owns.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    match DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = dir.symlink_metadata()?;
+    if !meta.is_dir() || meta.uid() != rustix::process::geteuid().as_raw() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a directory of yours; remove it and start again",
+                dir.display()
+            ),
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 /// Serves control connections until `cancel` fires or a client asks for shutdown.
@@ -452,5 +491,52 @@ async fn request_chat(node: &Node, query: &str) -> Result<ChatId, NodeError> {
             "{query:?} matches {} requests; give more of the chat id",
             matches.len()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_private_and_bound_inside_a_private_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A data directory others may enter (allowed: it is not writable).
+        let root = tmp.path().join("data");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = crate::DataDir::new(&root);
+        let socket = dir.socket_path();
+        let _listener = bind(&socket).unwrap();
+        assert_eq!(mode_of(&socket), 0o600);
+        // Bound where nobody else can reach it, whatever the umask made of
+        // the socket before the chmod.
+        let parent = socket.parent().unwrap();
+        assert_ne!(parent, root.as_path());
+        assert_eq!(mode_of(parent), 0o700);
+        for ancestor in socket.ancestors().skip(1) {
+            if ancestor == root {
+                break;
+            }
+            assert_eq!(mode_of(ancestor), 0o700, "{}", ancestor.display());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_loosened_socket_directory_is_tightened_and_a_stale_socket_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let socket = tmp.path().join("run/control.sock");
+        drop(bind(&socket).unwrap());
+        fs::set_permissions(socket.parent().unwrap(), fs::Permissions::from_mode(0o777)).unwrap();
+        let _listener = bind(&socket).unwrap();
+        assert_eq!(mode_of(socket.parent().unwrap()), 0o700);
+        assert_eq!(mode_of(&socket), 0o600);
+        tokio::net::UnixStream::connect(&socket).await.unwrap();
     }
 }
