@@ -9,6 +9,7 @@
 //!   db/             sled database
 //!   daemon.lock     held by the running daemon
 //!   control.sock    the daemon's control API (mode 0600)
+//!   storage.reserve 1 MiB kept free for reopening the database after the disk fills up
 //! ```
 
 use std::{
@@ -29,6 +30,7 @@ const PROFILE_FILE: &str = "profile.toml";
 const LOCK_FILE: &str = "daemon.lock";
 const SOCKET_FILE: &str = "control.sock";
 const DB_DIR: &str = "db";
+const RESERVE_FILE: &str = "storage.reserve";
 
 /// A meshchat data directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +208,11 @@ impl DataDir {
     /// The control socket.
     pub fn socket_path(&self) -> PathBuf {
         self.root.join(SOCKET_FILE)
+    }
+
+    /// The file holding space in reserve for recovering from a full disk.
+    pub(crate) fn reserve_path(&self) -> PathBuf {
+        self.root.join(RESERVE_FILE)
     }
 }
 

@@ -10,6 +10,7 @@ mod chats;
 pub mod config;
 pub mod control;
 mod data_dir;
+mod disk;
 pub mod invite;
 mod keys;
 pub mod mailbox;
@@ -27,6 +28,7 @@ pub use chats::{
 };
 pub use config::NodeConfig;
 pub use data_dir::{DataDir, DataDirError, DirLock, LocalProfile};
+pub use disk::{StorageFault, StorageState};
 pub use keys::{peer_id_of, public_key_of};
 pub use presence::{LastSeen, LastSeenPrivacy};
 pub use social::{PeerProfile, ProfileUpdate, MAX_AVATAR_BYTES};

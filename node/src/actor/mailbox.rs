@@ -48,6 +48,13 @@ pub(super) struct DepositCommit {
     pub(super) done_rx: mpsc::Receiver<Result<(), crate::store::StoreError>>,
 }
 
+impl DepositCommit {
+    /// No deposit is waiting for a flush or in one.
+    pub(super) fn is_idle(&self) -> bool {
+        self.waiting.is_empty() && self.in_flight.is_empty()
+    }
+}
+
 impl Default for DepositCommit {
     fn default() -> Self {
         let (done_tx, done_rx) = mpsc::channel(1);
@@ -159,6 +166,12 @@ impl Actor {
                 recipient,
                 envelope,
             } => {
+                if self.chats.store().fault().is_some() {
+                    // Storage refuses writes for now (disk full): say so.
+                    let refusal = Refusal::Unavailable;
+                    self.metrics.refused(&refusal);
+                    return Answer::Now(MailboxResponse::Refused(refusal));
+                }
                 return match mailbox.deposit(requester, recipient, envelope, now_ms()) {
                     // Acknowledged only once on disk, with the next group flush.
                     Ok(receipt) => Answer::AfterFlush {
@@ -209,6 +222,7 @@ impl Actor {
 
     /// A group flush finished: acknowledge (or refuse) every deposit it covered.
     pub(super) fn on_deposits_flushed(&mut self, result: Result<(), crate::store::StoreError>) {
+        let result = result.map_err(|error| self.chats.store().failed(error));
         let batch = std::mem::take(&mut self.commit.in_flight);
         let mut owners = HashSet::new();
         for held in batch {

@@ -28,6 +28,7 @@ mod mailbox;
 mod peers;
 mod redial;
 mod social;
+mod storage;
 
 pub use gossip::group_topic;
 pub(crate) use peers::is_unspecified;
@@ -108,6 +109,8 @@ pub(crate) struct Actor {
     /// The media task; aborted when the actor stops.
     _media: crate::blobs::MediaTask,
     _lock: DirLock,
+    /// Recovery from storage faults (disk full, I/O errors).
+    storage: storage::StorageWatch,
 }
 
 /// Starts a node on `dir` (which must be initialised) with `config`.
@@ -161,7 +164,7 @@ pub async fn spawn_with(
             Some(crate::mailbox::Mailbox::open(
                 identity.clone(),
                 limits.clone(),
-                store.db(),
+                store.db()?,
             )?)
         }
         None => None,
@@ -199,6 +202,11 @@ pub async fn spawn_with(
         blobs: blobs.clone(),
         _media: media,
         _lock: lock,
+        storage: storage::StorageWatch::new(if options.no_storage_reserve {
+            crate::disk::Reserve::none()
+        } else {
+            crate::disk::Reserve::new(dir.reserve_path())
+        }),
     };
     actor.ensure_own_profile(dir.profile().name)?;
     // Wait until every listener is up, so callers can read real addresses.
@@ -336,6 +344,8 @@ impl Actor {
         resync.reset();
         let mut presence = interval(self.config.presence_interval());
         presence.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut storage_probe = interval(storage::PROBE_INTERVAL);
+        storage_probe.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let shutdown_reply: Option<oneshot::Sender<()>> = loop {
             tokio::select! {
                 biased;
@@ -354,7 +364,9 @@ impl Actor {
                 _ = expiry.tick() => self.expire_mail(),
                 _ = resync.tick() => self.resync_connected(),
                 _ = presence.tick() => self.presence_tick(),
+                _ = storage_probe.tick() => self.storage_tick().await,
             }
+            self.notice_storage_fault();
         };
         self.drain_goodbyes().await;
         if let Err(error) = self.chats.store().flush().await {
