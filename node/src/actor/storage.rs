@@ -93,6 +93,10 @@ impl Actor {
         }
         self.storage.reported = None;
         tracing::info!(dir = %fault.dir.display(), "storage recovered");
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in connected {
+            self.push_outbox(peer);
+        }
         self.emit(Event::Storage {
             state: StorageState::Ok,
             message: format!("storage works again in {}", fault.dir.display()),
