@@ -104,6 +104,9 @@ pub(crate) async fn status(dir: &DataDir, json: bool) -> Result<()> {
     }
     println!("Chats:       {}", status.chats);
     println!("Undelivered: {}", status.outbox);
+    if let Some(fault) = &status.storage {
+        println!("Storage:     {fault}");
+    }
     Ok(())
 }
 
@@ -360,6 +363,7 @@ fn describe(names: &Names, event: &Event) -> String {
         ),
         Event::ProfileChanged { peer } => format!("{} updated their profile", names.peer(peer)),
         Event::File { hash, status, .. } => crate::media::describe_status(hash, status),
+        Event::Storage { message, .. } => message.clone(),
         other => format!("{other:?}"),
     }
 }
