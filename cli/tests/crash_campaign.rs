@@ -330,15 +330,24 @@ enum Phase {
     Sync,
     /// While a process starts: recovers its database, writes a snapshot.
     Start,
+    /// Just after the recipient acknowledged: with the sender and the relay
+    /// gone too, the recipient alone must hold every message shown
+    /// `delivered`.
+    Delivered,
+    /// Just after the relay signed for the mail: with the sender gone, the
+    /// relay alone must hand the recipient every message shown `sent`.
+    Custody,
 }
 
-const PHASES: [Phase; 6] = [
+const PHASES: [Phase; 8] = [
     Phase::Send,
     Phase::Ack,
     Phase::Deposit,
     Phase::Fetch,
     Phase::Sync,
     Phase::Start,
+    Phase::Delivered,
+    Phase::Custody,
 ];
 
 /// Sends `texts` one after the other on a thread; the texts the CLI
@@ -358,27 +367,47 @@ fn send_in_background(
     })
 }
 
-/// Waits (bounded) until every text is held by a relay for the recipient or
-/// delivered, as the sender's history shows. Returns whether it happened.
-fn wait_custody(net: &Net, sender: usize, texts: &[String]) -> bool {
+/// Delivery states that mean a relay holds the message (or better).
+const HELD: &[&str] = &["sent", "delivered", "read"];
+/// Delivery states that mean the recipient stored it durably.
+const DELIVERED: &[&str] = &["delivered", "read"];
+
+/// Waits (bounded, following events) until the sender's history shows every
+/// text in one of `states`. Returns whether it did.
+fn wait_states(net: &Net, sender: usize, texts: &[String], states: &[&str]) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);
     let events = Watch::start(&[&net.peers[sender].dir]);
     while Instant::now() < deadline {
         let Ok(entries) = cli(&net.peers[sender].dir, &["history", &net.ids[1 - sender]]) else {
             return false;
         };
-        let held = texts.iter().all(|t| {
+        let reached = texts.iter().all(|t| {
             entries.iter().any(|e| {
                 e["message"]["text"] == t.as_str()
-                    && matches!(e["delivery"].as_str(), Some("sent" | "delivered" | "read"))
+                    && e["delivery"].as_str().is_some_and(|s| states.contains(&s))
             })
         });
-        if held {
+        if reached {
             return true;
         }
         events.next_within(Duration::from_secs(1));
     }
     false
+}
+
+/// Waits (bounded, following events) until `peer`'s history with `other`
+/// holds every text; returns the ones still missing.
+fn wait_holds(dir: &Path, other: &str, texts: &[String]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let events = Watch::start(&[dir]);
+    loop {
+        let view = View::read(dir, other).unwrap_or_default();
+        let missing: Vec<String> = texts.iter().filter(|t| !view.has(t)).cloned().collect();
+        if missing.is_empty() || Instant::now() >= deadline {
+            return missing;
+        }
+        events.next_within(Duration::from_secs(1));
+    }
 }
 
 /// `meshchat watch` on some peers, their events on one channel: a reason to
@@ -440,6 +469,8 @@ struct Tally {
     duplicates: usize,
     setups_incomplete: usize,
     per_phase: HashMap<Phase, usize>,
+    /// Losses found by the checks of one node on its own (Delivered, Custody).
+    isolated_failures: Vec<String>,
 }
 
 /// The outcome of checking one cycle.
@@ -551,7 +582,7 @@ fn cycle(net: &mut Net, rng: &mut Rng, n: usize, phase: Phase, tally: &mut Tally
             net.peers[recipient].kill();
             tally.kills += 1;
             send(&acked).join().unwrap();
-            if !wait_custody(net, sender, &acked.lock().unwrap()) {
+            if !wait_states(net, sender, &acked.lock().unwrap(), HELD) {
                 tally.setups_incomplete += 1;
             }
             net.peers[recipient].start();
@@ -604,12 +635,70 @@ fn cycle(net: &mut Net, rng: &mut Rng, n: usize, phase: Phase, tally: &mut Tally
             victims.push(who);
             kill(net, &victims);
         }
+        Phase::Delivered => {
+            send(&acked).join().unwrap();
+            let acked_now = acked.lock().unwrap().clone();
+            if !wait_states(net, sender, &acked_now, DELIVERED) {
+                tally.setups_incomplete += 1;
+            }
+            std::thread::sleep(rng.millis(300));
+            let delivered = shown_in(net, sender, &acked_now, DELIVERED);
+            victims.extend([Who::Peer(recipient), Who::Peer(sender), Who::Relay]);
+            kill(net, &victims);
+            net.peers[recipient].start();
+            let missing = wait_holds(&net.peers[recipient].dir, &net.ids[sender], &delivered);
+            if !missing.is_empty() {
+                tally.losses += missing.len();
+                tally.isolated_failures.push(format!(
+                    "cycle {n}: shown delivered, gone from the recipient after its crash: {missing:?}"
+                ));
+            }
+        }
+        Phase::Custody => {
+            net.peers[recipient].kill();
+            tally.kills += 1;
+            send(&acked).join().unwrap();
+            let acked_now = acked.lock().unwrap().clone();
+            if !wait_states(net, sender, &acked_now, HELD) {
+                tally.setups_incomplete += 1;
+            }
+            std::thread::sleep(rng.millis(300));
+            let held = shown_in(net, sender, &acked_now, HELD);
+            victims.extend([Who::Relay, Who::Peer(sender)]);
+            kill(net, &victims);
+            net.relay.start();
+            net.peers[recipient].start();
+            let missing = wait_holds(&net.peers[recipient].dir, &net.ids[sender], &held);
+            if !missing.is_empty() {
+                tally.losses += missing.len();
+                tally.isolated_failures.push(format!(
+                    "cycle {n}: shown sent (relay custody), not handed over by the relay after its crash: {missing:?}"
+                ));
+            }
+        }
     }
     tally.kills += victims.len();
     tally
         .acknowledged
         .extend(acked.lock().unwrap().iter().cloned());
     net.restart_all();
+}
+
+/// Which of `texts` the sender's history shows in one of `states` (read just
+/// before a kill: states only move forward, so this is what the user saw).
+fn shown_in(net: &Net, sender: usize, texts: &[String], states: &[&str]) -> Vec<String> {
+    let entries =
+        cli(&net.peers[sender].dir, &["history", &net.ids[1 - sender]]).unwrap_or_default();
+    texts
+        .iter()
+        .filter(|t| {
+            entries.iter().any(|e| {
+                e["message"]["text"] == t.as_str()
+                    && e["delivery"].as_str().is_some_and(|s| states.contains(&s))
+            })
+        })
+        .cloned()
+        .collect()
 }
 
 fn kill(net: &mut Net, victims: &[Who]) {
@@ -639,6 +728,10 @@ fn crash_campaign() {
         cycle(&mut net, &mut rng, n, phase, &mut tally);
         *tally.per_phase.entry(phase).or_default() += 1;
         tally.cycles += 1;
+        if let Some(why) = tally.isolated_failures.first() {
+            failure = Some(format!("{phase:?}: {why}"));
+            break;
+        }
         if let Check::Failed(why) = converge(&net, &mut tally) {
             failure = Some(format!("cycle {n} ({phase:?}): {why}"));
             break;
