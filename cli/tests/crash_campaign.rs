@@ -185,11 +185,14 @@ impl Proc {
         self.child = Some(child);
     }
 
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    /// SIGKILLs the process; returns whether it was running.
+    fn kill(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        true
     }
 
     fn running(&self) -> bool {
@@ -199,7 +202,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        self.kill();
+        let _ = self.kill();
     }
 }
 
@@ -556,14 +559,13 @@ fn cycle(net: &mut Net, rng: &mut Rng, n: usize, phase: Phase, tally: &mut Tally
             if rng.chance(25) {
                 victims.push(Who::Relay);
             }
-            kill(net, &victims);
+            tally.kills += kill(net, &victims);
             sending.join().unwrap();
         }
         Phase::Deposit => {
             // The recipient is away: the sender deposits at the relay on its
             // next redial tick (every second).
-            net.peers[recipient].kill();
-            tally.kills += 1;
+            tally.kills += usize::from(net.peers[recipient].kill());
             send(&acked).join().unwrap();
             std::thread::sleep(rng.millis(1500));
             victims.push(if rng.chance(50) {
@@ -575,12 +577,11 @@ fn cycle(net: &mut Net, rng: &mut Rng, n: usize, phase: Phase, tally: &mut Tally
                 victims.push(Who::Peer(sender));
                 victims.push(Who::Relay);
             }
-            kill(net, &victims);
+            tally.kills += kill(net, &victims);
         }
         Phase::Fetch => {
             // The relay holds the mail; the recipient comes back and fetches.
-            net.peers[recipient].kill();
-            tally.kills += 1;
+            tally.kills += usize::from(net.peers[recipient].kill());
             send(&acked).join().unwrap();
             if !wait_states(net, sender, &acked.lock().unwrap(), HELD) {
                 tally.setups_incomplete += 1;
@@ -592,19 +593,17 @@ fn cycle(net: &mut Net, rng: &mut Rng, n: usize, phase: Phase, tally: &mut Tally
             } else {
                 Who::Relay
             });
-            kill(net, &victims);
+            tally.kills += kill(net, &victims);
         }
         Phase::Sync => {
             // Both have news for the other, no relay: they exchange it when
             // they reconnect (sync and outbox push).
-            net.peers[recipient].kill();
-            net.relay.kill();
-            tally.kills += 2;
+            tally.kills += usize::from(net.peers[recipient].kill());
+            tally.kills += usize::from(net.relay.kill());
             send(&acked).join().unwrap();
             let back = format!("c{n}-{}-back", net.peers[recipient].name);
             net.peers[recipient].start();
-            net.peers[sender].kill();
-            tally.kills += 1;
+            tally.kills += usize::from(net.peers[sender].kill());
             if cli(
                 &net.peers[recipient].dir,
                 &["send", &net.ids[sender], &back],
@@ -617,23 +616,22 @@ fn cycle(net: &mut Net, rng: &mut Rng, n: usize, phase: Phase, tally: &mut Tally
             net.peers[sender].start();
             std::thread::sleep(rng.millis(800));
             victims.push(Who::Peer(if rng.chance(50) { sender } else { recipient }));
-            kill(net, &victims);
+            tally.kills += kill(net, &victims);
         }
         Phase::Start => {
             // Messages while the recipient is away, then a restart cut short.
-            net.peers[recipient].kill();
-            tally.kills += 1;
+            tally.kills += usize::from(net.peers[recipient].kill());
             send(&acked).join().unwrap();
             let who = match rng.below(3) {
                 0 => Who::Relay,
                 i => Who::Peer(i as usize - 1),
             };
             let proc = net.proc(who);
-            proc.kill();
+            tally.kills += usize::from(proc.kill());
             proc.start_unready();
             std::thread::sleep(rng.millis(400));
             victims.push(who);
-            kill(net, &victims);
+            tally.kills += kill(net, &victims);
         }
         Phase::Delivered => {
             send(&acked).join().unwrap();
@@ -644,7 +642,7 @@ fn cycle(net: &mut Net, rng: &mut Rng, n: usize, phase: Phase, tally: &mut Tally
             std::thread::sleep(rng.millis(300));
             let delivered = shown_in(net, sender, &acked_now, DELIVERED);
             victims.extend([Who::Peer(recipient), Who::Peer(sender), Who::Relay]);
-            kill(net, &victims);
+            tally.kills += kill(net, &victims);
             net.peers[recipient].start();
             let missing = wait_holds(&net.peers[recipient].dir, &net.ids[sender], &delivered);
             if !missing.is_empty() {
@@ -655,8 +653,7 @@ fn cycle(net: &mut Net, rng: &mut Rng, n: usize, phase: Phase, tally: &mut Tally
             }
         }
         Phase::Custody => {
-            net.peers[recipient].kill();
-            tally.kills += 1;
+            tally.kills += usize::from(net.peers[recipient].kill());
             send(&acked).join().unwrap();
             let acked_now = acked.lock().unwrap().clone();
             if !wait_states(net, sender, &acked_now, HELD) {
@@ -665,7 +662,7 @@ fn cycle(net: &mut Net, rng: &mut Rng, n: usize, phase: Phase, tally: &mut Tally
             std::thread::sleep(rng.millis(300));
             let held = shown_in(net, sender, &acked_now, HELD);
             victims.extend([Who::Relay, Who::Peer(sender)]);
-            kill(net, &victims);
+            tally.kills += kill(net, &victims);
             net.relay.start();
             net.peers[recipient].start();
             let missing = wait_holds(&net.peers[recipient].dir, &net.ids[sender], &held);
@@ -677,7 +674,6 @@ fn cycle(net: &mut Net, rng: &mut Rng, n: usize, phase: Phase, tally: &mut Tally
             }
         }
     }
-    tally.kills += victims.len();
     tally
         .acknowledged
         .extend(acked.lock().unwrap().iter().cloned());
@@ -701,10 +697,9 @@ fn shown_in(net: &Net, sender: usize, texts: &[String], states: &[&str]) -> Vec<
         .collect()
 }
 
-fn kill(net: &mut Net, victims: &[Who]) {
-    for who in victims {
-        net.proc(*who).kill();
-    }
+/// SIGKILLs the victims; returns how many were running.
+fn kill(net: &mut Net, victims: &[Who]) -> usize {
+    victims.iter().filter(|who| net.proc(**who).kill()).count()
 }
 
 #[test]
@@ -717,10 +712,20 @@ fn crash_campaign() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(14);
-    let tmp = tempfile::tempdir().unwrap();
+    // Kept if anything panics (a process that does not start again, say);
+    // removed at the end of a clean run.
+    let root = tempfile::Builder::new()
+        .prefix("crash-campaign")
+        .tempdir()
+        .unwrap()
+        .keep();
+    println!(
+        "crash campaign: seed {seed}, {cycles} cycles, data dirs and logs in {}",
+        root.display()
+    );
     let started = Instant::now();
     let mut rng = Rng(seed);
-    let mut net = Net::setup(tmp.path());
+    let mut net = Net::setup(&root);
     let mut tally = Tally::default();
     let mut failure = None;
     for n in 0..cycles {
@@ -753,14 +758,13 @@ fn crash_campaign() {
     );
     drop(net);
     if let Some(why) = failure {
-        let kept = tmp.keep();
         panic!(
             "crash campaign failed (seed {seed}): {why}\ndata dirs and logs kept in {}",
-            kept.display()
+            root.display()
         );
     }
-    if std::env::var("CRASH_KEEP").is_ok() {
-        println!("kept {}", tmp.keep().display());
+    if std::env::var("CRASH_KEEP").is_err() {
+        let _ = std::fs::remove_dir_all(&root);
     }
     assert_eq!(tally.losses, 0);
     assert_eq!(tally.duplicates, 0);
