@@ -163,7 +163,8 @@ fn remove_unfinished_snapshots(path: &Path) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with("snap.") && name.ends_with(".generating") {
-            tracing::warn!(file = %name, "removing an unfinished database snapshot");
+            let bytes = entry.metadata().map_or(0, |m| m.len());
+            tracing::warn!(file = %name, bytes, "removing an unfinished database snapshot");
             let _ = std::fs::remove_file(entry.path());
         }
     }
