@@ -102,6 +102,9 @@ pub(crate) async fn status(dir: &DataDir, json: bool) -> Result<()> {
     }
     say!("Chats:       {}", status.chats);
     say!("Undelivered: {}", status.outbox);
+    if let Some(fault) = &status.storage {
+        say!("Storage:     {fault}");
+    }
     Ok(())
 }
 
@@ -358,6 +361,7 @@ fn describe(names: &Names, event: &Event) -> String {
         ),
         Event::ProfileChanged { peer } => format!("{} updated their profile", names.peer(peer)),
         Event::File { hash, status, .. } => crate::media::describe_status(hash, status),
+        Event::Storage { message, .. } => message.clone(),
         other => format!("{other:?}"),
     }
 }

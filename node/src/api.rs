@@ -149,6 +149,16 @@ pub enum Event {
         /// Whose mailbox the tokens open.
         peer: PeerId,
     },
+    /// Storage stopped taking writes (`full`, `failed`) or takes them again
+    /// (`ok`). Reads are served throughout; the node recovers by itself.
+    Storage {
+        /// Where storage stands now.
+        state: crate::disk::StorageState,
+        /// The data directory whose disk it is.
+        dir: std::path::PathBuf,
+        /// What happened and what to do, for people.
+        message: String,
+    },
 }
 
 /// A snapshot of the node's state.
@@ -170,6 +180,10 @@ pub struct Status {
     /// Relay mode: counters since start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<RelayMetrics>,
+    /// Why writes are refused for now (disk full, I/O error); absent while
+    /// storage works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<crate::disk::StorageFault>,
 }
 
 /// Counters of a relay's mailbox service since it started.

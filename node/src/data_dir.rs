@@ -10,6 +10,7 @@
 //!   daemon.lock     held by the running daemon
 //!   run/            mode 0700, created before the socket is bound in it
 //!     control.sock  the daemon's control API (mode 0600)
+//!   storage.reserve 1 MiB kept free for reopening the database after the disk fills up
 //! ```
 //!
 //! The directory is created with mode 0700 and its files with 0600. The
@@ -36,6 +37,7 @@ const LOCK_FILE: &str = "daemon.lock";
 const SOCKET_FILE: &str = "control.sock";
 const RUN_DIR: &str = "run";
 const DB_DIR: &str = "db";
+const RESERVE_FILE: &str = "storage.reserve";
 
 /// A meshchat data directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,6 +283,11 @@ impl DataDir {
     /// The control socket, inside the private `run/` directory.
     pub fn socket_path(&self) -> PathBuf {
         self.root.join(RUN_DIR).join(SOCKET_FILE)
+    }
+
+    /// The file holding space in reserve for recovering from a full disk.
+    pub(crate) fn reserve_path(&self) -> PathBuf {
+        self.root.join(RESERVE_FILE)
     }
 }
 

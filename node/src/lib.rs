@@ -12,6 +12,7 @@ pub mod control;
 mod data_dir;
 #[doc(hidden)]
 pub mod fuzzing;
+mod disk;
 pub mod invite;
 mod keys;
 pub mod limits;
@@ -33,6 +34,7 @@ pub use chats::{
 };
 pub use config::NodeConfig;
 pub use data_dir::{DataDir, DataDirError, DirLock, LocalProfile};
+pub use disk::{StorageFault, StorageState};
 pub use keys::{peer_id_of, public_key_of};
 pub use presence::{LastSeen, LastSeenPrivacy};
 pub use social::{PeerProfile, ProfileUpdate, MAX_AVATAR_BYTES};

@@ -1,8 +1,20 @@
 //! Durable state in sled: chats, signed changes, the outbox, delivery states
 //! and contacts. Writes are visible at once and durable after [`Store::flush`];
 //! nothing is acknowledged to anyone before that flush.
+//!
+//! Storage faults: the first I/O error of a write or a flush (a full disk,
+//! usually) puts the store in a fault ([`Store::fault`]). From then on every
+//! write is refused with [`StoreError::Unavailable`], which tells the user
+//! what to do, while reads go on. sled keeps that error for the life of the
+//! database and keeps the writes that never reached the disk in memory, so
+//! the node then [reopens](Store::reopen) the database from what is on disk
+//! and [resumes](Store::resume) writes once a probe write gets through (see
+//! `disk.rs` and `actor/storage.rs`).
 
-use std::path::Path;
+use std::{
+    path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard},
+};
 
 use libp2p::{Multiaddr, PeerId};
 use meshchat_crdt::{
@@ -10,7 +22,7 @@ use meshchat_crdt::{
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::{presence::LastSeenPrivacy, protocol::SignedProfile};
+use crate::{disk::StorageFault, presence::LastSeenPrivacy, protocol::SignedProfile};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +39,10 @@ pub enum StoreError {
         /// Decoder message.
         message: String,
     },
+    /// Storage refuses writes for now (disk full, I/O error); the node
+    /// recovers by itself. Nothing was written.
+    #[error("{0}")]
+    Unavailable(StorageFault),
 }
 
 /// Where a message stands, as its author sees it (per recipient).
@@ -77,6 +93,15 @@ pub(crate) struct OutboxEntry {
 }
 
 pub(crate) struct Store {
+    path: PathBuf,
+    cache_bytes: Option<u64>,
+    /// `None` only when a reopen failed; every call then reports the fault.
+    trees: Option<Trees>,
+    health: Mutex<Health>,
+}
+
+/// The open database and its trees.
+struct Trees {
     db: sled::Db,
     chats: sled::Tree,
     changes: sled::Tree,
@@ -89,6 +114,60 @@ pub(crate) struct Store {
     profiles: sled::Tree,
     last_seen: sled::Tree,
     settings: sled::Tree,
+}
+
+impl Trees {
+    fn open(path: &Path, cache_bytes: Option<u64>) -> Result<Self, sled::Error> {
+        remove_unfinished_snapshots(path);
+        let mut config = sled::Config::new().path(path);
+        if let Some(bytes) = cache_bytes {
+            config = config.cache_capacity(bytes);
+        }
+        let db = config.open()?;
+        Ok(Self {
+            chats: db.open_tree("chats")?,
+            changes: db.open_tree("changes")?,
+            outbox: db.open_tree("outbox")?,
+            delivery: db.open_tree("delivery")?,
+            contacts: db.open_tree("contacts")?,
+            reads: db.open_tree("reads")?,
+            custody: db.open_tree("custody")?,
+            receipts: db.open_tree("receipts")?,
+            profiles: db.open_tree("profiles")?,
+            last_seen: db.open_tree("last_seen")?,
+            settings: db.open_tree("settings")?,
+            db,
+        })
+    }
+}
+
+/// Where storage stands.
+#[derive(Debug, Default)]
+struct Health {
+    /// Writes are refused while this is set.
+    fault: Option<StorageFault>,
+    /// The open database hit an I/O error: sled refuses writes for good and
+    /// may hold writes that never reached the disk. Only a reopen clears it.
+    db_failed: bool,
+}
+
+/// Removes snapshot files sled was still writing when it stopped (killed, or
+/// out of space). sled 0.34 takes the newest `snap.*` file, unfinished ones
+/// included, and refuses to open on its bad checksum; without it, it rebuilds
+/// the snapshot from the log.
+fn remove_unfinished_snapshots(path: &Path) {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let bytes = entry.metadata().map_or(0, |m| m.len());
+            tracing::warn!(file = %name, bytes, "removing an unfinished database snapshot");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Flushes `db` on tokio's blocking pool. Not `sled::Db::flush_async`: with
@@ -149,51 +228,138 @@ impl Store {
         path: &Path,
         cache_bytes: Option<u64>,
     ) -> Result<Self, StoreError> {
-        let mut config = sled::Config::new().path(path);
-        if let Some(bytes) = cache_bytes {
-            config = config.cache_capacity(bytes);
-        }
-        let db = config.open()?;
         Ok(Self {
-            chats: db.open_tree("chats")?,
-            changes: db.open_tree("changes")?,
-            outbox: db.open_tree("outbox")?,
-            delivery: db.open_tree("delivery")?,
-            contacts: db.open_tree("contacts")?,
-            reads: db.open_tree("reads")?,
-            custody: db.open_tree("custody")?,
-            receipts: db.open_tree("receipts")?,
-            profiles: db.open_tree("profiles")?,
-            last_seen: db.open_tree("last_seen")?,
-            settings: db.open_tree("settings")?,
-            db,
+            trees: Some(Trees::open(path, cache_bytes)?),
+            path: path.to_path_buf(),
+            cache_bytes,
+            health: Mutex::default(),
         })
     }
 
-    /// The database, for services that keep their own trees in it.
-    pub(crate) fn db(&self) -> &sled::Db {
-        &self.db
+    /// The database, for services that keep their own trees in it. They must
+    /// drop their handles before [`Store::reopen`].
+    pub(crate) fn db(&self) -> Result<&sled::Db, StoreError> {
+        Ok(&self.trees()?.db)
     }
 
     /// Makes every write so far durable.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        flush_db(&self.db).await
+        let db = self.trees()?.db.clone();
+        flush_db(&db).await.map_err(|e| self.failed(e))
+    }
+
+    /// Why writes are refused, if they are.
+    pub(crate) fn fault(&self) -> Option<StorageFault> {
+        self.health().fault.clone()
+    }
+
+    /// Whether the open database hit an I/O error and must be reopened.
+    pub(crate) fn needs_reopen(&self) -> bool {
+        self.health().db_failed
+    }
+
+    /// Records a fault reported by a service writing to the same database
+    /// (the relay's mailboxes); returns the error to report in its place.
+    pub(crate) fn failed(&self, error: StoreError) -> StoreError {
+        let StoreError::Sled(sled_error) = &error else {
+            return error;
+        };
+        let Some(fault) = StorageFault::of_sled(sled_error, self.data_dir()) else {
+            return error;
+        };
+        let mut health = self.health();
+        health.db_failed = true;
+        if health.fault.is_none() {
+            tracing::error!(%fault, "storage fault: refusing writes until it clears");
+        }
+        StoreError::Unavailable(health.fault.get_or_insert(fault).clone())
+    }
+
+    /// Closes the database and opens it again from what is on disk, dropping
+    /// whatever sled held in memory but never wrote. Writes stay refused
+    /// until [`Store::resume`]. Every other handle on the database must be
+    /// dropped first (sled locks its files). On failure the store is closed:
+    /// every call reports the fault until a later reopen succeeds.
+    pub(crate) fn reopen(&mut self) -> Result<(), StoreError> {
+        self.trees = None;
+        let trees = Trees::open(&self.path, self.cache_bytes).map_err(|e| self.failed(e.into()))?;
+        self.trees = Some(trees);
+        self.health().db_failed = false;
+        tracing::info!(path = %self.path.display(), "database reopened from disk");
+        Ok(())
+    }
+
+    /// Probes with a durable write; when it gets through, writes are taken
+    /// again. Call only once the disk has room.
+    pub(crate) async fn resume(&self) -> Result<(), StoreError> {
+        if self.needs_reopen() {
+            return Err(self.closed());
+        }
+        let trees = self.trees()?;
+        trees
+            .settings
+            .insert(b"storage_probe", &crate::actor::now_ms().to_be_bytes())
+            .map_err(|e| self.failed(e.into()))?;
+        self.flush().await?;
+        self.health().fault = None;
+        tracing::info!("storage takes writes again");
+        Ok(())
+    }
+
+    fn health(&self) -> MutexGuard<'_, Health> {
+        self.health
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn data_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(&self.path)
+    }
+
+    /// The error for a call made while the database is closed.
+    fn closed(&self) -> StoreError {
+        StoreError::Unavailable(self.fault().unwrap_or_else(|| StorageFault {
+            state: crate::disk::StorageState::Failed,
+            dir: self.data_dir().to_path_buf(),
+            detail: "the database is closed".into(),
+        }))
+    }
+
+    /// The trees, for reading.
+    fn trees(&self) -> Result<&Trees, StoreError> {
+        self.trees.as_ref().ok_or_else(|| self.closed())
+    }
+
+    /// The trees, for writing: refused while storage has a fault.
+    fn writable(&self) -> Result<&Trees, StoreError> {
+        if let Some(fault) = self.fault() {
+            return Err(StoreError::Unavailable(fault));
+        }
+        self.trees()
+    }
+
+    /// Runs one write, recording an I/O error as a storage fault.
+    fn write<T>(&self, f: impl FnOnce(&Trees) -> Result<T, sled::Error>) -> Result<T, StoreError> {
+        let trees = self.writable()?;
+        f(trees).map_err(|e| self.failed(e.into()))
     }
 
     pub(crate) fn put_chat(&self, id: &ChatId, record: &ChatRecord) -> Result<(), StoreError> {
-        self.chats.insert(id.as_bytes(), encode(record))?;
+        self.write(|t| t.chats.insert(id.as_bytes(), encode(record)))?;
         Ok(())
     }
 
     pub(crate) fn chat(&self, id: &ChatId) -> Result<Option<ChatRecord>, StoreError> {
-        self.chats
+        self.trees()?
+            .chats
             .get(id.as_bytes())?
             .map(|v| decode("chats", &v))
             .transpose()
     }
 
     pub(crate) fn chats(&self) -> Result<Vec<(ChatId, ChatRecord)>, StoreError> {
-        self.chats
+        self.trees()?
+            .chats
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
@@ -215,21 +381,22 @@ impl Store {
             let key = change_key(&change.chat, change.segment, &hash);
             batch.insert(key, encode(change));
         }
-        self.changes.apply_batch(batch)?;
-        Ok(())
+        self.write(|t| t.changes.apply_batch(batch))
     }
 
     /// Every stored change of `chat`. A record that does not decode is
     /// dropped (and logged): one bad record never stops a chat loading.
     pub(crate) fn changes_of(&self, chat: &ChatId) -> Result<Vec<SignedChange>, StoreError> {
+        let trees = self.trees()?;
         let mut out = Vec::new();
-        for kv in self.changes.scan_prefix(chat.as_bytes()) {
+        for kv in trees.changes.scan_prefix(chat.as_bytes()) {
             let (key, value) = kv?;
             match decode("changes", &value) {
                 Ok(change) => out.push(change),
                 Err(error) => {
                     tracing::warn!(%chat, %error, "dropping a stored change that does not decode");
-                    self.changes.remove(key)?;
+                    // Best effort: while writes are refused it stays, skipped.
+                    let _ = self.write(|t| t.changes.remove(&key));
                 }
             }
         }
@@ -242,7 +409,8 @@ impl Store {
         segment: SegmentIndex,
         hash: &ChangeHash,
     ) -> Result<Option<SignedChange>, StoreError> {
-        self.changes
+        self.trees()?
+            .changes
             .get(change_key(chat, segment, hash))?
             .map(|v| decode("changes", &v))
             .transpose()
@@ -251,23 +419,61 @@ impl Store {
     /// Removes a change wherever it is stored in `chat` (rare: a change held
     /// for judgement that turned out invalid).
     pub(crate) fn remove_change(&self, chat: &ChatId, hash: &ChangeHash) -> Result<(), StoreError> {
-        for kv in self.changes.scan_prefix(chat.as_bytes()) {
+        let changes = &self.writable()?.changes;
+        for kv in changes.scan_prefix(chat.as_bytes()) {
             let (key, _) = kv?;
             if key.ends_with(hash.as_bytes()) {
-                self.changes.remove(key)?;
+                self.write(|t| t.changes.remove(key))?;
             }
         }
         Ok(())
     }
 
-    pub(crate) fn outbox_add(
+    /// Stores a change this node wrote together with its outbox entries and
+    /// its message's `pending` delivery states, in one sled transaction:
+    /// after a crash or a failed flush either all of it is on disk or none of
+    /// it (a message without its outbox entry would never be pushed).
+    pub(crate) fn put_local_write(
         &self,
-        peer: &PublicKey,
-        entry: &OutboxEntry,
+        change: &SignedChange,
+        hash: ChangeHash,
+        outbox: &[(PublicKey, OutboxEntry)],
+        pending: &[(MessageId, PublicKey)],
     ) -> Result<(), StoreError> {
-        self.outbox
-            .insert(outbox_key(peer, &entry.hash), encode(entry))?;
-        Ok(())
+        use sled::{transaction::TransactionError, Transactional};
+        let change_record = (
+            change_key(&change.chat, change.segment, &hash),
+            encode(change),
+        );
+        let outbox_records: Vec<(Vec<u8>, Vec<u8>)> = outbox
+            .iter()
+            .map(|(peer, entry)| (outbox_key(peer, &entry.hash), encode(entry)))
+            .collect();
+        let pending_keys: Vec<Vec<u8>> = pending
+            .iter()
+            .map(|(message, peer)| delivery_key(&change.chat, message, peer))
+            .collect();
+        let pending_state = encode(&DeliveryState::Pending);
+        self.write(|t| {
+            (&t.changes, &t.outbox, &t.delivery)
+                .transaction(|(changes, outbox, delivery)| {
+                    changes.insert(change_record.0.as_slice(), change_record.1.as_slice())?;
+                    for (key, value) in &outbox_records {
+                        outbox.insert(key.as_slice(), value.as_slice())?;
+                    }
+                    for key in &pending_keys {
+                        // States only move forward: never overwrite one.
+                        if delivery.get(key)?.is_none() {
+                            delivery.insert(key.as_slice(), pending_state.as_slice())?;
+                        }
+                    }
+                    Ok::<_, sled::transaction::ConflictableTransactionError<std::convert::Infallible>>(())
+                })
+                .map_err(|e| match e {
+                    TransactionError::Storage(e) => e,
+                    TransactionError::Abort(never) => match never {},
+                })
+        })
     }
 
     pub(crate) fn outbox_for(
@@ -275,7 +481,8 @@ impl Store {
         peer: &PublicKey,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.outbox
+        self.trees()?
+            .outbox
             .scan_prefix(peer.as_bytes())
             .take(limit)
             .map(|kv| decode("outbox", &kv?.1))
@@ -288,20 +495,19 @@ impl Store {
         peer: &PublicKey,
         hash: &ChangeHash,
     ) -> Result<Option<OutboxEntry>, StoreError> {
-        self.outbox
-            .remove(outbox_key(peer, hash))?
+        self.write(|t| t.outbox.remove(outbox_key(peer, hash)))?
             .map(|v| decode("outbox", &v))
             .transpose()
     }
 
     pub(crate) fn outbox_len(&self) -> usize {
-        self.outbox.len()
+        self.trees().map_or(0, |t| t.outbox.len())
     }
 
     /// Peers with at least one undelivered change.
     pub(crate) fn outbox_peers(&self) -> Result<Vec<PublicKey>, StoreError> {
         let mut peers: Vec<PublicKey> = Vec::new();
-        for kv in self.outbox.iter() {
+        for kv in self.trees()?.outbox.iter() {
             let (k, _) = kv?;
             if let Ok(bytes) = <[u8; 32]>::try_from(&k[..32.min(k.len())]) {
                 let key = PublicKey::from_bytes(bytes);
@@ -323,13 +529,13 @@ impl Store {
         state: DeliveryState,
     ) -> Result<bool, StoreError> {
         let key = delivery_key(chat, message, peer);
-        if let Some(old) = self.delivery.get(&key)? {
+        if let Some(old) = self.writable()?.delivery.get(&key)? {
             let old: DeliveryState = decode("delivery", &old)?;
             if old >= state {
                 return Ok(false);
             }
         }
-        self.delivery.insert(key, encode(&state))?;
+        self.write(|t| t.delivery.insert(key, encode(&state)))?;
         Ok(true)
     }
 
@@ -343,7 +549,7 @@ impl Store {
         let mut key = author.as_bytes().to_vec();
         key.extend_from_slice(chat.as_bytes());
         key.extend_from_slice(message.as_bytes());
-        self.receipts.insert(key, &[])?;
+        self.write(|t| t.receipts.insert(key, &[]))?;
         Ok(())
     }
 
@@ -353,7 +559,7 @@ impl Store {
         author: &PublicKey,
     ) -> Result<Vec<(ChatId, MessageId)>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.receipts.scan_prefix(author.as_bytes()) {
+        for kv in self.trees()?.receipts.scan_prefix(author.as_bytes()) {
             let (k, _) = kv?;
             let (Ok(chat), Ok(message)) = (
                 <[u8; 32]>::try_from(&k[32..64.min(k.len())]),
@@ -376,7 +582,7 @@ impl Store {
             let mut key = author.as_bytes().to_vec();
             key.extend_from_slice(chat.as_bytes());
             key.extend_from_slice(message.as_bytes());
-            self.receipts.remove(key)?;
+            self.write(|t| t.receipts.remove(key))?;
         }
         Ok(())
     }
@@ -389,7 +595,8 @@ impl Store {
     ) -> Result<Vec<(PublicKey, DeliveryState)>, StoreError> {
         let mut prefix = chat.as_bytes().to_vec();
         prefix.extend_from_slice(message.as_bytes());
-        self.delivery
+        self.trees()?
+            .delivery
             .scan_prefix(&prefix)
             .map(|kv| {
                 let (k, v) = kv?;
@@ -416,7 +623,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut key = delivery_key(chat, message, recipient);
         key.extend_from_slice(relay.as_bytes());
-        self.custody.insert(key, &until_ms.to_be_bytes())?;
+        self.write(|t| t.custody.insert(key, &until_ms.to_be_bytes()))?;
         Ok(())
     }
 
@@ -429,7 +636,7 @@ impl Store {
         let mut prefix = chat.as_bytes().to_vec();
         prefix.extend_from_slice(message.as_bytes());
         let mut out = Vec::new();
-        for kv in self.custody.scan_prefix(&prefix) {
+        for kv in self.trees()?.custody.scan_prefix(&prefix) {
             let (k, v) = kv?;
             let rest = &k[prefix.len()..];
             let (Ok(recipient), Ok(relay), Ok(until)) = (
@@ -451,6 +658,7 @@ impl Store {
     /// How many messages by others the user had seen in `chat`.
     pub(crate) fn seen(&self, chat: &ChatId) -> Result<u64, StoreError> {
         Ok(self
+            .trees()?
             .reads
             .get(chat.as_bytes())?
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
@@ -458,24 +666,26 @@ impl Store {
     }
 
     pub(crate) fn set_seen(&self, chat: &ChatId, count: u64) -> Result<(), StoreError> {
-        self.reads.insert(chat.as_bytes(), &count.to_be_bytes())?;
+        self.write(|t| t.reads.insert(chat.as_bytes(), &count.to_be_bytes()))?;
         Ok(())
     }
 
     pub(crate) fn put_contact(&self, key: &PublicKey, contact: &Contact) -> Result<(), StoreError> {
-        self.contacts.insert(key.as_bytes(), encode(contact))?;
+        self.write(|t| t.contacts.insert(key.as_bytes(), encode(contact)))?;
         Ok(())
     }
 
     pub(crate) fn contact(&self, key: &PublicKey) -> Result<Option<Contact>, StoreError> {
-        self.contacts
+        self.trees()?
+            .contacts
             .get(key.as_bytes())?
             .map(|v| decode("contacts", &v))
             .transpose()
     }
 
     pub(crate) fn contacts(&self) -> Result<Vec<Contact>, StoreError> {
-        self.contacts
+        self.trees()?
+            .contacts
             .iter()
             .map(|kv| decode("contacts", &kv?.1))
             .collect()
@@ -483,7 +693,7 @@ impl Store {
 
     /// Removes a contact; returns whether there was one.
     pub(crate) fn remove_contact(&self, key: &PublicKey) -> Result<bool, StoreError> {
-        Ok(self.contacts.remove(key.as_bytes())?.is_some())
+        Ok(self.write(|t| t.contacts.remove(key.as_bytes()))?.is_some())
     }
 
     /// Whether the user blocked `key`.
@@ -493,7 +703,8 @@ impl Store {
 
     /// The newest verified profile held for `key` (the node's own included).
     pub(crate) fn profile(&self, key: &PublicKey) -> Result<Option<SignedProfile>, StoreError> {
-        self.profiles
+        self.trees()?
+            .profiles
             .get(key.as_bytes())?
             .map(|v| decode("profiles", &v))
             .transpose()
@@ -501,14 +712,14 @@ impl Store {
 
     /// Stores a profile already verified and found newer than the one held.
     pub(crate) fn put_profile(&self, profile: &SignedProfile) -> Result<(), StoreError> {
-        self.profiles
-            .insert(profile.peer.as_bytes(), encode(profile))?;
+        self.write(|t| t.profiles.insert(profile.peer.as_bytes(), encode(profile)))?;
         Ok(())
     }
 
     /// The user's last-seen privacy setting.
     pub(crate) fn last_seen_privacy(&self) -> Result<LastSeenPrivacy, StoreError> {
         Ok(self
+            .trees()?
             .settings
             .get(b"last_seen_privacy")?
             .map(|v| decode("settings", &v))
@@ -517,14 +728,14 @@ impl Store {
     }
 
     pub(crate) fn set_last_seen_privacy(&self, privacy: LastSeenPrivacy) -> Result<(), StoreError> {
-        self.settings
-            .insert(b"last_seen_privacy", encode(&privacy))?;
+        self.write(|t| t.settings.insert(b"last_seen_privacy", encode(&privacy)))?;
         Ok(())
     }
 
     /// When this node last heard from `key` (its own clock, ms since the epoch).
     pub(crate) fn last_seen(&self, key: &PublicKey) -> Result<Option<i64>, StoreError> {
         Ok(self
+            .trees()?
             .last_seen
             .get(key.as_bytes())?
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
@@ -534,8 +745,7 @@ impl Store {
     /// Records hearing from `key` at `at_ms`. Not flushed on its own: losing
     /// the last few seconds of last-seen in a crash is harmless.
     pub(crate) fn set_last_seen(&self, key: &PublicKey, at_ms: i64) -> Result<(), StoreError> {
-        self.last_seen
-            .insert(key.as_bytes(), &at_ms.to_be_bytes())?;
+        self.write(|t| t.last_seen.insert(key.as_bytes(), &at_ms.to_be_bytes()))?;
         Ok(())
     }
 }
@@ -566,22 +776,123 @@ mod tests {
                     },
                 )
                 .unwrap();
-            store.put_changes([(&written.change, hash)]).unwrap();
             let entry = OutboxEntry {
                 chat: chat.id(),
                 segment: 0,
                 hash,
                 message: Some(written.message.id),
             };
-            store.outbox_add(&bob.public(), &entry).unwrap();
+            store
+                .put_local_write(
+                    &written.change,
+                    hash,
+                    &[(bob.public(), entry)],
+                    &[(written.message.id, bob.public())],
+                )
+                .unwrap();
             store.flush().await.unwrap();
         }
         let store = Store::open(tmp.path()).unwrap();
         assert_eq!(store.changes_of(&chat.id()).unwrap(), vec![written.change]);
         assert_eq!(store.outbox_peers().unwrap(), vec![bob.public()]);
         assert_eq!(store.outbox_for(&bob.public(), 10).unwrap().len(), 1);
+        assert_eq!(
+            store.delivery(&chat.id(), &written.message.id).unwrap(),
+            vec![(bob.public(), DeliveryState::Pending)]
+        );
         assert!(store.outbox_remove(&bob.public(), &hash).unwrap().is_some());
         assert_eq!(store.outbox_len(), 0);
         assert_eq!(store.chats().unwrap().len(), 1);
+    }
+
+    fn new_chat(n: i64) -> (ChatId, ChatRecord) {
+        let kind = ChatKind::direct(Identity::generate().public(), Identity::generate().public());
+        (
+            kind.chat_id(),
+            ChatRecord {
+                kind,
+                created_at_ms: n,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_pauses_writes_and_a_reopen_drops_what_never_reached_it() {
+        let Some(disk) = crate::disk::SmallDisk::mount(8) else {
+            return;
+        };
+        let mut store = Store::open(&disk.path().join("db")).unwrap();
+        let (first, record) = new_chat(0);
+        store.put_chat(&first, &record).unwrap();
+        store.flush().await.unwrap();
+        disk.fill();
+        // Writes go on while sled finds room in pages it already has; every
+        // one acknowledged (flushed) must survive.
+        let mut acknowledged = Vec::new();
+        let (failed, error) = loop {
+            let (id, record) = new_chat(acknowledged.len() as i64 + 1);
+            store.put_chat(&id, &record).unwrap();
+            match store.flush().await {
+                Ok(()) => acknowledged.push(id),
+                Err(error) => break (id, error),
+            }
+            assert!(acknowledged.len() < 10_000, "the disk never filled");
+        };
+        let StoreError::Unavailable(fault) = error else {
+            panic!("not reported as a storage fault: {error}");
+        };
+        assert_eq!(fault.state, crate::disk::StorageState::Full);
+        assert_eq!(
+            fault.to_string(),
+            format!(
+                "disk full in {}: free space, meshchat recovers by itself",
+                disk.path().display()
+            )
+        );
+        assert_eq!(store.fault(), Some(fault));
+        assert!(store.needs_reopen());
+        // Writes are refused up front; reads are served.
+        let (other, record) = new_chat(-1);
+        assert!(matches!(
+            store.put_chat(&other, &record),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(store.chat(&first).unwrap().is_some());
+
+        disk.free();
+        store.reopen().unwrap();
+        assert!(
+            store.chat(&failed).unwrap().is_none(),
+            "a write that never reached the disk is still served"
+        );
+        assert!(store.chat(&first).unwrap().is_some());
+        for id in &acknowledged {
+            assert!(store.chat(id).unwrap().is_some(), "acknowledged write lost");
+        }
+        // Still refused until a probe write gets through.
+        assert!(store.put_chat(&other, &record).is_err());
+        store.resume().await.unwrap();
+        assert_eq!(store.fault(), None);
+        store.put_chat(&other, &record).unwrap();
+        store.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_snapshot_does_not_stop_the_database_opening() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (id, record) = new_chat(1);
+        {
+            let store = Store::open(tmp.path()).unwrap();
+            store.put_chat(&id, &record).unwrap();
+            store.flush().await.unwrap();
+        }
+        // What a process killed while sled wrote a snapshot leaves behind.
+        std::fs::write(
+            tmp.path().join("snap.FFFFFFFFFFFFFFFF.generating"),
+            b"half a snapshot",
+        )
+        .unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        assert_eq!(store.chat(&id).unwrap(), Some(record));
     }
 }

@@ -38,6 +38,10 @@ pub struct SpawnOptions {
     /// sled's page cache for this node's database, in bytes (sled's default
     /// is 1 GiB). Many nodes in one process want a small one.
     pub store_cache_bytes: Option<u64>,
+    /// Keep no `storage.reserve` file (1 MiB per node). Without it a node
+    /// whose disk filled up may have to wait for free space before it can
+    /// reopen its database (see docs/SECURITY.md, "Storage faults").
+    pub no_storage_reserve: bool,
 }
 
 impl SpawnOptions {
@@ -57,6 +61,12 @@ impl SpawnOptions {
         self.store_cache_bytes = Some(bytes);
         self
     }
+
+    /// Options without the storage reserve file (many nodes on one disk).
+    pub fn without_storage_reserve(mut self) -> Self {
+        self.no_storage_reserve = true;
+        self
+    }
 }
 
 impl std::fmt::Debug for SpawnOptions {
@@ -64,6 +74,7 @@ impl std::fmt::Debug for SpawnOptions {
         f.debug_struct("SpawnOptions")
             .field("transport", &self.transport.as_ref().map(|_| "custom"))
             .field("store_cache_bytes", &self.store_cache_bytes)
+            .field("no_storage_reserve", &self.no_storage_reserve)
             .finish()
     }
 }

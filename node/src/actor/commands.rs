@@ -336,6 +336,7 @@ impl Actor {
             outbox: self.chats.store().outbox_len(),
             mailbox: self.mailbox.as_ref().map(|m| m.stats()),
             relay: self.mailbox.as_ref().map(|_| self.metrics.clone()),
+            storage: self.storage.fault().cloned(),
         })
     }
 }

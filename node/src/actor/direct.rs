@@ -82,7 +82,9 @@ impl Actor {
 
     /// Sends the next outbox batch to a connected peer, one push at a time.
     pub(super) fn push_outbox(&mut self, peer: PeerId) {
-        if self.pushing.contains(&peer) {
+        if self.pushing.contains(&peer) || self.chats.store().fault().is_some() {
+            // While storage refuses writes an acknowledgement could not be
+            // recorded: the push would repeat forever. Resumed on recovery.
             return;
         }
         let Some(key) = public_key_of(&peer) else {

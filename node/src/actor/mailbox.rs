@@ -62,6 +62,13 @@ pub(super) struct DepositCommit {
     pub(super) done_rx: mpsc::Receiver<Result<(), crate::store::StoreError>>,
 }
 
+impl DepositCommit {
+    /// No deposit is waiting for a flush or in one.
+    pub(super) fn is_idle(&self) -> bool {
+        self.waiting.is_empty() && self.in_flight.is_empty()
+    }
+}
+
 impl Default for DepositCommit {
     fn default() -> Self {
         let (done_tx, done_rx) = mpsc::channel(1);
@@ -203,6 +210,12 @@ impl Actor {
                 envelope,
                 token,
             } => {
+                if self.chats.store().fault().is_some() {
+                    // Storage refuses writes for now (disk full): say so.
+                    let refusal = Refusal::Unavailable;
+                    self.metrics.refused(&refusal);
+                    return Answer::Now(MailboxResponse::Refused(refusal));
+                }
                 return match mailbox.deposit(requester, recipient, envelope, token.as_ref(), now) {
                     // Acknowledged only once on disk, with the next group flush.
                     Ok(accepted) => Answer::AfterFlush {
@@ -257,6 +270,7 @@ impl Actor {
     /// it failed, take them back and refuse them (nothing stays stored or
     /// counted for a deposit answered `Unavailable`).
     pub(super) fn on_deposits_flushed(&mut self, result: Result<(), crate::store::StoreError>) {
+        let result = result.map_err(|error| self.chats.store().failed(error));
         let batch = std::mem::take(&mut self.commit.in_flight);
         let mut owners = HashSet::new();
         let mut answers = Vec::with_capacity(batch.len());

@@ -29,6 +29,7 @@ mod peers;
 mod redial;
 mod requests;
 mod social;
+mod storage;
 mod tokens;
 
 pub(crate) use requests::RequestCommand;
@@ -121,6 +122,8 @@ pub(crate) struct Actor {
     _lock: DirLock,
     /// Peers exempt from the shared connection limits (contacts, relays).
     limit_bypass: HashSet<PeerId>,
+    /// Recovery from storage faults (disk full, I/O errors).
+    storage: storage::StorageWatch,
 }
 
 /// Starts a node on `dir` (which must be initialised) with `config`.
@@ -176,7 +179,7 @@ pub async fn spawn_with(
             Some(crate::mailbox::Mailbox::open(
                 identity.clone(),
                 limits.clone(),
-                store.db(),
+                store.db()?,
             )?)
         }
         None => None,
@@ -221,6 +224,11 @@ pub async fn spawn_with(
         rejections: Default::default(),
         _lock: lock,
         limit_bypass: HashSet::new(),
+        storage: storage::StorageWatch::new(if options.no_storage_reserve {
+            crate::disk::Reserve::none()
+        } else {
+            crate::disk::Reserve::new(dir.reserve_path())
+        }),
     };
     actor.sync_connection_gates();
     actor.ensure_own_profile(dir.profile().name)?;
@@ -359,6 +367,8 @@ impl Actor {
         resync.reset();
         let mut presence = interval(self.config.presence_interval());
         presence.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut storage_probe = interval(storage::PROBE_INTERVAL);
+        storage_probe.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let shutdown_reply: Option<oneshot::Sender<()>> = loop {
             tokio::select! {
                 biased;
@@ -377,7 +387,9 @@ impl Actor {
                 _ = expiry.tick() => self.expire_mail(),
                 _ = resync.tick() => self.resync_connected(),
                 _ = presence.tick() => self.presence_tick(),
+                _ = storage_probe.tick() => self.storage_tick().await,
             }
+            self.notice_storage_fault();
         };
         self.drain_goodbyes().await;
         if let Err(error) = self.chats.store().flush().await {

@@ -8,7 +8,7 @@ use meshchat_crdt::{
 };
 
 use super::Chats;
-use crate::store::{ChatRecord, DeliveryState, OutboxEntry, StoreError};
+use crate::store::{ChatRecord, OutboxEntry, StoreError};
 
 /// Something the user does to a chat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,36 +241,39 @@ impl Chats {
         Ok((chat, genesis.change, invited))
     }
 
+    /// Stores the change with its outbox entries and pending delivery states
+    /// in one transaction, so a crash or a failed flush never leaves one
+    /// without the other.
     fn persist_local(
         &self,
         authored: &Authored,
         message: Option<&Message>,
         push_to: &[(PublicKey, Vec<SignedChange>)],
     ) -> Result<(), StoreError> {
-        let change = &authored.change;
-        self.store.put_changes([(change, authored.hash)])?;
+        let mut outbox = Vec::new();
+        let mut pending = Vec::new();
         for (peer, changes) in push_to {
             for signed in changes {
                 let Ok(verified) = signed.decode_stored() else {
                     continue;
                 };
                 let is_this = verified.hash == authored.hash;
-                self.store.outbox_add(
-                    peer,
-                    &OutboxEntry {
+                outbox.push((
+                    *peer,
+                    OutboxEntry {
                         chat: signed.chat,
                         segment: signed.segment,
                         hash: verified.hash,
                         message: message.filter(|_| is_this).map(|m| m.id),
                     },
-                )?;
+                ));
             }
             if let Some(m) = message {
-                self.store
-                    .set_delivery(&change.chat, &m.id, peer, DeliveryState::Pending)?;
+                pending.push((m.id, *peer));
             }
         }
-        Ok(())
+        self.store
+            .put_local_write(&authored.change, authored.hash, &outbox, &pending)
     }
 
     async fn finish_write(

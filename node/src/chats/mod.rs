@@ -82,6 +82,11 @@ impl Chats {
         &self.store
     }
 
+    /// The store, to reopen it after a storage fault.
+    pub(crate) fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
     pub(crate) fn identity(&self) -> &Identity {
         &self.me
     }

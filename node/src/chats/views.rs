@@ -118,18 +118,33 @@ impl Chats {
             });
         }
         if mark_read {
-            self.store.set_seen(chat, from_others)?;
-            // Read receipts for what the user has now seen, once per message.
-            for entry in out.iter().filter(|e| !e.outgoing) {
-                let key = (*chat, entry.message.id);
-                if !self.read_receipts_queued.contains(&key) {
-                    self.store
-                        .queue_receipt(&entry.message.author, chat, &entry.message.id)?;
-                    self.read_receipts_queued.insert(key);
-                }
+            if let Err(error) = self.mark_read(chat, from_others, &out) {
+                // History is still served while storage refuses writes; the
+                // chat stays unread until it takes them again.
+                tracing::debug!(%chat, %error, "cannot mark the chat read");
             }
         }
         Ok(Some(out))
+    }
+
+    /// Records that the user saw `entries` and queues their read receipts.
+    fn mark_read(
+        &mut self,
+        chat: &ChatId,
+        from_others: u64,
+        entries: &[HistoryEntry],
+    ) -> Result<(), StoreError> {
+        self.store.set_seen(chat, from_others)?;
+        // Read receipts for what the user has now seen, once per message.
+        for entry in entries.iter().filter(|e| !e.outgoing) {
+            let key = (*chat, entry.message.id);
+            if !self.read_receipts_queued.contains(&key) {
+                self.store
+                    .queue_receipt(&entry.message.author, chat, &entry.message.id)?;
+                self.read_receipts_queued.insert(key);
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn summaries(&mut self) -> Result<Vec<ChatSummary>, StoreError> {
