@@ -13,7 +13,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock},
 };
 
 use libp2p::{Multiaddr, PeerId};
@@ -97,7 +97,58 @@ pub(crate) struct Store {
     cache_bytes: Option<u64>,
     /// `None` only when a reopen failed; every call then reports the fault.
     trees: Option<Trees>,
+    /// The same database, for services that keep their own trees in it.
+    handle: DbHandle,
     health: Mutex<Health>,
+}
+
+/// The database, for services that keep their own trees in it (mailboxes,
+/// deposits, tokens, requests). It follows the database across
+/// [`Store::reopen`]: trees are looked up at each use and never kept, so no
+/// stale handle keeps the old database (and its file lock) alive.
+#[derive(Debug, Clone)]
+pub(crate) struct DbHandle {
+    db: Arc<RwLock<Option<sled::Db>>>,
+    path: PathBuf,
+}
+
+impl DbHandle {
+    fn new(db: &sled::Db, path: &Path) -> Self {
+        Self {
+            db: Arc::new(RwLock::new(Some(db.clone()))),
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// A handle on a database opened elsewhere (tests).
+    #[cfg(test)]
+    pub(crate) fn of(db: &sled::Db) -> Self {
+        Self::new(db, Path::new(""))
+    }
+
+    /// The open database; refused while it is closed for a reopen.
+    pub(crate) fn db(&self) -> Result<sled::Db, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Unavailable(StorageFault {
+                    state: crate::disk::StorageState::Failed,
+                    dir: self.path.parent().unwrap_or(&self.path).to_path_buf(),
+                    detail: "the database is being reopened".into(),
+                })
+            })
+    }
+
+    /// The tree `name` of the open database.
+    pub(crate) fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db()?.open_tree(name)?)
+    }
+
+    fn set(&self, db: Option<sled::Db>) {
+        *self.db.write().unwrap_or_else(PoisonError::into_inner) = db;
+    }
 }
 
 /// The open database and its trees.
@@ -228,18 +279,19 @@ impl Store {
         path: &Path,
         cache_bytes: Option<u64>,
     ) -> Result<Self, StoreError> {
+        let trees = Trees::open(path, cache_bytes)?;
         Ok(Self {
-            trees: Some(Trees::open(path, cache_bytes)?),
+            handle: DbHandle::new(&trees.db, path),
+            trees: Some(trees),
             path: path.to_path_buf(),
             cache_bytes,
             health: Mutex::default(),
         })
     }
 
-    /// The database, for services that keep their own trees in it. They must
-    /// drop their handles before [`Store::reopen`].
-    pub(crate) fn db(&self) -> Result<&sled::Db, StoreError> {
-        Ok(&self.trees()?.db)
+    /// The database, for services that keep their own trees in it.
+    pub(crate) fn handle(&self) -> DbHandle {
+        self.handle.clone()
     }
 
     /// Makes every write so far durable.
@@ -277,12 +329,15 @@ impl Store {
 
     /// Closes the database and opens it again from what is on disk, dropping
     /// whatever sled held in memory but never wrote. Writes stay refused
-    /// until [`Store::resume`]. Every other handle on the database must be
-    /// dropped first (sled locks its files). On failure the store is closed:
+    /// until [`Store::resume`]. Services reach the database through
+    /// [`DbHandle`], which follows it here (sled locks its files, so no other
+    /// handle may outlive the old one). On failure the store is closed:
     /// every call reports the fault until a later reopen succeeds.
     pub(crate) fn reopen(&mut self) -> Result<(), StoreError> {
         self.trees = None;
+        self.handle.set(None);
         let trees = Trees::open(&self.path, self.cache_bytes).map_err(|e| self.failed(e.into()))?;
+        self.handle.set(Some(trees.db.clone()));
         self.trees = Some(trees);
         self.health().db_failed = false;
         tracing::info!(path = %self.path.display(), "database reopened from disk");

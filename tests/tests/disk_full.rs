@@ -296,9 +296,16 @@ async fn a_relay_on_a_full_disk_refuses_deposits_then_takes_them_again() {
     let addr = relay.status().await.expect("status").listen_addrs[0].clone();
     let (alice, bob) = (Identity::generate(), Identity::generate());
     let mut sender = mailbox_client(&alice, &addr).await;
+    let token = meshchat_node::mailbox::DeliveryToken::issue(
+        &bob,
+        meshchat_node::public_key_of(&relay_id),
+        None,
+        i64::MAX,
+    );
     let deposit = |i: usize| MailboxRequest::Deposit {
         recipient: bob.public(),
         envelope: envelope(i),
+        token: Some(token.clone()),
     };
     fn envelope(i: usize) -> Vec<u8> {
         let mut bytes = format!("envelope-{i}-").into_bytes();

@@ -147,7 +147,7 @@ pub async fn spawn_with(
         &identity,
         config.blobs.clone(),
         &config.relay_peers(),
-        config.mailbox.clone().map(|limits| (limits, store.db())),
+        config.mailbox.clone().map(|limits| (limits, store.handle())),
     )
     .await?;
     let agent_version = crate::blobs::agent_version(blobs.port());
@@ -179,7 +179,7 @@ pub async fn spawn_with(
             Some(crate::mailbox::Mailbox::open(
                 identity.clone(),
                 limits.clone(),
-                store.db()?,
+                store.handle(),
             )?)
         }
         None => None,
@@ -187,8 +187,8 @@ pub async fn spawn_with(
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (event_tx, _) = broadcast::channel(EVENT_CAPACITY);
     let social = social::Social::new(&config, &store);
-    let deposits = crate::mailbox::DepositLog::open(store.db())?;
-    let tokens = tokens::Tokens::open(store.db())?;
+    let deposits = crate::mailbox::DepositLog::open(store.handle())?;
+    let tokens = tokens::Tokens::open(store.handle())?;
     let records = crate::mailbox::RecordBook::new(&config.mailbox.clone().unwrap_or_default());
     let media = crate::blobs::spawn_media_task(crate::blobs::WeakNode {
         commands: command_tx.downgrade(),

@@ -120,13 +120,14 @@ impl Actor {
             // Keep serving reads from the old database until there is room.
             return;
         }
-        // The relay's mailboxes hold a handle on the same database.
+        // The relay's mailboxes count what the database held; recount.
         self.mailbox = None;
         match self.chats.store_mut().reopen() {
             Ok(()) => tracing::info!("database reopened; writes resume once the disk has room"),
             Err(error) => tracing::warn!(%error, "cannot reopen the database yet"),
         }
-        if let (Some(limits), Ok(db)) = (self.config.mailbox.clone(), self.chats.store().db()) {
+        if let Some(limits) = self.config.mailbox.clone() {
+            let db = self.chats.store().handle();
             match crate::mailbox::Mailbox::open(self.chats.identity().clone(), limits, db) {
                 Ok(mailbox) => self.mailbox = Some(mailbox),
                 Err(error) => tracing::error!(%error, "cannot reopen the mailboxes"),

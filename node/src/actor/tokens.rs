@@ -24,7 +24,7 @@ pub(super) struct Tokens {
 }
 
 impl Tokens {
-    pub(super) fn open(db: &sled::Db) -> Result<Self, crate::store::StoreError> {
+    pub(super) fn open(db: crate::store::DbHandle) -> Result<Self, crate::store::StoreError> {
         Ok(Self {
             book: TokenBook::open(db)?,
             offering: HashSet::new(),

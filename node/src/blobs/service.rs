@@ -93,7 +93,7 @@ impl Blobs {
         identity: &Identity,
         config: BlobConfig,
         relays: &[PeerId],
-        relay: Option<(crate::mailbox::MailboxConfig, &sled::Db)>,
+        relay: Option<(crate::mailbox::MailboxConfig, crate::store::DbHandle)>,
     ) -> Result<Self, BlobError> {
         std::fs::create_dir_all(root).map_err(|e| BlobError::Store(e.to_string()))?;
         let mut options = Options::new(root);

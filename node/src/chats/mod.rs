@@ -71,7 +71,7 @@ impl Chats {
     pub(crate) fn new(me: Identity, store: Store) -> Result<Self, StoreError> {
         Ok(Self {
             me,
-            requests: Requests::open(store.db())?,
+            requests: Requests::open(store.handle())?,
             store,
             replicas: HashMap::new(),
             read_receipts_queued: Default::default(),

@@ -11,7 +11,7 @@
 use meshchat_crdt::{ChatId, ChatKind, ChatReplica, Message, PublicKey, SignedChange};
 use serde::{Deserialize, Serialize};
 
-use crate::store::StoreError;
+use crate::store::{DbHandle, StoreError};
 
 /// Requests kept at once; beyond this, new strangers are refused.
 pub const MAX_REQUESTS: usize = 64;
@@ -65,7 +65,7 @@ pub struct RequestSummary {
 /// The stored requests.
 #[derive(Clone)]
 pub(crate) struct Requests {
-    tree: sled::Tree,
+    db: DbHandle,
 }
 
 fn encode(record: &RequestRecord) -> Result<Vec<u8>, StoreError> {
@@ -85,38 +85,42 @@ fn decode(bytes: &[u8]) -> Result<RequestRecord, StoreError> {
 }
 
 impl Requests {
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
+    fn tree(&self) -> Result<sled::Tree, StoreError> {
+        self.db.tree("requests")
+    }
+
+    pub(crate) fn open(db: DbHandle) -> Result<Self, StoreError> {
         Ok(Self {
-            tree: db.open_tree("requests")?,
+            db,
         })
     }
 
     pub(crate) fn get(&self, chat: &ChatId) -> Result<Option<RequestRecord>, StoreError> {
-        self.tree
+        self.tree()?
             .get(chat.as_bytes())?
             .map(|v| decode(&v))
             .transpose()
     }
 
     pub(crate) fn put(&self, chat: &ChatId, record: &RequestRecord) -> Result<(), StoreError> {
-        self.tree.insert(chat.as_bytes(), encode(record)?)?;
+        self.tree()?.insert(chat.as_bytes(), encode(record)?)?;
         Ok(())
     }
 
     pub(crate) fn remove(&self, chat: &ChatId) -> Result<Option<RequestRecord>, StoreError> {
-        self.tree
+        self.tree()?
             .remove(chat.as_bytes())?
             .map(|v| decode(&v))
             .transpose()
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.tree.len()
+        self.tree().map_or(0, |tree| tree.len())
     }
 
     pub(crate) fn all(&self) -> Result<Vec<(ChatId, RequestRecord)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.tree.iter() {
+        for item in self.tree()?.iter() {
             let (key, value) = item?;
             let Ok(bytes) = <[u8; 32]>::try_from(key.as_ref()) else {
                 continue;

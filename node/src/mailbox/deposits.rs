@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use meshchat_crdt::{ChangeHash, PublicKey};
 use tokio::time::Instant;
 
-use crate::store::StoreError;
+use crate::store::{DbHandle, StoreError};
 
 fn key(recipient: &PublicKey, relay: &PublicKey, hash: &ChangeHash) -> [u8; 96] {
     let mut k = [0u8; 96];
@@ -27,15 +27,20 @@ type Slot = (PublicKey, PublicKey);
 
 pub(crate) struct DepositLog {
     /// recipient ‖ relay ‖ change hash → held until (i64 BE, the relay's promise)
-    held: sled::Tree,
+    db: DbHandle,
     in_flight: HashSet<(PublicKey, PublicKey, ChangeHash)>,
     paused: HashMap<Slot, Instant>,
 }
 
 impl DepositLog {
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
+    fn tree(&self) -> Result<sled::Tree, StoreError> {
+        self.db.tree("deposits")
+    }
+
+    pub(crate) fn open(db: DbHandle) -> Result<Self, StoreError> {
+        db.tree("deposits")?;
         Ok(Self {
-            held: db.open_tree("deposits")?,
+            db,
             in_flight: HashSet::new(),
             paused: HashMap::new(),
         })
@@ -54,10 +59,9 @@ impl DepositLog {
             return false;
         }
         let until = self
-            .held
-            .get(key(recipient, relay, hash))
+            .tree()
             .ok()
-            .flatten()
+            .and_then(|tree| tree.get(key(recipient, relay, hash)).ok().flatten())
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
             .map(i64::from_be_bytes);
         until.is_none_or(|until| until <= now_ms)
@@ -106,7 +110,7 @@ impl DepositLog {
                 &until_ms.to_be_bytes()[..],
             );
         }
-        self.held.apply_batch(batch)?;
+        self.tree()?.apply_batch(batch)?;
         Ok(())
     }
 
@@ -136,7 +140,7 @@ impl DepositLog {
         let mut current: Option<(PublicKey, HashSet<ChangeHash>)> = None;
         let mut batch = sled::Batch::default();
         let mut gone = 0;
-        for kv in self.held.iter() {
+        for kv in self.tree()?.iter() {
             let (k, v) = kv?;
             let (Some(recipient), Some(hash)) = (
                 k.get(..32).and_then(|b| <[u8; 32]>::try_from(b).ok()),
@@ -159,7 +163,7 @@ impl DepositLog {
                 gone += 1;
             }
         }
-        self.held.apply_batch(batch)?;
+        self.tree()?.apply_batch(batch)?;
         Ok(gone)
     }
 }
@@ -177,7 +181,7 @@ mod tests {
         let hash = ChangeHash::from_bytes([7; 32]);
         {
             let db = sled::Config::new().path(tmp.path()).open().unwrap();
-            let mut log = DepositLog::open(&db).unwrap();
+            let mut log = DepositLog::open(crate::store::DbHandle::of(&db)).unwrap();
             assert!(log.is_due(&bob, &relay, &hash, 0));
             log.sent(bob, relay, &[hash]);
             assert!(!log.is_due(&bob, &relay, &hash, 0));
@@ -186,7 +190,7 @@ mod tests {
             db.flush().unwrap();
         }
         let db = sled::Config::new().path(tmp.path()).open().unwrap();
-        let log = DepositLog::open(&db).unwrap();
+        let log = DepositLog::open(crate::store::DbHandle::of(&db)).unwrap();
         assert!(!log.is_due(&bob, &relay, &hash, 999));
         // Another relay has not got it.
         assert!(log.is_due(&bob, &Identity::generate().public(), &hash, 999));

@@ -76,7 +76,11 @@ pub struct Mailbox {
 
 impl Mailbox {
     /// Opens the mailboxes kept in `db`, issuing receipts as `relay`.
-    pub fn open(relay: Identity, config: MailboxConfig, db: &sled::Db) -> Result<Self, StoreError> {
+    pub(crate) fn open(
+        relay: Identity,
+        config: MailboxConfig,
+        db: crate::store::DbHandle,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
             relay,
             per_sender: RateLimiter::new(config.deposits_per_sender_per_minute),

@@ -24,7 +24,7 @@ use meshchat_crdt::PublicKey;
 use serde::{Deserialize, Serialize};
 
 use super::{config::MailboxConfig, receipt::envelope_hash, token::TokenError};
-use crate::store::StoreError;
+use crate::store::{DbHandle, StoreError};
 
 /// Why a deposit was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -117,10 +117,9 @@ impl Stored {
 }
 
 pub(crate) struct MailboxStore {
-    db: sled::Db,
-    mail: sled::Tree,
+    db: DbHandle,
     /// Sums of every recipient's usage, updated with each batch written.
-    totals: std::cell::Cell<Totals>,
+    totals: std::sync::Mutex<Totals>,
 }
 
 const ITEM: u8 = b'i';
@@ -287,24 +286,33 @@ fn corrupt(message: impl Into<String>) -> StoreError {
 }
 
 impl MailboxStore {
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
+    fn mail(&self) -> Result<sled::Tree, StoreError> {
+        self.db.tree("mail")
+    }
+
+    fn lock_totals(&self) -> std::sync::MutexGuard<'_, Totals> {
+        self.totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn open(db: DbHandle) -> Result<Self, StoreError> {
         let store = Self {
-            mail: db.open_tree("mail")?,
-            db: db.clone(),
+            db,
             totals: Default::default(),
         };
-        if store.mail.get(LAYOUT_KEY)?.as_deref() != Some(LAYOUT) {
+        if store.mail()?.get(LAYOUT_KEY)?.as_deref() != Some(LAYOUT) {
             store.upgrade_layout()?;
         }
         let mut totals = Totals::default();
-        for kv in store.mail.scan_prefix([USAGE]) {
+        for kv in store.mail()?.scan_prefix([USAGE]) {
             let usage = Usage::decode(Some(&kv?.1));
             totals.usage.messages += usage.messages;
             totals.usage.bytes += usage.bytes;
             totals.usage.stranger_bytes += usage.stranger_bytes;
             totals.mailboxes += 1;
         }
-        store.totals.set(totals);
+        *store.lock_totals() = totals;
         Ok(store)
     }
 
@@ -330,9 +338,9 @@ impl MailboxStore {
         if let Some(held) = self.held(recipient, &hash).map_err(unavailable)? {
             return Ok(Stored::Duplicate(held));
         }
-        let held_before = self.mail.get(usage_key(recipient)).map_err(unavailable)?;
+        let held_before = self.mail().map_err(unavailable)?.get(usage_key(recipient)).map_err(unavailable)?;
         let mut usage = Usage::decode(held_before.as_deref());
-        let mut totals = self.totals.get();
+        let mut totals = *self.lock_totals();
         let (max_messages, max_bytes) = if stranger {
             // Strangers never take more than a quarter of anyone's mailbox.
             (
@@ -356,7 +364,7 @@ impl MailboxStore {
                 limit: config.max_total_bytes,
             });
         }
-        let id = self.db.generate_id().map_err(unavailable)?;
+        let id = self.db.db().map_err(unavailable)?.generate_id().map_err(unavailable)?;
         let expires_at_ms =
             now_ms.saturating_add((config.retention_secs as i64).saturating_mul(1000));
         let header = Header {
@@ -383,8 +391,8 @@ impl MailboxStore {
             Vec::<u8>::new(),
         );
         batch.insert(&usage_key(recipient)[..], &usage.encode()[..]);
-        self.mail.apply_batch(batch).map_err(unavailable)?;
-        self.totals.set(totals);
+        self.mail().map_err(unavailable)?.apply_batch(batch).map_err(unavailable)?;
+        *self.lock_totals() = totals;
         Ok(Stored::Fresh(Held {
             id,
             hash,
@@ -394,12 +402,12 @@ impl MailboxStore {
 
     /// The copy of the envelope with `hash` held for `recipient`, if any.
     fn held(&self, recipient: &PublicKey, hash: &[u8; 32]) -> Result<Option<Held>, StoreError> {
-        let Some(value) = self.mail.get(hash_key(recipient, hash))? else {
+        let Some(value) = self.mail()?.get(hash_key(recipient, hash))? else {
             return Ok(None);
         };
         let id = u64_at(&value, 0);
         // An index entry outliving its item (a damaged record) is no copy.
-        if !self.mail.contains_key(item_key(recipient, id))? {
+        if !self.mail()?.contains_key(item_key(recipient, id))? {
             return Ok(None);
         }
         Ok(Some(Held {
@@ -411,12 +419,12 @@ impl MailboxStore {
 
     /// Whether `recipient` has mail here.
     pub(crate) fn has_mail(&self, recipient: &PublicKey) -> bool {
-        matches!(self.mail.contains_key(usage_key(recipient)), Ok(true))
+        self.mail().is_ok_and(|mail| matches!(mail.contains_key(usage_key(recipient)), Ok(true)))
     }
 
     /// Makes deposits durable; call before acknowledging them.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        crate::store::flush_db(&self.db).await
+        crate::store::flush_db(&self.db.db()?).await
     }
 
     /// A flush that can run on its own task (group commit).
@@ -424,7 +432,7 @@ impl MailboxStore {
         &self,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
         let db = self.db.clone();
-        async move { crate::store::flush_db(&db).await }
+        async move { crate::store::flush_db(&db.db()?).await }
     }
 
     /// Up to `limit` envelopes after `after` (exclusive), oldest first, and
@@ -440,7 +448,7 @@ impl MailboxStore {
         let end = item_key(recipient, u64::MAX);
         let mut out = Vec::new();
         let mut bytes = 0;
-        for kv in self.mail.range(start..=end) {
+        for kv in self.mail()?.range(start..=end) {
             let (k, v) = kv?;
             let (header, size) = Header::decode(&v).ok_or_else(|| corrupt("bad item header"))?;
             bytes += size;
@@ -461,13 +469,13 @@ impl MailboxStore {
     /// Deletes envelopes (acknowledged, expired, or a deposit whose flush
     /// failed) with their indexes and counters; returns how many were removed.
     pub(crate) fn remove(&self, recipient: &PublicKey, ids: &[u64]) -> Result<u64, StoreError> {
-        let mut usage = Usage::decode(self.mail.get(usage_key(recipient))?.as_deref());
-        let mut totals = self.totals.get();
+        let mut usage = Usage::decode(self.mail()?.get(usage_key(recipient))?.as_deref());
+        let mut totals = *self.lock_totals();
         let mut batch = sled::Batch::default();
         let mut removed = 0;
         for id in ids {
             let key = item_key(recipient, *id);
-            let Some(value) = self.mail.get(key)? else {
+            let Some(value) = self.mail()?.get(key)? else {
                 continue;
             };
             batch.remove(&key[..]);
@@ -493,8 +501,8 @@ impl MailboxStore {
         } else {
             batch.insert(&usage_key(recipient)[..], &usage.encode()[..]);
         }
-        self.mail.apply_batch(batch)?;
-        self.totals.set(totals);
+        self.mail()?.apply_batch(batch)?;
+        *self.lock_totals() = totals;
         Ok(removed)
     }
 
@@ -508,7 +516,7 @@ impl MailboxStore {
         end[0] = EXPIRY;
         end[1..].copy_from_slice(&time_bytes(now_ms.saturating_add(1)));
         let mut due: Vec<(sled::IVec, PublicKey, u64)> = Vec::new();
-        for kv in self.mail.range(start..end).take(EXPIRE_BATCH) {
+        for kv in self.mail()?.range(start..end).take(EXPIRE_BATCH) {
             let (k, _) = kv?;
             let recipient = k
                 .get(9..41)
@@ -523,7 +531,7 @@ impl MailboxStore {
             match self.remove(&recipient, &[id])? {
                 // An index entry without its item: drop the entry alone.
                 0 => {
-                    self.mail.remove(key)?;
+                    self.mail()?.remove(key)?;
                 }
                 n => removed += n,
             }
@@ -533,12 +541,12 @@ impl MailboxStore {
 
     /// The tree itself, for tests that damage records.
     #[cfg(test)]
-    pub(crate) fn tree(&self) -> &sled::Tree {
-        &self.mail
+    pub(crate) fn tree(&self) -> sled::Tree {
+        self.mail().expect("the database is open")
     }
 
     pub(crate) fn stats(&self) -> MailboxStats {
-        let totals = self.totals.get();
+        let totals = *self.lock_totals();
         MailboxStats {
             mailboxes: totals.mailboxes,
             messages: totals.usage.messages,
@@ -549,7 +557,7 @@ impl MailboxStore {
     /// Converts items an older relay stored (CBOR, no indexes) and
     /// recomputes every recipient's usage from the items. Safe to rerun if interrupted.
     fn upgrade_layout(&self) -> Result<(), StoreError> {
-        for kv in self.mail.scan_prefix([ITEM]) {
+        for kv in self.mail()?.scan_prefix([ITEM]) {
             let (k, v) = kv?;
             if Header::decode(&v).is_some() {
                 continue;
@@ -558,7 +566,7 @@ impl MailboxStore {
                 PublicKey::from_bytes(key32(&k[1..]).ok_or_else(|| corrupt("bad key"))?);
             let Ok(legacy) = ciborium::from_reader::<MailItem, _>(v.as_ref()) else {
                 tracing::warn!("dropping an undecodable mailbox item");
-                self.mail.remove(k)?;
+                self.mail()?.remove(k)?;
                 continue;
             };
             let header = Header {
@@ -579,10 +587,10 @@ impl MailboxStore {
                 &expiry_key(header.expires_at_ms, &recipient, id)[..],
                 Vec::<u8>::new(),
             );
-            self.mail.apply_batch(batch)?;
+            self.mail()?.apply_batch(batch)?;
         }
         let mut usage: Vec<(PublicKey, Usage)> = Vec::new();
-        for kv in self.mail.scan_prefix([ITEM]) {
+        for kv in self.mail()?.scan_prefix([ITEM]) {
             let (k, v) = kv?;
             let Some((header, size)) = Header::decode(&v) else {
                 continue;
@@ -597,14 +605,14 @@ impl MailboxStore {
             }
         }
         let mut batch = sled::Batch::default();
-        for kv in self.mail.scan_prefix([USAGE]) {
+        for kv in self.mail()?.scan_prefix([USAGE]) {
             batch.remove(kv?.0);
         }
         for (recipient, u) in usage {
             batch.insert(&usage_key(&recipient)[..], &u.encode()[..]);
         }
         batch.insert(LAYOUT_KEY, LAYOUT);
-        self.mail.apply_batch(batch)?;
+        self.mail()?.apply_batch(batch)?;
         Ok(())
     }
 }

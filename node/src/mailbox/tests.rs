@@ -14,7 +14,7 @@ fn relay(config: MailboxConfig) -> Relay {
     let tmp = tempfile::tempdir().unwrap();
     let db = sled::Config::new().path(tmp.path()).open().unwrap();
     let identity = Identity::generate();
-    let mailbox = Mailbox::open(identity.clone(), config, &db).unwrap();
+    let mailbox = Mailbox::open(identity.clone(), config, crate::store::DbHandle::of(&db)).unwrap();
     Relay {
         _tmp: tmp,
         identity,
@@ -317,7 +317,7 @@ async fn expiry_and_restart() {
     let token = DeliveryToken::issue(&bob, Some(relay_id.public()), None, i64::MAX);
     {
         let db = sled::Config::new().path(tmp.path()).open().unwrap();
-        let mut mb = Mailbox::open(relay_id.clone(), config.clone(), &db).unwrap();
+        let mut mb = Mailbox::open(relay_id.clone(), config.clone(), crate::store::DbHandle::of(&db)).unwrap();
         for (envelope, at) in [(&b"old"[..], 0), (b"new", 5_000)] {
             mb.deposit(
                 alice.public(),
@@ -331,7 +331,7 @@ async fn expiry_and_restart() {
         mb.flush().await.unwrap();
     }
     let db = sled::Config::new().path(tmp.path()).open().unwrap();
-    let mb = Mailbox::open(relay_id, config, &db).unwrap();
+    let mb = Mailbox::open(relay_id, config, crate::store::DbHandle::of(&db)).unwrap();
     assert_eq!(mb.stats().messages, 2);
     assert_eq!(mb.expire(10_000).unwrap(), 1);
     let (items, _) = mb.fetch(&bob.public(), None, 10, 1 << 20).unwrap();
@@ -399,7 +399,7 @@ async fn mail_stored_by_an_older_relay_is_converted() {
         db.flush().unwrap();
     }
     let db = sled::Config::new().path(tmp.path()).open().unwrap();
-    let mb = Mailbox::open(Identity::generate(), MailboxConfig::default(), &db).unwrap();
+    let mb = Mailbox::open(Identity::generate(), MailboxConfig::default(), crate::store::DbHandle::of(&db)).unwrap();
     assert_eq!(
         mb.stats(),
         MailboxStats {

@@ -10,7 +10,7 @@
 use meshchat_crdt::PublicKey;
 
 use super::DeliveryToken;
-use crate::store::StoreError;
+use crate::store::{DbHandle, StoreError};
 
 /// Slots a recipient's tokens may take (relays it names, plus "any").
 pub(crate) const MAX_TOKENS_PER_RECIPIENT: usize = 16;
@@ -31,20 +31,24 @@ fn corrupt(message: String) -> StoreError {
 }
 
 pub(crate) struct TokenBook {
-    held: sled::Tree,
-    issued: sled::Tree,
+    db: DbHandle,
 }
 
 impl TokenBook {
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        Ok(Self {
-            held: db.open_tree("tokens_held")?,
-            issued: db.open_tree("tokens_issued")?,
-        })
+    pub(crate) fn open(db: DbHandle) -> Result<Self, StoreError> {
+        Ok(Self { db })
+    }
+
+    fn held(&self) -> Result<sled::Tree, StoreError> {
+        self.db.tree("tokens_held")
+    }
+
+    fn issued(&self) -> Result<sled::Tree, StoreError> {
+        self.db.tree("tokens_issued")
     }
 
     fn held_of(&self, recipient: &PublicKey) -> Result<Vec<DeliveryToken>, StoreError> {
-        self.held
+        self.held()?
             .scan_prefix(recipient.as_bytes())
             .map(|kv| {
                 let (_, v) = kv?;
@@ -74,7 +78,7 @@ impl TokenBook {
             all.sort_by_key(|t| std::cmp::Reverse(t.expires_at_ms));
             all.truncate(MAX_TOKENS_PER_RECIPIENT);
             let mut batch = sled::Batch::default();
-            for kv in self.held.scan_prefix(recipient.as_bytes()) {
+            for kv in self.held()?.scan_prefix(recipient.as_bytes()) {
                 batch.remove(kv?.0);
             }
             for token in &all {
@@ -82,7 +86,7 @@ impl TokenBook {
                 ciborium::into_writer(token, &mut value).map_err(|e| corrupt(e.to_string()))?;
                 batch.insert(&slot(&recipient, token.relay.as_ref())[..], value);
             }
-            self.held.apply_batch(batch)?;
+            self.held()?.apply_batch(batch)?;
         }
         Ok(())
     }
@@ -96,7 +100,7 @@ impl TokenBook {
         now_ms: i64,
     ) -> Option<DeliveryToken> {
         [Some(relay), None].into_iter().find_map(|r| {
-            let value = self.held.get(slot(recipient, r)).ok().flatten()?;
+            let value = self.held().ok()?.get(slot(recipient, r)).ok().flatten()?;
             ciborium::from_reader::<DeliveryToken, _>(value.as_ref())
                 .ok()
                 .filter(|t| t.expires_at_ms > now_ms)
@@ -105,7 +109,7 @@ impl TokenBook {
 
     /// When the token `holder` was handed for `relay` expires, if one was.
     pub(crate) fn issued_until(&self, holder: &PublicKey, relay: &PublicKey) -> Option<i64> {
-        let value = self.issued.get(slot(holder, Some(relay))).ok().flatten()?;
+        let value = self.issued().ok()?.get(slot(holder, Some(relay))).ok().flatten()?;
         <[u8; 8]>::try_from(value.as_ref())
             .ok()
             .map(i64::from_be_bytes)
@@ -118,7 +122,7 @@ impl TokenBook {
         relay: &PublicKey,
         expires_at_ms: i64,
     ) -> Result<(), StoreError> {
-        self.issued
+        self.issued()?
             .insert(slot(holder, Some(relay)), &expires_at_ms.to_be_bytes())?;
         Ok(())
     }
@@ -134,7 +138,7 @@ mod tests {
     fn the_longest_lived_token_per_relay_is_kept_and_bounded() {
         let tmp = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(tmp.path()).open().unwrap();
-        let book = TokenBook::open(&db).unwrap();
+        let book = TokenBook::open(crate::store::DbHandle::of(&db)).unwrap();
         let bob = Identity::generate();
         let relay = Identity::generate().public();
         let other = Identity::generate().public();
@@ -160,7 +164,7 @@ mod tests {
             .collect();
         book.keep(&many, 0).unwrap();
         assert_eq!(
-            book.held.scan_prefix(bob.public().as_bytes()).count(),
+            book.held().unwrap().scan_prefix(bob.public().as_bytes()).count(),
             MAX_TOKENS_PER_RECIPIENT
         );
     }
