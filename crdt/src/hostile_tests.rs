@@ -855,3 +855,31 @@ fn replay_found_case() {
     ];
     play(3, steps, 7333797061631374605).unwrap();
 }
+
+#[test]
+fn a_change_cannot_travel_in_another_envelope() {
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let mut a = direct(&alice, &bob);
+    let written = a.write_message(&alice, "hi", None, 1).unwrap().change;
+    let raw = automerge::Change::try_from(&written.change[..]).unwrap();
+    // The same change, correctly signed, claimed for another segment or
+    // with metadata heads it was not written with.
+    let moved = SignedChange::sign(&alice, written.chat, 1, Vec::new(), &raw);
+    let headed = SignedChange::sign(&alice, written.chat, 0, vec![hash_of(&written)], &raw);
+    // A change whose commit message binds nothing.
+    let unbound = resign(&alice, &written, |c| c.message = None);
+    let mut b = direct(&bob, &alice);
+    for change in [moved, headed, unbound] {
+        let got = b.receive(vec![change], 0);
+        assert!(
+            matches!(
+                reasons(&got)[..],
+                [RejectReason::Verify(crate::signed::VerifyError::Unbound)]
+            ),
+            "{:?}",
+            got.rejected
+        );
+    }
+    assert!(b.receive(vec![written], 0).rejected.is_empty());
+    assert_eq!(texts(&b), vec!["hi"]);
+}

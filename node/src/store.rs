@@ -102,6 +102,14 @@ pub(crate) struct Store {
     health: Mutex<Health>,
 }
 
+impl Drop for Store {
+    /// Services' handles lose the database with the store, so it closes (and
+    /// releases its lock) when the node stops, whoever still holds a handle.
+    fn drop(&mut self) {
+        self.handle.set(None);
+    }
+}
+
 /// The database, for services that keep their own trees in it (mailboxes,
 /// deposits, tokens, requests). It follows the database across
 /// [`Store::reopen`]: trees are looked up at each use and never kept, so no

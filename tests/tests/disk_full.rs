@@ -108,6 +108,10 @@ async fn a_full_disk_pauses_writes_then_recovers_by_itself() {
         .add_contact(bob.peer_id(), Some("bob".into()), bob.addrs().await)
         .await
         .expect("contact");
+    bob.node
+        .add_contact(alice.peer_id(), Some("alice".into()), Vec::new())
+        .await
+        .expect("contact");
     let chat = alice.direct_chat(bob.peer_id()).await.expect("chat");
 
     alice.send(chat, "before").await.expect("send before");
