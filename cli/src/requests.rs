@@ -48,10 +48,7 @@ pub(crate) async fn run(dir: &DataDir, command: Option<RequestsCommand>, json: b
                 let from = peer_id_of(&request.from)
                     .map_or_else(|| request.from.to_string(), |p| p.to_string());
                 match &request.group {
-                    Some(name) => say!(
-                        "{short}  {from} added you to the group \"{}\"",
-                        name
-                    ),
+                    Some(name) => say!("{short}  {from} added you to the group \"{}\"", name),
                     None => say!(
                         "{short}  {from} wrote {} message(s)",
                         request.messages.len()

@@ -38,8 +38,8 @@ pub use message::{Message, MAX_REACTION_BYTES, MAX_TEXT_BYTES};
 pub use meta::{GroupInfo, GroupSettings, Member, Role, MAX_GROUP_NAME_BYTES, MAX_SEGMENT};
 pub use ops::{Authored, WriteError, Written};
 pub use rules::RuleViolation;
-pub use structure::expand;
 pub use signed::{binding, SegmentIndex, SignedChange, VerifiedChange, VerifyError, META_SEGMENT};
+pub use structure::expand;
 
 #[cfg(test)]
 mod test_util;

@@ -10,9 +10,9 @@ mod chats;
 pub mod config;
 pub mod control;
 mod data_dir;
+mod disk;
 #[doc(hidden)]
 pub mod fuzzing;
-mod disk;
 pub mod invite;
 mod keys;
 pub mod limits;

@@ -681,6 +681,18 @@ async fn ask_by_hand(endpoint: &iroh::Endpoint, relay: iroh::EndpointId, request
     format!("{answer:?}")
 }
 
+/// Waits for `from`'s message request at `peer` and accepts it.
+async fn accept_request_from(peer: &mut Peer, from: &Peer) {
+    let stranger = from.peer_id();
+    let chat = peer
+        .wait_for("the message request", |e| match e {
+            Event::MessageRequest { chat, from } if *from == stranger => Some(*chat),
+            _ => None,
+        })
+        .await;
+    peer.node.accept_request(chat).await.unwrap();
+}
+
 fn random_peer() -> PeerId {
     libp2p::identity::Keypair::generate_ed25519()
         .public()
@@ -709,10 +721,27 @@ async fn a_relay_holds_a_blob_only_for_mail_attaching_it_from_a_sender_that_has_
     // message attaching it, through the same relay: the relay finds the
     // mail, but Mallory cannot show she has the bytes.
     let mut mallory = Peer::start("mallory").await;
-    let accomplice = random_peer();
+    // The accomplice hands Mallory a delivery token for the relay.
+    let accomplice_id = meshchat_node::crdt::Identity::generate();
+    let accomplice = meshchat_node::peer_id_of(&accomplice_id.public()).unwrap();
+    let token = meshchat_node::mailbox::DeliveryToken::issue(
+        &accomplice_id,
+        meshchat_node::public_key_of(&relay.peer_id()),
+        None,
+        i64::MAX,
+    );
     mallory
         .node
-        .add_contact_with_relays(accomplice, None, Vec::new(), vec![relay_addr])
+        .add_contact_from_invite(
+            meshchat_node::invite::Invite {
+                peer: accomplice,
+                name: None,
+                addrs: Vec::new(),
+                relays: vec![relay_addr],
+                tokens: vec![token],
+            },
+            None,
+        )
         .await
         .unwrap();
     let to_accomplice = mallory.node.direct_chat(accomplice).await.unwrap();
@@ -852,7 +881,7 @@ async fn a_stranger_naming_a_hash_cannot_fetch_it() {
     // Mallory, whom Alice never added, learned the hash: she writes Alice
     // a message attaching it, then asks Alice for it.
     let mut mallory = Peer::start_with("mallory", loopback_with(manual())).await;
-    let to_alice = mallory.add(&alice).await;
+    let to_alice = mallory.add_one_way(&alice).await;
     connected(&mut mallory, &mut alice).await;
     mallory
         .node
@@ -870,6 +899,8 @@ async fn a_stranger_naming_a_hash_cannot_fetch_it() {
     std::fs::write(&own, "hello").unwrap();
     let hello = mallory.node.send_file(to_alice, &own, "").await.unwrap();
     let hello = hello.message.attachment.unwrap().hash;
+    // Alice accepts the message request, so it is a chat she is in.
+    accept_request_from(&mut alice, &mallory).await;
     let skipped = alice
         .wait_for("Mallory's file judged", |e| match e {
             Event::File {
@@ -981,12 +1012,14 @@ async fn a_strangers_file_waits_while_a_contacts_downloads() {
     let mut bob = Peer::start("bob").await;
     let with_alice = befriend(&mut alice, &mut bob).await;
     let mut mallory = Peer::start_with("mallory", loopback_with(manual())).await;
-    let to_bob = mallory.add(&bob).await;
+    let to_bob = mallory.add_one_way(&bob).await;
     connected(&mut mallory, &mut bob).await;
 
     let junk = mallory.tmp.path().join("junk.bin");
     write_noise(&junk, 64 * 1024, 10);
     let junk = mallory.node.send_file(to_bob, &junk, "").await.unwrap();
+    // Bob accepts the request: still not a contact, so nothing downloads.
+    accept_request_from(&mut bob, &mallory).await;
     let junk = junk.message.attachment.unwrap().hash;
     let photo = alice.tmp.path().join("photo.bin");
     write_noise(&photo, 64 * 1024, 11);

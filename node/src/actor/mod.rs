@@ -147,7 +147,10 @@ pub async fn spawn_with(
         &identity,
         config.blobs.clone(),
         &config.relay_peers(),
-        config.mailbox.clone().map(|limits| (limits, store.handle())),
+        config
+            .mailbox
+            .clone()
+            .map(|limits| (limits, store.handle())),
     )
     .await?;
     let agent_version = crate::blobs::agent_version(blobs.port());

@@ -90,9 +90,7 @@ impl Requests {
     }
 
     pub(crate) fn open(db: DbHandle) -> Result<Self, StoreError> {
-        Ok(Self {
-            db,
-        })
+        Ok(Self { db })
     }
 
     pub(crate) fn get(&self, chat: &ChatId) -> Result<Option<RequestRecord>, StoreError> {

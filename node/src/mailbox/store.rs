@@ -338,7 +338,11 @@ impl MailboxStore {
         if let Some(held) = self.held(recipient, &hash).map_err(unavailable)? {
             return Ok(Stored::Duplicate(held));
         }
-        let held_before = self.mail().map_err(unavailable)?.get(usage_key(recipient)).map_err(unavailable)?;
+        let held_before = self
+            .mail()
+            .map_err(unavailable)?
+            .get(usage_key(recipient))
+            .map_err(unavailable)?;
         let mut usage = Usage::decode(held_before.as_deref());
         let mut totals = *self.lock_totals();
         let (max_messages, max_bytes) = if stranger {
@@ -364,7 +368,12 @@ impl MailboxStore {
                 limit: config.max_total_bytes,
             });
         }
-        let id = self.db.db().map_err(unavailable)?.generate_id().map_err(unavailable)?;
+        let id = self
+            .db
+            .db()
+            .map_err(unavailable)?
+            .generate_id()
+            .map_err(unavailable)?;
         let expires_at_ms =
             now_ms.saturating_add((config.retention_secs as i64).saturating_mul(1000));
         let header = Header {
@@ -391,7 +400,10 @@ impl MailboxStore {
             Vec::<u8>::new(),
         );
         batch.insert(&usage_key(recipient)[..], &usage.encode()[..]);
-        self.mail().map_err(unavailable)?.apply_batch(batch).map_err(unavailable)?;
+        self.mail()
+            .map_err(unavailable)?
+            .apply_batch(batch)
+            .map_err(unavailable)?;
         *self.lock_totals() = totals;
         Ok(Stored::Fresh(Held {
             id,
@@ -419,7 +431,8 @@ impl MailboxStore {
 
     /// Whether `recipient` has mail here.
     pub(crate) fn has_mail(&self, recipient: &PublicKey) -> bool {
-        self.mail().is_ok_and(|mail| matches!(mail.contains_key(usage_key(recipient)), Ok(true)))
+        self.mail()
+            .is_ok_and(|mail| matches!(mail.contains_key(usage_key(recipient)), Ok(true)))
     }
 
     /// Makes deposits durable; call before acknowledging them.

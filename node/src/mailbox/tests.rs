@@ -317,7 +317,12 @@ async fn expiry_and_restart() {
     let token = DeliveryToken::issue(&bob, Some(relay_id.public()), None, i64::MAX);
     {
         let db = sled::Config::new().path(tmp.path()).open().unwrap();
-        let mut mb = Mailbox::open(relay_id.clone(), config.clone(), crate::store::DbHandle::of(&db)).unwrap();
+        let mut mb = Mailbox::open(
+            relay_id.clone(),
+            config.clone(),
+            crate::store::DbHandle::of(&db),
+        )
+        .unwrap();
         for (envelope, at) in [(&b"old"[..], 0), (b"new", 5_000)] {
             mb.deposit(
                 alice.public(),
@@ -399,7 +404,12 @@ async fn mail_stored_by_an_older_relay_is_converted() {
         db.flush().unwrap();
     }
     let db = sled::Config::new().path(tmp.path()).open().unwrap();
-    let mb = Mailbox::open(Identity::generate(), MailboxConfig::default(), crate::store::DbHandle::of(&db)).unwrap();
+    let mb = Mailbox::open(
+        Identity::generate(),
+        MailboxConfig::default(),
+        crate::store::DbHandle::of(&db),
+    )
+    .unwrap();
     assert_eq!(
         mb.stats(),
         MailboxStats {

@@ -109,7 +109,12 @@ impl TokenBook {
 
     /// When the token `holder` was handed for `relay` expires, if one was.
     pub(crate) fn issued_until(&self, holder: &PublicKey, relay: &PublicKey) -> Option<i64> {
-        let value = self.issued().ok()?.get(slot(holder, Some(relay))).ok().flatten()?;
+        let value = self
+            .issued()
+            .ok()?
+            .get(slot(holder, Some(relay)))
+            .ok()
+            .flatten()?;
         <[u8; 8]>::try_from(value.as_ref())
             .ok()
             .map(i64::from_be_bytes)
@@ -164,7 +169,10 @@ mod tests {
             .collect();
         book.keep(&many, 0).unwrap();
         assert_eq!(
-            book.held().unwrap().scan_prefix(bob.public().as_bytes()).count(),
+            book.held()
+                .unwrap()
+                .scan_prefix(bob.public().as_bytes())
+                .count(),
             MAX_TOKENS_PER_RECIPIENT
         );
     }
