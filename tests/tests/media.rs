@@ -681,18 +681,6 @@ async fn ask_by_hand(endpoint: &iroh::Endpoint, relay: iroh::EndpointId, request
     format!("{answer:?}")
 }
 
-/// Waits for `from`'s message request at `peer` and accepts it.
-async fn accept_request_from(peer: &mut Peer, from: &Peer) {
-    let stranger = from.peer_id();
-    let chat = peer
-        .wait_for("the message request", |e| match e {
-            Event::MessageRequest { chat, from } if *from == stranger => Some(*chat),
-            _ => None,
-        })
-        .await;
-    peer.node.accept_request(chat).await.unwrap();
-}
-
 fn random_peer() -> PeerId {
     libp2p::identity::Keypair::generate_ed25519()
         .public()
@@ -900,7 +888,7 @@ async fn a_stranger_naming_a_hash_cannot_fetch_it() {
     let hello = mallory.node.send_file(to_alice, &own, "").await.unwrap();
     let hello = hello.message.attachment.unwrap().hash;
     // Alice accepts the message request, so it is a chat she is in.
-    accept_request_from(&mut alice, &mallory).await;
+    alice.accept_request_from(&mallory).await;
     let skipped = alice
         .wait_for("Mallory's file judged", |e| match e {
             Event::File {
@@ -1019,7 +1007,7 @@ async fn a_strangers_file_waits_while_a_contacts_downloads() {
     write_noise(&junk, 64 * 1024, 10);
     let junk = mallory.node.send_file(to_bob, &junk, "").await.unwrap();
     // Bob accepts the request: still not a contact, so nothing downloads.
-    accept_request_from(&mut bob, &mallory).await;
+    bob.accept_request_from(&mallory).await;
     let junk = junk.message.attachment.unwrap().hash;
     let photo = alice.tmp.path().join("photo.bin");
     write_noise(&photo, 64 * 1024, 11);

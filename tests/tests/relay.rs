@@ -43,9 +43,10 @@ async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
     let invite = bob.node.invite().await.unwrap();
     assert_eq!(invite.relays, vec![relay_addr]);
     assert_eq!(invite.tokens.len(), 1);
+    let mut alice = Peer::start("alice").await;
+    bob.add_one_way(&alice).await;
     bob.stop().await;
 
-    let mut alice = Peer::start("alice").await;
     alice
         .node
         .add_contact_from_invite(invite, Some("bob".into()))
@@ -131,12 +132,13 @@ async fn offline_group_member_gets_group_mail_from_its_relay() {
         .create_group("hikers", vec![bob.peer_id(), carol.peer_id()])
         .await
         .unwrap();
+    // Bob never added Alice: her invitation is a request until he accepts.
+    assert_eq!(bob.accept_request_from(&alice).await, group);
     bob.wait_for("the invitation", |e| {
         matches!(e, Event::GroupJoined { chat } if *chat == group).then_some(())
     })
     .await;
-    // Bob never added Alice, but she is in his group now: he hands her a
-    // delivery token for his relay.
+    // She is in his group now: he hands her a delivery token for his relay.
     let bob_id = bob.peer_id();
     alice
         .wait_for("bob's delivery token", |e| {
@@ -179,6 +181,7 @@ async fn a_peer_is_reachable_through_its_relay_circuit() {
         .await;
     // Alice knows Bob only by that address.
     let mut alice = Peer::start("alice").await;
+    bob.add_one_way(&alice).await;
     alice
         .node
         .add_contact(bob.peer_id(), Some("bob".into()), vec![circuit])
@@ -250,6 +253,8 @@ async fn a_sender_finds_the_recipients_relay_in_the_dht() {
     alice.stop().await;
 
     bob.restart().await;
+    // A stranger's mail: a message request until Bob accepts it.
+    bob.accept_request_from(&alice).await;
     assert_eq!(bob.wait_messages(1).await, vec!["found you"]);
     relay.stop().await;
     bob.stop().await;

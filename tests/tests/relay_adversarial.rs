@@ -265,8 +265,9 @@ async fn a_refused_deposit_keeps_the_message_pending_until_delivered() {
     let relay_addr = relay.addrs().await.remove(0);
     let mut bob = Peer::start("bob").await;
     let bob_addrs = bob.addrs().await;
-    bob.stop().await;
     let mut alice = Peer::start("alice").await;
+    bob.add_one_way(&alice).await;
+    bob.stop().await;
     alice
         .node
         .add_contact_with_relays(

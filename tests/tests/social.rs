@@ -122,6 +122,8 @@ async fn an_invite_round_trips_into_a_chat() {
         .send(chat, "added you from your invite")
         .await
         .unwrap();
+    // To Alice, Bob is a stranger until she accepts his message request.
+    alice.accept_request_from(&bob).await;
     assert_eq!(
         alice.wait_messages(1).await,
         vec!["added you from your invite"]

@@ -120,6 +120,20 @@ impl Peer {
         self.node.direct_chat(other.peer_id()).await.expect("chat")
     }
 
+    /// Waits for `from`'s message request and accepts it: the chat (or the
+    /// group) opens, its messages arrive as `Message` events.
+    pub async fn accept_request_from(&mut self, from: &Peer) -> ChatId {
+        let stranger = from.peer_id();
+        let chat = self
+            .wait_for("the message request", |e| match e {
+                Event::MessageRequest { chat, from } if *from == stranger => Some(*chat),
+                _ => None,
+            })
+            .await;
+        self.node.accept_request(chat).await.expect("accept");
+        chat
+    }
+
     pub async fn history(&self, chat: ChatId) -> Vec<HistoryEntry> {
         self.node.history(chat, None).await.expect("history")
     }
