@@ -300,7 +300,7 @@ fn bend(c: &mut Choices<'_>, fx: &Fixture) -> SignedChange {
     }
     // Most bent changes still bind their envelope (so they reach the deeper
     // checks); some do not.
-    if c.byte() % 8 != 0 {
+    if !c.byte().is_multiple_of(8) {
         e.message = Some(crate::signed::binding(segment, &meta_heads));
     }
     // `Change::from` panics on out-of-order predecessors only; keep them sorted.
@@ -332,7 +332,7 @@ fn hostile_changes_on(fx: &Fixture, data: &[u8]) {
     let mut c = Choices { data };
     let mut batch = Vec::new();
     while !c.is_empty() && batch.len() < 8 {
-        if c.byte() % 4 == 0 {
+        if c.byte().is_multiple_of(4) {
             // An honest fixture change, to mix with the hostile ones.
             batch.push(fx.changes[c.below(fx.changes.len())].clone());
         } else {

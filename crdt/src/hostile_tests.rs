@@ -411,18 +411,15 @@ fn backdated(
     (removal, sneaky)
 }
 
+/// A hand-written edit of a group's metadata document.
+type MetaWrite =
+    Box<dyn FnOnce(&mut automerge::transaction::Transaction<'_>, &automerge::Automerge)>;
+/// Builds the edit a removed admin attempts, given the group's identities.
+type Attack = Box<dyn Fn(&[Identity]) -> MetaWrite>;
+
 #[test]
 fn a_removed_admins_backdated_changes_take_no_effect() {
-    let attacks: Vec<(
-        &str,
-        Box<
-            dyn Fn(
-                &[Identity],
-            ) -> Box<
-                dyn FnOnce(&mut automerge::transaction::Transaction<'_>, &automerge::Automerge),
-            >,
-        >,
-    )> = vec![
+    let attacks: Vec<(&str, Attack)> = vec![
         (
             "demote the remover",
             Box::new(|ids: &[Identity]| {
@@ -761,7 +758,7 @@ fn play(n: usize, steps: Vec<Step>, seed: u64) -> Result<(), String> {
     // Heal: everyone gets everything, shuffled, in chunks, then all at once
     // (what a replica did not keep it did not acknowledge: it comes again).
     let mut s = seed;
-    for r in 0..n {
+    for rep in reps.iter_mut() {
         let mut all = log.clone();
         for i in (1..all.len()).rev() {
             s = s
@@ -770,9 +767,9 @@ fn play(n: usize, steps: Vec<Step>, seed: u64) -> Result<(), String> {
             all.swap(i, (s >> 33) as usize % (i + 1));
         }
         for chunk in all.chunks(4) {
-            reps[r].receive(chunk.to_vec(), 0);
+            rep.receive(chunk.to_vec(), 0);
         }
-        reps[r].receive(log.clone(), 0);
+        rep.receive(log.clone(), 0);
     }
     // Anything kept by one replica reaches the others by sync.
     for _ in 0..2 {
