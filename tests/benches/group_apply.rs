@@ -228,12 +228,9 @@ struct Phase {
 /// messages by `check` + `apply`, one at a time.
 struct Group {
     kind: ChatKind,
-    genesis: SignedChange,
     author_id: Identity,
     author: ChatReplica,
     receiver_id: Identity,
-    /// The author's changes in its newest segment.
-    current: Vec<SignedChange>,
     receiver: ChatReplica,
     clock: i64,
 }
@@ -258,11 +255,9 @@ impl Group {
         assert!(author.is_member(&author_id.public()), "author is a member");
         Self {
             kind,
-            genesis: genesis.change,
             author_id,
             author,
             receiver_id,
-            current: Vec::new(),
             receiver,
             clock: T0,
         }
@@ -270,25 +265,11 @@ impl Group {
 
     /// The author writes one message.
     fn write(&mut self) -> SignedChange {
-        if self.current.len() == DEFAULT_SEGMENT_CAPACITY {
-            // The newest segment is full. `write_message` looks the new
-            // message up in every segment, so a writer holding 100k messages
-            // slows down; the author continues on a fresh replica holding
-            // the metadata and the full segment only. Its changes are exactly
-            // what a complete replica would write (same segment, same deps).
-            let mut author = ChatReplica::new(self.kind.clone());
-            load(&mut author, vec![self.genesis.clone()]);
-            load(&mut author, std::mem::take(&mut self.current));
-            self.author = author;
-        }
         self.clock += 1;
-        let change = self
-            .author
+        self.author
             .write_message(&self.author_id, TEXT, None, self.clock)
             .expect("write message")
-            .change;
-        self.current.push(change.clone());
-        change
+            .change
     }
 
     /// Messages in the receiver's newest segment.

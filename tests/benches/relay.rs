@@ -222,9 +222,12 @@ impl MailboxClient {
     }
 }
 
+/// Requests in flight per connection: a relay serves 16 streams per
+/// connection and protocol (`[limits] max_streams_per_connection`).
+const WINDOW: usize = 16;
+
 async fn deposits(total: usize) {
     const CLIENTS: usize = 8;
-    const WINDOW: usize = 16;
     println!("\n== durable deposits: {total} envelopes of {ENVELOPE_BYTES} bytes, {CLIENTS} senders x {WINDOW} in flight ==");
     let tmp = tempfile::tempdir().expect("tmp");
     let (relay, addr) = start_relay(&tmp).await;
@@ -324,7 +327,7 @@ async fn fetch(n: usize) {
         .collect();
     let bytes: usize = envelopes.iter().map(|(_, e, _)| e.len()).sum();
     let mut depositor = MailboxClient::connect(&alice, &relay_addr).await;
-    depositor.deposit_all(envelopes.clone(), 64).await;
+    depositor.deposit_all(envelopes.clone(), WINDOW).await;
     drop(depositor);
     println!(
         "queued: {n} envelopes, {:.1} MiB",

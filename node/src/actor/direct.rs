@@ -21,13 +21,8 @@ impl Actor {
                 return;
             }
         };
-        for (chat, heads) in requests {
-            let id = self
-                .swarm
-                .behaviour_mut()
-                .direct
-                .send_request(&peer, Inbound::Request(Request::Sync { chat, heads }));
-            self.pending.insert(id, Pending::Sync { peer: key, chat });
+        for (chat, _) in requests {
+            self.sync_chat(peer, chat);
         }
     }
 
@@ -60,16 +55,31 @@ impl Actor {
     }
 
     /// Starts an anti-entropy sync of one chat with one peer.
+    /// Syncs `chat` with `peer` now, or once a sync slot for `peer` frees.
     pub(super) fn sync_chat(&mut self, peer: PeerId, chat: ChatId) {
+        if self.sync_slots.admit(peer, chat) {
+            self.send_sync(peer, chat);
+        }
+    }
+
+    /// A sync with `peer` ended: the next waiting one takes its slot.
+    fn sync_done(&mut self, peer: PeerId) {
+        if let Some(next) = self.sync_slots.finish(peer) {
+            self.send_sync(peer, next);
+        }
+    }
+
+    fn send_sync(&mut self, peer: PeerId, chat: ChatId) {
         let Some(key) = public_key_of(&peer) else {
+            self.sync_done(peer);
             return;
         };
         let heads = match self.chats.heads(&chat) {
             Ok(Some(heads)) => heads,
-            Ok(None) => return,
+            Ok(None) => return self.sync_done(peer),
             Err(error) => {
                 tracing::error!(%error, "cannot read heads for sync");
-                return;
+                return self.sync_done(peer);
             }
         };
         let id = self
@@ -157,8 +167,12 @@ impl Actor {
                 ..
             } => {
                 tracing::debug!(%peer, %error, "request failed");
-                if let Some(Pending::Push { .. }) = self.pending.remove(&request_id) {
-                    self.pushing.remove(&peer);
+                match self.pending.remove(&request_id) {
+                    Some(Pending::Push { .. }) => {
+                        self.pushing.remove(&peer);
+                    }
+                    Some(Pending::Sync { .. }) => self.sync_done(peer),
+                    _ => {}
                 }
             }
             E::InboundFailure { peer, error, .. } => {
@@ -340,6 +354,7 @@ impl Actor {
                     more,
                 },
             ) => {
+                self.sync_done(peer);
                 if !changes.is_empty() {
                     if let Err(error) = self.receive(peer, key, changes, Via::Direct).await {
                         tracing::warn!(%peer, %error, "sync: cannot store changes");
@@ -369,7 +384,11 @@ impl Actor {
                 }
             }
             (Pending::Notice, _) => {}
-            (Pending::Push { .. } | Pending::Sync { .. } | Pending::Read { .. }, response) => {
+            (Pending::Sync { .. }, response) => {
+                self.sync_done(peer);
+                tracing::warn!(%peer, ?response, "peer answered a sync with an error");
+            }
+            (Pending::Push { .. } | Pending::Read { .. }, response) => {
                 self.pushing.remove(&peer);
                 tracing::warn!(%peer, ?response, "peer answered with an error");
             }

@@ -30,6 +30,7 @@ mod redial;
 mod requests;
 mod social;
 mod storage;
+mod sync_slots;
 mod tokens;
 
 pub(crate) use requests::RequestCommand;
@@ -91,6 +92,8 @@ pub(crate) struct Actor {
     pending: HashMap<request_response::OutboundRequestId, Pending>,
     /// Peers with a push in flight (one at a time keeps acks in order).
     pushing: HashSet<PeerId>,
+    /// Anti-entropy syncs in flight and waiting, per peer.
+    sync_slots: sync_slots::SyncSlots,
     /// Addresses learned from identify, mDNS and contacts.
     addrs: HashMap<PeerId, Vec<Multiaddr>>,
     redials: redial::Redials,
@@ -208,6 +211,7 @@ pub async fn spawn_with(
         commands: command_rx,
         pending: HashMap::new(),
         pushing: HashSet::new(),
+        sync_slots: Default::default(),
         addrs: HashMap::new(),
         redials,
         listen_addrs: Vec::new(),
@@ -490,6 +494,7 @@ impl Actor {
                 ..
             } => {
                 self.pushing.remove(&peer_id);
+                self.sync_slots.forget(&peer_id);
                 // A lost relay connection ends its reservation: renew on reconnect.
                 self.reservations.remove(&peer_id);
                 self.on_social_disconnected(peer_id);
