@@ -3,7 +3,8 @@
 //! smoke test below). Decoders must refuse, never panic.
 
 use crate::protocol::{
-    decode_frame, GossipMessage, MailboxRequest, MailboxResponse, Request, Response, SignedProfile,
+    decode_frame, Envelope, GossipMessage, MailboxRequest, MailboxResponse, Request, Response,
+    SignedProfile,
 };
 
 /// Feeds `data` to each decoder; the first byte picks a variation so the
@@ -14,6 +15,16 @@ pub fn wire_decoders(data: &[u8]) {
     let _ = decode_frame::<MailboxRequest>(data);
     let _ = decode_frame::<MailboxResponse>(data);
     let _ = decode_frame::<GossipMessage>(data);
+    let _ = decode_frame::<Envelope>(data);
+    // The relay's blob-cache protocol, and its proof search in mail.
+    let _ = ciborium::from_reader::<crate::blobs::relay_cache::CacheRequest, _>(data);
+    let _ = ciborium::from_reader::<crate::blobs::relay_cache::CacheResponse, _>(data);
+    let someone = meshchat_crdt::PublicKey::from_bytes([7; 32]);
+    let _ = crate::blobs::relay_proof::envelope_attaches(
+        data,
+        &someone,
+        &iroh_blobs::Hash::from_bytes([9; 32]),
+    );
     if let Ok(GossipMessage::Changes(changes)) = decode_frame::<GossipMessage>(data) {
         for change in changes {
             let _ = change.verify();
