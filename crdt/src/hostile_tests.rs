@@ -880,3 +880,35 @@ fn a_change_cannot_travel_in_another_envelope() {
     assert!(b.receive(vec![written], 0).rejected.is_empty());
     assert_eq!(texts(&b), vec!["hi"]);
 }
+
+/// Found by the `signed_change` fuzz target: Automerge 0.12's change parser
+/// panics on these bytes (an `unwrap` in its column decoder). Decoding
+/// contains it and refuses the change.
+#[test]
+fn bytes_that_panic_automerges_parser_are_refused() {
+    let bytes = [
+        133u8, 111, 74, 131, 0, 64, 0, 0, 3, 50, 0, 0, 0, 1, 187, 227, 60, 42, 227, 0, 1, 60, 32,
+        65, 59, 59, 66, 66, 66, 59, 221, 59, 66, 66, 66, 66, 0, 0, 0, 0, 0, 0, 0, 21, 149, 74, 74,
+        52, 74, 74, 74, 131, 74, 111, 133, 74, 74, 74, 192, 1, 0, 170, 64, 74, 74, 148, 74, 74, 16,
+        16, 16, 190, 65, 127, 191, 111, 74, 131, 0, 64, 0, 0, 3, 50, 0, 0, 0, 1, 185, 227, 60, 42,
+        227, 0, 1, 60, 32, 65, 59, 59, 66, 59, 59, 66, 66, 66, 221, 66, 66, 66, 0, 0, 0, 0, 0, 0,
+        0, 21, 149, 74, 74, 52, 74, 74, 74, 131, 74, 111, 133, 74, 74, 74, 192, 1, 0, 170, 64, 74,
+        74, 148, 74, 74, 16, 16, 16, 190,
+    ];
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let kind = ChatKind::direct(alice.public(), bob.public());
+    let hostile = SignedChange {
+        chat: kind.chat_id(),
+        segment: 0,
+        meta_heads: Vec::new(),
+        change: bytes.to_vec(),
+        signature: [0; 64],
+    };
+    assert!(matches!(
+        hostile.decode_stored(),
+        Err(crate::signed::VerifyError::Malformed(_))
+    ));
+    let mut b = ChatReplica::new(kind);
+    let got = b.receive(vec![hostile], 0);
+    assert_eq!(got.rejected.len(), 1);
+}
