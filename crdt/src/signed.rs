@@ -16,6 +16,7 @@ const DOMAIN: &[u8] = b"meshchat/signed-change/v1";
 
 /// Automerge's chunk type byte for a deflate-compressed change: refused on the
 /// wire because a small frame could inflate to gigabytes.
+const CHANGE_CHUNK: u8 = 1;
 const COMPRESSED_CHANGE_CHUNK: u8 = 2;
 const CHUNK_TYPE_OFFSET: usize = 8;
 
@@ -128,8 +129,18 @@ impl SignedChange {
     }
 
     fn decode(&self, check_signature: bool) -> Result<VerifiedChange, VerifyError> {
-        if self.change.get(CHUNK_TYPE_OFFSET) == Some(&COMPRESSED_CHANGE_CHUNK) {
-            return Err(VerifyError::Compressed);
+        // Only a raw change chunk reaches Automerge's parser: it also takes
+        // compressed changes (a decompression bomb) and bundles, whose
+        // parser panics on bad input and expands run-length columns without
+        // bound (a 100-byte bundle took 4 GiB; found by the fuzzer).
+        match self.change.get(CHUNK_TYPE_OFFSET) {
+            Some(&CHANGE_CHUNK) => {}
+            Some(&COMPRESSED_CHANGE_CHUNK) => return Err(VerifyError::Compressed),
+            other => {
+                return Err(VerifyError::Malformed(format!(
+                    "not a change chunk (type {other:?})"
+                )))
+            }
         }
         // Parsing is meant to refuse bad bytes, never to panic; if it ever
         // does on hostile input, that is a malformed change, not a crash.
