@@ -54,8 +54,8 @@ impl Actor {
         }
     }
 
-    /// Starts an anti-entropy sync of one chat with one peer.
-    /// Syncs `chat` with `peer` now, or once a sync slot for `peer` frees.
+    /// Starts an anti-entropy sync of `chat` with `peer` now, or once one of
+    /// the peer's sync slots frees.
     pub(super) fn sync_chat(&mut self, peer: PeerId, chat: ChatId) {
         if self.sync_slots.admit(peer, chat) {
             self.send_sync(peer, chat);
