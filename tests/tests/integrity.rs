@@ -173,11 +173,13 @@ async fn changes_that_cannot_be_judged_yet_are_neither_stored_nor_acknowledged()
     let kind = ChatKind::direct(mallory.public(), common::key_of(&bob));
     let chat = kind.chat_id();
     let mut replica = ChatReplica::new(kind);
+    // One millisecond apart, so history shows them in this order.
+    let sent_at = now_ms();
     let first = replica
-        .write_message(&mallory.identity, "first", None, now_ms())
+        .write_message(&mallory.identity, "first", None, sent_at)
         .expect("write");
     let second = replica
-        .write_message(&mallory.identity, "second", None, now_ms())
+        .write_message(&mallory.identity, "second", None, sent_at + 1)
         .expect("write");
     // The second alone: its dependency is missing. Not refused (it may be
     // fine), not acknowledged (it is not stored): the sender keeps it.
@@ -229,6 +231,29 @@ async fn a_strangers_message_is_a_request_until_accepted() {
         }
     })
     .await;
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_stranger_as_a_contact_opens_their_request_as_the_chat() {
+    let mut alice = Peer::start("alice").await;
+    let mut bob = Peer::start("bob").await;
+    let chat = alice.add_one_way(&bob).await;
+    alice
+        .node
+        .send(chat, "it's alice, add me")
+        .await
+        .expect("send");
+    bob.wait_for("a message request", |e| match e {
+        Event::MessageRequest { chat: c, .. } if *c == chat => Some(()),
+        _ => None,
+    })
+    .await;
+    // Bob adds alice: what she wrote is their chat now, no request left.
+    bob.add_one_way(&alice).await;
+    assert!(bob.node.requests().await.expect("requests").is_empty());
+    assert_eq!(bob.texts(chat).await, vec!["it's alice, add me"]);
     alice.stop().await;
     bob.stop().await;
 }

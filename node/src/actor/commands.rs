@@ -72,6 +72,7 @@ impl Actor {
                         self.exempt_from_limits(contact.peer);
                     }
                 }
+                let result = self.contact_added(result).await;
                 let _ = reply.send(result);
             }
             Command::Contacts { reply } => {
@@ -275,6 +276,19 @@ impl Actor {
             [one] => Ok(Some(*one)),
             _ => Err(NodeError::Ambiguous(name.to_owned())),
         }
+    }
+
+    /// A contact is on disk before the caller hears of it (a crash must not
+    /// turn it back into a stranger), and what it wrote while it was one (a
+    /// direct message request) becomes its chat.
+    pub(super) async fn contact_added(
+        &mut self,
+        result: Result<Contact, NodeError>,
+    ) -> Result<Contact, NodeError> {
+        let contact = result?;
+        self.chats.store().flush().await?;
+        self.accept_direct_requests_from(contact.peer).await;
+        Ok(contact)
     }
 
     pub(super) fn add_contact(

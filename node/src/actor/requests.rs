@@ -40,6 +40,30 @@ impl Actor {
         }
     }
 
+    /// Accepts `peer`'s direct message requests (it became a contact).
+    /// Group invitations stay requests: joining is the user's choice.
+    pub(super) async fn accept_direct_requests_from(&mut self, peer: libp2p::PeerId) {
+        let Some(key) = crate::keys::public_key_of(&peer) else {
+            return;
+        };
+        let chats: Vec<ChatId> = match self.chats.requests() {
+            Ok(requests) => requests
+                .into_iter()
+                .filter(|r| r.from == key && r.group.is_none())
+                .map(|r| r.chat)
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read message requests");
+                return;
+            }
+        };
+        for chat in chats {
+            if let Err(error) = self.accept_request(chat).await {
+                tracing::warn!(%chat, %error, "cannot accept a new contact's request");
+            }
+        }
+    }
+
     async fn accept_request(&mut self, chat: ChatId) -> Result<(), NodeError> {
         let accepted = self
             .chats

@@ -71,6 +71,16 @@ impl Actor {
                         _ => Ok(store.remove_contact(&key)?),
                     }
                 });
+                let result = match result {
+                    Ok(removed) => self
+                        .chats
+                        .store()
+                        .flush()
+                        .await
+                        .map(|()| removed)
+                        .map_err(NodeError::from),
+                    Err(error) => Err(error),
+                };
                 let _ = reply.send(result);
             }
             SocialCommand::SetBlocked {
@@ -106,6 +116,7 @@ impl Actor {
                 if let (Ok(_), Some(key)) = (&result, public_key_of(&invite.peer)) {
                     let _ = self.keep_tokens(invite.peer, key, invite.tokens);
                 }
+                let result = self.contact_added(result).await;
                 let _ = reply.send(result);
             }
         }
