@@ -237,7 +237,7 @@ async fn a_strangers_message_is_a_request_until_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adding_a_stranger_as_a_contact_opens_their_request_as_the_chat() {
-    let mut alice = Peer::start("alice").await;
+    let alice = Peer::start("alice").await;
     let mut bob = Peer::start("bob").await;
     let chat = alice.add_one_way(&bob).await;
     alice
