@@ -58,6 +58,16 @@ impl Identity {
         }
     }
 
+    /// The same key writing under a fresh random epoch: for a device that
+    /// lost writes which may already have left it (a failed flush), so that
+    /// no (actor, seq) is ever used for two different changes.
+    pub fn with_new_epoch(&self) -> Self {
+        Self {
+            key: self.key.clone(),
+            epoch: rand::random(),
+        }
+    }
+
     /// The Automerge actor id this identity writes under: its public key
     /// followed by its epoch.
     pub fn actor(&self) -> automerge::ActorId {

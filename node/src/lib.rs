@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 mod data_dir;
 mod disk;
+mod durable;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod invite;

@@ -22,7 +22,9 @@ use meshchat_crdt::{
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::{disk::StorageFault, presence::LastSeenPrivacy, protocol::SignedProfile};
+use crate::{
+    disk::StorageFault, durable::SledFiles, presence::LastSeenPrivacy, protocol::SignedProfile,
+};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +120,8 @@ impl Drop for Store {
 pub(crate) struct DbHandle {
     db: Arc<RwLock<Option<sled::Db>>>,
     path: PathBuf,
+    /// Its files, synced after each flush (`None` for a temporary database).
+    files: Option<Arc<SledFiles>>,
 }
 
 impl DbHandle {
@@ -125,13 +129,47 @@ impl DbHandle {
         Self {
             db: Arc::new(RwLock::new(Some(db.clone()))),
             path: path.to_path_buf(),
+            files: Some(Arc::new(SledFiles::new(path))),
         }
     }
 
-    /// A handle on a database opened elsewhere (tests).
+    /// A handle on a temporary database opened elsewhere (tests): its
+    /// flushes sync no files.
     #[cfg(test)]
     pub(crate) fn of(db: &sled::Db) -> Self {
-        Self::new(db, Path::new(""))
+        Self {
+            db: Arc::new(RwLock::new(Some(db.clone()))),
+            path: PathBuf::new(),
+            files: None,
+        }
+    }
+
+    /// Makes every write so far durable: sled's flush, then `fdatasync` of
+    /// the files it covers ([`SledFiles::sync`]). Runs on tokio's blocking
+    /// pool, not `sled::Db::flush_async`: with many databases in one process
+    /// its shared thread pool can deadlock (spacejam/sled#1241; seen with 20
+    /// nodes in one process). The future owns what it needs, so it can run
+    /// on a task of its own (group commit).
+    pub(crate) fn flush(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
+        let db = self.db();
+        let files = self.files.clone();
+        async move {
+            let db = db?;
+            let flushed = tokio::task::spawn_blocking(move || {
+                db.flush()?;
+                if let Some(files) = files {
+                    files.sync()?;
+                }
+                Ok::<(), sled::Error>(())
+            })
+            .await;
+            match flushed {
+                Ok(result) => result.map_err(StoreError::from),
+                Err(e) => Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(e)))),
+            }
+        }
     }
 
     /// The open database; refused while it is closed for a reopen.
@@ -229,17 +267,6 @@ fn remove_unfinished_snapshots(path: &Path) {
     }
 }
 
-/// Flushes `db` on tokio's blocking pool. Not `sled::Db::flush_async`: with
-/// many databases in one process its shared thread pool can deadlock
-/// (spacejam/sled#1241; seen with 20 nodes in one process).
-pub(crate) async fn flush_db(db: &sled::Db) -> Result<(), StoreError> {
-    let db = db.clone();
-    match tokio::task::spawn_blocking(move || db.flush()).await {
-        Ok(result) => result.map(|_| ()).map_err(StoreError::from),
-        Err(e) => Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(e)))),
-    }
-}
-
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::new();
     ciborium::into_writer(value, &mut out).expect("writing CBOR to a Vec cannot fail");
@@ -304,8 +331,8 @@ impl Store {
 
     /// Makes every write so far durable.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        let db = self.trees()?.db.clone();
-        flush_db(&db).await.map_err(|e| self.failed(e))
+        self.trees()?;
+        self.handle.flush().await.map_err(|e| self.failed(e))
     }
 
     /// Why writes are refused, if they are.

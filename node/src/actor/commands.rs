@@ -1,14 +1,21 @@
 //! Commands from `Node` handles: local writes, contacts, queries.
 
-use super::*;
+use super::{commit::Held, *};
 
 impl Actor {
     pub(super) async fn on_command(&mut self, command: Command) {
         match command {
-            Command::Op { chat, op, reply } => {
-                let result = self.local_op(chat, op).await;
-                let _ = reply.send(result);
-            }
+            Command::Op { chat, op, reply } => match self.local_op(chat, op) {
+                // Confirmed once the flush covering it succeeds.
+                Ok(outcome) => self.commit.hold(Held::Local {
+                    chat,
+                    outcome,
+                    reply,
+                }),
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                }
+            },
             Command::CreateGroup {
                 name,
                 members,
@@ -142,16 +149,17 @@ impl Actor {
         }
     }
 
-    pub(super) async fn local_op(
-        &mut self,
-        chat: ChatId,
-        op: ChatOp,
-    ) -> Result<OpOutcome, NodeError> {
+    /// Applies a user's operation, writes it (unflushed) and sends it on at
+    /// once: pushed to the peer, published to the group. It may leave
+    /// before it is durable here: if this node crashes first, it restarts
+    /// under a new actor epoch, and if the flush fails the chat takes one
+    /// ([`crate::chats::Chats::local_write_lost`]), so the sequence number
+    /// is never reused for another change.
+    pub(super) fn local_op(&mut self, chat: ChatId, op: ChatOp) -> Result<OpOutcome, NodeError> {
         let leaving = matches!(op, ChatOp::Leave);
         let outcome = self
             .chats
             .local_op(chat, op, now_ms())
-            .await
             .map_err(|e| match e {
                 LocalWriteError::UnknownChat(c) => NodeError::NotFound(c.to_string()),
                 LocalWriteError::Write(w) => NodeError::Write(w),
@@ -221,12 +229,15 @@ impl Actor {
         Ok(chat)
     }
 
-    /// Pushes the outbox now if connected, else dials.
+    /// Pushes the outbox now if connected, else dials, and deposits at the
+    /// peer's relays at once if no dial can start (or, later, when it fails).
     pub(super) fn deliver_to(&mut self, peer: PeerId) {
         if self.swarm.is_connected(&peer) {
             self.push_outbox(peer);
-        } else {
-            self.dial_peer(peer);
+        } else if !self.dial_peer(peer) {
+            if let Some(key) = public_key_of(&peer) {
+                self.deposit_for(key);
+            }
         }
     }
 
@@ -288,6 +299,10 @@ impl Actor {
         let contact = result?;
         self.chats.store().flush().await?;
         self.accept_direct_requests_from(contact.peer).await;
+        if !contact.blocked && self.swarm.is_connected(&contact.peer) {
+            // Online for them at once, not at our next heartbeat tick.
+            self.greet_with_presence(contact.peer);
+        }
         Ok(contact)
     }
 

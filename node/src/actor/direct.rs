@@ -1,6 +1,10 @@
 //! `/meshchat/direct/1`: pushes with acknowledgements, and anti-entropy sync.
 
-use super::*;
+use libp2p::request_response::ResponseChannel;
+use meshchat_crdt::SegmentHeads;
+
+use super::{commit::Held, ingest::Via, *};
+use crate::protocol::WireError;
 
 impl Actor {
     pub(super) fn resync_connected(&mut self) {
@@ -136,15 +140,8 @@ impl Actor {
                 },
                 ..
             } => {
-                let response = self.on_request(peer, request).await;
-                if self
-                    .swarm
-                    .behaviour_mut()
-                    .direct
-                    .send_response(channel, response)
-                    .is_err()
-                {
-                    tracing::debug!(%peer, "peer went away before our response");
+                if let Some((channel, response)) = self.on_request(peer, request, channel).await {
+                    self.answer_direct(channel, response);
                 }
             }
             E::Message {
@@ -182,27 +179,48 @@ impl Actor {
         }
     }
 
-    pub(super) async fn on_request(&mut self, peer: PeerId, request: Inbound) -> Response {
+    /// Sends the answer to a direct request.
+    pub(super) fn answer_direct(&mut self, channel: ResponseChannel<Response>, response: Response) {
+        if self
+            .swarm
+            .behaviour_mut()
+            .direct
+            .send_response(channel, response)
+            .is_err()
+        {
+            tracing::debug!("peer went away before our response");
+        }
+    }
+
+    /// Handles a direct request: the answer to send now, or `None` when it
+    /// waits for a flush (a push).
+    pub(super) async fn on_request(
+        &mut self,
+        peer: PeerId,
+        request: Inbound,
+        channel: ResponseChannel<Response>,
+    ) -> Option<(ResponseChannel<Response>, Response)> {
         let Some(from) = public_key_of(&peer) else {
-            return Response::Error(crate::protocol::WireError::NotMember);
+            return Some((channel, Response::Error(WireError::NotMember)));
         };
         if self.chats.store().is_blocked(&from) {
-            return Response::Error(crate::protocol::WireError::NotMember);
+            return Some((channel, Response::Error(WireError::NotMember)));
         }
         let request = match request {
             Inbound::Request(r) => r,
             Inbound::Refused(error) => {
                 self.refused(peer, format!("frame: {error}"));
-                return Response::Error(error);
+                return Some((channel, Response::Error(error)));
             }
         };
-        match request {
-            Request::Push { changes } => match self.receive(peer, from, changes, Via::Direct).await
-            {
-                Ok(Receipt {
-                    stored, rejected, ..
-                }) => Response::Pushed { stored, rejected },
-                Err(error) => Response::Error(crate::protocol::WireError::Storage(error)),
+        let response = match request {
+            // Answered once the flush covering it succeeds.
+            Request::Push { changes } => match self.ingest(peer, from, changes, Via::Push) {
+                Ok(ingest) => {
+                    self.commit.hold(Held::Push { ingest, channel });
+                    return None;
+                }
+                Err(error) => Response::Error(WireError::Storage(error)),
             },
             Request::Read { chat, messages } => match self.chats.read_by(&from, &chat, &messages) {
                 Ok(read) => {
@@ -216,15 +234,11 @@ impl Actor {
                     }
                     Response::ReadNoted
                 }
-                Err(error) => {
-                    Response::Error(crate::protocol::WireError::Storage(error.to_string()))
-                }
+                Err(error) => Response::Error(WireError::Storage(error.to_string())),
             },
             Request::Sync { chat, heads } => match self.chats.answer_sync(from, chat, &heads) {
                 Ok(response) => response,
-                Err(error) => {
-                    Response::Error(crate::protocol::WireError::Storage(error.to_string()))
-                }
+                Err(error) => Response::Error(WireError::Storage(error.to_string())),
             },
             Request::Profile(signed) => {
                 if signed.peer == from {
@@ -243,90 +257,8 @@ impl Actor {
                 self.on_typing(peer, from, chat);
                 Response::Noted
             }
-        }
-    }
-
-    /// Stores and applies changes from `peer`, emitting events. Returns what
-    /// to acknowledge and what was refused.
-    /// Stores and applies changes from `peer` (pushed, synced or gossiped),
-    /// emitting events and following group membership. Returns what to
-    /// acknowledge and what was refused.
-    pub(super) async fn receive(
-        &mut self,
-        peer: PeerId,
-        from: PublicKey,
-        changes: Vec<SignedChange>,
-        via: Via,
-    ) -> Result<Receipt, String> {
-        let me = self.chats.me();
-        let received = self
-            .chats
-            .receive(from, changes, now_ms())
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot store received changes");
-                e.to_string()
-            })?;
-        for rejected in received.rejected.iter().chain(&received.not_kept) {
-            let hash = rejected
-                .hash
-                .map_or_else(|| "?".to_string(), |h| h.to_string());
-            self.refused(peer, format!("change {hash}: {}", rejected.reason));
-        }
-        for (chat, from) in &received.requests {
-            if let Some(from) = crate::keys::peer_id_of(from) {
-                self.emit(Event::MessageRequest { chat: *chat, from });
-            }
-        }
-        for (chat, message) in received.new_messages {
-            if self.chats.store().is_blocked(&message.author) {
-                continue;
-            }
-            let outgoing = message.author == me;
-            self.emit(Event::Message {
-                chat,
-                message,
-                outgoing,
-            });
-        }
-        for (chat, message) in received.updated_messages {
-            self.emit(Event::MessageUpdated { chat, message });
-        }
-        for chat in &received.adopted {
-            let chat = *chat;
-            self.join_topic(chat);
-            self.emit(Event::GroupJoined { chat });
-            // Fetch the history from whoever invited us, and anyone else connected.
-            let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-            for p in peers {
-                self.sync_chat(p, chat);
-            }
-        }
-        for chat in received.meta_changed {
-            self.emit(Event::GroupChanged { chat });
-            self.follow_membership(chat);
-        }
-        // Changes learned outside gossip (sync after a partition, a push) are
-        // passed on to the group's topic, so members that sync with nobody
-        // right now still get them; gossip itself forwards what it carries.
-        // Not an invitation, though: the members already hold the group's
-        // metadata and every invitee gets it pushed by its inviter, so
-        // republishing it would only send the member list around the whole
-        // group once per invitee (a 1,024-member group: ~200 kB, 1,023 times).
-        if via == Via::Direct {
-            for (chat, changes) in received.fresh_group_changes {
-                if self.is_subscribed(&chat) && !received.adopted.contains(&chat) {
-                    for batch in crate::chats::split_for_gossip(changes) {
-                        self.publish(chat, batch);
-                    }
-                }
-            }
-        }
-        Ok(Receipt {
-            stored: received.stored,
-            rejected: received.rejected,
-            deferred: received.deferred + received.not_kept.len(),
-        })
+        };
+        Some((channel, response))
     }
 
     pub(super) async fn on_response(&mut self, peer: PeerId, pending: Pending, response: Response) {
@@ -355,22 +287,20 @@ impl Actor {
                 },
             ) => {
                 self.sync_done(peer);
-                if !changes.is_empty() {
-                    if let Err(error) = self.receive(peer, key, changes, Via::Direct).await {
-                        tracing::warn!(%peer, %error, "sync: cannot store changes");
-                        return;
-                    }
+                if changes.is_empty() {
+                    self.continue_sync(peer, key, chat, &heads, more);
+                    return;
                 }
-                match self.chats.missing_batches(&key, &chat, &heads) {
-                    Ok(batches) => {
-                        for batch in batches {
-                            self.send_push(peer, key, batch);
-                        }
-                    }
-                    Err(error) => tracing::error!(%error, "sync: cannot read changes"),
-                }
-                if more {
-                    self.sync_chat(peer, chat);
+                match self.ingest(peer, key, changes, Via::Sync) {
+                    // Carried on once the flush covering it succeeds.
+                    Ok(ingest) => self.commit.hold(Held::Synced {
+                        ingest,
+                        key,
+                        chat,
+                        heads,
+                        more,
+                    }),
+                    Err(error) => tracing::warn!(%peer, %error, "sync: cannot store changes"),
                 }
             }
             (Pending::Read { peer: key, sent }, Response::ReadNoted) => {
@@ -395,6 +325,29 @@ impl Actor {
         }
     }
 
+    /// After a sync answer is applied: pushes back what the peer lacks and
+    /// asks for more.
+    pub(super) fn continue_sync(
+        &mut self,
+        peer: PeerId,
+        key: PublicKey,
+        chat: ChatId,
+        heads: &[SegmentHeads],
+        more: bool,
+    ) {
+        match self.chats.missing_batches(&key, &chat, heads) {
+            Ok(batches) => {
+                for batch in batches {
+                    self.send_push(peer, key, batch);
+                }
+            }
+            Err(error) => tracing::error!(%error, "sync: cannot read changes"),
+        }
+        if more {
+            self.sync_chat(peer, chat);
+        }
+    }
+
     pub(super) fn on_acknowledged(&mut self, peer: PeerId, key: PublicKey, stored: &[ChangeHash]) {
         match self.chats.acknowledged(&key, stored) {
             Ok(delivered) => {
@@ -410,24 +363,4 @@ impl Actor {
             Err(error) => tracing::error!(%error, "cannot record acknowledgement"),
         }
     }
-}
-
-/// What receiving a batch did, for the sender.
-pub(super) struct Receipt {
-    /// Durably stored: acknowledge these.
-    pub(super) stored: Vec<ChangeHash>,
-    /// Refused.
-    pub(super) rejected: Vec<crate::protocol::RejectedChange>,
-    /// Neither stored nor refused for good: waiting in memory for their
-    /// dependencies, or not kept for now (the sender tries again later).
-    pub(super) deferred: usize,
-}
-
-/// How changes arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Via {
-    /// `/meshchat/direct/1` (push or sync).
-    Direct,
-    /// A group's gossipsub topic.
-    Gossip,
 }

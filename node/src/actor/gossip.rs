@@ -2,9 +2,21 @@
 //! frames, validated before gossipsub may forward them, and anti-entropy with
 //! every member seen on the topic.
 
-use super::{direct::Via, *};
+use super::{
+    commit::Held,
+    ingest::{Ingest, Receipt, Via},
+    *,
+};
 use crate::protocol::{decode_frame, encode_frame, GossipMessage};
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
+
+/// What became of a gossiped frame.
+enum Gossiped {
+    /// Judged at once (malformed, off-topic, or storage failed).
+    Judged(MessageAcceptance),
+    /// Written: its verdict waits for the flush covering it.
+    Written(Box<Ingest>),
+}
 
 /// The gossipsub topic of a group.
 pub fn group_topic(chat: &ChatId) -> IdentTopic {
@@ -91,19 +103,23 @@ impl Actor {
                 message_id,
                 message,
             } => {
-                let acceptance = self
-                    .on_gossip_message(
+                let verdict = self.on_gossip_message(
+                    propagation_source,
+                    &message.topic,
+                    message.source,
+                    &message.data,
+                );
+                match verdict {
+                    Gossiped::Judged(acceptance) => {
+                        self.report_gossip(&message_id, &propagation_source, acceptance)
+                    }
+                    // Judged once the flush covering it succeeds.
+                    Gossiped::Written(ingest) => self.commit.hold(Held::Gossip {
+                        ingest,
+                        message_id,
                         propagation_source,
-                        &message.topic,
-                        message.source,
-                        &message.data,
-                    )
-                    .await;
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                    }),
+                }
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
                 // A member (re)joined the topic: repair whatever gossip missed.
@@ -115,41 +131,67 @@ impl Actor {
         }
     }
 
-    /// Validates and stores one gossiped frame. Forged, malformed or
-    /// non-member content is rejected (gossipsub penalises the sender and
-    /// does not forward it); a local storage failure is ignored, not forwarded.
-    async fn on_gossip_message(
+    /// Tells gossipsub whether to forward a message (and how to score its
+    /// sender).
+    pub(super) fn report_gossip(
+        &mut self,
+        message_id: &MessageId,
+        propagation_source: &PeerId,
+        acceptance: MessageAcceptance,
+    ) {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(message_id, propagation_source, acceptance);
+    }
+
+    /// The verdict on gossiped changes once the flush that was to cover
+    /// them finished (`receipt` is `None` if it failed).
+    pub(super) fn gossip_verdict(receipt: Option<Receipt>) -> MessageAcceptance {
+        match receipt {
+            Some(receipt) if !receipt.rejected.is_empty() => MessageAcceptance::Reject,
+            // Not judged yet (dependencies missing): keep it, but do not vouch
+            // for it to others. Anti-entropy carries it once it is valid.
+            Some(receipt) if receipt.deferred > 0 => MessageAcceptance::Ignore,
+            Some(_) => MessageAcceptance::Accept,
+            // Not stored here (storage failed): not forwarded either.
+            None => MessageAcceptance::Ignore,
+        }
+    }
+
+    /// Validates and writes one gossiped frame. Forged, malformed or
+    /// off-topic frames get their verdict now (gossipsub penalises a
+    /// rejected sender and does not forward); changes written come back as
+    /// an [`Ingest`] whose verdict waits for the flush covering it.
+    fn on_gossip_message(
         &mut self,
         via: PeerId,
         topic: &TopicHash,
         source: Option<PeerId>,
         data: &[u8],
-    ) -> MessageAcceptance {
+    ) -> Gossiped {
         let Some(chat) = self.topics.get(topic).copied() else {
-            return MessageAcceptance::Ignore;
+            return Gossiped::Judged(MessageAcceptance::Ignore);
         };
         let changes = match decode_frame::<GossipMessage>(data) {
             Ok(GossipMessage::Changes(changes)) => changes,
             Err(error) => {
                 self.refused(via, format!("malformed gossip in {chat}: {error}"));
-                return MessageAcceptance::Reject;
+                return Gossiped::Judged(MessageAcceptance::Reject);
             }
         };
         if changes.is_empty() || changes.iter().any(|c| c.chat != chat) {
             self.refused(via, "gossip for another chat on this topic".into());
-            return MessageAcceptance::Reject;
+            return Gossiped::Judged(MessageAcceptance::Reject);
         }
         let sender = source.unwrap_or(via);
         let Some(from) = public_key_of(&sender) else {
-            return MessageAcceptance::Reject;
+            return Gossiped::Judged(MessageAcceptance::Reject);
         };
-        match self.receive(sender, from, changes, Via::Gossip).await {
-            Ok(receipt) if !receipt.rejected.is_empty() => MessageAcceptance::Reject,
-            // Not judged yet (dependencies missing): keep it, but do not vouch
-            // for it to others. Anti-entropy carries it once it is valid.
-            Ok(receipt) if receipt.deferred > 0 => MessageAcceptance::Ignore,
-            Ok(_) => MessageAcceptance::Accept,
-            Err(_) => MessageAcceptance::Ignore,
+        match self.ingest(sender, from, changes, Via::Gossip) {
+            Ok(ingest) => Gossiped::Written(Box::new(ingest)),
+            Err(_) => Gossiped::Judged(MessageAcceptance::Ignore),
         }
     }
 }

@@ -9,9 +9,13 @@ use std::collections::HashSet;
 
 use libp2p::request_response::{self, OutboundRequestId};
 
-use super::{direct::Via, *};
+use super::{
+    commit::{Held, HeldMail},
+    ingest::Via,
+    *,
+};
 use crate::{
-    mailbox::{envelope_hash, Accepted, CustodyReceipt, Held, Refusal, Stored},
+    mailbox::{envelope_hash, Accepted, CustodyReceipt, Held as HeldCopy, Refusal, Stored},
     protocol::{
         decode_frame, encode_frame, Envelope, MailboxRequest, MailboxResponse, WireError,
         MAILBOX_PAGE_BYTES,
@@ -50,35 +54,6 @@ pub(super) struct HeldDeposit {
     channel: request_response::ResponseChannel<MailboxResponse>,
     recipient: PublicKey,
     accepted: Accepted,
-}
-
-/// Group commit of deposits: one flush runs at a time and deposits arriving
-/// meanwhile wait for the next, so a burst of N deposits costs about two
-/// fsyncs instead of N.
-pub(super) struct DepositCommit {
-    waiting: Vec<HeldDeposit>,
-    in_flight: Vec<HeldDeposit>,
-    done_tx: mpsc::Sender<Result<(), crate::store::StoreError>>,
-    pub(super) done_rx: mpsc::Receiver<Result<(), crate::store::StoreError>>,
-}
-
-impl DepositCommit {
-    /// No deposit is waiting for a flush or in one.
-    pub(super) fn is_idle(&self) -> bool {
-        self.waiting.is_empty() && self.in_flight.is_empty()
-    }
-}
-
-impl Default for DepositCommit {
-    fn default() -> Self {
-        let (done_tx, done_rx) = mpsc::channel(1);
-        Self {
-            waiting: Vec::new(),
-            in_flight: Vec::new(),
-            done_tx,
-            done_rx,
-        }
-    }
 }
 
 /// A mailbox request awaiting its response.
@@ -127,12 +102,11 @@ impl Actor {
                     recipient,
                     accepted,
                 } => {
-                    self.commit.waiting.push(HeldDeposit {
+                    self.commit.hold(Held::Deposit(HeldDeposit {
                         channel,
                         recipient,
                         accepted,
-                    });
-                    self.start_deposit_flush();
+                    }));
                 }
             },
             E::Message {
@@ -249,67 +223,35 @@ impl Actor {
         })
     }
 
-    /// Starts a flush of the deposits waiting for one, unless one is running.
-    fn start_deposit_flush(&mut self) {
-        if !self.commit.in_flight.is_empty() || self.commit.waiting.is_empty() {
-            return;
-        }
-        let Some(mailbox) = self.mailbox.as_ref() else {
-            return;
-        };
-        self.commit.in_flight = std::mem::take(&mut self.commit.waiting);
-        tracing::trace!(deposits = self.commit.in_flight.len(), "group flush");
-        let flush = mailbox.flush_task();
-        let done = self.commit.done_tx.clone();
-        tokio::spawn(async move {
-            let _ = done.send(flush.await).await;
-        });
-    }
-
-    /// A group flush finished: acknowledge every deposit it covered, or, if
-    /// it failed, take them back and refuse them (nothing stays stored or
-    /// counted for a deposit answered `Unavailable`).
-    pub(super) fn on_deposits_flushed(&mut self, result: Result<(), crate::store::StoreError>) {
-        let result = result.map_err(|error| self.chats.store().failed(error));
-        let batch = std::mem::take(&mut self.commit.in_flight);
+    /// The flush that was to cover `batch` finished: acknowledge every
+    /// deposit it covered, or, if it failed, take them back and refuse them
+    /// (nothing stays stored or counted for a deposit answered `Unavailable`).
+    pub(super) fn deposits_flushed(&mut self, batch: Vec<HeldDeposit>, flushed: bool) {
         let mut owners = HashSet::new();
         let mut answers = Vec::with_capacity(batch.len());
-        match &result {
-            Ok(()) => {
-                for held in batch {
-                    match held.accepted.stored {
-                        Stored::Fresh(_) => self.metrics.deposits += 1,
-                        Stored::Duplicate(_) => self.metrics.duplicates += 1,
-                    }
-                    owners.extend(peer_id_of(&held.recipient));
-                    answers.push((
-                        held.channel,
-                        MailboxResponse::Deposited(held.accepted.receipt),
-                    ));
+        if flushed {
+            for held in batch {
+                match held.accepted.stored {
+                    Stored::Fresh(_) => self.metrics.deposits += 1,
+                    Stored::Duplicate(_) => self.metrics.duplicates += 1,
+                }
+                owners.extend(peer_id_of(&held.recipient));
+                answers.push((
+                    held.channel,
+                    MailboxResponse::Deposited(held.accepted.receipt),
+                ));
+            }
+        } else {
+            // Every deposit held is refused together (a repeat answered
+            // from a copy that is gone now included).
+            for held in &batch {
+                if let Stored::Fresh(copy) = held.accepted.stored {
+                    self.undo_deposit(&held.recipient, &copy);
                 }
             }
-            Err(error) => {
-                tracing::error!(%error, "mailbox flush failed; refusing its deposits");
-                let mut undone: HashSet<(PublicKey, u64)> = HashSet::new();
-                for held in &batch {
-                    if let Stored::Fresh(copy) = held.accepted.stored {
-                        self.undo_deposit(&held.recipient, &copy);
-                        undone.insert((held.recipient, copy.id));
-                    }
-                }
-                // A repeat waiting for the next flush was answered from a copy
-                // that is gone now: refuse it too.
-                let (orphans, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.commit.waiting)
-                    .into_iter()
-                    .partition(|held| {
-                        matches!(held.accepted.stored, Stored::Duplicate(copy)
-                                if undone.contains(&(held.recipient, copy.id)))
-                    });
-                self.commit.waiting = waiting;
-                for held in batch.into_iter().chain(orphans) {
-                    self.metrics.refused(&Refusal::Unavailable);
-                    answers.push((held.channel, MailboxResponse::Refused(Refusal::Unavailable)));
-                }
+            for held in batch {
+                self.metrics.refused(&Refusal::Unavailable);
+                answers.push((held.channel, MailboxResponse::Refused(Refusal::Unavailable)));
             }
         }
         for (channel, response) in answers {
@@ -333,10 +275,39 @@ impl Actor {
                 self.mailbox_pending.insert(id, MailboxPending::Notify);
             }
         }
-        self.start_deposit_flush();
     }
 
-    fn undo_deposit(&mut self, recipient: &PublicKey, copy: &Held) {
+    /// The flush that was to cover a page of mail finished: acknowledge
+    /// what it made durable (and what can never be applied) to the relay,
+    /// and fetch the next page.
+    pub(super) fn mail_flushed(&mut self, page: HeldMail, flushed: bool) {
+        let HeldMail {
+            relay,
+            items,
+            mut dropped,
+            next,
+        } = page;
+        for (id, ingest) in items {
+            if flushed {
+                self.ingested(ingest);
+                dropped.push(id);
+            } else {
+                self.ingest_failed(&ingest);
+            }
+        }
+        if !dropped.is_empty() {
+            let id = self.swarm.behaviour_mut().mailbox.send_request(
+                &relay,
+                Inbound::Request(MailboxRequest::Ack { ids: dropped }),
+            );
+            self.mailbox_pending.insert(id, MailboxPending::Notify);
+        }
+        if let (true, Some(after)) = (flushed, next) {
+            self.fetch_mail(relay, after);
+        }
+    }
+
+    fn undo_deposit(&mut self, recipient: &PublicKey, copy: &HeldCopy) {
         if let Some(mailbox) = &self.mailbox {
             if let Err(error) = mailbox.undo(recipient, copy) {
                 tracing::error!(%error, "cannot take back a deposit whose flush failed");
@@ -354,42 +325,33 @@ impl Actor {
             (MailboxPending::Fetch, MailboxResponse::Mail { items, more }) => {
                 let relay = from;
                 let last = items.last().map(|i| i.id);
-                let mut done = Vec::new();
+                let mut page = HeldMail {
+                    relay,
+                    items: Vec::new(),
+                    dropped: Vec::new(),
+                    next: more.then_some(last),
+                };
                 for item in items {
                     let changes = match decode_frame::<Envelope>(&item.envelope) {
                         Ok(Envelope::Changes(changes)) => changes,
                         Err(error) => {
                             // Undecodable mail can never be applied: drop it.
                             tracing::warn!(%relay, %error, "undecodable mail");
-                            done.push(item.id);
+                            page.dropped.push(item.id);
                             continue;
                         }
                     };
                     if self.chats.store().is_blocked(&item.sender) {
-                        done.push(item.id);
+                        page.dropped.push(item.id);
                         continue;
                     }
                     let sender = peer_id_of(&item.sender).unwrap_or(relay);
-                    // Acknowledge to the relay only after a durable apply.
-                    if self
-                        .receive(sender, item.sender, changes, Via::Direct)
-                        .await
-                        .is_ok()
-                    {
-                        done.push(item.id);
+                    // Acknowledged to the relay only once the flush covering it succeeds.
+                    if let Ok(ingest) = self.ingest(sender, item.sender, changes, Via::Mailbox) {
+                        page.items.push((item.id, ingest));
                     }
                 }
-                if !done.is_empty() {
-                    let id = self
-                        .swarm
-                        .behaviour_mut()
-                        .mailbox
-                        .send_request(&relay, Inbound::Request(MailboxRequest::Ack { ids: done }));
-                    self.mailbox_pending.insert(id, MailboxPending::Notify);
-                }
-                if more {
-                    self.fetch_mail(relay, last);
-                }
+                self.commit.hold(Held::Mail(page));
             }
             (
                 MailboxPending::Deposit {
@@ -503,43 +465,54 @@ impl Actor {
         let Ok(recipients) = self.chats.store().outbox_peers() else {
             return;
         };
-        let (now, instant) = (now_ms(), tokio::time::Instant::now());
         for recipient in recipients {
-            let Some(peer) = peer_id_of(&recipient) else {
+            self.deposit_for(recipient);
+        }
+    }
+
+    /// Deposits `recipient`'s outbox at its relays if it is not connected
+    /// (see [`Actor::deposit_for_unreachable`]).
+    pub(super) fn deposit_for(&mut self, recipient: PublicKey) {
+        let (now, instant) = (now_ms(), tokio::time::Instant::now());
+        let Some(peer) = peer_id_of(&recipient) else {
+            return;
+        };
+        if self.swarm.is_connected(&peer) || self.chats.store().is_blocked(&recipient) {
+            return;
+        }
+        let relays = self.relays_of(&recipient);
+        if relays.is_empty() {
+            self.lookup_profile(recipient);
+            return;
+        }
+        let Ok(outbox) = self.chats.store().outbox_for(&recipient, usize::MAX) else {
+            return;
+        };
+        if outbox.is_empty() {
+            return;
+        }
+        for relay_addr in &relays {
+            let Some((relay, relay_key)) =
+                crate::config::peer_of(relay_addr).and_then(|p| Some((p, public_key_of(&p)?)))
+            else {
                 continue;
             };
-            if self.swarm.is_connected(&peer) || self.chats.store().is_blocked(&recipient) {
+            if self.deposits.is_paused(&recipient, &relay_key, instant) {
                 continue;
             }
-            let relays = self.relays_of(&recipient);
-            if relays.is_empty() {
-                self.lookup_profile(recipient);
+            let envelopes = self.due_envelopes(&recipient, &relay_key, &outbox, now);
+            if envelopes.is_empty() {
                 continue;
             }
-            let Ok(outbox) = self.chats.store().outbox_for(&recipient, usize::MAX) else {
+            if !self.swarm.is_connected(&relay) {
+                self.remember_addrs(relay, [relay_addr.clone()]);
+                self.dial_peer(relay);
+                // Deposited as soon as the connection is up.
+                self.deposits.awaiting_relay(relay);
                 continue;
-            };
-            for relay_addr in &relays {
-                let Some((relay, relay_key)) =
-                    crate::config::peer_of(relay_addr).and_then(|p| Some((p, public_key_of(&p)?)))
-                else {
-                    continue;
-                };
-                if self.deposits.is_paused(&recipient, &relay_key, instant) {
-                    continue;
-                }
-                let envelopes = self.due_envelopes(&recipient, &relay_key, &outbox, now);
-                if envelopes.is_empty() {
-                    continue;
-                }
-                if !self.swarm.is_connected(&relay) {
-                    self.remember_addrs(relay, [relay_addr.clone()]);
-                    self.dial_peer(relay);
-                    continue;
-                }
-                for changes in envelopes {
-                    self.deposit(relay, relay_key, recipient, changes);
-                }
+            }
+            for changes in envelopes {
+                self.deposit(relay, relay_key, recipient, changes);
             }
         }
     }

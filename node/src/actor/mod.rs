@@ -22,8 +22,11 @@ use tokio::{
 };
 
 mod commands;
+mod commit;
 mod direct;
+mod flush;
 mod gossip;
+mod ingest;
 mod mailbox;
 mod peers;
 mod redial;
@@ -109,7 +112,8 @@ pub(crate) struct Actor {
     /// Changes deposited at relays for peers (not deposited again, across restarts).
     deposits: crate::mailbox::DepositLog,
     social: social::Social,
-    commit: mailbox::DepositCommit,
+    /// What waits for the next flush (group commit).
+    commit: commit::GroupCommit,
     /// Delivery tokens this node holds and hands out.
     tokens: tokens::Tokens,
     /// Which signed records this node's DHT store keeps.
@@ -385,7 +389,7 @@ impl Actor {
                     None => break None,
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
-                Some(flushed) = self.commit.done_rx.recv() => self.on_deposits_flushed(flushed),
+                Some(flushed) = self.commit.done_rx.recv() => self.on_flushed(flushed),
                 _ = redial.tick() => {
                     self.redial();
                     self.hand_out_tokens();
@@ -396,6 +400,7 @@ impl Actor {
                 _ = presence.tick() => self.presence_tick(),
                 _ = storage_probe.tick() => self.storage_tick().await,
             }
+            self.start_flush();
             self.notice_storage_fault();
         };
         self.drain_goodbyes().await;
@@ -486,6 +491,9 @@ impl Actor {
                         self.fetch_mail(peer_id, None);
                         self.reserve_circuit(peer_id);
                     }
+                    if self.deposits.relay_connected(&peer_id) {
+                        self.deposit_for_unreachable();
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -504,6 +512,10 @@ impl Actor {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
                 if let Some(peer) = peer_id {
                     self.redials.failed(peer);
+                    // Its mail goes to its relays now, not at the next tick.
+                    if let Some(key) = public_key_of(&peer) {
+                        self.deposit_for(key);
+                    }
                 }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await,

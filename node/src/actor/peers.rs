@@ -22,22 +22,31 @@ impl Actor {
         known.truncate(MAX_ADDRS_PER_PEER);
     }
 
-    pub(super) fn dial_peer(&mut self, peer: PeerId) {
-        if self.swarm.is_connected(&peer)
-            || peer == *self.swarm.local_peer_id()
-            || self.is_blocked(&peer)
-        {
-            return;
+    /// Dials `peer` at the addresses known for it (or looks it up in the
+    /// DHT). Returns whether a dial is under way or a connection is up; a
+    /// dial that fails later is reported as `OutgoingConnectionError`.
+    pub(super) fn dial_peer(&mut self, peer: PeerId) -> bool {
+        if self.swarm.is_connected(&peer) {
+            return true;
+        }
+        if peer == *self.swarm.local_peer_id() || self.is_blocked(&peer) {
+            return false;
         }
         let addrs = self.addrs.get(&peer).cloned().unwrap_or_default();
         if addrs.is_empty() {
             // Ask the DHT; a found address is dialled by kad's routing update.
             self.swarm.behaviour_mut().kad.get_closest_peers(peer);
-            return;
+            return false;
         }
         let opts = DialOpts::peer_id(peer).addresses(addrs).build();
-        if let Err(error) = self.swarm.dial(opts) {
-            tracing::debug!(%peer, %error, "dial not started");
+        match self.swarm.dial(opts) {
+            Ok(()) => true,
+            // Already being dialled: that dial reports.
+            Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => true,
+            Err(error) => {
+                tracing::debug!(%peer, %error, "dial not started");
+                false
+            }
         }
     }
 

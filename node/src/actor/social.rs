@@ -552,13 +552,20 @@ impl Actor {
         }
     }
 
-    /// A connection to `peer` opened: greet it with presence and profile.
-    pub(super) fn on_social_connected(&mut self, peer: PeerId) {
+    /// Tells `peer` this node is online now, if it is in the audience (on a
+    /// new connection, and when it becomes a contact on a live one, so it
+    /// need not wait for the next heartbeat tick).
+    pub(super) fn greet_with_presence(&mut self, peer: PeerId) {
         if self.social.privacy != LastSeenPrivacy::Nobody && self.in_presence_audience(&peer) {
             self.social.heartbeat_seq += 1;
             let beat = Heartbeat::new(self.chats.identity(), self.social.heartbeat_seq, false);
             self.send_direct(peer, Request::Heartbeat(beat));
         }
+    }
+
+    /// A connection to `peer` opened: greet it with presence and profile.
+    pub(super) fn on_social_connected(&mut self, peer: PeerId) {
+        self.greet_with_presence(peer);
         if self.shares_profile_with(&peer) {
             if let Some(own) = self.own_profile() {
                 self.send_direct(peer, Request::Profile(own));

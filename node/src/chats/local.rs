@@ -96,8 +96,11 @@ pub struct OpOutcome {
 }
 
 impl Chats {
-    /// Applies a user's operation to a chat, persists and flushes.
-    pub(crate) async fn local_op(
+    /// Applies a user's operation to a chat and writes it with its outbox
+    /// entries, unflushed: it may be pushed at once, but confirmed to the
+    /// user only once a flush covering it succeeds. If that flush fails,
+    /// call [`Chats::local_write_lost`].
+    pub(crate) fn local_op(
         &mut self,
         chat: ChatId,
         op: ChatOp,
@@ -198,8 +201,11 @@ impl Chats {
                 push_to.push((member, vec![authored.change.clone()]));
             }
         }
-        let result = self.persist_local(&authored, message.as_ref(), &push_to);
-        self.finish_write(&chat, result).await?;
+        if let Err(e) = self.persist_local(&authored, message.as_ref(), &push_to) {
+            // Nothing of it left this device: the replica reloads from disk.
+            self.evict(&chat);
+            return Err(e.into());
+        }
         Ok(OpOutcome {
             chat,
             hash: authored.hash,
@@ -239,6 +245,16 @@ impl Chats {
         let result = self.persist_local(&genesis, None, &push_to);
         self.finish_write(&chat, result).await?;
         Ok((chat, genesis.change, invited))
+    }
+
+    /// The flush that was to cover a local write to `chat` failed, and the
+    /// write may already have been pushed or published. The replica reloads
+    /// from disk, without it; later writes take a fresh actor epoch, so the
+    /// sequence number the lost change used is never used again for
+    /// another change.
+    pub(crate) fn local_write_lost(&mut self, chat: &ChatId) {
+        self.evict(chat);
+        self.me = self.me.with_new_epoch();
     }
 
     /// Stores the change with its outbox entries and pending delivery states

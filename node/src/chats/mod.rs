@@ -34,6 +34,15 @@ pub(crate) const OUTBOX_BATCH: usize = 512;
 /// Push batches sent back to a peer per sync round.
 pub(crate) const SYNC_PUSH_BATCHES: usize = 4;
 
+/// Received changes written to the store but not flushed yet.
+#[derive(Debug, Default)]
+pub(crate) struct Unflushed {
+    /// Chats whose replicas changed (dropped if the flush fails).
+    touched: Vec<ChatId>,
+    applied: Vec<(ChatId, Ingested)>,
+    out: Received,
+}
+
 /// What receiving a batch of changes did.
 #[derive(Debug, Default)]
 pub(crate) struct Received {
@@ -174,69 +183,82 @@ impl Chats {
         Ok(out)
     }
 
-    /// Judges, applies and durably stores changes received from `from`
-    /// (pushed, synced or gossiped). Only what is flushed is acknowledged;
-    /// a flush failure drops the touched replicas, so memory is never ahead
-    /// of the disk once this returns.
-    pub(crate) async fn receive(
+    /// Judges and applies changes received from `from` (pushed, synced,
+    /// gossiped or mailed) and writes what it keeps to the store, unflushed:
+    /// nothing of it may be acknowledged until a flush that started after
+    /// this call succeeds ([`Chats::received`]); if that flush fails,
+    /// [`Chats::abandon`] drops the touched replicas, so memory is never
+    /// ahead of the disk for long.
+    pub(crate) fn receive(
         &mut self,
         from: PublicKey,
         changes: Vec<SignedChange>,
         now_ms: i64,
-    ) -> Result<Received, StoreError> {
+    ) -> Result<Unflushed, StoreError> {
         let mut by_chat: BTreeMap<ChatId, Vec<SignedChange>> = BTreeMap::new();
         for change in changes {
             by_chat.entry(change.chat).or_default().push(change);
         }
-        let mut out = Received::default();
-        let mut touched = Vec::new();
-        let mut applied = Vec::new();
+        let mut unflushed = Unflushed::default();
         for (chat, changes) in by_chat {
-            if !self.exists(&chat)? {
-                match self.receive_unknown(from, chat, changes, now_ms, &mut out) {
-                    Ok(Some(ingested)) => {
-                        if ingested.meta_changed {
-                            out.adopted.push(chat);
-                        }
-                        touched.push(chat);
-                        applied.push((chat, ingested));
-                    }
-                    Ok(None) => touched.push(chat),
-                    Err(e) => {
-                        self.evict_all(&touched);
-                        return Err(e);
-                    }
+            if let Err(e) = self.receive_chat(from, chat, changes, now_ms, &mut unflushed) {
+                self.abandon(&unflushed);
+                return Err(e);
+            }
+        }
+        Ok(unflushed)
+    }
+
+    fn receive_chat(
+        &mut self,
+        from: PublicKey,
+        chat: ChatId,
+        changes: Vec<SignedChange>,
+        now_ms: i64,
+        unflushed: &mut Unflushed,
+    ) -> Result<(), StoreError> {
+        if !self.exists(&chat)? {
+            unflushed.touched.push(chat);
+            if let Some(ingested) =
+                self.receive_unknown(from, chat, changes, now_ms, &mut unflushed.out)?
+            {
+                if ingested.meta_changed {
+                    unflushed.out.adopted.push(chat);
                 }
-                continue;
+                unflushed.applied.push((chat, ingested));
             }
-            let Some(replica) = self.replica(&chat)? else {
-                continue;
-            };
-            let is_group = replica.kind().is_group();
-            let ingested = replica.receive(changes, now_ms);
-            touched.push(chat);
-            if let Err(e) = self.persist(&chat, &ingested) {
-                self.evict_all(&touched);
-                return Err(e);
-            }
-            if is_group && !ingested.stored.is_empty() {
-                out.fresh_group_changes.push((
-                    chat,
-                    ingested.stored.iter().map(|c| c.signed.clone()).collect(),
-                ));
-            }
-            applied.push((chat, ingested));
+            return Ok(());
         }
-        if !touched.is_empty() {
-            if let Err(e) = self.store.flush().await {
-                self.evict_all(&touched);
-                return Err(e);
-            }
+        let Some(replica) = self.replica(&chat)? else {
+            return Ok(());
+        };
+        let is_group = replica.kind().is_group();
+        let ingested = replica.receive(changes, now_ms);
+        unflushed.touched.push(chat);
+        self.persist(&chat, &ingested)?;
+        if is_group && !ingested.stored.is_empty() {
+            unflushed.out.fresh_group_changes.push((
+                chat,
+                ingested.stored.iter().map(|c| c.signed.clone()).collect(),
+            ));
         }
-        for (chat, ingested) in applied {
+        unflushed.applied.push((chat, ingested));
+        Ok(())
+    }
+
+    /// What a receive did, once a flush covering its writes succeeded.
+    pub(crate) fn received(&self, unflushed: Unflushed) -> Received {
+        let mut out = unflushed.out;
+        for (chat, ingested) in unflushed.applied {
             record_ingested(chat, ingested, &mut out);
         }
-        Ok(out)
+        out
+    }
+
+    /// The flush that was to cover a receive failed: its replicas go, and
+    /// are loaded again from what is on disk when next needed.
+    pub(crate) fn abandon(&mut self, unflushed: &Unflushed) {
+        self.evict_all(&unflushed.touched);
     }
 
     /// Writes what a replica accepted and deletes what it dropped (not yet

@@ -174,14 +174,6 @@ impl Mailbox {
         self.store.flush().await
     }
 
-    /// A flush of every deposit so far that runs on its own task, so the
-    /// relay keeps taking deposits meanwhile (group commit).
-    pub(crate) fn flush_task(
-        &self,
-    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
-        self.store.flush_task()
-    }
-
     /// Up to `limit` envelopes (and about `max_bytes`) of `owner`'s mailbox
     /// after id `after`, and whether more remain.
     pub fn fetch(

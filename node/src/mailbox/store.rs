@@ -437,15 +437,7 @@ impl MailboxStore {
 
     /// Makes deposits durable; call before acknowledging them.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
-        crate::store::flush_db(&self.db.db()?).await
-    }
-
-    /// A flush that can run on its own task (group commit).
-    pub(crate) fn flush_task(
-        &self,
-    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
-        let db = self.db.clone();
-        async move { crate::store::flush_db(&db.db()?).await }
+        self.db.flush().await
     }
 
     /// Up to `limit` envelopes after `after` (exclusive), oldest first, and

@@ -1,0 +1,101 @@
+//! Running the group commit: start a flush when something waits for one,
+//! and when it finishes, answer everything it covered.
+
+use libp2p::gossipsub::MessageAcceptance;
+
+use super::{commit::Held, *};
+use crate::{protocol::WireError, store::StoreError};
+
+impl Actor {
+    /// Starts a flush on a task of its own if something waits for one and
+    /// none is running (called after every event the actor handles, so what
+    /// one event held is covered by one flush).
+    pub(super) fn start_flush(&mut self) {
+        if !self.commit.begin() {
+            return;
+        }
+        let flush = self.chats.store().handle().flush();
+        let done = self.commit.done_tx();
+        tokio::spawn(async move {
+            let _ = done.send(flush.await).await;
+        });
+    }
+
+    /// A flush finished: answer, announce and pass on what it covered, or,
+    /// if it failed, refuse all of it.
+    pub(super) fn on_flushed(&mut self, result: Result<(), StoreError>) {
+        let result = result.map_err(|error| self.chats.store().failed(error));
+        if let Err(error) = &result {
+            tracing::error!(%error, "flush failed; refusing what waited for it");
+        }
+        let flushed = result.is_ok();
+        let mut deposits = Vec::new();
+        for held in self.commit.finish(flushed) {
+            match held {
+                Held::Local {
+                    chat,
+                    outcome,
+                    reply,
+                } => {
+                    let answer = match &result {
+                        Ok(()) => Ok(outcome),
+                        Err(error) => {
+                            self.chats.local_write_lost(&chat);
+                            Err(match self.chats.store().fault() {
+                                Some(fault) => NodeError::Store(StoreError::Unavailable(fault)),
+                                None => NodeError::Io(format!("storage: {error}")),
+                            })
+                        }
+                    };
+                    let _ = reply.send(answer);
+                }
+                Held::Deposit(deposit) => deposits.push(deposit),
+                Held::Push { ingest, channel } => {
+                    let response = if flushed {
+                        let receipt = self.ingested(ingest);
+                        Response::Pushed {
+                            stored: receipt.stored,
+                            rejected: receipt.rejected,
+                        }
+                    } else {
+                        self.ingest_failed(&ingest);
+                        Response::Error(WireError::Storage("storage failed".into()))
+                    };
+                    self.answer_direct(channel, response);
+                }
+                Held::Gossip {
+                    ingest,
+                    message_id,
+                    propagation_source,
+                } => {
+                    let acceptance = if flushed {
+                        Self::gossip_verdict(Some(self.ingested(*ingest)))
+                    } else {
+                        self.ingest_failed(&ingest);
+                        MessageAcceptance::Ignore
+                    };
+                    self.report_gossip(&message_id, &propagation_source, acceptance);
+                }
+                Held::Synced {
+                    ingest,
+                    key,
+                    chat,
+                    heads,
+                    more,
+                } => {
+                    let peer = ingest.peer;
+                    if flushed {
+                        self.ingested(ingest);
+                        self.continue_sync(peer, key, chat, &heads, more);
+                    } else {
+                        self.ingest_failed(&ingest);
+                    }
+                }
+                Held::Mail(page) => self.mail_flushed(page, flushed),
+            }
+        }
+        if !deposits.is_empty() {
+            self.deposits_flushed(deposits, flushed);
+        }
+    }
+}

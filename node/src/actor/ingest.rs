@@ -1,0 +1,145 @@
+//! Receiving changes, in two steps around a group commit: [`Actor::ingest`]
+//! judges, applies and writes them (unflushed); once a flush covering them
+//! succeeds, [`Actor::ingested`] tells the user (events), follows group
+//! membership and passes group changes on, and the caller acknowledges.
+//! Nothing is acknowledged, announced or republished before it is durable.
+
+use libp2p::PeerId;
+use meshchat_crdt::{ChangeHash, PublicKey, SignedChange};
+
+use super::{now_ms, Actor};
+use crate::{api::Event, chats::Unflushed};
+
+/// How changes arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    /// Pushed by their author or a member (`/meshchat/direct/1` push).
+    Push,
+    /// Fetched in an anti-entropy sync.
+    Sync,
+    /// A group's gossipsub topic.
+    Gossip,
+    /// Mail held by a relay.
+    Mailbox,
+}
+
+/// What receiving a batch did, for the sender.
+pub(super) struct Receipt {
+    /// Durably stored: acknowledge these.
+    pub(super) stored: Vec<ChangeHash>,
+    /// Refused.
+    pub(super) rejected: Vec<crate::protocol::RejectedChange>,
+    /// Neither stored nor refused for good: waiting in memory for their
+    /// dependencies, or not kept for now (the sender tries again later).
+    pub(super) deferred: usize,
+}
+
+/// Changes received and written, waiting for the flush that makes them
+/// durable.
+pub(super) struct Ingest {
+    /// The peer that sent them (the author for gossip and mail).
+    pub(super) peer: PeerId,
+    pub(super) via: Via,
+    pub(super) unflushed: Unflushed,
+}
+
+impl Actor {
+    /// Judges, applies and writes changes from `peer` (unflushed). Refusals
+    /// are reported now; everything else waits for [`Actor::ingested`].
+    pub(super) fn ingest(
+        &mut self,
+        peer: PeerId,
+        from: PublicKey,
+        changes: Vec<SignedChange>,
+        via: Via,
+    ) -> Result<Ingest, String> {
+        let unflushed = self.chats.receive(from, changes, now_ms()).map_err(|e| {
+            tracing::error!(error = %e, "cannot store received changes");
+            e.to_string()
+        })?;
+        Ok(Ingest {
+            peer,
+            via,
+            unflushed,
+        })
+    }
+
+    /// A flush covering `ingest` succeeded: emits its events, follows group
+    /// membership and passes new group changes on. Returns what to
+    /// acknowledge and what was refused.
+    pub(super) fn ingested(&mut self, ingest: Ingest) -> Receipt {
+        let Ingest {
+            peer,
+            via,
+            unflushed,
+        } = ingest;
+        let me = self.chats.me();
+        let received = self.chats.received(unflushed);
+        for rejected in received.rejected.iter().chain(&received.not_kept) {
+            let hash = rejected
+                .hash
+                .map_or_else(|| "?".to_string(), |h| h.to_string());
+            self.refused(peer, format!("change {hash}: {}", rejected.reason));
+        }
+        for (chat, from) in &received.requests {
+            if let Some(from) = crate::keys::peer_id_of(from) {
+                self.emit(Event::MessageRequest { chat: *chat, from });
+            }
+        }
+        for (chat, message) in received.new_messages {
+            if self.chats.store().is_blocked(&message.author) {
+                continue;
+            }
+            let outgoing = message.author == me;
+            self.emit(Event::Message {
+                chat,
+                message,
+                outgoing,
+            });
+        }
+        for (chat, message) in received.updated_messages {
+            self.emit(Event::MessageUpdated { chat, message });
+        }
+        for chat in &received.adopted {
+            let chat = *chat;
+            self.join_topic(chat);
+            self.emit(Event::GroupJoined { chat });
+            // Fetch the history from whoever invited us, and anyone else connected.
+            let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+            for p in peers {
+                self.sync_chat(p, chat);
+            }
+        }
+        for chat in received.meta_changed {
+            self.emit(Event::GroupChanged { chat });
+            self.follow_membership(chat);
+        }
+        // Changes learned outside gossip (sync after a partition, a push) are
+        // passed on to the group's topic, so members that sync with nobody
+        // right now still get them; gossip itself forwards what it carries.
+        // Not an invitation, though: the members already hold the group's
+        // metadata and every invitee gets it pushed by its inviter, so
+        // republishing it would only send the member list around the whole
+        // group once per invitee (a 1,024-member group: ~200 kB, 1,023 times).
+        if via != Via::Gossip {
+            for (chat, changes) in received.fresh_group_changes {
+                if self.is_subscribed(&chat) && !received.adopted.contains(&chat) {
+                    for batch in crate::chats::split_for_gossip(changes) {
+                        self.publish(chat, batch);
+                    }
+                }
+            }
+        }
+        Receipt {
+            stored: received.stored,
+            rejected: received.rejected,
+            deferred: received.deferred + received.not_kept.len(),
+        }
+    }
+
+    /// The flush that was to cover `ingest` failed: its replicas are dropped
+    /// (reloaded from disk when next needed) and nothing is acknowledged.
+    pub(super) fn ingest_failed(&mut self, ingest: &Ingest) {
+        self.chats.abandon(&ingest.unflushed);
+    }
+}
