@@ -276,12 +276,7 @@ impl Actor {
 
     /// A group by exact name, when exactly one group has it.
     fn group_named(&mut self, name: &str) -> Result<Option<ChatId>, NodeError> {
-        let mut found = Vec::new();
-        for summary in self.chats.summaries()? {
-            if summary.name.as_deref() == Some(name) {
-                found.push(summary.id);
-            }
-        }
+        let found = self.chats.groups_named(name)?;
         match found.as_slice() {
             [] => Ok(None),
             [one] => Ok(Some(*one)),
