@@ -3,13 +3,8 @@
 //! every member seen on the topic.
 
 use super::{direct::Via, *};
-use crate::protocol::{decode_frame, encode_frame, GossipMessage};
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
-
-/// The gossipsub topic of a group.
-pub fn group_topic(chat: &ChatId) -> IdentTopic {
-    IdentTopic::new(format!("/meshchat/group/1/{chat}"))
-}
+use crate::protocol::{decode_frame, encode_frame, group_topic, GossipMessage};
+use libp2p::gossipsub::{self, MessageAcceptance, TopicHash};
 
 impl Actor {
     /// Subscribes to the topic of every group this node is in.

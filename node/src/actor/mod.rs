@@ -35,7 +35,6 @@ mod tokens;
 
 pub(crate) use requests::RequestCommand;
 
-pub use gossip::group_topic;
 pub(crate) use peers::is_unspecified;
 
 use crate::{
