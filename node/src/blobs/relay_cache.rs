@@ -485,6 +485,8 @@ pub(crate) async fn ask_relay(
 
 #[cfg(test)]
 mod tests {
+    use meshchat_crdt::Identity;
+
     use super::*;
 
     #[test]
@@ -498,6 +500,36 @@ mod tests {
         for bad in ["relay/", "relay/1/2/3", "att/x", "relay/1/2/3/4"] {
             assert_eq!(Held::parse(bad.as_bytes()), None, "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn blobs_held_past_their_retention_expire_on_a_node_that_is_no_relay() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::blobs::BlobConfig::loopback();
+        let (blobs, router) = Blobs::open(dir.path(), &Identity::generate(), config, &[])
+            .await
+            .unwrap();
+        blobs.serve(router);
+        let hash = blobs.store().blobs().add_slice(b"held").await.unwrap().hash;
+        let recipient = PublicKey::from_bytes([3; 32]);
+        let (past, future) = (1_000, 3_000);
+        let [old, new] = [past, future].map(|expires_at_ms| Held {
+            expires_at_ms,
+            recipient,
+            hash,
+        });
+        for held in [&old, &new] {
+            blobs
+                .store()
+                .tags()
+                .set(held.tag(), HashAndFormat::raw(hash))
+                .await
+                .unwrap();
+        }
+        assert_eq!(expire(&blobs, 2_000).await, 1);
+        assert_eq!(held(&blobs).await, vec![new]);
+        assert_eq!(expire(&blobs, 2_000).await, 0);
+        blobs.shutdown().await;
     }
 
     #[test]
