@@ -309,7 +309,7 @@ fn describe(names: &Names, event: &Event) -> String {
             format::time(message.sent_at_ms),
             names.key(&message.author),
             match &message.attachment {
-                Some(a) => crate::media::attachment_line(a, &message.text),
+                Some(a) => format::attachment_line(a, &message.text),
                 None => message.text.clone(),
             }
         ),
@@ -360,7 +360,7 @@ fn describe(names: &Names, event: &Event) -> String {
             &chat.to_string()[..12]
         ),
         Event::ProfileChanged { peer } => format!("{} updated their profile", names.peer(peer)),
-        Event::File { hash, status, .. } => crate::media::describe_status(hash, status),
+        Event::File { hash, status, .. } => format::describe_status(hash, status),
         Event::Storage { message, .. } => message.clone(),
         other => format!("{other:?}"),
     }

@@ -1,10 +1,12 @@
-//! Human-readable output: times, names, delivery ticks, and the one path
-//! every human line takes to the terminal ([`say!`], [`terminal_safe`]).
+//! Human-readable output: times, names, delivery ticks, files and sizes, and
+//! the one path every human line takes to the terminal ([`say!`],
+//! [`terminal_safe`]).
 
 use std::{borrow::Cow, collections::HashMap};
 
 use meshchat_node::{
-    crdt::{MessageId, PublicKey},
+    blobs::FileStatus,
+    crdt::{Attachment, BlobHash, MessageId, PublicKey},
     Contact, DeliveryState, HistoryEntry, PeerId,
 };
 
@@ -116,7 +118,7 @@ pub(crate) fn history_line(names: &Names, entry: &HistoryEntry, all: &[HistoryEn
         "(message deleted)".to_owned()
     } else {
         match &m.attachment {
-            Some(a) => crate::media::attachment_line(a, &m.text),
+            Some(a) => attachment_line(a, &m.text),
             None => m.text.clone(),
         }
     };
@@ -152,6 +154,74 @@ pub(crate) fn ticks(state: Option<DeliveryState>) -> &'static str {
         Some(DeliveryState::Sent) => " ✓",
         Some(DeliveryState::Delivered) => " ✓✓",
         Some(DeliveryState::Read) => " ✓✓ read",
+    }
+}
+
+/// A `file` event for people.
+pub(crate) fn describe_status(hash: &BlobHash, status: &FileStatus) -> String {
+    let short = &hash.to_string()[..12];
+    match status {
+        FileStatus::Trying { source, stored } if *stored > 0 => {
+            format!(
+                "file {short}: resuming at {} from {source}",
+                human_bytes(*stored)
+            )
+        }
+        FileStatus::Trying { source, .. } => format!("file {short}: asking {source}"),
+        FileStatus::SourceFailed { source } => {
+            format!("file {short}: {source} could not provide it")
+        }
+        FileStatus::Progress { done, total } => {
+            format!(
+                "file {short}: {} of {}",
+                human_bytes(*done),
+                human_bytes(*total)
+            )
+        }
+        FileStatus::Ready { size } => {
+            format!("file {short}: complete ({}, verified)", human_bytes(*size))
+        }
+        FileStatus::Cached {
+            relay, recipient, ..
+        } => {
+            format!("file {short}: relay {relay} holds it for {recipient}")
+        }
+        FileStatus::Failed { reason } => format!("file {short}: {reason}"),
+        FileStatus::Skipped { reason } => {
+            format!("file {short}: not downloaded by itself ({reason:?}); `meshchat fetch` gets it")
+        }
+        FileStatus::NotCached {
+            relay,
+            recipient,
+            reason,
+        } => format!("file {short}: relay {relay} would not hold it for {recipient}: {reason}"),
+        other => format!("file {short}: {other:?}"),
+    }
+}
+
+/// A file in a history line: `📎 cat.png (1.2 MiB, image/png) caption`.
+pub(crate) fn attachment_line(a: &Attachment, caption: &str) -> String {
+    let line = format!("📎 {} ({}, {})", a.name, human_bytes(a.size), a.mime);
+    if caption.is_empty() {
+        line
+    } else {
+        format!("{line} {caption}")
+    }
+}
+
+/// Bytes for people: 1.5 MiB.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

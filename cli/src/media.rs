@@ -16,7 +16,7 @@ use meshchat_node::{
 
 use crate::{
     client::{connect, print_json},
-    format::{say, say_err},
+    format::{human_bytes, say, say_err, terminal_safe},
 };
 
 /// The media subcommands (flattened into the top level).
@@ -384,7 +384,7 @@ async fn progress_bar(dir: &DataDir, json: bool) -> Result<Option<tokio::task::J
             };
             let mut err = std::io::stderr();
             // Our own escape clears the line; the text itself is neutralised.
-            let _ = write!(err, "\r\x1b[2K{}", crate::format::terminal_safe(&line));
+            let _ = write!(err, "\r\x1b[2K{}", terminal_safe(&line));
             let _ = err.flush();
         }
     })))
@@ -394,74 +394,6 @@ fn finish(progress: Option<tokio::task::JoinHandle<()>>) {
     if let Some(task) = progress {
         task.abort();
         eprintln!();
-    }
-}
-
-/// A `file` event for people.
-pub(crate) fn describe_status(hash: &meshchat_node::crdt::BlobHash, status: &FileStatus) -> String {
-    let short = &hash.to_string()[..12];
-    match status {
-        FileStatus::Trying { source, stored } if *stored > 0 => {
-            format!(
-                "file {short}: resuming at {} from {source}",
-                human_bytes(*stored)
-            )
-        }
-        FileStatus::Trying { source, .. } => format!("file {short}: asking {source}"),
-        FileStatus::SourceFailed { source } => {
-            format!("file {short}: {source} could not provide it")
-        }
-        FileStatus::Progress { done, total } => {
-            format!(
-                "file {short}: {} of {}",
-                human_bytes(*done),
-                human_bytes(*total)
-            )
-        }
-        FileStatus::Ready { size } => {
-            format!("file {short}: complete ({}, verified)", human_bytes(*size))
-        }
-        FileStatus::Cached {
-            relay, recipient, ..
-        } => {
-            format!("file {short}: relay {relay} holds it for {recipient}")
-        }
-        FileStatus::Failed { reason } => format!("file {short}: {reason}"),
-        FileStatus::Skipped { reason } => {
-            format!("file {short}: not downloaded by itself ({reason:?}); `meshchat fetch` gets it")
-        }
-        FileStatus::NotCached {
-            relay,
-            recipient,
-            reason,
-        } => format!("file {short}: relay {relay} would not hold it for {recipient}: {reason}"),
-        other => format!("file {short}: {other:?}"),
-    }
-}
-
-/// A file in a history line: `📎 cat.png (1.2 MiB, image/png) caption`.
-pub(crate) fn attachment_line(a: &meshchat_node::crdt::Attachment, caption: &str) -> String {
-    let line = format!("📎 {} ({}, {})", a.name, human_bytes(a.size), a.mime);
-    if caption.is_empty() {
-        line
-    } else {
-        format!("{line} {caption}")
-    }
-}
-
-/// Bytes for people: 1.5 MiB.
-pub(crate) fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

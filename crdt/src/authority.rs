@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ids::{ChangeHash, PublicKey},
-    meta::Role,
+    role::Role,
     signed::SegmentIndex,
 };
 

@@ -21,6 +21,7 @@ mod message;
 mod meta;
 mod model;
 mod ops;
+mod role;
 mod rules;
 mod segment;
 mod signed;
@@ -35,8 +36,9 @@ pub use chat::{
 pub use identity::{author_of, verify, Identity, SignatureError, ACTOR_LEN, EPOCH_LEN};
 pub use ids::{BlobHash, ChangeHash, ChatId, GroupNonce, MessageId, ParseIdError, PublicKey};
 pub use message::{Message, MAX_REACTION_BYTES, MAX_TEXT_BYTES};
-pub use meta::{GroupInfo, GroupSettings, Member, Role, MAX_GROUP_NAME_BYTES, MAX_SEGMENT};
+pub use meta::{GroupInfo, GroupSettings, Member, MAX_GROUP_NAME_BYTES, MAX_SEGMENT};
 pub use ops::{Authored, WriteError, Written};
+pub use role::Role;
 pub use rules::RuleViolation;
 pub use signed::{binding, SegmentIndex, SignedChange, VerifiedChange, VerifyError, META_SEGMENT};
 pub use structure::expand;

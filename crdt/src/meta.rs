@@ -21,6 +21,7 @@ use crate::{
     authority::{Cut, MetaAction, MetaEntry},
     ids::{ChatId, GroupNonce, PublicKey},
     model::{Container, Effects, ObjKind},
+    role::Role,
     rules::{canonical, record, RuleViolation},
     signed::SegmentIndex,
     structure::{Action, Schema, Shaped},
@@ -42,33 +43,6 @@ pub const MAX_SEGMENT: SegmentIndex = 1 << 24;
 
 /// Longest group name, in bytes.
 pub const MAX_GROUP_NAME_BYTES: usize = 256;
-
-/// A member's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// May add and remove members, promote, rename, change settings, delete any message.
-    Admin,
-    /// May write, edit and delete its own messages, react, leave.
-    Member,
-}
-
-impl Role {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Member => "member",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s {
-            "admin" => Some(Self::Admin),
-            "member" => Some(Self::Member),
-            _ => None,
-        }
-    }
-}
 
 /// Group settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,7 +16,8 @@ use crate::{
     identity::Identity,
     ids::{ChangeHash, GroupNonce, MessageId, PublicKey},
     message::{self, Message, MAX_REACTION_BYTES, MAX_TEXT_BYTES},
-    meta::{self, GroupSettings, Role, MAX_GROUP_NAME_BYTES, MAX_SEGMENT},
+    meta::{self, GroupSettings, MAX_GROUP_NAME_BYTES, MAX_SEGMENT},
+    role::Role,
     segment::Segment,
     signed::{binding, SegmentIndex, SignedChange, META_SEGMENT},
 };

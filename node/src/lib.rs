@@ -7,6 +7,7 @@ mod api;
 mod behaviour;
 pub mod blobs;
 mod chats;
+mod clock;
 pub mod config;
 pub mod control;
 mod data_dir;

@@ -388,7 +388,7 @@ impl Store {
         let trees = self.trees()?;
         trees
             .settings
-            .insert(b"storage_probe", &crate::actor::now_ms().to_be_bytes())
+            .insert(b"storage_probe", &crate::clock::now_ms().to_be_bytes())
             .map_err(|e| self.failed(e.into()))?;
         self.flush().await?;
         self.health().fault = None;

@@ -10,8 +10,9 @@ use super::{ChatKind, ChatReplica, Ingested, Mode, RejectReason, Rejected, REFUS
 use crate::{
     authority::{self, MetaEntry},
     ids::{ChangeHash, MessageId, PublicKey},
-    meta::{check_meta, MetaSchema, Role, MAX_SEGMENT},
+    meta::{check_meta, MetaSchema, MAX_SEGMENT},
     model::{Effects, Model, Node, ObjRef},
+    role::Role,
     rules::{check_history, HistorySchema, RuleViolation},
     segment::Segment,
     signed::{SegmentIndex, SignedChange, VerifiedChange, META_SEGMENT},

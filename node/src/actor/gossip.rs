@@ -7,8 +7,8 @@ use super::{
     ingest::{Ingest, Receipt, Via},
     *,
 };
-use crate::protocol::{decode_frame, encode_frame, GossipMessage};
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
+use crate::protocol::{decode_frame, encode_frame, group_topic, GossipMessage};
+use libp2p::gossipsub::{self, MessageAcceptance, MessageId, TopicHash};
 
 /// What became of a gossiped frame.
 enum Gossiped {
@@ -16,11 +16,6 @@ enum Gossiped {
     Judged(MessageAcceptance),
     /// Written: its verdict waits for the flush covering it.
     Written(Box<Ingest>),
-}
-
-/// The gossipsub topic of a group.
-pub fn group_topic(chat: &ChatId) -> IdentTopic {
-    IdentTopic::new(format!("/meshchat/group/1/{chat}"))
 }
 
 impl Actor {

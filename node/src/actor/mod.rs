@@ -4,7 +4,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use futures::StreamExt;
@@ -38,7 +38,6 @@ mod tokens;
 
 pub(crate) use requests::RequestCommand;
 
-pub use gossip::group_topic;
 pub(crate) use peers::is_unspecified;
 
 use crate::{
@@ -46,6 +45,7 @@ use crate::{
     behaviour::{Behaviour, BehaviourEvent},
     chats::Chats,
     chats::{ChatOp, LocalWriteError, OpOutcome},
+    clock::now_ms,
     config::NodeConfig,
     data_dir::{DataDir, DirLock},
     keys::{libp2p_keypair, peer_id_of, public_key_of},
@@ -60,13 +60,6 @@ const EVENT_CAPACITY: usize = 1024;
 const MAX_ADDRS_PER_PEER: usize = 8;
 /// Longest wait between redials of an unreachable peer.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// An outbound request awaiting its response.
 enum Pending {
@@ -149,7 +142,7 @@ pub async fn spawn_with(
     let lock = dir.lock()?;
     let identity = dir.identity()?;
     let store = Store::open_with_cache(&dir.db_path(), options.store_cache_bytes)?;
-    let blobs = crate::blobs::Blobs::open(
+    let blobs = crate::blobs::start(
         &dir.root().join("blobs"),
         &identity,
         config.blobs.clone(),

@@ -2,10 +2,11 @@
 
 use meshchat_crdt::{ChatId, ChatKind};
 
-use super::{now_ms, Actor};
+use super::Actor;
 use crate::{
     api::{Event, NodeError, Reply},
     chats::RequestSummary,
+    clock::now_ms,
     keys::peer_id_of,
 };
 

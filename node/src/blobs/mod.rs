@@ -9,17 +9,21 @@
 //!
 //! - [`config`]: settings (`[blobs]` in `config.toml`).
 //! - `service`: the endpoint, store, downloader and router.
+//! - `start`: the service and, on a relay, the relay cache beside it.
 //! - `task`: follows the node's events: access index, auto-download, retries.
 //! - `api`: the `Node` methods (`send_file`, `fetch_file`, `share`, ...).
 //! - `policy`: who a file comes from, and when it downloads by itself.
 //! - `save`: writing a file to the user's disk under a safe name.
+//! - `share`: tickets, for files shared outside chats.
 //! - `relay_cache`, `relay_proof`: relays holding files for offline peers.
+//!
+//! The control API's media calls live with the other calls, in
+//! [`crate::control`].
 
 mod access;
 mod api;
 mod auto;
 pub mod config;
-pub(crate) mod control;
 mod endpoint;
 mod fetch;
 mod index;
@@ -30,6 +34,7 @@ pub(crate) mod relay_proof;
 mod save;
 mod service;
 mod share;
+mod start;
 mod task;
 
 use std::path::PathBuf;
@@ -39,6 +44,7 @@ pub use fetch::FileStatus;
 pub use policy::{AutoDownload, SkipReason};
 pub use save::{default_download_dir, safe_file_name, SaveOptions, MAX_SAVED_NAME_BYTES};
 pub(crate) use service::Blobs;
+pub(crate) use start::start;
 pub(crate) use task::{spawn_media_task, MediaTask, WeakNode};
 
 use serde::{Deserialize, Serialize};

@@ -193,7 +193,7 @@ impl CacheService {
             reservations: Default::default(),
             proofs: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_PROOFS)),
         };
-        for held in service.held().await {
+        for held in held(&service.blobs).await {
             let complete = matches!(service.blobs.complete_size(held.hash).await, Ok(Some(_)));
             if complete {
                 service.blobs.access().hold_for(held.recipient, held.hash);
@@ -203,17 +203,6 @@ impl CacheService {
             }
         }
         service
-    }
-
-    async fn held(&self) -> Vec<Held> {
-        let Ok(tags) = self.blobs.store().tags().list_prefix(RELAY_TAG).await else {
-            return Vec::new();
-        };
-        let tags: Vec<_> = tags.collect().await;
-        tags.into_iter()
-            .flatten()
-            .filter_map(|t| Held::parse(t.name.as_ref()))
-            .collect()
     }
 
     fn reserved<T>(&self, f: impl FnOnce(&mut Reservations) -> T) -> T {
@@ -228,27 +217,13 @@ impl CacheService {
     async fn held_bytes(&self) -> u64 {
         let mut seen = std::collections::HashSet::new();
         let mut total = 0u64;
-        for held in self.held().await {
+        for held in held(&self.blobs).await {
             if !self.reserved(|r| r.contains(&held.hash)) && seen.insert(held.hash) {
                 let size = self.blobs.complete_size(held.hash).await.ok().flatten();
                 total = total.saturating_add(size.unwrap_or(0));
             }
         }
         total
-    }
-
-    /// Deletes blobs past their retention; returns how many.
-    pub(crate) async fn expire(&self, now_ms: i64) -> usize {
-        let mut expired = 0;
-        for held in self.held().await {
-            if held.expires_at_ms <= now_ms {
-                self.blobs.access().release_for(&held.recipient, &held.hash);
-                if self.blobs.store().tags().delete(held.tag()).await.is_ok() {
-                    expired += 1;
-                }
-            }
-        }
-        expired
     }
 
     /// Whether `proof` gives `requester` a reason to have `hash` held for
@@ -311,7 +286,7 @@ impl CacheService {
             tracing::info!(%requester, %recipient, %hash, %reason, "refused to hold a blob");
             return refused(reason);
         }
-        let now = crate::actor::now_ms();
+        let now = crate::clock::now_ms();
         let expires_at_ms = now.saturating_add(
             i64::try_from(self.limits.blob_retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
         );
@@ -322,7 +297,7 @@ impl CacheService {
         };
         let (have, _reservation) = {
             let _admit = self.admit.lock().await;
-            self.expire(now).await;
+            expire(&self.blobs, now).await;
             let have = self.blobs.complete_size(hash).await.ok().flatten();
             let reservation = match have {
                 Some(_) => None,
@@ -426,6 +401,34 @@ impl iroh::protocol::ProtocolHandler for CacheService {
     }
 }
 
+/// Every blob held for someone, as its tags say (pulls under way included).
+async fn held(blobs: &Blobs) -> Vec<Held> {
+    let Ok(tags) = blobs.store().tags().list_prefix(RELAY_TAG).await else {
+        return Vec::new();
+    };
+    let tags: Vec<_> = tags.collect().await;
+    tags.into_iter()
+        .flatten()
+        .filter_map(|t| Held::parse(t.name.as_ref()))
+        .collect()
+}
+
+/// Deletes the blobs held for others past their retention; returns how
+/// many. Safe on any node: one that is no relay (or no longer one) holds
+/// none, or lets go of what it held when it was.
+pub(crate) async fn expire(blobs: &Blobs, now_ms: i64) -> usize {
+    let mut expired = 0;
+    for held in held(blobs).await {
+        if held.expires_at_ms <= now_ms {
+            blobs.access().release_for(&held.recipient, &held.hash);
+            if blobs.store().tags().delete(held.tag()).await.is_ok() {
+                expired += 1;
+            }
+        }
+    }
+    expired
+}
+
 /// Asks `relay` to hold `hash` for `recipient` (whose mail attaching it
 /// the relay holds already); waits until it is stored. The relay may pull
 /// the blob from this node meanwhile.
@@ -482,6 +485,8 @@ pub(crate) async fn ask_relay(
 
 #[cfg(test)]
 mod tests {
+    use meshchat_crdt::Identity;
+
     use super::*;
 
     #[test]
@@ -495,6 +500,36 @@ mod tests {
         for bad in ["relay/", "relay/1/2/3", "att/x", "relay/1/2/3/4"] {
             assert_eq!(Held::parse(bad.as_bytes()), None, "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn blobs_held_past_their_retention_expire_on_a_node_that_is_no_relay() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::blobs::BlobConfig::loopback();
+        let (blobs, router) = Blobs::open(dir.path(), &Identity::generate(), config, &[])
+            .await
+            .unwrap();
+        blobs.serve(router);
+        let hash = blobs.store().blobs().add_slice(b"held").await.unwrap().hash;
+        let recipient = PublicKey::from_bytes([3; 32]);
+        let (past, future) = (1_000, 3_000);
+        let [old, new] = [past, future].map(|expires_at_ms| Held {
+            expires_at_ms,
+            recipient,
+            hash,
+        });
+        for held in [&old, &new] {
+            blobs
+                .store()
+                .tags()
+                .set(held.tag(), HashAndFormat::raw(hash))
+                .await
+                .unwrap();
+        }
+        assert_eq!(expire(&blobs, 2_000).await, 1);
+        assert_eq!(held(&blobs).await, vec![new]);
+        assert_eq!(expire(&blobs, 2_000).await, 0);
+        blobs.shutdown().await;
     }
 
     #[test]

@@ -1,11 +1,17 @@
 //! The blob service: an iroh endpoint serving iroh-blobs from a file store in
 //! the data dir (`blobs/`), a downloader that tries sources in order and
 //! resumes from whatever is already stored, and the access interceptor.
+//! Protocols built on this handle (the relay cache) are added to its router
+//! by whoever starts it (`start.rs`); the service knows none of them.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use iroh::{address_lookup::MemoryLookup, protocol::Router, Endpoint, EndpointId};
+use iroh::{
+    address_lookup::MemoryLookup,
+    protocol::{Router, RouterBuilder},
+    Endpoint, EndpointId,
+};
 use iroh_blobs::{
     api::{downloader::DownloadProgressItem, proto::BlobStatus, Store},
     store::{
@@ -32,6 +38,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const ATTACHMENT_TAG: &str = "att/";
 /// Tag prefix of blobs anyone may fetch (profile pictures).
 pub(crate) const PUBLIC_TAG: &str = "pub/";
+/// Tag prefix of collections shared with a ticket (served to anyone).
+pub(crate) const SHARE_TAG: &str = "share/";
 
 /// Progress of one download, reported as it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,10 +55,9 @@ pub(crate) enum Step {
 struct Inner {
     store: FsStore,
     endpoint: Endpoint,
-    /// Set once at open (the relay cache handler needs the finished handle).
+    /// Set once by [`Blobs::serve`] (the protocols it runs need the
+    /// finished handle).
     router: std::sync::OnceLock<Router>,
-    /// Relay mode: the blob cache kept for offline peers.
-    cache: std::sync::OnceLock<super::relay_cache::CacheService>,
     /// When received files download by themselves (changeable at run time).
     auto: std::sync::RwLock<super::AutoDownload>,
     downloader: iroh_blobs::api::downloader::Downloader,
@@ -86,15 +93,14 @@ impl std::fmt::Debug for Blobs {
 }
 
 impl Blobs {
-    /// Opens the store under `root` and starts serving. A relay passes its
-    /// mailbox limits and the database holding its mailboxes.
+    /// Opens the store under `root`, with a router that serves iroh-blobs:
+    /// add any other protocol to it, then hand it to [`Blobs::serve`].
     pub(crate) async fn open(
         root: &Path,
         identity: &Identity,
         config: BlobConfig,
         relays: &[PeerId],
-        relay: Option<(crate::mailbox::MailboxConfig, crate::store::DbHandle)>,
-    ) -> Result<Self, BlobError> {
+    ) -> Result<(Self, RouterBuilder), BlobError> {
         std::fs::create_dir_all(root).map_err(|e| BlobError::Store(e.to_string()))?;
         let mut options = Options::new(root);
         options.gc = Some(GcConfig {
@@ -123,7 +129,6 @@ impl Blobs {
                 store,
                 endpoint: endpoint.clone(),
                 router: std::sync::OnceLock::new(),
-                cache: std::sync::OnceLock::new(),
                 auto: std::sync::RwLock::new(super::AutoDownload::from(&config)),
                 downloader,
                 lookup,
@@ -135,16 +140,14 @@ impl Blobs {
             }),
         };
         blobs.load_public().await;
-        let mut router = Router::builder(endpoint).accept(iroh_blobs::ALPN, protocol);
-        if let Some((limits, db)) = relay {
-            let mail = crate::mailbox::MailboxStore::open(db)
-                .map_err(|e| BlobError::Store(format!("opening the mailboxes: {e}")))?;
-            let cache = super::relay_cache::CacheService::new(blobs.clone(), limits, mail).await;
-            let _ = blobs.inner.cache.set(cache.clone());
-            router = router.accept(super::relay_cache::ALPN, cache);
-        }
-        let _ = blobs.inner.router.set(router.spawn());
-        Ok(blobs)
+        let router = Router::builder(endpoint).accept(iroh_blobs::ALPN, protocol);
+        Ok((blobs, router))
+    }
+
+    /// Starts serving `router` (from [`Blobs::open`]); it stops at
+    /// [`Blobs::shutdown`].
+    pub(crate) fn serve(&self, router: RouterBuilder) {
+        let _ = self.inner.router.set(router.spawn());
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -153,11 +156,6 @@ impl Blobs {
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.inner.endpoint
-    }
-
-    /// Relay mode: the blob cache.
-    pub(crate) fn cache(&self) -> Option<&super::relay_cache::CacheService> {
-        self.inner.cache.get()
     }
 
     pub(crate) fn access(&self) -> &Access {
@@ -436,12 +434,7 @@ impl Blobs {
 
     /// Reloads the blobs shared with tickets.
     async fn load_public(&self) {
-        let Ok(tags) = self
-            .store()
-            .tags()
-            .list_prefix(super::share::SHARE_TAG)
-            .await
-        else {
+        let Ok(tags) = self.store().tags().list_prefix(SHARE_TAG).await else {
             return;
         };
         let tags: Vec<_> = tags.collect().await;

@@ -8,12 +8,9 @@ use iroh_blobs::{format::collection::Collection, ticket::BlobTicket, BlobFormat,
 use super::{
     endpoint,
     save::{self, safe_file_name, SaveOptions},
-    service::Blobs,
+    service::{Blobs, Step, SHARE_TAG},
     BlobError,
 };
-
-/// Tag prefix of collections shared with a ticket (served to anyone).
-pub(crate) const SHARE_TAG: &str = "share/";
 
 /// Imports `path` into a one-file collection anyone with the ticket may fetch.
 pub(crate) async fn share(blobs: &Blobs, path: &Path) -> Result<BlobTicket, BlobError> {
@@ -51,7 +48,7 @@ pub(crate) async fn fetch_ticket(
     ticket: &BlobTicket,
     out: &Path,
     options: SaveOptions,
-    progress: impl FnMut(super::service::Step),
+    progress: impl FnMut(Step),
 ) -> Result<Vec<(PathBuf, u64)>, BlobError> {
     blobs.remember_addr(ticket.addr().clone());
     let content = ticket.hash_and_format();

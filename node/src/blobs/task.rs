@@ -25,6 +25,7 @@ use super::{
     index::{self, FileMessage},
     iroh_hash,
     policy::{Budget, SkipReason},
+    relay_cache,
     service::Blobs,
     FileStatus,
 };
@@ -36,7 +37,7 @@ const MAX_CONCURRENT_DOWNLOADS: usize = 4;
 const RELAY_WAIT: Duration = Duration::from_secs(60);
 /// How long a relay may take to pull and store a blob.
 const RELAY_CACHE_TIMEOUT: Duration = Duration::from_secs(600);
-/// How often a relay deletes cached blobs past their retention.
+/// How often blobs held for others (as a relay) are deleted past their retention.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
 /// Relay requests remembered (so each is made once); forgotten past this.
 const MAX_ASKED: usize = 4096;
@@ -117,9 +118,7 @@ async fn run(node: WeakNode, mut events: broadcast::Receiver<Event>) {
         tokio::select! {
             Ok(()) = known.changed() => state.retry_waiting(),
             _ = expiry.tick() => {
-                if let Some(cache) = state.blobs().cache() {
-                    cache.expire(crate::actor::now_ms()).await;
-                }
+                relay_cache::expire(state.blobs(), crate::clock::now_ms()).await;
             }
             Some(_) = state.relay_requests.join_next(), if !state.relay_requests.is_empty() => {}
             event = events.recv() => match event {
@@ -289,7 +288,7 @@ impl State {
                     tracing::info!(%relay, "relay not reached; the recipient fetches from the sender later");
                     return;
                 }
-                let asked = super::relay_cache::ask_relay(
+                let asked = relay_cache::ask_relay(
                     &blobs,
                     relay_id,
                     hash,

@@ -1,8 +1,11 @@
 //! The daemon's local control API: newline-delimited JSON over a Unix socket
 //! with mode 0600 in the data directory. Request/response plus an event stream.
 
+mod calls;
 mod client;
-pub(crate) mod server;
+mod media;
+mod resolve;
+mod server;
 mod wire;
 
 pub use client::{ClientError, ControlClient, EventStream, WatchItem};

@@ -337,6 +337,11 @@ impl ControlError {
     }
 }
 
+/// A call's result as the JSON a response line carries.
+pub(crate) fn to_json<T: Serialize>(value: T) -> Result<serde_json::Value, ControlError> {
+    serde_json::to_value(value).map_err(|e| ControlError::new("internal", e.to_string()))
+}
+
 impl From<NodeError> for ControlError {
     fn from(e: NodeError) -> Self {
         let code = match &e {

@@ -1,11 +1,10 @@
 //! Wire formats: the `/meshchat/direct/1` request-response protocol (messages
 //! and codec) and what group topics carry.
 
-pub use crate::actor::group_topic;
-
 mod codec;
 mod mailbox;
 mod records;
+mod topic;
 mod wire;
 
 pub use codec::{decode_frame, encode_frame, DirectCodec, Inbound, MailboxCodec};
@@ -18,6 +17,7 @@ pub use records::{
     MAX_NAME_CHARS, MAX_PROFILE_BYTES, MAX_PROFILE_RECORD_BYTES, MAX_PROFILE_RELAYS,
     MAX_STATUS_CHARS,
 };
+pub use topic::group_topic;
 pub use wire::{
     GossipMessage, RejectedChange, Request, Response, WireError, DIRECT_PROTOCOL,
     MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, WIRE_VERSION,

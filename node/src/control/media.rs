@@ -1,18 +1,14 @@
 //! The control API's media calls (`send_file`, `fetch_file`, `share`,
 //! `fetch_ticket`, `auto_download`), kept apart from the other calls.
 
-use super::SaveOptions;
-use crate::{
-    api::Node,
-    control::{server::resolve_message, ControlError, ControlRequest},
+use super::{
+    resolve::resolve_message,
+    wire::{to_json, ControlError, ControlRequest},
 };
-
-fn to_json<T: serde::Serialize>(value: T) -> Result<serde_json::Value, ControlError> {
-    serde_json::to_value(value).map_err(|e| ControlError::new("internal", e.to_string()))
-}
+use crate::{api::Node, blobs::SaveOptions};
 
 /// Answers one media call.
-pub(crate) async fn call(
+pub(super) async fn call(
     node: &Node,
     request: ControlRequest,
 ) -> Result<serde_json::Value, ControlError> {
