@@ -83,11 +83,10 @@ async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
     let relay_key = meshchat_node::public_key_of(&relay.peer_id()).unwrap();
     assert_eq!(info.recipients[0].held_by[0].0, relay_key);
     assert!(info.recipients[0].held_by[0].1 > history[0].message.sent_at_ms);
-    assert_eq!(
-        relay.node.status().await.unwrap().mailbox.unwrap().messages,
-        1,
-        "one deposit carried the three changes"
-    );
+    // Deposited as soon as each dial to Bob failed: one to three envelopes,
+    // none carrying a change another one holds.
+    let envelopes = relay.node.status().await.unwrap().mailbox.unwrap().messages;
+    assert!((1..=3).contains(&envelopes), "{envelopes} envelopes");
     alice.stop().await;
 
     // Bob comes back while Alice is away: his relay hands him the mail.
