@@ -9,17 +9,14 @@
 //! (`MESHCHAT_BENCH_MIB` sets the file size, default 1024 = 1 GiB).
 //! Timings are printed, never asserted.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::{
     io::Write,
     path::Path,
     time::{Duration, Instant},
 };
 
-use common::Peer;
 use meshchat_node::{blobs::BlobConfig, Event, NodeConfig};
+use meshchat_tests::Peer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIB: u64 = 1024 * 1024;

@@ -7,16 +7,12 @@
 //! (`MESHCHAT_BENCH_N` sets the number of messages per measurement, default 500).
 //! Timings are printed, never asserted.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::{
     io,
     path::Path,
     time::{Duration, Instant},
 };
 
-use common::{Peer, WAIT};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::{
     noise,
@@ -29,6 +25,7 @@ use meshchat_node::{
     protocol::{encode_frame, Request},
     DeliveryState, Event,
 };
+use meshchat_tests::{Peer, WAIT};
 use tokio::sync::mpsc;
 
 const BARE_PROTOCOL: StreamProtocol = StreamProtocol::new("/bench/bytes/1");
