@@ -22,12 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const MIB: u64 = 1024 * 1024;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(run());
+    meshchat_tests::stats::runtime(2).block_on(run());
 }
 
 fn write_noise(path: &Path, size: u64) {
