@@ -505,7 +505,15 @@ impl Cluster {
         let all_ready = tokio::time::Instant::now();
         let ready: Vec<(PeerId, Vec<Multiaddr>)> = ready.into_iter().flatten().collect();
         for i in 0..n {
-            for (peer, addrs) in &ready[i + 1..] {
+            // Bare swarms dial once per pair. Meshchat members add each
+            // other both ways, as people in a group who know each other do:
+            // an invitation from someone who is not a contact is only a
+            // message request, and the member would never join.
+            let first = if kind == Kind::Meshchat { 0 } else { i + 1 };
+            for (j, (peer, addrs)) in ready.iter().enumerate().skip(first) {
+                if j == i {
+                    continue;
+                }
                 for addr in addrs {
                     cluster.command(i, &format!("contact {peer} {addr}")).await;
                 }
@@ -598,7 +606,10 @@ impl Cluster {
             match tokio::time::timeout_at(deadline, self.reports.recv()).await {
                 Ok(Some((_, Report::Lagged(k)))) => self.lagged += k,
                 Ok(Some((_, Report::SlowPeer))) => self.slow_peers += 1,
-                Ok(Some((i, Report::Mesh(k)))) => self.mesh[i] = k,
+                Ok(Some((i, Report::Mesh(k)))) => {
+                    self.mesh[i] = k;
+                    return Some((i, Report::Mesh(k)));
+                }
                 Ok(Some(r)) => return Some(r),
                 Ok(None) => panic!("every child stopped"),
                 Err(_) => return None,
