@@ -252,6 +252,18 @@ async fn fetch(n: usize) {
     let bob = bob_identity.public();
     let bob_token = token(&bob_identity, &relay_addr);
     let alice = Identity::generate();
+    // Alice is Bob's contact: a stranger's mail is a message request, never
+    // a shown message. Added while Bob knows no relay, so nothing is fetched
+    // before the timed start.
+    let setup = meshchat_node::spawn(&bob_dir, NodeConfig::loopback())
+        .await
+        .expect("spawn bob");
+    let alice_peer = meshchat_node::peer_id_of(&alice.public()).expect("ed25519");
+    setup
+        .add_contact(alice_peer, Some("alice".into()), Vec::new())
+        .await
+        .expect("add alice");
+    setup.shutdown().await;
 
     let changes = write_messages(&alice, bob, n);
     let envelopes: Vec<Deposit> = changes
