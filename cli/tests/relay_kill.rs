@@ -9,23 +9,15 @@ use std::{
     io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
-    time::Duration,
 };
 
-use futures::StreamExt;
-use libp2p::{
-    noise,
-    request_response::{self, ProtocolSupport},
-    swarm::SwarmEvent,
-    tcp, yamux, Multiaddr, Swarm,
-};
+use libp2p::Multiaddr;
 use meshchat_node::{
     crdt::Identity,
     mailbox::DeliveryToken,
-    protocol::{Inbound, MailboxCodec, MailboxRequest, MailboxResponse, MAILBOX_PROTOCOL},
+    protocol::{Inbound, MailboxRequest, MailboxResponse},
 };
-
-const WAIT: Duration = Duration::from_secs(30);
+use meshchat_tests::{net::strip_p2p, MailboxClient};
 
 fn start_relay(dir: &Path, listen: &str) -> (Child, Multiaddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_meshchat"))
@@ -44,73 +36,6 @@ fn start_relay(dir: &Path, listen: &str) -> (Child, Multiaddr) {
     let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
     let addr = ready["addrs"][0].as_str().unwrap().parse().unwrap();
     (child, addr)
-}
-
-type Client = Swarm<request_response::Behaviour<MailboxCodec>>;
-
-async fn client(identity: &Identity, relay: &Multiaddr) -> Client {
-    let key = libp2p::identity::Keypair::ed25519_from_bytes(identity.secret_bytes()).unwrap();
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                MailboxCodec,
-                [(MAILBOX_PROTOCOL, ProtocolSupport::Outbound)],
-                request_response::Config::default().with_request_timeout(WAIT),
-            )
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(WAIT))
-        .build();
-    swarm.dial(relay.clone()).unwrap();
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("connected to the relay");
-    swarm
-}
-
-/// Sends a request and waits for its outcome: the response, or `None` if it failed.
-async fn ask(
-    swarm: &mut Client,
-    relay: libp2p::PeerId,
-    request: MailboxRequest,
-) -> Option<MailboxResponse> {
-    let id = swarm
-        .behaviour_mut()
-        .send_request(&relay, Inbound::Request(request));
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match swarm.select_next_some().await {
-                SwarmEvent::Behaviour(request_response::Event::Message {
-                    message:
-                        request_response::Message::Response {
-                            request_id,
-                            response,
-                        },
-                    ..
-                }) if request_id == id => return Some(response),
-                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                    request_id,
-                    ..
-                }) if request_id == id => return None,
-                _ => {}
-            }
-        }
-    })
-    .await
-    .unwrap_or(None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +57,7 @@ async fn every_acknowledged_deposit_survives_sigkill() {
     let (alice, bob) = (Identity::generate(), Identity::generate());
     let relay_key = meshchat_node::public_key_of(&relay_id).unwrap();
     let token = DeliveryToken::issue(&bob, Some(relay_key), None, i64::MAX);
-    let mut sender = client(&alice, &addr).await;
+    let mut sender = MailboxClient::to_relay(alice, addr.clone()).await;
 
     // Deposit a stream; kill the relay while deposits are in flight.
     let mut acknowledged = HashSet::new();
@@ -141,14 +66,11 @@ async fn every_acknowledged_deposit_survives_sigkill() {
         if i == 150 {
             // Several deposits in flight at the moment of the kill.
             for j in 0..5u32 {
-                sender.behaviour_mut().send_request(
-                    &relay_id,
-                    Inbound::Request(MailboxRequest::Deposit {
-                        recipient: bob.public(),
-                        envelope: format!("inflight-{j}").into_bytes(),
-                        token: Some(token.clone()),
-                    }),
-                );
+                sender.send(Inbound::Request(MailboxRequest::Deposit {
+                    recipient: bob.public(),
+                    envelope: format!("inflight-{j}").into_bytes(),
+                    token: Some(token.clone()),
+                }));
             }
             relay.kill().unwrap();
             relay.wait().unwrap();
@@ -160,7 +82,7 @@ async fn every_acknowledged_deposit_survives_sigkill() {
             envelope: envelope.clone(),
             token: Some(token.clone()),
         };
-        match ask(&mut sender, relay_id, request).await {
+        match sender.ask(request).await {
             Some(MailboxResponse::Deposited(receipt)) => {
                 receipt.verify().unwrap();
                 acknowledged.insert(envelope);
@@ -172,30 +94,10 @@ async fn every_acknowledged_deposit_survives_sigkill() {
     assert_eq!(acknowledged.len(), 150);
 
     // Restart on the same address; bob fetches everything.
-    let listen: Multiaddr = addr
-        .iter()
-        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
-        .collect();
+    let listen = strip_p2p(addr);
     let (mut relay, addr) = start_relay(&dir, &listen.to_string());
-    let mut reader = client(&bob, &addr).await;
-    let mut fetched = Vec::new();
-    let mut after = None;
-    loop {
-        let Some(MailboxResponse::Mail { items, more }) = ask(
-            &mut reader,
-            relay_id,
-            MailboxRequest::Fetch { after, limit: 100 },
-        )
-        .await
-        else {
-            panic!("fetch failed");
-        };
-        after = items.last().map(|i| i.id).or(after);
-        fetched.extend(items.into_iter().map(|i| i.envelope));
-        if !more {
-            break;
-        }
-    }
+    let mut reader = MailboxClient::to_relay(bob, addr).await;
+    let fetched = reader.fetch_all().await;
     let unique: HashSet<Vec<u8>> = fetched.iter().cloned().collect();
     assert_eq!(unique.len(), fetched.len(), "an envelope is stored twice");
     for envelope in &acknowledged {

@@ -9,28 +9,20 @@
 //! (`MESHCHAT_BENCH_MIB` sets the file size, default 1024 = 1 GiB).
 //! Timings are printed, never asserted.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::{
     io::Write,
     path::Path,
     time::{Duration, Instant},
 };
 
-use common::Peer;
 use meshchat_node::{blobs::BlobConfig, Event, NodeConfig};
+use meshchat_tests::Peer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIB: u64 = 1024 * 1024;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(run());
+    meshchat_tests::stats::runtime(2).block_on(run());
 }
 
 fn write_noise(path: &Path, size: u64) {

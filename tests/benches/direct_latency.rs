@@ -1,33 +1,36 @@
 //! Direct-message latency and throughput between two real meshchat nodes on
 //! loopback, measured in the same run as a bare libp2p request-response round
-//! trip over the same transport (TCP + noise + yamux on 127.0.0.1), and that
-//! bare round trip plus sled writes, to show where the time goes.
+//! trip over the same transport (TCP + noise + yamux on 127.0.0.1), that bare
+//! round trip with one real `fdatasync` on the receiver before it answers
+//! (the floor a durable messenger pays), and with sled writes, to show where
+//! the time goes. The node's figures are printed as ratios against the
+//! bare ones, beside the targets of issue 15.
 //!
 //! Run: `cargo bench -p meshchat-tests --bench direct_latency`
 //! (`MESHCHAT_BENCH_N` sets the number of messages per measurement, default 500).
 //! Timings are printed, never asserted.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::{
-    io,
     path::Path,
     time::{Duration, Instant},
 };
 
-use common::{Peer, WAIT};
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::StreamExt;
 use libp2p::{
-    noise,
     request_response::{self, ProtocolSupport},
     swarm::SwarmEvent,
-    tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
+    Multiaddr, PeerId, StreamProtocol, Swarm,
 };
 use meshchat_node::{
     crdt::{ChatKind, ChatReplica, Identity, MessageId},
     protocol::{encode_frame, Request},
     DeliveryState, Event,
+};
+use meshchat_tests::{
+    durable::SyncedLog,
+    net::{bare_swarm, connect, listen},
+    stats::{env_or, ms, per_sec, ratio, ratio_line, runtime, Stats, Target},
+    Net, Peer, RawCodec, WAIT,
 };
 use tokio::sync::mpsc;
 
@@ -38,20 +41,11 @@ const BARE_RESPONSE_BYTES: usize = 48;
 const WARMUP: usize = 20;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(run());
+    runtime(2).block_on(run());
 }
 
 async fn run() {
-    let n: usize = std::env::var("MESHCHAT_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500)
-        .max(1);
+    let n: usize = env_or("MESHCHAT_BENCH_N", 500).max(1);
     let text = message_text();
     let frame = push_frame_len(&text);
     let started = Instant::now();
@@ -68,9 +62,10 @@ async fn run() {
     println!();
 
     let ours = meshchat_latency(n, &text).await;
-    let bare = bare_latency(n, frame, Flush::None).await;
-    let bare_recv_flush = bare_latency(n, frame, Flush::Receiver).await;
-    let bare_both_flush = bare_latency(n, frame, Flush::Both).await;
+    let bare = bare_latency(n, frame, Durability::None).await;
+    let bare_fsync = bare_latency(n, frame, Durability::ReceiverFsync).await;
+    let bare_recv_flush = bare_latency(n, frame, Durability::ReceiverSled).await;
+    let bare_both_flush = bare_latency(n, frame, Durability::BothSled).await;
     let ours_tput = meshchat_throughput(n, &text).await;
     let bare_tput = bare_throughput(n, frame).await;
 
@@ -107,6 +102,7 @@ async fn run() {
         &ours.received_last,
     );
     row("bare libp2p request-response round trip", &bare);
+    row("bare round trip + receiver append+fdatasync", &bare_fsync);
     row(
         "bare round trip + sled insert+flush on receiver",
         &bare_recv_flush,
@@ -116,13 +112,22 @@ async fn run() {
         &bare_both_flush,
     );
     println!();
-    let ratio = |a: &Stats| a.p50.as_secs_f64() / bare.p50.as_secs_f64();
+    let to_bare = |a: &Stats| ratio(a.p50, bare.p50);
     println!(
-        "ratio (p50 / bare p50): received {:.1}x, delivered {:.1}x; bare+1 flush {:.1}x, bare+2 flushes {:.1}x",
-        ratio(&ours.received),
-        ratio(&ours.acked),
-        ratio(&bare_recv_flush),
-        ratio(&bare_both_flush),
+        "ratio (p50 / bare p50): received {:.1}x, delivered {:.1}x; bare+fdatasync {:.1}x, bare+1 sled flush {:.1}x, bare+2 sled flushes {:.1}x",
+        to_bare(&ours.received),
+        to_bare(&ours.acked),
+        to_bare(&bare_fsync),
+        to_bare(&bare_recv_flush),
+        to_bare(&bare_both_flush),
+    );
+    println!(
+        "{}",
+        ratio_line(
+            "delivered p50 / (bare + receiver fdatasync) p50",
+            ratio(ours.acked.p50, bare_fsync.p50),
+            Target::AtMost(1.3),
+        )
     );
     println!();
     println!("Throughput ({n} messages back to back)");
@@ -138,6 +143,14 @@ async fn run() {
         "bare:     {n} requests pipelined, all answered in {} ({:.0} req/s)",
         ms(bare_tput),
         per_sec(n, bare_tput)
+    );
+    println!(
+        "{}",
+        ratio_line(
+            "delivered msg/s / bare pipelined req/s",
+            per_sec(n, ours_tput.all_acked) / per_sec(n, bare_tput),
+            Target::AtLeast(0.5),
+        )
     );
     println!();
     println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
@@ -161,32 +174,6 @@ fn push_frame_len(text: &str) -> usize {
         changes: vec![written.change],
     })
     .len()
-}
-
-struct Stats {
-    p50: Duration,
-    p99: Duration,
-    mean: Duration,
-}
-
-fn stats(mut samples: Vec<Duration>) -> Stats {
-    samples.sort();
-    let at =
-        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
-    let total: Duration = samples.iter().sum();
-    Stats {
-        p50: at(0.50),
-        p99: at(0.99),
-        mean: total / samples.len() as u32,
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
-
-fn per_sec(n: usize, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64()
 }
 
 // ---------------------------------------------------------------- meshchat
@@ -270,11 +257,11 @@ async fn meshchat_latency(n: usize, text: &str) -> Ours {
     bob.stop().await;
     let tenth = (n / 10).max(1);
     Ours {
-        send: stats(send),
-        received_first: stats(recv[..tenth].to_vec()),
-        received_last: stats(recv[n - tenth..].to_vec()),
-        received: stats(recv),
-        acked: stats(ack),
+        send: Stats::of(send),
+        received_first: Stats::of(recv[..tenth].to_vec()),
+        received_last: Stats::of(recv[n - tenth..].to_vec()),
+        received: Stats::of(recv),
+        acked: Stats::of(ack),
     }
 }
 
@@ -330,117 +317,85 @@ async fn count_until(
 
 // ---------------------------------------------------------------- bare libp2p
 
-/// Raw bytes both ways, read to the end of the stream (as meshchat's codec does).
-#[derive(Debug, Clone, Copy, Default)]
-struct BytesCodec;
-
-async fn read_all<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    io.take(1 << 20).read_to_end(&mut buf).await?;
-    Ok(buf)
-}
-
-async fn write_all<T: AsyncWrite + Unpin>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
-    io.write_all(bytes).await?;
-    io.close().await
-}
-
-impl request_response::Codec for BytesCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        read_all(io).await
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        read_all(io).await
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        write_all(io, &req).await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        write_all(io, &res).await
-    }
-}
-
-type BareSwarm = Swarm<request_response::Behaviour<BytesCodec>>;
+type BareSwarm = Swarm<request_response::Behaviour<RawCodec>>;
 
 /// The same transport stack as a meshchat node (TCP with nodelay, noise, yamux).
-fn bare_swarm() -> BareSwarm {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp")
-        .with_behaviour(|_| {
-            request_response::Behaviour::new(
+fn new_bare_swarm() -> BareSwarm {
+    bare_swarm(
+        libp2p::identity::Keypair::generate_ed25519(),
+        Net::Loopback,
+        Duration::from_secs(60),
+        |_| {
+            request_response::Behaviour::with_codec(
+                RawCodec::with_limit(1 << 20),
                 [(BARE_PROTOCOL, ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(WAIT)
                     .with_max_concurrent_streams(1024),
             )
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
+        },
+    )
 }
 
-/// Which side writes a sled record and flushes it per message.
+/// What the bare stack writes durably per message, and where.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Flush {
+enum Durability {
     None,
-    Receiver,
-    Both,
+    /// The receiver appends the request to a file and `fdatasync`s it
+    /// before answering: the floor of "acknowledged means on disk".
+    ReceiverFsync,
+    /// The receiver inserts into sled and flushes (sled's flush is
+    /// `sync_file_range`, not an fsync) before answering.
+    ReceiverSled,
+    /// Sled insert + flush on the sender before sending too.
+    BothSled,
+}
+
+/// The receiver's durable write per request.
+enum Store {
+    None,
+    Log(SyncedLog),
+    Sled(sled::Db, u64),
+}
+
+impl Store {
+    fn open(durability: Durability, dir: &Path) -> Self {
+        match durability {
+            Durability::None => Self::None,
+            Durability::ReceiverFsync => {
+                Self::Log(SyncedLog::create(&dir.join("receiver.log")).expect("log"))
+            }
+            Durability::ReceiverSled | Durability::BothSled => {
+                Self::Sled(open_sled(&dir.join("receiver")), 0)
+            }
+        }
+    }
+
+    /// Inline in the responder's loop, as the node's actor does.
+    async fn write(&mut self, request: Vec<u8>) {
+        match self {
+            Self::None => {}
+            Self::Log(log) => log.append_synced(&request).expect("fdatasync"),
+            Self::Sled(db, seq) => {
+                *seq += 1;
+                db.insert(seq.to_be_bytes(), request).expect("insert");
+                db.flush_async().await.expect("flush");
+            }
+        }
+    }
 }
 
 fn open_sled(dir: &Path) -> sled::Db {
     sled::Config::new().path(dir).open().expect("sled")
 }
 
-/// Starts an echo server; with `db`, it inserts each request and flushes
-/// before answering (inline in its event loop, as the node's actor does).
-async fn spawn_responder(db: Option<sled::Db>) -> (PeerId, Multiaddr) {
-    let mut swarm = bare_swarm();
-    swarm
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
-        .expect("listen");
-    let addr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-            break address;
-        }
-    };
+/// Starts an echo server; it writes each request to `store` before
+/// answering.
+async fn spawn_responder(mut store: Store) -> (PeerId, Multiaddr) {
+    let mut swarm = new_bare_swarm();
+    let addr = listen(&mut swarm, Net::Loopback).await;
     let peer = *swarm.local_peer_id();
     tokio::spawn(async move {
-        let mut seq: u64 = 0;
         loop {
             if let SwarmEvent::Behaviour(request_response::Event::Message {
                 message:
@@ -450,11 +405,7 @@ async fn spawn_responder(db: Option<sled::Db>) -> (PeerId, Multiaddr) {
                 ..
             }) = swarm.select_next_some().await
             {
-                if let Some(db) = &db {
-                    seq += 1;
-                    db.insert(seq.to_be_bytes(), request).expect("insert");
-                    db.flush_async().await.expect("flush");
-                }
+                store.write(request).await;
                 let _ = swarm
                     .behaviour_mut()
                     .send_response(channel, vec![0u8; BARE_RESPONSE_BYTES]);
@@ -462,23 +413,6 @@ async fn spawn_responder(db: Option<sled::Db>) -> (PeerId, Multiaddr) {
         }
     });
     (peer, addr)
-}
-
-async fn connect(swarm: &mut BareSwarm, peer: PeerId, addr: Multiaddr) {
-    swarm.dial(addr).expect("dial");
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let SwarmEvent::ConnectionEstablished { peer_id, .. } =
-                swarm.select_next_some().await
-            {
-                if peer_id == peer {
-                    return;
-                }
-            }
-        }
-    })
-    .await
-    .expect("timed out connecting");
 }
 
 /// Drives the requester until `wanted` responses arrived; returns their instants.
@@ -506,13 +440,13 @@ async fn await_responses(
     out
 }
 
-async fn bare_latency(n: usize, frame: usize, flush: Flush) -> Stats {
+async fn bare_latency(n: usize, frame: usize, durability: Durability) -> Stats {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let receiver_db = (flush != Flush::None).then(|| open_sled(&tmp.path().join("receiver")));
-    let sender_db = (flush == Flush::Both).then(|| open_sled(&tmp.path().join("sender")));
-    let (peer, addr) = spawn_responder(receiver_db).await;
-    let mut swarm = bare_swarm();
-    connect(&mut swarm, peer, addr).await;
+    let sender_db =
+        (durability == Durability::BothSled).then(|| open_sled(&tmp.path().join("sender")));
+    let (peer, addr) = spawn_responder(Store::open(durability, tmp.path())).await;
+    let mut swarm = new_bare_swarm();
+    connect(&mut swarm, addr, Some(peer), WAIT).await;
     let mut samples = Vec::with_capacity(n);
     for i in 0..WARMUP + n {
         let payload = vec![(i % 251) as u8; frame];
@@ -528,13 +462,13 @@ async fn bare_latency(n: usize, frame: usize, flush: Flush) -> Stats {
             samples.push(at - t0);
         }
     }
-    stats(samples)
+    Stats::of(samples)
 }
 
 async fn bare_throughput(n: usize, frame: usize) -> Duration {
-    let (peer, addr) = spawn_responder(None).await;
-    let mut swarm = bare_swarm();
-    connect(&mut swarm, peer, addr).await;
+    let (peer, addr) = spawn_responder(Store::None).await;
+    let mut swarm = new_bare_swarm();
+    connect(&mut swarm, addr, Some(peer), WAIT).await;
     swarm.behaviour_mut().send_request(&peer, vec![1; frame]);
     await_responses(&mut swarm, 1).await;
     let t0 = Instant::now();

@@ -48,11 +48,7 @@ const AUTHOR_TAG: meshchat_crdt::PublicKey = meshchat_crdt::PublicKey::from_byte
 const T0: i64 = 1_700_000_000_000;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-        .max(1)
+    meshchat_tests::stats::env_or(name, default).max(1)
 }
 
 fn main() {

@@ -1,9 +1,11 @@
 //! Group delivery over gossipsub: a group of real meshchat nodes on loopback,
 //! measured in the same run and the same harness as bare libp2p gossipsub
 //! swarms (TCP + noise + yamux on 127.0.0.1, one topic, signed messages,
-//! validated before forwarding, same topology, same payload size), and bare
-//! gossipsub that also writes and flushes each message to sled before
-//! accepting it (what a meshchat node does before it forwards).
+//! validated before forwarding, same topology, same payload size), bare
+//! gossipsub that appends each message to a file and `fdatasync`s it before
+//! accepting it (the floor of a durable delivery), and bare gossipsub that
+//! writes and flushes each message to sled before accepting it (what a
+//! meshchat node's store does before it forwards; sled's flush is no fsync).
 //!
 //! Every node runs in its own OS process (this binary, started again as a
 //! child; the parent drives the children over stdin/stdout), as real nodes
@@ -13,7 +15,12 @@
 //! Timestamps are taken inside the nodes' processes from the system clock.
 //!
 //! Topology: full mesh (every pair of nodes connected; meshchat nodes through
-//! `add_contact`). Measurements:
+//! `add_contact`). Measuring starts once the gossipsub meshes are built: a
+//! bare child reports its mesh size for the topic and the parent waits for
+//! every member's to reach `mesh_n_low` (or all its peers); a meshchat node
+//! does not expose its mesh, so its cluster waits until gossipsub's schedule
+//! (first heartbeat 5 s after start, then every second) has run two
+//! heartbeats after the last member joined the group. Measurements:
 //! - latency: one message in flight at a time (the next is sent once every
 //!   member has the previous one, after a pause), senders taking turns; the
 //!   time from `send` to each other member's `Event::Message`;
@@ -45,14 +52,19 @@ use std::{
 use futures::StreamExt;
 use libp2p::{
     gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, ValidationMode},
-    noise,
     swarm::SwarmEvent,
-    tcp, yamux, Multiaddr, PeerId,
+    Multiaddr, PeerId,
 };
 use meshchat_node::{
     crdt::{ChatId, ChatReplica, GroupSettings, Identity},
     protocol::encode_frame,
     DataDir, Event, NodeConfig,
+};
+use meshchat_tests::{
+    durable::SyncedLog,
+    net::{bare_swarm, listen},
+    stats::{env_or, ms, ratio, ratio_line, Stats, Target},
+    Net,
 };
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
@@ -62,9 +74,16 @@ use tokio::{
 
 /// About 120 bytes; the first 9 carry the message's sequence number.
 const TEXT: &str = "The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. 0123456789 abcdefghij klmnopqrstu";
-/// gossipsub starts its heartbeat (and so builds its meshes) after 5 s; every
-/// cluster waits this long after setup before the warm-up.
-const MESH_SETTLE: Duration = Duration::from_secs(6);
+/// gossipsub's default schedule (the node's and the bare swarms'): the first
+/// heartbeat, which builds the meshes, 5 s after the swarm starts, then one
+/// a second.
+const HEARTBEAT_INITIAL_DELAY: Duration = Duration::from_secs(5);
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// gossipsub's default `mesh_n_low`: below it a heartbeat grafts more peers.
+const MESH_N_LOW: usize = 5;
+/// How often a bare child looks at its mesh size (heartbeats change it
+/// without a swarm event).
+const MESH_POLL: Duration = Duration::from_millis(50);
 /// Lines buffered between the children and the parent.
 const LINE_CAPACITY: usize = 1 << 16;
 /// Set in a child's environment: which kind of node it runs.
@@ -74,10 +93,7 @@ const PAYLOAD_ENV: &str = "MESHCHAT_BENCH_PAYLOAD";
 const TOPIC: &str = "/bench/group/1";
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    env_or(name, default)
 }
 
 /// Nanoseconds since the Unix epoch: one clock shared by all processes.
@@ -95,14 +111,18 @@ fn since(from_ns: u64, to_ns: u64) -> Duration {
 enum Kind {
     Meshchat,
     Bare,
+    BareFsync,
     BareFlush,
 }
 
 impl Kind {
+    const ALL: [Self; 4] = [Self::Meshchat, Self::Bare, Self::BareFsync, Self::BareFlush];
+
     fn name(self) -> &'static str {
         match self {
             Self::Meshchat => "meshchat",
             Self::Bare => "bare gossipsub",
+            Self::BareFsync => "bare gossipsub + fdatasync",
             Self::BareFlush => "bare gossipsub + sled flush",
         }
     }
@@ -111,14 +131,13 @@ impl Kind {
         match self {
             Self::Meshchat => "meshchat",
             Self::Bare => "bare",
+            Self::BareFsync => "bare-fsync",
             Self::BareFlush => "bare-flush",
         }
     }
 
     fn from_tag(tag: &str) -> Option<Self> {
-        [Self::Meshchat, Self::Bare, Self::BareFlush]
-            .into_iter()
-            .find(|k| k.tag() == tag)
+        Self::ALL.into_iter().find(|k| k.tag() == tag)
     }
 }
 
@@ -192,15 +211,15 @@ async fn run(p: Params) {
     println!();
 
     let mut results = Vec::new();
-    for kind in [Kind::Meshchat, Kind::Bare, Kind::BareFlush] {
+    for kind in Kind::ALL {
         let mut cluster = Cluster::start(kind, p.nodes, frame).await;
         let r = measure(&mut cluster, p).await;
         cluster.stop().await;
         results.push(r);
     }
-    let [ours, bare, bare_flush] = <[Results; 3]>::try_from(results)
+    let [ours, bare, bare_fsync, bare_flush] = <[Results; 4]>::try_from(results)
         .ok()
-        .expect("three clusters");
+        .expect("four clusters");
 
     println!();
     println!(
@@ -227,6 +246,7 @@ async fn run(p: Params) {
     };
     row("meshchat (send -> Event::Message)", &ours);
     row("bare gossipsub", &bare);
+    row("bare gossipsub + fdatasync", &bare_fsync);
     row("bare gossipsub + sled flush", &bare_flush);
     println!(
         "{:<34} {:>6} {:>10} {:>10} {:>10} {:>10}",
@@ -237,13 +257,20 @@ async fn run(p: Params) {
         ms(ours.send_returns.mean),
         ms(ours.send_returns.max),
     );
-    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!(
-        "ratio meshchat / bare: p50 {:.1}x, p99 {:.1}x; meshchat / (bare + flush): p50 {:.1}x, p99 {:.1}x",
+        "ratio meshchat / bare: p50 {:.1}x, p99 {:.1}x; meshchat / (bare + sled flush): p50 {:.1}x, p99 {:.1}x",
         ratio(ours.latency.p50, bare.latency.p50),
         ratio(ours.latency.p99, bare.latency.p99),
         ratio(ours.latency.p50, bare_flush.latency.p50),
         ratio(ours.latency.p99, bare_flush.latency.p99),
+    );
+    println!(
+        "{}",
+        ratio_line(
+            "meshchat p50 / (bare + fdatasync) p50",
+            ratio(ours.latency.p50, bare_fsync.latency.p50),
+            Target::AtMost(1.3),
+        )
     );
     println!();
     println!(
@@ -269,17 +296,26 @@ async fn run(p: Params) {
     };
     trow("meshchat", &ours.throughput);
     trow("bare gossipsub", &bare.throughput);
+    trow("bare gossipsub + fdatasync", &bare_fsync.throughput);
     trow("bare gossipsub + sled flush", &bare_flush.throughput);
     println!(
-        "ratio meshchat / bare: {:.3}x; meshchat / (bare + flush): {:.3}x (msg/s)",
-        ours.throughput.msgs_per_sec() / bare.throughput.msgs_per_sec(),
+        "ratio meshchat / (bare + fdatasync): {:.3}x; meshchat / (bare + sled flush): {:.3}x (msg/s)",
+        ours.throughput.msgs_per_sec() / bare_fsync.throughput.msgs_per_sec(),
         ours.throughput.msgs_per_sec() / bare_flush.throughput.msgs_per_sec(),
+    );
+    println!(
+        "{}",
+        ratio_line(
+            "meshchat msg/s / bare gossipsub msg/s",
+            ours.throughput.msgs_per_sec() / bare.throughput.msgs_per_sec(),
+            Target::AtLeast(0.5),
+        )
     );
     println!();
     println!(
         "meshchat event watchers lagged: {}; gossipsub SlowPeer events (bare): {}",
         ours.lagged,
-        bare.slow_peers + bare_flush.slow_peers
+        bare.slow_peers + bare_fsync.slow_peers + bare_flush.slow_peers
     );
     println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
 }
@@ -327,34 +363,6 @@ fn seq_of_payload(data: &[u8]) -> Option<u64> {
 
 // ---------------------------------------------------------------- statistics
 
-#[derive(Default, Clone, Copy)]
-struct Stats {
-    p50: Duration,
-    p99: Duration,
-    mean: Duration,
-    max: Duration,
-}
-
-fn stats(mut samples: Vec<Duration>) -> Stats {
-    if samples.is_empty() {
-        return Stats::default();
-    }
-    samples.sort();
-    let at =
-        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
-    let total: Duration = samples.iter().sum();
-    Stats {
-        p50: at(0.50),
-        p99: at(0.99),
-        mean: total / samples.len() as u32,
-        max: samples[samples.len() - 1],
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
 #[derive(Default)]
 struct Throughput {
     sends_done: Duration,
@@ -397,6 +405,8 @@ enum Report {
     Ready(PeerId, Vec<Multiaddr>),
     /// Peers it is connected to (meshchat) or that subscribed to the topic (bare).
     Peers(usize),
+    /// Peers in its gossipsub mesh for the topic (bare only).
+    Mesh(usize),
     /// It created the group.
     Created(ChatId),
     /// It joined the group.
@@ -418,6 +428,7 @@ fn parse_report(line: &str) -> Option<Report> {
             Report::Ready(peer, w.filter_map(|a| a.parse().ok()).collect())
         }
         "peers" => Report::Peers(num(w.next())? as usize),
+        "mesh" => Report::Mesh(num(w.next())? as usize),
         "created" => Report::Created(w.next()?.parse().ok()?),
         "joined" => Report::Joined(w.next()?.parse().ok()?),
         "sent" => Report::Sent(num(w.next())?, num(w.next())?, num(w.next())?),
@@ -435,6 +446,8 @@ struct Cluster {
     reports: mpsc::Receiver<(usize, Report)>,
     lagged: usize,
     slow_peers: usize,
+    /// Each child's last reported mesh size (bare children only).
+    mesh: Vec<usize>,
     /// A child stopped answering: the measurements were cut short.
     stalled: bool,
 }
@@ -478,6 +491,7 @@ impl Cluster {
             reports,
             lagged: 0,
             slow_peers: 0,
+            mesh: vec![0; n],
             stalled: false,
         };
         let setup = Duration::from_secs(60);
@@ -487,9 +501,19 @@ impl Cluster {
                 ready[i] = Some((peer, addrs));
             }
         }
+        // Every swarm (and so its gossipsub heartbeat timer) exists by now.
+        let all_ready = tokio::time::Instant::now();
         let ready: Vec<(PeerId, Vec<Multiaddr>)> = ready.into_iter().flatten().collect();
         for i in 0..n {
-            for (peer, addrs) in &ready[i + 1..] {
+            // Bare swarms dial once per pair. Meshchat members add each
+            // other both ways, as people in a group who know each other do:
+            // an invitation from someone who is not a contact is only a
+            // message request, and the member would never join.
+            let first = if kind == Kind::Meshchat { 0 } else { i + 1 };
+            for (j, (peer, addrs)) in ready.iter().enumerate().skip(first) {
+                if j == i {
+                    continue;
+                }
                 for addr in addrs {
                     cluster.command(i, &format!("contact {peer} {addr}")).await;
                 }
@@ -524,13 +548,32 @@ impl Cluster {
             }
         }
         let joined_at = t.elapsed();
-        tokio::time::sleep(MESH_SETTLE).await;
+        let how = if kind == Kind::Meshchat {
+            // No mesh to watch: two heartbeats after the last join, by
+            // gossipsub's own schedule.
+            let first_heartbeat = all_ready + HEARTBEAT_INITIAL_DELAY;
+            let settled = first_heartbeat.max(tokio::time::Instant::now()) + HEARTBEAT_INTERVAL * 2;
+            tokio::time::sleep_until(settled).await;
+            "two gossipsub heartbeats after the last join"
+        } else {
+            let want = MESH_N_LOW.min(n - 1);
+            while cluster.mesh.iter().any(|m| *m < want) {
+                if cluster.next_within(setup).await.is_none() {
+                    panic!(
+                        "{}: meshes not built within {setup:?}: {:?}",
+                        kind.name(),
+                        cluster.mesh
+                    );
+                }
+            }
+            "every member's mesh at mesh_n_low"
+        };
         println!(
-            "{}: {n} nodes connected in {:.1} s, ready (group joined) at {:.1} s, settled {} s",
+            "{}: {n} nodes connected in {:.1} s, ready (group joined) at {:.1} s, meshes built at {:.1} s ({how})",
             kind.name(),
             connected_at.as_secs_f64(),
             joined_at.as_secs_f64(),
-            MESH_SETTLE.as_secs()
+            t.elapsed().as_secs_f64(),
         );
         cluster
     }
@@ -563,6 +606,10 @@ impl Cluster {
             match tokio::time::timeout_at(deadline, self.reports.recv()).await {
                 Ok(Some((_, Report::Lagged(k)))) => self.lagged += k,
                 Ok(Some((_, Report::SlowPeer))) => self.slow_peers += 1,
+                Ok(Some((i, Report::Mesh(k)))) => {
+                    self.mesh[i] = k;
+                    return Some((i, Report::Mesh(k)));
+                }
                 Ok(Some(r)) => return Some(r),
                 Ok(None) => panic!("every child stopped"),
                 Err(_) => return None,
@@ -644,8 +691,8 @@ async fn measure(cluster: &mut Cluster, p: Params) -> Results {
         tokio::time::sleep(p.lat_gap).await;
     }
     let tenth = (per_msg.len() / 10).max(1).min(per_msg.len());
-    let first_tenth = stats(per_msg[..tenth].concat());
-    let last_tenth = stats(per_msg[per_msg.len() - tenth..].concat());
+    let first_tenth = Stats::of(per_msg[..tenth].concat());
+    let last_tenth = Stats::of(per_msg[per_msg.len() - tenth..].concat());
     println!(
         "{name}: latency run of {} messages in {:.1} s ({lost} deliveries lost)",
         per_msg.len(),
@@ -667,10 +714,10 @@ async fn measure(cluster: &mut Cluster, p: Params) -> Results {
     };
     Results {
         lat_msgs: per_msg.len(),
-        latency: stats(samples),
+        latency: Stats::of(samples),
         first_tenth,
         last_tenth,
-        send_returns: stats(send_returns),
+        send_returns: Stats::of(send_returns),
         lost,
         throughput,
         lagged: cluster.lagged,
@@ -808,7 +855,7 @@ async fn child(kind: Kind) {
     });
     match kind {
         Kind::Meshchat => meshchat_child(out, commands).await,
-        Kind::Bare | Kind::BareFlush => bare_child(kind == Kind::BareFlush, out, commands).await,
+        Kind::Bare | Kind::BareFsync | Kind::BareFlush => bare_child(kind, out, commands).await,
     }
     // Every reporting sender is gone once the node stopped: the writer drains and ends.
     let _ = tokio::time::timeout(
@@ -928,38 +975,61 @@ fn bare_behaviour(key: &libp2p::identity::Keypair) -> gossipsub::Behaviour {
         .expect("gossipsub behaviour")
 }
 
-/// A bare gossipsub swarm. With `flush`, every message is inserted into a
-/// sled database and flushed before it is accepted (and so forwarded).
-async fn bare_child(flush: bool, out: mpsc::Sender<String>, mut commands: mpsc::Receiver<String>) {
+/// What a bare child writes per delivered message before accepting it (and
+/// so forwarding it).
+enum Store {
+    None,
+    /// Appended to a file and `fdatasync`ed.
+    Fsync(SyncedLog),
+    /// Inserted into sled and flushed.
+    Sled(sled::Db),
+}
+
+impl Store {
+    async fn write(&mut self, id: &[u8], data: &[u8]) {
+        match self {
+            Self::None => {}
+            Self::Fsync(log) => log.append_synced(data).expect("fdatasync"),
+            Self::Sled(db) => {
+                db.insert(id, data).expect("sled insert");
+                // What the node's store does before acknowledging.
+                db.flush_async().await.expect("sled flush");
+            }
+        }
+    }
+}
+
+/// A bare gossipsub swarm, storing each message as `kind` says before it
+/// accepts it; reports its mesh size for the topic whenever it changes.
+async fn bare_child(kind: Kind, out: mpsc::Sender<String>, mut commands: mpsc::Receiver<String>) {
     let payload = env_u64(PAYLOAD_ENV, 512) as usize;
     let topic = IdentTopic::new(TOPIC);
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp transport")
-        .with_behaviour(bare_behaviour)
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-        .build();
+    let mut swarm = bare_swarm(
+        libp2p::identity::Keypair::generate_ed25519(),
+        Net::Loopback,
+        Duration::from_secs(600),
+        bare_behaviour,
+    );
     swarm.behaviour_mut().subscribe(&topic).expect("subscribe");
-    swarm
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
-        .expect("listen");
-    let addr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-            break address;
-        }
-    };
+    let addr = listen(&mut swarm, Net::Loopback).await;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let db = flush.then(|| sled::open(tmp.path().join("db")).expect("sled"));
+    let mut store = match kind {
+        Kind::BareFsync => Store::Fsync(SyncedLog::create(&tmp.path().join("log")).expect("log")),
+        Kind::BareFlush => Store::Sled(sled::open(tmp.path().join("db")).expect("sled")),
+        _ => Store::None,
+    };
     report(&out, format!("ready {} {addr}", swarm.local_peer_id())).await;
     let mut subscribed: usize = 0;
+    let mut mesh = 0;
+    let mut look = tokio::time::interval(MESH_POLL);
     loop {
+        let now = swarm.behaviour().mesh_peers(&topic.hash()).count();
+        if now != mesh {
+            mesh = now;
+            report(&out, format!("mesh {mesh}")).await;
+        }
         tokio::select! {
+            _ = look.tick() => {}
             line = commands.recv() => {
                 let line = line.unwrap_or_else(|| "quit".into());
                 let mut w = line.split_whitespace();
@@ -989,12 +1059,7 @@ async fn bare_child(flush: bool, out: mpsc::Sender<String>, mut commands: mpsc::
                     message_id,
                     message,
                 }) => {
-                    if let Some(db) = &db {
-                        db.insert(&message_id.0, message.data.as_slice())
-                            .expect("sled insert");
-                        // What the node's store does before acknowledging.
-                        db.flush_async().await.expect("sled flush");
-                    }
+                    store.write(&message_id.0, &message.data).await;
                     let at = now_ns();
                     swarm.behaviour_mut().report_message_validation_result(
                         &message_id,

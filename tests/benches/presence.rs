@@ -25,15 +25,20 @@ use std::{
 
 use futures::StreamExt;
 use libp2p::{
-    identify, noise, ping,
+    identify, ping,
     request_response::{self, ProtocolSupport},
     swarm::{NetworkBehaviour, SwarmEvent},
-    tcp, yamux, Multiaddr,
+    Multiaddr,
 };
 use meshchat_node::{
     crdt::Identity,
     protocol::{DirectCodec, Inbound, Request, Response, WireError, DIRECT_PROTOCOL},
     DataDir, LastSeenPrivacy, NodeConfig,
+};
+use meshchat_tests::{
+    net::{bare_swarm, keypair_of},
+    stats::{env_or, runtime},
+    Net,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -44,10 +49,7 @@ const TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_PERIOD_S: f64 = 60.0;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    env_or(name, default)
 }
 
 /// Contact `i`'s identity, the same in the parent and the child.
@@ -58,11 +60,7 @@ fn contact(i: usize) -> Identity {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime(2);
     let contacts = env_usize(CONTACTS_ENV, 1000);
     if std::env::var_os(CHILD_ENV).is_some() {
         runtime.block_on(child(contacts));
@@ -120,17 +118,8 @@ async fn run_contact(
     connected: tokio::sync::mpsc::Sender<()>,
     heartbeats: Arc<AtomicU64>,
 ) {
-    let key =
-        libp2p::identity::Keypair::ed25519_from_bytes(contact(i).secret_bytes()).expect("ed25519");
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp")
-        .with_behaviour(|key| ContactBehaviour {
+    let mut swarm = bare_swarm(keypair_of(&contact(i)), Net::Loopback, TIMEOUT, |key| {
+        ContactBehaviour {
             identify: identify::Behaviour::new(identify::Config::new(
                 "/meshchat/id/1".into(),
                 key.public(),
@@ -140,10 +129,8 @@ async fn run_contact(
                 [(DIRECT_PROTOCOL, ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(TIMEOUT),
             ),
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(TIMEOUT))
-        .build();
+        }
+    });
     swarm.dial(addr).expect("dial");
     let mut told = false;
     loop {

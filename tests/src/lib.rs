@@ -1,1 +1,28 @@
-//! integration tests crate
+//! Shared scaffolding for meshchat's integration tests and benchmarks.
+//!
+//! - [`peer`]: real nodes in temp data dirs, on loopback TCP or on libp2p's
+//!   in-memory transport ([`Net`]), with waits for their events.
+//! - [`net`]: bare libp2p swarms on the same transports as a node.
+//! - [`raw`]: a request-response codec that moves any bytes, to put
+//!   arbitrary frames on meshchat's protocols (or to be a bare baseline).
+//! - [`client`]: a bare request-response client of one node: an attacker
+//!   on the direct protocol, a mailbox client of a relay.
+//! - [`wait`]: waiting for an event with a timeout; never sleeping for the
+//!   network.
+//! - [`durable`]: the bare floor of a durable write (`fdatasync`), for
+//!   benches.
+//! - [`stats`]: percentiles, rates and ratios printed by benches.
+
+pub mod client;
+pub mod durable;
+pub mod net;
+pub mod peer;
+pub mod raw;
+pub mod stats;
+pub mod wait;
+
+pub use client::{BareClient, MailboxClient};
+pub use net::Net;
+pub use peer::{init_tracing, key_of, Peer};
+pub use raw::RawCodec;
+pub use wait::{within, WAIT};

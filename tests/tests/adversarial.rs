@@ -3,15 +3,9 @@
 //! strangers writing into chats they are not in. Every attack must be refused,
 //! nothing must be shown, and the node must keep serving honest peers.
 
-mod common;
-
 use automerge::{
     transaction::{CommitOptions, Transactable},
     ActorId, ObjType, ScalarValue, ROOT,
-};
-use common::{
-    attacker::{Attacker, RawCodec},
-    Peer, WAIT,
 };
 use ed25519_dalek::Signer;
 use futures::StreamExt;
@@ -27,6 +21,7 @@ use meshchat_node::{
     },
     public_key_of, Event, NodeError,
 };
+use meshchat_tests::{key_of, BareClient, Peer, RawCodec, WAIT};
 
 /// The domain tag `SignedChange` signatures start with (see `crdt/src/signed.rs`).
 const SIGNING_DOMAIN: &[u8] = b"meshchat/signed-change/v1";
@@ -36,10 +31,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_millis() as i64
-}
-
-fn key_of(peer: &Peer) -> PublicKey {
-    public_key_of(&peer.peer_id()).expect("meshchat peers are ed25519")
 }
 
 /// The Automerge actor id of `key` (its public key and an epoch).
@@ -137,7 +128,7 @@ async fn still_delivers(bob: &mut Peer, text: &'static str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_signature_is_rejected_and_not_shown() {
     let mut bob = Peer::start("bob").await;
-    let mut mallory = Attacker::connect(Identity::generate(), DirectCodec, &bob).await;
+    let mut mallory = BareClient::connect(Identity::generate(), DirectCodec, &bob).await;
     // Bob knows mallory, so mallory's direct messages are not a request.
     bob.node
         .add_contact(mallory.peer_id(), None, Vec::new())
@@ -190,7 +181,7 @@ async fn forged_signature_is_rejected_and_not_shown() {
 async fn change_whose_actor_is_not_its_signer_is_rejected() {
     let mut bob = Peer::start("bob").await;
     let bob_key = key_of(&bob);
-    let mut mallory = Attacker::connect(Identity::generate(), DirectCodec, &bob).await;
+    let mut mallory = BareClient::connect(Identity::generate(), DirectCodec, &bob).await;
     bob.node
         .add_contact(mallory.peer_id(), None, Vec::new())
         .await
@@ -246,7 +237,7 @@ async fn change_whose_actor_is_not_its_signer_is_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_get_an_error_and_the_node_keeps_working() {
     let mut bob = Peer::start("bob").await;
-    let mut mallory = Attacker::connect(Identity::generate(), RawCodec, &bob).await;
+    let mut mallory = BareClient::connect(Identity::generate(), RawCodec::default(), &bob).await;
 
     // Right version byte, then bytes that are not CBOR.
     let raw = mallory.request(vec![WIRE_VERSION, 0xff, 0x13]).await;
@@ -303,7 +294,7 @@ async fn malformed_frames_get_an_error_and_the_node_keeps_working() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_frame_is_refused_without_harm() {
     let mut bob = Peer::start("bob").await;
-    let mut mallory = Attacker::connect(Identity::generate(), RawCodec, &bob).await;
+    let mut mallory = BareClient::connect(Identity::generate(), RawCodec::default(), &bob).await;
 
     // One byte over the limit: the node reads it all and answers TooLarge.
     let size = MAX_REQUEST_BYTES + 1;
@@ -357,7 +348,7 @@ async fn stranger_cannot_write_into_or_read_others_chats() {
     alice.node.send(alice_bob, "hi bob").await.expect("send");
     bob.wait_messages(1).await;
 
-    let mut mallory = Attacker::connect(Identity::generate(), DirectCodec, &bob).await;
+    let mut mallory = BareClient::connect(Identity::generate(), DirectCodec, &bob).await;
     let me = mallory.public();
 
     // A valid change by mallory, signed for the alice–bob chat.
@@ -436,7 +427,7 @@ async fn forged_and_stale_profiles_are_rejected() {
     let bob = Peer::start("bob").await;
     let alice = Peer::start("alice").await;
     let alice_key = public_key_of(&alice.peer_id()).expect("ed25519");
-    let mut mallory = Attacker::connect(Identity::generate(), DirectCodec, &bob).await;
+    let mut mallory = BareClient::connect(Identity::generate(), DirectCodec, &bob).await;
     let profile = |name: &str, version: u64| Profile {
         name: Some(name.into()),
         version,
@@ -522,8 +513,13 @@ async fn malformed_mailbox_requests_are_refused_and_the_relay_keeps_serving() {
         },
     )
     .await;
-    let mut mallory =
-        Attacker::connect_on(Identity::generate(), RawCodec, &relay, MAILBOX_PROTOCOL).await;
+    let mut mallory = BareClient::connect_on(
+        Identity::generate(),
+        RawCodec::default(),
+        &relay,
+        MAILBOX_PROTOCOL,
+    )
+    .await;
     // Not CBOR; empty; the right shape behind an unknown version; the wrong shape.
     let mut unknown_version = encode_frame(&MailboxRequest::Fetch {
         after: None,

@@ -1,10 +1,8 @@
 //! Direct chats between real nodes on loopback: delivery, restarts, catch-up
 //! and convergence after writing while apart.
 
-mod common;
-
-use common::{within, Peer};
 use meshchat_node::{DataDirError, DeliveryState, SpawnError};
+use meshchat_tests::{within, Peer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_is_delivered_and_acknowledged() {

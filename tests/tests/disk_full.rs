@@ -11,24 +11,15 @@
 //! The disk is a real tmpfs of 16 MiB (mounting needs root, which CI has;
 //! elsewhere the test says loudly that it did not run).
 
-mod common;
-
 use std::{collections::HashSet, io::Write, path::Path, process::Command};
 
-use common::{within, Peer};
-use futures::StreamExt;
-use libp2p::{
-    noise,
-    request_response::{self, ProtocolSupport},
-    swarm::SwarmEvent,
-    tcp, yamux, Multiaddr, PeerId, Swarm,
-};
 use meshchat_node::{
     crdt::Identity,
     mailbox::{MailboxConfig, Refusal},
-    protocol::{Inbound, MailboxCodec, MailboxRequest, MailboxResponse, MAILBOX_PROTOCOL},
+    protocol::{MailboxRequest, MailboxResponse},
     DataDir, Event, Node, NodeConfig, NodeError, StorageState, StoreError,
 };
+use meshchat_tests::{within, MailboxClient, Peer};
 use tokio::sync::broadcast;
 
 /// A tmpfs mounted on a temporary directory, unmounted on drop.
@@ -100,7 +91,7 @@ async fn a_full_disk_pauses_writes_then_recovers_by_itself() {
     let Some(disk) = SmallDisk::mount(16) else {
         return;
     };
-    common::init_tracing();
+    meshchat_tests::init_tracing();
     let mut bob = Peer::start("bob").await;
     let dir = DataDir::new(disk.path().join("alice"));
     let config = NodeConfig::loopback();
@@ -212,90 +203,6 @@ fn assert_acknowledged_and_at_most_the_failed_one(
     assert_eq!(shown, expected);
 }
 
-type Client = Swarm<request_response::Behaviour<MailboxCodec>>;
-
-/// A bare mailbox client (no meshchat node) as `identity`, connected to `relay`.
-async fn mailbox_client(identity: &Identity, relay: &Multiaddr) -> Client {
-    let key = libp2p::identity::Keypair::ed25519_from_bytes(identity.secret_bytes()).expect("key");
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp")
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                MailboxCodec,
-                [(MAILBOX_PROTOCOL, ProtocolSupport::Outbound)],
-                request_response::Config::default().with_request_timeout(common::WAIT),
-            )
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(common::WAIT))
-        .build();
-    swarm.dial(relay.clone()).expect("dial");
-    within("connected to the relay", async {
-        loop {
-            if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
-                return;
-            }
-        }
-    })
-    .await;
-    swarm
-}
-
-/// Sends a request; the response, or `None` if the request failed.
-async fn ask(
-    swarm: &mut Client,
-    relay: PeerId,
-    request: MailboxRequest,
-) -> Option<MailboxResponse> {
-    let id = swarm
-        .behaviour_mut()
-        .send_request(&relay, Inbound::Request(request));
-    within("a mailbox response", async {
-        loop {
-            match swarm.select_next_some().await {
-                SwarmEvent::Behaviour(request_response::Event::Message {
-                    message:
-                        request_response::Message::Response {
-                            request_id,
-                            response,
-                        },
-                    ..
-                }) if request_id == id => return Some(response),
-                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                    request_id,
-                    ..
-                }) if request_id == id => return None,
-                _ => {}
-            }
-        }
-    })
-    .await
-}
-
-/// Every envelope in the reader's mailbox, in order.
-async fn fetch_all(reader: &mut Client, relay: PeerId) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let Some(MailboxResponse::Mail { items, more }) =
-            ask(reader, relay, MailboxRequest::Fetch { after, limit: 100 }).await
-        else {
-            panic!("fetch failed");
-        };
-        after = items.last().map(|i| i.id).or(after);
-        out.extend(items.into_iter().map(|i| i.envelope));
-        if !more {
-            return out;
-        }
-    }
-}
-
 fn unique(envelopes: &[Vec<u8>]) -> HashSet<Vec<u8>> {
     let set: HashSet<Vec<u8>> = envelopes.iter().cloned().collect();
     assert_eq!(set.len(), envelopes.len(), "an envelope is held twice");
@@ -307,7 +214,7 @@ async fn a_relay_on_a_full_disk_refuses_deposits_then_takes_them_again() {
     let Some(disk) = SmallDisk::mount(16) else {
         return;
     };
-    common::init_tracing();
+    meshchat_tests::init_tracing();
     let dir = DataDir::new(disk.path().join("relay"));
     let config = NodeConfig {
         mailbox: Some(MailboxConfig::default()),
@@ -321,7 +228,7 @@ async fn a_relay_on_a_full_disk_refuses_deposits_then_takes_them_again() {
     let relay_id = relay.peer_id();
     let addr = relay.status().await.expect("status").listen_addrs[0].clone();
     let (alice, bob) = (Identity::generate(), Identity::generate());
-    let mut sender = mailbox_client(&alice, &addr).await;
+    let mut sender = MailboxClient::to_relay(alice.clone(), addr.clone()).await;
     let token = meshchat_node::mailbox::DeliveryToken::issue(
         &bob,
         meshchat_node::public_key_of(&relay_id),
@@ -341,7 +248,7 @@ async fn a_relay_on_a_full_disk_refuses_deposits_then_takes_them_again() {
 
     let mut acknowledged = HashSet::new();
     assert!(matches!(
-        ask(&mut sender, relay_id, deposit(0)).await,
+        sender.ask(deposit(0)).await,
         Some(MailboxResponse::Deposited(_))
     ));
     acknowledged.insert(envelope(0));
@@ -350,7 +257,7 @@ async fn a_relay_on_a_full_disk_refuses_deposits_then_takes_them_again() {
     disk.fill();
     let mut i = 1;
     let refused = loop {
-        match ask(&mut sender, relay_id, deposit(i)).await {
+        match sender.ask(deposit(i)).await {
             Some(MailboxResponse::Deposited(receipt)) => {
                 receipt.verify().expect("receipt");
                 acknowledged.insert(envelope(i));
@@ -373,37 +280,28 @@ async fn a_relay_on_a_full_disk_refuses_deposits_then_takes_them_again() {
     assert_eq!(status.storage.map(|f| f.state), Some(StorageState::Full));
     // Refused up front now; mail is still served, without the refused one.
     assert!(matches!(
-        ask(&mut sender, relay_id, deposit(1_000)).await,
+        sender.ask(deposit(1_000)).await,
         Some(MailboxResponse::Refused(Refusal::Unavailable))
     ));
-    let mut reader = mailbox_client(&bob, &addr).await;
-    assert_eq!(
-        unique(&fetch_all(&mut reader, relay_id).await),
-        acknowledged
-    );
+    let mut reader = MailboxClient::to_relay(bob.clone(), addr.clone()).await;
+    assert_eq!(unique(&reader.fetch_all().await), acknowledged);
 
     // Space comes back: deposits are taken again, no restart.
     disk.free();
     storage_event(&mut events, StorageState::Ok).await;
     assert!(matches!(
-        ask(&mut sender, relay_id, deposit(2_000)).await,
+        sender.ask(deposit(2_000)).await,
         Some(MailboxResponse::Deposited(_))
     ));
     acknowledged.insert(envelope(2_000));
-    assert_eq!(
-        unique(&fetch_all(&mut reader, relay_id).await),
-        acknowledged
-    );
+    assert_eq!(unique(&reader.fetch_all().await), acknowledged);
 
     // All of it is on disk.
     relay.shutdown().await;
     drop((sender, reader));
     let relay = meshchat_node::spawn(&dir, config).await.expect("respawn");
     let addr = relay.status().await.expect("status").listen_addrs[0].clone();
-    let mut reader = mailbox_client(&bob, &addr).await;
-    assert_eq!(
-        unique(&fetch_all(&mut reader, relay_id).await),
-        acknowledged
-    );
+    let mut reader = MailboxClient::to_relay(bob.clone(), addr.clone()).await;
+    assert_eq!(unique(&reader.fetch_all().await), acknowledged);
     relay.shutdown().await;
 }

@@ -4,48 +4,34 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Peer, WAIT};
 use futures::StreamExt;
 use libp2p::{
     gossipsub::{self, MessageAuthenticity},
-    noise,
     swarm::SwarmEvent,
-    tcp, yamux, Swarm,
+    Swarm,
 };
 use meshchat_node::{
     crdt::{ChatId, Identity, SignedChange},
     protocol::{encode_frame, group_topic, GossipMessage},
     ChatOp, Event, NodeConfig, PeerId,
 };
+use meshchat_tests::{net::bare_swarm, Net, Peer, WAIT};
 
 /// A bare gossipsub node, subscribed to `chat`'s topic, connected to `target`.
 async fn gossip_attacker(chat: ChatId, target: &Peer) -> Swarm<gossipsub::Behaviour> {
     let key = libp2p::identity::Keypair::generate_ed25519();
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
+    let mut swarm = bare_swarm(key, Net::Loopback, WAIT * 3, |key| {
+        gossipsub::Behaviour::new(
+            MessageAuthenticity::Signed(key.clone()),
+            gossipsub::ConfigBuilder::default()
+                .heartbeat_interval(Duration::from_millis(200))
+                .build()
+                .expect("gossipsub config"),
         )
-        .expect("tcp")
-        .with_behaviour(|key| {
-            gossipsub::Behaviour::new(
-                MessageAuthenticity::Signed(key.clone()),
-                gossipsub::ConfigBuilder::default()
-                    .heartbeat_interval(Duration::from_millis(200))
-                    .build()
-                    .expect("gossipsub config"),
-            )
-            .expect("gossipsub")
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(WAIT * 3))
-        .build();
+        .expect("gossipsub")
+    });
     swarm
         .behaviour_mut()
         .subscribe(&group_topic(&chat))

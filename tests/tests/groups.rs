@@ -4,10 +4,8 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::Peer;
 use meshchat_node::{crdt::ChatId, ChatOp, Event, NodeConfig, PeerId};
+use meshchat_tests::Peer;
 
 /// Loopback nodes that never redial on their own, so a partition holds until
 /// the test heals it.

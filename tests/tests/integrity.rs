@@ -2,15 +2,13 @@
 //! changes over the wire and on disk, changes that cannot be judged yet,
 //! strangers' messages and invitations, and floods of refused input.
 
-mod common;
-
 use automerge::{legacy::OpId, ExpandedChange};
-use common::{attacker::Attacker, within, Peer, WAIT};
 use meshchat_node::{
     crdt::{ChangeHash, ChatKind, ChatReplica, Identity, SignedChange},
     protocol::{DirectCodec, Response},
     Event,
 };
+use meshchat_tests::{within, BareClient, Peer, WAIT};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -54,8 +52,8 @@ fn pushed(response: Response) -> (Vec<ChangeHash>, Vec<String>) {
 
 /// A stranger's identity, connected to `target` as a bare swarm, that
 /// `target` knows as a contact (so its direct messages open a chat).
-async fn known_attacker(target: &Peer) -> Attacker<DirectCodec> {
-    let attacker = Attacker::connect(Identity::generate(), DirectCodec, target).await;
+async fn known_attacker(target: &Peer) -> BareClient<DirectCodec> {
+    let attacker = BareClient::connect(Identity::generate(), DirectCodec, target).await;
     target
         .node
         .add_contact(attacker.peer_id(), None, Vec::new())
@@ -68,7 +66,7 @@ async fn known_attacker(target: &Peer) -> Attacker<DirectCodec> {
 async fn hand_built_changes_are_refused_and_the_node_keeps_running_across_restarts() {
     let mut bob = Peer::start("bob").await;
     let mut mallory = known_attacker(&bob).await;
-    let kind = ChatKind::direct(mallory.public(), common::key_of(&bob));
+    let kind = ChatKind::direct(mallory.public(), meshchat_tests::key_of(&bob));
     let chat = kind.chat_id();
     let mut replica = ChatReplica::new(kind);
     let first = replica
@@ -125,10 +123,13 @@ async fn a_poisoned_store_loads_without_the_bad_change() {
     // store, as an older version (or a disk) might have left it.
     let history = bob.history(chat).await;
     let alice_id = alice.dir.identity().expect("alice's identity");
-    let honest = ChatReplica::new(ChatKind::direct(alice_id.public(), common::key_of(&bob)))
-        .write_message(&alice_id, "poison", None, now_ms())
-        .expect("write")
-        .change;
+    let honest = ChatReplica::new(ChatKind::direct(
+        alice_id.public(),
+        meshchat_tests::key_of(&bob),
+    ))
+    .write_message(&alice_id, "poison", None, now_ms())
+    .expect("write")
+    .change;
     let fake = bend(&alice_id, &honest, |c| c.seq = 7);
     bob.stop().await;
     {
@@ -170,7 +171,7 @@ async fn a_poisoned_store_loads_without_the_bad_change() {
 async fn changes_that_cannot_be_judged_yet_are_neither_stored_nor_acknowledged() {
     let mut bob = Peer::start("bob").await;
     let mut mallory = known_attacker(&bob).await;
-    let kind = ChatKind::direct(mallory.public(), common::key_of(&bob));
+    let kind = ChatKind::direct(mallory.public(), meshchat_tests::key_of(&bob));
     let chat = kind.chat_id();
     let mut replica = ChatReplica::new(kind);
     // One millisecond apart, so history shows them in this order.
@@ -261,9 +262,9 @@ async fn adding_a_stranger_as_a_contact_opens_their_request_as_the_chat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_requests_cost_a_fixed_budget() {
     let mut bob = Peer::start("bob").await;
-    let bob_key = common::key_of(&bob);
+    let bob_key = meshchat_tests::key_of(&bob);
     // One stranger writes more than a request keeps.
-    let mut chatty = Attacker::connect(Identity::generate(), DirectCodec, &bob).await;
+    let mut chatty = BareClient::connect(Identity::generate(), DirectCodec, &bob).await;
     let mut replica = ChatReplica::new(ChatKind::direct(chatty.public(), bob_key));
     let mut changes = Vec::new();
     for i in 0..(meshchat_node::MAX_REQUEST_CHANGES + 10) {
@@ -283,7 +284,7 @@ async fn message_requests_cost_a_fixed_budget() {
     // Many strangers write: at most MAX_REQUESTS are kept.
     let mut kept = 0;
     for _ in 0..(meshchat_node::MAX_REQUESTS + 3) {
-        let mut stranger = Attacker::connect(Identity::generate(), DirectCodec, &bob).await;
+        let mut stranger = BareClient::connect(Identity::generate(), DirectCodec, &bob).await;
         let change = ChatReplica::new(ChatKind::direct(stranger.public(), bob_key))
             .write_message(&stranger.identity, "hello?", None, now_ms())
             .expect("write")
@@ -344,7 +345,7 @@ async fn a_group_invitation_from_a_stranger_waits_for_acceptance() {
 async fn a_flood_of_refused_changes_is_reported_within_a_budget() {
     let bob = Peer::start("bob").await;
     let mut mallory = known_attacker(&bob).await;
-    let kind = ChatKind::direct(mallory.public(), common::key_of(&bob));
+    let kind = ChatKind::direct(mallory.public(), meshchat_tests::key_of(&bob));
     let mut replica = ChatReplica::new(kind);
     let honest = replica
         .write_message(&mallory.identity, "x", None, now_ms())

@@ -6,17 +6,14 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::{io, time::Duration};
 
-use common::{Peer, WAIT};
 use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::{
-    gossipsub, noise,
+    gossipsub,
     request_response::{self, ProtocolSupport},
     swarm::{dial_opts::DialOpts, dial_opts::PeerCondition, dummy, NetworkBehaviour, SwarmEvent},
-    tcp, yamux, Multiaddr, StreamProtocol, Swarm,
+    Multiaddr, StreamProtocol, Swarm,
 };
 use meshchat_node::{
     crdt::ChatId,
@@ -25,6 +22,7 @@ use meshchat_node::{
     scoring::GRAYLIST_THRESHOLD,
     Event, NodeConfig, PeerId,
 };
+use meshchat_tests::{Net, Peer, WAIT};
 use tokio::sync::mpsc;
 
 /// A bare swarm with a fresh identity over TCP, keeping idle connections
@@ -32,18 +30,8 @@ use tokio::sync::mpsc;
 fn bare_swarm<B: NetworkBehaviour>(
     behaviour: impl FnOnce(&libp2p::identity::Keypair) -> B,
 ) -> Swarm<B> {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| behaviour(key))
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(WAIT * 10))
-        .build()
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    meshchat_tests::net::bare_swarm(key, Net::Loopback, WAIT * 10, behaviour)
 }
 
 /// Connection outcomes seen by a dialling swarm.

@@ -4,20 +4,18 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::{
     future::IntoFuture,
     path::{Path, PathBuf},
 };
 
-use common::{within, Peer};
 use meshchat_node::{
     blobs::{BlobConfig, BlobError, FileStatus, SaveOptions, SkipReason},
     crdt::{Attachment, BlobHash, ChatId, MessageId},
     mailbox::MailboxConfig,
     ChatOp, Event, NodeConfig, NodeError, PeerId,
 };
+use meshchat_tests::{within, Peer};
 
 const MIB: u64 = 1024 * 1024;
 

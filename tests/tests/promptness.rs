@@ -6,10 +6,8 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::Peer;
 use meshchat_node::{mailbox::MailboxConfig, DeliveryState, Event, NodeConfig};
+use meshchat_tests::Peer;
 
 /// Redials, heartbeats and resyncs once an hour: nothing periodic helps.
 fn no_ticks() -> NodeConfig {

@@ -4,10 +4,8 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{within, Peer};
 use meshchat_node::{mailbox::MailboxConfig, DeliveryState, Event, NodeConfig};
+use meshchat_tests::{within, Peer};
 
 /// A relay node (mailbox service and circuit relay) and its address.
 async fn start_relay() -> (Peer, meshchat_node::Multiaddr) {

@@ -7,21 +7,21 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Peer, WAIT};
 use futures::StreamExt;
 use libp2p::{
-    noise,
     request_response::{self, ProtocolSupport},
     swarm::SwarmEvent,
-    tcp, yamux, Swarm,
+    Swarm,
 };
 use meshchat_node::{
     crdt::{Identity, PublicKey},
     mailbox::{DeliveryToken, MailboxConfig, Refusal, TokenError},
     protocol::{Inbound, MailboxCodec, MailboxRequest, MailboxResponse, MAILBOX_PROTOCOL},
     DeliveryState, Event, NodeConfig,
+};
+use meshchat_tests::{
+    net::{bare_swarm, keypair_of, listen},
+    BareClient, MailboxClient, Net, Peer, WAIT,
 };
 
 /// A token from `recipient` for `relay`, valid for a long time.
@@ -38,88 +38,26 @@ fn deposit(recipient: PublicKey, envelope: &[u8], token: Option<DeliveryToken>) 
     }
 }
 
-/// A bare mailbox client with its own identity, connected to the relay.
-struct Client {
-    identity: Identity,
-    swarm: Swarm<request_response::Behaviour<MailboxCodec>>,
-    relay: libp2p::PeerId,
-}
+/// A bare mailbox client with its own identity, connected to the relay,
+/// whose requests must be answered.
+struct Client(MailboxClient);
 
 impl Client {
     async fn connect(relay: &Peer) -> Self {
         let identity = Identity::generate();
-        let key = libp2p::identity::Keypair::ed25519_from_bytes(identity.secret_bytes()).unwrap();
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| {
-                request_response::Behaviour::with_codec(
-                    MailboxCodec,
-                    [(MAILBOX_PROTOCOL, ProtocolSupport::Outbound)],
-                    request_response::Config::default().with_request_timeout(WAIT),
-                )
-            })
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(WAIT * 3))
-            .build();
-        swarm.dial(relay.addrs().await.remove(0)).unwrap();
-        let target = relay.peer_id();
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if let SwarmEvent::ConnectionEstablished { peer_id, .. } =
-                    swarm.select_next_some().await
-                {
-                    if peer_id == target {
-                        return;
-                    }
-                }
-            }
-        })
-        .await
-        .expect("connect to the relay");
-        Self {
-            identity,
-            swarm,
-            relay: target,
-        }
+        Self(BareClient::connect_on(identity, MailboxCodec, relay, MAILBOX_PROTOCOL).await)
+    }
+
+    fn identity(&self) -> &Identity {
+        &self.0.identity
     }
 
     fn key(&self) -> PublicKey {
-        self.identity.public()
+        self.0.public()
     }
 
     async fn ask(&mut self, request: MailboxRequest) -> MailboxResponse {
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .send_request(&self.relay, Inbound::Request(request));
-        tokio::time::timeout(WAIT, async {
-            loop {
-                match self.swarm.select_next_some().await {
-                    SwarmEvent::Behaviour(request_response::Event::Message {
-                        message:
-                            request_response::Message::Response {
-                                request_id,
-                                response,
-                            },
-                        ..
-                    }) if request_id == id => return response,
-                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                        request_id,
-                        error,
-                        ..
-                    }) if request_id == id => panic!("request failed: {error}"),
-                    _ => {}
-                }
-            }
-        })
-        .await
-        .expect("relay answered in time")
+        self.0.ask(request).await.expect("the relay answers")
     }
 }
 
@@ -140,7 +78,7 @@ async fn only_the_owner_reads_or_acknowledges_its_mail() {
     let mut alice = Client::connect(&relay).await;
     let mut bob = Client::connect(&relay).await;
     let mut mallory = Client::connect(&relay).await;
-    let token = token_for(&bob.identity, &relay);
+    let token = token_for(bob.identity(), &relay);
     let deposited = alice
         .ask(deposit(bob.key(), b"for bob only", Some(token)))
         .await;
@@ -284,7 +222,7 @@ async fn a_refused_deposit_keeps_the_message_pending_until_delivered() {
         .send(chat, "too big for that relay")
         .await
         .unwrap();
-    common::within("the relay's refusal", async {
+    meshchat_tests::within("the relay's refusal", async {
         while relay
             .node
             .status()
@@ -324,28 +262,16 @@ async fn a_refused_deposit_keeps_the_message_pending_until_delivered() {
 fn kad_swarm(
     identity: &Identity,
 ) -> Swarm<libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>> {
-    let key = libp2p::identity::Keypair::ed25519_from_bytes(identity.secret_bytes()).unwrap();
-    libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| {
-            let id = key.public().to_peer_id();
-            let mut behaviour = libp2p::kad::Behaviour::with_config(
-                id,
-                libp2p::kad::store::MemoryStore::new(id),
-                libp2p::kad::Config::new(libp2p::StreamProtocol::new("/meshchat/kad/1")),
-            );
-            behaviour.set_mode(Some(libp2p::kad::Mode::Client));
-            behaviour
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(WAIT))
-        .build()
+    bare_swarm(keypair_of(identity), Net::Loopback, WAIT, |key| {
+        let id = key.public().to_peer_id();
+        let mut behaviour = libp2p::kad::Behaviour::with_config(
+            id,
+            libp2p::kad::store::MemoryStore::new(id),
+            libp2p::kad::Config::new(libp2p::StreamProtocol::new("/meshchat/kad/1")),
+        );
+        behaviour.set_mode(Some(libp2p::kad::Mode::Client));
+        behaviour
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,7 +362,7 @@ async fn a_stranger_without_a_token_fills_nothing() {
     let mut mallory = Client::connect(&relay).await;
     let bob = Identity::generate();
     let me = meshchat_node::public_key_of(&relay.peer_id()).unwrap();
-    let mut forged = DeliveryToken::issue(&mallory.identity, Some(me), None, i64::MAX);
+    let mut forged = DeliveryToken::issue(mallory.identity(), Some(me), None, i64::MAX);
     forged.recipient = bob.public();
     let attempts = [
         (None, TokenError::Missing),
@@ -456,7 +382,7 @@ async fn a_stranger_without_a_token_fills_nothing() {
         ),
         // Mallory's own token opens only Mallory's mailbox.
         (
-            Some(token_for(&mallory.identity, &relay)),
+            Some(token_for(mallory.identity(), &relay)),
             TokenError::WrongRecipient,
         ),
     ];
@@ -581,34 +507,17 @@ impl FakeRelay {
             protocol::{decode_frame, Envelope},
         };
         let identity = Identity::generate();
-        let key = libp2p::identity::Keypair::ed25519_from_bytes(identity.secret_bytes()).unwrap();
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
+        let mut swarm = bare_swarm(keypair_of(&identity), Net::Loopback, WAIT * 3, |_| {
+            request_response::Behaviour::with_codec(
+                MailboxCodec,
+                [(MAILBOX_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(WAIT),
             )
-            .unwrap()
-            .with_behaviour(|_| {
-                request_response::Behaviour::with_codec(
-                    MailboxCodec,
-                    [(MAILBOX_PROTOCOL, ProtocolSupport::Full)],
-                    request_response::Config::default().with_request_timeout(WAIT),
-                )
-            })
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(WAIT * 3))
-            .build();
-        swarm
-            .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-            .unwrap();
+        });
         let me = *swarm.local_peer_id();
-        let addr = loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                break address.with(libp2p::multiaddr::Protocol::P2p(me));
-            }
-        };
+        let addr = listen(&mut swarm, Net::Loopback)
+            .await
+            .with(libp2p::multiaddr::Protocol::P2p(me));
         let (tx, deposits) = tokio::sync::mpsc::channel(64);
         let signer = identity.clone();
         let task = tokio::spawn(async move {

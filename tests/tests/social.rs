@@ -4,12 +4,10 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{within, Peer};
 use meshchat_node::{
     invite::Invite, Event, LastSeen, LastSeenPrivacy, NodeConfig, PeerId, ProfileUpdate,
 };
+use meshchat_tests::{within, Peer};
 
 /// Heartbeats every second: a silent peer is offline after 2.5 s.
 fn fast_presence() -> NodeConfig {

@@ -1,11 +1,5 @@
-//! Shared helpers: real nodes in temp dirs on loopback, and waiting for events
-//! with a timeout (never sleeping for the network).
-
-#![allow(dead_code, unreachable_pub)]
-
-pub mod attacker;
-
-use std::{future::Future, time::Duration};
+//! A real meshchat node in its own temp data dir, on loopback or on the
+//! in-memory transport, with its events and waits for them.
 
 use meshchat_node::{
     crdt::ChatId, DataDir, Event, HistoryEntry, Multiaddr, Node, NodeConfig, PeerId,
@@ -13,14 +7,18 @@ use meshchat_node::{
 use tempfile::TempDir;
 use tokio::sync::broadcast;
 
-/// How long any single wait may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(20);
+use crate::{
+    net::{strip_p2p, Net},
+    wait::WAIT,
+};
 
 /// The public key behind a peer's PeerId.
 pub fn key_of(peer: &Peer) -> meshchat_node::crdt::PublicKey {
     meshchat_node::public_key_of(&peer.peer_id()).expect("meshchat peers are ed25519")
 }
 
+/// Installs a log subscriber for the test (`RUST_LOG`, default `warn`); a
+/// second call does nothing.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -32,25 +30,51 @@ pub fn init_tracing() {
 
 /// A node in its own temp data dir.
 pub struct Peer {
+    /// Its name, also its display name.
     pub name: &'static str,
+    /// The temp dir holding its data dir; removed when the peer drops.
     pub tmp: TempDir,
+    /// Its data dir.
     pub dir: DataDir,
+    /// Its config, listening where it listened first (so a restart keeps
+    /// its addresses).
     pub config: NodeConfig,
+    /// The transport it runs on.
+    pub net: Net,
+    /// The running node.
     pub node: Node,
+    /// Its events since start (or since the last restart or drain).
     pub events: broadcast::Receiver<Event>,
 }
 
 impl Peer {
+    /// Starts a node named `name` on loopback.
     pub async fn start(name: &'static str) -> Self {
         Self::start_with(name, NodeConfig::loopback()).await
     }
 
+    /// Starts a node named `name` on loopback with `config`.
     pub async fn start_with(name: &'static str, config: NodeConfig) -> Self {
+        Self::start_on(name, config, Net::Loopback).await
+    }
+
+    /// Starts a node named `name` on the in-memory transport.
+    pub async fn start_in_memory(name: &'static str) -> Self {
+        let config = NodeConfig {
+            listen: vec![Net::Memory.any_addr()],
+            ..NodeConfig::loopback()
+        };
+        Self::start_on(name, config, Net::Memory).await
+    }
+
+    /// Starts a node named `name` with `config` on `net` (its listen
+    /// addresses must be `net`'s).
+    pub async fn start_on(name: &'static str, config: NodeConfig, net: Net) -> Self {
         init_tracing();
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = DataDir::new(tmp.path().join(name));
         dir.init(Some(name), &config).expect("init");
-        let node = meshchat_node::spawn(&dir, config.clone())
+        let node = meshchat_node::spawn_with(&dir, config.clone(), net.spawn_options())
             .await
             .expect("spawn");
         let events = node.subscribe();
@@ -69,28 +93,35 @@ impl Peer {
             tmp,
             dir,
             config,
+            net,
             node,
             events,
         }
     }
 
+    /// The node's peer id.
     pub fn peer_id(&self) -> PeerId {
         self.node.peer_id()
     }
 
+    /// Where the node listens, each address ending in `/p2p/<id>`.
     pub async fn addrs(&self) -> Vec<Multiaddr> {
         self.node.status().await.expect("status").listen_addrs
     }
 
+    /// Shuts the node down.
     pub async fn stop(&self) {
         self.node.shutdown().await;
     }
 
+    /// Shuts the node down and starts it again on the same data dir and
+    /// addresses.
     pub async fn restart(&mut self) {
         self.node.shutdown().await;
-        self.node = meshchat_node::spawn(&self.dir, self.config.clone())
-            .await
-            .expect("respawn");
+        self.node =
+            meshchat_node::spawn_with(&self.dir, self.config.clone(), self.net.spawn_options())
+                .await
+                .expect("respawn");
         self.events = self.node.subscribe();
     }
 
@@ -134,10 +165,12 @@ impl Peer {
         chat
     }
 
+    /// The chat's history.
     pub async fn history(&self, chat: ChatId) -> Vec<HistoryEntry> {
         self.node.history(chat, None).await.expect("history")
     }
 
+    /// The texts of the chat's history.
     pub async fn texts(&self, chat: ChatId) -> Vec<String> {
         self.history(chat)
             .await
@@ -208,17 +241,4 @@ impl Peer {
             .await;
         }
     }
-}
-
-fn strip_p2p(addr: Multiaddr) -> Multiaddr {
-    addr.into_iter()
-        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
-        .collect()
-}
-
-/// Runs `f` with a timeout, failing the test with `what`.
-pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
