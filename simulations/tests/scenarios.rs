@@ -82,8 +82,8 @@ fn bytes_are_broken_down_by_protocol(outcome: &meshchat_sim::Outcome) {
     assert!(line(report::CONNECTION) > 0);
     let sum: u64 = bytes.by_protocol.iter().map(|l| l.bytes).sum();
     assert_eq!(sum, bytes.workload);
-    // Unattributed substream bytes stay a small share.
-    assert!(line(meshchat_sim::fault::UNNEGOTIATED) * 100 < bytes.workload);
+    // Unattributed substream bytes (refused negotiations) stay a small share.
+    assert!(line(meshchat_sim::fault::UNNEGOTIATED) * 20 < bytes.workload);
     // And over time: the last sample holds the same per-protocol counts.
     let last = outcome.samples.last().unwrap();
     assert_eq!(
