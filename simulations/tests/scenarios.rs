@@ -48,10 +48,20 @@ async fn smoke_scenario_delivers_everything_and_converges_after_its_heal() {
     // The output directory holds every file and plot.
     let dir = tempfile::tempdir().unwrap();
     report::write_all(dir.path(), &outcome).unwrap();
-    for file in ["report.json", "protocols.csv", "timeseries.csv", "latencies.csv"] {
+    for file in [
+        "report.json",
+        "protocols.csv",
+        "timeseries.csv",
+        "latencies.csv",
+    ] {
         assert!(dir.path().join(file).is_file(), "{file} missing");
     }
-    for plot in ["latency_cdf", "delivery", "bandwidth", "bandwidth_by_protocol"] {
+    for plot in [
+        "latency_cdf",
+        "delivery",
+        "bandwidth",
+        "bandwidth_by_protocol",
+    ] {
         for ext in ["png", "svg"] {
             let path = dir.path().join(format!("{plot}.{ext}"));
             assert!(std::fs::metadata(&path).unwrap().len() > 1_000, "{path:?}");
