@@ -94,11 +94,18 @@ impl Behaviour {
             max_value_bytes: crate::protocol::MAX_PROFILE_RECORD_BYTES,
             ..Default::default()
         };
-        let kad = kad::Behaviour::with_config(
+        let mut kad = kad::Behaviour::with_config(
             peer_id,
             kad::store::MemoryStore::with_config(peer_id, store_config),
             kad_config,
         );
+        // Peers are Kademlia clients: relays (switched to server mode when
+        // they start their mailbox) hold the records. A peer in server mode
+        // answers everyone's routing queries, and in a network smaller than
+        // k every new routing entry starts a bootstrap (kad's automatic
+        // bootstrap on low peers): measured in the simulator as half the
+        // bytes of `smoke` (docs/BENCHMARKS.md, "Bytes on the wire").
+        kad.set_mode(Some(kad::Mode::Client));
         let gossip_config = gossipsub::ConfigBuilder::default()
             // Never forward a message before the node has checked it.
             .validate_messages()

@@ -93,14 +93,8 @@ fn main_inner() -> anyhow::Result<()> {
                 progress: !quiet,
             };
             let outcome = runtime.block_on(run(&scenario, &options))?;
-            report::write_all(
-                &out,
-                &outcome.report,
-                &outcome.schedule,
-                &outcome.samples,
-                &outcome.latencies_ms,
-            )
-            .with_context(|| format!("writing the report to {}", out.display()))?;
+            report::write_all(&out, &outcome)
+                .with_context(|| format!("writing the report to {}", out.display()))?;
             print_summary(&outcome.report, &out);
             Ok(())
         }
@@ -162,5 +156,16 @@ fn print_summary(r: &meshchat_sim::Report, out: &std::path::Path) {
         r.memory.per_node_bytes as f64 / 1048576.0,
         r.memory.store_bytes_per_node as f64 / 1048576.0
     );
+    if let Some(delivered) = (r.delivered_in_history > 0).then_some(r.delivered_in_history) {
+        println!("bytes per delivered message by protocol ({delivered} receptions):");
+        for line in &r.bytes.by_protocol {
+            println!(
+                "  {:>9.0} B  {:>5.1} %  {}",
+                line.per_delivered_message.unwrap_or(0.0),
+                line.share * 100.0,
+                line.protocol
+            );
+        }
+    }
     println!("report: {}", out.display());
 }

@@ -6,7 +6,7 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use meshchat_sim::{run, schedule::Action, RunOptions, Scenario};
+use meshchat_sim::{report, run, schedule::Action, RunOptions, Scenario};
 
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -44,6 +44,62 @@ async fn smoke_scenario_delivers_everything_and_converges_after_its_heal() {
     // The fault layer carried the traffic and the split refused connections.
     assert!(report.bytes.workload > 0);
     assert!(report.connections.refused > 0);
+    bytes_are_broken_down_by_protocol(&outcome);
+    // The output directory holds every file and plot.
+    let dir = tempfile::tempdir().unwrap();
+    report::write_all(dir.path(), &outcome).unwrap();
+    for file in [
+        "report.json",
+        "protocols.csv",
+        "timeseries.csv",
+        "latencies.csv",
+    ] {
+        assert!(dir.path().join(file).is_file(), "{file} missing");
+    }
+    for plot in [
+        "latency_cdf",
+        "delivery",
+        "bandwidth",
+        "bandwidth_by_protocol",
+    ] {
+        for ext in ["png", "svg"] {
+            let path = dir.path().join(format!("{plot}.{ext}"));
+            assert!(std::fs::metadata(&path).unwrap().len() > 1_000, "{path:?}");
+        }
+    }
+}
+
+/// The workload's bytes split into the protocols that wrote them: the
+/// message paths are there, and the lines add up to the total.
+fn bytes_are_broken_down_by_protocol(outcome: &meshchat_sim::Outcome) {
+    let bytes = &outcome.report.bytes;
+    let line = |name: &str| {
+        bytes
+            .by_protocol
+            .iter()
+            .find(|l| l.protocol == name)
+            .map_or(0, |l| l.bytes)
+    };
+    assert!(line("/meshchat/direct/1") > 0, "{:?}", bytes.by_protocol);
+    assert!(
+        bytes
+            .by_protocol
+            .iter()
+            .any(|l| l.protocol.starts_with("/meshsub/") && l.bytes > 0),
+        "{:?}",
+        bytes.by_protocol
+    );
+    assert!(line(report::CONNECTION) > 0);
+    let sum: u64 = bytes.by_protocol.iter().map(|l| l.bytes).sum();
+    assert_eq!(sum, bytes.workload);
+    // Unattributed substream bytes (refused negotiations) stay a small share.
+    assert!(line(meshchat_sim::fault::UNNEGOTIATED) * 20 < bytes.workload);
+    // And over time: the last sample holds the same per-protocol counts.
+    let last = outcome.samples.last().unwrap();
+    assert_eq!(
+        last.by_protocol.get("/meshchat/direct/1").copied(),
+        Some(line("/meshchat/direct/1"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

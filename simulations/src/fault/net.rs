@@ -14,6 +14,7 @@ use std::{
 use futures::task::AtomicWaker;
 use libp2p::{multiaddr::Protocol, Multiaddr};
 
+use super::counting::ProtocolBytes;
 use crate::schedule::NodeIx;
 
 /// Memory ports are global to the process; each network takes its own block
@@ -66,6 +67,7 @@ pub struct FaultNet {
     seed: u64,
     state: Mutex<State>,
     bytes: Vec<AtomicU64>,
+    protocols: Arc<ProtocolBytes>,
     connections: AtomicU64,
     refused: AtomicU64,
 }
@@ -84,6 +86,7 @@ impl FaultNet {
                 links: Vec::new(),
             }),
             bytes: (0..nodes).map(|_| AtomicU64::new(0)).collect(),
+            protocols: Arc::default(),
             connections: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         })
@@ -191,6 +194,16 @@ impl FaultNet {
     /// loss: what the nodes put on the wire, noise and yamux framing included).
     pub fn bytes_total(&self) -> u64 {
         self.bytes.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Bytes written by all nodes so far on the substreams of each
+    /// application protocol (see [`super::CountingMuxer`]).
+    pub fn bytes_by_protocol(&self) -> BTreeMap<String, u64> {
+        self.protocols.snapshot()
+    }
+
+    pub(crate) fn protocol_counters(&self) -> Arc<ProtocolBytes> {
+        self.protocols.clone()
     }
 
     /// Bytes written by one node.

@@ -3,18 +3,22 @@
 //!
 //! The dialer names itself in a 4-byte preamble, so both ends know the link
 //! (for its latency, and to refuse it across a split or to an offline node).
+//! Above yamux, every substream counts its bytes per application protocol.
 
 use std::{io, sync::Arc, time::Duration};
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{
-    core::{transport::MemoryTransport, upgrade::Version, ConnectedPoint, Transport},
+    core::{
+        muxing::StreamMuxerBox, transport::MemoryTransport, upgrade::Version, ConnectedPoint,
+        Transport,
+    },
     identity::Keypair,
     noise, yamux,
 };
 use meshchat_node::transport::{CustomTransport, TransportFactoryError};
 
-use super::{net::FaultNet, stream::FaultStream};
+use super::{counting::CountingMuxer, net::FaultNet, stream::FaultStream};
 use crate::schedule::NodeIx;
 
 /// How long a connection may take to set up (noise + yamux).
@@ -26,12 +30,19 @@ pub fn fault_transport(
     me: NodeIx,
     key: &Keypair,
 ) -> Result<CustomTransport, TransportFactoryError> {
+    let protocols = net.protocol_counters();
     Ok(MemoryTransport::default()
         .and_then(move |conn, endpoint| handshake(conn, endpoint, net, me))
         .upgrade(Version::V1)
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux::Config::default())
         .timeout(UPGRADE_TIMEOUT)
+        .map(move |(peer, muxer), _| {
+            (
+                peer,
+                StreamMuxerBox::new(CountingMuxer::new(muxer, protocols.clone())),
+            )
+        })
         .boxed())
 }
 

@@ -1,7 +1,7 @@
 //! The numbers of a run: delivery, latency percentiles, convergence after
 //! each heal, bytes per delivered message, duplicates, relay storage, memory.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
@@ -122,6 +122,58 @@ pub struct Bytes {
     pub workload: u64,
     /// `workload / delivered_in_history`.
     pub per_delivered_message: Option<f64>,
+    /// The workload's bytes by application protocol, most first, with the
+    /// connection layer's share (noise, yamux, handshakes) as its own line.
+    pub by_protocol: Vec<ProtocolUse>,
+}
+
+/// What one protocol wrote during the workload.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProtocolUse {
+    /// The protocol multistream-select agreed on, or [`CONNECTION`].
+    pub protocol: String,
+    /// Bytes all nodes wrote on its substreams.
+    pub bytes: u64,
+    /// `bytes / delivered_in_history`.
+    pub per_delivered_message: Option<f64>,
+    /// Share of the workload's bytes.
+    pub share: f64,
+}
+
+/// The line for what the connections wrote beyond their substreams: yamux
+/// frame headers and window updates, noise framing and handshakes, the
+/// connection's own negotiation and the simulator's 4-byte preamble.
+pub const CONNECTION: &str = "(connection: noise + yamux framing, handshakes)";
+
+/// The workload's bytes by protocol: `by_protocol` counted on substreams,
+/// and `total` minus their sum as the [`CONNECTION`] line.
+pub fn protocol_breakdown(
+    total: u64,
+    by_protocol: &BTreeMap<String, u64>,
+    delivered: u64,
+) -> Vec<ProtocolUse> {
+    let on_substreams: u64 = by_protocol.values().sum();
+    let mut lines: Vec<(String, u64)> = by_protocol
+        .iter()
+        .filter(|(_, b)| **b > 0)
+        .map(|(p, b)| (p.clone(), *b))
+        .collect();
+    lines.push((CONNECTION.to_owned(), total.saturating_sub(on_substreams)));
+    lines.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    lines
+        .into_iter()
+        .map(|(protocol, bytes)| ProtocolUse {
+            protocol,
+            bytes,
+            per_delivered_message: (delivered > 0)
+                .then(|| (bytes as f64 / delivered as f64 * 10.0).round() / 10.0),
+            share: if total == 0 {
+                0.0
+            } else {
+                (bytes as f64 / total as f64 * 10_000.0).round() / 10_000.0
+            },
+        })
+        .collect()
 }
 
 /// Relay storage.
@@ -284,5 +336,18 @@ mod tests {
         assert_eq!(p.p99, Some(99.0));
         assert_eq!(p.max, Some(100.0));
         assert_eq!(percentiles(&mut []).p50, None);
+    }
+
+    #[test]
+    fn breakdown_sorts_protocols_and_charges_the_rest_to_the_connection() {
+        let by: BTreeMap<String, u64> = [("/a".to_string(), 300), ("/b".to_string(), 500)]
+            .into_iter()
+            .collect();
+        let lines = protocol_breakdown(1_000, &by, 10);
+        let names: Vec<&str> = lines.iter().map(|l| l.protocol.as_str()).collect();
+        assert_eq!(names, ["/b", "/a", CONNECTION]);
+        assert_eq!(lines[2].bytes, 200);
+        assert_eq!(lines[0].per_delivered_message, Some(50.0));
+        assert_eq!(lines[0].share, 0.5);
     }
 }

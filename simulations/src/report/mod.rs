@@ -4,9 +4,10 @@ mod files;
 mod metrics;
 mod plots;
 
-pub use files::{timeseries_csv, to_json, write_all};
+pub use files::{protocols_csv, timeseries_csv, to_json, write_all};
 pub use metrics::{
-    convergence, latencies, percentiles, reachable_latencies, undelivered, Bytes, Connections,
-    Convergence, Memory, Percentiles, RelayStorage, Report, Undelivered,
+    convergence, latencies, percentiles, protocol_breakdown, reachable_latencies, undelivered,
+    Bytes, Connections, Convergence, Memory, Percentiles, ProtocolUse, RelayStorage, Report,
+    Undelivered, CONNECTION,
 };
-pub use plots::{line_chart, Series};
+pub use plots::{Chart, Series, Span};

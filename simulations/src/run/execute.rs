@@ -4,6 +4,7 @@
 //! for outstanding deliveries up to the scenario's limit.
 
 use std::{
+    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -39,6 +40,9 @@ pub struct Sample {
     pub delivered: u64,
     /// Bytes all nodes have written since the workload started.
     pub bytes: u64,
+    /// The same, per application protocol (on its substreams; the rest of
+    /// `bytes` is the connection layer's).
+    pub by_protocol: BTreeMap<String, u64>,
     /// Nodes online.
     pub online: usize,
     /// Envelopes held by all relays.
@@ -86,13 +90,16 @@ pub(super) async fn play(
     bar: &ProgressBar,
 ) -> Played {
     let start = Instant::now();
-    let bytes_at_start = net.bytes_total();
+    let bytes_at_start = Baseline {
+        total: net.bytes_total(),
+        by_protocol: net.bytes_by_protocol(),
+    };
     let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = tokio::spawn(sample_every_second(
         nodes[schedule.peers..].to_vec(),
         net.clone(),
         recorder.clone(),
-        bytes_at_start,
+        bytes_at_start.clone(),
         samples.clone(),
     ));
     let mut splits: Vec<SplitTimes> = Vec::new();
@@ -175,7 +182,7 @@ pub(super) async fn play(
     let _ = sampler.await;
     let end_ms = recorder.now_ms();
     // One last sample at the end.
-    let last = take_sample(&nodes[schedule.peers..], net, recorder, bytes_at_start).await;
+    let last = take_sample(&nodes[schedule.peers..], net, recorder, &bytes_at_start).await;
     let mut samples = std::mem::take(&mut *samples.lock().unwrap_or_else(|e| e.into_inner()));
     samples.push(last);
     Played {
@@ -186,17 +193,24 @@ pub(super) async fn play(
     }
 }
 
+/// The byte counters when the workload started.
+#[derive(Debug, Clone)]
+struct Baseline {
+    total: u64,
+    by_protocol: BTreeMap<String, u64>,
+}
+
 async fn sample_every_second(
     relays: Vec<SimNode>,
     net: Arc<FaultNet>,
     recorder: Recorder,
-    bytes_at_start: u64,
+    bytes_at_start: Baseline,
     out: Arc<Mutex<Vec<Sample>>>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let sample = take_sample(&relays, &net, &recorder, bytes_at_start).await;
+        let sample = take_sample(&relays, &net, &recorder, &bytes_at_start).await;
         out.lock().unwrap_or_else(|e| e.into_inner()).push(sample);
     }
 }
@@ -205,7 +219,7 @@ async fn take_sample(
     relays: &[SimNode],
     net: &FaultNet,
     recorder: &Recorder,
-    bytes_at_start: u64,
+    bytes_at_start: &Baseline,
 ) -> Sample {
     let (mut relay_messages, mut relay_bytes) = (0, 0);
     for relay in relays {
@@ -221,7 +235,15 @@ async fn take_sample(
         sent,
         expected,
         delivered,
-        bytes: net.bytes_total().saturating_sub(bytes_at_start),
+        bytes: net.bytes_total().saturating_sub(bytes_at_start.total),
+        by_protocol: net
+            .bytes_by_protocol()
+            .into_iter()
+            .map(|(p, b)| {
+                let before = bytes_at_start.by_protocol.get(&p).copied().unwrap_or(0);
+                (p, b.saturating_sub(before))
+            })
+            .collect(),
         online: net.online_count(),
         relay_messages,
         relay_bytes,

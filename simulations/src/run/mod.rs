@@ -49,6 +49,8 @@ pub struct Outcome {
     pub samples: Vec<Sample>,
     /// Every recorded latency, ms.
     pub latencies_ms: Vec<f64>,
+    /// When each split started and healed.
+    pub splits: Vec<SplitTimes>,
 }
 
 /// A run that could not be done.
@@ -154,6 +156,17 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, R
                 let bytes = played.samples.last().map(|s| s.bytes).unwrap_or(0);
                 (delivered > 0).then(|| (bytes as f64 / delivered as f64).round())
             },
+            by_protocol: played
+                .samples
+                .last()
+                .map(|s| {
+                    report::protocol_breakdown(
+                        s.bytes,
+                        &s.by_protocol,
+                        expected_in_history(records, &in_history),
+                    )
+                })
+                .unwrap_or_default(),
         },
         duplicates: records.duplicates,
         events_lagged: records.lagged,
@@ -185,6 +198,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, R
         schedule,
         samples: played.samples,
         latencies_ms,
+        splits: played.splits,
     })
 }
 
