@@ -52,8 +52,9 @@ pub(super) enum Held {
 /// A page of mail from `relay`, applied and waiting for its flush.
 pub(super) struct HeldMail {
     pub(super) relay: PeerId,
-    /// Each mail item's id with what it held.
-    pub(super) items: Vec<(u64, Ingest)>,
+    /// The changes of each sender's mail items, applied as one batch, with
+    /// the ids of those items.
+    pub(super) items: Vec<(Vec<u64>, Ingest)>,
     /// Items to acknowledge whatever happens (undecodable, or from a
     /// blocked sender).
     pub(super) dropped: Vec<u64>,

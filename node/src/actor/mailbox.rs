@@ -5,7 +5,7 @@
 //! changes at an unreachable contact's relays with the token that contact
 //! handed over, and hand its own tokens to the peers that send it mail.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use libp2p::request_response::{self, OutboundRequestId};
 
@@ -287,10 +287,10 @@ impl Actor {
             mut dropped,
             next,
         } = page;
-        for (id, ingest) in items {
+        for (ids, ingest) in items {
             if flushed {
                 self.ingested(ingest);
-                dropped.push(id);
+                dropped.extend(ids);
             } else {
                 self.ingest_failed(&ingest);
             }
@@ -331,6 +331,10 @@ impl Actor {
                     dropped: Vec::new(),
                     next: more.then_some(last),
                 };
+                // One batch per sender for the whole page: Automerge applies
+                // a batch about as fast as one change.
+                let mut by_sender: BTreeMap<PublicKey, (Vec<u64>, Vec<SignedChange>)> =
+                    BTreeMap::new();
                 for item in items {
                     let changes = match decode_frame::<Envelope>(&item.envelope) {
                         Ok(Envelope::Changes(changes)) => changes,
@@ -345,10 +349,15 @@ impl Actor {
                         page.dropped.push(item.id);
                         continue;
                     }
-                    let sender = peer_id_of(&item.sender).unwrap_or(relay);
+                    let (ids, batch) = by_sender.entry(item.sender).or_default();
+                    ids.push(item.id);
+                    batch.extend(changes);
+                }
+                for (sender_key, (ids, changes)) in by_sender {
+                    let sender = peer_id_of(&sender_key).unwrap_or(relay);
                     // Acknowledged to the relay only once the flush covering it succeeds.
-                    if let Ok(ingest) = self.ingest(sender, item.sender, changes, Via::Mailbox) {
-                        page.items.push((item.id, ingest));
+                    if let Ok(ingest) = self.ingest(sender, sender_key, changes, Via::Mailbox) {
+                        page.items.push((ids, ingest));
                     }
                 }
                 self.commit.hold(Held::Mail(page));
