@@ -108,6 +108,13 @@ impl GroupCommit {
         self.done_tx.clone()
     }
 
+    /// Stopping: the final flush covered everything held.
+    pub(super) fn finish_all(&mut self) -> Vec<Held> {
+        let mut all = std::mem::take(&mut self.in_flight);
+        all.append(&mut self.waiting);
+        all
+    }
+
     /// The flush finished: the items it covered, and on failure every
     /// waiting item too.
     pub(super) fn finish(&mut self, succeeded: bool) -> Vec<Held> {
@@ -145,6 +152,16 @@ mod tests {
         assert!(!commit.is_idle());
         assert!(commit.begin());
         assert_eq!(commit.finish(true).len(), 1);
+        assert!(commit.is_idle());
+    }
+
+    #[test]
+    fn stopping_settles_the_running_flush_and_what_waits() {
+        let mut commit = GroupCommit::default();
+        commit.hold(held());
+        assert!(commit.begin());
+        commit.hold(held());
+        assert_eq!(commit.finish_all().len(), 2);
         assert!(commit.is_idle());
     }
 

@@ -28,16 +28,31 @@ impl Actor {
         if let Err(error) = &result {
             tracing::error!(%error, "flush failed; refusing what waited for it");
         }
+        let covered = self.commit.finish(result.is_ok());
+        self.settle(covered, &result);
+    }
+
+    /// Stopping: the final flush (`result`) covered everything still held;
+    /// answer it (the user's sends; peers are gone with the swarm).
+    pub(super) fn settle_at_stop(&mut self, result: Result<(), StoreError>) {
+        let result = result.map_err(|error| self.chats.store().failed(error));
+        let held = self.commit.finish_all();
+        self.settle(held, &result);
+    }
+
+    /// Answers, announces and passes on what a flush covered, or refuses
+    /// all of it if the flush failed.
+    fn settle(&mut self, covered: Vec<Held>, result: &Result<(), StoreError>) {
         let flushed = result.is_ok();
         let mut deposits = Vec::new();
-        for held in self.commit.finish(flushed) {
+        for held in covered {
             match held {
                 Held::Local {
                     chat,
                     outcome,
                     reply,
                 } => {
-                    let answer = match &result {
+                    let answer = match result {
                         Ok(()) => Ok(outcome),
                         Err(error) => {
                             self.chats.local_write_lost(&chat);

@@ -397,9 +397,11 @@ impl Actor {
             self.notice_storage_fault();
         };
         self.drain_goodbyes().await;
-        if let Err(error) = self.chats.store().flush().await {
+        let flushed = self.chats.store().flush().await;
+        if let Err(error) = &flushed {
             tracing::error!(%error, "final flush failed");
         }
+        self.settle_at_stop(flushed);
         self.blobs.shutdown().await;
         tracing::info!("node stopped");
         drop(self);
