@@ -65,6 +65,10 @@ struct Entry {
     last_heard_ms: i64,
     last_seq: u64,
     online: bool,
+    /// The seq of its goodbye, until its connection closes: a heartbeat
+    /// with a seq at or below it was sent before the goodbye and overtaken
+    /// by it (requests travel on separate streams), so it is ignored.
+    left_at_seq: Option<u64>,
 }
 
 /// In-memory presence of peers heard from during this run.
@@ -96,7 +100,11 @@ impl PresenceBook {
             last_heard_ms: now_ms,
             last_seq: 0,
             online: false,
+            left_at_seq: None,
         });
+        if entry.left_at_seq.is_some_and(|left| seq <= left) {
+            return None;
+        }
         // A restarted peer counts from 1 again: accept a lower seq after the
         // peer was seen offline, refuse it while it is online (a replay).
         if entry.online && seq <= entry.last_seq {
@@ -104,6 +112,9 @@ impl PresenceBook {
         }
         entry.last_seq = seq;
         entry.last_heard_ms = now_ms;
+        if leaving {
+            entry.left_at_seq = Some(seq);
+        }
         match (entry.online, leaving) {
             (false, false) => {
                 entry.online = true;
@@ -123,6 +134,8 @@ impl PresenceBook {
     /// The last connection to `peer` closed.
     pub(crate) fn disconnected(&mut self, peer: &PublicKey) -> Option<Change> {
         let entry = self.peers.get_mut(peer)?;
+        // A restarted peer counts from 1 again, on a new connection.
+        entry.left_at_seq = None;
         if !entry.online {
             return None;
         }
@@ -202,11 +215,26 @@ mod tests {
         book.heard(bob, 5, false, 1_000);
         assert_eq!(book.heard(bob, 5, false, 2_000), None);
         assert_eq!(book.get(&bob), Some(LastSeen::Online { since_ms: 1_000 }));
-        // Leaving, then a restarted node counting from 1.
+        // Leaving, then a restarted node counting from 1 on a new connection.
         assert!(book.heard(bob, 6, true, 3_000).is_some());
+        book.disconnected(&bob);
         assert_eq!(
             book.heard(bob, 1, false, 9_000),
             Some(Change::CameOnline(bob))
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_overtaken_by_the_goodbye_does_not_bring_it_back() {
+        let bob = Identity::generate().public();
+        let mut book = PresenceBook::new(2_500);
+        book.heard(bob, 5, false, 1_000);
+        assert!(book.heard(bob, 7, true, 2_000).is_some());
+        // Sent before the goodbye, processed after it (another stream).
+        assert_eq!(book.heard(bob, 6, false, 2_000), None);
+        assert_eq!(
+            book.get(&bob),
+            Some(LastSeen::Offline { at_ms: Some(2_000) })
         );
     }
 
