@@ -354,13 +354,26 @@ async fn concurrent_add_and_remove_resolve_identically() {
     // Heal and wait until everyone has both changes.
     let addr = peers[1].addrs().await.remove(0);
     peers[0].node.dial(addr).await.unwrap();
+    // Each side hears of the other's change; the changes may arrive apart
+    // (gossip, sync), so then wait until cat is gone everywhere: if the
+    // promotion won anywhere, this times out.
     let mut infos = Vec::new();
     for peer in &mut peers {
         peer.wait_for("the other side's membership change", |e| {
             matches!(e, Event::GroupChanged { .. }).then_some(())
         })
         .await;
-        infos.push(peer.node.group_info(chat).await.unwrap());
+        loop {
+            let info = peer.node.group_info(chat).await.unwrap();
+            if !info.members.iter().any(|m| m.key == cat) {
+                infos.push(info);
+                break;
+            }
+            peer.wait_for("the other side's membership change", |e| {
+                matches!(e, Event::GroupChanged { .. }).then_some(())
+            })
+            .await;
+        }
     }
     // The removal and the concurrent promotion resolve the same everywhere:
     // the removal wins (a change concurrent with its author's... or its
