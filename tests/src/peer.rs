@@ -58,6 +58,21 @@ impl Peer {
         Self::start_on(name, config, Net::Loopback).await
     }
 
+    /// Starts a relay node (mailbox service and circuit relay) named
+    /// "relay" on loopback; returns it with its address.
+    pub async fn start_relay() -> (Self, Multiaddr) {
+        let relay = Self::start_with(
+            "relay",
+            NodeConfig {
+                mailbox: Some(meshchat_node::mailbox::MailboxConfig::default()),
+                ..NodeConfig::loopback()
+            },
+        )
+        .await;
+        let addr = relay.addrs().await.remove(0);
+        (relay, addr)
+    }
+
     /// Starts a node named `name` on the in-memory transport.
     pub async fn start_in_memory(name: &'static str) -> Self {
         let config = NodeConfig {

@@ -6,7 +6,7 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use meshchat_node::{mailbox::MailboxConfig, DeliveryState, Event, NodeConfig};
+use meshchat_node::{DeliveryState, Event, NodeConfig};
 use meshchat_tests::Peer;
 
 /// Redials, heartbeats and resyncs once an hour: nothing periodic helps.
@@ -49,15 +49,7 @@ async fn a_contact_added_on_a_live_connection_shows_online_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_for_an_offline_contact_is_deposited_when_the_dial_fails() {
-    let relay = Peer::start_with(
-        "relay",
-        NodeConfig {
-            mailbox: Some(MailboxConfig::default()),
-            ..NodeConfig::loopback()
-        },
-    )
-    .await;
-    let relay_addr = relay.addrs().await.remove(0);
+    let (relay, relay_addr) = Peer::start_relay().await;
     let bob = Peer::start_with(
         "bob",
         NodeConfig {

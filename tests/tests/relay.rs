@@ -7,20 +7,6 @@
 use meshchat_node::{mailbox::MailboxConfig, DeliveryState, Event, NodeConfig};
 use meshchat_tests::{within, Peer};
 
-/// A relay node (mailbox service and circuit relay) and its address.
-async fn start_relay() -> (Peer, meshchat_node::Multiaddr) {
-    let relay = Peer::start_with(
-        "relay",
-        NodeConfig {
-            mailbox: Some(MailboxConfig::default()),
-            ..NodeConfig::loopback()
-        },
-    )
-    .await;
-    let addr = relay.addrs().await.remove(0);
-    (relay, addr)
-}
-
 /// A peer whose mail is kept at `relay`.
 async fn start_with_relay(name: &'static str, relay: meshchat_node::Multiaddr) -> Peer {
     Peer::start_with(
@@ -35,7 +21,7 @@ async fn start_with_relay(name: &'static str, relay: meshchat_node::Multiaddr) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
-    let (relay, relay_addr) = start_relay().await;
+    let (relay, relay_addr) = Peer::start_relay().await;
     let mut bob = start_with_relay("bob", relay_addr.clone()).await;
     // Bob's invite: his addresses, his relay, and a delivery token for it.
     let invite = bob.node.invite().await.unwrap();
@@ -109,7 +95,7 @@ async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_group_member_gets_group_mail_from_its_relay() {
-    let (relay, relay_addr) = start_relay().await;
+    let (relay, relay_addr) = Peer::start_relay().await;
     let mut bob = start_with_relay("bob", relay_addr.clone()).await;
     let mut alice = Peer::start("alice").await;
     let carol = Peer::start("carol").await;
@@ -165,7 +151,7 @@ async fn offline_group_member_gets_group_mail_from_its_relay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_is_reachable_through_its_relay_circuit() {
-    let (relay, relay_addr) = start_relay().await;
+    let (relay, relay_addr) = Peer::start_relay().await;
     let mut bob = start_with_relay("bob", relay_addr).await;
     // Bob reserves a circuit and listens through the relay.
     let circuit = bob
@@ -259,7 +245,7 @@ async fn a_sender_finds_the_recipients_relay_in_the_dht() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranger_fills_nothing_while_a_contact_gets_mail_through() {
-    let (relay, relay_addr) = start_relay().await;
+    let (relay, relay_addr) = Peer::start_relay().await;
     let mut bob = start_with_relay("bob", relay_addr.clone()).await;
     let bob_id = bob.peer_id();
     // Alice adds Bob, and Bob adds Alice: as his contact, she gets a token.
