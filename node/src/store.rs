@@ -493,6 +493,28 @@ impl Store {
         Ok(out)
     }
 
+    /// The stored changes of one segment of `chat` (the metadata alone, for
+    /// the group name index), without reading the others. A record that
+    /// does not decode is skipped here; [`Store::changes_of`] drops it.
+    pub(crate) fn changes_of_segment(
+        &self,
+        chat: &ChatId,
+        segment: SegmentIndex,
+    ) -> Result<Vec<SignedChange>, StoreError> {
+        let mut prefix = Vec::with_capacity(36);
+        prefix.extend_from_slice(chat.as_bytes());
+        prefix.extend_from_slice(&segment.to_be_bytes());
+        let mut out = Vec::new();
+        for kv in self.trees()?.changes.scan_prefix(prefix) {
+            let (_, value) = kv?;
+            match decode("changes", &value) {
+                Ok(change) => out.push(change),
+                Err(error) => tracing::warn!(%chat, %error, "skipping a stored change that does not decode"),
+            }
+        }
+        Ok(out)
+    }
+
     pub(crate) fn change(
         &self,
         chat: &ChatId,

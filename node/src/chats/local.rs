@@ -107,6 +107,8 @@ impl Chats {
         now_ms: i64,
     ) -> Result<OpOutcome, LocalWriteError> {
         let me = self.me.clone();
+        // A rename (or any metadata write) changes what the index says.
+        self.names.touch(chat);
         let replica = self
             .replica(&chat)?
             .ok_or(LocalWriteError::UnknownChat(chat))?;
@@ -237,6 +239,7 @@ impl Chats {
             },
         )?;
         self.replicas.insert(chat, replica);
+        self.names.touch(chat);
         let invited: Vec<PublicKey> = members.iter().copied().filter(|m| *m != me).collect();
         let push_to: Vec<(PublicKey, Vec<SignedChange>)> = invited
             .iter()

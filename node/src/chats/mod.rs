@@ -5,6 +5,7 @@
 //! in-memory view never runs ahead of what is on disk.
 
 mod local;
+mod names;
 mod requests;
 mod views;
 
@@ -72,6 +73,8 @@ pub(crate) struct Chats {
     store: Store,
     requests: Requests,
     replicas: HashMap<ChatId, ChatReplica>,
+    /// Group name → chat ids, for finding a group by name.
+    names: names::GroupNames,
     /// Read receipts already queued this run (the queue itself is on disk).
     read_receipts_queued: std::collections::HashSet<(ChatId, MessageId)>,
 }
@@ -83,6 +86,7 @@ impl Chats {
             requests: Requests::open(store.handle())?,
             store,
             replicas: HashMap::new(),
+            names: Default::default(),
             read_receipts_queued: Default::default(),
         })
     }
@@ -135,6 +139,8 @@ impl Chats {
     /// reloads exactly what is on disk.
     pub(crate) fn evict(&mut self, chat: &ChatId) {
         self.replicas.remove(chat);
+        // What is on disk may name the group otherwise.
+        self.names.touch(*chat);
     }
 
     /// The direct chat with `peer`, created (and persisted) if new.
@@ -217,6 +223,8 @@ impl Chats {
         now_ms: i64,
         unflushed: &mut Unflushed,
     ) -> Result<(), StoreError> {
+        // A received change may rename a group (or create one).
+        self.names.touch(chat);
         if !self.exists(&chat)? {
             unflushed.touched.push(chat);
             if let Some(ingested) =
@@ -425,6 +433,7 @@ impl Chats {
         )?;
         self.requests.remove(chat)?;
         self.store.flush().await?;
+        // Also marks the name index stale for the new chat.
         self.evict(chat);
         let messages = self
             .replica(chat)?

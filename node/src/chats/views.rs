@@ -147,25 +147,6 @@ impl Chats {
         Ok(())
     }
 
-    /// The groups named `name`, from their metadata alone (no messages are
-    /// read).
-    pub(crate) fn groups_named(&mut self, name: &str) -> Result<Vec<ChatId>, StoreError> {
-        let mut found = Vec::new();
-        for (id, kind) in self.chat_ids()? {
-            if !kind.is_group() {
-                continue;
-            }
-            let named = self
-                .replica(&id)?
-                .and_then(|r| r.group_info())
-                .is_some_and(|info| info.name == name);
-            if named {
-                found.push(id);
-            }
-        }
-        Ok(found)
-    }
-
     pub(crate) fn summaries(&mut self) -> Result<Vec<ChatSummary>, StoreError> {
         let me = self.me.public();
         let mut out = Vec::new();
