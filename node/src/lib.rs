@@ -1,9 +1,12 @@
 //! meshchat's runtime. One actor task owns the libp2p swarm and the sled
-//! store; a cloneable [`Node`] handle is the whole Rust API. The daemon's
-//! local control API ([`control`]) exposes the same operations to the CLI.
+//! store; a cloneable [`Node`] handle and its sub-handles ([`api`]:
+//! `node.chats()`, `.groups()`, `.contacts()`, `.profiles()`, `.files()`,
+//! `.network()`) are the whole Rust API, each operation with its own error
+//! type. The daemon's local control API ([`control`]) exposes the same
+//! operations to the CLI, one request per operation.
 
 mod actor;
-mod api;
+pub mod api;
 mod behaviour;
 pub mod blobs;
 mod chats;
@@ -28,7 +31,7 @@ mod store;
 pub mod transport;
 
 pub use actor::{spawn, spawn_with};
-pub use api::{Event, Node, NodeError, RelayMetrics, Sent, SpawnError, Status};
+pub use api::{Event, Node, RelayMetrics, Sent, SpawnError, Status};
 pub use behaviour::BehaviourError;
 pub use chats::{
     ChatOp, ChatSummary, ExportSummary, HistoryEntry, MessageInfo, OpOutcome, RecipientState,

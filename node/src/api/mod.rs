@@ -1,5 +1,25 @@
-//! The public surface of a running node: the cloneable [`Node`] handle, its
-//! typed errors and the events it emits.
+//! The public surface of a running node: the cloneable [`Node`] handle, the
+//! events it emits, and its sub-handles, grouped as a user looks for them:
+//!
+//! - [`Node::chats`] ([`Chats`]): find, write, read and export chats.
+//! - [`Node::groups`] ([`Groups`]): create and administer groups.
+//! - [`Node::contacts`] ([`Contacts`]): contacts, blocking, invites, message requests.
+//! - [`Node::profiles`] ([`Profiles`]): profiles, pictures, presence.
+//! - [`Node::files`] ([`Files`]): media, blobs and tickets.
+//! - [`Node::network`] ([`Network`]): status, dial, disconnect, gossip scores.
+//!
+//! Every operation has its own error enum saying what went wrong and what
+//! to do; they share [`Stopped`] and [`StorageError`] through `#[from]`.
+//! Each handle is a borrowed view: `node.chats().send(chat, "hi")` costs
+//! nothing beyond the message to the actor.
+
+mod chats;
+mod contacts;
+mod errors;
+mod files;
+mod groups;
+mod network;
+mod profiles;
 
 use std::sync::Arc;
 
@@ -8,10 +28,26 @@ use meshchat_crdt::{ChatId, GroupInfo, Message, MessageId, PublicKey};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
 
-use crate::{
+pub use self::{
     chats::{
-        ChatOp, ChatSummary, ExportSummary, HistoryEntry, MessageInfo, OpOutcome, RequestSummary,
+        Chats, DeleteError, DirectChatError, EditError, ExportError, HistoryError,
+        MessageInfoError, ReactError, ResolveError, SendError, TypingError,
     },
+    contacts::{AddContactError, Contacts, RequestError},
+    errors::{ErrorCode, NotEd25519, PeerError, ReadError, StorageError, Stopped},
+    files::{
+        ExportBlobError, FetchBlobError, FetchFileError, FetchTicketError, Files, ImportError,
+        SendFileError,
+    },
+    groups::{
+        CreateGroupError, GroupInfoError, Groups, LeaveError, MemberError, RenameError,
+        SettingsError,
+    },
+    network::{DialError, Network},
+    profiles::{Profiles, SavePictureError, SavedPicture, SetPrivacyError, SetProfileError},
+};
+use crate::{
+    chats::{ChatOp, ChatSummary, ExportSummary, HistoryEntry, MessageInfo, OpOutcome},
     data_dir::DataDirError,
     store::{Contact, DeliveryState, StoreError},
 };
@@ -223,10 +259,10 @@ pub struct Sent {
     pub message: Message,
 }
 
-/// An operation on a running node failed.
+/// What the actor answers a command with. Never public: each sub-handle
+/// sorts it into its operation's own error (see [`errors`]).
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum NodeError {
+pub(crate) enum NodeError {
     /// The node has shut down.
     #[error("the node has shut down")]
     ActorDropped,
@@ -245,12 +281,9 @@ pub enum NodeError {
     /// Storage failed (disk full, I/O error): nothing was acknowledged.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
-    /// A file could not be written (export).
+    /// A file could not be written (export), or a flush failed.
     #[error("{0}")]
     Io(String),
-    /// A file is larger than this node accepts.
-    #[error(transparent)]
-    Blob(crate::blobs::BlobError),
 }
 
 /// The node could not start.
@@ -399,207 +432,34 @@ impl Node {
         self.events.subscribe()
     }
 
-    /// Writes `text` into `chat`. Returns once it is durably stored locally
-    /// (state `pending`); delivery proceeds in the background.
-    pub async fn send(&self, chat: ChatId, text: impl Into<String>) -> Result<Sent, NodeError> {
-        let op = ChatOp::Send {
-            text: text.into(),
-            reply_to: None,
-        };
-        let outcome = self.op(chat, op).await?;
-        let message = outcome
-            .message
-            .ok_or_else(|| NodeError::Invalid("send produced no message".into()))?;
-        Ok(Sent { chat, message })
+    /// Chats: find, write, read, export.
+    pub fn chats(&self) -> Chats<'_> {
+        Chats::new(self)
     }
 
-    /// Performs an operation on a chat (send, reply, edit, delete, react, or
-    /// group administration). Returns once it is durably stored locally.
-    pub async fn op(&self, chat: ChatId, op: ChatOp) -> Result<OpOutcome, NodeError> {
-        self.call(|reply| Command::Op { chat, op, reply }).await
+    /// Groups: create, read, administer.
+    pub fn groups(&self) -> Groups<'_> {
+        Groups::new(self)
     }
 
-    /// Creates a group with this node as its admin and `members` invited.
-    pub async fn create_group(
-        &self,
-        name: impl Into<String>,
-        members: Vec<PeerId>,
-    ) -> Result<ChatId, NodeError> {
-        let name = name.into();
-        let members = members
-            .iter()
-            .map(|p| {
-                crate::keys::public_key_of(p)
-                    .ok_or_else(|| NodeError::Invalid(format!("{p} is not an Ed25519 peer id")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.call(|reply| Command::CreateGroup {
-            name,
-            members,
-            reply,
-        })
-        .await
+    /// Contacts, blocking, invites and message requests.
+    pub fn contacts(&self) -> Contacts<'_> {
+        Contacts::new(self)
     }
 
-    /// A group's name, members, roles and settings.
-    pub async fn group_info(&self, chat: ChatId) -> Result<GroupInfo, NodeError> {
-        self.call(|reply| Command::GroupInfo { chat, reply }).await
+    /// Profiles and presence.
+    pub fn profiles(&self) -> Profiles<'_> {
+        Profiles::new(self)
     }
 
-    /// Where one of your messages stands, per recipient, with relay custody.
-    pub async fn message_info(
-        &self,
-        chat: ChatId,
-        message: MessageId,
-    ) -> Result<MessageInfo, NodeError> {
-        self.call(|reply| Command::MessageInfo {
-            chat,
-            message,
-            reply,
-        })
-        .await
+    /// Media: files in chats, blobs, tickets.
+    pub fn files(&self) -> Files<'_> {
+        Files::new(self)
     }
 
-    /// Writes the chat's Automerge documents and a transcript into `dir`.
-    pub async fn export(
-        &self,
-        chat: ChatId,
-        dir: impl Into<std::path::PathBuf>,
-    ) -> Result<ExportSummary, NodeError> {
-        let dir = dir.into();
-        self.call(|reply| Command::Export { chat, dir, reply })
-            .await
-    }
-
-    /// Closes every connection to `peer` (it may reconnect later).
-    pub async fn disconnect(&self, peer: PeerId) -> Result<(), NodeError> {
-        self.call(|reply| Command::Disconnect { peer, reply }).await
-    }
-
-    /// The direct chat with `peer`, created if new.
-    pub async fn direct_chat(&self, peer: PeerId) -> Result<ChatId, NodeError> {
-        let peer = crate::keys::public_key_of(&peer)
-            .ok_or_else(|| NodeError::Invalid(format!("{peer} is not an Ed25519 peer id")))?;
-        self.call(|reply| Command::DirectChat { peer, reply }).await
-    }
-
-    /// Finds a chat by chat id, peer id or contact name (creating the direct
-    /// chat with a peer or contact if needed).
-    pub async fn resolve(&self, query: impl Into<String>) -> Result<ChatId, NodeError> {
-        let query = query.into();
-        self.call(|reply| Command::Resolve { query, reply }).await
-    }
-
-    /// Adds or updates a contact. Addresses are merged with known ones.
-    pub async fn add_contact(
-        &self,
-        peer: PeerId,
-        name: Option<String>,
-        addrs: Vec<Multiaddr>,
-    ) -> Result<Contact, NodeError> {
-        self.add_contact_with_relays(peer, name, addrs, Vec::new())
-            .await
-    }
-
-    /// Adds or updates a contact, with the relays that hold its mail while
-    /// it is offline (each address ending in `/p2p/<RELAY>`).
-    pub async fn add_contact_with_relays(
-        &self,
-        peer: PeerId,
-        name: Option<String>,
-        addrs: Vec<Multiaddr>,
-        relays: Vec<Multiaddr>,
-    ) -> Result<Contact, NodeError> {
-        let contact = self
-            .call(|reply| Command::AddContact {
-                peer,
-                name,
-                addrs,
-                relays,
-                reply,
-            })
-            .await;
-        self.media_contacts_changed().await;
-        contact
-    }
-
-    /// All contacts.
-    pub async fn contacts(&self) -> Result<Vec<Contact>, NodeError> {
-        self.call(|reply| Command::Contacts { reply }).await
-    }
-
-    /// Message requests waiting for the user: strangers who wrote, and
-    /// groups someone who is not a contact added this node to. Newest first.
-    pub async fn requests(&self) -> Result<Vec<RequestSummary>, NodeError> {
-        use crate::actor::RequestCommand;
-        self.call(|reply| Command::Requests(RequestCommand::List { reply }))
-            .await
-    }
-
-    /// Accepts a message request: the chat is created with what was kept,
-    /// and from now on its messages arrive like any other.
-    pub async fn accept_request(&self, chat: ChatId) -> Result<(), NodeError> {
-        use crate::actor::RequestCommand;
-        self.call(|reply| Command::Requests(RequestCommand::Accept { chat, reply }))
-            .await
-    }
-
-    /// Deletes a message request, and with `block` blocks its sender.
-    pub async fn delete_request(&self, chat: ChatId, block: bool) -> Result<(), NodeError> {
-        use crate::actor::RequestCommand;
-        self.call(|reply| Command::Requests(RequestCommand::Delete { chat, block, reply }))
-            .await
-    }
-
-    /// All chats, most recent first.
-    pub async fn chats(&self) -> Result<Vec<ChatSummary>, NodeError> {
-        self.call(|reply| Command::Chats { reply }).await
-    }
-
-    /// A chat's messages, oldest first; the newest `limit` if given. Marks
-    /// the chat read (the user is looking at it).
-    pub async fn history(
-        &self,
-        chat: ChatId,
-        limit: Option<usize>,
-    ) -> Result<Vec<HistoryEntry>, NodeError> {
-        self.call(|reply| Command::History {
-            chat,
-            limit,
-            mark_read: true,
-            reply,
-        })
-        .await
-    }
-
-    /// A chat's messages, without marking it read.
-    pub async fn history_quiet(&self, chat: ChatId) -> Result<Vec<HistoryEntry>, NodeError> {
-        self.call(|reply| Command::History {
-            chat,
-            limit: None,
-            mark_read: false,
-            reply,
-        })
-        .await
-    }
-
-    /// The node's state.
-    pub async fn status(&self) -> Result<Status, NodeError> {
-        self.call(|reply| Command::Status { reply }).await
-    }
-
-    /// Connects to an address (ending in `/p2p/<PEER_ID>` to check who answers).
-    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
-        self.call(|reply| Command::Dial { addr, reply }).await
-    }
-
-    /// `peer`'s gossipsub score as this node sees it (0 for a peer it knows
-    /// nothing about; `None` if scoring were off). Below
-    /// [`crate::scoring::GRAYLIST_THRESHOLD`] the peer is ignored on every
-    /// group topic.
-    pub async fn gossip_score(&self, peer: PeerId) -> Result<Option<f64>, NodeError> {
-        self.call(|reply| Command::GossipScore { peer, reply })
-            .await
+    /// Connections: status, dial, disconnect, gossip scores.
+    pub fn network(&self) -> Network<'_> {
+        Network::new(self)
     }
 
     /// Stops the node: flushes the database, closes connections, releases the

@@ -8,7 +8,10 @@ use std::collections::HashSet;
 use meshchat_crdt::{Attachment, ChatId, ChatKind, Message, PublicKey};
 
 use super::{access::Access, iroh_hash, policy::ChatShape};
-use crate::{api::Node, keys::public_key_of, NodeError};
+use crate::{
+    api::{Command, Node, NodeError},
+    keys::public_key_of,
+};
 
 /// A message with a file, as the index saw it.
 #[derive(Debug, Clone)]
@@ -24,7 +27,7 @@ pub(crate) async fn chat_of(
     node: &Node,
     chat: ChatId,
 ) -> Result<(ChatShape, HashSet<PublicKey>), NodeError> {
-    match node.group_info(chat).await {
+    match node.call(|reply| Command::GroupInfo { chat, reply }).await {
         Ok(info) => {
             let me = public_key_of(&node.peer_id());
             let added_me = info
@@ -41,7 +44,7 @@ pub(crate) async fn chat_of(
         Err(NodeError::NotFound(_)) => {}
         Err(e) => return Err(e),
     }
-    let summaries = node.chats().await?;
+    let summaries = node.call(|reply| Command::Chats { reply }).await?;
     let summary = summaries
         .iter()
         .find(|s| s.id == chat)
@@ -82,7 +85,15 @@ pub(crate) async fn refresh_chat(
     let mut files = Vec::new();
     let mut refs = HashSet::new();
     // History leaves out blocked authors' messages: they reference nothing.
-    for entry in node.history_quiet(chat).await? {
+    let history = node
+        .call(|reply| Command::History {
+            chat,
+            limit: None,
+            mark_read: false,
+            reply,
+        })
+        .await?;
+    for entry in history {
         if let Some(attachment) = entry.message.attachment.clone() {
             refs.insert((iroh_hash(&attachment.hash), entry.message.author));
             files.push(FileMessage {
@@ -104,7 +115,7 @@ pub(crate) async fn refresh_all(
 ) -> Result<Vec<FileMessage>, NodeError> {
     refresh_people(node, access).await?;
     let mut files = Vec::new();
-    for summary in node.chats().await? {
+    for summary in node.call(|reply| Command::Chats { reply }).await? {
         files.extend(refresh_chat(node, access, summary.id).await?);
     }
     Ok(files)
@@ -114,7 +125,7 @@ pub(crate) async fn refresh_all(
 pub(crate) async fn refresh_people(node: &Node, access: &Access) -> Result<(), NodeError> {
     let mut contacts = HashSet::new();
     let mut blocked = HashSet::new();
-    for contact in node.contacts().await? {
+    for contact in node.call(|reply| Command::Contacts { reply }).await? {
         let Some(key) = public_key_of(&contact.peer) else {
             continue;
         };

@@ -11,7 +11,6 @@
 //! - `service`: the endpoint, store, downloader and router.
 //! - `start`: the service and, on a relay, the relay cache beside it.
 //! - `task`: follows the node's events: access index, auto-download, retries.
-//! - `api`: the `Node` methods (`send_file`, `fetch_file`, `share`, ...).
 //! - `policy`: who a file comes from, and when it downloads by itself.
 //! - `save`: writing a file to the user's disk under a safe name.
 //! - `share`: tickets, for files shared outside chats.
@@ -21,19 +20,18 @@
 //! [`crate::control`].
 
 mod access;
-mod api;
 mod auto;
 pub mod config;
-mod endpoint;
-mod fetch;
-mod index;
-mod media;
+pub(crate) mod endpoint;
+pub(crate) mod fetch;
+pub(crate) mod index;
+pub(crate) mod media;
 mod policy;
 pub(crate) mod relay_cache;
 pub(crate) mod relay_proof;
-mod save;
-mod service;
-mod share;
+pub(crate) mod save;
+pub(crate) mod service;
+pub(crate) mod share;
 mod start;
 mod task;
 
@@ -112,11 +110,11 @@ pub struct TicketFiles {
     pub files: Vec<(PathBuf, u64)>,
 }
 
-fn blob_hash(hash: iroh_blobs::Hash) -> meshchat_crdt::BlobHash {
+pub(crate) fn blob_hash(hash: iroh_blobs::Hash) -> meshchat_crdt::BlobHash {
     meshchat_crdt::BlobHash::from_bytes(*hash.as_bytes())
 }
 
-fn iroh_hash(hash: &meshchat_crdt::BlobHash) -> iroh_blobs::Hash {
+pub(crate) fn iroh_hash(hash: &meshchat_crdt::BlobHash) -> iroh_blobs::Hash {
     iroh_blobs::Hash::from_bytes(*hash.as_bytes())
 }
 

@@ -248,7 +248,7 @@ impl State {
         else {
             return;
         };
-        let Ok(info) = node.message_info(chat, message).await else {
+        let Ok(info) = node.chats().message_info(chat, message).await else {
             return;
         };
         let Some(attachment) = info.message.attachment.map(|a| *a) else {

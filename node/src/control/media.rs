@@ -1,8 +1,8 @@
-//! The control API's media calls (`send_file`, `fetch_file`, `share`,
-//! `fetch_ticket`, `auto_download`), kept apart from the other calls.
+//! The control API's media calls (`files_*`: `node.files()`), kept apart
+//! from the other calls.
 
 use super::{
-    resolve::resolve_message,
+    resolve::{resolve_chat, resolve_message},
     wire::{to_json, ControlError, ControlRequest},
 };
 use crate::{api::Node, blobs::SaveOptions};
@@ -12,33 +12,31 @@ pub(super) async fn call(
     node: &Node,
     request: ControlRequest,
 ) -> Result<serde_json::Value, ControlError> {
+    let files = node.files();
     match request {
-        ControlRequest::SendFile { to, path, caption } => {
-            let chat = node.resolve(to).await?;
-            to_json(
-                node.send_file(chat, path, caption.unwrap_or_default())
-                    .await?,
-            )
+        ControlRequest::FilesSend { to, path, caption } => {
+            let chat = resolve_chat(node, to).await?;
+            to_json(files.send(chat, path, caption.unwrap_or_default()).await?)
         }
-        ControlRequest::FetchFile {
+        ControlRequest::FilesFetch {
             chat,
             message,
             out,
             overwrite,
             allow_hidden,
         } => {
-            let chat = node.resolve(chat).await?;
+            let chat = resolve_chat(node, chat).await?;
             let message = resolve_message(node, chat, &message).await?;
             let save = SaveOptions {
                 overwrite,
                 allow_hidden,
             };
-            to_json(node.fetch_file_with(chat, message, out, save).await?)
+            to_json(files.fetch_with(chat, message, out, save).await?)
         }
-        ControlRequest::Share { path } => {
-            to_json(serde_json::json!({ "ticket": node.share(path).await? }))
+        ControlRequest::FilesShare { path } => {
+            to_json(serde_json::json!({ "ticket": files.share(path).await? }))
         }
-        ControlRequest::FetchTicket {
+        ControlRequest::FilesFetchTicket {
             ticket,
             out,
             overwrite,
@@ -48,13 +46,12 @@ pub(super) async fn call(
                 overwrite,
                 allow_hidden,
             };
-            to_json(node.fetch_ticket_with(&ticket, out, save).await?)
+            to_json(files.fetch_ticket_with(&ticket, out, save).await?)
         }
-        ControlRequest::AutoDownload { set } => {
-            if let Some(policy) = set {
-                node.set_auto_download(policy);
-            }
-            to_json(node.auto_download())
+        ControlRequest::FilesAutoDownload => to_json(files.auto_download()),
+        ControlRequest::FilesSetAutoDownload { set } => {
+            files.set_auto_download(set);
+            to_json(files.auto_download())
         }
         _ => Err(ControlError::new("bad_request", "not a media call")),
     }

@@ -11,5 +11,5 @@ mod wire;
 pub use client::{ClientError, ControlClient, EventStream, WatchItem};
 pub use server::{bind, serve};
 pub use wire::{
-    ControlError, ControlRequest, GroupUpdate, RequestLine, ResponseLine, MAX_LINE_BYTES,
+    ControlError, ControlRequest, RequestLine, ResponseLine, MAX_LINE_BYTES,
 };

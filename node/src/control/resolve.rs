@@ -1,35 +1,39 @@
-//! What a caller names, resolved: a peer by PeerId or contact name, a
-//! message by id prefix, a message request by chat id prefix or sender.
+//! What a caller names, resolved: a chat by id, peer, contact or group name
+//! (`chats().resolve`, which looks names up in an index), a peer by PeerId
+//! or contact name, a message by id prefix, a message request by chat id
+//! prefix or sender.
 
-use meshchat_crdt::{ChatId, MessageId, PublicKey};
+use meshchat_crdt::{ChatId, MessageId};
 
 use super::wire::ControlError;
-use crate::{
-    api::{Node, NodeError},
-    PeerId,
-};
+use crate::{api::Node, PeerId};
+
+/// A chat by chat id, PeerId, contact name or group name.
+pub(super) async fn resolve_chat(node: &Node, query: String) -> Result<ChatId, ControlError> {
+    Ok(node.chats().resolve(query).await?)
+}
 
 /// A peer by PeerId or contact name.
 pub(super) async fn resolve_peer(node: &Node, query: &str) -> Result<PeerId, ControlError> {
     if let Ok(peer) = query.parse::<PeerId>() {
         return Ok(peer);
     }
-    let contacts = node.contacts().await?;
+    let contacts = node.contacts().list().await?;
     let matches: Vec<_> = contacts
         .iter()
         .filter(|c| c.name.as_deref() == Some(query))
         .collect();
     match matches.as_slice() {
         [one] => Ok(one.peer),
-        [] => Err(NodeError::NotFound(query.to_owned()).into()),
-        _ => Err(NodeError::Ambiguous(query.to_owned()).into()),
+        [] => Err(ControlError::new(
+            "not_found",
+            format!("no contact is called {query:?}; see `meshchat contacts`, or use a peer id"),
+        )),
+        _ => Err(ControlError::new(
+            "ambiguous",
+            format!("{query:?} matches more than one contact; use the peer id"),
+        )),
     }
-}
-
-pub(super) async fn resolve_key(node: &Node, query: &str) -> Result<PublicKey, ControlError> {
-    let peer = resolve_peer(node, query).await?;
-    crate::keys::public_key_of(&peer)
-        .ok_or_else(|| NodeError::Invalid(format!("{peer} is not an Ed25519 peer id")).into())
 }
 
 /// A message of `chat` by full id or unique prefix (as `history` shows them).
@@ -41,7 +45,7 @@ pub(super) async fn resolve_message(
     if let Ok(id) = query.parse::<MessageId>() {
         return Ok(id);
     }
-    let history = node.history_quiet(chat).await?;
+    let history = node.chats().history_quiet(chat).await?;
     let matches: Vec<MessageId> = history
         .iter()
         .map(|e| e.message.id)
@@ -49,15 +53,21 @@ pub(super) async fn resolve_message(
         .collect();
     match matches.as_slice() {
         [one] => Ok(*one),
-        [] => Err(NodeError::NotFound(format!("message {query}")).into()),
-        _ => Err(NodeError::Ambiguous(format!("message {query}")).into()),
+        [] => Err(ControlError::new(
+            "not_found",
+            format!("no message {query} in this chat; see `meshchat history`"),
+        )),
+        _ => Err(ControlError::new(
+            "ambiguous",
+            format!("message {query} matches more than one message; give more of its id"),
+        )),
     }
 }
 
 /// The message request `query` names: its chat id or a unique prefix of it,
 /// or its sender's PeerId.
-pub(super) async fn request_chat(node: &Node, query: &str) -> Result<ChatId, NodeError> {
-    let requests = node.requests().await?;
+pub(super) async fn request_chat(node: &Node, query: &str) -> Result<ChatId, ControlError> {
+    let requests = node.contacts().requests().await?;
     let matches: Vec<_> = requests
         .iter()
         .filter(|r| {
@@ -67,12 +77,16 @@ pub(super) async fn request_chat(node: &Node, query: &str) -> Result<ChatId, Nod
         .collect();
     match matches[..] {
         [one] => Ok(one.chat),
-        [] => Err(NodeError::NotFound(format!(
-            "no message request matches {query:?} (see `meshchat requests`)"
-        ))),
-        _ => Err(NodeError::Invalid(format!(
-            "{query:?} matches {} requests; give more of the chat id",
-            matches.len()
-        ))),
+        [] => Err(ControlError::new(
+            "not_found",
+            format!("no message request matches {query:?} (see `meshchat requests`)"),
+        )),
+        _ => Err(ControlError::new(
+            "invalid",
+            format!(
+                "{query:?} matches {} requests; give more of the chat id",
+                matches.len()
+            ),
+        )),
     }
 }

@@ -4,7 +4,7 @@
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
-use crate::api::NodeError;
+use crate::api::ErrorCode;
 
 /// Longest request line accepted, in bytes.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
@@ -18,14 +18,33 @@ pub struct RequestLine {
     pub request: ControlRequest,
 }
 
-/// The calls.
+/// The calls: one per operation of the [`crate::Node`] sub-handles, named
+/// `<handle>_<operation>` (`chats_send` is `node.chats().send`), plus the
+/// server's own `watch` and `shutdown`. Where a call names a chat or a peer
+/// by a string, the server resolves it first (`chats().resolve`, contact
+/// names). Old method names are accepted as aliases.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", content = "params", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ControlRequest {
-    /// Node status: `Status`.
-    Status,
-    /// Add or update a contact: `Contact`.
+    // ----- network() -----
+    /// `network().status`: `Status`.
+    #[serde(alias = "status")]
+    NetworkStatus,
+    /// `network().dial`: `null`.
+    #[serde(alias = "dial")]
+    NetworkDial {
+        /// The address.
+        addr: Multiaddr,
+    },
+    /// `network().disconnect`: `null`.
+    NetworkDisconnect {
+        /// PeerId or contact name.
+        peer: String,
+    },
+
+    // ----- contacts() -----
+    /// `contacts().add_with_relays`: `Contact`.
     ContactsAdd {
         /// Their PeerId.
         peer: PeerId,
@@ -39,25 +58,57 @@ pub enum ControlRequest {
         #[serde(default)]
         relays: Vec<Multiaddr>,
     },
-    /// All contacts: `[Contact]`.
+    /// `contacts().add_from_invite`: `Contact`.
+    ContactsAddInvite {
+        /// The `MC1:…` string.
+        invite: String,
+        /// A name for them (default: the name in the invite).
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// `contacts().list`: `[Contact]`.
     ContactsList,
-    /// Message requests waiting for an answer, newest first: `[RequestSummary]`.
-    Requests,
-    /// Accept a message request (the chat is created): `{"chat": id}`.
-    RequestsAccept {
+    /// `contacts().remove` (chats stay): `{"removed": bool}`.
+    ContactsRemove {
+        /// PeerId or contact name.
+        peer: String,
+    },
+    /// `contacts().set_blocked`: `null`.
+    ContactsBlock {
+        /// PeerId or contact name.
+        peer: String,
+        /// Block (true) or unblock (false).
+        blocked: bool,
+    },
+    /// `contacts().invite`: `{"invite": "MC1:…", "peer", "name", "addrs", "relays"}`.
+    #[serde(alias = "invite")]
+    ContactsInvite,
+    /// `contacts().requests`, newest first: `[RequestSummary]`.
+    #[serde(alias = "requests")]
+    ContactsRequests,
+    /// `contacts().accept_request` (the chat is created): `{"chat": id}`.
+    #[serde(alias = "requests_accept")]
+    ContactsAcceptRequest {
         /// The request's chat id (or a unique prefix), or its sender's PeerId.
         chat: String,
     },
-    /// Delete a message request: `{"chat": id}`.
-    RequestsDelete {
+    /// `contacts().delete_request`: `{"chat": id}`.
+    #[serde(alias = "requests_delete")]
+    ContactsDeleteRequest {
         /// The request's chat id (or a unique prefix), or its sender's PeerId.
         chat: String,
         /// Also block the sender.
         #[serde(default)]
         block: bool,
     },
-    /// Send a message: `Sent`.
-    Send {
+
+    // ----- chats() -----
+    /// `chats().list`: `[ChatSummary]`.
+    #[serde(alias = "chats")]
+    ChatsList,
+    /// `chats().send`, or with `reply_to` `chats().reply`: `Sent`.
+    #[serde(alias = "send")]
+    ChatsSend {
         /// A chat id, peer id, contact name or group name.
         to: String,
         /// The text.
@@ -66,8 +117,9 @@ pub enum ControlRequest {
         #[serde(default)]
         reply_to: Option<String>,
     },
-    /// Edit your message: `OpResult`.
-    Edit {
+    /// `chats().edit`: `OpResult`.
+    #[serde(alias = "edit")]
+    ChatsEdit {
         /// The chat.
         chat: String,
         /// Message id or unique prefix.
@@ -75,15 +127,17 @@ pub enum ControlRequest {
         /// New text.
         text: String,
     },
-    /// Delete a message for everyone: `OpResult`.
-    Delete {
+    /// `chats().delete`, for everyone: `OpResult`.
+    #[serde(alias = "delete")]
+    ChatsDelete {
         /// The chat.
         chat: String,
         /// Message id or unique prefix.
         message: String,
     },
-    /// React to a message (empty emoji removes your reaction): `OpResult`.
-    React {
+    /// `chats().react` (empty emoji removes your reaction): `OpResult`.
+    #[serde(alias = "react")]
+    ChatsReact {
         /// The chat.
         chat: String,
         /// Message id or unique prefix.
@@ -91,57 +145,104 @@ pub enum ControlRequest {
         /// The emoji.
         emoji: String,
     },
-    /// Create a group: `{"chat": id}`.
-    GroupCreate {
-        /// Its name.
-        name: String,
-        /// Members: peer ids or contact names.
-        #[serde(default)]
-        members: Vec<String>,
-    },
-    /// Administer a group: `OpResult`.
-    GroupUpdate {
-        /// The group.
-        chat: String,
-        /// What to do.
-        update: GroupUpdate,
-    },
-    /// Where a message stands per recipient: `MessageInfo`.
-    MessageInfo {
+    /// `chats().typing`: `null`.
+    #[serde(alias = "typing")]
+    ChatsTyping {
         /// The chat.
         chat: String,
-        /// Message id or unique prefix.
-        message: String,
     },
-    /// A group's name, members, roles, settings: `GroupInfo`.
-    GroupInfo {
-        /// The group.
-        chat: String,
-    },
-    /// Write a chat's Automerge documents and a transcript: `ExportSummary`.
-    Export {
-        /// The chat.
-        chat: String,
-        /// Directory to write into (created if needed).
-        dir: std::path::PathBuf,
-    },
-    /// All chats: `[ChatSummary]`.
-    Chats,
-    /// A chat's messages: `[HistoryEntry]`.
-    History {
+    /// `chats().history`: `[HistoryEntry]`.
+    #[serde(alias = "history")]
+    ChatsHistory {
         /// A chat id, peer id or contact name.
         chat: String,
         /// Only the newest N.
         #[serde(default)]
         limit: Option<usize>,
     },
-    /// Connect to an address: `null`.
-    Dial {
-        /// The address.
-        addr: Multiaddr,
+    /// `chats().message_info`, where a message stands per recipient:
+    /// `MessageInfo`.
+    #[serde(alias = "message_info")]
+    ChatsMessageInfo {
+        /// The chat.
+        chat: String,
+        /// Message id or unique prefix.
+        message: String,
     },
-    /// Change your profile (`""` clears a field): `PeerProfile`.
-    ProfileSet {
+    /// `chats().export`, the Automerge documents and a transcript:
+    /// `ExportSummary`.
+    #[serde(alias = "export")]
+    ChatsExport {
+        /// The chat.
+        chat: String,
+        /// Directory to write into (created if needed).
+        dir: std::path::PathBuf,
+    },
+
+    // ----- groups() -----
+    /// `groups().create`: `{"chat": id}`.
+    #[serde(alias = "group_create")]
+    GroupsCreate {
+        /// Its name.
+        name: String,
+        /// Members: peer ids or contact names.
+        #[serde(default)]
+        members: Vec<String>,
+    },
+    /// `groups().info`, name, members, roles, settings: `GroupInfo`.
+    #[serde(alias = "group_info")]
+    GroupsInfo {
+        /// The group.
+        chat: String,
+    },
+    /// `groups().add_member`: `OpResult`.
+    GroupsAddMember {
+        /// The group.
+        chat: String,
+        /// PeerId or contact name.
+        peer: String,
+    },
+    /// `groups().remove_member`: `OpResult`.
+    GroupsRemoveMember {
+        /// The group.
+        chat: String,
+        /// PeerId or contact name.
+        peer: String,
+    },
+    /// `groups().set_role` (promote to `admin`, demote to `member`): `OpResult`.
+    GroupsSetRole {
+        /// The group.
+        chat: String,
+        /// PeerId or contact name.
+        peer: String,
+        /// `admin` or `member`.
+        role: meshchat_crdt::Role,
+    },
+    /// `groups().rename`: `OpResult`.
+    GroupsRename {
+        /// The group.
+        chat: String,
+        /// The new name.
+        name: String,
+    },
+    /// `groups().set_history_for_new_members`: `OpResult`.
+    GroupsSetHistoryForNewMembers {
+        /// The group.
+        chat: String,
+        /// On or off.
+        on: bool,
+    },
+    /// `groups().leave`: `OpResult`.
+    GroupsLeave {
+        /// The group.
+        chat: String,
+    },
+
+    // ----- profiles() -----
+    /// `profiles().set`, or with `avatar_path` `profiles().set_with_picture`
+    /// (`""` clears a field): `PeerProfile`.
+    #[serde(alias = "profile_set")]
+    ProfilesSet {
         /// Display name.
         #[serde(default)]
         name: Option<String>,
@@ -155,61 +256,42 @@ pub enum ControlRequest {
         #[serde(default)]
         avatar_path: Option<std::path::PathBuf>,
     },
-    /// Download a profile picture (yours when `peer` is absent) to `out`:
+    /// `profiles().get` (yours when `peer` is absent): `PeerProfile` or `null`.
+    #[serde(alias = "profile_show")]
+    ProfilesGet {
+        /// PeerId or contact name.
+        #[serde(default)]
+        peer: Option<String>,
+    },
+    /// `profiles().save_picture` (yours when `peer` is absent) to `out`:
     /// `{hash, size, path}`.
-    ProfileAvatar {
+    #[serde(alias = "profile_avatar")]
+    ProfilesSavePicture {
         /// PeerId or contact name.
         #[serde(default)]
         peer: Option<String>,
         /// File to write.
         out: std::path::PathBuf,
     },
-    /// A profile (yours when `peer` is absent): `PeerProfile` or `null`.
-    ProfileShow {
-        /// PeerId or contact name.
-        #[serde(default)]
-        peer: Option<String>,
-    },
-    /// Your invite: `{"invite": "MC1:…", "peer", "name", "addrs", "relays"}`.
-    Invite,
-    /// Add a contact from an invite string: `Contact`.
-    ContactsAddInvite {
-        /// The `MC1:…` string.
-        invite: String,
-        /// A name for them (default: the name in the invite).
-        #[serde(default)]
-        name: Option<String>,
-    },
-    /// Remove a contact (chats stay): `{"removed": bool}`.
-    ContactsRemove {
+    /// `profiles().last_seen`, online or when last seen: `LastSeen`.
+    #[serde(alias = "last_seen")]
+    ProfilesLastSeen {
         /// PeerId or contact name.
         peer: String,
     },
-    /// Block or unblock a peer: `null`.
-    ContactsBlock {
-        /// PeerId or contact name.
-        peer: String,
-        /// Block (true) or unblock (false).
-        blocked: bool,
-    },
-    /// Online, or when last seen: `LastSeen`.
-    LastSeen {
-        /// PeerId or contact name.
-        peer: String,
-    },
-    /// Read (and with `last_seen`, change) privacy: `{"last_seen": …}`.
-    Privacy {
+    /// `profiles().last_seen_privacy`: `{"last_seen": …}`.
+    ProfilesLastSeenPrivacy,
+    /// `profiles().set_last_seen_privacy`: `{"last_seen": …}` (the setting
+    /// after the call).
+    ProfilesSetLastSeenPrivacy {
         /// `everyone`, `contacts` or `nobody`.
-        #[serde(default)]
-        last_seen: Option<crate::LastSeenPrivacy>,
+        last_seen: crate::LastSeenPrivacy,
     },
-    /// Tell a chat's connected members you are typing: `null`.
-    Typing {
-        /// The chat.
-        chat: String,
-    },
-    /// Send a file into a chat: `Sent`.
-    SendFile {
+
+    // ----- files() -----
+    /// `files().send`, a file into a chat: `Sent`.
+    #[serde(alias = "send_file")]
+    FilesSend {
         /// A chat id, peer id, contact name or group name.
         to: String,
         /// The file, as a path the daemon can read.
@@ -218,8 +300,9 @@ pub enum ControlRequest {
         #[serde(default)]
         caption: Option<String>,
     },
-    /// Fetch a message's file (and copy it to `out`): `Fetched`.
-    FetchFile {
+    /// `files().fetch_with`, a message's file (copied to `out`): `Fetched`.
+    #[serde(alias = "fetch_file")]
+    FilesFetch {
         /// The chat.
         chat: String,
         /// Message id or unique prefix.
@@ -234,13 +317,16 @@ pub enum ControlRequest {
         #[serde(default)]
         allow_hidden: bool,
     },
-    /// Share a file outside chats: `{"ticket": str}`.
-    Share {
+    /// `files().share`, a file outside chats: `{"ticket": str}`.
+    #[serde(alias = "share")]
+    FilesShare {
         /// The file.
         path: std::path::PathBuf,
     },
-    /// Download any iroh-blobs ticket into a folder: `TicketFiles`.
-    FetchTicket {
+    /// `files().fetch_ticket_with`, any iroh-blobs ticket into a folder:
+    /// `TicketFiles`.
+    #[serde(alias = "fetch_ticket")]
+    FilesFetchTicket {
         /// The ticket.
         ticket: String,
         /// The folder.
@@ -252,56 +338,20 @@ pub enum ControlRequest {
         #[serde(default)]
         allow_hidden: bool,
     },
-    /// Read (and with `set`, change) when received files download by
-    /// themselves: `AutoDownload`.
-    AutoDownload {
+    /// `files().auto_download`, when received files download by themselves:
+    /// `AutoDownload`.
+    FilesAutoDownload,
+    /// `files().set_auto_download`: `AutoDownload` (the policy after the call).
+    FilesSetAutoDownload {
         /// The new policy.
-        #[serde(default)]
-        set: Option<crate::blobs::AutoDownload>,
+        set: crate::blobs::AutoDownload,
     },
+
+    // ----- the server's own -----
     /// Turn this connection into an event stream: `{"event": Event}` lines.
     Watch,
     /// Stop the daemon: `null`.
     Shutdown,
-}
-
-/// A group administration step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum GroupUpdate {
-    /// Add a member (peer id or contact name).
-    Add {
-        /// Who.
-        peer: String,
-    },
-    /// Remove a member.
-    Remove {
-        /// Who.
-        peer: String,
-    },
-    /// Make a member an admin.
-    Promote {
-        /// Who.
-        peer: String,
-    },
-    /// Make an admin a plain member.
-    Demote {
-        /// Who.
-        peer: String,
-    },
-    /// Leave the group.
-    Leave,
-    /// Rename it.
-    Rename {
-        /// New name.
-        name: String,
-    },
-    /// Whether members added later receive older history.
-    HistoryForNewMembers {
-        /// On or off.
-        on: bool,
-    },
 }
 
 /// A response line: `{"id": 1, "result": …}` or `{"id": 1, "error": {…}}`.
@@ -342,20 +392,8 @@ pub(crate) fn to_json<T: Serialize>(value: T) -> Result<serde_json::Value, Contr
     serde_json::to_value(value).map_err(|e| ControlError::new("internal", e.to_string()))
 }
 
-impl From<NodeError> for ControlError {
-    fn from(e: NodeError) -> Self {
-        let code = match &e {
-            NodeError::ActorDropped => "shutting_down",
-            NodeError::NotFound(_) => "not_found",
-            NodeError::Ambiguous(_) => "ambiguous",
-            NodeError::Invalid(_) => "invalid",
-            NodeError::Write(_) => "write",
-            NodeError::Store(_) => "storage",
-            NodeError::Io(_) => "io",
-            NodeError::Blob(crate::blobs::BlobError::TooLarge { .. }) => "too_large",
-            NodeError::Blob(crate::blobs::BlobError::Exists(_)) => "exists",
-            NodeError::Blob(_) => "blob",
-        };
-        Self::new(code, e.to_string())
+impl<E: ErrorCode + std::fmt::Display> From<E> for ControlError {
+    fn from(e: E) -> Self {
+        Self::new(e.code(), e.to_string())
     }
 }
