@@ -27,7 +27,7 @@ pub(crate) async fn connect(dir: &DataDir) -> Result<ControlClient> {
 }
 
 pub(crate) async fn names(client: &mut ControlClient) -> Result<Names> {
-    let status: Status = client.call(ControlRequest::Status).await?;
+    let status: Status = client.call(ControlRequest::NetworkStatus).await?;
     let contacts: Vec<Contact> = client.call(ControlRequest::ContactsList).await?;
     Ok(Names::new(status.peer_id, &contacts))
 }
@@ -51,7 +51,7 @@ pub(crate) async fn id(dir: &DataDir, json: bool) -> Result<()> {
     let (peer, addrs, running) = match ControlClient::connect(dir.root(), &dir.socket_path()).await
     {
         Ok(mut client) => {
-            let status: Status = client.call(ControlRequest::Status).await?;
+            let status: Status = client.call(ControlRequest::NetworkStatus).await?;
             (status.peer_id, status.listen_addrs, true)
         }
         Err(ClientError::NoDaemon(_)) => {
@@ -86,7 +86,7 @@ pub(crate) async fn id(dir: &DataDir, json: bool) -> Result<()> {
 
 pub(crate) async fn status(dir: &DataDir, json: bool) -> Result<()> {
     let mut client = connect(dir).await?;
-    let status: Status = client.call(ControlRequest::Status).await?;
+    let status: Status = client.call(ControlRequest::NetworkStatus).await?;
     if json {
         return print_json(&status);
     }
@@ -183,7 +183,7 @@ pub(crate) async fn send(
 ) -> Result<()> {
     let mut client = connect(dir).await?;
     let sent: Sent = client
-        .call(ControlRequest::Send { to, text, reply_to })
+        .call(ControlRequest::ChatsSend { to, text, reply_to })
         .await?;
     if json {
         return print_json(&sent);
@@ -194,7 +194,7 @@ pub(crate) async fn send(
 
 pub(crate) async fn chats(dir: &DataDir, json: bool) -> Result<()> {
     let mut client = connect(dir).await?;
-    let chats: Vec<ChatSummary> = client.call(ControlRequest::Chats).await?;
+    let chats: Vec<ChatSummary> = client.call(ControlRequest::ChatsList).await?;
     if json {
         for chat in &chats {
             print_json(chat)?;
@@ -232,7 +232,7 @@ pub(crate) async fn chats(dir: &DataDir, json: bool) -> Result<()> {
         let online = match peer {
             Some(peer) => matches!(
                 client
-                    .call::<meshchat_node::LastSeen>(ControlRequest::LastSeen {
+                    .call::<meshchat_node::LastSeen>(ControlRequest::ProfilesLastSeen {
                         peer: peer.to_string()
                     })
                     .await,
@@ -267,7 +267,9 @@ pub(crate) async fn history(
     json: bool,
 ) -> Result<()> {
     let mut client = connect(dir).await?;
-    let entries: Vec<HistoryEntry> = client.call(ControlRequest::History { chat, limit }).await?;
+    let entries: Vec<HistoryEntry> = client
+        .call(ControlRequest::ChatsHistory { chat, limit })
+        .await?;
     if json {
         for entry in &entries {
             print_json(entry)?;
@@ -403,7 +405,7 @@ pub(crate) async fn export(
     let out = std::path::absolute(&out).unwrap_or(out);
     let mut client = connect(dir).await?;
     let summary: meshchat_node::ExportSummary = client
-        .call(ControlRequest::Export {
+        .call(ControlRequest::ChatsExport {
             chat,
             dir: out.clone(),
         })
@@ -426,7 +428,7 @@ pub(crate) async fn message_info(
 ) -> Result<()> {
     let mut client = connect(dir).await?;
     let info: meshchat_node::MessageInfo = client
-        .call(ControlRequest::MessageInfo { chat, message })
+        .call(ControlRequest::ChatsMessageInfo { chat, message })
         .await?;
     if json {
         return print_json(&info);

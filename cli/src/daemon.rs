@@ -36,7 +36,7 @@ pub(crate) async fn run(
         .with_context(|| format!("binding {}", dir.socket_path().display()))?;
     let cancel = CancellationToken::new();
     let server = tokio::spawn(control::serve(listener, node.clone(), cancel.clone()));
-    let status = node.status().await?;
+    let status = node.network().status().await?;
     if json {
         println!(
             "{}",

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use meshchat_node::{
-    crdt::ChatId, ChatOp, DataDir, DeliveryState, Event, HistoryEntry, Node, NodeConfig, Protocol,
+    crdt::ChatId, DataDir, DeliveryState, Event, HistoryEntry, Node, NodeConfig, Protocol,
 };
 use tokio::sync::broadcast;
 
@@ -31,6 +31,7 @@ impl DemoPeer {
         let node = meshchat_node::spawn(&dir, config.clone()).await?;
         // Restart on the same port so the other side's address stays valid.
         config.listen = node
+            .network()
             .status()
             .await?
             .listen_addrs
@@ -126,7 +127,7 @@ pub(crate) async fn run(json: bool) -> Result<()> {
 
     let mut alice = DemoPeer::start(tmp.path(), "alice").await?;
     let mut bob = DemoPeer::start(tmp.path(), "bob").await?;
-    let bob_addrs = bob.node.status().await?.listen_addrs;
+    let bob_addrs = bob.node.network().status().await?.listen_addrs;
     say(format!("1. Alice is {}", alice.node.peer_id()));
     say(format!(
         "   Bob   is {}, listening on {}",
@@ -136,12 +137,14 @@ pub(crate) async fn run(json: bool) -> Result<()> {
 
     alice
         .node
-        .add_contact(bob.node.peer_id(), Some("bob".into()), bob_addrs)
+        .contacts()
+        .add(bob.node.peer_id(), Some("bob".into()), bob_addrs)
         .await?;
     bob.node
-        .add_contact(alice.node.peer_id(), Some("alice".into()), Vec::new())
+        .contacts()
+        .add(alice.node.peer_id(), Some("alice".into()), Vec::new())
         .await?;
-    let chat = alice.node.direct_chat(bob.node.peer_id()).await?;
+    let chat = alice.node.chats().direct(bob.node.peer_id()).await?;
     say(format!(
         "2. Alice adds Bob by PeerId and address. Their chat: {chat}\n"
     ));
@@ -166,7 +169,7 @@ pub(crate) async fn run(json: bool) -> Result<()> {
             (&mut bob, &mut alice)
         };
         let started = Instant::now();
-        sender.node.send(chat, text).await?;
+        sender.node.chats().send(chat, text).await?;
         receiver.wait_incoming(1).await?;
         sender.wait_delivered(1).await?;
         say(format!(
@@ -184,10 +187,10 @@ pub(crate) async fn run(json: bool) -> Result<()> {
         "I'll leave these with you.",
         "See you soon.",
     ] {
-        alice.node.send(chat, text).await?;
+        alice.node.chats().send(chat, text).await?;
         say(format!("   alice → bob: {text}  · pending"));
     }
-    let outbox = alice.node.status().await?.outbox;
+    let outbox = alice.node.network().status().await?.outbox;
     say(format!(
         "   Alice's outbox holds {outbox} undelivered change(s), on disk.\n"
     ));
@@ -201,8 +204,8 @@ pub(crate) async fn run(json: bool) -> Result<()> {
         started.elapsed().as_secs_f64() * 1000.0
     ));
 
-    let alice_view = alice.node.history(chat, None).await?;
-    let bob_view = bob.node.history(chat, None).await?;
+    let alice_view = alice.node.chats().history(chat, None).await?;
+    let bob_view = bob.node.chats().history(chat, None).await?;
     let ids = |h: &[HistoryEntry]| h.iter().map(|e| e.message.id).collect::<Vec<_>>();
     if ids(&alice_view) != ids(&bob_view) {
         bail!("the two replicas differ: this is a bug, please report it");
@@ -239,21 +242,24 @@ async fn group_tour(
     say: &impl Fn(String),
 ) -> Result<ChatId> {
     let mut carol = DemoPeer::start(root, "carol").await?;
-    let carol_addrs = carol.node.status().await?.listen_addrs;
+    let carol_addrs = carol.node.network().status().await?.listen_addrs;
     alice
         .node
-        .add_contact(carol.node.peer_id(), Some("carol".into()), carol_addrs)
+        .contacts()
+        .add(carol.node.peer_id(), Some("carol".into()), carol_addrs)
         .await?;
     // Invitations from people who are not contacts wait as message requests.
     carol
         .node
-        .add_contact(alice.node.peer_id(), Some("alice".into()), Vec::new())
+        .contacts()
+        .add(alice.node.peer_id(), Some("alice".into()), Vec::new())
         .await?;
     say("7. Carol starts. Alice creates the group \"Weekend plans\" with Bob and Carol;".into());
     say("   its members, roles and messages are Automerge documents synced over gossipsub.".into());
     let group = alice
         .node
-        .create_group(
+        .groups()
+        .create(
             "Weekend plans",
             vec![bob.node.peer_id(), carol.node.peer_id()],
         )
@@ -265,40 +271,24 @@ async fn group_tour(
         )
         .await?;
     }
-    let hike = alice.node.send(group, "Hike on Saturday?").await?;
+    let hike = alice.node.chats().send(group, "Hike on Saturday?").await?;
     bob.wait_incoming(1).await?;
     carol.wait_incoming(1).await?;
     let reply = bob
         .node
-        .op(
-            group,
-            ChatOp::Send {
-                text: "In! Sunday works too".into(),
-                reply_to: Some(hike.message.id),
-            },
-        )
+        .chats()
+        .reply(group, hike.message.id, "In! Sunday works too")
         .await?;
     alice.wait_incoming(1).await?;
     carol.wait_incoming(1).await?;
     carol
         .node
-        .op(
-            group,
-            ChatOp::React {
-                message: hike.message.id,
-                emoji: Some("🥾".into()),
-            },
-        )
+        .chats()
+        .react(group, hike.message.id, Some("🥾".into()))
         .await?;
-    let reply_id = reply.message.map(|m| m.id).context("reply has an id")?;
     bob.node
-        .op(
-            group,
-            ChatOp::Edit {
-                message: reply_id,
-                text: "In! Saturday it is".into(),
-            },
-        )
+        .chats()
+        .edit(group, reply.message.id, "In! Saturday it is")
         .await?;
     // Every replica ends with the same two messages, the edit and the reaction.
     let settled = |h: &[HistoryEntry]| {
@@ -307,7 +297,7 @@ async fn group_tour(
             && h.iter().any(|e| !e.message.reactions.is_empty())
     };
     for peer in [&mut *alice, &mut *bob, &mut carol] {
-        while !settled(&peer.node.history(group, None).await?) {
+        while !settled(&peer.node.chats().history(group, None).await?) {
             peer.wait("the group to settle", |e| {
                 matches!(e, Event::Message { .. } | Event::MessageUpdated { .. })
             })
@@ -315,14 +305,14 @@ async fn group_tour(
         }
     }
     let messages = |h: Vec<HistoryEntry>| h.into_iter().map(|e| e.message).collect::<Vec<_>>();
-    let reference = messages(alice.node.history(group, None).await?);
+    let reference = messages(alice.node.chats().history(group, None).await?);
     for peer in [&*bob, &carol] {
-        if messages(peer.node.history(group, None).await?) != reference {
+        if messages(peer.node.chats().history(group, None).await?) != reference {
             bail!("the group replicas differ: this is a bug, please report it");
         }
     }
-    let view = alice.node.history(group, None).await?;
-    let names = Names::new(alice.node.peer_id(), &alice.node.contacts().await?);
+    let view = alice.node.chats().history(group, None).await?;
+    let names = Names::new(alice.node.peer_id(), &alice.node.contacts().list().await?);
     say("8. The group, as all three see it:".into());
     for entry in &view {
         say(format!("   {}", format::history_line(&names, entry, &view)));
@@ -344,7 +334,7 @@ async fn transcript(
         }
         return Ok(());
     }
-    let names = Names::new(alice.node.peer_id(), &alice.node.contacts().await?);
+    let names = Names::new(alice.node.peer_id(), &alice.node.contacts().list().await?);
     say(format!(
         "6. Transcript of chat {} (Alice's view):",
         &chat.to_string()[..12]

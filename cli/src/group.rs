@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 use meshchat_node::{
-    control::{ControlRequest, GroupUpdate},
+    control::ControlRequest,
     crdt::{GroupInfo, Role},
     DataDir,
 };
@@ -86,12 +86,11 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
 }
 
 pub(crate) async fn run(dir: &DataDir, command: GroupCommand, json: bool) -> Result<()> {
-    let update = |chat: String, update: GroupUpdate| ControlRequest::GroupUpdate { chat, update };
     match command {
         GroupCommand::Create { name, members } => {
             let mut client = connect(dir).await?;
             let created = client
-                .call_raw(ControlRequest::GroupCreate {
+                .call_raw(ControlRequest::GroupsCreate {
                     name: name.clone(),
                     members,
                 })
@@ -104,12 +103,18 @@ pub(crate) async fn run(dir: &DataDir, command: GroupCommand, json: bool) -> Res
             Ok(())
         }
         GroupCommand::Add { chat, peer } => {
-            client::simple(dir, update(chat, GroupUpdate::Add { peer }), "Added.", json).await
+            client::simple(
+                dir,
+                ControlRequest::GroupsAddMember { chat, peer },
+                "Added.",
+                json,
+            )
+            .await
         }
         GroupCommand::Remove { chat, peer } => {
             client::simple(
                 dir,
-                update(chat, GroupUpdate::Remove { peer }),
+                ControlRequest::GroupsRemoveMember { chat, peer },
                 "Removed.",
                 json,
             )
@@ -118,7 +123,11 @@ pub(crate) async fn run(dir: &DataDir, command: GroupCommand, json: bool) -> Res
         GroupCommand::Promote { chat, peer } => {
             client::simple(
                 dir,
-                update(chat, GroupUpdate::Promote { peer }),
+                ControlRequest::GroupsSetRole {
+                    chat,
+                    peer,
+                    role: Role::Admin,
+                },
                 "Promoted to admin.",
                 json,
             )
@@ -127,7 +136,11 @@ pub(crate) async fn run(dir: &DataDir, command: GroupCommand, json: bool) -> Res
         GroupCommand::Demote { chat, peer } => {
             client::simple(
                 dir,
-                update(chat, GroupUpdate::Demote { peer }),
+                ControlRequest::GroupsSetRole {
+                    chat,
+                    peer,
+                    role: Role::Member,
+                },
                 "Now a plain member.",
                 json,
             )
@@ -136,7 +149,7 @@ pub(crate) async fn run(dir: &DataDir, command: GroupCommand, json: bool) -> Res
         GroupCommand::Leave { chat } => {
             client::simple(
                 dir,
-                update(chat, GroupUpdate::Leave),
+                ControlRequest::GroupsLeave { chat },
                 "You left the group.",
                 json,
             )
@@ -145,7 +158,7 @@ pub(crate) async fn run(dir: &DataDir, command: GroupCommand, json: bool) -> Res
         GroupCommand::Rename { chat, name } => {
             client::simple(
                 dir,
-                update(chat, GroupUpdate::Rename { name }),
+                ControlRequest::GroupsRename { chat, name },
                 "Renamed.",
                 json,
             )
@@ -155,14 +168,15 @@ pub(crate) async fn run(dir: &DataDir, command: GroupCommand, json: bool) -> Res
             chat,
             history_for_new_members,
         } => {
-            let step = GroupUpdate::HistoryForNewMembers {
+            let step = ControlRequest::GroupsSetHistoryForNewMembers {
+                chat,
                 on: history_for_new_members,
             };
-            client::simple(dir, update(chat, step), "Settings saved.", json).await
+            client::simple(dir, step, "Settings saved.", json).await
         }
         GroupCommand::Info { chat } => {
             let mut client = connect(dir).await?;
-            let info: GroupInfo = client.call(ControlRequest::GroupInfo { chat }).await?;
+            let info: GroupInfo = client.call(ControlRequest::GroupsInfo { chat }).await?;
             if json {
                 return print_json(&info);
             }

@@ -317,7 +317,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::LastSeen { peer } => social::last_seen(&dir, peer, json).await,
         Command::Privacy { last_seen } => social::privacy(&dir, last_seen, json).await,
         Command::Typing { chat } => {
-            client::simple(&dir, ControlRequest::Typing { chat }, "Typing…", json).await
+            client::simple(&dir, ControlRequest::ChatsTyping { chat }, "Typing…", json).await
         }
         Command::Send { to, text, reply_to } => client::send(&dir, to, text, reply_to, json).await,
         Command::Edit {
@@ -327,7 +327,7 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             client::simple(
                 &dir,
-                ControlRequest::Edit {
+                ControlRequest::ChatsEdit {
                     chat,
                     message,
                     text,
@@ -340,7 +340,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Delete { chat, message } => {
             client::simple(
                 &dir,
-                ControlRequest::Delete { chat, message },
+                ControlRequest::ChatsDelete { chat, message },
                 "Deleted for everyone.",
                 json,
             )
@@ -359,7 +359,7 @@ async fn run(cli: Cli) -> Result<()> {
             };
             client::simple(
                 &dir,
-                ControlRequest::React {
+                ControlRequest::ChatsReact {
                     chat,
                     message,
                     emoji,

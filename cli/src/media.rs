@@ -147,7 +147,7 @@ pub(crate) async fn run(dir: &DataDir, command: MediaCommand, json: bool) -> Res
             let path = absolute(path)?;
             let mut client = connect(dir).await?;
             let sent: Sent = client
-                .call(ControlRequest::SendFile { to, path, caption })
+                .call(ControlRequest::FilesSend { to, path, caption })
                 .await?;
             if json {
                 return print_json(&sent);
@@ -175,7 +175,7 @@ pub(crate) async fn run(dir: &DataDir, command: MediaCommand, json: bool) -> Res
             let progress = progress_bar(dir, json).await?;
             let mut client = connect(dir).await?;
             let result = client
-                .call::<Fetched>(ControlRequest::FetchFile {
+                .call::<Fetched>(ControlRequest::FilesFetch {
                     chat,
                     message,
                     out: Some(out),
@@ -206,7 +206,8 @@ pub(crate) async fn run(dir: &DataDir, command: MediaCommand, json: bool) -> Res
         MediaCommand::Share { path } => {
             let path = absolute(path)?;
             let mut client = connect(dir).await?;
-            let answer: serde_json::Value = client.call(ControlRequest::Share { path }).await?;
+            let answer: serde_json::Value =
+                client.call(ControlRequest::FilesShare { path }).await?;
             if json {
                 return print_json(&answer);
             }
@@ -225,7 +226,7 @@ pub(crate) async fn run(dir: &DataDir, command: MediaCommand, json: bool) -> Res
             let progress = progress_bar(dir, json).await?;
             let mut client = connect(dir).await?;
             let result = client
-                .call::<TicketFiles>(ControlRequest::FetchTicket {
+                .call::<TicketFiles>(ControlRequest::FilesFetchTicket {
                     ticket,
                     out,
                     overwrite: force,
@@ -287,7 +288,7 @@ async fn auto_download(
     let current = match client.as_mut() {
         Some(client) => {
             client
-                .call::<AutoDownload>(ControlRequest::AutoDownload { set: None })
+                .call::<AutoDownload>(ControlRequest::FilesAutoDownload)
                 .await?
         }
         None => AutoDownload::from(&dir.config()?.blobs),
@@ -314,7 +315,7 @@ async fn auto_download(
     std::fs::write(&path, edited).with_context(|| format!("writing {}", path.display()))?;
     match client.as_mut() {
         Some(client) => Ok(client
-            .call::<AutoDownload>(ControlRequest::AutoDownload { set: Some(policy) })
+            .call::<AutoDownload>(ControlRequest::FilesSetAutoDownload { set: policy })
             .await?),
         None => Ok(policy),
     }

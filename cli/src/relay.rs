@@ -54,7 +54,7 @@ pub(crate) async fn run(dir: &DataDir, args: RelayArgs, json: bool) -> Result<()
         }
         None => (None, None),
     };
-    let status = node.status().await?;
+    let status = node.network().status().await?;
     let mut addrs = status.listen_addrs.clone();
     addrs.extend(
         args.external
@@ -158,7 +158,7 @@ async fn serve_metrics(listener: TcpListener, node: Node, cancel: CancellationTo
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             let _ = stream.read(&mut buf).await;
-            let body = match node.status().await {
+            let body = match node.network().status().await {
                 Ok(status) => prometheus(&status),
                 Err(e) => format!("# node unavailable: {e}\n"),
             };

@@ -33,7 +33,8 @@ pub(crate) async fn run(dir: &DataDir, command: Option<RequestsCommand>, json: b
     let mut client = connect(dir).await?;
     match command.unwrap_or(RequestsCommand::List) {
         RequestsCommand::List => {
-            let requests: Vec<RequestSummary> = client.call(ControlRequest::Requests).await?;
+            let requests: Vec<RequestSummary> =
+                client.call(ControlRequest::ContactsRequests).await?;
             if json {
                 for request in &requests {
                     print_json(request)?;
@@ -63,7 +64,7 @@ pub(crate) async fn run(dir: &DataDir, command: Option<RequestsCommand>, json: b
         }
         RequestsCommand::Accept { request } => {
             let done: serde_json::Value = client
-                .call(ControlRequest::RequestsAccept { chat: request })
+                .call(ControlRequest::ContactsAcceptRequest { chat: request })
                 .await?;
             if json {
                 print_json(&done)?;
@@ -73,7 +74,7 @@ pub(crate) async fn run(dir: &DataDir, command: Option<RequestsCommand>, json: b
         }
         RequestsCommand::Delete { request, block } => {
             let done: serde_json::Value = client
-                .call(ControlRequest::RequestsDelete {
+                .call(ControlRequest::ContactsDeleteRequest {
                     chat: request,
                     block,
                 })

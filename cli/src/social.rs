@@ -54,7 +54,7 @@ pub(crate) async fn profile(dir: &DataDir, command: ProfileCommand, json: bool) 
                 .map(|p| std::path::absolute(&p).unwrap_or(p))
                 .filter(|p| !p.as_os_str().is_empty());
             (
-                ControlRequest::ProfileSet {
+                ControlRequest::ProfilesSet {
                     name,
                     status,
                     avatar: None,
@@ -66,7 +66,7 @@ pub(crate) async fn profile(dir: &DataDir, command: ProfileCommand, json: bool) 
         ProfileCommand::Picture { peer, out } => {
             let out = std::path::absolute(&out).unwrap_or(out);
             let result = client
-                .call_raw(ControlRequest::ProfileAvatar { peer, out })
+                .call_raw(ControlRequest::ProfilesSavePicture { peer, out })
                 .await?;
             if json {
                 return print_json(&result);
@@ -80,7 +80,7 @@ pub(crate) async fn profile(dir: &DataDir, command: ProfileCommand, json: bool) 
         }
         ProfileCommand::Show { peer } => {
             let whose = peer.clone();
-            (ControlRequest::ProfileShow { peer }, whose)
+            (ControlRequest::ProfilesGet { peer }, whose)
         }
     };
     let profile: Option<PeerProfile> = client.call(request).await?;
@@ -113,7 +113,7 @@ pub(crate) async fn profile(dir: &DataDir, command: ProfileCommand, json: bool) 
 
 pub(crate) async fn invite(dir: &DataDir, qr: bool, json: bool) -> Result<()> {
     let mut client = connect(dir).await?;
-    let result = client.call_raw(ControlRequest::Invite).await?;
+    let result = client.call_raw(ControlRequest::ContactsInvite).await?;
     if json {
         return print_json(&result);
     }
@@ -137,7 +137,7 @@ pub(crate) async fn invite(dir: &DataDir, qr: bool, json: bool) -> Result<()> {
 pub(crate) async fn last_seen(dir: &DataDir, peer: String, json: bool) -> Result<()> {
     let mut client = connect(dir).await?;
     let seen: LastSeen = client
-        .call(ControlRequest::LastSeen { peer: peer.clone() })
+        .call(ControlRequest::ProfilesLastSeen { peer: peer.clone() })
         .await?;
     if json {
         return print_json(&seen);
@@ -186,9 +186,11 @@ pub(crate) async fn privacy(
     json: bool,
 ) -> Result<()> {
     let mut client = connect(dir).await?;
-    let result = client
-        .call_raw(ControlRequest::Privacy { last_seen })
-        .await?;
+    let request = match last_seen {
+        Some(last_seen) => ControlRequest::ProfilesSetLastSeenPrivacy { last_seen },
+        None => ControlRequest::ProfilesLastSeenPrivacy,
+    };
+    let result = client.call_raw(request).await?;
     if json {
         return print_json(&result);
     }

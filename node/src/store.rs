@@ -509,7 +509,9 @@ impl Store {
             let (_, value) = kv?;
             match decode("changes", &value) {
                 Ok(change) => out.push(change),
-                Err(error) => tracing::warn!(%chat, %error, "skipping a stored change that does not decode"),
+                Err(error) => {
+                    tracing::warn!(%chat, %error, "skipping a stored change that does not decode")
+                }
             }
         }
         Ok(out)

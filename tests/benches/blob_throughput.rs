@@ -236,7 +236,7 @@ async fn meshchat(src: &Path, size: u64) -> (Duration, Duration, Save) {
         })
         .await;
     let started = Instant::now();
-    let sent = alice.node.send_file(chat, src, "").await.expect("send");
+    let sent = alice.node.files().send(chat, src, "").await.expect("send");
     let import = started.elapsed();
     let id = sent.message.id;
     bob.wait_for("the file message", |e| match e {
@@ -247,13 +247,19 @@ async fn meshchat(src: &Path, size: u64) -> (Duration, Duration, Save) {
     // Make sure Bob knows Alice's blob address, as in a running chat.
     let probe = alice.tmp.path().join("probe");
     std::fs::write(&probe, b"probe").expect("probe");
-    let hash = alice.node.import_blob(&probe).await.expect("probe import");
+    let hash = alice
+        .node
+        .files()
+        .import_blob(&probe)
+        .await
+        .expect("probe import");
     bob.node
+        .files()
         .fetch_blob(hash, 16, alice.peer_id())
         .await
         .expect("probe fetch");
     let started = Instant::now();
-    let fetched = bob.node.fetch_file(chat, id, None).await.expect("fetch");
+    let fetched = bob.node.files().fetch(chat, id, None).await.expect("fetch");
     let took = started.elapsed();
     assert_eq!(fetched.size, size);
 
@@ -262,17 +268,20 @@ async fn meshchat(src: &Path, size: u64) -> (Duration, Duration, Save) {
     let out = bob.tmp.path().join("saved");
     std::fs::create_dir_all(&out).expect("folder");
     bob.node
+        .files()
         .export_blob(fetched.hash, out.join("warm-up.bin"))
         .await
         .expect("export");
     let started = Instant::now();
     bob.node
-        .fetch_file(chat, id, Some(out.clone()))
+        .files()
+        .fetch(chat, id, Some(out.clone()))
         .await
         .expect("save");
     let meshchat = started.elapsed();
     let started = Instant::now();
     bob.node
+        .files()
         .export_blob(fetched.hash, out.join("exported.bin"))
         .await
         .expect("export");

@@ -243,7 +243,7 @@ async fn meshchat_latency(n: usize, text: &str) -> Ours {
     let (mut send, mut recv, mut ack) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..WARMUP + n {
         let t0 = Instant::now();
-        let sent = alice.node.send(chat, text).await.expect("send");
+        let sent = alice.node.chats().send(chat, text).await.expect("send");
         let t_sent = Instant::now();
         let t_recv = next_for(&mut received, sent.message.id).await;
         let t_ack = next_for(&mut acked, sent.message.id).await;
@@ -278,13 +278,13 @@ async fn meshchat_throughput(n: usize, text: &str) -> Throughput {
     let mut received = watch(&bob);
     let mut acked = watch(&alice);
     // Warm the connection with one delivered message.
-    let first = alice.node.send(chat, text).await.expect("send");
+    let first = alice.node.chats().send(chat, text).await.expect("send");
     next_for(&mut received, first.message.id).await;
     next_for(&mut acked, first.message.id).await;
 
     let t0 = Instant::now();
     for _ in 0..n {
-        alice.node.send(chat, text).await.expect("send");
+        alice.node.chats().send(chat, text).await.expect("send");
     }
     let sends_done = t0.elapsed();
     let all_received = count_until(&mut received, n, t0).await;

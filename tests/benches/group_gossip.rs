@@ -876,7 +876,7 @@ async fn meshchat_child(out: mpsc::Sender<String>, mut commands: mpsc::Receiver<
     dir.init(Some("node"), &config).expect("init data dir");
     let node = meshchat_node::spawn(&dir, config).await.expect("spawn");
     let events = node.subscribe();
-    let status = node.status().await.expect("status");
+    let status = node.network().status().await.expect("status");
     let addrs: Vec<String> = status.listen_addrs.iter().map(|a| a.to_string()).collect();
     report(
         &out,
@@ -891,14 +891,16 @@ async fn meshchat_child(out: mpsc::Sender<String>, mut commands: mpsc::Receiver<
             Some("contact") => {
                 let peer: PeerId = w.next().and_then(|p| p.parse().ok()).expect("peer id");
                 let addrs: Vec<Multiaddr> = w.filter_map(|a| a.parse().ok()).collect();
-                node.add_contact(peer, None, addrs)
+                node.contacts()
+                    .add(peer, None, addrs)
                     .await
                     .expect("add contact");
             }
             Some("create") => {
                 let members: Vec<PeerId> = w.filter_map(|p| p.parse().ok()).collect();
                 let c = node
-                    .create_group("bench", members)
+                    .groups()
+                    .create("bench", members)
                     .await
                     .expect("create group");
                 report(&out, format!("created {c}")).await;
@@ -907,7 +909,8 @@ async fn meshchat_child(out: mpsc::Sender<String>, mut commands: mpsc::Receiver<
             Some("send") => {
                 let seq: u64 = w.next().and_then(|s| s.parse().ok()).expect("seq");
                 let t0 = now_ns();
-                node.send(chat.expect("chat set before send"), text_for(seq))
+                node.chats()
+                    .send(chat.expect("chat set before send"), text_for(seq))
                     .await
                     .expect("send");
                 let t1 = now_ns();

@@ -86,16 +86,18 @@ async fn child(contacts: usize) {
     let node = meshchat_node::spawn(&dir, config).await.expect("spawn");
     for i in 0..contacts {
         let peer = meshchat_node::peer_id_of(&contact(i).public()).expect("peer id");
-        node.add_contact(peer, None, Vec::new())
+        node.contacts()
+            .add(peer, None, Vec::new())
             .await
             .expect("add contact");
     }
-    let addr = node.status().await.expect("status").listen_addrs[0].clone();
+    let addr = node.network().status().await.expect("status").listen_addrs[0].clone();
     println!("ADDR {addr}");
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = stdin.next_line().await {
         if line == "nobody" {
-            node.set_last_seen_privacy(LastSeenPrivacy::Nobody)
+            node.profiles()
+                .set_last_seen_privacy(LastSeenPrivacy::Nobody)
                 .await
                 .expect("privacy");
             println!("OK");

@@ -106,7 +106,7 @@ async fn start_relay(tmp: &tempfile::TempDir) -> (meshchat_node::Node, Multiaddr
     let relay = meshchat_node::spawn(&dir, relay_config())
         .await
         .expect("spawn relay");
-    let addr = relay.status().await.expect("status").listen_addrs[0].clone();
+    let addr = relay.network().status().await.expect("status").listen_addrs[0].clone();
     (relay, addr)
 }
 
@@ -260,7 +260,8 @@ async fn fetch(n: usize) {
         .expect("spawn bob");
     let alice_peer = meshchat_node::peer_id_of(&alice.public()).expect("ed25519");
     setup
-        .add_contact(alice_peer, Some("alice".into()), Vec::new())
+        .contacts()
+        .add(alice_peer, Some("alice".into()), Vec::new())
         .await
         .expect("add alice");
     setup.shutdown().await;
@@ -297,7 +298,11 @@ async fn fetch(n: usize) {
             match events.recv().await {
                 Ok(Event::Message { .. }) => got += 1,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    got = node.history_quiet(chat).await.map_or(got, |h| h.len());
+                    got = node
+                        .chats()
+                        .history_quiet(chat)
+                        .await
+                        .map_or(got, |h| h.len());
                 }
                 _ => {}
             }

@@ -96,6 +96,7 @@ impl Peer {
         // Restarts reuse the same port so peers' stored addresses stay valid.
         let mut config = config;
         config.listen = node
+            .network()
             .status()
             .await
             .expect("status")
@@ -121,7 +122,12 @@ impl Peer {
 
     /// Where the node listens, each address ending in `/p2p/<id>`.
     pub async fn addrs(&self) -> Vec<Multiaddr> {
-        self.node.status().await.expect("status").listen_addrs
+        self.node
+            .network()
+            .status()
+            .await
+            .expect("status")
+            .listen_addrs
     }
 
     /// Shuts the node down.
@@ -146,7 +152,8 @@ impl Peer {
     pub async fn add(&self, other: &Peer) -> ChatId {
         other
             .node
-            .add_contact(self.peer_id(), Some(self.name.into()), self.addrs().await)
+            .contacts()
+            .add(self.peer_id(), Some(self.name.into()), self.addrs().await)
             .await
             .expect("add contact");
         self.add_one_way(other).await
@@ -156,14 +163,19 @@ impl Peer {
     /// stranger whose messages arrive as a message request.
     pub async fn add_one_way(&self, other: &Peer) -> ChatId {
         self.node
-            .add_contact(
+            .contacts()
+            .add(
                 other.peer_id(),
                 Some(other.name.into()),
                 other.addrs().await,
             )
             .await
             .expect("add contact");
-        self.node.direct_chat(other.peer_id()).await.expect("chat")
+        self.node
+            .chats()
+            .direct(other.peer_id())
+            .await
+            .expect("chat")
     }
 
     /// Waits for `from`'s message request and accepts it: the chat (or the
@@ -176,13 +188,21 @@ impl Peer {
                 _ => None,
             })
             .await;
-        self.node.accept_request(chat).await.expect("accept");
+        self.node
+            .contacts()
+            .accept_request(chat)
+            .await
+            .expect("accept");
         chat
     }
 
     /// The chat's history.
     pub async fn history(&self, chat: ChatId) -> Vec<HistoryEntry> {
-        self.node.history(chat, None).await.expect("history")
+        self.node
+            .chats()
+            .history(chat, None)
+            .await
+            .expect("history")
     }
 
     /// The texts of the chat's history.

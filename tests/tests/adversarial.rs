@@ -11,6 +11,7 @@ use ed25519_dalek::Signer;
 use futures::StreamExt;
 use libp2p::PeerId;
 use meshchat_node::{
+    api::HistoryError,
     crdt::{
         ChangeHash, ChatId, ChatKind, ChatReplica, Identity, MessageId, PublicKey, SignedChange,
         VerifyError,
@@ -19,7 +20,7 @@ use meshchat_node::{
         decode_frame, encode_frame, DirectCodec, Inbound, MailboxRequest, MailboxResponse, Profile,
         Request, Response, WireError, MAILBOX_PROTOCOL, MAX_REQUEST_BYTES, WIRE_VERSION,
     },
-    public_key_of, Event, NodeError,
+    public_key_of, Event,
 };
 use meshchat_tests::{key_of, BareClient, Peer, RawCodec, WAIT};
 
@@ -87,9 +88,9 @@ fn hash_of(change: &SignedChange) -> ChangeHash {
 
 /// The texts `peer` shows in `chat`; `None` if it does not even know the chat.
 async fn shown(peer: &Peer, chat: ChatId) -> Option<Vec<String>> {
-    match peer.node.history(chat, None).await {
+    match peer.node.chats().history(chat, None).await {
         Ok(entries) => Some(entries.into_iter().map(|e| e.message.text).collect()),
-        Err(NodeError::NotFound(_)) => None,
+        Err(HistoryError::NoSuchChat(_)) => None,
         Err(e) => panic!("history of {chat}: {e}"),
     }
 }
@@ -119,7 +120,7 @@ async fn still_delivers(bob: &mut Peer, text: &'static str) {
     let mut alice = Peer::start("alice").await;
     let chat = alice.add(bob).await;
     bob.add(&alice).await;
-    alice.node.send(chat, text).await.expect("send");
+    alice.node.chats().send(chat, text).await.expect("send");
     assert_eq!(bob.wait_messages(1).await, vec![text]);
     alice.wait_delivered(1).await;
     alice.stop().await;
@@ -131,7 +132,8 @@ async fn forged_signature_is_rejected_and_not_shown() {
     let mut mallory = BareClient::connect(Identity::generate(), DirectCodec, &bob).await;
     // Bob knows mallory, so mallory's direct messages are not a request.
     bob.node
-        .add_contact(mallory.peer_id(), None, Vec::new())
+        .contacts()
+        .add(mallory.peer_id(), None, Vec::new())
         .await
         .expect("add");
     let chat = ChatId::direct(&mallory.public(), &key_of(&bob));
@@ -183,7 +185,8 @@ async fn change_whose_actor_is_not_its_signer_is_rejected() {
     let bob_key = key_of(&bob);
     let mut mallory = BareClient::connect(Identity::generate(), DirectCodec, &bob).await;
     bob.node
-        .add_contact(mallory.peer_id(), None, Vec::new())
+        .contacts()
+        .add(mallory.peer_id(), None, Vec::new())
         .await
         .expect("add");
     let me = mallory.public();
@@ -334,7 +337,11 @@ async fn oversize_frame_is_refused_without_harm() {
     drop(mallory);
 
     // The actor did not die.
-    bob.node.status().await.expect("the node is still running");
+    bob.node
+        .network()
+        .status()
+        .await
+        .expect("the node is still running");
     still_delivers(&mut bob, "after the flood").await;
     bob.stop().await;
 }
@@ -345,7 +352,12 @@ async fn stranger_cannot_write_into_or_read_others_chats() {
     let alice = Peer::start("alice").await;
     let alice_bob = alice.add(&bob).await;
     bob.add(&alice).await;
-    alice.node.send(alice_bob, "hi bob").await.expect("send");
+    alice
+        .node
+        .chats()
+        .send(alice_bob, "hi bob")
+        .await
+        .expect("send");
     bob.wait_messages(1).await;
 
     let mut mallory = BareClient::connect(Identity::generate(), DirectCodec, &bob).await;
@@ -406,6 +418,7 @@ async fn stranger_cannot_write_into_or_read_others_chats() {
     assert!(bob
         .node
         .chats()
+        .list()
         .await
         .expect("chats")
         .iter()
@@ -413,6 +426,7 @@ async fn stranger_cannot_write_into_or_read_others_chats() {
     // The members' own conversation is unaffected.
     alice
         .node
+        .chats()
         .send(alice_bob, "still private")
         .await
         .expect("send");
@@ -438,7 +452,8 @@ async fn forged_and_stale_profiles_are_rejected() {
     let held = |peer: PeerId| {
         let node = bob.node.clone();
         async move {
-            node.profile(Some(peer))
+            node.profiles()
+                .get(Some(peer))
                 .await
                 .expect("profile")
                 .map(|p| (p.profile.name.unwrap_or_default(), p.profile.version))
@@ -482,7 +497,8 @@ async fn forged_and_stale_profiles_are_rejected() {
     // Alice's real profile still gets through.
     alice.add(&bob).await;
     bob.node
-        .add_contact(alice.peer_id(), None, alice.addrs().await)
+        .contacts()
+        .add(alice.peer_id(), None, alice.addrs().await)
         .await
         .expect("add");
     let mut events = bob.node.subscribe();
@@ -570,5 +586,12 @@ async fn malformed_mailbox_requests_are_refused_and_the_relay_keeps_serving() {
             more: false
         })
     );
-    assert!(relay.node.status().await.expect("status").mailbox.is_some());
+    assert!(relay
+        .node
+        .network()
+        .status()
+        .await
+        .expect("status")
+        .mailbox
+        .is_some());
 }

@@ -9,7 +9,7 @@ async fn message_is_delivered_and_acknowledged() {
     let mut alice = Peer::start("alice").await;
     let mut bob = Peer::start("bob").await;
     let chat = alice.add(&bob).await;
-    let sent = alice.node.send(chat, "hello bob").await.unwrap();
+    let sent = alice.node.chats().send(chat, "hello bob").await.unwrap();
     assert_eq!(bob.wait_messages(1).await, vec!["hello bob"]);
     alice.wait_delivered(1).await;
     let history = bob.history(chat).await;
@@ -33,7 +33,7 @@ async fn message_is_delivered_and_acknowledged() {
         Some(DeliveryState::Read)
     );
     // Bob never added Alice, yet can answer in the same chat.
-    bob.node.send(chat, "hi alice").await.unwrap();
+    bob.node.chats().send(chat, "hi alice").await.unwrap();
     assert_eq!(alice.wait_messages(1).await, vec!["hi alice"]);
     assert_eq!(bob.texts(chat).await, alice.texts(chat).await);
     alice.stop().await;
@@ -46,7 +46,12 @@ async fn history_survives_restart_of_both_sides() {
     let mut bob = Peer::start("bob").await;
     let chat = alice.add(&bob).await;
     for i in 0..5 {
-        alice.node.send(chat, format!("m{i}")).await.unwrap();
+        alice
+            .node
+            .chats()
+            .send(chat, format!("m{i}"))
+            .await
+            .unwrap();
     }
     bob.wait_messages(5).await;
     alice.wait_delivered(5).await;
@@ -56,7 +61,7 @@ async fn history_survives_restart_of_both_sides() {
     assert_eq!(alice.texts(chat).await, expected);
     assert_eq!(bob.texts(chat).await, expected);
     // Contacts and delivery states survive too.
-    assert_eq!(alice.node.contacts().await.unwrap().len(), 1);
+    assert_eq!(alice.node.contacts().list().await.unwrap().len(), 1);
     assert!(alice
         .history(chat)
         .await
@@ -71,27 +76,27 @@ async fn offline_peer_catches_up_when_back() {
     let mut alice = Peer::start("alice").await;
     let mut bob = Peer::start("bob").await;
     let chat = alice.add(&bob).await;
-    alice.node.send(chat, "before").await.unwrap();
+    alice.node.chats().send(chat, "before").await.unwrap();
     bob.wait_messages(1).await;
     alice.wait_delivered(1).await;
 
     bob.stop().await;
     for text in ["while", "you", "were", "away"] {
-        alice.node.send(chat, text).await.unwrap();
+        alice.node.chats().send(chat, text).await.unwrap();
     }
     let pending = alice.history(chat).await;
     assert_eq!(
         pending.last().unwrap().delivery,
         Some(DeliveryState::Pending)
     );
-    assert_eq!(alice.node.status().await.unwrap().outbox, 4);
+    assert_eq!(alice.node.network().status().await.unwrap().outbox, 4);
 
     bob.restart().await;
     let mut got = bob.wait_messages(4).await;
     got.sort();
     assert_eq!(got, vec!["away", "were", "while", "you"]);
     alice.wait_delivered(4).await;
-    assert_eq!(alice.node.status().await.unwrap().outbox, 0);
+    assert_eq!(alice.node.network().status().await.unwrap().outbox, 0);
     assert_eq!(alice.texts(chat).await, bob.texts(chat).await);
     alice.stop().await;
     bob.stop().await;
@@ -102,11 +107,19 @@ async fn writes_made_apart_converge_on_connection() {
     let mut alice = Peer::start("alice").await;
     let mut bob = Peer::start("bob").await;
     // Neither knows how to reach the other yet: both write into the chat.
-    let chat = alice.node.direct_chat(bob.peer_id()).await.unwrap();
-    assert_eq!(bob.node.direct_chat(alice.peer_id()).await.unwrap(), chat);
+    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
+    assert_eq!(
+        bob.node.chats().direct(alice.peer_id()).await.unwrap(),
+        chat
+    );
     for i in 0..3 {
-        alice.node.send(chat, format!("a{i}")).await.unwrap();
-        bob.node.send(chat, format!("b{i}")).await.unwrap();
+        alice
+            .node
+            .chats()
+            .send(chat, format!("a{i}"))
+            .await
+            .unwrap();
+        bob.node.chats().send(chat, format!("b{i}")).await.unwrap();
     }
     // Connect: the outbox push and the anti-entropy sync both run.
     alice.add(&bob).await;
@@ -131,6 +144,8 @@ async fn second_daemon_on_the_same_dir_is_refused() {
         Err(SpawnError::DataDir(DataDirError::Locked(_)))
     ));
     // The first node still works.
-    within("status", alice.node.status()).await.unwrap();
+    within("status", alice.node.network().status())
+        .await
+        .unwrap();
     alice.stop().await;
 }

@@ -14,10 +14,11 @@
 use std::{collections::HashSet, io::Write, path::Path, process::Command};
 
 use meshchat_node::{
+    api::{SendError, StorageError},
     crdt::Identity,
     mailbox::{MailboxConfig, Refusal},
     protocol::{MailboxRequest, MailboxResponse},
-    DataDir, Event, Node, NodeConfig, NodeError, StorageState, StoreError,
+    DataDir, Event, Node, NodeConfig, StorageState,
 };
 use meshchat_tests::{within, MailboxClient, Peer};
 use tokio::sync::broadcast;
@@ -101,16 +102,22 @@ async fn a_full_disk_pauses_writes_then_recovers_by_itself() {
         .expect("spawn");
     let mut events = alice.subscribe();
     alice
-        .add_contact(bob.peer_id(), Some("bob".into()), bob.addrs().await)
+        .contacts()
+        .add(bob.peer_id(), Some("bob".into()), bob.addrs().await)
         .await
         .expect("contact");
     bob.node
-        .add_contact(alice.peer_id(), Some("alice".into()), Vec::new())
+        .contacts()
+        .add(alice.peer_id(), Some("alice".into()), Vec::new())
         .await
         .expect("contact");
-    let chat = alice.direct_chat(bob.peer_id()).await.expect("chat");
+    let chat = alice.chats().direct(bob.peer_id()).await.expect("chat");
 
-    alice.send(chat, "before").await.expect("send before");
+    alice
+        .chats()
+        .send(chat, "before")
+        .await
+        .expect("send before");
     bob.wait_messages(1).await;
 
     // Fill the disk. Sends may still fit in pages sled already has; each one
@@ -119,7 +126,7 @@ async fn a_full_disk_pauses_writes_then_recovers_by_itself() {
     let mut acknowledged = vec!["before".to_owned()];
     let failed = loop {
         let text = format!("during {}", acknowledged.len());
-        match alice.send(chat, text.clone()).await {
+        match alice.chats().send(chat, text.clone()).await {
             Ok(_) => acknowledged.push(text),
             Err(error) => break (text, error),
         }
@@ -131,7 +138,7 @@ async fn a_full_disk_pauses_writes_then_recovers_by_itself() {
         dir.root().display()
     );
     assert!(
-        matches!(&error, NodeError::Store(StoreError::Unavailable(_))),
+        matches!(&error, SendError::Storage(StorageError::Unavailable(_))),
         "{error:?}"
     );
     assert!(error.to_string().contains(&expected), "{error}");
@@ -141,18 +148,26 @@ async fn a_full_disk_pauses_writes_then_recovers_by_itself() {
     );
 
     // Writes are refused, reads are served; the failed message is nowhere.
-    let refused = alice.send(chat, "refused").await.expect_err("refused");
+    let refused = alice
+        .chats()
+        .send(chat, "refused")
+        .await
+        .expect_err("refused");
     assert!(refused.to_string().contains(&expected), "{refused}");
-    let status = alice.status().await.expect("status");
+    let status = alice.network().status().await.expect("status");
     assert_eq!(status.storage.map(|f| f.state), Some(StorageState::Full));
-    let shown = texts(&alice.history(chat, None).await.expect("history"));
+    let shown = texts(&alice.chats().history(chat, None).await.expect("history"));
     assert_eq!(shown, acknowledged, "history while the disk is full");
 
     // Space comes back: the node takes writes again by itself.
     disk.free();
     storage_event(&mut events, StorageState::Ok).await;
-    assert_eq!(alice.status().await.expect("status").storage, None);
+    assert_eq!(
+        alice.network().status().await.expect("status").storage,
+        None
+    );
     alice
+        .chats()
         .send(chat, "after")
         .await
         .expect("send after recovery");
@@ -171,7 +186,8 @@ async fn a_full_disk_pauses_writes_then_recovers_by_itself() {
     assert!(!got.contains(&"refused".to_owned()), "{got:?}");
     let bob_chat = bob
         .node
-        .direct_chat(alice.peer_id())
+        .chats()
+        .direct(alice.peer_id())
         .await
         .expect("bob's chat");
     let on_bob = bob.texts(bob_chat).await;
@@ -180,7 +196,7 @@ async fn a_full_disk_pauses_writes_then_recovers_by_itself() {
     // And all of it is on Alice's disk: restart her and look.
     alice.shutdown().await;
     let alice = meshchat_node::spawn(&dir, config).await.expect("respawn");
-    let shown = texts(&alice.history(chat, None).await.expect("history"));
+    let shown = texts(&alice.chats().history(chat, None).await.expect("history"));
     assert_acknowledged_and_at_most_the_failed_one(&shown, &acknowledged, &failed_text);
     alice.shutdown().await;
     bob.stop().await;
@@ -226,7 +242,7 @@ async fn a_relay_on_a_full_disk_refuses_deposits_then_takes_them_again() {
         .expect("spawn");
     let mut events = relay.subscribe();
     let relay_id = relay.peer_id();
-    let addr = relay.status().await.expect("status").listen_addrs[0].clone();
+    let addr = relay.network().status().await.expect("status").listen_addrs[0].clone();
     let (alice, bob) = (Identity::generate(), Identity::generate());
     let mut sender = MailboxClient::to_relay(alice.clone(), addr.clone()).await;
     let token = meshchat_node::mailbox::DeliveryToken::issue(
@@ -276,7 +292,7 @@ async fn a_relay_on_a_full_disk_refuses_deposits_then_takes_them_again() {
         refused.1
     );
     storage_event(&mut events, StorageState::Full).await;
-    let status = relay.status().await.expect("status");
+    let status = relay.network().status().await.expect("status");
     assert_eq!(status.storage.map(|f| f.state), Some(StorageState::Full));
     // Refused up front now; mail is still served, without the refused one.
     assert!(matches!(
@@ -300,7 +316,7 @@ async fn a_relay_on_a_full_disk_refuses_deposits_then_takes_them_again() {
     relay.shutdown().await;
     drop((sender, reader));
     let relay = meshchat_node::spawn(&dir, config).await.expect("respawn");
-    let addr = relay.status().await.expect("status").listen_addrs[0].clone();
+    let addr = relay.network().status().await.expect("status").listen_addrs[0].clone();
     let mut reader = MailboxClient::to_relay(bob.clone(), addr.clone()).await;
     assert_eq!(unique(&reader.fetch_all().await), acknowledged);
     relay.shutdown().await;

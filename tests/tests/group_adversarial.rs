@@ -15,7 +15,7 @@ use libp2p::{
 use meshchat_node::{
     crdt::{ChatId, Identity, SignedChange},
     protocol::{encode_frame, group_topic, GossipMessage},
-    ChatOp, Event, NodeConfig, PeerId,
+    Event, NodeConfig, PeerId,
 };
 use meshchat_tests::{net::bare_swarm, Net, Peer, WAIT};
 
@@ -97,7 +97,8 @@ async fn forged_and_stranger_envelopes_are_rejected_and_not_forwarded() {
     ann.add(&ben).await;
     let chat = ann
         .node
-        .create_group("guarded", vec![ben.peer_id()])
+        .groups()
+        .create("guarded", vec![ben.peer_id()])
         .await
         .unwrap();
     ben.wait_for("the invitation", |e| {
@@ -106,18 +107,15 @@ async fn forged_and_stranger_envelopes_are_rejected_and_not_forwarded() {
     .await;
 
     // A real message from ann, to copy and forge.
+    let sent = ann.node.chats().send(chat, "real").await.unwrap();
+    ben.wait_messages(1).await;
+    // Ann's reaction to it: a real signed change of hers.
     let real = ann
         .node
-        .op(
-            chat,
-            ChatOp::Send {
-                text: "real".into(),
-                reply_to: None,
-            },
-        )
+        .chats()
+        .react(chat, sent.message.id, Some("👍".into()))
         .await
         .unwrap();
-    ben.wait_messages(1).await;
 
     let mut attacker = gossip_attacker(chat, &ben).await;
     let attacker_id: PeerId = *attacker.local_peer_id();
@@ -168,7 +166,7 @@ async fn forged_and_stranger_envelopes_are_rejected_and_not_forwarded() {
     .await;
 
     // Ben still relays honest traffic; ann saw none of the attacks.
-    ben.node.send(chat, "all good").await.unwrap();
+    ben.node.chats().send(chat, "all good").await.unwrap();
     let mut rejections_at_ann = 0;
     let text = ann
         .wait_for("ben's honest message", |e| match e {

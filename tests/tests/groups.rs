@@ -4,7 +4,10 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use meshchat_node::{crdt::ChatId, ChatOp, Event, NodeConfig, PeerId};
+use meshchat_node::{
+    crdt::{ChatId, Role},
+    Event, NodeConfig, PeerId,
+};
 use meshchat_tests::Peer;
 
 /// Loopback nodes that never redial on their own, so a partition holds until
@@ -71,7 +74,7 @@ async fn wait_history_len(peer: &mut Peer, chat: ChatId, n: usize) {
 
 async fn create(peers: &mut [Peer], name: &str) -> ChatId {
     let members: Vec<PeerId> = peers[1..].iter().map(Peer::peer_id).collect();
-    let chat = peers[0].node.create_group(name, members).await.unwrap();
+    let chat = peers[0].node.groups().create(name, members).await.unwrap();
     for peer in &mut peers[1..] {
         wait_joined(peer, chat).await;
     }
@@ -91,11 +94,12 @@ async fn five_members_see_every_message() {
     let mut peers = start(&["ann", "ben", "cat", "dan", "eve"], NodeConfig::loopback()).await;
     full_mesh(&peers).await;
     let chat = create(&mut peers, "five").await;
-    let info = peers[3].node.group_info(chat).await.unwrap();
+    let info = peers[3].node.groups().info(chat).await.unwrap();
     assert_eq!(info.name, "five");
     assert_eq!(info.members.len(), 5);
     for (i, peer) in peers.iter().enumerate() {
         peer.node
+            .chats()
             .send(chat, format!("hello from {i}"))
             .await
             .unwrap();
@@ -122,7 +126,7 @@ async fn partition_then_heal_converges() {
     for a in 0..2 {
         for b in 2..5 {
             let other = peers[b].peer_id();
-            peers[a].node.disconnect(other).await.unwrap();
+            peers[a].node.network().disconnect(other).await.unwrap();
         }
     }
     for peer in &mut peers[..2] {
@@ -134,26 +138,21 @@ async fn partition_then_heal_converges() {
         }
     }
     // Both sides write, including a reply and a reaction.
-    let left = peers[0].node.send(chat, "left 1").await.unwrap();
-    peers[1].node.send(chat, "left 2").await.unwrap();
-    peers[2].node.send(chat, "right 1").await.unwrap();
-    peers[3].node.send(chat, "right 2").await.unwrap();
-    peers[4].node.send(chat, "right 3").await.unwrap();
+    let left = peers[0].node.chats().send(chat, "left 1").await.unwrap();
+    peers[1].node.chats().send(chat, "left 2").await.unwrap();
+    peers[2].node.chats().send(chat, "right 1").await.unwrap();
+    peers[3].node.chats().send(chat, "right 2").await.unwrap();
+    peers[4].node.chats().send(chat, "right 3").await.unwrap();
     wait_group_messages(&mut peers[1], chat, 1).await;
     peers[1]
         .node
-        .op(
-            chat,
-            ChatOp::React {
-                message: left.message.id,
-                emoji: Some("👍".into()),
-            },
-        )
+        .chats()
+        .react(chat, left.message.id, Some("👍".into()))
         .await
         .unwrap();
     // Heal with a single link; anti-entropy and gossip carry the rest.
     let addr = peers[2].addrs().await.remove(0);
-    peers[1].node.dial(addr).await.unwrap();
+    peers[1].node.network().dial(addr).await.unwrap();
     for peer in &mut peers {
         wait_history_len(peer, chat, 5).await;
     }
@@ -171,10 +170,11 @@ async fn removed_member_stops_receiving_and_cannot_write() {
     let mut peers = start(&["ann", "ben", "cat"], NodeConfig::loopback()).await;
     full_mesh(&peers).await;
     let chat = create(&mut peers, "club").await;
-    let cat_key = meshchat_node::public_key_of(&peers[2].peer_id()).unwrap();
+    let cat = peers[2].peer_id();
     peers[0]
         .node
-        .op(chat, ChatOp::RemoveMember(cat_key))
+        .groups()
+        .remove_member(chat, cat)
         .await
         .unwrap();
     peers[2]
@@ -183,11 +183,26 @@ async fn removed_member_stops_receiving_and_cannot_write() {
             _ => None,
         })
         .await;
-    assert!(peers[2].node.send(chat, "am I still here?").await.is_err());
-    peers[0].node.send(chat, "after cat left").await.unwrap();
+    assert!(peers[2]
+        .node
+        .chats()
+        .send(chat, "am I still here?")
+        .await
+        .is_err());
+    peers[0]
+        .node
+        .chats()
+        .send(chat, "after cat left")
+        .await
+        .unwrap();
     wait_group_messages(&mut peers[1], chat, 1).await;
     // Ben got it; cat did not, and a sync with cat refuses to give it.
-    peers[2].node.disconnect(peers[0].peer_id()).await.unwrap();
+    peers[2]
+        .node
+        .network()
+        .disconnect(peers[0].peer_id())
+        .await
+        .unwrap();
     let texts: Vec<String> = peers[2]
         .history(chat)
         .await
@@ -195,7 +210,7 @@ async fn removed_member_stops_receiving_and_cannot_write() {
         .map(|e| e.message.text)
         .collect();
     assert!(!texts.contains(&"after cat left".to_string()));
-    let info = peers[1].node.group_info(chat).await.unwrap();
+    let info = peers[1].node.groups().info(chat).await.unwrap();
     assert_eq!(info.members.len(), 2);
     for peer in &peers {
         peer.stop().await;
@@ -207,28 +222,29 @@ async fn added_member_joins_and_gets_history_and_edits_flow() {
     let mut peers = start(&["ann", "ben", "cat"], NodeConfig::loopback()).await;
     full_mesh(&peers).await;
     let members = vec![peers[1].peer_id()];
-    let chat = peers[0].node.create_group("late", members).await.unwrap();
-    wait_joined(&mut peers[1], chat).await;
-    let sent = peers[1].node.send(chat, "before cat").await.unwrap();
-    wait_group_messages(&mut peers[0], chat, 1).await;
-    let cat_key = meshchat_node::public_key_of(&peers[2].peer_id()).unwrap();
-    peers[0]
+    let chat = peers[0]
         .node
-        .op(chat, ChatOp::AddMember(cat_key))
+        .groups()
+        .create("late", members)
         .await
         .unwrap();
+    wait_joined(&mut peers[1], chat).await;
+    let sent = peers[1]
+        .node
+        .chats()
+        .send(chat, "before cat")
+        .await
+        .unwrap();
+    wait_group_messages(&mut peers[0], chat, 1).await;
+    let cat = peers[2].peer_id();
+    peers[0].node.groups().add_member(chat, cat).await.unwrap();
     wait_joined(&mut peers[2], chat).await;
     wait_group_messages(&mut peers[2], chat, 1).await;
     // Edit propagates as an update.
     peers[1]
         .node
-        .op(
-            chat,
-            ChatOp::Edit {
-                message: sent.message.id,
-                text: "before cat (edited)".into(),
-            },
-        )
+        .chats()
+        .edit(chat, sent.message.id, "before cat (edited)")
         .await
         .unwrap();
     peers[2]
@@ -250,9 +266,14 @@ async fn export_writes_standard_automerge_files() {
     let mut peers = start(&["ann", "ben"], NodeConfig::loopback()).await;
     full_mesh(&peers).await;
     let chat = create(&mut peers, "exported").await;
-    let sent = peers[0].node.send(chat, "keep this").await.unwrap();
+    let sent = peers[0].node.chats().send(chat, "keep this").await.unwrap();
     let out = tempfile::tempdir().unwrap();
-    let summary = peers[0].node.export(chat, out.path()).await.unwrap();
+    let summary = peers[0]
+        .node
+        .chats()
+        .export(chat, out.path())
+        .await
+        .unwrap();
     assert_eq!(summary.messages, 1);
     // Plain Automerge opens both documents; the schema is docs/SCHEMA.md's.
     let meta =
@@ -287,15 +308,18 @@ async fn concurrent_add_and_remove_resolve_identically() {
     let chat = create(&mut peers, "admins").await;
     let key = |p: &Peer| meshchat_node::public_key_of(&p.peer_id()).unwrap();
     let (ben, cat) = (key(&peers[1]), key(&peers[2]));
+    let cat_peer = peers[2].peer_id();
     peers[0]
         .node
-        .op(chat, ChatOp::SetRole(ben, meshchat_node::crdt::Role::Admin))
+        .groups()
+        .set_role(chat, peers[1].peer_id(), Role::Admin)
         .await
         .unwrap();
     // Wait until ben knows he is an admin.
     while peers[1]
         .node
-        .group_info(chat)
+        .groups()
+        .info(chat)
         .await
         .unwrap()
         .members
@@ -311,7 +335,7 @@ async fn concurrent_add_and_remove_resolve_identically() {
     // Split {ann} | {ben, cat, dan}; ann removes cat while ben promotes cat.
     for b in 1..4 {
         let other = peers[b].peer_id();
-        peers[0].node.disconnect(other).await.unwrap();
+        peers[0].node.network().disconnect(other).await.unwrap();
     }
     for _ in 1..4 {
         peers[0]
@@ -322,12 +346,14 @@ async fn concurrent_add_and_remove_resolve_identically() {
     }
     peers[0]
         .node
-        .op(chat, ChatOp::RemoveMember(cat))
+        .groups()
+        .remove_member(chat, cat_peer)
         .await
         .unwrap();
     peers[1]
         .node
-        .op(chat, ChatOp::SetRole(cat, meshchat_node::crdt::Role::Admin))
+        .groups()
+        .set_role(chat, cat_peer, Role::Admin)
         .await
         .unwrap();
     // Each side has applied its own change; from now on, a GroupChanged
@@ -335,7 +361,8 @@ async fn concurrent_add_and_remove_resolve_identically() {
     for peer in &mut peers[1..] {
         while peer
             .node
-            .group_info(chat)
+            .groups()
+            .info(chat)
             .await
             .unwrap()
             .members
@@ -353,7 +380,7 @@ async fn concurrent_add_and_remove_resolve_identically() {
     }
     // Heal and wait until everyone has both changes.
     let addr = peers[1].addrs().await.remove(0);
-    peers[0].node.dial(addr).await.unwrap();
+    peers[0].node.network().dial(addr).await.unwrap();
     // Each side hears of the other's change; the changes may arrive apart
     // (gossip, sync), so then wait until cat is gone everywhere: if the
     // promotion won anywhere, this times out.
@@ -364,7 +391,7 @@ async fn concurrent_add_and_remove_resolve_identically() {
         })
         .await;
         loop {
-            let info = peer.node.group_info(chat).await.unwrap();
+            let info = peer.node.groups().info(chat).await.unwrap();
             if !info.members.iter().any(|m| m.key == cat) {
                 infos.push(info);
                 break;

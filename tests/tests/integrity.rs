@@ -56,7 +56,8 @@ async fn known_attacker(target: &Peer) -> BareClient<DirectCodec> {
     let attacker = BareClient::connect(Identity::generate(), DirectCodec, target).await;
     target
         .node
-        .add_contact(attacker.peer_id(), None, Vec::new())
+        .contacts()
+        .add(attacker.peer_id(), None, Vec::new())
         .await
         .expect("add contact");
     attacker
@@ -104,7 +105,7 @@ async fn hand_built_changes_are_refused_and_the_node_keeps_running_across_restar
         assert_eq!(rejected.len(), 1, "{what}");
         assert!(rejected[0].contains("malformed"), "{what}: {rejected:?}");
     }
-    bob.node.status().await.expect("bob is running");
+    bob.node.network().status().await.expect("bob is running");
     bob.restart().await;
     let texts = bob.texts(chat).await;
     assert_eq!(texts, vec!["first"]);
@@ -116,8 +117,8 @@ async fn a_poisoned_store_loads_without_the_bad_change() {
     let alice = Peer::start("alice").await;
     let mut bob = Peer::start("bob").await;
     let chat = alice.add(&bob).await;
-    alice.node.send(chat, "one").await.expect("send");
-    alice.node.send(chat, "two").await.expect("send");
+    alice.node.chats().send(chat, "one").await.expect("send");
+    alice.node.chats().send(chat, "two").await.expect("send");
     bob.wait_messages(2).await;
     // A change that would crash Automerge, written straight into bob's
     // store, as an older version (or a disk) might have left it.
@@ -203,7 +204,12 @@ async fn a_strangers_message_is_a_request_until_accepted() {
     let mut bob = Peer::start("bob").await;
     // Alice has bob's invite; bob does not know alice.
     let chat = alice.add_one_way(&bob).await;
-    alice.node.send(chat, "hi, it's alice").await.expect("send");
+    alice
+        .node
+        .chats()
+        .send(chat, "hi, it's alice")
+        .await
+        .expect("send");
     let request = bob
         .wait_for("a message request", |e| match e {
             Event::MessageRequest { chat: c, from } if *c == chat => Some(*from),
@@ -212,17 +218,27 @@ async fn a_strangers_message_is_a_request_until_accepted() {
         })
         .await;
     assert_eq!(request, alice.peer_id());
-    assert!(bob.node.chats().await.expect("chats").is_empty());
-    let requests = bob.node.requests().await.expect("requests");
+    assert!(bob.node.chats().list().await.expect("chats").is_empty());
+    let requests = bob.node.contacts().requests().await.expect("requests");
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].messages[0].text, "hi, it's alice");
     // Delivered: bob's node holds it durably.
     alice.wait_delivered(1).await;
-    bob.node.accept_request(chat).await.expect("accept");
-    assert!(bob.node.requests().await.expect("requests").is_empty());
+    bob.node
+        .contacts()
+        .accept_request(chat)
+        .await
+        .expect("accept");
+    assert!(bob
+        .node
+        .contacts()
+        .requests()
+        .await
+        .expect("requests")
+        .is_empty());
     assert_eq!(bob.texts(chat).await, vec!["hi, it's alice"]);
     // From now on alice's messages arrive like any other.
-    alice.node.send(chat, "thanks").await.expect("send");
+    alice.node.chats().send(chat, "thanks").await.expect("send");
     within("the next message", async {
         while bob.texts(chat).await.len() < 2 {
             bob.wait_for("a message", |e| {
@@ -243,6 +259,7 @@ async fn adding_a_stranger_as_a_contact_opens_their_request_as_the_chat() {
     let chat = alice.add_one_way(&bob).await;
     alice
         .node
+        .chats()
         .send(chat, "it's alice, add me")
         .await
         .expect("send");
@@ -253,7 +270,13 @@ async fn adding_a_stranger_as_a_contact_opens_their_request_as_the_chat() {
     .await;
     // Bob adds alice: what she wrote is their chat now, no request left.
     bob.add_one_way(&alice).await;
-    assert!(bob.node.requests().await.expect("requests").is_empty());
+    assert!(bob
+        .node
+        .contacts()
+        .requests()
+        .await
+        .expect("requests")
+        .is_empty());
     assert_eq!(bob.texts(chat).await, vec!["it's alice, add me"]);
     alice.stop().await;
     bob.stop().await;
@@ -294,10 +317,15 @@ async fn message_requests_cost_a_fixed_budget() {
     }
     assert_eq!(kept, meshchat_node::MAX_REQUESTS);
     assert_eq!(
-        bob.node.requests().await.expect("requests").len(),
+        bob.node
+            .contacts()
+            .requests()
+            .await
+            .expect("requests")
+            .len(),
         meshchat_node::MAX_REQUESTS
     );
-    assert!(bob.node.chats().await.expect("chats").is_empty());
+    assert!(bob.node.chats().list().await.expect("chats").is_empty());
     bob.stop().await;
     let _ = &mut bob;
 }
@@ -309,7 +337,8 @@ async fn a_group_invitation_from_a_stranger_waits_for_acceptance() {
     carol.add_one_way(&bob).await;
     let chat = carol
         .node
-        .create_group("carol's party", vec![bob.peer_id()])
+        .groups()
+        .create("carol's party", vec![bob.peer_id()])
         .await
         .expect("create");
     bob.wait_for("an invitation request", |e| match e {
@@ -318,15 +347,24 @@ async fn a_group_invitation_from_a_stranger_waits_for_acceptance() {
         _ => None,
     })
     .await;
-    let requests = bob.node.requests().await.expect("requests");
+    let requests = bob.node.contacts().requests().await.expect("requests");
     assert_eq!(requests[0].group.as_deref(), Some("carol's party"));
-    bob.node.accept_request(chat).await.expect("accept");
+    bob.node
+        .contacts()
+        .accept_request(chat)
+        .await
+        .expect("accept");
     bob.wait_for("joined", |e| match e {
         Event::GroupJoined { chat: c } if *c == chat => Some(()),
         _ => None,
     })
     .await;
-    carol.node.send(chat, "welcome").await.expect("send");
+    carol
+        .node
+        .chats()
+        .send(chat, "welcome")
+        .await
+        .expect("send");
     within("the group message", async {
         while !bob.texts(chat).await.contains(&"welcome".to_string()) {
             bob.wait_for("a message", |e| {

@@ -92,7 +92,7 @@ fn dial_again(swarm: &mut Swarm<impl NetworkBehaviour>, node: &Peer, addr: &Mult
 /// `a` (a stranger to `b`) sends `b` a direct message and `b` receives it.
 async fn still_served(a: &Peer, b: &mut Peer, text: &str) {
     let chat = a.add(b).await;
-    a.node.send(chat, text).await.unwrap();
+    a.node.chats().send(chat, text).await.unwrap();
     b.wait_for("the honest peer's message", |e| match e {
         Event::Message { message, .. } if message.text == text => Some(()),
         _ => None,
@@ -146,7 +146,8 @@ async fn strangers_filling_the_inbound_slots_do_not_lock_out_a_contact() {
     // The node knows Carol by PeerId only, so it cannot dial her: she must
     // get in through the node's inbound slots.
     node.node
-        .add_contact(carol.peer_id(), Some("carol".into()), Vec::new())
+        .contacts()
+        .add(carol.peer_id(), Some("carol".into()), Vec::new())
         .await
         .unwrap();
     let addr = node.addrs().await.remove(0);
@@ -180,7 +181,7 @@ async fn strangers_filling_the_inbound_slots_do_not_lock_out_a_contact() {
 
     // Every inbound slot is taken by a stranger; the contact still gets in.
     let chat = carol.add(&node).await;
-    carol.node.send(chat, "it's carol").await.unwrap();
+    carol.node.chats().send(chat, "it's carol").await.unwrap();
     node.wait_for("the contact's message", |e| match e {
         Event::Message { message, .. } if message.text == "it's carol" => Some(()),
         _ => None,
@@ -395,7 +396,8 @@ async fn a_gossip_peer_whose_frames_are_rejected_is_graylisted_and_cut_off() {
     ann.add(&ben).await;
     let chat = ann
         .node
-        .create_group("guarded", vec![ben.peer_id()])
+        .groups()
+        .create("guarded", vec![ben.peer_id()])
         .await
         .unwrap();
     ben.wait_for("the invitation", |e| {
@@ -408,7 +410,11 @@ async fn a_gossip_peer_whose_frames_are_rejected_is_graylisted_and_cut_off() {
     // ann has heard of its subscription: a message sent before that misses it).
     let started = tokio::time::Instant::now();
     for n in 0.. {
-        ann.node.send(chat, format!("before {n}")).await.unwrap();
+        ann.node
+            .chats()
+            .send(chat, format!("before {n}"))
+            .await
+            .unwrap();
         let wait = tokio::time::timeout(Duration::from_millis(500), attacker.received.recv());
         if let Ok(Some(_)) = wait.await {
             break;
@@ -428,7 +434,7 @@ async fn a_gossip_peer_whose_frames_are_rejected_is_graylisted_and_cut_off() {
         })
         .await;
     }
-    let score = ann.node.gossip_score(attacker.id).await.unwrap();
+    let score = ann.node.network().gossip_score(attacker.id).await.unwrap();
     assert!(
         score.is_some_and(|s| s < GRAYLIST_THRESHOLD),
         "score after three rejected frames: {score:?}"
@@ -436,7 +442,7 @@ async fn a_gossip_peer_whose_frames_are_rejected_is_graylisted_and_cut_off() {
 
     // Graylisted: the group's next message reaches ben but not the attacker.
     while attacker.received.try_recv().is_ok() {}
-    ann.node.send(chat, "after").await.unwrap();
+    ann.node.chats().send(chat, "after").await.unwrap();
     ben.wait_for("the group's next message", |e| match e {
         Event::Message { message, .. } if message.text == "after" => Some(()),
         _ => None,

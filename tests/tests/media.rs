@@ -10,10 +10,11 @@ use std::{
 };
 
 use meshchat_node::{
-    blobs::{BlobConfig, BlobError, FileStatus, SaveOptions, SkipReason},
+    api::{FetchBlobError, FetchFileError, SendFileError},
+    blobs::{BlobConfig, FileStatus, SaveOptions, SkipReason},
     crdt::{Attachment, BlobHash, ChatId, MessageId},
     mailbox::MailboxConfig,
-    ChatOp, Event, NodeConfig, NodeError, PeerId,
+    Event, NodeConfig, PeerId,
 };
 use meshchat_tests::{within, Peer};
 
@@ -63,8 +64,20 @@ async fn befriend(a: &mut Peer, b: &mut Peer) -> ChatId {
 
 async fn connected(a: &mut Peer, b: &mut Peer) {
     let (pa, pb) = (a.peer_id(), b.peer_id());
-    if !a.node.status().await.unwrap().connected.contains(&pb) {
-        a.node.dial(b.addrs().await.remove(0)).await.unwrap();
+    if !a
+        .node
+        .network()
+        .status()
+        .await
+        .unwrap()
+        .connected
+        .contains(&pb)
+    {
+        a.node
+            .network()
+            .dial(b.addrs().await.remove(0))
+            .await
+            .unwrap();
         a.wait_for("connection", |e| match e {
             Event::PeerConnected { peer } if *peer == pb => Some(()),
             _ => None,
@@ -79,8 +92,8 @@ async fn connected(a: &mut Peer, b: &mut Peer) {
         let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         std::fs::write(&probe, format!("{} {n}", from.name)).unwrap();
         let other = if to == pb { &b.node } else { &a.node };
-        let hash = other.import_blob(&probe).await.unwrap();
-        within("probe blob", from.node.fetch_blob(hash, 64, to))
+        let hash = other.files().import_blob(&probe).await.unwrap();
+        within("probe blob", from.node.files().fetch_blob(hash, 64, to))
             .await
             .unwrap();
     }
@@ -123,7 +136,12 @@ async fn a_20_mib_file_arrives_with_its_hash_checked() {
 
     let src = alice.tmp.path().join("video.bin");
     write_noise(&src, 20 * MIB, 1);
-    let sent = alice.node.send_file(chat, &src, "holiday").await.unwrap();
+    let sent = alice
+        .node
+        .files()
+        .send(chat, &src, "holiday")
+        .await
+        .unwrap();
     let attachment = sent.message.attachment.clone().map(|a| *a).unwrap();
     assert_eq!(attachment.size, 20 * MIB);
     assert_eq!(attachment.name, "video.bin");
@@ -133,7 +151,7 @@ async fn a_20_mib_file_arrives_with_its_hash_checked() {
     let (id, seen) = wait_file_message(&mut bob).await;
     assert_eq!(seen, attachment, "listed at once with name, size and type");
     let out = out_path(&bob, "video.bin");
-    let fetched = within("fetch", bob.node.fetch_file(chat, id, Some(out.clone())))
+    let fetched = within("fetch", bob.node.files().fetch(chat, id, Some(out.clone())))
         .await
         .unwrap();
     assert_eq!(fetched.size, 20 * MIB);
@@ -144,7 +162,7 @@ async fn a_20_mib_file_arrives_with_its_hash_checked() {
     // Sending the same bytes again stores nothing new: same hash.
     let copy = alice.tmp.path().join("copy.bin");
     std::fs::copy(&src, &copy).unwrap();
-    let again = alice.node.send_file(chat, &copy, "").await.unwrap();
+    let again = alice.node.files().send(chat, &copy, "").await.unwrap();
     assert_eq!(
         again.message.attachment.map(|a| *a).unwrap().hash,
         attachment.hash
@@ -168,7 +186,7 @@ async fn small_images_download_by_themselves_with_a_preview() {
         png.extend_from_slice(&img);
     }
     std::fs::write(&src, &png).unwrap();
-    let sent = alice.node.send_file(chat, &src, "cat").await.unwrap();
+    let sent = alice.node.files().send(chat, &src, "cat").await.unwrap();
     let attachment = sent.message.attachment.map(|a| *a).unwrap();
     assert_eq!(attachment.mime, "image/png");
     assert!(!attachment.preview.is_empty(), "images carry a preview");
@@ -181,7 +199,8 @@ async fn small_images_download_by_themselves_with_a_preview() {
     // Already here: fetching only exports.
     let out = out_path(&bob, "cat.png");
     bob.node
-        .fetch_file(chat, id, Some(out.clone()))
+        .files()
+        .fetch(chat, id, Some(out.clone()))
         .await
         .unwrap();
     assert_eq!(std::fs::read(out).unwrap(), png);
@@ -258,18 +277,22 @@ async fn a_peer_outside_the_chat_is_refused() {
 
     let src = alice.tmp.path().join("secret.txt");
     std::fs::write(&src, "the plans").unwrap();
-    let sent = alice.node.send_file(chat, &src, "").await.unwrap();
+    let sent = alice.node.files().send(chat, &src, "").await.unwrap();
     let hash = sent.message.attachment.map(|a| *a).unwrap().hash;
 
     // ...but not the chat's file, although she knows its hash.
-    let refused = mallory.node.fetch_blob(hash, 1024, alice.peer_id()).await;
+    let refused = mallory
+        .node
+        .files()
+        .fetch_blob(hash, 1024, alice.peer_id())
+        .await;
     assert!(
-        matches!(refused, Err(NodeError::Blob(BlobError::Unavailable(_)))),
+        matches!(refused, Err(FetchBlobError::Unavailable(_))),
         "{refused:?}"
     );
     // A member asking the same node for the same hash is served.
     let (id, _) = wait_file_message(&mut bob).await;
-    bob.node.fetch_file(chat, id, None).await.unwrap();
+    bob.node.files().fetch(chat, id, None).await.unwrap();
     for p in [&alice, &bob, &mallory] {
         p.stop().await;
     }
@@ -288,22 +311,22 @@ async fn oversize_files_are_refused_with_a_clear_error() {
     // The receiver's limit: listed, but not fetched.
     let src = alice.tmp.path().join("big.bin");
     write_noise(&src, 2 * MIB, 2);
-    alice.node.send_file(chat, &src, "").await.unwrap();
+    alice.node.files().send(chat, &src, "").await.unwrap();
     let (id, _) = wait_file_message(&mut bob).await;
-    let refused = bob.node.fetch_file(chat, id, None).await.unwrap_err();
+    let refused = bob.node.files().fetch(chat, id, None).await.unwrap_err();
     assert!(
-        matches!(refused, NodeError::Blob(BlobError::TooLarge { size, max }) if size == 2 * MIB && max == MIB),
+        matches!(refused, FetchFileError::TooLarge { size, max } if size == 2 * MIB && max == MIB),
         "{refused:?}"
     );
     assert!(refused.to_string().contains("limit"), "{refused}");
 
     // The sender's limit: nothing is posted.
-    let bob_chat = bob.node.direct_chat(alice.peer_id()).await.unwrap();
+    let bob_chat = bob.node.chats().direct(alice.peer_id()).await.unwrap();
     let src = bob.tmp.path().join("big.bin");
     write_noise(&src, MIB + 1, 3);
-    let refused = bob.node.send_file(bob_chat, &src, "").await.unwrap_err();
+    let refused = bob.node.files().send(bob_chat, &src, "").await.unwrap_err();
     assert!(
-        matches!(refused, NodeError::Blob(BlobError::TooLarge { .. })),
+        matches!(refused, SendFileError::TooLarge { .. }),
         "{refused:?}"
     );
     assert_eq!(bob.history(bob_chat).await.len(), 1, "only Alice's message");
@@ -336,7 +359,8 @@ async fn a_transfer_interrupted_by_a_sender_restart_resumes() {
     write_noise(&src, 20 * MIB, 4);
     let attachment = alice
         .node
-        .send_file(chat, &src, "")
+        .files()
+        .send(chat, &src, "")
         .await
         .unwrap()
         .message
@@ -348,7 +372,7 @@ async fn a_transfer_interrupted_by_a_sender_restart_resumes() {
     let out = out_path(&bob, "film.bin");
     let fetch = tokio::spawn({
         let (node, out) = (bob.node.clone(), out.clone());
-        async move { node.fetch_file(chat, id, Some(out)).await }
+        async move { node.files().fetch(chat, id, Some(out)).await }
     });
     bob.wait_for("a quarter of the file", |e| match e {
         Event::File {
@@ -369,7 +393,7 @@ async fn a_transfer_interrupted_by_a_sender_restart_resumes() {
             connected(&mut bob, &mut alice).await;
             within(
                 "fetch again",
-                bob.node.fetch_file(chat, id, Some(out.clone())),
+                bob.node.files().fetch(chat, id, Some(out.clone())),
             )
             .await
             .unwrap()
@@ -420,7 +444,8 @@ async fn a_provider_serving_corrupt_data_is_detected_and_an_honest_one_used() {
     befriend(&mut bob, &mut carol).await;
     let group = alice
         .node
-        .create_group("trip", vec![bob.peer_id(), carol.peer_id()])
+        .groups()
+        .create("trip", vec![bob.peer_id(), carol.peer_id()])
         .await
         .unwrap();
     for p in [&mut bob, &mut carol] {
@@ -433,7 +458,8 @@ async fn a_provider_serving_corrupt_data_is_detected_and_an_honest_one_used() {
     write_noise(&src, 4 * MIB, 5);
     let attachment = alice
         .node
-        .send_file(group, &src, "")
+        .files()
+        .send(group, &src, "")
         .await
         .unwrap()
         .message
@@ -456,9 +482,12 @@ async fn a_provider_serving_corrupt_data_is_detected_and_an_honest_one_used() {
 
     bob.drain();
     let out = out_path(&bob, "map.bin");
-    let fetched = within("fetch", bob.node.fetch_file(group, id, Some(out.clone())))
-        .await
-        .unwrap();
+    let fetched = within(
+        "fetch",
+        bob.node.files().fetch(group, id, Some(out.clone())),
+    )
+    .await
+    .unwrap();
     assert_eq!(fetched.size, 4 * MIB);
     assert_eq!(&blake3_of(&out), attachment.hash.as_bytes());
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
@@ -504,15 +533,16 @@ async fn bob_offline_behind_a_relay(
     // Bob knows Alice (else her message would wait as a request).
     bob.add_one_way(&alice).await;
     // Bob's invite carries his relay and a delivery token for it.
-    let invite = bob.node.invite().await.unwrap();
+    let invite = bob.node.contacts().invite().await.unwrap();
     assert_eq!(invite.relays, vec![relay_addr]);
     bob.stop().await;
     alice
         .node
-        .add_contact_from_invite(invite, Some("bob".into()))
+        .contacts()
+        .add_from_invite(invite, Some("bob".into()))
         .await
         .unwrap();
-    let chat = alice.node.direct_chat(bob.peer_id()).await.unwrap();
+    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
     (relay, alice, bob, chat)
 }
 
@@ -553,7 +583,8 @@ async fn an_offline_recipient_gets_the_file_through_its_relay() {
     write_noise(&src, 3 * MIB, 6);
     let attachment = alice
         .node
-        .send_file(chat, &src, "for later")
+        .files()
+        .send(chat, &src, "for later")
         .await
         .unwrap()
         .message
@@ -571,7 +602,8 @@ async fn an_offline_recipient_gets_the_file_through_its_relay() {
     wait_ready(&mut bob, attachment.hash).await;
     let out = out_path(&bob, "song.bin");
     bob.node
-        .fetch_file(chat, id, Some(out.clone()))
+        .files()
+        .fetch(chat, id, Some(out.clone()))
         .await
         .unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
@@ -595,7 +627,7 @@ async fn concurrent_requests_never_overfill_a_relay_cache() {
     for seed in [7, 8] {
         let src = alice.tmp.path().join(format!("clip{seed}.bin"));
         write_noise(&src, 2 * MIB, seed);
-        let sent = alice.node.send_file(chat, &src, "").await.unwrap();
+        let sent = alice.node.files().send(chat, &src, "").await.unwrap();
         hashes.push(sent.message.attachment.unwrap().hash);
     }
     let answers = relay_answers(&mut alice, &hashes).await;
@@ -633,8 +665,14 @@ async fn endpoint_as(peer: &Peer, addr: iroh::EndpointAddr) -> iroh::Endpoint {
 async fn blob_addr(peer: &Peer) -> iroh::EndpointAddr {
     let file = peer.tmp.path().join("ticket-probe");
     std::fs::write(&file, "probe").unwrap();
-    let ticket: iroh_blobs::ticket::BlobTicket =
-        peer.node.share(&file).await.unwrap().parse().unwrap();
+    let ticket: iroh_blobs::ticket::BlobTicket = peer
+        .node
+        .files()
+        .share(&file)
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
     ticket.addr().clone()
 }
 
@@ -694,7 +732,8 @@ async fn a_relay_holds_a_blob_only_for_mail_attaching_it_from_a_sender_that_has_
     write_noise(&src, 300 * 1024, 9);
     let attachment = alice
         .node
-        .send_file(chat, &src, "")
+        .files()
+        .send(chat, &src, "")
         .await
         .unwrap()
         .message
@@ -718,7 +757,8 @@ async fn a_relay_holds_a_blob_only_for_mail_attaching_it_from_a_sender_that_has_
     );
     mallory
         .node
-        .add_contact_from_invite(
+        .contacts()
+        .add_from_invite(
             meshchat_node::invite::Invite {
                 peer: accomplice,
                 name: None,
@@ -730,16 +770,11 @@ async fn a_relay_holds_a_blob_only_for_mail_attaching_it_from_a_sender_that_has_
         )
         .await
         .unwrap();
-    let to_accomplice = mallory.node.direct_chat(accomplice).await.unwrap();
+    let to_accomplice = mallory.node.chats().direct(accomplice).await.unwrap();
     mallory
         .node
-        .op(
-            to_accomplice,
-            ChatOp::SendFile {
-                caption: String::new(),
-                attachment: attachment.clone(),
-            },
-        )
+        .files()
+        .forward(to_accomplice, attachment.clone(), "")
         .await
         .unwrap();
     let refused = relay_answer(&mut mallory, attachment.hash)
@@ -751,7 +786,7 @@ async fn a_relay_holds_a_blob_only_for_mail_attaching_it_from_a_sender_that_has_
     // recipient she names, a request written by hand is refused too.
     let copy = mallory.tmp.path().join("copy.pdf");
     std::fs::copy(&src, &copy).unwrap();
-    mallory.node.import_blob(&copy).await.unwrap();
+    mallory.node.files().import_blob(&copy).await.unwrap();
     connected(&mut mallory, &mut relay).await;
     let relay_blobs = blob_addr(&relay).await;
     let relay_id = relay_blobs.id;
@@ -799,7 +834,7 @@ async fn a_shared_file_downloads_from_its_ticket_with_plain_iroh_blobs() {
     let bob = Peer::start("bob").await;
     let src = alice.tmp.path().join("notes.txt");
     std::fs::write(&src, "shared outside any chat").unwrap();
-    let ticket = alice.node.share(&src).await.unwrap();
+    let ticket = alice.node.files().share(&src).await.unwrap();
 
     // Any iroh-blobs tool: a bare endpoint with an in-memory store.
     let parsed: iroh_blobs::ticket::BlobTicket = ticket.parse().unwrap();
@@ -835,7 +870,7 @@ async fn a_shared_file_downloads_from_its_ticket_with_plain_iroh_blobs() {
 
     // And meshchat's own fetch-ticket writes it under its name.
     let out = bob.tmp.path().join("downloads");
-    let files = within("fetch ticket", bob.node.fetch_ticket(&ticket, &out))
+    let files = within("fetch ticket", bob.node.files().fetch_ticket(&ticket, &out))
         .await
         .unwrap();
     assert_eq!(files.files, vec![(out.join("notes.txt"), 23)]);
@@ -856,7 +891,8 @@ async fn a_stranger_naming_a_hash_cannot_fetch_it() {
     std::fs::write(&src, "only for bob").unwrap();
     let secret = alice
         .node
-        .send_file(chat, &src, "")
+        .files()
+        .send(chat, &src, "")
         .await
         .unwrap()
         .message
@@ -871,19 +907,14 @@ async fn a_stranger_naming_a_hash_cannot_fetch_it() {
     connected(&mut mallory, &mut alice).await;
     mallory
         .node
-        .op(
-            to_alice,
-            ChatOp::SendFile {
-                caption: String::new(),
-                attachment: secret.clone(),
-            },
-        )
+        .files()
+        .forward(to_alice, secret.clone(), "")
         .await
         .unwrap();
     // A second file of hers: once Alice has judged it, she has seen the first.
     let own = mallory.tmp.path().join("hello.txt");
     std::fs::write(&own, "hello").unwrap();
-    let hello = mallory.node.send_file(to_alice, &own, "").await.unwrap();
+    let hello = mallory.node.files().send(to_alice, &own, "").await.unwrap();
     let hello = hello.message.attachment.unwrap().hash;
     // Alice accepts the message request, so it is a chat she is in.
     alice.accept_request_from(&mallory).await;
@@ -901,15 +932,16 @@ async fn a_stranger_naming_a_hash_cannot_fetch_it() {
 
     let refused = mallory
         .node
+        .files()
         .fetch_blob(secret.hash, secret.size, alice.peer_id())
         .await;
     assert!(
-        matches!(refused, Err(NodeError::Blob(BlobError::Unavailable(_)))),
+        matches!(refused, Err(FetchBlobError::Unavailable(_))),
         "{refused:?}"
     );
     // Bob, in the chat Alice sent it to, is served.
     let (id, _) = wait_file_message(&mut bob).await;
-    within("bob's fetch", bob.node.fetch_file(chat, id, None))
+    within("bob's fetch", bob.node.files().fetch(chat, id, None))
         .await
         .unwrap();
     for p in [&alice, &bob, &mallory] {
@@ -923,20 +955,24 @@ async fn a_hash_seq_request_does_not_unlock_what_a_blob_lists() {
     let mut bob = Peer::start_with("bob", loopback_with(manual())).await;
     let chat = befriend(&mut alice, &mut bob).await;
     // Alice holds a file from a chat Bob is not in.
-    let elsewhere = alice.node.direct_chat(random_peer()).await.unwrap();
+    let elsewhere = alice.node.chats().direct(random_peer()).await.unwrap();
     let src = alice.tmp.path().join("contract.txt");
     std::fs::write(&src, "not for bob").unwrap();
-    let secret = alice.node.send_file(elsewhere, &src, "").await.unwrap();
+    let secret = alice.node.files().send(elsewhere, &src, "").await.unwrap();
     let secret = secret.message.attachment.unwrap().hash;
 
     // Bob sends Alice a file whose bytes are that hash: read as a hash
     // sequence, it lists the secret.
     let list = bob.tmp.path().join("list.bin");
     std::fs::write(&list, secret.as_bytes()).unwrap();
-    let root = bob.node.send_file(chat, &list, "").await.unwrap();
+    let root = bob.node.files().send(chat, &list, "").await.unwrap();
     let root = root.message.attachment.unwrap().hash;
     wait_ready(&mut alice, root).await;
-    let refused = bob.node.fetch_blob(secret, 64, alice.peer_id()).await;
+    let refused = bob
+        .node
+        .files()
+        .fetch_blob(secret, 64, alice.peer_id())
+        .await;
     assert!(
         refused.is_err(),
         "the secret itself is refused: {refused:?}"
@@ -1003,13 +1039,18 @@ async fn a_strangers_file_waits_while_a_contacts_downloads() {
 
     let junk = mallory.tmp.path().join("junk.bin");
     write_noise(&junk, 64 * 1024, 10);
-    let junk = mallory.node.send_file(to_bob, &junk, "").await.unwrap();
+    let junk = mallory.node.files().send(to_bob, &junk, "").await.unwrap();
     // Bob accepts the request: still not a contact, so nothing downloads.
     bob.accept_request_from(&mallory).await;
     let junk = junk.message.attachment.unwrap().hash;
     let photo = alice.tmp.path().join("photo.bin");
     write_noise(&photo, 64 * 1024, 11);
-    let photo = alice.node.send_file(with_alice, &photo, "").await.unwrap();
+    let photo = alice
+        .node
+        .files()
+        .send(with_alice, &photo, "")
+        .await
+        .unwrap();
     let photo = photo.message.attachment.unwrap().hash;
 
     assert_eq!(
@@ -1020,16 +1061,19 @@ async fn a_strangers_file_waits_while_a_contacts_downloads() {
     );
     wait_ready(&mut bob, photo).await;
     // Listed, and Bob may still fetch it when he wants to.
-    let from_mallory = bob.node.direct_chat(mallory.peer_id()).await.unwrap();
+    let from_mallory = bob.node.chats().direct(mallory.peer_id()).await.unwrap();
     let (id, _) = bob
         .history(from_mallory)
         .await
         .into_iter()
         .find_map(|e| e.message.attachment.map(|a| (e.message.id, a.hash)))
         .unwrap();
-    within("manual fetch", bob.node.fetch_file(from_mallory, id, None))
-        .await
-        .unwrap();
+    within(
+        "manual fetch",
+        bob.node.files().fetch(from_mallory, id, None),
+    )
+    .await
+    .unwrap();
     for p in [&alice, &bob, &mallory] {
         p.stop().await;
     }
@@ -1048,7 +1092,7 @@ async fn the_auto_download_budget_stops_auto_downloads_until_space_is_freed() {
         let src = alice.tmp.path().join(format!("f{seed}.bin"));
         write_noise(&src, MIB, seed);
         let node = alice.node.clone();
-        async move { node.send_file(chat, &src, "").await.unwrap().message }
+        async move { node.files().send(chat, &src, "").await.unwrap().message }
     };
     let first = send(12).await;
     let first_hash = first.attachment.clone().unwrap().hash;
@@ -1061,11 +1105,7 @@ async fn the_auto_download_budget_stops_auto_downloads_until_space_is_freed() {
         }
     );
     // Deleting the first file gives its space back.
-    alice
-        .node
-        .op(chat, ChatOp::Delete { message: first.id })
-        .await
-        .unwrap();
+    alice.node.chats().delete(chat, first.id).await.unwrap();
     let third = send(14).await.attachment.unwrap().hash;
     wait_ready(&mut bob, third).await;
     alice.stop().await;
@@ -1079,26 +1119,24 @@ async fn sender_chosen_names_are_saved_safely_and_nothing_is_overwritten() {
     let chat = befriend(&mut alice, &mut bob).await;
     let src = alice.tmp.path().join("payload.txt");
     std::fs::write(&src, "from alice").unwrap();
-    let real = alice.node.send_file(chat, &src, "").await.unwrap();
+    let real = alice.node.files().send(chat, &src, "").await.unwrap();
     let real = real.message.attachment.map(|a| *a).unwrap();
     wait_ready(&mut bob, real.hash).await;
 
     // The same bytes under names a hostile sender picks.
-    let named = |name: &str| ChatOp::SendFile {
-        caption: String::new(),
-        attachment: Attachment {
-            name: name.into(),
-            ..real.clone()
-        },
+    let named = |name: &str| Attachment {
+        name: name.into(),
+        ..real.clone()
     };
+    let files = alice.node.files();
     assert!(
-        alice.node.op(chat, named("../x")).await.is_err(),
+        files.forward(chat, named("../x"), "").await.is_err(),
         "a name with a separator never leaves the sender"
     );
     let mut ids = Vec::new();
     for name in [".bashrc", "..", "evil\u{1b}[2J\u{7}\u{202e}gpj.exe"] {
-        let outcome = alice.node.op(chat, named(name)).await.unwrap();
-        ids.push(outcome.message.unwrap().id);
+        let sent = files.forward(chat, named(name), "").await.unwrap();
+        ids.push(sent.message.id);
     }
     for _ in 0..ids.len() {
         wait_file_message(&mut bob).await;
@@ -1116,22 +1154,23 @@ async fn sender_chosen_names_are_saved_safely_and_nothing_is_overwritten() {
         let node = bob.node.clone();
         let out = out.clone();
         async move {
-            node.fetch_file_with(
-                chat,
-                id,
-                Some(out),
-                SaveOptions {
-                    overwrite,
-                    ..SaveOptions::default()
-                },
-            )
-            .await
+            node.files()
+                .fetch_with(
+                    chat,
+                    id,
+                    Some(out),
+                    SaveOptions {
+                        overwrite,
+                        ..SaveOptions::default()
+                    },
+                )
+                .await
         }
     };
     for id in &ids[..2] {
         let refused = fetch(*id, false).await;
         assert!(
-            matches!(refused, Err(NodeError::Blob(BlobError::Exists(_)))),
+            matches!(refused, Err(FetchFileError::Exists(_))),
             "{refused:?}"
         );
     }

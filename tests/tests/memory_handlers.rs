@@ -28,7 +28,8 @@ async fn contact_with_a_message(bob: &Peer, text: &str) -> (BareClient<DirectCod
     let carol = Identity::generate();
     let client = BareClient::connect(carol.clone(), DirectCodec, bob).await;
     bob.node
-        .add_contact(client.peer_id(), Some("carol".into()), Vec::new())
+        .contacts()
+        .add(client.peer_id(), Some("carol".into()), Vec::new())
         .await
         .expect("add contact");
     let mut replica = ChatReplica::new(ChatKind::direct(carol.public(), key_of(bob)));
@@ -144,6 +145,7 @@ async fn two_nodes_on_memory_deliver_and_acknowledge() {
     let chat = alice.add(&bob).await;
     alice
         .node
+        .chats()
         .send(chat, "hello in memory")
         .await
         .expect("send");

@@ -58,17 +58,23 @@ async fn mail_for_an_offline_contact_is_deposited_when_the_dial_fails() {
         },
     )
     .await;
-    let invite = bob.node.invite().await.unwrap();
+    let invite = bob.node.contacts().invite().await.unwrap();
     let mut alice = Peer::start_with("alice", no_ticks()).await;
     bob.add_one_way(&alice).await;
     bob.stop().await;
     alice
         .node
-        .add_contact_from_invite(invite, Some("bob".into()))
+        .contacts()
+        .add_from_invite(invite, Some("bob".into()))
         .await
         .unwrap();
-    let chat = alice.node.direct_chat(bob.peer_id()).await.unwrap();
-    alice.node.send(chat, "are you there?").await.unwrap();
+    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
+    alice
+        .node
+        .chats()
+        .send(chat, "are you there?")
+        .await
+        .unwrap();
     // Bob's port is closed: the dial fails, the relay takes custody.
     alice
         .wait_for("custody at the relay", |e| match e {

@@ -24,7 +24,7 @@ async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
     let (relay, relay_addr) = Peer::start_relay().await;
     let mut bob = start_with_relay("bob", relay_addr.clone()).await;
     // Bob's invite: his addresses, his relay, and a delivery token for it.
-    let invite = bob.node.invite().await.unwrap();
+    let invite = bob.node.contacts().invite().await.unwrap();
     assert_eq!(invite.relays, vec![relay_addr]);
     assert_eq!(invite.tokens.len(), 1);
     let mut alice = Peer::start("alice").await;
@@ -33,12 +33,13 @@ async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
 
     alice
         .node
-        .add_contact_from_invite(invite, Some("bob".into()))
+        .contacts()
+        .add_from_invite(invite, Some("bob".into()))
         .await
         .unwrap();
-    let chat = alice.node.direct_chat(bob.peer_id()).await.unwrap();
+    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
     for text in ["one", "two", "three"] {
-        alice.node.send(chat, text).await.unwrap();
+        alice.node.chats().send(chat, text).await.unwrap();
     }
     // Bob is offline: the relay takes custody and the messages become `sent`.
     for _ in 0..3 {
@@ -59,6 +60,7 @@ async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
     // The relay's signed promise is kept: who holds it, until when.
     let info = alice
         .node
+        .chats()
         .message_info(chat, history[0].message.id)
         .await
         .unwrap();
@@ -69,7 +71,15 @@ async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
     assert!(info.recipients[0].held_by[0].1 > history[0].message.sent_at_ms);
     // Deposited as soon as each dial to Bob failed: one to three envelopes,
     // none carrying a change another one holds.
-    let envelopes = relay.node.status().await.unwrap().mailbox.unwrap().messages;
+    let envelopes = relay
+        .node
+        .network()
+        .status()
+        .await
+        .unwrap()
+        .mailbox
+        .unwrap()
+        .messages;
     assert!((1..=3).contains(&envelopes), "{envelopes} envelopes");
     alice.stop().await;
 
@@ -80,7 +90,17 @@ async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
     assert_eq!(got, vec!["one", "three", "two"]);
     // Bob acknowledged after storing: the relay forgets it.
     within("the relay to drop acknowledged mail", async {
-        while relay.node.status().await.unwrap().mailbox.unwrap().messages > 0 {
+        while relay
+            .node
+            .network()
+            .status()
+            .await
+            .unwrap()
+            .mailbox
+            .unwrap()
+            .messages
+            > 0
+        {
             tokio::task::yield_now().await;
         }
     })
@@ -101,7 +121,8 @@ async fn offline_group_member_gets_group_mail_from_its_relay() {
     let carol = Peer::start("carol").await;
     alice
         .node
-        .add_contact_with_relays(
+        .contacts()
+        .add_with_relays(
             bob.peer_id(),
             Some("bob".into()),
             bob.addrs().await,
@@ -112,7 +133,8 @@ async fn offline_group_member_gets_group_mail_from_its_relay() {
     alice.add(&carol).await;
     let group = alice
         .node
-        .create_group("hikers", vec![bob.peer_id(), carol.peer_id()])
+        .groups()
+        .create("hikers", vec![bob.peer_id(), carol.peer_id()])
         .await
         .unwrap();
     // Bob never added Alice: her invitation is a request until he accepts.
@@ -129,7 +151,12 @@ async fn offline_group_member_gets_group_mail_from_its_relay() {
         })
         .await;
     bob.stop().await;
-    alice.node.send(group, "summit at noon").await.unwrap();
+    alice
+        .node
+        .chats()
+        .send(group, "summit at noon")
+        .await
+        .unwrap();
     alice
         .wait_for("custody for bob", |e| match e {
             Event::Delivery {
@@ -167,11 +194,17 @@ async fn a_peer_is_reachable_through_its_relay_circuit() {
     bob.add_one_way(&alice).await;
     alice
         .node
-        .add_contact(bob.peer_id(), Some("bob".into()), vec![circuit])
+        .contacts()
+        .add(bob.peer_id(), Some("bob".into()), vec![circuit])
         .await
         .unwrap();
-    let chat = alice.node.direct_chat(bob.peer_id()).await.unwrap();
-    alice.node.send(chat, "via the relay").await.unwrap();
+    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
+    alice
+        .node
+        .chats()
+        .send(chat, "via the relay")
+        .await
+        .unwrap();
     assert_eq!(bob.wait_messages(1).await, vec!["via the relay"]);
     alice.wait_delivered(1).await;
     for p in [&relay, &alice, &bob] {
@@ -216,11 +249,12 @@ async fn a_sender_finds_the_recipients_relay_in_the_dht() {
     .await;
     alice
         .node
-        .add_contact(bob_id, Some("bob".into()), Vec::new())
+        .contacts()
+        .add(bob_id, Some("bob".into()), Vec::new())
         .await
         .unwrap();
-    let chat = alice.node.direct_chat(bob_id).await.unwrap();
-    alice.node.send(chat, "found you").await.unwrap();
+    let chat = alice.node.chats().direct(bob_id).await.unwrap();
+    alice.node.chats().send(chat, "found you").await.unwrap();
     alice
         .wait_for("custody at bob's relay", |e| match e {
             Event::Delivery {
@@ -231,7 +265,13 @@ async fn a_sender_finds_the_recipients_relay_in_the_dht() {
             _ => None,
         })
         .await;
-    let profile = alice.node.profile(Some(bob_id)).await.unwrap().unwrap();
+    let profile = alice
+        .node
+        .profiles()
+        .get(Some(bob_id))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(profile.profile.relays, vec![relay_addr]);
     alice.stop().await;
 
@@ -252,7 +292,8 @@ async fn a_stranger_fills_nothing_while_a_contact_gets_mail_through() {
     let mut alice = Peer::start("alice").await;
     alice
         .node
-        .add_contact_with_relays(
+        .contacts()
+        .add_with_relays(
             bob_id,
             Some("bob".into()),
             bob.addrs().await,
@@ -273,14 +314,16 @@ async fn a_stranger_fills_nothing_while_a_contact_gets_mail_through() {
     let mallory = Peer::start("mallory").await;
     mallory
         .node
-        .add_contact_with_relays(bob_id, None, bob_addrs, vec![relay_addr])
+        .contacts()
+        .add_with_relays(bob_id, None, bob_addrs, vec![relay_addr])
         .await
         .unwrap();
-    let spam = mallory.node.direct_chat(bob_id).await.unwrap();
-    mallory.node.send(spam, "buy now").await.unwrap();
+    let spam = mallory.node.chats().direct(bob_id).await.unwrap();
+    mallory.node.chats().send(spam, "buy now").await.unwrap();
     within("the relay's refusal of mallory's deposit", async {
         while relay
             .node
+            .network()
             .status()
             .await
             .unwrap()
@@ -298,8 +341,8 @@ async fn a_stranger_fills_nothing_while_a_contact_gets_mail_through() {
         Some(DeliveryState::Pending)
     );
 
-    let chat = alice.node.direct_chat(bob_id).await.unwrap();
-    alice.node.send(chat, "for bob").await.unwrap();
+    let chat = alice.node.chats().direct(bob_id).await.unwrap();
+    alice.node.chats().send(chat, "for bob").await.unwrap();
     alice
         .wait_for("custody at bob's relay", |e| match e {
             Event::Delivery {
@@ -310,7 +353,7 @@ async fn a_stranger_fills_nothing_while_a_contact_gets_mail_through() {
             _ => None,
         })
         .await;
-    let status = relay.node.status().await.unwrap();
+    let status = relay.node.network().status().await.unwrap();
     assert_eq!(
         status.mailbox.unwrap().messages,
         1,

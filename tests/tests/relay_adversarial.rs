@@ -109,7 +109,15 @@ async fn only_the_owner_reads_or_acknowledges_its_mail() {
         MailboxResponse::Acked { removed: 0 }
     );
     assert_eq!(
-        relay.node.status().await.unwrap().mailbox.unwrap().messages,
+        relay
+            .node
+            .network()
+            .status()
+            .await
+            .unwrap()
+            .mailbox
+            .unwrap()
+            .messages,
         1
     );
     // Bob gets it, acknowledges it, and it is gone.
@@ -133,7 +141,15 @@ async fn only_the_owner_reads_or_acknowledges_its_mail() {
         MailboxResponse::Acked { removed: 1 }
     );
     assert_eq!(
-        relay.node.status().await.unwrap().mailbox.unwrap().messages,
+        relay
+            .node
+            .network()
+            .status()
+            .await
+            .unwrap()
+            .mailbox
+            .unwrap()
+            .messages,
         0
     );
     relay.stop().await;
@@ -171,7 +187,7 @@ async fn limits_are_explicit_refusals() {
         alice.ask(deposit(vec![3])).await,
         MailboxResponse::Refused(Refusal::RateLimited { .. })
     ));
-    let metrics = relay.node.status().await.unwrap().relay.unwrap();
+    let metrics = relay.node.network().status().await.unwrap().relay.unwrap();
     assert_eq!(
         (
             metrics.deposits,
@@ -208,7 +224,8 @@ async fn a_refused_deposit_keeps_the_message_pending_until_delivered() {
     bob.stop().await;
     alice
         .node
-        .add_contact_with_relays(
+        .contacts()
+        .add_with_relays(
             bob.peer_id(),
             Some("bob".into()),
             bob_addrs,
@@ -216,15 +233,17 @@ async fn a_refused_deposit_keeps_the_message_pending_until_delivered() {
         )
         .await
         .unwrap();
-    let chat = alice.node.direct_chat(bob.peer_id()).await.unwrap();
+    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
     alice
         .node
+        .chats()
         .send(chat, "too big for that relay")
         .await
         .unwrap();
     meshchat_tests::within("the relay's refusal", async {
         while relay
             .node
+            .network()
             .status()
             .await
             .unwrap()
@@ -393,7 +412,7 @@ async fn a_stranger_without_a_token_fills_nothing() {
             MailboxResponse::Refused(Refusal::Unauthorized(error))
         );
     }
-    let status = relay.node.status().await.unwrap();
+    let status = relay.node.network().status().await.unwrap();
     assert_eq!(status.mailbox.unwrap().messages, 0);
     assert_eq!(status.mailbox.unwrap().bytes, 0);
     let metrics = status.relay.unwrap();
@@ -426,7 +445,7 @@ async fn a_repeated_deposit_is_stored_once() {
     // The receipt for the copy held, expiry and all.
     assert_eq!(again, first);
     receipt.verify().unwrap();
-    let status = relay.node.status().await.unwrap();
+    let status = relay.node.network().status().await.unwrap();
     assert_eq!(status.mailbox.unwrap().messages, 1);
     let metrics = status.relay.unwrap();
     assert_eq!((metrics.deposits, metrics.duplicates), (1, 1));
@@ -467,7 +486,7 @@ async fn the_total_cap_refuses_with_a_clear_error() {
         refusal.to_string().contains("storage for mail is full"),
         "{refusal}"
     );
-    let status = relay.node.status().await.unwrap();
+    let status = relay.node.network().status().await.unwrap();
     assert_eq!(status.mailbox.unwrap().bytes, 60);
     assert_eq!(status.relay.unwrap().refused_full, 1);
     relay.stop().await;
@@ -618,7 +637,7 @@ async fn offline_bob(relays: &[&FakeRelay]) -> (Peer, meshchat_node::invite::Inv
         },
     )
     .await;
-    let invite = bob.node.invite().await.unwrap();
+    let invite = bob.node.contacts().invite().await.unwrap();
     assert_eq!(invite.tokens.len(), relays.len());
     bob.stop().await;
     (bob, invite)
@@ -644,12 +663,13 @@ async fn a_sender_restart_deposits_nothing_twice() {
     let alice_key = meshchat_node::public_key_of(&alice.peer_id()).unwrap();
     alice
         .node
-        .add_contact_from_invite(invite, None)
+        .contacts()
+        .add_from_invite(invite, None)
         .await
         .unwrap();
-    let chat = alice.node.direct_chat(bob.peer_id()).await.unwrap();
+    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
     for text in ["one", "two", "three"] {
-        alice.node.send(chat, text).await.unwrap();
+        alice.node.chats().send(chat, text).await.unwrap();
     }
     for _ in 0..3 {
         alice.wait_for("custody", is_sent_to(bob.peer_id())).await;
@@ -666,7 +686,7 @@ async fn a_sender_restart_deposits_nothing_twice() {
 
     // Alice restarts with the three still undelivered, then writes a fourth.
     alice.restart().await;
-    alice.node.send(chat, "four").await.unwrap();
+    alice.node.chats().send(chat, "four").await.unwrap();
     alice
         .wait_for("custody of the fourth", is_sent_to(bob.peer_id()))
         .await;
@@ -688,11 +708,12 @@ async fn a_receipt_for_something_else_is_not_custody() {
     let mut alice = Peer::start("alice").await;
     alice
         .node
-        .add_contact_from_invite(invite, None)
+        .contacts()
+        .add_from_invite(invite, None)
         .await
         .unwrap();
-    let chat = alice.node.direct_chat(bob.peer_id()).await.unwrap();
-    alice.node.send(chat, "hello").await.unwrap();
+    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
+    alice.node.chats().send(chat, "hello").await.unwrap();
     let liars = [wrong_recipient.peer_id(), wrong_envelope.peer_id()];
     let (mut rejected, mut sent) = (Vec::new(), false);
     while rejected.len() < 2 || !sent {
@@ -729,6 +750,7 @@ async fn a_receipt_for_something_else_is_not_custody() {
     let history = alice.history(chat).await;
     let info = alice
         .node
+        .chats()
         .message_info(chat, history[0].message.id)
         .await
         .unwrap();

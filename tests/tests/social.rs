@@ -37,7 +37,15 @@ async fn wait_presence(peer: &mut Peer, of: PeerId, online: bool) -> i64 {
 }
 
 async fn wait_connected(peer: &mut Peer, to: PeerId) {
-    if peer.node.status().await.unwrap().connected.contains(&to) {
+    if peer
+        .node
+        .network()
+        .status()
+        .await
+        .unwrap()
+        .connected
+        .contains(&to)
+    {
         return;
     }
     peer.wait_for("a connection", |e| match e {
@@ -55,7 +63,7 @@ async fn a_profile_change_reaches_contacts_and_survives_a_restart() {
     bob.add(&alice).await;
     // Connecting already exchanged the names given at init.
     let alice_id = alice.peer_id();
-    let initial = bob.node.profile(Some(alice_id)).await.unwrap();
+    let initial = bob.node.profiles().get(Some(alice_id)).await.unwrap();
     if initial.is_none() {
         bob.wait_for("alice's first profile", |e| match e {
             Event::ProfileChanged { peer } if *peer == alice_id => Some(()),
@@ -67,7 +75,8 @@ async fn a_profile_change_reaches_contacts_and_survives_a_restart() {
 
     let mine = alice
         .node
-        .set_profile(ProfileUpdate {
+        .profiles()
+        .set(ProfileUpdate {
             name: Some("Alice A.".into()),
             status: Some("at the lake".into()),
             avatar: None,
@@ -79,21 +88,28 @@ async fn a_profile_change_reaches_contacts_and_survives_a_restart() {
         _ => None,
     })
     .await;
-    let seen = bob.node.profile(Some(alice_id)).await.unwrap().unwrap();
+    let seen = bob
+        .node
+        .profiles()
+        .get(Some(alice_id))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seen.profile, mine.profile);
     assert_eq!(seen.profile.status.as_deref(), Some("at the lake"));
 
     // Clearing a field is a newer version too; it survives a restart.
     alice
         .node
-        .set_profile(ProfileUpdate {
+        .profiles()
+        .set(ProfileUpdate {
             status: Some(String::new()),
             ..ProfileUpdate::default()
         })
         .await
         .unwrap();
     alice.restart().await;
-    let own = alice.node.profile(None).await.unwrap().unwrap();
+    let own = alice.node.profiles().get(None).await.unwrap().unwrap();
     assert_eq!(own.profile.name.as_deref(), Some("Alice A."));
     assert_eq!(own.profile.status, None);
     assert_eq!(own.profile.version, mine.profile.version + 1);
@@ -103,7 +119,7 @@ async fn a_profile_change_reaches_contacts_and_survives_a_restart() {
 async fn an_invite_round_trips_into_a_chat() {
     let mut alice = Peer::start("alice").await;
     let bob = Peer::start("bob").await;
-    let text = alice.node.invite().await.unwrap().encode();
+    let text = alice.node.contacts().invite().await.unwrap().encode();
     let invite = Invite::decode(&text).unwrap();
     assert_eq!(invite.peer, alice.peer_id());
     assert_eq!(invite.name.as_deref(), Some("alice"));
@@ -111,12 +127,14 @@ async fn an_invite_round_trips_into_a_chat() {
 
     let contact = bob
         .node
-        .add_contact_with_relays(invite.peer, invite.name, invite.addrs, invite.relays)
+        .contacts()
+        .add_with_relays(invite.peer, invite.name, invite.addrs, invite.relays)
         .await
         .unwrap();
     assert_eq!(contact.name.as_deref(), Some("alice"));
-    let chat = bob.node.resolve("alice").await.unwrap();
+    let chat = bob.node.chats().resolve("alice").await.unwrap();
     bob.node
+        .chats()
         .send(chat, "added you from your invite")
         .await
         .unwrap();
@@ -137,7 +155,7 @@ async fn a_contact_that_stops_shows_offline_with_its_last_seen_time() {
     let alice_id = alice.peer_id();
     wait_presence(&mut bob, alice_id, true).await;
     assert!(matches!(
-        bob.node.last_seen(alice_id).await.unwrap(),
+        bob.node.profiles().last_seen(alice_id).await.unwrap(),
         LastSeen::Online { .. }
     ));
 
@@ -151,7 +169,7 @@ async fn a_contact_that_stops_shows_offline_with_its_last_seen_time() {
         "last seen {last_seen} not near the stop ({before_stop}..{after_stop})"
     );
     assert_eq!(
-        bob.node.last_seen(alice_id).await.unwrap(),
+        bob.node.profiles().last_seen(alice_id).await.unwrap(),
         LastSeen::Offline {
             at_ms: Some(last_seen)
         }
@@ -159,7 +177,7 @@ async fn a_contact_that_stops_shows_offline_with_its_last_seen_time() {
     // Kept across Bob's restart.
     bob.restart().await;
     assert_eq!(
-        bob.node.last_seen(alice_id).await.unwrap(),
+        bob.node.profiles().last_seen(alice_id).await.unwrap(),
         LastSeen::Offline {
             at_ms: Some(last_seen)
         }
@@ -177,23 +195,29 @@ async fn privacy_nobody_sends_no_heartbeats_and_hides_everyone_elses() {
 
     alice
         .node
+        .profiles()
         .set_last_seen_privacy(LastSeenPrivacy::Nobody)
         .await
         .unwrap();
     // Still connected, yet silent: Bob's window runs out.
     wait_presence(&mut bob, alice_id, false).await;
-    let status = bob.node.status().await.unwrap();
+    let status = bob.node.network().status().await.unwrap();
     assert!(
         status.connected.contains(&alice_id),
         "offline must come from silence, not a lost connection"
     );
     // Reciprocity: Alice sees nobody's last seen.
     assert_eq!(
-        alice.node.last_seen(bob.peer_id()).await.unwrap(),
+        alice
+            .node
+            .profiles()
+            .last_seen(bob.peer_id())
+            .await
+            .unwrap(),
         LastSeen::Hidden
     );
     assert_eq!(
-        alice.node.last_seen_privacy().await.unwrap(),
+        alice.node.profiles().last_seen_privacy().await.unwrap(),
         LastSeenPrivacy::Nobody
     );
 }
@@ -210,7 +234,7 @@ async fn typing_is_shown_to_the_other_side() {
     // that is being replaced), so keep typing, as a person would, until shown.
     let (typing_chat, expires) = within("typing shown", async {
         loop {
-            alice.node.typing(chat).await.unwrap();
+            alice.node.chats().typing(chat).await.unwrap();
             let shown = tokio::time::timeout(std::time::Duration::from_secs(1), async {
                 loop {
                     if let Ok(Event::Typing {
@@ -247,7 +271,8 @@ async fn a_blocked_peer_gets_nothing_and_its_messages_are_not_shown() {
     }
     let group = alice
         .node
-        .create_group("trio", vec![bob.peer_id(), carol.peer_id()])
+        .groups()
+        .create("trio", vec![bob.peer_id(), carol.peer_id()])
         .await
         .unwrap();
     for peer in [&mut bob, &mut carol] {
@@ -259,20 +284,30 @@ async fn a_blocked_peer_gets_nothing_and_its_messages_are_not_shown() {
     }
 
     let bob_id = bob.peer_id();
-    alice.node.set_blocked(bob_id, true).await.unwrap();
-    let alice_id = alice.peer_id();
-    let to_bob = alice.node.direct_chat(bob_id).await.unwrap();
     alice
         .node
+        .contacts()
+        .set_blocked(bob_id, true)
+        .await
+        .unwrap();
+    let alice_id = alice.peer_id();
+    let to_bob = alice.node.chats().direct(bob_id).await.unwrap();
+    alice
+        .node
+        .chats()
         .send(to_bob, "you will not get this")
         .await
         .unwrap();
-    let to_alice = bob.node.direct_chat(alice_id).await.unwrap();
-    bob.node.send(to_alice, "let me in").await.unwrap();
+    let to_alice = bob.node.chats().direct(alice_id).await.unwrap();
+    bob.node.chats().send(to_alice, "let me in").await.unwrap();
 
     // Bob writes in the group; Carol answers after seeing it, so Alice can
     // only apply Carol's answer once she holds Bob's message too.
-    bob.node.send(group, "bob in the group").await.unwrap();
+    bob.node
+        .chats()
+        .send(group, "bob in the group")
+        .await
+        .unwrap();
     carol
         .wait_for("bob's group message", |e| match e {
             Event::Message {
@@ -283,7 +318,12 @@ async fn a_blocked_peer_gets_nothing_and_its_messages_are_not_shown() {
             _ => None,
         })
         .await;
-    carol.node.send(group, "carol answers").await.unwrap();
+    carol
+        .node
+        .chats()
+        .send(group, "carol answers")
+        .await
+        .unwrap();
     let seen = alice
         .wait_for("carol's answer", |e| match e {
             Event::Message {
@@ -306,6 +346,7 @@ async fn a_blocked_peer_gets_nothing_and_its_messages_are_not_shown() {
     assert_eq!(bob.texts(to_alice).await, vec!["let me in"]);
     assert!(!alice
         .node
+        .network()
         .status()
         .await
         .unwrap()
@@ -313,7 +354,12 @@ async fn a_blocked_peer_gets_nothing_and_its_messages_are_not_shown() {
         .contains(&bob_id));
 
     // Unblocking lets the direct messages through, both ways.
-    alice.node.set_blocked(bob_id, false).await.unwrap();
+    alice
+        .node
+        .contacts()
+        .set_blocked(bob_id, false)
+        .await
+        .unwrap();
     within("bob's direct message after unblocking", async {
         loop {
             let texts = alice.texts(to_bob).await;
@@ -345,10 +391,11 @@ async fn a_profile_picture_reaches_contacts_as_a_verified_blob() {
     let picture: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let path = alice.tmp.path().join("me.jpg");
     std::fs::write(&path, &picture).unwrap();
-    let hash = alice.node.import_blob(&path).await.unwrap();
+    let hash = alice.node.files().import_blob(&path).await.unwrap();
     alice
         .node
-        .set_profile(ProfileUpdate {
+        .profiles()
+        .set(ProfileUpdate {
             avatar: Some(hash.to_string()),
             ..ProfileUpdate::default()
         })
@@ -357,7 +404,7 @@ async fn a_profile_picture_reaches_contacts_as_a_verified_blob() {
     let alice_id = alice.peer_id();
     let seen = within("alice's picture in her profile", async {
         loop {
-            if let Some(p) = bob.node.profile(Some(alice_id)).await.unwrap() {
+            if let Some(p) = bob.node.profiles().get(Some(alice_id)).await.unwrap() {
                 if let Some(avatar) = p.profile.avatar {
                     return avatar;
                 }
@@ -372,11 +419,12 @@ async fn a_profile_picture_reaches_contacts_as_a_verified_blob() {
     assert_eq!(seen, hash.to_string());
     let size = bob
         .node
+        .files()
         .fetch_blob(hash, meshchat_node::MAX_AVATAR_BYTES, alice_id)
         .await
         .unwrap();
     assert_eq!(size, picture.len() as u64);
     let out = bob.tmp.path().join("alice.jpg");
-    bob.node.export_blob(hash, &out).await.unwrap();
+    bob.node.files().export_blob(hash, &out).await.unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), picture);
 }

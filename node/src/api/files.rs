@@ -75,6 +75,29 @@ impl<'a> Files<'a> {
             name: media::file_name(&path),
             preview,
         };
+        self.post(chat, attachment, caption.into()).await
+    }
+
+    /// Sends a message carrying `attachment`, a file already described (one
+    /// received in another chat, forwarded), importing nothing: members
+    /// fetch the bytes from wherever they are held, as for any file.
+    pub async fn forward(
+        &self,
+        chat: ChatId,
+        attachment: Attachment,
+        caption: impl Into<String>,
+    ) -> Result<Sent, SendFileError> {
+        self.post(chat, attachment, caption.into()).await
+    }
+
+    /// Entitles the chat's members to the file, then posts its message.
+    async fn post(
+        &self,
+        chat: ChatId,
+        attachment: Attachment,
+        caption: String,
+    ) -> Result<Sent, SendFileError> {
+        let node = self.node;
         // Entitle the members before anyone hears of the message.
         let access = node.blobs.access();
         index::refresh_members(node, access, chat)
@@ -84,10 +107,10 @@ impl<'a> Files<'a> {
                 Err(_) => SendFileError::NoSuchChat(chat),
             })?;
         if let Some(me) = crate::keys::public_key_of(&node.peer_id) {
-            access.add_reference(chat, hash, me);
+            access.add_reference(chat, iroh_hash(&attachment.hash), me);
         }
         let op = ChatOp::SendFile {
-            caption: caption.into(),
+            caption,
             attachment,
         };
         let outcome = node.op(chat, op).await.map_err(|f| match f {
@@ -287,19 +310,18 @@ impl<'a> Files<'a> {
             .map_err(|e| FetchTicketError::BadTicket(format!("{e}")))?;
         let hash = blob_hash(ticket.hash());
         let events = self.node.events.clone();
-        let files =
-            share::fetch_ticket(&self.node.blobs, &ticket, out.as_ref(), options, |step| {
-                if let Step::Progress { done } = step {
-                    let _ = events.send(Event::File {
-                        hash,
-                        chat: None,
-                        message: None,
-                        status: FileStatus::Progress { done, total: 0 },
-                    });
-                }
-            })
-            .await
-            .map_err(FetchTicketError::from_blob)?;
+        let files = share::fetch_ticket(&self.node.blobs, &ticket, out.as_ref(), options, |step| {
+            if let Step::Progress { done } = step {
+                let _ = events.send(Event::File {
+                    hash,
+                    chat: None,
+                    message: None,
+                    status: FileStatus::Progress { done, total: 0 },
+                });
+            }
+        })
+        .await
+        .map_err(FetchTicketError::from_blob)?;
         Ok(TicketFiles { files })
     }
 

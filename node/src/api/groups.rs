@@ -31,10 +31,7 @@ impl<'a> Groups<'a> {
         members: Vec<PeerId>,
     ) -> Result<ChatId, CreateGroupError> {
         let name = name.into();
-        let members = members
-            .iter()
-            .map(key_of)
-            .collect::<Result<Vec<_>, _>>()?;
+        let members = members.iter().map(key_of).collect::<Result<Vec<_>, _>>()?;
         self.node
             .call(|reply| Command::CreateGroup {
                 name,
@@ -44,7 +41,9 @@ impl<'a> Groups<'a> {
             .await
             .map_err(|e| match sort(e) {
                 Ok(shared) => shared.into(),
-                Err(NodeError::Write(WriteError::Invalid(why))) => CreateGroupError::InvalidName(why),
+                Err(NodeError::Write(WriteError::Invalid(why))) => {
+                    CreateGroupError::InvalidName(why)
+                }
                 Err(other) => CreateGroupError::Refused(other.to_string()),
             })
     }

@@ -34,7 +34,7 @@ pub use self::{
         MessageInfoError, ReactError, ResolveError, SendError, TypingError,
     },
     contacts::{AddContactError, Contacts, RequestError},
-    errors::{ErrorCode, NotEd25519, PeerError, ReadError, StorageError, Stopped},
+    errors::{ErrorCode, NotEd25519, PeerError, ReadError, Stopped, StorageError},
     files::{
         ExportBlobError, FetchBlobError, FetchFileError, FetchTicketError, Files, ImportError,
         SendFileError,

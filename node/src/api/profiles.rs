@@ -88,10 +88,7 @@ impl<'a> Profiles<'a> {
         out: impl Into<PathBuf>,
     ) -> Result<SavedPicture, SavePictureError> {
         let out = out.into();
-        let profile = self
-            .get(peer)
-            .await?
-            .ok_or(SavePictureError::NoProfile)?;
+        let profile = self.get(peer).await?.ok_or(SavePictureError::NoProfile)?;
         let hash: BlobHash = profile
             .profile
             .avatar

@@ -119,7 +119,9 @@ mod tests {
             both.sort();
             assert_eq!(chats.groups_named("climbers").unwrap(), both);
 
-            chats.local_op(second, ChatOp::Rename("boulderers".into()), 3).unwrap();
+            chats
+                .local_op(second, ChatOp::Rename("boulderers".into()), 3)
+                .unwrap();
             chats.store().flush().await.unwrap();
             assert_eq!(chats.groups_named("climbers").unwrap(), vec![first]);
             assert_eq!(chats.groups_named("boulderers").unwrap(), vec![second]);
@@ -131,6 +133,9 @@ mod tests {
         let mut chats = Chats::new(me, Store::open(tmp.path()).unwrap()).unwrap();
         assert_eq!(chats.groups_named("climbers").unwrap(), vec![first]);
         assert_eq!(chats.groups_named("boulderers").unwrap(), vec![second]);
-        assert!(chats.replicas.is_empty(), "a lookup loaded a chat's history");
+        assert!(
+            chats.replicas.is_empty(),
+            "a lookup loaded a chat's history"
+        );
     }
 }

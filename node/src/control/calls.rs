@@ -298,7 +298,8 @@ mod tests {
     /// Promote is `admin`, demote is `member`, as `Role` says on the wire.
     #[test]
     fn set_role_reads_admin_and_member() {
-        let line = r#"{"method":"groups_set_role","params":{"chat":"g","peer":"p","role":"admin"}}"#;
+        let line =
+            r#"{"method":"groups_set_role","params":{"chat":"g","peer":"p","role":"admin"}}"#;
         let request: ControlRequest = serde_json::from_str(line).unwrap();
         assert!(matches!(
             request,

@@ -10,6 +10,4 @@ mod wire;
 
 pub use client::{ClientError, ControlClient, EventStream, WatchItem};
 pub use server::{bind, serve};
-pub use wire::{
-    ControlError, ControlRequest, RequestLine, ResponseLine, MAX_LINE_BYTES,
-};
+pub use wire::{ControlError, ControlRequest, RequestLine, ResponseLine, MAX_LINE_BYTES};

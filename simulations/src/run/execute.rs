@@ -133,7 +133,7 @@ pub(super) async fn play(
                 let text = format!("{TEXT_PREFIX}{seq}");
                 let recorder = recorder.clone();
                 sends.spawn(async move {
-                    if let Err(error) = node.send(chat, text).await {
+                    if let Err(error) = node.chats().send(chat, text).await {
                         tracing::warn!(%error, "send failed");
                         recorder.with(|r| r.send_errors += 1);
                     }
@@ -223,7 +223,7 @@ async fn take_sample(
 ) -> Sample {
     let (mut relay_messages, mut relay_bytes) = (0, 0);
     for relay in relays {
-        if let Ok(Some(stats)) = relay.node.status().await.map(|s| s.mailbox) {
+        if let Ok(Some(stats)) = relay.node.network().status().await.map(|s| s.mailbox) {
             relay_messages += stats.messages;
             relay_bytes += stats.bytes;
         }

@@ -241,7 +241,7 @@ async fn holdings(
         .collect();
     let found: Vec<Vec<(u64, NodeIx)>> = stream::iter(pairs)
         .map(|(m, chat)| async move {
-            match nodes[m].node.history_quiet(chat).await {
+            match nodes[m].node.chats().history_quiet(chat).await {
                 Ok(history) => history
                     .into_iter()
                     .filter_map(|e| {

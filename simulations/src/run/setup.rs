@@ -92,7 +92,8 @@ pub(super) async fn set_up(
             async move {
                 nodes[a]
                     .node
-                    .add_contact_with_relays(nodes[b].peer, None, vec![addr], relays)
+                    .contacts()
+                    .add_with_relays(nodes[b].peer, None, vec![addr], relays)
                     .await
                     .map(|_| ())
                     .map_err(|e| SetupError::Node {
@@ -111,6 +112,7 @@ pub(super) async fn set_up(
         .map(|(a, b)| async move {
             nodes[a]
                 .node
+                .network()
                 .dial(nodes[b].addr.clone())
                 .await
                 .map_err(|e| SetupError::Node {
@@ -133,7 +135,8 @@ pub(super) async fn set_up(
             let members = group.members[1..].iter().map(|&m| nodes[m].peer).collect();
             creator
                 .node
-                .create_group(format!("group-{g}"), members)
+                .groups()
+                .create(format!("group-{g}"), members)
                 .await
                 .map_err(|e| SetupError::Node {
                     ix: creator.ix,
