@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use meshchat_node::{
+    api::ResolveError,
     crdt::{ChatId, Role},
     Event, NodeConfig, PeerId,
 };
@@ -409,6 +410,45 @@ async fn concurrent_add_and_remove_resolve_identically() {
         assert_eq!(info.members, infos[0].members);
     }
     assert!(!infos[0].members.iter().any(|m| m.key == cat));
+    for peer in &peers {
+        peer.stop().await;
+    }
+}
+
+/// Groups are found by name through the name index: two groups with one
+/// name are ambiguous, and a rename, made here or received, moves the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_group_name_is_ambiguous_until_a_rename_moves_it() {
+    let mut peers = start(&["ann", "ben"], NodeConfig::loopback()).await;
+    full_mesh(&peers).await;
+    let shared = create(&mut peers, "climbers").await;
+    let (ann, ben) = (&peers[0].node, &peers[1].node);
+    // Ben looks it up once: his index is built now, before the rename.
+    assert_eq!(ben.chats().resolve("climbers").await.unwrap(), shared);
+
+    let own = ann.groups().create("climbers", Vec::new()).await.unwrap();
+    assert_eq!(
+        ann.chats().resolve("climbers").await,
+        Err(ResolveError::Ambiguous("climbers".into()))
+    );
+    ann.groups().rename(own, "boulderers").await.unwrap();
+    assert_eq!(ann.chats().resolve("climbers").await.unwrap(), shared);
+    assert_eq!(ann.chats().resolve("boulderers").await.unwrap(), own);
+
+    // A rename received from another member moves ben's entry too.
+    ann.groups().rename(shared, "alpinists").await.unwrap();
+    peers[1]
+        .wait_for("the rename", |e| match e {
+            Event::GroupChanged { chat } if *chat == shared => Some(()),
+            _ => None,
+        })
+        .await;
+    let ben = &peers[1].node;
+    assert_eq!(ben.chats().resolve("alpinists").await.unwrap(), shared);
+    assert!(matches!(
+        ben.chats().resolve("climbers").await,
+        Err(ResolveError::NotFound(_))
+    ));
     for peer in &peers {
         peer.stop().await;
     }
