@@ -34,7 +34,7 @@ pub use actor::{spawn, spawn_with};
 pub use api::{Event, Node, RelayMetrics, Sent, SpawnError, Status};
 pub use behaviour::BehaviourError;
 pub use chats::{
-    ChatOp, ChatSummary, ExportSummary, HistoryEntry, MessageInfo, OpOutcome, RecipientState,
+    ChatSummary, ExportSummary, HistoryEntry, MessageInfo, OpOutcome, RecipientState,
     RequestSummary, MAX_REQUESTS, MAX_REQUEST_BYTES, MAX_REQUEST_CHANGES,
 };
 pub use config::NodeConfig;

@@ -13,7 +13,7 @@ use crate::store::{ChatRecord, OutboxEntry, StoreError};
 /// Something the user does to a chat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ChatOp {
+pub(crate) enum ChatOp {
     /// Write a message, optionally as a reply.
     Send {
         /// The text.

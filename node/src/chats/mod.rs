@@ -17,8 +17,9 @@ use meshchat_crdt::{
 };
 use requests::{RequestRecord, RequestRefusal, Requests};
 
+pub(crate) use local::ChatOp;
 pub(crate) use local::LocalWriteError;
-pub use local::{ChatOp, OpOutcome};
+pub use local::OpOutcome;
 pub use requests::{RequestSummary, MAX_REQUESTS, MAX_REQUEST_BYTES, MAX_REQUEST_CHANGES};
 pub(crate) use views::ExportError;
 pub use views::{ChatSummary, ExportSummary, HistoryEntry, MessageInfo, RecipientState};
