@@ -13,6 +13,7 @@ pub mod control;
 mod data_dir;
 mod disk;
 mod durable;
+mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod invite;

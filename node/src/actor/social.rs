@@ -299,7 +299,7 @@ impl Actor {
                         }
                         if wanted && self.accept_profile(signed) {
                             // Mail for this peer may now have somewhere to go.
-                            self.deposit_for_unreachable();
+                            self.deposit_now(None);
                         }
                     }
                 }
@@ -476,8 +476,7 @@ impl Actor {
                 // Nothing shown about a blocked peer, not even that it left.
             }
         } else {
-            self.redials.forget(&peer);
-            self.dial_peer(peer);
+            self.drive(crate::engine::Input::Reach(peer));
         }
         Ok(())
     }
