@@ -1,4 +1,5 @@
-//! `/meshchat/direct/1`: pushes with acknowledgements, and anti-entropy sync.
+//! `/meshchat/sync/1`: pushes with acknowledgements, anti-entropy sync and
+//! read receipts.
 
 use libp2p::request_response::ResponseChannel;
 use meshchat_crdt::SegmentHeads;
@@ -44,7 +45,7 @@ impl Actor {
             let id = self
                 .swarm
                 .behaviour_mut()
-                .direct
+                .sync
                 .send_request(&peer, Inbound::Request(Request::Read { chat, messages }));
             self.pending.insert(id, Pending::Read { peer: key, sent });
         }
@@ -72,7 +73,7 @@ impl Actor {
         let id = self
             .swarm
             .behaviour_mut()
-            .direct
+            .sync
             .send_request(&peer, Inbound::Request(Request::Sync { chat, heads }));
         self.pending.insert(id, Pending::Sync { peer: key, chat });
         true
@@ -116,7 +117,7 @@ impl Actor {
         let id = self
             .swarm
             .behaviour_mut()
-            .direct
+            .sync
             .send_request(&peer, Inbound::Request(Request::Push { changes }));
         self.pending.insert(
             id,
@@ -137,7 +138,7 @@ impl Actor {
         }
     }
 
-    pub(super) async fn on_direct_event(
+    pub(super) async fn on_sync_event(
         &mut self,
         event: request_response::Event<Inbound, Response>,
     ) {
@@ -151,7 +152,7 @@ impl Actor {
                 ..
             } => {
                 if let Some((channel, response)) = self.on_request(peer, request, channel).await {
-                    self.answer_direct(channel, response);
+                    self.answer_sync(channel, response);
                 }
             }
             E::Message {
@@ -188,11 +189,11 @@ impl Actor {
     }
 
     /// Sends the answer to a direct request.
-    pub(super) fn answer_direct(&mut self, channel: ResponseChannel<Response>, response: Response) {
+    pub(super) fn answer_sync(&mut self, channel: ResponseChannel<Response>, response: Response) {
         if self
             .swarm
             .behaviour_mut()
-            .direct
+            .sync
             .send_response(channel, response)
             .is_err()
         {
@@ -248,23 +249,6 @@ impl Actor {
                 Ok(response) => response,
                 Err(error) => Response::Error(WireError::Storage(error.to_string())),
             },
-            Request::Profile(signed) => {
-                if signed.peer == from {
-                    self.accept_profile(signed);
-                }
-                Response::Noted
-            }
-            Request::GetProfile => {
-                Response::Profile(self.chats.store().profile(&self.chats.me()).ok().flatten())
-            }
-            Request::Heartbeat(beat) => {
-                self.on_heartbeat(from, beat);
-                Response::Noted
-            }
-            Request::Typing { chat } => {
-                self.on_typing(peer, from, chat);
-                Response::Noted
-            }
         };
         Some((channel, response))
     }
@@ -320,12 +304,6 @@ impl Actor {
                     tracing::warn!(%error, "cannot clear sent read receipts");
                 }
             }
-            (Pending::Notice, Response::Profile(Some(signed))) => {
-                if public_key_of(&peer) == Some(signed.peer) {
-                    self.accept_profile(signed);
-                }
-            }
-            (Pending::Notice, _) => {}
             (Pending::Sync { .. }, response) => {
                 self.drive(Input::SyncEnded(peer));
                 tracing::warn!(%peer, ?response, "peer answered a sync with an error");

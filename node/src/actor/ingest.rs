@@ -13,7 +13,7 @@ use crate::{api::Event, chats::Unflushed};
 /// How changes arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Via {
-    /// Pushed by their author or a member (`/meshchat/direct/1` push).
+    /// Pushed by their author or a member (`/meshchat/sync/1` push).
     Push,
     /// Fetched in an anti-entropy sync.
     Sync,

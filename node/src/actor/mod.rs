@@ -29,6 +29,7 @@ mod flush;
 mod gossip;
 mod ingest;
 mod mailbox;
+mod notices;
 mod peers;
 mod requests;
 mod social;
@@ -74,8 +75,6 @@ enum Pending {
         peer: PublicKey,
         sent: Vec<(ChatId, meshchat_crdt::MessageId)>,
     },
-    /// A profile, heartbeat or typing notice (or a request for a profile).
-    Notice,
 }
 
 pub(crate) struct Actor {
@@ -85,6 +84,8 @@ pub(crate) struct Actor {
     events: broadcast::Sender<Event>,
     commands: mpsc::Receiver<Command>,
     pending: HashMap<request_response::OutboundRequestId, Pending>,
+    /// Notices sent and not yet answered (`/meshchat/notice/1`).
+    notices: HashSet<request_response::OutboundRequestId>,
     /// When to dial, push, sync, deposit (the sans-I/O delivery engine).
     engine: crate::engine::State,
     /// Addresses learned from identify, mDNS and contacts.
@@ -210,6 +211,7 @@ pub async fn spawn_with(
         events: event_tx.clone(),
         commands: command_rx,
         pending: HashMap::new(),
+        notices: HashSet::new(),
         engine,
         addrs: HashMap::new(),
         listen_addrs: Vec::new(),
@@ -402,18 +404,18 @@ impl Actor {
             return;
         }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-        while self.pending.values().any(|p| matches!(p, Pending::Notice)) {
+        while !self.notices.is_empty() {
             match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
-                Ok(SwarmEvent::Behaviour(BehaviourEvent::Direct(
+                Ok(SwarmEvent::Behaviour(BehaviourEvent::Notice(
                     request_response::Event::Message {
                         message: request_response::Message::Response { request_id, .. },
                         ..
                     },
                 )))
-                | Ok(SwarmEvent::Behaviour(BehaviourEvent::Direct(
+                | Ok(SwarmEvent::Behaviour(BehaviourEvent::Notice(
                     request_response::Event::OutboundFailure { request_id, .. },
                 ))) => {
-                    self.pending.remove(&request_id);
+                    self.notices.remove(&request_id);
                 }
                 Ok(_) => {}
                 Err(_) => break,
@@ -481,7 +483,8 @@ impl Actor {
 
     async fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
-            BehaviourEvent::Direct(event) => self.on_direct_event(event).await,
+            BehaviourEvent::Sync(event) => self.on_sync_event(event).await,
+            BehaviourEvent::Notice(event) => self.on_notice_event(event),
             BehaviourEvent::Gossipsub(event) => self.on_gossip_event(event).await,
             BehaviourEvent::Mailbox(event) => self.on_mailbox_event(event).await,
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {

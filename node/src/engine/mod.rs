@@ -153,6 +153,7 @@ impl State {
     }
 
     /// Whether `peer` is connected, as far as the engine was told.
+    #[cfg(test)]
     pub(crate) fn is_connected(&self, peer: &PeerId) -> bool {
         self.connected.contains(peer)
     }
