@@ -29,7 +29,7 @@ mod store;
 pub mod transport;
 
 pub use actor::{spawn, spawn_with};
-pub use api::{Event, Node, NodeError, RelayMetrics, Sent, SpawnError, Status};
+pub use api::{Event, Node, NodeError, RelayMetrics, Sent, SpawnError, Status, Traffic};
 pub use behaviour::BehaviourError;
 pub use chats::{
     ChatOp, ChatSummary, ExportSummary, HistoryEntry, MessageInfo, OpOutcome, RecipientState,

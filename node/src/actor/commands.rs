@@ -179,7 +179,9 @@ impl Actor {
             });
         }
         if outcome.is_group {
-            self.publish(chat, vec![outcome.change.clone()]);
+            if !self.reaches_every_member_directly(chat, &outcome.push_to) {
+                self.publish(chat, vec![outcome.change.clone()]);
+            }
             if outcome.message.is_none() && outcome.updated.is_none() {
                 self.emit(Event::GroupChanged { chat });
             }
@@ -354,6 +356,7 @@ impl Actor {
             mailbox: self.mailbox.as_ref().map(|m| m.stats()),
             relay: self.mailbox.as_ref().map(|_| self.metrics.clone()),
             storage: self.storage.fault().cloned(),
+            traffic: self.traffic.clone(),
         })
     }
 }

@@ -110,6 +110,7 @@ impl Actor {
         changes: Vec<SignedChange>,
         outbox: bool,
     ) {
+        self.traffic.pushed += changes.len() as u64;
         let hashes = changes
             .iter()
             .filter_map(|c| c.decode_stored().ok().map(|v| v.hash))

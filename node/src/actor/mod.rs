@@ -86,6 +86,8 @@ pub(crate) struct Actor {
     pending: HashMap<request_response::OutboundRequestId, Pending>,
     /// Notices sent and not yet answered (`/meshchat/notice/1`).
     notices: HashSet<request_response::OutboundRequestId>,
+    /// Changes sent and received, by path (reported in `Status`).
+    traffic: crate::api::Traffic,
     /// When to dial, push, sync, deposit (the sans-I/O delivery engine).
     engine: crate::engine::State,
     /// Addresses learned from identify, mDNS and contacts.
@@ -212,6 +214,7 @@ pub async fn spawn_with(
         commands: command_rx,
         pending: HashMap::new(),
         notices: HashSet::new(),
+        traffic: Default::default(),
         engine,
         addrs: HashMap::new(),
         listen_addrs: Vec::new(),
