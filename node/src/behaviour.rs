@@ -13,7 +13,9 @@ use libp2p::{
 
 use crate::{
     limits::Limits,
-    protocol::{DirectCodec, MailboxCodec, DIRECT_PROTOCOL, MAILBOX_PROTOCOL},
+    protocol::{
+        MailboxCodec, NoticeCodec, SyncCodec, MAILBOX_PROTOCOL, NOTICE_PROTOCOL, SYNC_PROTOCOL,
+    },
     scoring,
 };
 
@@ -39,7 +41,10 @@ pub(crate) struct Behaviour {
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
-    pub(crate) direct: request_response::Behaviour<DirectCodec>,
+    /// `/meshchat/sync/1`: pushes, syncs, read receipts.
+    pub(crate) sync: request_response::Behaviour<SyncCodec>,
+    /// `/meshchat/notice/1`: profiles, heartbeats, typing.
+    pub(crate) notice: request_response::Behaviour<NoticeCodec>,
     pub(crate) mailbox: request_response::Behaviour<MailboxCodec>,
     /// Reservations at relays, so NAT'd peers are reachable through them.
     pub(crate) relay_client: relay::client::Behaviour,
@@ -141,8 +146,14 @@ impl Behaviour {
         // handled: the stream bound caps what one connection can make the
         // node hold (16 x 4 MiB by default); libp2p drops inbound streams
         // beyond it.
-        let direct = request_response::Behaviour::new(
-            [(DIRECT_PROTOCOL, request_response::ProtocolSupport::Full)],
+        let sync = request_response::Behaviour::new(
+            [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(30))
+                .with_max_concurrent_streams(limits.max_streams_per_connection),
+        );
+        let notice = request_response::Behaviour::new(
+            [(NOTICE_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(Duration::from_secs(30))
                 .with_max_concurrent_streams(limits.max_streams_per_connection),
@@ -163,7 +174,8 @@ impl Behaviour {
             kad,
             gossipsub,
             mdns: mdns.into(),
-            direct,
+            sync,
+            notice,
             mailbox,
             relay_client,
             relay_server: relay_server

@@ -3,8 +3,8 @@
 //! smoke test below). Decoders must refuse, never panic.
 
 use crate::protocol::{
-    decode_frame, Envelope, GossipMessage, MailboxRequest, MailboxResponse, Request, Response,
-    SignedProfile,
+    decode_frame, Envelope, GossipMessage, MailboxRequest, MailboxResponse, Notice, NoticeResponse,
+    Request, Response, SignedProfile,
 };
 
 /// Feeds `data` to each decoder; the first byte picks a variation so the
@@ -12,6 +12,8 @@ use crate::protocol::{
 pub fn wire_decoders(data: &[u8]) {
     let _ = decode_frame::<Request>(data);
     let _ = decode_frame::<Response>(data);
+    let _ = decode_frame::<Notice>(data);
+    let _ = decode_frame::<NoticeResponse>(data);
     let _ = decode_frame::<MailboxRequest>(data);
     let _ = decode_frame::<MailboxResponse>(data);
     let _ = decode_frame::<GossipMessage>(data);

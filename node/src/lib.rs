@@ -16,6 +16,7 @@ pub mod control;
 mod data_dir;
 mod disk;
 mod durable;
+mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod invite;
@@ -31,7 +32,7 @@ mod store;
 pub mod transport;
 
 pub use actor::{spawn, spawn_with};
-pub use api::{Event, Node, RelayMetrics, Sent, SpawnError, Status};
+pub use api::{Event, Node, RelayMetrics, Sent, SpawnError, Status, Traffic};
 pub use behaviour::BehaviourError;
 pub use chats::{
     ChatSummary, ExportSummary, HistoryEntry, MessageInfo, OpOutcome, RecipientState,

@@ -31,7 +31,7 @@ pub struct LimitsConfig {
     /// Outbound dials in progress.
     pub max_pending_outgoing: Option<u32>,
     /// Requests in flight on one connection, per request-response protocol
-    /// (`/meshchat/direct/1`, `/meshchat/mailbox/1`), both directions together.
+    /// (`/meshchat/sync/1`, `/meshchat/notice/1`, `/meshchat/mailbox/2`), both directions together.
     pub max_streams_per_connection: Option<usize>,
     /// New connections are refused while the process uses more than this
     /// fraction of the machine's physical memory (1.0 turns the check off).

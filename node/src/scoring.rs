@@ -12,7 +12,7 @@
 //! a frame is only rejected when it can never be valid, and honest nodes
 //! never forward what they have not accepted. Group changes still reach a
 //! graylisted peer, and it can still send, by anti-entropy sync over
-//! `/meshchat/direct/1`, where every change is judged on its own.
+//! `/meshchat/sync/1`, where every change is judged on its own.
 
 use std::time::Duration;
 

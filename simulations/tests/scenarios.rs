@@ -80,7 +80,7 @@ fn bytes_are_broken_down_by_protocol(outcome: &meshchat_sim::Outcome) {
             .find(|l| l.protocol == name)
             .map_or(0, |l| l.bytes)
     };
-    assert!(line("/meshchat/direct/1") > 0, "{:?}", bytes.by_protocol);
+    assert!(line("/meshchat/sync/1") > 0, "{:?}", bytes.by_protocol);
     assert!(
         bytes
             .by_protocol
@@ -97,8 +97,8 @@ fn bytes_are_broken_down_by_protocol(outcome: &meshchat_sim::Outcome) {
     // And over time: the last sample holds the same per-protocol counts.
     let last = outcome.samples.last().unwrap();
     assert_eq!(
-        last.by_protocol.get("/meshchat/direct/1").copied(),
-        Some(line("/meshchat/direct/1"))
+        last.by_protocol.get("/meshchat/sync/1").copied(),
+        Some(line("/meshchat/sync/1"))
     );
 }
 

@@ -8,7 +8,7 @@
 //!
 //! The node runs in its own process (this binary, started again as a child);
 //! the contacts are bare libp2p swarms (TCP + noise + yamux + identify + ping
-//! + `/meshchat/direct/1`) in the parent that answer heartbeats.
+//! + `/meshchat/notice/1`) in the parent that answer heartbeats.
 //!
 //! Run: `cargo bench -p meshchat-tests --bench presence`
 //! Environment (optional): `MESHCHAT_BENCH_CONTACTS` (default 1000),
@@ -32,7 +32,7 @@ use libp2p::{
 };
 use meshchat_node::{
     crdt::Identity,
-    protocol::{DirectCodec, Inbound, Request, Response, WireError, DIRECT_PROTOCOL},
+    protocol::{Inbound, Notice, NoticeCodec, NoticeResponse, WireError, NOTICE_PROTOCOL},
     DataDir, LastSeenPrivacy, NodeConfig,
 };
 use meshchat_tests::{
@@ -110,7 +110,7 @@ async fn child(contacts: usize) {
 struct ContactBehaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
-    direct: request_response::Behaviour<DirectCodec>,
+    notice: request_response::Behaviour<NoticeCodec>,
 }
 
 /// A bare contact: connects, answers heartbeats and profiles, refuses the rest.
@@ -127,8 +127,8 @@ async fn run_contact(
                 key.public(),
             )),
             ping: ping::Behaviour::default(),
-            direct: request_response::Behaviour::new(
-                [(DIRECT_PROTOCOL, ProtocolSupport::Full)],
+            notice: request_response::Behaviour::new(
+                [(NOTICE_PROTOCOL, ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(TIMEOUT),
             ),
         }
@@ -136,7 +136,7 @@ async fn run_contact(
     swarm.dial(addr).expect("dial");
     let mut told = false;
     loop {
-        if let SwarmEvent::Behaviour(ContactBehaviourEvent::Direct(
+        if let SwarmEvent::Behaviour(ContactBehaviourEvent::Notice(
             request_response::Event::Message {
                 message:
                     request_response::Message::Request {
@@ -147,7 +147,7 @@ async fn run_contact(
         )) = swarm.select_next_some().await
         {
             let response = match request {
-                Inbound::Request(Request::Heartbeat(_)) => {
+                Inbound::Request(Notice::Heartbeat(_)) => {
                     heartbeats.fetch_add(1, Ordering::Relaxed);
                     // The node greets a new contact with a heartbeat:
                     // from then on this contact is connected and idle.
@@ -155,14 +155,16 @@ async fn run_contact(
                         told = true;
                         let _ = connected.send(()).await;
                     }
-                    Response::Noted
+                    NoticeResponse::Noted
                 }
-                Inbound::Request(Request::Profile(_) | Request::Typing { .. }) => Response::Noted,
-                _ => Response::Error(WireError::NotMember),
+                Inbound::Request(Notice::Profile(_) | Notice::Typing { .. }) => {
+                    NoticeResponse::Noted
+                }
+                _ => NoticeResponse::Error(WireError::NotMember),
             };
             let _ = swarm
                 .behaviour_mut()
-                .direct
+                .notice
                 .send_response(channel, response);
         }
     }

@@ -14,8 +14,8 @@ use meshchat_node::{
     crdt::{ChatId, Identity, PublicKey, SignedChange},
     mailbox::DeliveryToken,
     protocol::{
-        DirectCodec, Inbound, MailboxCodec, MailboxRequest, MailboxResponse, Request, Response,
-        DIRECT_PROTOCOL, MAILBOX_PROTOCOL,
+        Inbound, MailboxCodec, MailboxRequest, MailboxResponse, Request, Response, SyncCodec,
+        MAILBOX_PROTOCOL, SYNC_PROTOCOL,
     },
 };
 
@@ -52,7 +52,7 @@ where
 {
     /// Connects to `target` as `identity`, speaking the direct protocol.
     pub async fn connect(identity: Identity, codec: C, target: &Peer) -> Self {
-        Self::connect_on(identity, codec, target, DIRECT_PROTOCOL).await
+        Self::connect_on(identity, codec, target, SYNC_PROTOCOL).await
     }
 
     /// Like [`BareClient::connect`], speaking `protocol`.
@@ -161,7 +161,7 @@ where
     }
 }
 
-impl BareClient<DirectCodec> {
+impl BareClient<SyncCodec> {
     /// Pushes changes; panics if the node does not answer.
     pub async fn push(&mut self, changes: Vec<SignedChange>) -> Response {
         self.request(Inbound::Request(Request::Push { changes }))

@@ -1,4 +1,4 @@
-//! A real node attacked from a bare libp2p swarm speaking `/meshchat/direct/1`:
+//! A real node attacked from a bare libp2p swarm speaking `/meshchat/sync/1` and `/meshchat/notice/1`:
 //! forged signatures, impersonated authors, malformed and oversize frames, and
 //! strangers writing into chats they are not in. Every attack must be refused,
 //! nothing must be shown, and the node must keep serving honest peers.
@@ -17,8 +17,9 @@ use meshchat_node::{
         VerifyError,
     },
     protocol::{
-        decode_frame, encode_frame, DirectCodec, Inbound, MailboxRequest, MailboxResponse, Profile,
-        Request, Response, WireError, MAILBOX_PROTOCOL, MAX_REQUEST_BYTES, WIRE_VERSION,
+        decode_frame, encode_frame, Inbound, MailboxRequest, MailboxResponse, Notice, NoticeCodec,
+        NoticeResponse, Profile, Request, Response, SyncCodec, WireError, MAILBOX_PROTOCOL,
+        MAX_NOTICE_BYTES, MAX_REQUEST_BYTES, NOTICE_PROTOCOL, WIRE_VERSION,
     },
     public_key_of, Event,
 };
@@ -129,7 +130,7 @@ async fn still_delivers(bob: &mut Peer, text: &'static str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_signature_is_rejected_and_not_shown() {
     let mut bob = Peer::start("bob").await;
-    let mut mallory = BareClient::connect(Identity::generate(), DirectCodec, &bob).await;
+    let mut mallory = BareClient::connect(Identity::generate(), SyncCodec, &bob).await;
     // Bob knows mallory, so mallory's direct messages are not a request.
     bob.node
         .contacts()
@@ -183,7 +184,7 @@ async fn forged_signature_is_rejected_and_not_shown() {
 async fn change_whose_actor_is_not_its_signer_is_rejected() {
     let mut bob = Peer::start("bob").await;
     let bob_key = key_of(&bob);
-    let mut mallory = BareClient::connect(Identity::generate(), DirectCodec, &bob).await;
+    let mut mallory = BareClient::connect(Identity::generate(), SyncCodec, &bob).await;
     bob.node
         .contacts()
         .add(mallory.peer_id(), None, Vec::new())
@@ -347,6 +348,45 @@ async fn oversize_frame_is_refused_without_harm() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_is_held_to_its_own_small_bound() {
+    // Notices (profiles, heartbeats, typing) never need a push's 4 MiB: a
+    // frame one byte over MAX_NOTICE_BYTES is refused whole.
+    let mut bob = Peer::start("bob").await;
+    let mut mallory = BareClient::connect_on(
+        Identity::generate(),
+        RawCodec::default(),
+        &bob,
+        NOTICE_PROTOCOL,
+    )
+    .await;
+    let size = MAX_NOTICE_BYTES + 1;
+    assert!(size < MAX_REQUEST_BYTES / 100);
+    match mallory.request(vec![0xab; size]).await {
+        Ok(raw) => assert_eq!(
+            decode_frame::<NoticeResponse>(&raw),
+            Ok(NoticeResponse::Error(WireError::TooLarge {
+                limit: MAX_NOTICE_BYTES as u64
+            })),
+        ),
+        Err(failure) => eprintln!("{size} bytes: outbound failure: {failure}"),
+    }
+    let reason = rejection_from(&mut bob, mallory.peer_id()).await;
+    assert!(reason.contains("larger than"), "{reason}");
+    // A heartbeat-sized notice of the wrong shape is refused as malformed.
+    let raw = mallory.request(encode_frame(&"not a notice")).await;
+    assert!(
+        matches!(
+            decode_frame::<NoticeResponse>(&raw.expect("an answer")),
+            Ok(NoticeResponse::Error(WireError::Malformed(_)))
+        ),
+        "a malformed notice is answered with an error"
+    );
+    drop(mallory);
+    still_delivers(&mut bob, "after the notices").await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stranger_cannot_write_into_or_read_others_chats() {
     let mut bob = Peer::start("bob").await;
     let alice = Peer::start("alice").await;
@@ -360,7 +400,7 @@ async fn stranger_cannot_write_into_or_read_others_chats() {
         .expect("send");
     bob.wait_messages(1).await;
 
-    let mut mallory = BareClient::connect(Identity::generate(), DirectCodec, &bob).await;
+    let mut mallory = BareClient::connect(Identity::generate(), SyncCodec, &bob).await;
     let me = mallory.public();
 
     // A valid change by mallory, signed for the alice–bob chat.
@@ -441,14 +481,15 @@ async fn forged_and_stale_profiles_are_rejected() {
     let bob = Peer::start("bob").await;
     let alice = Peer::start("alice").await;
     let alice_key = public_key_of(&alice.peer_id()).expect("ed25519");
-    let mut mallory = BareClient::connect(Identity::generate(), DirectCodec, &bob).await;
+    let mut mallory =
+        BareClient::connect_on(Identity::generate(), NoticeCodec, &bob, NOTICE_PROTOCOL).await;
     let profile = |name: &str, version: u64| Profile {
         name: Some(name.into()),
         version,
         updated_at_ms: now_ms(),
         ..Profile::default()
     };
-    let push = |signed| Inbound::Request(Request::Profile(signed));
+    let push = |signed| Inbound::Request(Notice::Profile(signed));
     let held = |peer: PeerId| {
         let node = bob.node.clone();
         async move {
@@ -464,7 +505,7 @@ async fn forged_and_stale_profiles_are_rejected() {
     let v2 = profile("mallory", 2).sign(&mallory.identity).expect("sign");
     assert_eq!(
         mallory.request(push(v2)).await.expect("answer"),
-        Response::Noted
+        NoticeResponse::Noted
     );
     assert_eq!(held(mallory.peer_id()).await, Some(("mallory".into(), 2)));
 

@@ -5,7 +5,7 @@
 use automerge::{legacy::OpId, ExpandedChange};
 use meshchat_node::{
     crdt::{ChangeHash, ChatKind, ChatReplica, Identity, SignedChange},
-    protocol::{DirectCodec, Response},
+    protocol::{Response, SyncCodec},
     Event,
 };
 use meshchat_tests::{within, BareClient, Peer, WAIT};
@@ -52,8 +52,8 @@ fn pushed(response: Response) -> (Vec<ChangeHash>, Vec<String>) {
 
 /// A stranger's identity, connected to `target` as a bare swarm, that
 /// `target` knows as a contact (so its direct messages open a chat).
-async fn known_attacker(target: &Peer) -> BareClient<DirectCodec> {
-    let attacker = BareClient::connect(Identity::generate(), DirectCodec, target).await;
+async fn known_attacker(target: &Peer) -> BareClient<SyncCodec> {
+    let attacker = BareClient::connect(Identity::generate(), SyncCodec, target).await;
     target
         .node
         .contacts()
@@ -287,7 +287,7 @@ async fn message_requests_cost_a_fixed_budget() {
     let mut bob = Peer::start("bob").await;
     let bob_key = meshchat_tests::key_of(&bob);
     // One stranger writes more than a request keeps.
-    let mut chatty = BareClient::connect(Identity::generate(), DirectCodec, &bob).await;
+    let mut chatty = BareClient::connect(Identity::generate(), SyncCodec, &bob).await;
     let mut replica = ChatReplica::new(ChatKind::direct(chatty.public(), bob_key));
     let mut changes = Vec::new();
     for i in 0..(meshchat_node::MAX_REQUEST_CHANGES + 10) {
@@ -307,7 +307,7 @@ async fn message_requests_cost_a_fixed_budget() {
     // Many strangers write: at most MAX_REQUESTS are kept.
     let mut kept = 0;
     for _ in 0..(meshchat_node::MAX_REQUESTS + 3) {
-        let mut stranger = BareClient::connect(Identity::generate(), DirectCodec, &bob).await;
+        let mut stranger = BareClient::connect(Identity::generate(), SyncCodec, &bob).await;
         let change = ChatReplica::new(ChatKind::direct(stranger.public(), bob_key))
             .write_message(&stranger.identity, "hello?", None, now_ms())
             .expect("write")

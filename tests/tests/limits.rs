@@ -18,7 +18,7 @@ use libp2p::{
 use meshchat_node::{
     crdt::ChatId,
     limits::LimitsConfig,
-    protocol::{group_topic, DIRECT_PROTOCOL},
+    protocol::{group_topic, SYNC_PROTOCOL},
     scoring::GRAYLIST_THRESHOLD,
     Event, NodeConfig, PeerId,
 };
@@ -288,7 +288,7 @@ async fn a_flood_of_large_requests_on_one_connection_is_bounded() {
     let mut attacker = bare_swarm(|_| {
         request_response::Behaviour::with_codec(
             StallingCodec,
-            [(DIRECT_PROTOCOL, ProtocolSupport::Outbound)],
+            [(SYNC_PROTOCOL, ProtocolSupport::Outbound)],
             request_response::Config::default()
                 .with_request_timeout(WAIT * 10)
                 .with_max_concurrent_streams(flood * 2),

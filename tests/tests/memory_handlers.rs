@@ -8,7 +8,7 @@ use meshchat_node::{
     crdt::{ChatKind, ChatReplica, Identity, SignedChange},
     mailbox::{DeliveryToken, MailboxConfig},
     protocol::{
-        decode_frame, DirectCodec, MailboxCodec, MailboxRequest, MailboxResponse, Response,
+        decode_frame, MailboxCodec, MailboxRequest, MailboxResponse, Response, SyncCodec,
         WireError, MAILBOX_PROTOCOL, WIRE_VERSION,
     },
     Event, NodeConfig,
@@ -24,9 +24,9 @@ fn now_ms() -> i64 {
 
 /// A client on the memory transport that `bob` knows as a contact, and one
 /// message it wrote into their direct chat.
-async fn contact_with_a_message(bob: &Peer, text: &str) -> (BareClient<DirectCodec>, SignedChange) {
+async fn contact_with_a_message(bob: &Peer, text: &str) -> (BareClient<SyncCodec>, SignedChange) {
     let carol = Identity::generate();
-    let client = BareClient::connect(carol.clone(), DirectCodec, bob).await;
+    let client = BareClient::connect(carol.clone(), SyncCodec, bob).await;
     bob.node
         .contacts()
         .add(client.peer_id(), Some("carol".into()), Vec::new())

@@ -367,3 +367,103 @@ async fn a_stranger_fills_nothing_while_a_contact_gets_mail_through() {
     relay.stop().await;
     bob.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_member_reached_directly_gets_one_copy_not_two() {
+    // Members whose mail a relay keeps get group changes through their
+    // outbox (pushed, acknowledged). When the author reaches every member
+    // that way it publishes nothing on the group's topic, and a member
+    // does not pass a change its author pushed on to the topic either.
+    let (relay, relay_addr) = Peer::start_relay().await;
+    let mut bob = start_with_relay("bob", relay_addr.clone()).await;
+    let mut carol = start_with_relay("carol", relay_addr.clone()).await;
+    let mut alice = Peer::start("alice").await;
+    for member in [&bob, &carol] {
+        alice.add(member).await;
+        alice
+            .node
+            .contacts()
+            .add_with_relays(
+                member.peer_id(),
+                None,
+                member.addrs().await,
+                vec![relay_addr.clone()],
+            )
+            .await
+            .unwrap();
+    }
+    let group = alice
+        .node
+        .groups()
+        .create("hikers", vec![bob.peer_id(), carol.peer_id()])
+        .await
+        .unwrap();
+    for member in [&mut bob, &mut carol] {
+        member
+            .wait_for("the group", |e| {
+                matches!(e, Event::GroupJoined { chat } if *chat == group).then_some(())
+            })
+            .await;
+    }
+    let published = |peer: &Peer| {
+        let node = peer.node.clone();
+        async move {
+            node.network()
+                .status()
+                .await
+                .unwrap()
+                .traffic
+                .gossip_published
+        }
+    };
+    // A first message while the members' syncs of the new group settle (a
+    // sync that fetches a message is passed on to the topic, as it should).
+    alice.node.chats().send(group, "warm-up").await.unwrap();
+    bob.wait_messages(1).await;
+    carol.wait_messages(1).await;
+    alice.wait_delivered(2).await;
+    let alice_before = published(&alice).await;
+    let members_before = published(&bob).await + published(&carol).await;
+
+    alice
+        .node
+        .chats()
+        .send(group, "one copy each")
+        .await
+        .unwrap();
+    assert_eq!(
+        published(&alice).await,
+        alice_before,
+        "every member is pushed to directly: nothing goes to the topic"
+    );
+    assert_eq!(bob.wait_messages(1).await, vec!["one copy each"]);
+    assert_eq!(carol.wait_messages(1).await, vec!["one copy each"]);
+    alice.wait_delivered(2).await;
+    // Whoever got it first got it pushed (nobody had published it): were a
+    // pushed change passed on, that member would have published it.
+    assert_eq!(
+        published(&bob).await + published(&carol).await,
+        members_before,
+        "a change pushed by its author is not passed on to the topic"
+    );
+
+    // Carol goes away: the topic is the live path to whoever else may hear.
+    let carol_id = carol.peer_id();
+    carol.stop().await;
+    alice
+        .wait_for("carol leaving", |e| {
+            matches!(e, Event::PeerDisconnected { peer } if *peer == carol_id).then_some(())
+        })
+        .await;
+    alice
+        .node
+        .chats()
+        .send(group, "carol is away")
+        .await
+        .unwrap();
+    assert_eq!(published(&alice).await, alice_before + 1);
+    assert_eq!(bob.wait_messages(1).await, vec!["carol is away"]);
+    alice.stop().await;
+    bob.stop().await;
+    relay.stop().await;
+}

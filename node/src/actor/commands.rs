@@ -179,7 +179,9 @@ impl Actor {
             });
         }
         if outcome.is_group {
-            self.publish(chat, vec![outcome.change.clone()]);
+            if !self.reaches_every_member_directly(chat, &outcome.push_to) {
+                self.publish(chat, vec![outcome.change.clone()]);
+            }
             if outcome.message.is_none() && outcome.updated.is_none() {
                 self.emit(Event::GroupChanged { chat });
             }
@@ -232,13 +234,7 @@ impl Actor {
     /// Pushes the outbox now if connected, else dials, and deposits at the
     /// peer's relays at once if no dial can start (or, later, when it fails).
     pub(super) fn deliver_to(&mut self, peer: PeerId) {
-        if self.swarm.is_connected(&peer) {
-            self.push_outbox(peer);
-        } else if !self.dial_peer(peer) {
-            if let Some(key) = public_key_of(&peer) {
-                self.deposit_for(key);
-            }
-        }
+        self.drive(crate::engine::Input::Outgoing(peer));
     }
 
     pub(super) fn resolve(&mut self, query: &str) -> Result<ChatId, NodeError> {
@@ -346,8 +342,7 @@ impl Actor {
         store.put_contact(&key, &contact)?;
         self.chats.ensure_direct(key, now_ms())?;
         self.remember_addrs(peer, contact.addrs.iter().cloned());
-        self.redials.forget(&peer);
-        self.dial_peer(peer);
+        self.drive(crate::engine::Input::Reach(peer));
         Ok(contact)
     }
 
@@ -361,6 +356,7 @@ impl Actor {
             mailbox: self.mailbox.as_ref().map(|m| m.stats()),
             relay: self.mailbox.as_ref().map(|_| self.metrics.clone()),
             storage: self.storage.fault().cloned(),
+            traffic: self.traffic.clone(),
         })
     }
 }

@@ -1,32 +1,25 @@
-//! `/meshchat/direct/1`: pushes with acknowledgements, and anti-entropy sync.
+//! `/meshchat/sync/1`: pushes with acknowledgements, anti-entropy sync and
+//! read receipts.
 
 use libp2p::request_response::ResponseChannel;
 use meshchat_crdt::SegmentHeads;
 
 use super::{commit::Held, ingest::Via, *};
+use crate::engine::Input;
 use crate::protocol::WireError;
 
 impl Actor {
-    pub(super) fn resync_connected(&mut self) {
-        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-        for peer in peers {
-            self.start_sync(peer);
-        }
-    }
-
-    pub(super) fn start_sync(&mut self, peer: PeerId) {
+    /// The chats to sync with `peer` (those it shares with this node).
+    pub(super) fn chats_shared_with(&mut self, peer: PeerId) -> Vec<ChatId> {
         let Some(key) = public_key_of(&peer) else {
-            return;
+            return Vec::new();
         };
-        let requests = match self.chats.sync_requests_for(key) {
-            Ok(r) => r,
+        match self.chats.sync_requests_for(key) {
+            Ok(requests) => requests.into_iter().map(|(chat, _)| chat).collect(),
             Err(error) => {
                 tracing::error!(%error, "cannot read chats for sync");
-                return;
+                Vec::new()
             }
-        };
-        for (chat, _) in requests {
-            self.sync_chat(peer, chat);
         }
     }
 
@@ -52,69 +45,72 @@ impl Actor {
             let id = self
                 .swarm
                 .behaviour_mut()
-                .direct
+                .sync
                 .send_request(&peer, Inbound::Request(Request::Read { chat, messages }));
             self.pending.insert(id, Pending::Read { peer: key, sent });
         }
     }
 
-    /// Starts an anti-entropy sync of `chat` with `peer` now, or once one of
-    /// the peer's sync slots frees.
+    /// Syncs `chat` with `peer` now, or once one of the peer's sync slots
+    /// frees (the engine keeps the slots).
     pub(super) fn sync_chat(&mut self, peer: PeerId, chat: ChatId) {
-        if self.sync_slots.admit(peer, chat) {
-            self.send_sync(peer, chat);
-        }
+        self.drive(Input::SyncWanted { peer, chat });
     }
 
-    /// A sync with `peer` ended: the next waiting one takes its slot.
-    fn sync_done(&mut self, peer: PeerId) {
-        if let Some(next) = self.sync_slots.finish(peer) {
-            self.send_sync(peer, next);
-        }
-    }
-
-    fn send_sync(&mut self, peer: PeerId, chat: ChatId) {
+    /// Sends a sync request; returns whether one went out.
+    pub(super) fn send_sync(&mut self, peer: PeerId, chat: ChatId) -> bool {
         let Some(key) = public_key_of(&peer) else {
-            self.sync_done(peer);
-            return;
+            return false;
         };
         let heads = match self.chats.heads(&chat) {
             Ok(Some(heads)) => heads,
-            Ok(None) => return self.sync_done(peer),
+            Ok(None) => return false,
             Err(error) => {
                 tracing::error!(%error, "cannot read heads for sync");
-                return self.sync_done(peer);
+                return false;
             }
         };
         let id = self
             .swarm
             .behaviour_mut()
-            .direct
+            .sync
             .send_request(&peer, Inbound::Request(Request::Sync { chat, heads }));
         self.pending.insert(id, Pending::Sync { peer: key, chat });
+        true
     }
 
-    /// Sends the next outbox batch to a connected peer, one push at a time.
-    pub(super) fn push_outbox(&mut self, peer: PeerId) {
-        if self.pushing.contains(&peer) || self.chats.store().fault().is_some() {
+    /// Sends the next outbox batch to `peer`; returns whether one went out
+    /// (the engine allows one at a time).
+    pub(super) fn push_outbox(&mut self, peer: PeerId) -> bool {
+        if self.chats.store().fault().is_some() {
             // While storage refuses writes an acknowledgement could not be
             // recorded: the push would repeat forever. Resumed on recovery.
-            return;
+            return false;
         }
         let Some(key) = public_key_of(&peer) else {
-            return;
+            return false;
         };
         match self.chats.outbox_batch(&key) {
-            Ok(batch) if batch.is_empty() => {}
+            Ok(batch) if batch.is_empty() => false,
             Ok(batch) => {
-                self.pushing.insert(peer);
-                self.send_push(peer, key, batch);
+                self.send_push(peer, key, batch, true);
+                true
             }
-            Err(error) => tracing::error!(%error, "cannot read outbox"),
+            Err(error) => {
+                tracing::error!(%error, "cannot read outbox");
+                false
+            }
         }
     }
 
-    pub(super) fn send_push(&mut self, peer: PeerId, key: PublicKey, changes: Vec<SignedChange>) {
+    pub(super) fn send_push(
+        &mut self,
+        peer: PeerId,
+        key: PublicKey,
+        changes: Vec<SignedChange>,
+        outbox: bool,
+    ) {
+        self.traffic.pushed += changes.len() as u64;
         let hashes = changes
             .iter()
             .filter_map(|c| c.decode_stored().ok().map(|v| v.hash))
@@ -122,12 +118,28 @@ impl Actor {
         let id = self
             .swarm
             .behaviour_mut()
-            .direct
+            .sync
             .send_request(&peer, Inbound::Request(Request::Push { changes }));
-        self.pending.insert(id, Pending::Push { peer: key, hashes });
+        self.pending.insert(
+            id,
+            Pending::Push {
+                peer: key,
+                hashes,
+                outbox,
+            },
+        );
     }
 
-    pub(super) async fn on_direct_event(
+    /// A push was answered or failed: the next one may go.
+    fn push_ended(&mut self, peer: PeerId, outbox: bool, more: bool) {
+        if outbox {
+            self.drive(Input::PushEnded { peer, more });
+        } else if more {
+            self.drive(Input::Outgoing(peer));
+        }
+    }
+
+    pub(super) async fn on_sync_event(
         &mut self,
         event: request_response::Event<Inbound, Response>,
     ) {
@@ -141,7 +153,7 @@ impl Actor {
                 ..
             } => {
                 if let Some((channel, response)) = self.on_request(peer, request, channel).await {
-                    self.answer_direct(channel, response);
+                    self.answer_sync(channel, response);
                 }
             }
             E::Message {
@@ -165,10 +177,8 @@ impl Actor {
             } => {
                 tracing::debug!(%peer, %error, "request failed");
                 match self.pending.remove(&request_id) {
-                    Some(Pending::Push { .. }) => {
-                        self.pushing.remove(&peer);
-                    }
-                    Some(Pending::Sync { .. }) => self.sync_done(peer),
+                    Some(Pending::Push { outbox, .. }) => self.push_ended(peer, outbox, false),
+                    Some(Pending::Sync { .. }) => self.drive(Input::SyncEnded(peer)),
                     _ => {}
                 }
             }
@@ -180,11 +190,11 @@ impl Actor {
     }
 
     /// Sends the answer to a direct request.
-    pub(super) fn answer_direct(&mut self, channel: ResponseChannel<Response>, response: Response) {
+    pub(super) fn answer_sync(&mut self, channel: ResponseChannel<Response>, response: Response) {
         if self
             .swarm
             .behaviour_mut()
-            .direct
+            .sync
             .send_response(channel, response)
             .is_err()
         {
@@ -240,31 +250,20 @@ impl Actor {
                 Ok(response) => response,
                 Err(error) => Response::Error(WireError::Storage(error.to_string())),
             },
-            Request::Profile(signed) => {
-                if signed.peer == from {
-                    self.accept_profile(signed);
-                }
-                Response::Noted
-            }
-            Request::GetProfile => {
-                Response::Profile(self.chats.store().profile(&self.chats.me()).ok().flatten())
-            }
-            Request::Heartbeat(beat) => {
-                self.on_heartbeat(from, beat);
-                Response::Noted
-            }
-            Request::Typing { chat } => {
-                self.on_typing(peer, from, chat);
-                Response::Noted
-            }
         };
         Some((channel, response))
     }
 
     pub(super) async fn on_response(&mut self, peer: PeerId, pending: Pending, response: Response) {
         match (pending, response) {
-            (Pending::Push { peer: key, hashes }, Response::Pushed { stored, rejected }) => {
-                self.pushing.remove(&peer);
+            (
+                Pending::Push {
+                    peer: key,
+                    hashes,
+                    outbox,
+                },
+                Response::Pushed { stored, rejected },
+            ) => {
                 self.on_acknowledged(peer, key, &stored);
                 if !rejected.is_empty() {
                     tracing::warn!(%peer, count = rejected.len(), first = %rejected[0].reason, "peer refused changes");
@@ -274,9 +273,7 @@ impl Actor {
                     }
                 }
                 let acked_all = hashes.iter().all(|h| stored.contains(h));
-                if acked_all || !stored.is_empty() {
-                    self.push_outbox(peer);
-                }
+                self.push_ended(peer, outbox, acked_all || !stored.is_empty());
             }
             (
                 Pending::Sync { peer: key, chat },
@@ -286,7 +283,7 @@ impl Actor {
                     more,
                 },
             ) => {
-                self.sync_done(peer);
+                self.drive(Input::SyncEnded(peer));
                 if changes.is_empty() {
                     self.continue_sync(peer, key, chat, &heads, more);
                     return;
@@ -308,18 +305,15 @@ impl Actor {
                     tracing::warn!(%error, "cannot clear sent read receipts");
                 }
             }
-            (Pending::Notice, Response::Profile(Some(signed))) => {
-                if public_key_of(&peer) == Some(signed.peer) {
-                    self.accept_profile(signed);
-                }
-            }
-            (Pending::Notice, _) => {}
             (Pending::Sync { .. }, response) => {
-                self.sync_done(peer);
+                self.drive(Input::SyncEnded(peer));
                 tracing::warn!(%peer, ?response, "peer answered a sync with an error");
             }
-            (Pending::Push { .. } | Pending::Read { .. }, response) => {
-                self.pushing.remove(&peer);
+            (Pending::Push { outbox, .. }, response) => {
+                self.push_ended(peer, outbox, false);
+                tracing::warn!(%peer, ?response, "peer answered a push with an error");
+            }
+            (Pending::Read { .. }, response) => {
                 tracing::warn!(%peer, ?response, "peer answered with an error");
             }
         }
@@ -338,7 +332,7 @@ impl Actor {
         match self.chats.missing_batches(&key, &chat, heads) {
             Ok(batches) => {
                 for batch in batches {
-                    self.send_push(peer, key, batch);
+                    self.send_push(peer, key, batch, false);
                 }
             }
             Err(error) => tracing::error!(%error, "sync: cannot read changes"),

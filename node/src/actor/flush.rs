@@ -76,7 +76,7 @@ impl Actor {
                         self.ingest_failed(&ingest);
                         Response::Error(WireError::Storage("storage failed".into()))
                     };
-                    self.answer_direct(channel, response);
+                    self.answer_sync(channel, response);
                 }
                 Held::Gossip {
                     ingest,

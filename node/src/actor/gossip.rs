@@ -73,9 +73,30 @@ impl Actor {
         }
     }
 
+    /// Whether every other member of `chat` gets a change by a direct push
+    /// at once (it has an outbox entry for it, `pushed`, and is connected):
+    /// publishing it on the topic as well would only send each of them a
+    /// second copy, and their mesh peers more (one live path per recipient).
+    pub(super) fn reaches_every_member_directly(
+        &mut self,
+        chat: ChatId,
+        pushed: &[PublicKey],
+    ) -> bool {
+        let me = self.chats.me();
+        let members: Vec<PublicKey> = match self.chats.replica(&chat) {
+            Ok(Some(replica)) => replica.members().into_keys().collect(),
+            _ => return false,
+        };
+        members.iter().filter(|m| **m != me).all(|member| {
+            pushed.contains(member)
+                && peer_id_of(member).is_some_and(|peer| self.swarm.is_connected(&peer))
+        })
+    }
+
     /// Publishes changes on the group's topic. Peers not reached (no mesh yet,
     /// offline) catch up by anti-entropy.
     pub(super) fn publish(&mut self, chat: ChatId, changes: Vec<SignedChange>) {
+        self.traffic.gossip_published += changes.len() as u64;
         let frame = encode_frame(&GossipMessage::Changes(changes));
         match self
             .swarm

@@ -13,7 +13,7 @@ use crate::{api::Event, chats::Unflushed};
 /// How changes arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Via {
-    /// Pushed by their author or a member (`/meshchat/direct/1` push).
+    /// Pushed by their author or a member (`/meshchat/sync/1` push).
     Push,
     /// Fetched in an anti-entropy sync.
     Sync,
@@ -53,6 +53,14 @@ impl Actor {
         changes: Vec<SignedChange>,
         via: Via,
     ) -> Result<Ingest, String> {
+        let count = changes.len() as u64;
+        let traffic = &mut self.traffic;
+        match via {
+            Via::Push => traffic.received_by_push += count,
+            Via::Sync => traffic.received_by_sync += count,
+            Via::Gossip => traffic.received_by_gossip += count,
+            Via::Mailbox => traffic.received_from_relays += count,
+        }
         let unflushed = self.chats.receive(from, changes, now_ms()).map_err(|e| {
             tracing::error!(error = %e, "cannot store received changes");
             e.to_string()
@@ -114,20 +122,33 @@ impl Actor {
             self.emit(Event::GroupChanged { chat });
             self.follow_membership(chat);
         }
-        // Changes learned outside gossip (sync after a partition, a push) are
+        // Changes learned by sync (after a partition) or from a relay are
         // passed on to the group's topic, so members that sync with nobody
         // right now still get them; gossip itself forwards what it carries.
-        // Not an invitation, though: the members already hold the group's
-        // metadata and every invitee gets it pushed by its inviter, so
-        // republishing it would only send the member list around the whole
-        // group once per invitee (a 1,024-member group: ~200 kB, 1,023 times).
-        if via != Via::Gossip {
-            for (chat, changes) in received.fresh_group_changes {
-                if self.is_subscribed(&chat) && !received.adopted.contains(&chat) {
-                    for batch in crate::chats::split_for_gossip(changes) {
-                        self.publish(chat, batch);
-                    }
-                }
+        // A change pushed by its own author is not: the author publishes it
+        // on the topic itself, or reaches every member directly and
+        // publishes nothing (a republish here would send each member a
+        // second copy through the mesh). A push back after a sync carries
+        // others' changes and is passed on like a sync's. Not an invitation
+        // either: the members already hold the group's metadata and every
+        // invitee gets it pushed by its inviter, so republishing it would
+        // only send the member list around the whole group once per invitee
+        // (a 1,024-member group: ~200 kB, 1,023 times).
+        let sender = crate::keys::public_key_of(&peer);
+        let passed_on = |change: &SignedChange| match via {
+            Via::Gossip => false,
+            Via::Sync | Via::Mailbox => true,
+            Via::Push => change
+                .decode_stored()
+                .is_ok_and(|verified| Some(verified.author) != sender),
+        };
+        for (chat, changes) in received.fresh_group_changes {
+            if !self.is_subscribed(&chat) || received.adopted.contains(&chat) {
+                continue;
+            }
+            let changes: Vec<SignedChange> = changes.into_iter().filter(|c| passed_on(c)).collect();
+            for batch in crate::chats::split_for_gossip(changes) {
+                self.publish(chat, batch);
             }
         }
         Receipt {

@@ -469,36 +469,40 @@ impl Actor {
     /// of its relays what that relay does not hold yet, in envelopes of a
     /// size relays take, a few per tick (dialling the relays first if
     /// needed). Relays come from the contact entry and the peer's signed
-    /// profile; a peer with none known is looked up in the DHT.
-    pub(super) fn deposit_for_unreachable(&mut self) {
+    /// profile; a peer with none known is looked up in the DHT. Returns the
+    /// relays being dialled, whose deposits go when they connect.
+    pub(super) fn deposit_for_unreachable(&mut self) -> Vec<PeerId> {
         let Ok(recipients) = self.chats.store().outbox_peers() else {
-            return;
+            return Vec::new();
         };
+        let mut awaited = Vec::new();
         for recipient in recipients {
-            self.deposit_for(recipient);
+            awaited.extend(self.deposit_for(recipient));
         }
+        awaited
     }
 
     /// Deposits `recipient`'s outbox at its relays if it is not connected
     /// (see [`Actor::deposit_for_unreachable`]).
-    pub(super) fn deposit_for(&mut self, recipient: PublicKey) {
+    pub(super) fn deposit_for(&mut self, recipient: PublicKey) -> Vec<PeerId> {
         let (now, instant) = (now_ms(), tokio::time::Instant::now());
+        let mut awaited = Vec::new();
         let Some(peer) = peer_id_of(&recipient) else {
-            return;
+            return awaited;
         };
         if self.swarm.is_connected(&peer) || self.chats.store().is_blocked(&recipient) {
-            return;
+            return awaited;
         }
         let relays = self.relays_of(&recipient);
         if relays.is_empty() {
             self.lookup_profile(recipient);
-            return;
+            return awaited;
         }
         let Ok(outbox) = self.chats.store().outbox_for(&recipient, usize::MAX) else {
-            return;
+            return awaited;
         };
         if outbox.is_empty() {
-            return;
+            return awaited;
         }
         for relay_addr in &relays {
             let Some((relay, relay_key)) =
@@ -517,13 +521,14 @@ impl Actor {
                 self.remember_addrs(relay, [relay_addr.clone()]);
                 self.dial_peer(relay);
                 // Deposited as soon as the connection is up.
-                self.deposits.awaiting_relay(relay);
+                awaited.push(relay);
                 continue;
             }
             for changes in envelopes {
                 self.deposit(relay, relay_key, recipient, changes);
             }
         }
+        awaited
     }
 
     /// The outbox changes `relay` does not hold (or have in flight) for

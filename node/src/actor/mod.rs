@@ -24,16 +24,16 @@ use tokio::{
 mod commands;
 mod commit;
 mod direct;
+mod effects;
 mod flush;
 mod gossip;
 mod ingest;
 mod mailbox;
+mod notices;
 mod peers;
-mod redial;
 mod requests;
 mod social;
 mod storage;
-mod sync_slots;
 mod tokens;
 
 pub(crate) use requests::RequestCommand;
@@ -58,14 +58,14 @@ const COMMAND_CAPACITY: usize = 64;
 const EVENT_CAPACITY: usize = 1024;
 /// Addresses remembered per peer.
 const MAX_ADDRS_PER_PEER: usize = 8;
-/// Longest wait between redials of an unreachable peer.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// An outbound request awaiting its response.
 enum Pending {
     Push {
         peer: PublicKey,
         hashes: Vec<ChangeHash>,
+        /// An outbox push (one at a time), not a push back after a sync.
+        outbox: bool,
     },
     Sync {
         peer: PublicKey,
@@ -75,8 +75,6 @@ enum Pending {
         peer: PublicKey,
         sent: Vec<(ChatId, meshchat_crdt::MessageId)>,
     },
-    /// A profile, heartbeat or typing notice (or a request for a profile).
-    Notice,
 }
 
 pub(crate) struct Actor {
@@ -86,16 +84,15 @@ pub(crate) struct Actor {
     events: broadcast::Sender<Event>,
     commands: mpsc::Receiver<Command>,
     pending: HashMap<request_response::OutboundRequestId, Pending>,
-    /// Peers with a push in flight (one at a time keeps acks in order).
-    pushing: HashSet<PeerId>,
-    /// Anti-entropy syncs in flight and waiting, per peer.
-    sync_slots: sync_slots::SyncSlots,
+    /// Notices sent and not yet answered (`/meshchat/notice/1`).
+    notices: HashSet<request_response::OutboundRequestId>,
+    /// Changes sent and received, by path (reported in `Status`).
+    traffic: crate::api::Traffic,
+    /// When to dial, push, sync, deposit (the sans-I/O delivery engine).
+    engine: crate::engine::State,
     /// Addresses learned from identify, mDNS and contacts.
     addrs: HashMap<PeerId, Vec<Multiaddr>>,
-    redials: redial::Redials,
     listen_addrs: Vec<Multiaddr>,
-    /// Relays this node holds (or asked for) a circuit reservation at.
-    reservations: std::collections::HashSet<PeerId>,
     /// Group topics this node is subscribed to.
     topics: HashMap<libp2p::gossipsub::TopicHash, ChatId>,
     /// Relay mode: the mailboxes this node keeps for others.
@@ -199,7 +196,16 @@ pub async fn spawn_with(
         peer_id,
         blobs: blobs.clone(),
     });
-    let redials = redial::Redials::new(config.redial_interval(), MAX_BACKOFF);
+    let engine = crate::engine::State::new(
+        config.relay_peers(),
+        crate::engine::Periods {
+            redial: config.redial_interval(),
+            expiry: Duration::from_secs(60),
+            resync: config.resync_interval(),
+            presence: config.presence_interval(),
+        },
+        std::time::Instant::now(),
+    );
     let mut actor = Actor {
         swarm,
         chats: Chats::new(identity, store)?,
@@ -207,13 +213,12 @@ pub async fn spawn_with(
         events: event_tx.clone(),
         commands: command_rx,
         pending: HashMap::new(),
-        pushing: HashSet::new(),
-        sync_slots: Default::default(),
+        notices: HashSet::new(),
+        traffic: Default::default(),
+        engine,
         addrs: HashMap::new(),
-        redials,
         listen_addrs: Vec::new(),
         topics: HashMap::new(),
-        reservations: Default::default(),
         mailbox,
         metrics: mailbox::RelayMetrics::default(),
         mailbox_pending: HashMap::new(),
@@ -284,10 +289,8 @@ impl Actor {
 
     /// Listens through `relay` (circuit relay v2), so peers that cannot dial
     /// this node directly reach it via `<relay addr>/p2p-circuit/p2p/<me>`.
-    fn reserve_circuit(&mut self, relay: PeerId) {
-        if !self.reservations.insert(relay) {
-            return;
-        }
+    /// Returns whether the reservation was asked for.
+    fn reserve_circuit(&mut self, relay: PeerId) -> bool {
         let Some(addr) = self
             .config
             .relays
@@ -295,11 +298,14 @@ impl Actor {
             .find(|a| crate::config::peer_of(a) == Some(relay))
             .cloned()
         else {
-            return;
+            return false;
         };
-        if let Err(error) = self.swarm.listen_on(addr.with(Protocol::P2pCircuit)) {
-            tracing::warn!(%relay, %error, "cannot reserve a circuit at the relay");
-            self.reservations.remove(&relay);
+        match self.swarm.listen_on(addr.with(Protocol::P2pCircuit)) {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::warn!(%relay, %error, "cannot reserve a circuit at the relay");
+                false
+            }
         }
     }
 
@@ -319,9 +325,7 @@ impl Actor {
         if !self.listen_addrs.contains(&full) {
             self.listen_addrs.push(full.clone());
             // A new address of our own: the network may have changed.
-            if self.redials.network_changed(tokio::time::Instant::now()) {
-                self.redial();
-            }
+            self.drive(crate::engine::Input::NetworkChanged);
         }
         self.emit(Event::Listening { addr: full });
     }
@@ -350,27 +354,18 @@ impl Actor {
                     .kad
                     .add_address(&peer, relay.clone());
                 self.remember_addrs(peer, [relay]);
-                self.dial_peer(peer);
+                self.drive(crate::engine::Input::Reach(peer));
             }
         }
         if let Ok(contacts) = self.chats.store().contacts() {
             for contact in contacts {
                 self.remember_addrs(contact.peer, contact.addrs.iter().cloned());
-                self.dial_peer(contact.peer);
+                self.drive(crate::engine::Input::Reach(contact.peer));
             }
         }
     }
 
     async fn run(mut self) {
-        let mut redial = interval(self.config.redial_interval());
-        redial.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut expiry = interval(Duration::from_secs(60));
-        expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut resync = interval(self.config.resync_interval());
-        resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        resync.reset();
-        let mut presence = interval(self.config.presence_interval());
-        presence.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut storage_probe = interval(storage::PROBE_INTERVAL);
         storage_probe.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let shutdown_reply: Option<oneshot::Sender<()>> = loop {
@@ -383,14 +378,9 @@ impl Actor {
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
                 Some(flushed) = self.commit.done_rx.recv() => self.on_flushed(flushed),
-                _ = redial.tick() => {
-                    self.redial();
-                    self.hand_out_tokens();
-                    self.deposit_for_unreachable();
+                _ = tokio::time::sleep_until(self.engine.next_wake().into()) => {
+                    self.drive(crate::engine::Input::Tick);
                 }
-                _ = expiry.tick() => self.expire_mail(),
-                _ = resync.tick() => self.resync_connected(),
-                _ = presence.tick() => self.presence_tick(),
                 _ = storage_probe.tick() => self.storage_tick().await,
             }
             self.start_flush();
@@ -417,18 +407,18 @@ impl Actor {
             return;
         }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-        while self.pending.values().any(|p| matches!(p, Pending::Notice)) {
+        while !self.notices.is_empty() {
             match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
-                Ok(SwarmEvent::Behaviour(BehaviourEvent::Direct(
+                Ok(SwarmEvent::Behaviour(BehaviourEvent::Notice(
                     request_response::Event::Message {
                         message: request_response::Message::Response { request_id, .. },
                         ..
                     },
                 )))
-                | Ok(SwarmEvent::Behaviour(BehaviourEvent::Direct(
+                | Ok(SwarmEvent::Behaviour(BehaviourEvent::Notice(
                     request_response::Event::OutboundFailure { request_id, .. },
                 ))) => {
-                    self.pending.remove(&request_id);
+                    self.notices.remove(&request_id);
                 }
                 Ok(_) => {}
                 Err(_) => break,
@@ -472,45 +462,21 @@ impl Actor {
                     return;
                 }
                 if num_established.get() == 1 {
-                    tracing::debug!(peer = %peer_id, "connected");
-                    if self.redials.connected(peer_id, tokio::time::Instant::now()) {
-                        tracing::debug!(peer = %peer_id, "an unreachable peer is back: redialling everyone");
-                        self.redial();
-                    }
-                    self.emit(Event::PeerConnected { peer: peer_id });
-                    self.start_sync(peer_id);
-                    self.push_outbox(peer_id);
-                    self.send_read_receipts(peer_id);
-                    self.on_social_connected(peer_id);
-                    if self.config.relay_peers().contains(&peer_id) {
-                        self.fetch_mail(peer_id, None);
-                        self.reserve_circuit(peer_id);
-                    }
-                    if self.deposits.relay_connected(&peer_id) {
-                        self.deposit_for_unreachable();
-                    }
+                    self.drive(crate::engine::Input::Connected(peer_id));
                 }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
                 ..
-            } => {
-                self.pushing.remove(&peer_id);
-                self.sync_slots.forget(&peer_id);
-                // A lost relay connection ends its reservation: renew on reconnect.
-                self.reservations.remove(&peer_id);
-                self.on_social_disconnected(peer_id);
-                self.emit(Event::PeerDisconnected { peer: peer_id });
-            }
+            } => self.drive(crate::engine::Input::Disconnected(peer_id)),
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
                 if let Some(peer) = peer_id {
-                    self.redials.failed(peer);
-                    // Its mail goes to its relays now, not at the next tick.
-                    if let Some(key) = public_key_of(&peer) {
-                        self.deposit_for(key);
-                    }
+                    self.drive(crate::engine::Input::DialFailed {
+                        peer,
+                        started: true,
+                    });
                 }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await,
@@ -520,7 +486,8 @@ impl Actor {
 
     async fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
-            BehaviourEvent::Direct(event) => self.on_direct_event(event).await,
+            BehaviourEvent::Sync(event) => self.on_sync_event(event).await,
+            BehaviourEvent::Notice(event) => self.on_notice_event(event),
             BehaviourEvent::Gossipsub(event) => self.on_gossip_event(event).await,
             BehaviourEvent::Mailbox(event) => self.on_mailbox_event(event).await,
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {

@@ -50,40 +50,6 @@ impl Actor {
         }
     }
 
-    /// Periodically reach peers that have undelivered changes, and contacts.
-    pub(super) fn redial(&mut self) {
-        let now = tokio::time::Instant::now();
-        let mut peers: Vec<PeerId> = self
-            .chats
-            .store()
-            .outbox_peers()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(peer_id_of)
-            .collect();
-        peers.extend(
-            self.chats
-                .store()
-                .contacts()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|c| c.peer),
-        );
-        peers.extend(self.config.relay_peers());
-        peers.sort();
-        peers.dedup();
-        for peer in peers {
-            if self.swarm.is_connected(&peer) {
-                // Connected but undelivered (a push failed or timed out): retry.
-                self.push_outbox(peer);
-                continue;
-            }
-            if self.redials.due(peer, now) {
-                self.dial_peer(peer);
-            }
-        }
-    }
-
     /// Keeps a contact's stored addresses fresh with what it announces, so the
     /// side that was added by PeerId alone can reach back later.
     pub(super) fn learn_contact_addrs(&mut self, peer: PeerId, announced: Vec<Multiaddr>) {

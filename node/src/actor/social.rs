@@ -7,7 +7,7 @@ use super::*;
 use crate::{
     invite::Invite,
     presence::{Change, LastSeen, LastSeenPrivacy, PresenceBook},
-    protocol::{peer_of_profile_key, profile_dht_key, Heartbeat, Profile, SignedProfile},
+    protocol::{peer_of_profile_key, profile_dht_key, Heartbeat, Notice, Profile, SignedProfile},
     social::{invitable, PeerProfile, ProfileUpdate, SocialCommand},
 };
 
@@ -192,7 +192,7 @@ impl Actor {
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         for peer in peers {
             if self.shares_profile_with(&peer) {
-                self.send_direct(peer, Request::Profile(signed.clone()));
+                self.send_notice(peer, Notice::Profile(signed.clone()));
             }
         }
         self.publish_profile();
@@ -212,7 +212,7 @@ impl Actor {
         if peer != *self.swarm.local_peer_id() {
             // Refresh in the background: from the peer when connected, else the DHT.
             if self.swarm.is_connected(&peer) {
-                self.send_direct(peer, Request::GetProfile);
+                self.send_notice(peer, Notice::GetProfile);
             } else if held.is_none() {
                 self.lookup_profile(key);
             }
@@ -299,7 +299,7 @@ impl Actor {
                         }
                         if wanted && self.accept_profile(signed) {
                             // Mail for this peer may now have somewhere to go.
-                            self.deposit_for_unreachable();
+                            self.deposit_now(None);
                         }
                     }
                 }
@@ -476,8 +476,7 @@ impl Actor {
                 // Nothing shown about a blocked peer, not even that it left.
             }
         } else {
-            self.redials.forget(&peer);
-            self.dial_peer(peer);
+            self.drive(crate::engine::Input::Reach(peer));
         }
         Ok(())
     }
@@ -543,7 +542,7 @@ impl Actor {
             let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
             for peer in peers {
                 if public_key_of(&peer).is_some_and(|k| audience.contains(&k)) {
-                    self.send_direct(peer, Request::Heartbeat(beat));
+                    self.send_notice(peer, Notice::Heartbeat(beat));
                 }
             }
         }
@@ -559,7 +558,7 @@ impl Actor {
         if self.social.privacy != LastSeenPrivacy::Nobody && self.in_presence_audience(&peer) {
             self.social.heartbeat_seq += 1;
             let beat = Heartbeat::new(self.chats.identity(), self.social.heartbeat_seq, false);
-            self.send_direct(peer, Request::Heartbeat(beat));
+            self.send_notice(peer, Notice::Heartbeat(beat));
         }
     }
 
@@ -568,7 +567,7 @@ impl Actor {
         self.greet_with_presence(peer);
         if self.shares_profile_with(&peer) {
             if let Some(own) = self.own_profile() {
-                self.send_direct(peer, Request::Profile(own));
+                self.send_notice(peer, Notice::Profile(own));
             }
         }
         // And ask contacts for theirs, which covers a contact that has not
@@ -576,7 +575,7 @@ impl Actor {
         let is_contact = public_key_of(&peer)
             .is_some_and(|k| matches!(self.chats.store().contact(&k), Ok(Some(c)) if !c.blocked));
         if is_contact {
-            self.send_direct(peer, Request::GetProfile);
+            self.send_notice(peer, Notice::GetProfile);
         }
         if self.config.relay_peers().contains(&peer) {
             self.publish_profile();
@@ -604,7 +603,7 @@ impl Actor {
         let mut sent = 0;
         for peer in peers {
             if public_key_of(&peer).is_some_and(|k| audience.contains(&k)) {
-                self.send_direct(peer, Request::Heartbeat(beat));
+                self.send_notice(peer, Notice::Heartbeat(beat));
                 sent += 1;
             }
         }
@@ -682,7 +681,7 @@ impl Actor {
                 continue;
             };
             if self.swarm.is_connected(&peer) && !self.chats.store().is_blocked(&key) {
-                self.send_direct(peer, Request::Typing { chat });
+                self.send_notice(peer, Notice::Typing { chat });
             }
         }
         Ok(())
@@ -697,16 +696,6 @@ impl Actor {
                 expires_ms: TYPING_EXPIRES_MS,
             });
         }
-    }
-
-    /// Sends a request whose answer is only `Noted`.
-    fn send_direct(&mut self, peer: PeerId, request: Request) {
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .direct
-            .send_request(&peer, Inbound::Request(request));
-        self.pending.insert(id, Pending::Notice);
     }
 }
 

@@ -93,10 +93,7 @@ impl Actor {
         }
         self.storage.reported = None;
         tracing::info!(dir = %fault.dir.display(), "storage recovered");
-        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-        for peer in connected {
-            self.push_outbox(peer);
-        }
+        self.drive(crate::engine::Input::StorageRecovered);
         self.emit(Event::Storage {
             state: StorageState::Ok,
             message: format!("storage works again in {}", fault.dir.display()),

@@ -220,6 +220,27 @@ pub struct Status {
     /// storage works.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<crate::disk::StorageFault>,
+    /// Changes sent and received since start, by path.
+    #[serde(default)]
+    pub traffic: Traffic,
+}
+
+/// Signed changes this node sent and received since it started, by path
+/// (each copy counts: a change received twice counts twice).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// Published on group topics (by this node, not forwarded).
+    pub gossip_published: u64,
+    /// Pushed to peers (outbox pushes and sync push-backs).
+    pub pushed: u64,
+    /// Received in pushes.
+    pub received_by_push: u64,
+    /// Received from group topics.
+    pub received_by_gossip: u64,
+    /// Received in answers to syncs.
+    pub received_by_sync: u64,
+    /// Received in mail from relays.
+    pub received_from_relays: u64,
 }
 
 /// Counters of a relay's mailbox service since it started.

@@ -10,7 +10,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use libp2p::PeerId;
 use meshchat_crdt::{ChangeHash, PublicKey};
 use tokio::time::Instant;
 
@@ -31,8 +30,6 @@ pub(crate) struct DepositLog {
     db: DbHandle,
     in_flight: HashSet<(PublicKey, PublicKey, ChangeHash)>,
     paused: HashMap<Slot, Instant>,
-    /// Relays dialled to deposit mail: deposit when each connects.
-    dialled_relays: HashSet<PeerId>,
 }
 
 impl DepositLog {
@@ -46,7 +43,6 @@ impl DepositLog {
             db,
             in_flight: HashSet::new(),
             paused: HashMap::new(),
-            dialled_relays: HashSet::new(),
         })
     }
 
@@ -72,17 +68,6 @@ impl DepositLog {
     }
 
     /// Whether deposits for `recipient` at `relay` wait after a refusal.
-    /// `relay` is being dialled to take mail (relays of contacts only, so
-    /// the set stays small).
-    pub(crate) fn awaiting_relay(&mut self, relay: PeerId) {
-        self.dialled_relays.insert(relay);
-    }
-
-    /// A connection to `peer` opened: whether mail waited for it.
-    pub(crate) fn relay_connected(&mut self, peer: &PeerId) -> bool {
-        self.dialled_relays.remove(peer)
-    }
-
     pub(crate) fn is_paused(&self, recipient: &PublicKey, relay: &PublicKey, now: Instant) -> bool {
         self.paused
             .get(&(*recipient, *relay))

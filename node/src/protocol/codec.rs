@@ -12,6 +12,7 @@ use super::{
     mailbox::{
         MailboxRequest, MailboxResponse, MAILBOX_MAX_REQUEST_BYTES, MAILBOX_MAX_RESPONSE_BYTES,
     },
+    notice::{Notice, NoticeResponse, MAX_NOTICE_BYTES},
     wire::{Request, Response, WireError, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, WIRE_VERSION},
 };
 
@@ -24,9 +25,9 @@ pub enum Inbound<R = Request> {
     Refused(WireError),
 }
 
-/// The request-response codec.
+/// The codec of `/meshchat/sync/1`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct DirectCodec;
+pub struct SyncCodec;
 
 /// Encodes a value as a frame: version byte, then CBOR.
 pub fn encode_frame<T: Serialize>(value: &T) -> Vec<u8> {
@@ -158,11 +159,23 @@ macro_rules! frame_codec {
 }
 
 frame_codec!(
-    DirectCodec,
+    SyncCodec,
     Request,
     Response,
     MAX_REQUEST_BYTES,
     MAX_RESPONSE_BYTES
+);
+
+/// The codec of `/meshchat/notice/1`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoticeCodec;
+
+frame_codec!(
+    NoticeCodec,
+    Notice,
+    NoticeResponse,
+    MAX_NOTICE_BYTES,
+    MAX_NOTICE_BYTES
 );
 
 /// The codec of `/meshchat/mailbox/2`.
@@ -212,10 +225,10 @@ mod tests {
     async fn oversize_frames_are_refused() {
         let big = vec![0u8; MAX_REQUEST_BYTES + 10];
         let mut reader = futures::io::Cursor::new(big);
-        let mut codec = DirectCodec;
+        let mut codec = SyncCodec;
         let got = request_response::Codec::read_request(
             &mut codec,
-            &super::super::wire::DIRECT_PROTOCOL,
+            &super::super::wire::SYNC_PROTOCOL,
             &mut reader,
         )
         .await

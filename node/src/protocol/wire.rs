@@ -1,5 +1,7 @@
-//! Messages of `/meshchat/direct/1`, the peer-to-peer request-response protocol
-//! that carries direct-chat changes (push) and anti-entropy (sync).
+//! Messages of `/meshchat/sync/1`, the peer-to-peer request-response protocol
+//! that carries changes (push, answered once durable), anti-entropy (sync)
+//! and read receipts. Profiles, heartbeats and typing go on
+//! `/meshchat/notice/1` (`notice.rs`).
 //!
 //! A frame is one byte of wire version followed by a CBOR body; one frame per
 //! stream direction. See `docs/PROTOCOL.md`.
@@ -8,10 +10,8 @@ use libp2p::StreamProtocol;
 use meshchat_crdt::{ChangeHash, ChatId, SegmentHeads, SignedChange};
 use serde::{Deserialize, Serialize};
 
-use super::records::{Heartbeat, SignedProfile};
-
 /// The protocol id.
-pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshchat/direct/1");
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshchat/sync/1");
 /// The wire version this node speaks inside the protocol.
 pub const WIRE_VERSION: u8 = 1;
 /// Largest request frame accepted.
@@ -42,17 +42,6 @@ pub enum Request {
         /// The sender's heads per segment.
         heads: Vec<SegmentHeads>,
     },
-    /// The sender's current signed profile; answered with [`Response::Noted`].
-    Profile(SignedProfile),
-    /// "Send me your current profile"; answered with [`Response::Profile`].
-    GetProfile,
-    /// A presence heartbeat; answered with [`Response::Noted`].
-    Heartbeat(Heartbeat),
-    /// The sender is typing in `chat` (ephemeral, never stored).
-    Typing {
-        /// The chat.
-        chat: ChatId,
-    },
 }
 
 /// A response.
@@ -77,10 +66,6 @@ pub enum Response {
     },
     /// Read receipts recorded.
     ReadNoted,
-    /// A profile, heartbeat or typing notice was received.
-    Noted,
-    /// The responder's current signed profile.
-    Profile(Option<SignedProfile>),
     /// The request could not be served.
     Error(WireError),
 }

@@ -144,14 +144,14 @@ mod tests {
     fn listener_answer_skips_header_and_refusals_across_chunks() {
         let mut wire = line("/multistream/1.0.0");
         wire.extend(line("na"));
-        wire.extend(line("/meshchat/direct/1"));
+        wire.extend(line("/meshchat/sync/1"));
         wire.extend(b"payload bytes");
         let mut answer = ListenerAnswer::default();
         let mut found = Vec::new();
         for chunk in wire.chunks(3) {
             found.extend(answer.feed(chunk));
         }
-        assert_eq!(found, vec!["/meshchat/direct/1".to_string()]);
+        assert_eq!(found, vec!["/meshchat/sync/1".to_string()]);
         assert!(answer.done());
     }
 

@@ -12,10 +12,10 @@ use libp2p::PeerId;
 use meshchat_crdt::ChatId;
 
 /// Syncs in flight with one peer; leaves room for pushes and receipts.
-pub(super) const SYNCS_IN_FLIGHT: usize = 4;
+pub(crate) const SYNCS_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, Default)]
-pub(super) struct SyncSlots {
+pub(crate) struct SyncSlots {
     peers: HashMap<PeerId, Slots>,
 }
 
@@ -30,7 +30,7 @@ impl SyncSlots {
     /// Whether a sync of `chat` with `peer` may start now. If not, it waits
     /// (once, however often it is asked for) and [`SyncSlots::finish`]
     /// hands it out later.
-    pub(super) fn admit(&mut self, peer: PeerId, chat: ChatId) -> bool {
+    pub(crate) fn admit(&mut self, peer: PeerId, chat: ChatId) -> bool {
         let slots = self.peers.entry(peer).or_default();
         if slots.in_flight < SYNCS_IN_FLIGHT {
             slots.in_flight += 1;
@@ -44,7 +44,7 @@ impl SyncSlots {
 
     /// A sync with `peer` ended (answered or failed): the next chat to sync
     /// with it, which takes the freed slot, if any waits.
-    pub(super) fn finish(&mut self, peer: PeerId) -> Option<ChatId> {
+    pub(crate) fn finish(&mut self, peer: PeerId) -> Option<ChatId> {
         let slots = self.peers.get_mut(&peer)?;
         match slots.waiting.pop_front() {
             Some(next) => Some(next),
@@ -59,7 +59,7 @@ impl SyncSlots {
     }
 
     /// The peer disconnected: its syncs start over when it is back.
-    pub(super) fn forget(&mut self, peer: &PeerId) {
+    pub(crate) fn forget(&mut self, peer: &PeerId) {
         self.peers.remove(peer);
     }
 }

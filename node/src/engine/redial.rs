@@ -11,7 +11,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use libp2p::PeerId;
-use tokio::time::Instant;
+use std::time::Instant;
 
 struct Backoff {
     next_at: Instant,
@@ -20,7 +20,7 @@ struct Backoff {
     failed: bool,
 }
 
-pub(super) struct Redials {
+pub(crate) struct Redials {
     peers: HashMap<PeerId, Backoff>,
     base: Duration,
     max: Duration,
@@ -28,7 +28,7 @@ pub(super) struct Redials {
 }
 
 impl Redials {
-    pub(super) fn new(base: Duration, max: Duration) -> Self {
+    pub(crate) fn new(base: Duration, max: Duration) -> Self {
         Self {
             peers: HashMap::new(),
             base,
@@ -38,7 +38,7 @@ impl Redials {
     }
 
     /// Whether to dial `peer` now; if so, the attempt after it is scheduled.
-    pub(super) fn due(&mut self, peer: PeerId, now: Instant) -> bool {
+    pub(crate) fn due(&mut self, peer: PeerId, now: Instant) -> bool {
         let backoff = self.peers.entry(peer).or_insert(Backoff {
             next_at: now,
             delay: Duration::ZERO,
@@ -53,7 +53,7 @@ impl Redials {
     }
 
     /// A dial to `peer` failed.
-    pub(super) fn failed(&mut self, peer: PeerId) {
+    pub(crate) fn failed(&mut self, peer: PeerId) {
         if let Some(backoff) = self.peers.get_mut(&peer) {
             backoff.failed = true;
         }
@@ -62,19 +62,19 @@ impl Redials {
     /// `peer` connected. Returns whether this looks like the network coming
     /// back (a dial to the peer had failed), in which case every peer in
     /// backoff is due again. A slow first dial is not a sign of anything.
-    pub(super) fn connected(&mut self, peer: PeerId, now: Instant) -> bool {
+    pub(crate) fn connected(&mut self, peer: PeerId, now: Instant) -> bool {
         let failed_before = self.peers.remove(&peer).is_some_and(|b| b.failed);
         failed_before && self.reset(now)
     }
 
     /// The node's own addresses changed (an interface came up): everyone in
     /// backoff is due again. Returns whether the reset happened.
-    pub(super) fn network_changed(&mut self, now: Instant) -> bool {
+    pub(crate) fn network_changed(&mut self, now: Instant) -> bool {
         self.reset(now)
     }
 
     /// Forgets `peer`'s backoff (a fresh contact, an unblock): due at once.
-    pub(super) fn forget(&mut self, peer: &PeerId) {
+    pub(crate) fn forget(&mut self, peer: &PeerId) {
         self.peers.remove(peer);
     }
 
