@@ -68,6 +68,7 @@ async fn run() {
     let bare_fsync = bare_latency(n, frame, Durability::ReceiverFsync).await;
     let bare_recv_flush = bare_latency(n, frame, Durability::ReceiverSled).await;
     let bare_both_flush = bare_latency(n, frame, Durability::BothSled).await;
+    let model = data_model_floor(n, &text);
     let ours_tput = meshchat_throughput(n, &text).await;
     let bare_tput = bare_throughput(n, frame).await;
 
@@ -113,6 +114,7 @@ async fn run() {
         "bare round trip + sled insert+flush on sender and receiver",
         &bare_both_flush,
     );
+    row("data model alone: write+sign, verify+judge+apply", &model);
     println!();
     let to_bare = |a: &Stats| ratio(a.p50, bare.p50);
     println!(
@@ -130,6 +132,12 @@ async fn run() {
             ratio(ours.acked.p50, bare_fsync.p50),
             Target::AtMost(1.3),
         )
+    );
+    let floor = bare_fsync.p50 + model.p50;
+    println!(
+        "floor: bare + receiver fdatasync + data model = {}; delivered p50 / floor: {:.2}x",
+        ms(floor),
+        ratio(ours.acked.p50, floor),
     );
     println!();
     println!("Throughput ({n} messages back to back, {SENDS_IN_FLIGHT} sends in flight)");
@@ -154,6 +162,12 @@ async fn run() {
             Target::AtLeast(0.5),
         )
     );
+    println!(
+        "data model alone, one core: {:.0} msg/s (mean {}); meshchat delivered / that: {:.2}x",
+        per_sec(1, model.mean),
+        ms(model.mean),
+        per_sec(n, ours_tput.all_acked) / per_sec(1, model.mean),
+    );
     println!();
     println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
 }
@@ -165,6 +179,32 @@ fn message_text() -> String {
 }
 
 /// The size of a one-change push frame carrying `text`.
+/// The data model's own work per message, no I/O: the sender writes and
+/// signs it in its replica, the receiver verifies, judges and applies it in
+/// its own (what every meshchat delivery costs on top of the network and
+/// the disk).
+fn data_model_floor(n: usize, text: &str) -> Stats {
+    let alice = Identity::generate();
+    let bob = Identity::generate();
+    let kind = ChatKind::direct(alice.public(), bob.public());
+    let mut sender = ChatReplica::new(kind.clone());
+    let mut receiver = ChatReplica::new(kind);
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n + WARMUP {
+        let t0 = Instant::now();
+        let written = sender
+            .write_message(&alice, text, None, 1_700_000_000_000 + i as i64)
+            .expect("write");
+        let ingested = receiver.receive([written.change], 0);
+        let took = t0.elapsed();
+        assert_eq!(ingested.stored.len(), 1, "the receiver applies it");
+        if i >= WARMUP {
+            samples.push(took);
+        }
+    }
+    Stats::of(samples)
+}
+
 fn push_frame_len(text: &str) -> usize {
     let me = Identity::generate();
     let other = Identity::generate();
