@@ -58,7 +58,13 @@ impl Actor {
                             self.chats.local_write_lost(&chat);
                             Err(match self.chats.store().fault() {
                                 Some(fault) => NodeError::Store(StoreError::Unavailable(fault)),
-                                None => NodeError::Io(format!("storage: {error}")),
+                                // The push and the publish left before this
+                                // flush: say so, the user may see it arrive.
+                                None => NodeError::Io(format!(
+                                    "storage: {error}; the write may already have reached \
+                                     its recipients, and comes back from them once this \
+                                     device can write again"
+                                )),
                             })
                         }
                     };
