@@ -231,6 +231,16 @@ pub fn parse_mailbox_toml(text: &str) -> Result<MailboxConfig, ConfigError> {
     })
 }
 
+/// Whether `addr` names an unspecified IP (0.0.0.0 or ::): a listen
+/// address, not one to dial.
+pub(crate) fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
 /// The PeerId an address ends with (`/p2p/<PEER_ID>`).
 pub(crate) fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     match addr.iter().last() {

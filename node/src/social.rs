@@ -7,10 +7,10 @@ use meshchat_crdt::ChatId;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    api::Reply,
     invite::Invite,
     presence::{LastSeen, LastSeenPrivacy},
     protocol::Profile,
+    reply::Reply,
 };
 
 /// Largest profile picture fetched from a peer.
@@ -84,7 +84,7 @@ pub(crate) enum SocialCommand {
 pub(crate) fn invitable(addrs: &[Multiaddr]) -> Vec<Multiaddr> {
     addrs
         .iter()
-        .filter(|a| !crate::actor::is_unspecified(a))
+        .filter(|a| !crate::config::is_unspecified(a))
         .cloned()
         .collect()
 }

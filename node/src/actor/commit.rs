@@ -11,8 +11,14 @@ use libp2p::{gossipsub::MessageId, request_response::ResponseChannel, PeerId};
 use meshchat_crdt::{ChatId, PublicKey, SegmentHeads};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ingest::Ingest, mailbox::HeldDeposit};
-use crate::{api::NodeError, chats::OpOutcome, protocol::Response, store::StoreError};
+use super::ingest::Ingest;
+use crate::{
+    chats::OpOutcome,
+    mailbox::Accepted,
+    protocol::{MailboxResponse, Response},
+    reply::NodeError,
+    store::StoreError,
+};
 
 /// Something waiting for the flush that makes it durable.
 pub(super) enum Held {
@@ -47,6 +53,13 @@ pub(super) enum Held {
     /// A page of mail fetched from a relay: then acknowledge it and fetch
     /// the next page.
     Mail(HeldMail),
+}
+
+/// A deposit on disk but not yet durable, with the channel for its receipt.
+pub(super) struct HeldDeposit {
+    pub(super) channel: ResponseChannel<MailboxResponse>,
+    pub(super) recipient: PublicKey,
+    pub(super) accepted: Accepted,
 }
 
 /// A page of mail from `relay`, applied and waiting for its flush.

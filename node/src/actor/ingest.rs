@@ -8,7 +8,7 @@ use libp2p::PeerId;
 use meshchat_crdt::{ChangeHash, PublicKey, SignedChange};
 
 use super::{now_ms, Actor};
-use crate::{api::Event, chats::Unflushed};
+use crate::{chats::Unflushed, events::Event};
 
 /// How changes arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

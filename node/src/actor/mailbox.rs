@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use libp2p::request_response::{self, OutboundRequestId};
 
 use super::{
+    commit::HeldDeposit,
     commit::{Held, HeldMail},
     ingest::Via,
     *,
@@ -47,13 +48,6 @@ enum Answer {
         recipient: PublicKey,
         accepted: Accepted,
     },
-}
-
-/// A deposit on disk but not yet durable, with the channel for its receipt.
-pub(super) struct HeldDeposit {
-    channel: request_response::ResponseChannel<MailboxResponse>,
-    recipient: PublicKey,
-    accepted: Accepted,
 }
 
 /// A mailbox request awaiting its response.
@@ -669,7 +663,7 @@ impl Actor {
     }
 }
 
-pub(crate) use crate::api::RelayMetrics;
+pub(crate) use crate::events::RelayMetrics;
 
 impl RelayMetrics {
     fn refused(&mut self, refusal: &Refusal) {

@@ -36,20 +36,19 @@ mod social;
 mod storage;
 mod tokens;
 
-pub(crate) use requests::RequestCommand;
-
-pub(crate) use peers::is_unspecified;
-
 use crate::{
-    api::{Command, Event, Node, NodeError, SpawnError, Status},
+    api::{Node, SpawnError},
     behaviour::{Behaviour, BehaviourEvent},
     chats::Chats,
     chats::{ChatOp, LocalWriteError, OpOutcome},
     clock::now_ms,
+    command::{Command, RequestCommand},
     config::NodeConfig,
     data_dir::{DataDir, DirLock},
+    events::{Event, Status},
     keys::{libp2p_keypair, peer_id_of, public_key_of},
     protocol::{Inbound, Request, Response},
+    reply::NodeError,
     store::{Contact, DeliveryState, Store},
     transport::{build_swarm, SpawnOptions},
 };
@@ -87,7 +86,7 @@ pub(crate) struct Actor {
     /// Notices sent and not yet answered (`/meshchat/notice/1`).
     notices: HashSet<request_response::OutboundRequestId>,
     /// Changes sent and received, by path (reported in `Status`).
-    traffic: crate::api::Traffic,
+    traffic: crate::events::Traffic,
     /// When to dial, push, sync, deposit (the sans-I/O delivery engine).
     engine: crate::engine::State,
     /// Addresses learned from identify, mDNS and contacts.

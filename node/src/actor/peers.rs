@@ -55,7 +55,7 @@ impl Actor {
     pub(super) fn learn_contact_addrs(&mut self, peer: PeerId, announced: Vec<Multiaddr>) {
         let usable: Vec<Multiaddr> = announced
             .into_iter()
-            .filter(|a| !is_unspecified(a))
+            .filter(|a| !crate::config::is_unspecified(a))
             .take(MAX_ADDRS_PER_PEER)
             .collect();
         self.remember_addrs(peer, usable.iter().cloned());
@@ -118,12 +118,4 @@ impl Actor {
             self.swarm.behaviour_mut().limits.bypass_peer_id(&peer);
         }
     }
-}
-
-pub(crate) fn is_unspecified(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_unspecified(),
-        Protocol::Ip6(ip) => ip.is_unspecified(),
-        _ => false,
-    })
 }

@@ -4,27 +4,8 @@ use meshchat_crdt::{ChatId, ChatKind};
 
 use super::Actor;
 use crate::{
-    api::{Event, NodeError, Reply},
-    chats::RequestSummary,
-    clock::now_ms,
-    keys::peer_id_of,
+    clock::now_ms, command::RequestCommand, events::Event, keys::peer_id_of, reply::NodeError,
 };
-
-/// What a handle asks of the node's message requests.
-pub(crate) enum RequestCommand {
-    List {
-        reply: Reply<Vec<RequestSummary>>,
-    },
-    Accept {
-        chat: ChatId,
-        reply: Reply<()>,
-    },
-    Delete {
-        chat: ChatId,
-        block: bool,
-        reply: Reply<()>,
-    },
-}
 
 impl Actor {
     pub(super) async fn on_request_command(&mut self, command: RequestCommand) {

@@ -11,7 +11,7 @@ use super::{
     Command, Node, NodeError, Stopped,
 };
 use crate::{
-    actor::RequestCommand, chats::RequestSummary, invite::Invite, social::SocialCommand,
+    chats::RequestSummary, command::RequestCommand, invite::Invite, social::SocialCommand,
     store::Contact, PeerId,
 };
 

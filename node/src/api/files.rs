@@ -100,7 +100,7 @@ impl<'a> Files<'a> {
         let node = self.node;
         // Entitle the members before anyone hears of the message.
         let access = node.blobs.access();
-        index::refresh_members(node, access, chat)
+        index::refresh_members(&node.caller(), access, chat)
             .await
             .map_err(|e| match sort(e) {
                 Ok(shared) => shared.into(),
@@ -150,7 +150,7 @@ impl<'a> Files<'a> {
     ) -> Result<Fetched, FetchFileError> {
         let node = self.node;
         let no_such = || FetchFileError::NoSuchMessage { chat, message };
-        let files = index::refresh_chat(node, node.blobs.access(), chat)
+        let files = index::refresh_chat(&node.caller(), node.blobs.access(), chat)
             .await
             .map_err(|e| match sort(e) {
                 Ok(shared) => shared.into(),
@@ -342,7 +342,7 @@ impl Node {
     /// Re-reads contacts and blocked peers into the media access rules
     /// (after the user changed them).
     pub(crate) async fn media_contacts_changed(&self) {
-        if let Err(error) = index::refresh_people(self, self.blobs.access()).await {
+        if let Err(error) = index::refresh_people(&self.caller(), self.blobs.access()).await {
             tracing::warn!(%error, "cannot refresh media access after a contact change");
         }
     }

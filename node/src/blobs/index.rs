@@ -1,7 +1,8 @@
 //! Keeps the access index in step with the chats: which blobs each chat's
 //! history references and who wrote those messages, who is in each chat,
 //! how the user came to be in it, and who the user's contacts are.
-//! Reads go through the `Node` API, so the actor's state stays its own.
+//! Reads go through commands to the actor (a `Caller`), so the actor's
+//! state stays its own.
 
 use std::collections::HashSet;
 
@@ -9,8 +10,9 @@ use meshchat_crdt::{Attachment, ChatId, ChatKind, Message, PublicKey};
 
 use super::{access::Access, iroh_hash, policy::ChatShape};
 use crate::{
-    api::{Command, Node, NodeError},
+    command::{Caller, Command},
     keys::public_key_of,
+    reply::NodeError,
 };
 
 /// A message with a file, as the index saw it.
@@ -24,12 +26,12 @@ pub(crate) struct FileMessage {
 
 /// The shape and members of `chat` now (both keys of a direct chat).
 pub(crate) async fn chat_of(
-    node: &Node,
+    node: &Caller,
     chat: ChatId,
 ) -> Result<(ChatShape, HashSet<PublicKey>), NodeError> {
     match node.call(|reply| Command::GroupInfo { chat, reply }).await {
         Ok(info) => {
-            let me = public_key_of(&node.peer_id());
+            let me = public_key_of(&node.peer_id);
             let added_me = info
                 .members
                 .iter()
@@ -66,7 +68,7 @@ pub(crate) async fn chat_of(
 
 /// Records the shape and members of `chat`.
 pub(crate) async fn refresh_members(
-    node: &Node,
+    node: &Caller,
     access: &Access,
     chat: ChatId,
 ) -> Result<(), NodeError> {
@@ -77,7 +79,7 @@ pub(crate) async fn refresh_members(
 
 /// Re-reads a chat's members and the files its history references.
 pub(crate) async fn refresh_chat(
-    node: &Node,
+    node: &Caller,
     access: &Access,
     chat: ChatId,
 ) -> Result<Vec<FileMessage>, NodeError> {
@@ -110,7 +112,7 @@ pub(crate) async fn refresh_chat(
 
 /// Re-reads every chat; returns every file message.
 pub(crate) async fn refresh_all(
-    node: &Node,
+    node: &Caller,
     access: &Access,
 ) -> Result<Vec<FileMessage>, NodeError> {
     refresh_people(node, access).await?;
@@ -122,7 +124,7 @@ pub(crate) async fn refresh_all(
 }
 
 /// Re-reads the user's contacts and blocked peers.
-pub(crate) async fn refresh_people(node: &Node, access: &Access) -> Result<(), NodeError> {
+pub(crate) async fn refresh_people(node: &Caller, access: &Access) -> Result<(), NodeError> {
     let mut contacts = HashSet::new();
     let mut blocked = HashSet::new();
     for contact in node.call(|reply| Command::Contacts { reply }).await? {

@@ -33,16 +33,17 @@ pub(crate) mod save;
 pub(crate) mod service;
 pub(crate) mod share;
 mod start;
+pub(crate) mod status;
 mod task;
 
 use std::path::PathBuf;
 
 pub use config::BlobConfig;
-pub use fetch::FileStatus;
 pub use policy::{AutoDownload, SkipReason};
 pub use save::{default_download_dir, safe_file_name, SaveOptions, MAX_SAVED_NAME_BYTES};
 pub(crate) use service::Blobs;
 pub(crate) use start::start;
+pub use status::FileStatus;
 pub(crate) use task::{spawn_media_task, MediaTask, WeakNode};
 
 use serde::{Deserialize, Serialize};

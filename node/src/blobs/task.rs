@@ -6,14 +6,13 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
     time::Duration,
 };
 
 use iroh_blobs::Hash;
 use libp2p::PeerId;
 use tokio::{
-    sync::{broadcast, mpsc, Mutex},
+    sync::{broadcast, mpsc},
     task::JoinSet,
 };
 
@@ -29,7 +28,10 @@ use super::{
     service::Blobs,
     FileStatus,
 };
-use crate::api::{Command, Event, Node};
+use crate::{
+    command::{Caller, Command},
+    events::Event,
+};
 
 /// Downloads running at once; more wait their turn.
 const MAX_CONCURRENT_DOWNLOADS: usize = 4;
@@ -61,13 +63,11 @@ pub(crate) struct WeakNode {
 }
 
 impl WeakNode {
-    fn upgrade(&self) -> Option<Node> {
-        Some(Node {
+    /// A caller to the actor, while it runs.
+    fn upgrade(&self) -> Option<Caller> {
+        Some(Caller {
             commands: self.commands.upgrade()?,
-            events: self.events.clone(),
             peer_id: self.peer_id,
-            task: Arc::new(Mutex::new(None)),
-            blobs: self.blobs.clone(),
         })
     }
 }
@@ -248,7 +248,14 @@ impl State {
         else {
             return;
         };
-        let Ok(info) = node.chats().message_info(chat, message).await else {
+        let info = node
+            .call(|reply| Command::MessageInfo {
+                chat,
+                message,
+                reply,
+            })
+            .await;
+        let Ok(info) = info else {
             return;
         };
         let Some(attachment) = info.message.attachment.map(|a| *a) else {
