@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::ingest::Ingest;
 use crate::{
     chats::OpOutcome,
-    mailbox::Accepted,
+    mailbox::{Accepted, Refusal},
     protocol::{MailboxResponse, Response},
     reply::NodeError,
     store::StoreError,
@@ -55,11 +55,25 @@ pub(super) enum Held {
     Mail(HeldMail),
 }
 
-/// A deposit on disk but not yet durable, with the channel for its receipt.
+/// Deposits on disk but not yet durable (one request's: a single deposit,
+/// or a batch), with the channel for their receipts.
 pub(super) struct HeldDeposit {
     pub(super) channel: ResponseChannel<MailboxResponse>,
-    pub(super) recipient: PublicKey,
-    pub(super) accepted: Accepted,
+    /// Each deposit of the request, in order.
+    pub(super) items: Vec<HeldItem>,
+    /// Answered as a batch (`DepositedBatch`), not a single `Deposited`.
+    pub(super) batch: bool,
+}
+
+/// One deposit of a held request.
+pub(super) enum HeldItem {
+    /// Written; its receipt goes out if the flush succeeds.
+    Accepted {
+        recipient: PublicKey,
+        accepted: Accepted,
+    },
+    /// Refused already (answered with the others, in order).
+    Refused(Refusal),
 }
 
 /// A page of mail from `relay`, applied and waiting for its flush.

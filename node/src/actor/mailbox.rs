@@ -10,16 +10,15 @@ use std::collections::{BTreeMap, HashSet};
 use libp2p::request_response::{self, OutboundRequestId};
 
 use super::{
-    commit::HeldDeposit,
-    commit::{Held, HeldMail},
+    commit::{Held, HeldDeposit, HeldItem, HeldMail},
     ingest::Via,
     *,
 };
 use crate::{
     mailbox::{envelope_hash, Accepted, CustodyReceipt, Held as HeldCopy, Refusal, Stored},
     protocol::{
-        decode_frame, encode_frame, Envelope, MailboxRequest, MailboxResponse, WireError,
-        MAILBOX_PAGE_BYTES,
+        decode_frame, encode_frame, DepositOutcome, Envelope, MailboxRequest, MailboxResponse,
+        WireError, MAILBOX_PAGE_BYTES, MAX_DEPOSITS_PER_BATCH,
     },
 };
 
@@ -43,10 +42,10 @@ const ENVELOPES_PER_TICK: usize = 4;
 /// How a mailbox request is answered.
 enum Answer {
     Now(MailboxResponse),
-    /// A deposit written to the store: answered after the next flush.
+    /// Deposits written to the store: answered after the next flush.
     AfterFlush {
-        recipient: PublicKey,
-        accepted: Accepted,
+        items: Vec<HeldItem>,
+        batch: bool,
     },
 }
 
@@ -92,14 +91,11 @@ impl Actor {
                         tracing::debug!(%peer, "peer went away before the mailbox response");
                     }
                 }
-                Answer::AfterFlush {
-                    recipient,
-                    accepted,
-                } => {
+                Answer::AfterFlush { items, batch } => {
                     self.commit.hold(Held::Deposit(HeldDeposit {
                         channel,
-                        recipient,
-                        accepted,
+                        items,
+                        batch,
                     }));
                 }
             },
@@ -187,8 +183,11 @@ impl Actor {
                 return match mailbox.deposit(requester, recipient, envelope, token.as_ref(), now) {
                     // Acknowledged only once on disk, with the next group flush.
                     Ok(accepted) => Answer::AfterFlush {
-                        recipient,
-                        accepted,
+                        items: vec![HeldItem::Accepted {
+                            recipient,
+                            accepted,
+                        }],
+                        batch: false,
                     },
                     Err(refusal) => {
                         tracing::debug!(%peer, %refusal, "deposit refused");
@@ -196,6 +195,54 @@ impl Actor {
                         Answer::Now(MailboxResponse::Refused(refusal))
                     }
                 };
+            }
+            MailboxRequest::DepositBatch { deposits } => {
+                if deposits.is_empty() || deposits.len() > MAX_DEPOSITS_PER_BATCH {
+                    return Answer::Now(MailboxResponse::Error(WireError::Malformed(format!(
+                        "a deposit batch holds 1 to {MAX_DEPOSITS_PER_BATCH} deposits, not {}",
+                        deposits.len()
+                    ))));
+                }
+                let unavailable = self.chats.store().fault().is_some();
+                let mut items = Vec::with_capacity(deposits.len());
+                for deposit in deposits {
+                    let judged = if unavailable {
+                        Err(Refusal::Unavailable)
+                    } else {
+                        mailbox.deposit(
+                            requester,
+                            deposit.recipient,
+                            deposit.envelope,
+                            deposit.token.as_ref(),
+                            now,
+                        )
+                    };
+                    items.push(match judged {
+                        Ok(accepted) => HeldItem::Accepted {
+                            recipient: deposit.recipient,
+                            accepted,
+                        },
+                        Err(refusal) => {
+                            self.metrics.refused(&refusal);
+                            HeldItem::Refused(refusal)
+                        }
+                    });
+                }
+                let any_written = items
+                    .iter()
+                    .any(|item| matches!(item, HeldItem::Accepted { .. }));
+                if !any_written {
+                    let outcomes = items
+                        .into_iter()
+                        .filter_map(|item| match item {
+                            HeldItem::Refused(refusal) => Some(DepositOutcome::Refused(refusal)),
+                            HeldItem::Accepted { .. } => None,
+                        })
+                        .collect();
+                    return Answer::Now(MailboxResponse::DepositedBatch { outcomes });
+                }
+                // One flush covers the batch: its receipts leave together.
+                return Answer::AfterFlush { items, batch: true };
             }
             // The owner is whoever Noise authenticated: nobody reads another's mail.
             MailboxRequest::Fetch { after, limit } => {
@@ -223,30 +270,59 @@ impl Actor {
     pub(super) fn deposits_flushed(&mut self, batch: Vec<HeldDeposit>, flushed: bool) {
         let mut owners = HashSet::new();
         let mut answers = Vec::with_capacity(batch.len());
-        if flushed {
-            for held in batch {
-                match held.accepted.stored {
-                    Stored::Fresh(_) => self.metrics.deposits += 1,
-                    Stored::Duplicate(_) => self.metrics.duplicates += 1,
-                }
-                owners.extend(peer_id_of(&held.recipient));
-                answers.push((
-                    held.channel,
-                    MailboxResponse::Deposited(held.accepted.receipt),
-                ));
-            }
-        } else {
+        if !flushed {
             // Every deposit held is refused together (a repeat answered
-            // from a copy that is gone now included).
+            // from a copy that is gone now included): take them all back
+            // before anything is answered.
             for held in &batch {
-                if let Stored::Fresh(copy) = held.accepted.stored {
-                    self.undo_deposit(&held.recipient, &copy);
+                for item in &held.items {
+                    if let HeldItem::Accepted {
+                        recipient,
+                        accepted,
+                    } = item
+                    {
+                        if let Stored::Fresh(copy) = &accepted.stored {
+                            self.undo_deposit(recipient, copy);
+                        }
+                    }
                 }
             }
-            for held in batch {
-                self.metrics.refused(&Refusal::Unavailable);
-                answers.push((held.channel, MailboxResponse::Refused(Refusal::Unavailable)));
+        }
+        for held in batch {
+            let mut outcomes = Vec::with_capacity(held.items.len());
+            for item in held.items {
+                outcomes.push(match item {
+                    HeldItem::Accepted {
+                        recipient,
+                        accepted,
+                    } if flushed => {
+                        match accepted.stored {
+                            Stored::Fresh(_) => self.metrics.deposits += 1,
+                            Stored::Duplicate(_) => self.metrics.duplicates += 1,
+                        }
+                        owners.extend(peer_id_of(&recipient));
+                        DepositOutcome::Deposited(accepted.receipt)
+                    }
+                    HeldItem::Accepted { .. } => {
+                        self.metrics.refused(&Refusal::Unavailable);
+                        DepositOutcome::Refused(Refusal::Unavailable)
+                    }
+                    HeldItem::Refused(refusal) => DepositOutcome::Refused(refusal),
+                });
             }
+            let response = match (held.batch, outcomes.pop()) {
+                (false, Some(DepositOutcome::Deposited(receipt))) if outcomes.is_empty() => {
+                    MailboxResponse::Deposited(receipt)
+                }
+                (false, Some(DepositOutcome::Refused(refusal))) if outcomes.is_empty() => {
+                    MailboxResponse::Refused(refusal)
+                }
+                (_, last) => {
+                    outcomes.extend(last);
+                    MailboxResponse::DepositedBatch { outcomes }
+                }
+            };
+            answers.push((held.channel, response));
         }
         for (channel, response) in answers {
             if self

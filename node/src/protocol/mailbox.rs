@@ -37,6 +37,31 @@ pub enum Envelope {
     Changes(Vec<meshchat_crdt::SignedChange>),
 }
 
+/// Most deposits one [`MailboxRequest::DepositBatch`] may carry.
+pub const MAX_DEPOSITS_PER_BATCH: usize = 64;
+
+/// One envelope of a [`MailboxRequest::DepositBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepositItem {
+    /// The mailbox owner.
+    pub recipient: PublicKey,
+    /// Opaque bytes (a frame of signed changes; the relay does not read it).
+    #[serde(with = "serde_bytes")]
+    pub envelope: Vec<u8>,
+    /// The recipient's permission to leave mail at this relay.
+    #[serde(default)]
+    pub token: Option<DeliveryToken>,
+}
+
+/// What became of one deposit of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DepositOutcome {
+    /// Stored durably; the relay's signed promise.
+    Deposited(CustodyReceipt),
+    /// Not stored, and why.
+    Refused(Refusal),
+}
+
 /// A mailbox request.
 // A deposit's token makes it the largest variant (~230 bytes); requests are
 // decoded, handled and dropped one at a time, so boxing would only burden
@@ -56,6 +81,14 @@ pub enum MailboxRequest {
         /// one, only a relay with a stranger budget takes it.
         #[serde(default)]
         token: Option<DeliveryToken>,
+    },
+    /// Up to [`MAX_DEPOSITS_PER_BATCH`] deposits at once, each judged as a
+    /// single `Deposit` is; answered with
+    /// [`MailboxResponse::DepositedBatch`], in order, after one durable
+    /// write covering all of them.
+    DepositBatch {
+        /// The deposits.
+        deposits: Vec<DepositItem>,
     },
     /// The requester's own mail after id `after`, at most `limit` items.
     Fetch {
@@ -88,6 +121,11 @@ pub enum MailboxResponse {
     Deposited(CustodyReceipt),
     /// Not stored, and why (the sender keeps the message and retries).
     Refused(Refusal),
+    /// The outcome of each deposit of a batch, in the batch's order.
+    DepositedBatch {
+        /// One per deposit.
+        outcomes: Vec<DepositOutcome>,
+    },
     /// A page of the requester's mail.
     Mail {
         /// Oldest first.

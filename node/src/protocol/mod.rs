@@ -12,8 +12,9 @@ mod wire;
 
 pub use codec::{decode_frame, encode_frame, Inbound, MailboxCodec, NoticeCodec, SyncCodec};
 pub use mailbox::{
-    Envelope, MailboxRequest, MailboxResponse, MAILBOX_MAX_REQUEST_BYTES,
-    MAILBOX_MAX_RESPONSE_BYTES, MAILBOX_PAGE_BYTES, MAILBOX_PROTOCOL, MAX_TOKENS_PER_REQUEST,
+    DepositItem, DepositOutcome, Envelope, MailboxRequest, MailboxResponse,
+    MAILBOX_MAX_REQUEST_BYTES, MAILBOX_MAX_RESPONSE_BYTES, MAILBOX_PAGE_BYTES, MAILBOX_PROTOCOL,
+    MAX_DEPOSITS_PER_BATCH, MAX_TOKENS_PER_REQUEST,
 };
 pub use notice::{Notice, NoticeResponse, MAX_NOTICE_BYTES, NOTICE_PROTOCOL};
 pub use records::{
