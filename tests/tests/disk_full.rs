@@ -321,3 +321,96 @@ async fn a_relay_on_a_full_disk_refuses_deposits_then_takes_them_again() {
     assert_eq!(unique(&reader.fetch_all().await), acknowledged);
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_on_a_full_disk_acknowledges_exactly_what_it_keeps_of_a_batch() {
+    use meshchat_node::protocol::{DepositItem, DepositOutcome};
+
+    let Some(disk) = SmallDisk::mount(16) else {
+        return;
+    };
+    meshchat_tests::init_tracing();
+    let dir = DataDir::new(disk.path().join("relay"));
+    let config = NodeConfig {
+        mailbox: Some(MailboxConfig::default()),
+        ..NodeConfig::loopback()
+    };
+    dir.init(Some("relay"), &config).expect("init");
+    let relay = meshchat_node::spawn(&dir, config.clone())
+        .await
+        .expect("spawn");
+    let addr = relay.network().status().await.expect("status").listen_addrs[0].clone();
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let mut sender = MailboxClient::to_relay(alice.clone(), addr.clone()).await;
+    let token = meshchat_node::mailbox::DeliveryToken::issue(
+        &bob,
+        meshchat_node::public_key_of(&relay.peer_id()),
+        None,
+        i64::MAX,
+    );
+    fn envelope(i: usize) -> Vec<u8> {
+        let mut bytes = format!("envelope-{i}-").into_bytes();
+        bytes.resize(8 * 1024, b'.');
+        bytes
+    }
+    let batch = |first: usize| MailboxRequest::DepositBatch {
+        deposits: (first..first + 8)
+            .map(|i| DepositItem {
+                recipient: bob.public(),
+                envelope: envelope(i),
+                token: Some(token.clone()),
+            })
+            .collect(),
+    };
+
+    // Batches go on while they fit, then one meets the full disk: every
+    // deposit of it is answered, and what is acknowledged is what is kept.
+    let (mut acknowledged, mut refused) = (HashSet::new(), HashSet::new());
+    let Some(MailboxResponse::DepositedBatch { outcomes }) = sender.ask(batch(0)).await else {
+        panic!("expected a batch answer");
+    };
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, DepositOutcome::Deposited(_))));
+    acknowledged.extend((0..8).map(envelope));
+    disk.fill();
+    let mut first = 8;
+    while refused.is_empty() {
+        assert!(first < 4_000, "the disk never filled");
+        let Some(MailboxResponse::DepositedBatch { outcomes }) = sender.ask(batch(first)).await
+        else {
+            panic!("expected a batch answer");
+        };
+        assert_eq!(outcomes.len(), 8);
+        for (i, outcome) in (first..).zip(outcomes) {
+            match outcome {
+                DepositOutcome::Deposited(receipt) => {
+                    receipt.verify().expect("receipt");
+                    acknowledged.insert(envelope(i));
+                }
+                DepositOutcome::Refused(Refusal::Unavailable) => {
+                    refused.insert(envelope(i));
+                }
+                other => panic!("deposit {i}: {other:?}"),
+            }
+        }
+        first += 8;
+    }
+    eprintln!(
+        "{} deposits acknowledged, {} refused",
+        acknowledged.len(),
+        refused.len()
+    );
+    let mut reader = MailboxClient::to_relay(bob.clone(), addr).await;
+    assert_eq!(unique(&reader.fetch_all().await), acknowledged);
+
+    // And after a restart, still exactly that.
+    relay.shutdown().await;
+    drop((sender, reader));
+    disk.free();
+    let relay = meshchat_node::spawn(&dir, config).await.expect("respawn");
+    let addr = relay.network().status().await.expect("status").listen_addrs[0].clone();
+    let mut reader = MailboxClient::to_relay(bob.clone(), addr).await;
+    assert_eq!(unique(&reader.fetch_all().await), acknowledged);
+    relay.shutdown().await;
+}

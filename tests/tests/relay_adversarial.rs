@@ -903,3 +903,114 @@ async fn lookup(
     .await
     .expect("the lookup ends")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposit_batch_judges_each_deposit_and_answers_in_order() {
+    use meshchat_node::protocol::{DepositItem, DepositOutcome, WireError, MAX_DEPOSITS_PER_BATCH};
+
+    let relay = relay_with(MailboxConfig {
+        max_envelope_bytes: 100,
+        ..MailboxConfig::default()
+    })
+    .await;
+    let mut alice = Client::connect(&relay).await;
+    let bob = Identity::generate();
+    let token = token_for(&bob, &relay);
+    let item = |envelope: &[u8], token: Option<DeliveryToken>| DepositItem {
+        recipient: bob.public(),
+        envelope: envelope.to_vec(),
+        token,
+    };
+    let batch = |deposits| MailboxRequest::DepositBatch { deposits };
+    let stored = |relay: &Peer| {
+        let node = relay.node.clone();
+        async move {
+            node.network()
+                .status()
+                .await
+                .unwrap()
+                .mailbox
+                .unwrap()
+                .messages
+        }
+    };
+
+    // Neither empty nor larger than the bound: refused whole, nothing stored.
+    for n in [0, MAX_DEPOSITS_PER_BATCH + 1] {
+        let deposits = (0..n)
+            .map(|i| item(format!("over {i}").as_bytes(), Some(token.clone())))
+            .collect();
+        let answer = alice.ask(batch(deposits)).await;
+        assert!(
+            matches!(answer, MailboxResponse::Error(WireError::Malformed(_))),
+            "{n} deposits: {answer:?}"
+        );
+    }
+    assert_eq!(stored(&relay).await, 0);
+
+    // Good and bad mixed: each judged as a single deposit would be.
+    let answer = alice
+        .ask(batch(vec![
+            item(b"first", Some(token.clone())),
+            item(b"no token", None),
+            item(&[0; 101], Some(token.clone())),
+            item(b"first", Some(token.clone())),
+            item(b"second", Some(token.clone())),
+        ]))
+        .await;
+    let MailboxResponse::DepositedBatch { outcomes } = answer else {
+        panic!("expected a batch answer, got {answer:?}");
+    };
+    assert_eq!(outcomes.len(), 5);
+    let receipt = |i: usize| match &outcomes[i] {
+        DepositOutcome::Deposited(receipt) => {
+            receipt.verify().unwrap();
+            receipt.clone()
+        }
+        other => panic!("deposit {i}: expected a receipt, got {other:?}"),
+    };
+    assert_eq!(receipt(0).recipient, bob.public());
+    assert_eq!(
+        outcomes[1],
+        DepositOutcome::Refused(Refusal::Unauthorized(TokenError::Missing))
+    );
+    assert_eq!(
+        outcomes[2],
+        DepositOutcome::Refused(Refusal::TooLarge {
+            size: 101,
+            limit: 100
+        })
+    );
+    // The repeat within the batch is answered with the first copy's receipt.
+    assert_eq!(receipt(3), receipt(0));
+    assert_ne!(receipt(4), receipt(0));
+    let metrics = relay.node.network().status().await.unwrap().relay.unwrap();
+    assert_eq!(
+        (
+            metrics.deposits,
+            metrics.duplicates,
+            metrics.refused_token,
+            metrics.refused_too_large
+        ),
+        (2, 1, 1, 1)
+    );
+
+    // A batch refused whole is still one answer per deposit.
+    let answer = alice
+        .ask(batch(vec![item(b"x", None), item(b"y", None)]))
+        .await;
+    assert_eq!(
+        answer,
+        MailboxResponse::DepositedBatch {
+            outcomes: vec![DepositOutcome::Refused(Refusal::Unauthorized(TokenError::Missing)); 2]
+        }
+    );
+
+    // Bob finds exactly what was acknowledged, in order.
+    let mut reader = MailboxClient::to_relay(bob.clone(), relay.addrs().await.remove(0)).await;
+    assert_eq!(
+        reader.fetch_all().await,
+        vec![b"first".to_vec(), b"second".to_vec()]
+    );
+    relay.stop().await;
+}

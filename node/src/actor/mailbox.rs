@@ -15,7 +15,7 @@ use super::{
     *,
 };
 use crate::{
-    mailbox::{envelope_hash, Accepted, CustodyReceipt, Held as HeldCopy, Refusal, Stored},
+    mailbox::{envelope_hash, CustodyReceipt, Held as HeldCopy, Refusal, Stored},
     protocol::{
         decode_frame, encode_frame, DepositOutcome, Envelope, MailboxRequest, MailboxResponse,
         WireError, MAILBOX_PAGE_BYTES, MAX_DEPOSITS_PER_BATCH,
