@@ -14,8 +14,8 @@ use meshchat_node::{
     crdt::{ChatId, Identity, PublicKey, SignedChange},
     mailbox::DeliveryToken,
     protocol::{
-        Inbound, MailboxCodec, MailboxRequest, MailboxResponse, Request, Response, SyncCodec,
-        MAILBOX_PROTOCOL, SYNC_PROTOCOL,
+        DepositItem, DepositOutcome, Inbound, MailboxCodec, MailboxRequest, MailboxResponse,
+        Request, Response, SyncCodec, MAILBOX_PROTOCOL, SYNC_PROTOCOL,
     },
 };
 
@@ -250,6 +250,52 @@ impl BareClient<MailboxCodec> {
                 }
                 (_, Ok(other)) => panic!("deposit refused: {other:?}"),
                 (_, Err(error)) => panic!("deposit failed: {error}"),
+            }
+        }
+    }
+
+    /// Deposits every item in batches of `batch` (one `DepositBatch`
+    /// request each), `window` batches in flight; returns once every
+    /// deposit is acknowledged (panics on a refusal or a failure).
+    pub async fn deposit_batches(&mut self, items: Vec<Deposit>, batch: usize, window: usize) {
+        let mut batches = Vec::new();
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let deposits: Vec<DepositItem> = items
+                .by_ref()
+                .take(batch)
+                .map(|(recipient, envelope, token)| DepositItem {
+                    recipient,
+                    envelope,
+                    token: Some(token),
+                })
+                .collect();
+            batches.push(deposits);
+        }
+        let total = batches.len();
+        let mut batches = batches.into_iter();
+        let (mut in_flight, mut done) = (0, 0);
+        while done < total {
+            while in_flight < window {
+                let Some(deposits) = batches.next() else {
+                    break;
+                };
+                self.send(Inbound::Request(MailboxRequest::DepositBatch { deposits }));
+                in_flight += 1;
+            }
+            match self.next_outcome().await {
+                (_, Ok(MailboxResponse::DepositedBatch { outcomes })) => {
+                    if let Some(refused) = outcomes
+                        .iter()
+                        .find(|o| !matches!(o, DepositOutcome::Deposited(_)))
+                    {
+                        panic!("deposit refused: {refused:?}");
+                    }
+                    in_flight -= 1;
+                    done += 1;
+                }
+                (_, Ok(other)) => panic!("batch refused: {other:?}"),
+                (_, Err(error)) => panic!("batch failed: {error}"),
             }
         }
     }

@@ -508,6 +508,8 @@ struct Seen {
     recipient: PublicKey,
     changes: usize,
     token: Option<DeliveryToken>,
+    /// It came in a `DepositBatch`.
+    batched: bool,
 }
 
 /// A bare libp2p node speaking the mailbox protocol as a relay: it records
@@ -521,9 +523,18 @@ struct FakeRelay {
 
 impl FakeRelay {
     async fn start(receipts: Receipts) -> Self {
+        Self::start_gated(receipts, None).await
+    }
+
+    /// A relay that listens but answers nothing (not even the handshake)
+    /// until `gate` opens.
+    async fn start_gated(
+        receipts: Receipts,
+        gate: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> Self {
         use meshchat_node::{
             mailbox::CustodyReceipt,
-            protocol::{decode_frame, Envelope},
+            protocol::{decode_frame, DepositOutcome, Envelope},
         };
         let identity = Identity::generate();
         let mut swarm = bare_swarm(keypair_of(&identity), Net::Loopback, WAIT * 3, |_| {
@@ -537,9 +548,12 @@ impl FakeRelay {
         let addr = listen(&mut swarm, Net::Loopback)
             .await
             .with(libp2p::multiaddr::Protocol::P2p(me));
-        let (tx, deposits) = tokio::sync::mpsc::channel(64);
+        let (tx, deposits) = tokio::sync::mpsc::channel(1024);
         let signer = identity.clone();
         let task = tokio::spawn(async move {
+            if let Some(gate) = gate {
+                let _ = gate.await;
+            }
             loop {
                 let SwarmEvent::Behaviour(request_response::Event::Message {
                     message:
@@ -551,39 +565,54 @@ impl FakeRelay {
                 else {
                     continue;
                 };
+                let take = |recipient: PublicKey, envelope: Vec<u8>, token, batched| {
+                    let changes = match decode_frame::<Envelope>(&envelope) {
+                        Ok(Envelope::Changes(c)) => c.len(),
+                        _ => 0,
+                    };
+                    let until = i64::MAX / 2;
+                    let receipt = match receipts {
+                        Receipts::Honest => {
+                            CustodyReceipt::issue(&signer, recipient, &envelope, until)
+                        }
+                        Receipts::ForAnotherRecipient => CustodyReceipt::issue(
+                            &signer,
+                            Identity::generate().public(),
+                            &envelope,
+                            until,
+                        ),
+                        Receipts::ForAnotherEnvelope => {
+                            CustodyReceipt::issue(&signer, recipient, b"another", until)
+                        }
+                    };
+                    let _ = tx.try_send(Seen {
+                        recipient,
+                        changes,
+                        token,
+                        batched,
+                    });
+                    receipt
+                };
                 let response = match request {
                     Inbound::Request(MailboxRequest::Deposit {
                         recipient,
                         envelope,
                         token,
-                    }) => {
-                        let changes = match decode_frame::<Envelope>(&envelope) {
-                            Ok(Envelope::Changes(c)) => c.len(),
-                            _ => 0,
-                        };
-                        let until = i64::MAX / 2;
-                        let receipt = match receipts {
-                            Receipts::Honest => {
-                                CustodyReceipt::issue(&signer, recipient, &envelope, until)
-                            }
-                            Receipts::ForAnotherRecipient => CustodyReceipt::issue(
-                                &signer,
-                                Identity::generate().public(),
-                                &envelope,
-                                until,
-                            ),
-                            Receipts::ForAnotherEnvelope => {
-                                CustodyReceipt::issue(&signer, recipient, b"another", until)
-                            }
-                        };
-                        let _ = tx
-                            .send(Seen {
-                                recipient,
-                                changes,
-                                token,
-                            })
-                            .await;
-                        MailboxResponse::Deposited(receipt)
+                    }) => MailboxResponse::Deposited(take(recipient, envelope, token, false)),
+                    Inbound::Request(MailboxRequest::DepositBatch { deposits }) => {
+                        MailboxResponse::DepositedBatch {
+                            outcomes: deposits
+                                .into_iter()
+                                .map(|d| {
+                                    DepositOutcome::Deposited(take(
+                                        d.recipient,
+                                        d.envelope,
+                                        d.token,
+                                        true,
+                                    ))
+                                })
+                                .collect(),
+                        }
                     }
                     Inbound::Request(MailboxRequest::Fetch { .. }) => MailboxResponse::Mail {
                         items: vec![],
@@ -695,6 +724,50 @@ async fn a_sender_restart_deposits_nothing_twice() {
     assert!(
         relay.deposits.try_recv().is_err(),
         "nothing else was deposited"
+    );
+    alice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_waiting_for_a_relay_leaves_in_one_batch() {
+    let (open, gate) = tokio::sync::oneshot::channel();
+    let mut relay = FakeRelay::start_gated(Receipts::Honest, Some(gate)).await;
+    let (bob, invite) = offline_bob(&[&relay]).await;
+    let mut alice = Peer::start("alice").await;
+    alice
+        .node
+        .contacts()
+        .add_from_invite(invite, None)
+        .await
+        .unwrap();
+    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
+    // Eight near-maximal texts that do not compress: more than one
+    // envelope's worth, written while the relay does not answer yet.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..8 {
+        let text: String = (0..60_000)
+            .map(|_| {
+                // xorshift: letters that do not compress.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                char::from(b'a' + (state % 26) as u8)
+            })
+            .collect();
+        alice.node.chats().send(chat, &text).await.unwrap();
+    }
+    open.send(()).unwrap();
+    for _ in 0..8 {
+        alice.wait_for("custody", is_sent_to(bob.peer_id())).await;
+    }
+    let mut seen = Vec::new();
+    while let Ok(deposit) = relay.deposits.try_recv() {
+        seen.push((deposit.changes, deposit.batched));
+    }
+    assert_eq!(seen.iter().map(|(changes, _)| changes).sum::<usize>(), 8);
+    assert!(
+        seen.len() >= 2 && seen.iter().all(|(_, batched)| *batched),
+        "expected envelopes in batches: {seen:?}"
     );
     alice.stop().await;
 }

@@ -66,6 +66,9 @@ pub(super) struct HeldDeposit {
 }
 
 /// One deposit of a held request.
+// Most items are accepted (the large variant): boxing it would cost an
+// allocation per deposit to shrink the rare refusal.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum HeldItem {
     /// Written; its receipt goes out if the flush succeeds.
     Accepted {

@@ -17,8 +17,8 @@ use super::{
 use crate::{
     mailbox::{envelope_hash, CustodyReceipt, Held as HeldCopy, Refusal, Stored},
     protocol::{
-        decode_frame, encode_frame, DepositOutcome, Envelope, MailboxRequest, MailboxResponse,
-        WireError, MAILBOX_PAGE_BYTES, MAX_DEPOSITS_PER_BATCH,
+        decode_frame, encode_frame, DepositItem, DepositOutcome, Envelope, MailboxRequest,
+        MailboxResponse, WireError, MAILBOX_PAGE_BYTES, MAX_DEPOSITS_PER_BATCH,
     },
 };
 
@@ -52,11 +52,10 @@ enum Answer {
 /// A mailbox request awaiting its response.
 pub(super) enum MailboxPending {
     Fetch,
+    /// One deposit (`Deposit`) or several (`DepositBatch`) at `relay`.
     Deposit {
-        recipient: PublicKey,
         relay: PublicKey,
-        hashes: Vec<ChangeHash>,
-        envelope_hash: [u8; 32],
+        deposits: Vec<SentDeposit>,
     },
     Notify,
     /// Tokens handed to `holder`: (relay, expiry) of each.
@@ -65,6 +64,24 @@ pub(super) enum MailboxPending {
         issued: Vec<(PublicKey, i64)>,
     },
 }
+
+/// One envelope deposited at a relay, awaiting its receipt.
+pub(super) struct SentDeposit {
+    recipient: PublicKey,
+    hashes: Vec<ChangeHash>,
+    envelope_hash: [u8; 32],
+}
+
+/// Deposits gathered for one relay, to leave in as few requests as the
+/// protocol's bounds allow.
+struct Outgoing {
+    relay_key: PublicKey,
+    deposits: Vec<(SentDeposit, DepositItem)>,
+}
+
+/// Most envelope bytes one batch request carries (under
+/// `MAILBOX_MAX_REQUEST_BYTES`, with room for tokens and framing).
+const BATCH_TARGET_BYTES: usize = 2 * 1024 * 1024;
 
 impl Actor {
     pub(super) async fn on_mailbox_event(
@@ -120,12 +137,11 @@ impl Actor {
             } => {
                 tracing::debug!(%peer, %error, "mailbox request failed");
                 match self.mailbox_pending.remove(&request_id) {
-                    Some(MailboxPending::Deposit {
-                        recipient,
-                        relay,
-                        hashes,
-                        ..
-                    }) => self.deposits.settled(&recipient, &relay, &hashes),
+                    Some(MailboxPending::Deposit { relay, deposits }) => {
+                        for sent in deposits {
+                            self.deposits.settled(&sent.recipient, &relay, &sent.hashes);
+                        }
+                    }
                     Some(MailboxPending::Tokens { holder, .. }) => {
                         self.tokens.not_offering(&holder);
                     }
@@ -432,17 +448,14 @@ impl Actor {
                 }
                 self.commit.hold(Held::Mail(page));
             }
-            (
-                MailboxPending::Deposit {
-                    recipient,
-                    relay,
-                    hashes,
-                    envelope_hash,
-                },
-                response,
-            ) => {
-                self.deposits.settled(&recipient, &relay, &hashes);
-                self.on_deposit_answer(from, recipient, relay, &hashes, envelope_hash, response);
+            (MailboxPending::Deposit { relay, deposits }, response) => {
+                for (sent, answer) in deposits
+                    .iter()
+                    .zip(answers_per_deposit(response, deposits.len()))
+                {
+                    self.deposits.settled(&sent.recipient, &relay, &sent.hashes);
+                    self.on_deposit_answer(from, relay, sent, answer);
+                }
             }
             (MailboxPending::Tokens { holder, issued }, response) => {
                 self.on_tokens_answer(holder, issued, response);
@@ -459,12 +472,11 @@ impl Actor {
     fn on_deposit_answer(
         &mut self,
         relay_peer: PeerId,
-        recipient: PublicKey,
         relay: PublicKey,
-        hashes: &[ChangeHash],
-        sent_hash: [u8; 32],
+        sent: &SentDeposit,
         response: MailboxResponse,
     ) {
+        let (recipient, hashes, sent_hash) = (sent.recipient, &sent.hashes[..], sent.envelope_hash);
         let wait = match response {
             MailboxResponse::Deposited(receipt)
                 if receipt.confirms(&relay, &recipient, &sent_hash) =>
@@ -545,16 +557,31 @@ impl Actor {
         let Ok(recipients) = self.chats.store().outbox_peers() else {
             return Vec::new();
         };
+        let mut outgoing = BTreeMap::new();
         let mut awaited = Vec::new();
         for recipient in recipients {
-            awaited.extend(self.deposit_for(recipient));
+            awaited.extend(self.gather_deposits(recipient, &mut outgoing));
         }
+        self.send_deposits(outgoing);
         awaited
     }
 
     /// Deposits `recipient`'s outbox at its relays if it is not connected
     /// (see [`Actor::deposit_for_unreachable`]).
     pub(super) fn deposit_for(&mut self, recipient: PublicKey) -> Vec<PeerId> {
+        let mut outgoing = BTreeMap::new();
+        let awaited = self.gather_deposits(recipient, &mut outgoing);
+        self.send_deposits(outgoing);
+        awaited
+    }
+
+    /// Adds to `outgoing` the envelopes `recipient`'s connected relays do
+    /// not hold yet; returns the relays being dialled first.
+    fn gather_deposits(
+        &mut self,
+        recipient: PublicKey,
+        outgoing: &mut BTreeMap<PeerId, Outgoing>,
+    ) -> Vec<PeerId> {
         let (now, instant) = (now_ms(), tokio::time::Instant::now());
         let mut awaited = Vec::new();
         let Some(peer) = peer_id_of(&recipient) else {
@@ -594,11 +621,59 @@ impl Actor {
                 awaited.push(relay);
                 continue;
             }
+            let token = self.tokens.for_deposit(&recipient, &relay_key);
+            let to_relay = outgoing.entry(relay).or_insert_with(|| Outgoing {
+                relay_key,
+                deposits: Vec::new(),
+            });
             for changes in envelopes {
-                self.deposit(relay, relay_key, recipient, changes);
+                let (changes, hashes): (Vec<SignedChange>, Vec<ChangeHash>) =
+                    changes.into_iter().unzip();
+                let envelope = encode_frame(&Envelope::Changes(changes));
+                self.deposits.sent(recipient, relay_key, &hashes);
+                let sent = SentDeposit {
+                    recipient,
+                    hashes,
+                    envelope_hash: envelope_hash(&envelope),
+                };
+                let item = DepositItem {
+                    recipient,
+                    envelope,
+                    token: token.clone(),
+                };
+                to_relay.deposits.push((sent, item));
             }
         }
         awaited
+    }
+
+    /// Sends the gathered deposits, each relay's in as few requests as
+    /// [`MAX_DEPOSITS_PER_BATCH`] and [`BATCH_TARGET_BYTES`] allow: the
+    /// relay answers a batch after one flush.
+    fn send_deposits(&mut self, outgoing: BTreeMap<PeerId, Outgoing>) {
+        for (
+            relay,
+            Outgoing {
+                relay_key,
+                deposits,
+            },
+        ) in outgoing
+        {
+            for (sent, request) in into_requests(deposits) {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .mailbox
+                    .send_request(&relay, Inbound::Request(request));
+                self.mailbox_pending.insert(
+                    id,
+                    MailboxPending::Deposit {
+                        relay: relay_key,
+                        deposits: sent,
+                    },
+                );
+            }
+        }
     }
 
     /// The outbox changes `relay` does not hold (or have in flight) for
@@ -637,37 +712,6 @@ impl Actor {
             envelopes.push(current);
         }
         envelopes
-    }
-
-    fn deposit(
-        &mut self,
-        relay: PeerId,
-        relay_key: PublicKey,
-        recipient: PublicKey,
-        changes: Vec<(SignedChange, ChangeHash)>,
-    ) {
-        let (changes, hashes): (Vec<SignedChange>, Vec<ChangeHash>) = changes.into_iter().unzip();
-        let token = self.tokens.for_deposit(&recipient, &relay_key);
-        let envelope = encode_frame(&Envelope::Changes(changes));
-        let sent_hash = envelope_hash(&envelope);
-        self.deposits.sent(recipient, relay_key, &hashes);
-        let id = self.swarm.behaviour_mut().mailbox.send_request(
-            &relay,
-            Inbound::Request(MailboxRequest::Deposit {
-                recipient,
-                envelope,
-                token,
-            }),
-        );
-        self.mailbox_pending.insert(
-            id,
-            MailboxPending::Deposit {
-                recipient,
-                relay: relay_key,
-                hashes,
-                envelope_hash: sent_hash,
-            },
-        );
     }
 
     /// A relay holds these changes for `recipient`: their messages are `sent`.
@@ -755,3 +799,147 @@ impl RelayMetrics {
 }
 
 pub(super) type MailboxPendingMap = HashMap<OutboundRequestId, MailboxPending>;
+
+/// A relay's answer to a request of `count` deposits, as one answer per
+/// deposit: a batch's outcomes in order, or the single answer; anything
+/// else (an error, a batch of the wrong length) counts as a refusal of each.
+fn answers_per_deposit(response: MailboxResponse, count: usize) -> Vec<MailboxResponse> {
+    match response {
+        MailboxResponse::DepositedBatch { outcomes } if outcomes.len() == count => outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                DepositOutcome::Deposited(receipt) => MailboxResponse::Deposited(receipt),
+                DepositOutcome::Refused(refusal) => MailboxResponse::Refused(refusal),
+            })
+            .collect(),
+        single @ (MailboxResponse::Deposited(_) | MailboxResponse::Refused(_)) if count == 1 => {
+            vec![single]
+        }
+        other => vec![other; count],
+    }
+}
+
+/// Deposits for one relay as requests: a lone deposit as `Deposit`, more in
+/// `DepositBatch`es of at most [`MAX_DEPOSITS_PER_BATCH`] deposits and about
+/// [`BATCH_TARGET_BYTES`] of envelopes, in order.
+fn into_requests(
+    deposits: Vec<(SentDeposit, DepositItem)>,
+) -> Vec<(Vec<SentDeposit>, MailboxRequest)> {
+    let mut requests = Vec::new();
+    let (mut sent, mut items, mut bytes) = (Vec::new(), Vec::new(), 0);
+    let mut finish = |sent: Vec<SentDeposit>, mut items: Vec<DepositItem>| {
+        let request = match (items.pop(), items.is_empty()) {
+            (Some(only), true) => MailboxRequest::Deposit {
+                recipient: only.recipient,
+                envelope: only.envelope,
+                token: only.token,
+            },
+            (Some(last), false) => {
+                items.push(last);
+                MailboxRequest::DepositBatch { deposits: items }
+            }
+            (None, _) => return,
+        };
+        requests.push((sent, request));
+    };
+    for (one_sent, item) in deposits {
+        let full = items.len() == MAX_DEPOSITS_PER_BATCH
+            || (!items.is_empty() && bytes + item.envelope.len() > BATCH_TARGET_BYTES);
+        if full {
+            finish(std::mem::take(&mut sent), std::mem::take(&mut items));
+            bytes = 0;
+        }
+        bytes += item.envelope.len();
+        sent.push(one_sent);
+        items.push(item);
+    }
+    finish(sent, items);
+    requests
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deposit(bytes: usize) -> (SentDeposit, DepositItem) {
+        let recipient = meshchat_crdt::Identity::generate().public();
+        let sent = SentDeposit {
+            recipient,
+            hashes: Vec::new(),
+            envelope_hash: [0; 32],
+        };
+        let item = DepositItem {
+            recipient,
+            envelope: vec![1; bytes],
+            token: None,
+        };
+        (sent, item)
+    }
+
+    /// (deposits, is a batch) of each request.
+    fn shapes(requests: &[(Vec<SentDeposit>, MailboxRequest)]) -> Vec<(usize, bool)> {
+        requests
+            .iter()
+            .map(|(sent, request)| match request {
+                MailboxRequest::Deposit { .. } => (sent.len(), false),
+                MailboxRequest::DepositBatch { deposits } => {
+                    assert_eq!(deposits.len(), sent.len());
+                    (sent.len(), true)
+                }
+                other => panic!("not a deposit: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn deposits_leave_in_as_few_requests_as_the_bounds_allow() {
+        assert!(into_requests(Vec::new()).is_empty());
+        assert_eq!(shapes(&into_requests(vec![deposit(10)])), [(1, false)]);
+        let many = (0..130).map(|_| deposit(10)).collect();
+        assert_eq!(
+            shapes(&into_requests(many)),
+            [(64, true), (64, true), (2, true)]
+        );
+        let big = BATCH_TARGET_BYTES / 2;
+        let heavy = vec![deposit(big), deposit(big), deposit(big), deposit(10)];
+        assert_eq!(shapes(&into_requests(heavy)), [(2, true), (2, true)]);
+        // One envelope over the target still leaves, alone.
+        let huge = vec![deposit(10), deposit(BATCH_TARGET_BYTES + 1)];
+        assert_eq!(shapes(&into_requests(huge)), [(1, false), (1, false)]);
+    }
+
+    #[test]
+    fn a_batch_answer_is_one_answer_per_deposit_or_a_refusal_of_each() {
+        let refused = MailboxResponse::Refused(Refusal::Unavailable);
+        let outcomes = vec![
+            DepositOutcome::Refused(Refusal::QuotaExceeded),
+            DepositOutcome::Refused(Refusal::Unavailable),
+        ];
+        assert_eq!(
+            answers_per_deposit(
+                MailboxResponse::DepositedBatch {
+                    outcomes: outcomes.clone()
+                },
+                2
+            ),
+            [
+                MailboxResponse::Refused(Refusal::QuotaExceeded),
+                refused.clone()
+            ]
+        );
+        // A batch of the wrong length, or a single answer to a batch, is
+        // custody for none of it.
+        for (response, count) in [
+            (MailboxResponse::DepositedBatch { outcomes }, 3),
+            (refused.clone(), 2),
+            (MailboxResponse::NotARelay, 1),
+        ] {
+            let answers = answers_per_deposit(response.clone(), count);
+            assert_eq!(answers.len(), count);
+            assert!(answers
+                .iter()
+                .all(|a| !matches!(a, MailboxResponse::Deposited(_))));
+        }
+        assert_eq!(answers_per_deposit(refused.clone(), 1), [refused]);
+    }
+}
