@@ -467,3 +467,110 @@ async fn a_group_member_reached_directly_gets_one_copy_not_two() {
     bob.stop().await;
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_peer_takes_pages_of_mail_in_order_and_leaves_none_behind() {
+    use meshchat_node::{
+        crdt::{ChatId, ChatKind, ChatReplica, Identity},
+        mailbox::DeliveryToken,
+        protocol::{
+            encode_frame, DepositItem, DepositOutcome, Envelope, MailboxRequest, MailboxResponse,
+        },
+    };
+    use meshchat_tests::MailboxClient;
+
+    const MESSAGES: usize = 2_500; // three pages
+    let relay = Peer::start_with(
+        "relay",
+        NodeConfig {
+            mailbox: Some(MailboxConfig {
+                deposits_per_sender_per_minute: u32::MAX,
+                deposits_per_token_per_minute: u32::MAX,
+                ..MailboxConfig::default()
+            }),
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    let relay_addr = relay.addrs().await.remove(0);
+    let alice = Identity::generate();
+    let alice_peer = meshchat_node::peer_id_of(&alice.public()).unwrap();
+    let mut bob = start_with_relay("bob", relay_addr.clone()).await;
+    bob.node
+        .contacts()
+        .add(alice_peer, Some("alice".into()), Vec::new())
+        .await
+        .unwrap();
+    bob.stop().await;
+    let bob_identity = bob.dir.identity().unwrap();
+    let bob_key = bob_identity.public();
+    let relay_key = meshchat_node::public_key_of(&relay.peer_id()).unwrap();
+    let token = DeliveryToken::issue(&bob_identity, Some(relay_key), None, i64::MAX);
+
+    // Alice's messages wait at the relay, one envelope each.
+    let mut chat = ChatReplica::new(ChatKind::direct(alice.public(), bob_key));
+    let mut depositor = MailboxClient::to_relay(alice.clone(), relay_addr).await;
+    let texts: Vec<String> = (0..MESSAGES).map(|i| format!("message {i}")).collect();
+    for (n, chunk) in texts.chunks(64).enumerate() {
+        let deposits = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let written = chat
+                    .write_message(&alice, text, None, 1_700_000_000_000 + (n * 64 + i) as i64)
+                    .unwrap();
+                DepositItem {
+                    recipient: bob_key,
+                    envelope: encode_frame(&Envelope::Changes(vec![written.change])),
+                    token: Some(token.clone()),
+                }
+            })
+            .collect();
+        let Some(MailboxResponse::DepositedBatch { outcomes }) = depositor
+            .ask(MailboxRequest::DepositBatch { deposits })
+            .await
+        else {
+            panic!("deposit failed");
+        };
+        assert!(outcomes
+            .iter()
+            .all(|o| matches!(o, DepositOutcome::Deposited(_))));
+    }
+
+    // Bob comes back: every message, in order, and the relay keeps nothing.
+    bob.restart().await;
+    let chat_id = ChatId::direct(&alice.public(), &bob_key);
+    within("every message", async {
+        while bob
+            .node
+            .chats()
+            .history_quiet(chat_id)
+            .await
+            .map_or(0, |h| h.len())
+            < MESSAGES
+        {
+            let _ = bob.events.recv().await;
+        }
+    })
+    .await;
+    within("every acknowledgement at the relay", async {
+        while relay
+            .node
+            .network()
+            .status()
+            .await
+            .unwrap()
+            .mailbox
+            .unwrap()
+            .messages
+            > 0
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(bob.texts(chat_id).await, texts);
+    for p in [&relay, &bob] {
+        p.stop().await;
+    }
+}

@@ -133,6 +133,15 @@ impl GroupCommit {
         true
     }
 
+    /// Pages of mail from `relay` waiting for a flush or in one.
+    pub(super) fn mail_pages_from(&self, relay: &PeerId) -> usize {
+        self.waiting
+            .iter()
+            .chain(&self.in_flight)
+            .filter(|held| matches!(held, Held::Mail(page) if page.relay == *relay))
+            .count()
+    }
+
     /// Where the running flush reports.
     pub(super) fn done_tx(&self) -> mpsc::Sender<Result<(), StoreError>> {
         self.done_tx.clone()

@@ -23,7 +23,10 @@ use crate::{
 };
 
 /// Mail items asked for per fetch.
-const FETCH_PAGE: u32 = 256;
+const FETCH_PAGE: u32 = 1024;
+/// Pages of mail from one relay that may wait for their flush while the
+/// next is fetched.
+const MAIL_PAGES_AHEAD: usize = 2;
 /// How long to wait before offering a relay mail it refused.
 const REFUSED_RETRY: Duration = Duration::from_secs(60);
 /// How long to wait after a relay said the token is missing or bad (new
@@ -411,11 +414,21 @@ impl Actor {
             (MailboxPending::Fetch, MailboxResponse::Mail { items, more }) => {
                 let relay = from;
                 let last = items.last().map(|i| i.id);
+                // The next page is asked for while this one is applied and
+                // flushed, unless earlier pages still wait for their flush
+                // (at most MAIL_PAGES_AHEAD held per relay) or storage is
+                // failing.
+                let fetch_now = more
+                    && self.commit.mail_pages_from(&relay) < MAIL_PAGES_AHEAD
+                    && self.chats.store().fault().is_none();
+                if fetch_now {
+                    self.fetch_mail(relay, last);
+                }
                 let mut page = HeldMail {
                     relay,
                     items: Vec::new(),
                     dropped: Vec::new(),
-                    next: more.then_some(last),
+                    next: (more && !fetch_now).then_some(last),
                 };
                 // One batch per sender for the whole page: Automerge applies
                 // a batch about as fast as one change.
