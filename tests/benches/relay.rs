@@ -161,10 +161,6 @@ async fn deposits(total: usize) {
             "raw sled insert, flush+fdatasync per 64",
             raw_sled(total, 64, Sync::Fdatasync),
         ),
-        (
-            "relay's work per deposit, no network *",
-            relay_work_floor(total, 64),
-        ),
     ];
 
     println!("meshchat relay (group commit)            {meshchat:>9.0} deposits/s");
@@ -178,10 +174,6 @@ async fn deposits(total: usize) {
             batched / rate
         );
     }
-    println!(
-        "* raw sled doing what a deposit writes (dedupe + quota reads, id, envelope + 3 index keys \
-         in one batch), the receipt's Ed25519 signature, flush+fdatasync per 64"
-    );
     let best = meshchat.max(batched);
     println!(
         "target: >= 20,000 durable deposits/s ({})",
@@ -232,43 +224,6 @@ async fn relay_deposit_rate(total: usize, how: Deposits) -> f64 {
     let rate = (total / CLIENTS * CLIENTS) as f64 / started.elapsed().as_secs_f64();
     relay.shutdown().await;
     rate
-}
-
-/// The relay's own work per deposit without libp2p or meshchat around it:
-/// the duplicate and quota reads, an id, the envelope and its three index
-/// keys in one sled batch, the custody receipt's signature; a flush plus
-/// `fdatasync` every `batch` deposits.
-fn relay_work_floor(n: usize, batch: usize) -> f64 {
-    use meshchat_node::mailbox::CustodyReceipt;
-    let tmp = tempfile::tempdir().expect("tmp");
-    let store = SyncedSled::open(tmp.path()).expect("sled");
-    let relay = Identity::generate();
-    let recipients: Vec<PublicKey> = (0..100).map(|_| Identity::generate().public()).collect();
-    let started = Instant::now();
-    for i in 0..n {
-        let recipient = recipients[i % recipients.len()];
-        let envelope = vec![(i % 251) as u8; ENVELOPE_BYTES];
-        let hash = meshchat_node::mailbox::envelope_hash(&envelope);
-        let hash_key = [recipient.as_bytes().as_slice(), &hash].concat();
-        let usage_key = [b"u".as_slice(), recipient.as_bytes()].concat();
-        std::hint::black_box(store.tree.get(&hash_key).expect("get"));
-        let usage = store.tree.get(&usage_key).expect("get");
-        let count = usage.map_or(0, |u| u64::from_be_bytes(u[..8].try_into().expect("8")));
-        let id = store.db.generate_id().expect("id");
-        let item_key = [recipient.as_bytes().as_slice(), &id.to_be_bytes()].concat();
-        let mut writes = sled::Batch::default();
-        writes.insert(item_key.as_slice(), envelope.as_slice());
-        writes.insert(hash_key.as_slice(), &id.to_be_bytes()[..]);
-        writes.insert([b"e".as_slice(), &id.to_be_bytes()].concat(), &[][..]);
-        writes.insert(usage_key.as_slice(), &(count + 1).to_be_bytes()[..]);
-        store.tree.apply_batch(writes).expect("batch");
-        std::hint::black_box(CustodyReceipt::sign(&relay, recipient, hash, i64::MAX));
-        if (i + 1) % batch == 0 {
-            store.commit().expect("flush + fdatasync");
-        }
-    }
-    store.commit().expect("flush + fdatasync");
-    n as f64 / started.elapsed().as_secs_f64()
 }
 
 /// What ends a group of raw sled inserts.
