@@ -88,8 +88,8 @@ pub(super) struct HeldMail {
     /// Items to acknowledge whatever happens (undecodable, or from a
     /// blocked sender).
     pub(super) dropped: Vec<u64>,
-    /// Where the next page starts, if there is one.
-    pub(super) next: Option<Option<u64>>,
+    /// What follows once the page is flushed.
+    pub(super) then: super::fetches::AfterPage,
 }
 
 /// The flush running and the items waiting for the next one.
@@ -174,7 +174,7 @@ mod tests {
             relay: PeerId::random(),
             items: Vec::new(),
             dropped: vec![1],
-            next: None,
+            then: crate::actor::fetches::AfterPage::Last,
         })
     }
 

@@ -93,7 +93,8 @@ impl Actor {
         match self.chats.outbox_batch(&key) {
             Ok(batch) if batch.is_empty() => false,
             Ok(batch) => {
-                self.send_push(peer, key, batch, true);
+                let (changes, hashes) = batch.into_iter().unzip();
+                self.send_push(peer, key, changes, Some(hashes));
                 true
             }
             Err(error) => {
@@ -103,18 +104,16 @@ impl Actor {
         }
     }
 
+    /// Pushes `changes` to `peer`: from its outbox with their `hashes`
+    /// (the next push waits for the answer), or `None` for a sync's.
     pub(super) fn send_push(
         &mut self,
         peer: PeerId,
         key: PublicKey,
         changes: Vec<SignedChange>,
-        outbox: bool,
+        outbox_hashes: Option<Vec<ChangeHash>>,
     ) {
         self.traffic.pushed += changes.len() as u64;
-        let hashes = changes
-            .iter()
-            .filter_map(|c| c.decode_stored().ok().map(|v| v.hash))
-            .collect();
         let id = self
             .swarm
             .behaviour_mut()
@@ -124,8 +123,7 @@ impl Actor {
             id,
             Pending::Push {
                 peer: key,
-                hashes,
-                outbox,
+                outbox_hashes,
             },
         );
     }
@@ -177,7 +175,9 @@ impl Actor {
             } => {
                 tracing::debug!(%peer, %error, "request failed");
                 match self.pending.remove(&request_id) {
-                    Some(Pending::Push { outbox, .. }) => self.push_ended(peer, outbox, false),
+                    Some(Pending::Push { outbox_hashes, .. }) => {
+                        self.push_ended(peer, outbox_hashes.is_some(), false)
+                    }
                     Some(Pending::Sync { .. }) => self.drive(Input::SyncEnded(peer)),
                     _ => {}
                 }
@@ -259,8 +259,7 @@ impl Actor {
             (
                 Pending::Push {
                     peer: key,
-                    hashes,
-                    outbox,
+                    outbox_hashes,
                 },
                 Response::Pushed { stored, rejected },
             ) => {
@@ -272,8 +271,14 @@ impl Actor {
                         tracing::error!(%error, "cannot clear refused changes");
                     }
                 }
-                let acked_all = hashes.iter().all(|h| stored.contains(h));
-                self.push_ended(peer, outbox, acked_all || !stored.is_empty());
+                let acked_all = outbox_hashes
+                    .as_ref()
+                    .is_none_or(|hashes| hashes.iter().all(|h| stored.contains(h)));
+                self.push_ended(
+                    peer,
+                    outbox_hashes.is_some(),
+                    acked_all || !stored.is_empty(),
+                );
             }
             (
                 Pending::Sync { peer: key, chat },
@@ -309,8 +314,8 @@ impl Actor {
                 self.drive(Input::SyncEnded(peer));
                 tracing::warn!(%peer, ?response, "peer answered a sync with an error");
             }
-            (Pending::Push { outbox, .. }, response) => {
-                self.push_ended(peer, outbox, false);
+            (Pending::Push { outbox_hashes, .. }, response) => {
+                self.push_ended(peer, outbox_hashes.is_some(), false);
                 tracing::warn!(%peer, ?response, "peer answered a push with an error");
             }
             (Pending::Read { .. }, response) => {
@@ -332,7 +337,7 @@ impl Actor {
         match self.chats.missing_batches(&key, &chat, heads) {
             Ok(batches) => {
                 for batch in batches {
-                    self.send_push(peer, key, batch, false);
+                    self.send_push(peer, key, batch, None);
                 }
             }
             Err(error) => tracing::error!(%error, "sync: cannot read changes"),

@@ -57,7 +57,7 @@ impl Actor {
             }
             Effect::SendReceipts(peer) => self.send_read_receipts(peer),
             Effect::Greet(peer) => self.on_social_connected(peer),
-            Effect::FetchMail(relay) => self.fetch_mail(relay, None),
+            Effect::FetchMail(relay) => self.fetch_all_mail(relay),
             Effect::ReserveCircuit(relay) => {
                 if !self.reserve_circuit(relay) {
                     then.push_back(Input::ReservationFailed(relay));

@@ -11,6 +11,7 @@ use libp2p::request_response::{self, OutboundRequestId};
 
 use super::{
     commit::{Held, HeldDeposit, HeldItem, HeldMail},
+    fetches::AfterPage,
     ingest::Via,
     *,
 };
@@ -148,6 +149,7 @@ impl Actor {
                     Some(MailboxPending::Tokens { holder, .. }) => {
                         self.tokens.not_offering(&holder);
                     }
+                    Some(MailboxPending::Fetch) => self.mail_fetch_ended(peer),
                     _ => {}
                 }
             }
@@ -169,7 +171,7 @@ impl Actor {
         match request {
             MailboxRequest::Notify => {
                 if self.config.relay_peers().contains(&peer) {
-                    self.fetch_mail(peer, None);
+                    self.fetch_all_mail(peer);
                 }
                 return Answer::Now(MailboxResponse::Noted);
             }
@@ -374,7 +376,7 @@ impl Actor {
             relay,
             items,
             mut dropped,
-            next,
+            then,
         } = page;
         for (ids, ingest) in items {
             if flushed {
@@ -391,8 +393,26 @@ impl Actor {
             );
             self.mailbox_pending.insert(id, MailboxPending::Notify);
         }
-        if let (true, Some(after)) = (flushed, next) {
-            self.fetch_mail(relay, after);
+        match (flushed, then) {
+            (true, AfterPage::Fetch(after)) => self.fetch_mail(relay, after),
+            // The fetch in flight carries the chain on (or ends it).
+            (_, AfterPage::Fetching) => {}
+            (true, AfterPage::Last) | (false, _) => self.mail_fetch_ended(relay),
+        }
+    }
+
+    /// Fetches all of `relay`'s mail from the start, unless a fetch of it
+    /// runs already (then once more after that one).
+    pub(super) fn fetch_all_mail(&mut self, relay: PeerId) {
+        if self.mail_fetches.start(relay) {
+            self.fetch_mail(relay, None);
+        }
+    }
+
+    /// `relay`'s chain of fetches ended: starts the one asked for meanwhile.
+    fn mail_fetch_ended(&mut self, relay: PeerId) {
+        if self.mail_fetches.ended(&relay) {
+            self.fetch_mail(relay, None);
         }
     }
 
@@ -424,11 +444,16 @@ impl Actor {
                 if fetch_now {
                     self.fetch_mail(relay, last);
                 }
+                let then = match (more, fetch_now) {
+                    (false, _) => AfterPage::Last,
+                    (true, true) => AfterPage::Fetching,
+                    (true, false) => AfterPage::Fetch(last),
+                };
                 let mut page = HeldMail {
                     relay,
                     items: Vec::new(),
                     dropped: Vec::new(),
-                    next: (more && !fetch_now).then_some(last),
+                    then,
                 };
                 // One batch per sender for the whole page: Automerge applies
                 // a batch about as fast as one change.
@@ -472,6 +497,10 @@ impl Actor {
             }
             (MailboxPending::Tokens { holder, issued }, response) => {
                 self.on_tokens_answer(holder, issued, response);
+            }
+            (MailboxPending::Fetch, other) => {
+                tracing::debug!(peer = %from, ?other, "relay did not serve mail");
+                self.mail_fetch_ended(from);
             }
             (_, MailboxResponse::Error(error)) => {
                 tracing::debug!(peer = %from, %error, "mailbox error");
@@ -549,7 +578,7 @@ impl Actor {
     }
 
     /// Asks a relay for this node's mail.
-    pub(super) fn fetch_mail(&mut self, relay: PeerId, after: Option<u64>) {
+    fn fetch_mail(&mut self, relay: PeerId, after: Option<u64>) {
         let id = self.swarm.behaviour_mut().mailbox.send_request(
             &relay,
             Inbound::Request(MailboxRequest::Fetch {

@@ -25,6 +25,7 @@ mod commands;
 mod commit;
 mod direct;
 mod effects;
+mod fetches;
 mod flush;
 mod gossip;
 mod ingest;
@@ -62,9 +63,9 @@ const MAX_ADDRS_PER_PEER: usize = 8;
 enum Pending {
     Push {
         peer: PublicKey,
-        hashes: Vec<ChangeHash>,
-        /// An outbox push (one at a time), not a push back after a sync.
-        outbox: bool,
+        /// The hashes of an outbox push (one at a time); `None` for a push
+        /// back after a sync.
+        outbox_hashes: Option<Vec<ChangeHash>>,
     },
     Sync {
         peer: PublicKey,
@@ -98,6 +99,8 @@ pub(crate) struct Actor {
     mailbox: Option<crate::mailbox::Mailbox>,
     metrics: mailbox::RelayMetrics,
     mailbox_pending: mailbox::MailboxPendingMap,
+    /// The relays whose mail is being fetched.
+    mail_fetches: fetches::MailFetches,
     /// Changes deposited at relays for peers (not deposited again, across restarts).
     deposits: crate::mailbox::DepositLog,
     social: social::Social,
@@ -221,6 +224,7 @@ pub async fn spawn_with(
         mailbox,
         metrics: mailbox::RelayMetrics::default(),
         mailbox_pending: HashMap::new(),
+        mail_fetches: Default::default(),
         deposits,
         social,
         commit: Default::default(),

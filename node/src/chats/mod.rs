@@ -550,7 +550,10 @@ impl Chats {
     }
 
     /// The next batch of undelivered changes for `peer`.
-    pub(crate) fn outbox_batch(&self, peer: &PublicKey) -> Result<Vec<SignedChange>, StoreError> {
+    pub(crate) fn outbox_batch(
+        &self,
+        peer: &PublicKey,
+    ) -> Result<Vec<(SignedChange, ChangeHash)>, StoreError> {
         let mut out = Vec::new();
         let mut bytes = 0;
         for entry in self.store.outbox_for(peer, OUTBOX_BATCH)? {
@@ -560,7 +563,7 @@ impl Chats {
                     if bytes > BATCH_BYTES && !out.is_empty() {
                         break;
                     }
-                    out.push(change);
+                    out.push((change, entry.hash));
                 }
                 None => {
                     // An outbox entry whose change is gone cannot be delivered.
