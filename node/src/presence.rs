@@ -89,6 +89,11 @@ impl PresenceBook {
 
     /// A verified heartbeat from `peer` arrived at `now_ms`. Returns the
     /// change it makes, if any; replays of older heartbeats change nothing.
+    /// When `peer` was last heard from (a heartbeat this book accepted).
+    pub(crate) fn last_heard_ms(&self, peer: &PublicKey) -> Option<i64> {
+        self.peers.get(peer).map(|entry| entry.last_heard_ms)
+    }
+
     pub(crate) fn heard(
         &mut self,
         peer: PublicKey,
@@ -231,7 +236,8 @@ mod tests {
         book.heard(bob, 5, false, 1_000);
         assert!(book.heard(bob, 7, true, 2_000).is_some());
         // Sent before the goodbye, processed after it (another stream).
-        assert_eq!(book.heard(bob, 6, false, 2_000), None);
+        assert_eq!(book.heard(bob, 6, false, 2_001), None);
+        assert_eq!(book.last_heard_ms(&bob), Some(2_000));
         assert_eq!(
             book.get(&bob),
             Some(LastSeen::Offline { at_ms: Some(2_000) })

@@ -537,11 +537,16 @@ async fn idle_memory(peers: usize) {
         };
         let before = rss_kib(pid);
         let (tx, mut connected) = tokio::sync::mpsc::channel::<()>(peers.max(1));
+        // Peers arrive in waves, as a relay's clients do (a relay admits
+        // `max_pending_incoming` = 512 handshakes at once; more are refused).
+        let arriving = std::sync::Arc::new(tokio::sync::Semaphore::new(256));
         let mut tasks = Vec::new();
         for _ in 0..peers {
             let addr = addr.clone();
             let tx = tx.clone();
+            let arriving = arriving.clone();
             tasks.push(tokio::spawn(async move {
+                let mut arrival = Some(arriving.acquire_owned().await.expect("semaphore"));
                 let mut swarm = idle_swarm(
                     libp2p::identity::Keypair::generate_ed25519(),
                     "/meshchat/id/1",
@@ -563,6 +568,7 @@ async fn idle_memory(peers: usize) {
                     if identified && pinged && !told {
                         let _ = tx.send(()).await;
                         told = true;
+                        arrival.take();
                     }
                 }
             }));

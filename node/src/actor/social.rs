@@ -619,14 +619,18 @@ impl Actor {
             return;
         }
         let now = now_ms();
-        if let Err(error) = self.chats.store().set_last_seen(&from, now) {
-            tracing::debug!(%error, "cannot record last seen");
-        }
-        if let Some(change) = self
+        let change = self
             .social
             .presence
-            .heard(from, beat.seq, beat.leaving, now)
-        {
+            .heard(from, beat.seq, beat.leaving, now);
+        // Only a beat the book took counts (not a replay, nor one overtaken
+        // by the goodbye): what is stored matches what the events said.
+        if self.social.presence.last_heard_ms(&from) == Some(now) {
+            if let Err(error) = self.chats.store().set_last_seen(&from, now) {
+                tracing::debug!(%error, "cannot record last seen");
+            }
+        }
+        if let Some(change) = change {
             self.emit_presence(change);
         }
     }
