@@ -93,7 +93,9 @@ impl Peer {
             .await
             .expect("spawn");
         let events = node.subscribe();
-        // Restarts reuse the same port so peers' stored addresses stay valid.
+        // Restarts reuse the same port so peers' stored addresses stay valid
+        // (the node's own listeners only: a circuit reserved at a relay may
+        // be up already, and is reserved again after a restart).
         let mut config = config;
         config.listen = node
             .network()
@@ -102,6 +104,11 @@ impl Peer {
             .expect("status")
             .listen_addrs
             .into_iter()
+            .filter(|addr| {
+                !addr
+                    .iter()
+                    .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+            })
             .map(strip_p2p)
             .collect();
         Self {
