@@ -27,7 +27,7 @@ use meshchat_node::{
     DeliveryState, Event,
 };
 use meshchat_tests::{
-    durable::SyncedLog,
+    durable::{SyncedLog, SyncedSled},
     net::{bare_swarm, connect, listen},
     stats::{env_or, ms, per_sec, ratio, ratio_line, runtime, Stats, Target},
     Net, Peer, RawCodec, WAIT,
@@ -68,6 +68,8 @@ async fn run() {
     let bare_fsync = bare_latency(n, frame, Durability::ReceiverFsync).await;
     let bare_recv_flush = bare_latency(n, frame, Durability::ReceiverSled).await;
     let bare_both_flush = bare_latency(n, frame, Durability::BothSled).await;
+    let bare_both_fsync = bare_latency(n, frame, Durability::BothFsync).await;
+    let bare_both_sled_fsync = bare_latency(n, frame, Durability::BothSledFsync).await;
     let model = data_model_floor(n, &text);
     let ours_tput = meshchat_throughput(n, &text).await;
     let bare_tput = bare_throughput(n, frame).await;
@@ -107,6 +109,14 @@ async fn run() {
     row("bare libp2p request-response round trip", &bare);
     row("bare round trip + receiver append+fdatasync", &bare_fsync);
     row(
+        "  same, sender's own append+fdatasync at the same time",
+        &bare_both_fsync,
+    );
+    row(
+        "bare + sled insert+flush+fdatasync, both ends at once",
+        &bare_both_sled_fsync,
+    );
+    row(
         "bare round trip + sled insert+flush on receiver",
         &bare_recv_flush,
     );
@@ -138,6 +148,18 @@ async fn run() {
         "floor: bare + receiver fdatasync + data model = {}; delivered p50 / floor: {:.2}x",
         ms(floor),
         ratio(ours.acked.p50, floor),
+    );
+    let same_disk_floor = bare_both_fsync.p50 + model.p50;
+    println!(
+        "floor with both ends' fdatasyncs on this one disk + data model = {}; delivered p50 / that: {:.2}x",
+        ms(same_disk_floor),
+        ratio(ours.acked.p50, same_disk_floor),
+    );
+    let sled_floor = bare_both_sled_fsync.p50 + model.p50;
+    println!(
+        "floor of sled made durable (both ends at once) + data model = {}; delivered p50 / that: {:.2}x",
+        ms(sled_floor),
+        ratio(ours.acked.p50, sled_floor),
     );
     println!();
     println!("Throughput ({n} messages back to back, {SENDS_IN_FLIGHT} sends in flight)");
@@ -399,6 +421,14 @@ enum Durability {
     ReceiverSled,
     /// Sled insert + flush on the sender before sending too.
     BothSled,
+    /// As `ReceiverFsync`, while the sender appends and `fdatasync`s its own
+    /// copy at the same time (not waited for before sending): what meshchat
+    /// does, both ends on this machine's one disk.
+    BothFsync,
+    /// meshchat's storage without meshchat: the receiver inserts into sled,
+    /// flushes and `fdatasync`s before answering, while the sender does the
+    /// same with its own copy at the same time.
+    BothSledFsync,
 }
 
 /// The receiver's durable write per request.
@@ -406,17 +436,21 @@ enum Store {
     None,
     Log(SyncedLog),
     Sled(sled::Db, u64),
+    SyncedSled(SyncedSled, u64),
 }
 
 impl Store {
     fn open(durability: Durability, dir: &Path) -> Self {
         match durability {
             Durability::None => Self::None,
-            Durability::ReceiverFsync => {
+            Durability::ReceiverFsync | Durability::BothFsync => {
                 Self::Log(SyncedLog::create(&dir.join("receiver.log")).expect("log"))
             }
             Durability::ReceiverSled | Durability::BothSled => {
                 Self::Sled(open_sled(&dir.join("receiver")), 0)
+            }
+            Durability::BothSledFsync => {
+                Self::SyncedSled(SyncedSled::open(&dir.join("receiver")).expect("sled"), 0)
             }
         }
     }
@@ -430,6 +464,11 @@ impl Store {
                 *seq += 1;
                 db.insert(seq.to_be_bytes(), request).expect("insert");
                 db.flush_async().await.expect("flush");
+            }
+            Self::SyncedSled(db, seq) => {
+                *seq += 1;
+                db.insert(&seq.to_be_bytes(), &request).expect("insert");
+                db.commit().expect("flush + fdatasync");
             }
         }
     }
@@ -494,6 +533,13 @@ async fn bare_latency(n: usize, frame: usize, durability: Durability) -> Stats {
     let tmp = tempfile::tempdir().expect("tempdir");
     let sender_db =
         (durability == Durability::BothSled).then(|| open_sled(&tmp.path().join("sender")));
+    let sender_log = (durability == Durability::BothFsync).then(|| {
+        std::sync::Arc::new(std::sync::Mutex::new(
+            SyncedLog::create(&tmp.path().join("sender.log")).expect("log"),
+        ))
+    });
+    let sender_sled = (durability == Durability::BothSledFsync)
+        .then(|| std::sync::Arc::new(SyncedSled::open(&tmp.path().join("sender")).expect("sled")));
     let (peer, addr) = spawn_responder(Store::open(durability, tmp.path())).await;
     let mut swarm = new_bare_swarm();
     connect(&mut swarm, addr, Some(peer), WAIT).await;
@@ -506,8 +552,31 @@ async fn bare_latency(n: usize, frame: usize, durability: Durability) -> Stats {
                 .expect("insert");
             db.flush_async().await.expect("flush");
         }
+        let own_copy = sender_log
+            .clone()
+            .map(|log| {
+                let payload = payload.clone();
+                tokio::task::spawn_blocking(move || {
+                    log.lock()
+                        .expect("sender log")
+                        .append_synced(&payload)
+                        .expect("fdatasync");
+                })
+            })
+            .or_else(|| {
+                let db = sender_sled.clone()?;
+                let payload = payload.clone();
+                Some(tokio::task::spawn_blocking(move || {
+                    db.insert(&(i as u64).to_be_bytes(), &payload)
+                        .expect("insert");
+                    db.commit().expect("flush + fdatasync");
+                }))
+            });
         swarm.behaviour_mut().send_request(&peer, payload);
         let (_, at) = await_responses(&mut swarm, 1).await[0];
+        if let Some(own_copy) = own_copy {
+            own_copy.await.expect("sender fdatasync");
+        }
         if i >= WARMUP {
             samples.push(at - t0);
         }
