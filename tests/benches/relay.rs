@@ -13,8 +13,10 @@
 //!    the same bytes in the same pages plus raw Automerge applying the same
 //!    changes in one batch per history segment.
 //! 3. **Memory per idle connected peer**: RSS growth of a relay process per
-//!    connected idle peer (thousands of peers), next to a bare libp2p process
-//!    (TCP + noise + yamux + identify + ping) with the same peers.
+//!    connected idle peer (thousands of peers, arriving 256 at a time), next
+//!    to a bare libp2p process (TCP + noise + yamux + identify + ping) and a
+//!    bare libp2p process with every protocol a relay speaks, with the same
+//!    peers.
 //!
 //! Run: `cargo bench -p meshchat-tests --bench relay`
 //!
@@ -461,6 +463,64 @@ struct Idle {
     ping: ping::Behaviour,
 }
 
+/// Bare libp2p with the protocols a meshchat relay speaks, and nothing of
+/// meshchat: the floor of a relay's memory per connected peer.
+#[derive(NetworkBehaviour)]
+struct RelayProtocols {
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>,
+    gossipsub: libp2p::gossipsub::Behaviour,
+    sync: request_response::Behaviour<RawCodec>,
+    notice: request_response::Behaviour<RawCodec>,
+    mailbox: request_response::Behaviour<RawCodec>,
+    relay: libp2p::relay::Behaviour,
+    dcutr: libp2p::dcutr::Behaviour,
+    autonat: libp2p::autonat::Behaviour,
+}
+
+fn relay_protocols_swarm(key: libp2p::identity::Keypair) -> Swarm<RelayProtocols> {
+    bare_swarm(key, Net::Loopback, TIMEOUT, |key| {
+        let id = key.public().to_peer_id();
+        let mut kad = libp2p::kad::Behaviour::with_config(
+            id,
+            libp2p::kad::store::MemoryStore::new(id),
+            libp2p::kad::Config::new(StreamProtocol::new("/meshchat/kad/1")),
+        );
+        kad.set_mode(Some(libp2p::kad::Mode::Server));
+        let gossipsub = libp2p::gossipsub::Behaviour::new(
+            libp2p::gossipsub::MessageAuthenticity::Signed(key.clone()),
+            libp2p::gossipsub::ConfigBuilder::default()
+                .validate_messages()
+                .build()
+                .expect("gossipsub config"),
+        )
+        .expect("gossipsub");
+        let rr = |name: &'static str| {
+            request_response::Behaviour::with_codec(
+                RawCodec::with_limit(1 << 20),
+                [(StreamProtocol::new(name), ProtocolSupport::Full)],
+                request_response::Config::default(),
+            )
+        };
+        RelayProtocols {
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/meshchat/id/1".to_owned(),
+                key.public(),
+            )),
+            ping: ping::Behaviour::default(),
+            kad,
+            gossipsub,
+            sync: rr("/meshchat/sync/1"),
+            notice: rr("/meshchat/notice/1"),
+            mailbox: rr("/meshchat/mailbox/2"),
+            relay: libp2p::relay::Behaviour::new(id, Default::default()),
+            dcutr: libp2p::dcutr::Behaviour::new(id),
+            autonat: libp2p::autonat::Behaviour::new(id, Default::default()),
+        }
+    })
+}
+
 fn idle_swarm(key: libp2p::identity::Keypair, protocol: &str) -> Swarm<Idle> {
     bare_swarm(key, Net::Loopback, TIMEOUT, |key| Idle {
         identify: identify::Behaviour::new(identify::Config::new(
@@ -496,6 +556,18 @@ async fn child(role: &str) {
                 swarm.select_next_some().await;
             }
         }
+        "protocols" => {
+            let mut swarm = relay_protocols_swarm(libp2p::identity::Keypair::generate_ed25519());
+            let me = *swarm.local_peer_id();
+            let address = listen(&mut swarm, Net::Loopback).await;
+            println!(
+                "ADDR {}",
+                address.with(libp2p::multiaddr::Protocol::P2p(me))
+            );
+            loop {
+                swarm.select_next_some().await;
+            }
+        }
         other => panic!("unknown child role {other}"),
     }
 }
@@ -515,7 +587,7 @@ fn rss_kib(pid: u32) -> u64 {
 async fn idle_memory(peers: usize) {
     println!("\n== memory per idle connected peer: {peers} peers (TCP + noise + yamux + identify + ping) ==");
     let mut results = Vec::new();
-    for role in ["relay", "bare"] {
+    for role in ["relay", "bare", "protocols"] {
         let exe = std::env::current_exe().expect("own executable");
         let mut child = tokio::process::Command::new(exe)
             .env(CHILD_ENV, role)
@@ -584,7 +656,7 @@ async fn idle_memory(peers: usize) {
         let after = rss_kib(pid);
         let per_peer = (after.saturating_sub(before)) as f64 / peers as f64;
         println!(
-            "{role:<6} RSS {before:>7} KiB -> {after:>7} KiB with {peers} peers: {per_peer:.1} KiB per peer (connected in {:.1} s)",
+            "{role:<9} RSS {before:>7} KiB -> {after:>7} KiB with {peers} peers: {per_peer:.1} KiB per peer (connected in {:.1} s)",
             connect_time.as_secs_f64()
         );
         results.push(per_peer);
@@ -594,7 +666,10 @@ async fn idle_memory(peers: usize) {
         let _ = child.kill().await;
     }
     println!(
-        "meshchat relay per idle peer = {:.2}x bare libp2p",
-        results[0] / results[1].max(0.001)
+        "meshchat relay per idle peer = {:.2}x bare libp2p (target 1.1x); {:.2}x bare libp2p \
+         with the relay's protocols (\"protocols\": + kad, gossipsub, 3 request-response, \
+         relay server, dcutr, autonat)",
+        results[0] / results[1].max(0.001),
+        results[0] / results[2].max(0.001),
     );
 }
