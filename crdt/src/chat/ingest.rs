@@ -15,9 +15,49 @@ use crate::{
     role::Role,
     rules::{check_history, HistorySchema, RuleViolation},
     segment::Segment,
-    signed::{SegmentIndex, SignedChange, VerifiedChange, META_SEGMENT},
+    signed::{SegmentIndex, SignedChange, VerifiedChange, VerifyError, META_SEGMENT},
     structure::{shape, Problem, Shaped},
 };
+
+/// Batches at least this large are verified on several threads.
+const PARALLEL_VERIFY_FROM: usize = 64;
+/// Most threads one batch is verified on.
+const MAX_VERIFY_THREADS: usize = 4;
+
+/// Decodes and verifies each change, in order: a large batch (a page of
+/// mail, a sync) spread over the machine's cores, since the signature
+/// checks are most of a batch's cost and need nothing but the change.
+fn verify_all(changes: &[SignedChange]) -> Vec<Result<VerifiedChange, VerifyError>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_VERIFY_THREADS);
+    if changes.len() < PARALLEL_VERIFY_FROM || threads < 2 {
+        return changes.iter().map(SignedChange::verify).collect();
+    }
+    let chunk = changes.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = changes
+            .chunks(chunk)
+            .map(|part| {
+                let handle =
+                    scope.spawn(move || part.iter().map(SignedChange::verify).collect::<Vec<_>>());
+                (part.len(), handle)
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|(len, handle)| {
+                // `verify` contains the parser's panics; should anything
+                // else panic, that part is refused, not the node.
+                handle.join().unwrap_or_else(|_| {
+                    (0..len)
+                        .map(|_| Err(VerifyError::Malformed("verification panicked".into())))
+                        .collect()
+                })
+            })
+            .collect()
+    })
+}
 
 /// A change that passed every check, with what applying it does.
 pub(super) struct Accepted {
@@ -61,6 +101,7 @@ impl ChatReplica {
         let mut out = Ingested::default();
         let mut verified = Vec::new();
         let mut seen = HashSet::new();
+        let mut ours = Vec::new();
         for signed in changes {
             if signed.chat != self.id {
                 out.rejected.push(Rejected {
@@ -70,7 +111,10 @@ impl ChatReplica {
                 });
                 continue;
             }
-            match signed.verify() {
+            ours.push(signed);
+        }
+        for checked in verify_all(&ours) {
+            match checked {
                 Ok(v) if self.holds(v.signed.segment, &v.hash) => out.duplicates.push(v.hash),
                 Ok(v) if !seen.insert(v.hash) => {}
                 Ok(v) => {
@@ -761,5 +805,40 @@ fn visit(
         for dep in deps {
             stack.push((dep, false));
         }
+    }
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use super::*;
+    use crate::Identity;
+
+    #[test]
+    fn a_large_batch_is_verified_in_order_like_a_small_one() {
+        let alice = Identity::generate();
+        let bob = Identity::generate();
+        let mut chat = ChatReplica::new(ChatKind::direct(alice.public(), bob.public()));
+        let mut changes: Vec<SignedChange> = (0..PARALLEL_VERIFY_FROM * 3 + 5)
+            .map(|i| {
+                chat.write_message(&alice, &format!("message {i}"), None, 1_000 + i as i64)
+                    .unwrap()
+                    .change
+            })
+            .collect();
+        // Forged signatures scattered over the threads' parts.
+        for i in [0, 70, 131, changes.len() - 1] {
+            changes[i].signature[0] ^= 1;
+        }
+        let one_by_one: Vec<_> = changes.iter().map(SignedChange::verify).collect();
+        let together = verify_all(&changes);
+        assert_eq!(together.len(), changes.len());
+        for (i, (a, b)) in one_by_one.iter().zip(&together).enumerate() {
+            match (a, b) {
+                (Ok(a), Ok(b)) => assert_eq!(a.hash, b.hash, "change {i}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "change {i}"),
+                _ => panic!("change {i}: {a:?} one by one, {b:?} together"),
+            }
+        }
+        assert_eq!(together.iter().filter(|r| r.is_err()).count(), 4);
     }
 }
