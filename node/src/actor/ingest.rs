@@ -135,18 +135,20 @@ impl Actor {
         // only send the member list around the whole group once per invitee
         // (a 1,024-member group: ~200 kB, 1,023 times).
         let sender = crate::keys::public_key_of(&peer);
-        let passed_on = |change: &SignedChange| match via {
+        let passed_on = |author: &PublicKey| match via {
             Via::Gossip => false,
             Via::Sync | Via::Mailbox => true,
-            Via::Push => change
-                .decode_stored()
-                .is_ok_and(|verified| Some(verified.author) != sender),
+            Via::Push => Some(*author) != sender,
         };
         for (chat, changes) in received.fresh_group_changes {
             if !self.is_subscribed(&chat) || received.adopted.contains(&chat) {
                 continue;
             }
-            let changes: Vec<SignedChange> = changes.into_iter().filter(|c| passed_on(c)).collect();
+            let changes: Vec<SignedChange> = changes
+                .into_iter()
+                .filter(|(_, author)| passed_on(author))
+                .map(|(change, _)| change)
+                .collect();
             for batch in crate::chats::split_for_gossip(changes) {
                 self.publish(chat, batch);
             }

@@ -65,8 +65,9 @@ pub(crate) struct Received {
     pub(crate) meta_changed: Vec<ChatId>,
     /// Groups this node just joined (it was invited).
     pub(crate) adopted: Vec<ChatId>,
-    /// New group changes, per group, to pass on to the other members.
-    pub(crate) fresh_group_changes: Vec<(ChatId, Vec<SignedChange>)>,
+    /// New group changes, per group, with their authors, to pass on to the
+    /// other members.
+    pub(crate) fresh_group_changes: Vec<(ChatId, Vec<(SignedChange, PublicKey)>)>,
 }
 
 pub(crate) struct Chats {
@@ -248,7 +249,11 @@ impl Chats {
         if is_group && !ingested.stored.is_empty() {
             unflushed.out.fresh_group_changes.push((
                 chat,
-                ingested.stored.iter().map(|c| c.signed.clone()).collect(),
+                ingested
+                    .stored
+                    .iter()
+                    .map(|c| (c.signed.clone(), c.author))
+                    .collect(),
             ));
         }
         unflushed.applied.push((chat, ingested));
