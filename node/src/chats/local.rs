@@ -257,6 +257,7 @@ impl Chats {
     /// another change.
     pub(crate) fn local_write_lost(&mut self, chat: &ChatId) {
         self.evict(chat);
+        self.recent.clear();
         self.me = self.me.with_new_epoch();
     }
 
@@ -264,7 +265,7 @@ impl Chats {
     /// in one transaction, so a crash or a failed flush never leaves one
     /// without the other.
     fn persist_local(
-        &self,
+        &mut self,
         authored: &Authored,
         message: Option<&Message>,
         push_to: &[(PublicKey, Vec<SignedChange>)],
@@ -273,16 +274,23 @@ impl Chats {
         let mut pending = Vec::new();
         for (peer, changes) in push_to {
             for signed in changes {
-                let Ok(verified) = signed.decode_stored() else {
-                    continue;
+                // Most of what is pushed is the change just written, whose
+                // hash is known: only others are decoded for theirs.
+                let is_this = signed.signature == authored.change.signature;
+                let hash = if is_this {
+                    authored.hash
+                } else {
+                    let Ok(verified) = signed.decode_stored() else {
+                        continue;
+                    };
+                    verified.hash
                 };
-                let is_this = verified.hash == authored.hash;
                 outbox.push((
                     *peer,
                     OutboxEntry {
                         chat: signed.chat,
                         segment: signed.segment,
-                        hash: verified.hash,
+                        hash,
                         message: message.filter(|_| is_this).map(|m| m.id),
                     },
                 ));
@@ -292,7 +300,9 @@ impl Chats {
             }
         }
         self.store
-            .put_local_write(&authored.change, authored.hash, &outbox, &pending)
+            .put_local_write(&authored.change, authored.hash, &outbox, &pending)?;
+        self.recent.keep(&authored.change, authored.hash);
+        Ok(())
     }
 
     async fn finish_write(

@@ -6,6 +6,7 @@
 
 mod local;
 mod names;
+mod recent;
 mod requests;
 mod views;
 
@@ -79,6 +80,8 @@ pub(crate) struct Chats {
     names: names::GroupNames,
     /// Read receipts already queued this run (the queue itself is on disk).
     read_receipts_queued: std::collections::HashSet<(ChatId, MessageId)>,
+    /// This node's latest changes, for the pushes that follow a write.
+    recent: recent::RecentChanges,
 }
 
 impl Chats {
@@ -90,6 +93,7 @@ impl Chats {
             replicas: HashMap::new(),
             names: Default::default(),
             read_receipts_queued: Default::default(),
+            recent: Default::default(),
         })
     }
 
@@ -562,7 +566,12 @@ impl Chats {
         let mut out = Vec::new();
         let mut bytes = 0;
         for entry in self.store.outbox_for(peer, OUTBOX_BATCH)? {
-            match self.store.change(&entry.chat, entry.segment, &entry.hash)? {
+            let kept = self.recent.get(&entry.chat, entry.segment, &entry.hash);
+            let change = match kept {
+                Some(change) => Some(change),
+                None => self.store.change(&entry.chat, entry.segment, &entry.hash)?,
+            };
+            match change {
                 Some(change) => {
                     bytes += change.change.len();
                     if bytes > BATCH_BYTES && !out.is_empty() {
