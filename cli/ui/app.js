@@ -1,0 +1,814 @@
+// The meshchat desktop app: chat list, conversation, composer, contacts,
+// groups, profile and settings, over the daemon's API (api.js). All remote
+// text goes through dom.js's h(), as text.
+
+import { call, upload, events, fileUrl, avatarUrl, ApiError } from './api.js';
+import { h, clear, $, time, day, when, bytes, qr } from './dom.js';
+
+const PAGE = 50;
+const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🙏'];
+
+const state = {
+  me: null, // {peer, key, name, profile}
+  people: new Map(), // key -> person
+  byPeer: new Map(), // PeerId -> person
+  chats: [],
+  current: null, // chat id
+  limit: PAGE,
+  entries: [],
+  replyTo: null,
+  typing: new Map(), // chat -> Map(peer -> expires_ms)
+  connected: new Set(),
+  search: '',
+};
+
+// ---------- names ----------
+
+function short(peer) {
+  return peer ? `…${peer.slice(-8)}` : '?';
+}
+
+/** A person's name as shown: contact name, "~Profile name" for strangers, or a short id. */
+function nameOfPerson(p) {
+  if (!p) return null;
+  if (p.contact && p.name) return p.name;
+  const profileName = p.profile && p.profile.name;
+  if (profileName) return p.contact ? profileName : `~${profileName}`;
+  return short(p.peer);
+}
+
+function nameOfKey(key) {
+  if (state.me && key === state.me.key) return 'You';
+  const p = state.people.get(key);
+  return p ? nameOfPerson(p) : key ? `…${String(key).slice(-8)}` : '?';
+}
+
+function otherKey(chat) {
+  const d = chat.kind && chat.kind.Direct;
+  if (!d || !state.me) return null;
+  return d.a === state.me.key ? d.b : d.a;
+}
+
+function chatTitle(chat) {
+  if (chat.name) return chat.name;
+  const key = otherKey(chat);
+  return key ? nameOfKey(key) : 'Group';
+}
+
+function presenceText(p) {
+  if (!p || !p.presence) return '';
+  const s = p.presence;
+  if (s.state === 'online') return 'online';
+  if (s.state === 'offline' && s.at_ms) return `last seen ${day(s.at_ms).toLowerCase()} at ${time(s.at_ms)}`;
+  return '';
+}
+
+// ---------- errors and banner ----------
+
+function toast(message) {
+  const el = h('div', { class: 'toast', role: 'alert' }, message);
+  document.body.append(el);
+  setTimeout(() => el.remove(), 6000);
+}
+
+async function attempt(f) {
+  try {
+    return await f();
+  } catch (e) {
+    toast(e instanceof ApiError ? e.message : String(e));
+    if (e instanceof ApiError && e.status === 401) showSignedOut();
+    return undefined;
+  }
+}
+
+function showSignedOut() {
+  const b = $('banner');
+  b.hidden = false;
+  b.className = 'banner error';
+  clear(b).append('Not signed in. Run ', h('code', {}, 'meshchat ui'), ' to open the app.');
+}
+
+function updateBanner(sseOpen) {
+  const b = $('banner');
+  if (sseOpen === false) {
+    b.hidden = false;
+    b.className = 'banner error';
+    clear(b).append('Lost the daemon. Is ', h('code', {}, 'meshchat daemon'), ' running? Retrying…');
+    return;
+  }
+  if (state.connected.size === 0) {
+    b.hidden = false;
+    b.className = 'banner';
+    clear(b).append('No peer is reachable right now: messages wait and go out when someone is.');
+  } else {
+    b.hidden = true;
+  }
+}
+
+// ---------- loading ----------
+
+async function loadPeople() {
+  const r = await call('ui_people');
+  state.me = r.me;
+  state.people = new Map(r.people.map((p) => [p.key, p]));
+  state.byPeer = new Map(r.people.map((p) => [p.peer, p]));
+  const me = $('me-button');
+  clear(me).append(avatar(state.me.peer, state.me.name || 'Me', state.me.profile));
+}
+
+async function loadStatus() {
+  const s = await call('network_status');
+  state.connected = new Set(s.connected);
+  updateBanner();
+}
+
+async function loadChats() {
+  state.chats = await call('chats_list');
+  renderChatList();
+}
+
+async function loadHistory() {
+  if (!state.current) return;
+  const chat = state.current;
+  const entries = await call('chats_history', { chat, limit: state.limit });
+  if (state.current !== chat) return;
+  state.entries = entries;
+  renderMessages();
+}
+
+let refreshTimer = null;
+const pending = { people: false, chats: false, history: false, status: false };
+/** Re-reads what changed, at most a few times a second. */
+function refresh(what) {
+  for (const k of what) pending[k] = true;
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(async () => {
+    refreshTimer = null;
+    const todo = { ...pending };
+    for (const k of Object.keys(pending)) pending[k] = false;
+    await attempt(async () => {
+      if (todo.people) await loadPeople();
+      if (todo.status) await loadStatus();
+      if (todo.chats || todo.people) await loadChats();
+      if (todo.history || todo.people) await loadHistory();
+      if (todo.people) renderHeader();
+    });
+  }, 100);
+}
+
+// ---------- chat list ----------
+
+function avatar(peer, name, profile) {
+  const initial = (name || '?').replace(/^~/, '').slice(0, 1).toUpperCase();
+  const el = h('span', { class: 'avatar', 'aria-hidden': 'true' }, initial);
+  if (profile && profile.avatar) {
+    const img = h('img', { alt: '', src: avatarUrl(peer === state.me?.peer ? null : peer, profile.version) });
+    img.addEventListener('error', () => img.remove());
+    el.append(img);
+  }
+  return el;
+}
+
+function renderChatList() {
+  const list = clear($('chat-list'));
+  const q = state.search.toLowerCase();
+  const chats = [...state.chats].sort((a, b) => (b.last?.sent_at_ms || 0) - (a.last?.sent_at_ms || 0));
+  for (const chat of chats) {
+    const title = chatTitle(chat);
+    const lastText = chat.last ? preview(chat.last) : 'No messages yet';
+    if (q && !title.toLowerCase().includes(q) && !lastText.toLowerCase().includes(q)) continue;
+    const key = otherKey(chat);
+    const person = key ? state.people.get(key) : null;
+    const online = person && person.presence && person.presence.state === 'online';
+    const item = h(
+      'li',
+      {
+        class: 'chat-item' + (chat.id === state.current ? ' active' : ''),
+        role: 'option',
+        tabindex: '0',
+        'aria-selected': chat.id === state.current ? 'true' : 'false',
+        'aria-label': `${title}${chat.unread ? `, ${chat.unread} unread` : ''}`,
+        dataset: { chat: chat.id },
+        onclick: () => openChat(chat.id),
+        onkeydown: (e) => {
+          if (e.key === 'Enter') openChat(chat.id);
+          if (e.key === 'ArrowDown') item.nextElementSibling?.focus();
+          if (e.key === 'ArrowUp') item.previousElementSibling?.focus();
+        },
+      },
+      h('span', { class: 'avatar-wrap' }, avatar(person?.peer, title, person?.profile), online ? h('span', { class: 'online-dot', title: 'online' }) : null),
+      h(
+        'div',
+        { class: 'chat-text' },
+        h('div', { class: 'chat-top' }, h('span', { class: 'chat-name' }, chat.name ? `# ${title}` : title), h('span', { class: 'chat-time' }, chat.last ? when(chat.last.sent_at_ms) : '')),
+        h(
+          'div',
+          { class: 'chat-bottom' },
+          h('span', { class: 'chat-preview' }, chat.last && chat.kind.Group ? `${nameOfKey(chat.last.author)}: ${lastText}` : lastText),
+          chat.unread ? h('span', { class: 'unread', 'aria-label': `${chat.unread} unread` }, String(chat.unread)) : null,
+        ),
+      ),
+    );
+    list.append(item);
+  }
+  if (!list.firstChild) {
+    list.append(h('li', { class: 'hint' }, state.chats.length ? 'No chat matches.' : 'No chats yet. Add a contact with ＋ and say hello.'));
+  }
+}
+
+function preview(m) {
+  if (m.deleted) return 'This message was deleted';
+  if (m.attachment) return `📎 ${m.attachment.name}${m.text ? ` — ${m.text}` : ''}`;
+  return m.text || '';
+}
+
+// ---------- conversation ----------
+
+async function openChat(id) {
+  state.current = id;
+  state.limit = PAGE;
+  state.replyTo = null;
+  $('reply-bar').hidden = true;
+  $('empty').hidden = true;
+  $('panel').hidden = true;
+  $('conversation').hidden = false;
+  document.body.classList.add('in-chat');
+  renderHeader();
+  clear($('messages'));
+  await attempt(loadHistory);
+  await attempt(loadChats);
+  $('text').focus();
+}
+
+function currentChat() {
+  return state.chats.find((c) => c.id === state.current);
+}
+
+function renderHeader() {
+  const chat = currentChat();
+  if (!chat) return;
+  $('conv-name').textContent = chat.name ? `# ${chatTitle(chat)}` : chatTitle(chat);
+  const key = otherKey(chat);
+  const person = key ? state.people.get(key) : null;
+  const typers = [...(state.typing.get(chat.id) || new Map()).entries()].filter(([, exp]) => exp > Date.now());
+  let status = '';
+  if (typers.length) {
+    status = chat.kind.Group ? `${typers.map(([p]) => nameOfPerson(state.byPeer.get(p)) || short(p)).join(', ')} typing…` : 'typing…';
+  } else if (person) {
+    status = presenceText(person);
+    if (!person.contact) status = `not in your contacts${status ? ` · ${status}` : ''}`;
+  } else if (chat.kind.Group) {
+    status = 'group';
+  }
+  $('conv-status').textContent = status;
+  const conv = $('conversation');
+  conv.querySelector('.add-contact')?.remove();
+  if (person && !person.contact) {
+    const add = h('button', { class: 'add-contact', onclick: () => attempt(async () => {
+      await call('contacts_add', { peer: person.peer, name: person.profile?.name || null });
+      refresh(['people']);
+    }) }, 'Add to contacts');
+    conv.querySelector('.conv-header').insertBefore(add, $('conv-info'));
+  }
+}
+
+const TICKS = { pending: '🕓', sent: '✓', delivered: '✓✓', read: '✓✓' };
+const TICK_NAMES = { pending: 'Waiting to send', sent: 'Sent to a relay', delivered: 'Delivered', read: 'Read' };
+
+function renderMessages() {
+  const box = $('messages');
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  const oldHeight = box.scrollHeight;
+  const oldTop = box.scrollTop;
+  clear(box);
+  const chat = currentChat();
+  const byId = new Map(state.entries.map((e) => [e.message.id, e.message]));
+  if (state.entries.length >= state.limit) {
+    box.append(h('button', { class: 'older', onclick: loadOlder }, 'Older messages'));
+  }
+  let lastDay = null;
+  for (const entry of state.entries) {
+    const m = entry.message;
+    const d = day(m.sent_at_ms);
+    if (d !== lastDay) {
+      box.append(h('div', { class: 'day', role: 'separator' }, d));
+      lastDay = d;
+    }
+    box.append(messageView(entry, chat, byId));
+  }
+  if (atBottom || !box.dataset.loaded) {
+    box.scrollTop = box.scrollHeight;
+    box.dataset.loaded = '1';
+  } else if (box.dataset.older) {
+    box.scrollTop = box.scrollHeight - oldHeight + oldTop;
+    delete box.dataset.older;
+  } else {
+    box.scrollTop = oldTop;
+  }
+}
+
+function messageView(entry, chat, byId) {
+  const m = entry.message;
+  const mine = entry.outgoing;
+  const parts = [];
+  if (chat && chat.kind.Group && !mine) parts.push(h('div', { class: 'author' }, nameOfKey(m.author)));
+  if (m.reply_to) {
+    const quoted = byId.get(m.reply_to);
+    parts.push(h('div', { class: 'quote' }, h('b', {}, quoted ? nameOfKey(quoted.author) : ''), h('span', {}, quoted ? preview(quoted) : 'an earlier message')));
+  }
+  if (m.deleted) {
+    parts.push(h('div', { class: 'text deleted' }, 'This message was deleted'));
+  } else {
+    if (m.attachment) parts.push(attachmentView(chat, m));
+    if (m.text) parts.push(h('div', { class: 'text' }, m.text));
+  }
+  const meta = h('div', { class: 'meta' }, m.edited_at_ms && !m.deleted ? h('span', { class: 'edited' }, 'edited') : null, h('span', {}, time(m.sent_at_ms)));
+  if (mine && entry.delivery) {
+    const tick = h('span', { class: `tick ${entry.delivery}`, dataset: { state: entry.delivery }, title: TICK_NAMES[entry.delivery] || '', 'aria-label': TICK_NAMES[entry.delivery] || '' }, TICKS[entry.delivery] || '');
+    tick.addEventListener('mouseenter', () => custody(tick, m.id), { once: true });
+    meta.append(tick);
+  }
+  parts.push(meta);
+  const reactions = Object.entries(m.reactions || {});
+  if (reactions.length) {
+    const counts = new Map();
+    for (const [who, emoji] of reactions) {
+      if (!counts.has(emoji)) counts.set(emoji, []);
+      counts.get(emoji).push(nameOfKey(who));
+    }
+    parts.push(h('div', { class: 'reactions' }, [...counts].map(([emoji, who]) => h('span', { class: 'reaction', title: who.join(', ') }, `${emoji} ${who.length}`))));
+  }
+  const el = h('div', { class: `msg ${mine ? 'out' : 'in'}`, dataset: { id: m.id }, tabindex: '0', 'aria-label': `${mine ? 'You' : nameOfKey(m.author)}: ${m.deleted ? 'deleted' : preview(m)}` }, h('div', { class: 'bubble' }, parts));
+  if (!m.deleted) el.append(actions(entry));
+  return el;
+}
+
+function actions(entry) {
+  const m = entry.message;
+  const bar = h('div', { class: 'actions' });
+  bar.append(h('button', { class: 'act-reply', 'aria-label': 'Reply', title: 'Reply', onclick: () => startReply(m) }, '↩'));
+  const picker = h('div', { class: 'picker', hidden: true }, REACTIONS.map((emoji) => h('button', { 'aria-label': `React ${emoji}`, onclick: () => react(m, emoji) }, emoji)));
+  bar.append(h('button', { class: 'act-react', 'aria-label': 'React', title: 'React', onclick: () => { picker.hidden = !picker.hidden; } }, '☺'), picker);
+  if (entry.outgoing) {
+    if (!m.attachment) bar.append(h('button', { class: 'act-edit', 'aria-label': 'Edit', title: 'Edit', onclick: () => edit(m) }, '✎'));
+    bar.append(h('button', { class: 'act-delete', 'aria-label': 'Delete for everyone', title: 'Delete for everyone', onclick: () => del(m) }, '🗑'));
+  }
+  return bar;
+}
+
+async function custody(tick, id) {
+  const info = await call('chats_message_info', { chat: state.current, message: id }).catch(() => null);
+  if (!info) return;
+  const lines = info.recipients.map((r) => {
+    let line = `${nameOfKey(r.peer)}: ${TICK_NAMES[r.state] || r.state}`;
+    if (r.held_by.length) {
+      const until = Math.max(...r.held_by.map(([, ms]) => ms));
+      line += ` — held by ${r.held_by.length} relay${r.held_by.length > 1 ? 's' : ''} until ${day(until).toLowerCase()} ${time(until)}`;
+    }
+    return line;
+  });
+  tick.title = lines.join('\n') || tick.title;
+}
+
+function attachmentView(chat, m) {
+  const a = m.attachment;
+  const card = h('div', { class: 'file' });
+  if (a.preview && a.preview.length) {
+    const url = URL.createObjectURL(new Blob([new Uint8Array(a.preview)], { type: 'image/jpeg' }));
+    const img = h('img', { class: 'preview', alt: `Preview of ${a.name}`, src: url });
+    img.addEventListener('click', () => {
+      img.src = fileUrl(chat.id, m.id, true);
+    });
+    card.append(img);
+  } else if (a.mime.startsWith('video/')) {
+    card.append(h('video', { class: 'preview', controls: true, preload: 'none', src: fileUrl(chat.id, m.id, true) }));
+  }
+  card.append(
+    h(
+      'div',
+      { class: 'file-row' },
+      h('span', { class: 'file-icon', 'aria-hidden': 'true' }, '📄'),
+      h('div', { class: 'file-info' }, h('div', { class: 'file-name' }, a.name), h('div', { class: 'file-meta' }, `${bytes(a.size)} · ${a.mime}`)),
+      h('a', { class: 'download', href: fileUrl(chat.id, m.id, false), download: '', 'aria-label': `Download ${a.name}` }, '⬇'),
+    ),
+  );
+  return card;
+}
+
+async function loadOlder() {
+  state.limit += PAGE;
+  $('messages').dataset.older = '1';
+  await attempt(loadHistory);
+}
+
+function startReply(m) {
+  state.replyTo = m.id;
+  $('reply-bar').hidden = false;
+  clear($('reply-quote')).append(h('b', {}, nameOfKey(m.author)), h('span', {}, preview(m)));
+  $('text').focus();
+}
+
+async function react(m, emoji) {
+  const mine = m.reactions && state.me && m.reactions[state.me.key];
+  await attempt(() => call('chats_react', { chat: state.current, message: m.id, emoji: mine === emoji ? '' : emoji }));
+  refresh(['history']);
+}
+
+async function edit(m) {
+  const text = await prompt('Edit message', m.text);
+  if (text === null || text === m.text) return;
+  await attempt(() => call('chats_edit', { chat: state.current, message: m.id, text }));
+  refresh(['history', 'chats']);
+}
+
+async function del(m) {
+  if (!(await confirm('Delete this message for everyone?'))) return;
+  await attempt(() => call('chats_delete', { chat: state.current, message: m.id }));
+  refresh(['history', 'chats']);
+}
+
+// ---------- composer ----------
+
+let lastTyping = 0;
+
+async function send() {
+  const box = $('text');
+  const text = box.value;
+  if (!text.trim() || !state.current) return;
+  const params = { to: state.current, text };
+  if (state.replyTo) params.reply_to = state.replyTo;
+  const sent = await attempt(() => call('chats_send', params));
+  if (sent) {
+    box.value = '';
+    autosize();
+    state.replyTo = null;
+    $('reply-bar').hidden = true;
+    refresh(['history', 'chats']);
+  }
+}
+
+function autosize() {
+  const box = $('text');
+  box.style.height = 'auto';
+  box.style.height = `${Math.min(box.scrollHeight, 160)}px`;
+}
+
+async function sendFiles(files) {
+  for (const file of files) {
+    const sent = await attempt(() => upload(file, { to: state.current }));
+    if (sent) refresh(['history', 'chats']);
+  }
+}
+
+// ---------- dialogs ----------
+
+function dialog(title, body, buttons) {
+  const d = $('dialog');
+  clear(d).append(h('h2', {}, title), body, h('div', { class: 'dialog-buttons' }, buttons));
+  d.showModal();
+  return d;
+}
+
+function prompt(title, value) {
+  return new Promise((resolve) => {
+    const input = h('textarea', { class: 'field', 'aria-label': title, rows: '3' });
+    input.value = value || '';
+    const d = dialog(title, input, [
+      h('button', { onclick: () => { d.close(); resolve(null); } }, 'Cancel'),
+      h('button', { class: 'primary', onclick: () => { d.close(); resolve(input.value); } }, 'Save'),
+    ]);
+    input.focus();
+  });
+}
+
+function confirm(question) {
+  return new Promise((resolve) => {
+    const d = dialog(question, h('p', {}, ''), [
+      h('button', { onclick: () => { d.close(); resolve(false); } }, 'Cancel'),
+      h('button', { class: 'primary danger', onclick: () => { d.close(); resolve(true); } }, 'Delete'),
+    ]);
+  });
+}
+
+// ---------- panels: contacts, groups, profile, settings ----------
+
+function showPanel(title, ...content) {
+  $('empty').hidden = true;
+  $('conversation').hidden = true;
+  state.current = null;
+  const panel = clear($('panel'));
+  panel.hidden = false;
+  document.body.classList.add('in-chat');
+  panel.append(h('header', { class: 'bar' }, h('button', { class: 'back', 'aria-label': 'Back', onclick: closePanel }, '←'), h('h2', {}, title)), h('div', { class: 'panel-body' }, content));
+  renderChatList();
+  return panel;
+}
+
+function closePanel() {
+  $('panel').hidden = true;
+  $('empty').hidden = false;
+  document.body.classList.remove('in-chat');
+}
+
+function field(label, input) {
+  return h('label', { class: 'field-row' }, h('span', {}, label), input);
+}
+
+async function showAddContact() {
+  const invite = h('textarea', { id: 'invite-input', class: 'field', rows: '3', placeholder: 'MC1:…', 'aria-label': 'Their invite' });
+  const name = h('input', { id: 'invite-name', class: 'field', placeholder: 'optional', 'aria-label': 'Name for them' });
+  const mine = h('div', { class: 'my-invite' }, 'Loading…');
+  showPanel(
+    'Add a contact',
+    h('section', { class: 'card' }, h('h3', {}, 'Their invite'), h('p', { class: 'hint' }, 'Paste the invite they sent you (it starts with MC1:).'), invite, field('Name', name),
+      h('button', { id: 'invite-add', class: 'primary', onclick: async () => {
+        const c = await attempt(() => call('contacts_add_invite', { invite: invite.value.trim(), name: name.value.trim() || null }));
+        if (c) {
+          toast(`Added ${c.name || short(c.peer)}.`);
+          await attempt(loadPeople);
+          showContacts();
+        }
+      } }, 'Add contact')),
+    h('section', { class: 'card' }, h('h3', {}, 'My invite'), h('p', { class: 'hint' }, 'Send this to someone, or let them scan the code.'), mine),
+  );
+  invite.focus();
+  const r = await attempt(() => call('ui_invite_qr'));
+  if (r) {
+    const text = h('textarea', { id: 'my-invite', class: 'field mono', rows: '4', readonly: true, 'aria-label': 'My invite' });
+    text.value = r.invite;
+    clear(mine).append(text, h('button', { onclick: () => navigator.clipboard?.writeText(r.invite).then(() => toast('Copied.')) }, 'Copy'), h('div', { class: 'qr' }, qr(r.size, r.modules)));
+  }
+}
+
+async function showContacts() {
+  const list = h('ul', { class: 'list' });
+  showPanel('Contacts', h('button', { class: 'primary', onclick: showAddContact }, 'Add a contact'), list);
+  const contacts = await attempt(() => call('contacts_list'));
+  if (!contacts) return;
+  for (const c of contacts) {
+    const person = state.byPeer.get(c.peer);
+    const name = c.name || nameOfPerson(person) || short(c.peer);
+    list.append(
+      h('li', { class: 'list-item' }, avatar(c.peer, name, person?.profile), h('div', { class: 'grow' }, h('div', {}, name), h('div', { class: 'hint' }, c.blocked ? 'blocked' : presenceText(person) || short(c.peer))),
+        h('button', { class: 'message-contact', onclick: () => attempt(async () => {
+          const chatId = await directChat(c.peer);
+          if (chatId) openChat(chatId);
+        }) }, 'Message'),
+        h('button', { onclick: () => attempt(async () => { await call('contacts_block', { peer: c.peer, blocked: !c.blocked }); showContacts(); }) }, c.blocked ? 'Unblock' : 'Block'),
+        h('button', { class: 'danger', onclick: () => attempt(async () => { await call('contacts_remove', { peer: c.peer }); refresh(['people']); showContacts(); }) }, 'Remove')),
+    );
+  }
+  if (!contacts.length) list.append(h('li', { class: 'hint' }, 'No contacts yet.'));
+}
+
+/** The direct chat with a peer, if one exists (a first message creates it). */
+async function directChat(peer) {
+  const person = state.byPeer.get(peer);
+  const chat = state.chats.find((c) => person && otherKey(c) === person.key);
+  if (chat) return chat.id;
+  const text = await prompt('First message', 'Hi!');
+  if (!text) return null;
+  const sent = await call('chats_send', { to: peer, text });
+  await loadChats();
+  return sent.chat;
+}
+
+async function showNewGroup() {
+  const name = h('input', { class: 'field', 'aria-label': 'Group name', placeholder: 'Group name' });
+  const contacts = (await attempt(() => call('contacts_list'))) || [];
+  const boxes = contacts.map((c) => ({ c, box: h('input', { type: 'checkbox', 'aria-label': c.name || c.peer }) }));
+  showPanel('New group', field('Name', name), h('h3', {}, 'Members'),
+    h('ul', { class: 'list' }, boxes.map(({ c, box }) => h('li', {}, h('label', { class: 'list-item' }, box, c.name || short(c.peer))))),
+    h('button', { class: 'primary', onclick: async () => {
+      const members = boxes.filter((b) => b.box.checked).map((b) => b.c.peer);
+      const r = await attempt(() => call('groups_create', { name: name.value.trim(), members }));
+      if (r) { await loadChats(); openChat(r.chat); }
+    } }, 'Create group'));
+  name.focus();
+}
+
+async function showGroupInfo(chat) {
+  const info = await attempt(() => call('groups_info', { chat: chat.id }));
+  if (!info) return;
+  const myRole = info.members.find((m) => m.key === state.me.key)?.role;
+  const admin = myRole === 'admin' || myRole === 'creator' || info.creator === state.me.key;
+  const rename = h('input', { class: 'field', 'aria-label': 'Group name' });
+  rename.value = info.name;
+  const history = h('input', { type: 'checkbox', 'aria-label': 'New members see the history' });
+  history.checked = !!(info.settings && (info.settings.history_for_new_members ?? info.settings.history));
+  const contacts = (await attempt(() => call('contacts_list'))) || [];
+  const memberKeys = new Set(info.members.map((m) => m.key));
+  const addable = contacts.filter((c) => !memberKeys.has(state.byPeer.get(c.peer)?.key));
+  const pick = h('select', { class: 'field', 'aria-label': 'Contact to add' }, addable.map((c) => h('option', { value: c.peer }, c.name || short(c.peer))));
+  const op = (method, params) => attempt(async () => { await call(method, { chat: chat.id, ...params }); await loadChats(); showGroupInfo(currentChat() || chat); });
+  showPanel(`# ${info.name}`,
+    admin ? h('section', { class: 'card' }, field('Name', rename), h('button', { onclick: () => op('groups_rename', { name: rename.value.trim() }) }, 'Rename'),
+      h('label', { class: 'field-row' }, history, 'New members see the history'), h('button', { onclick: () => op('groups_set_history_for_new_members', { on: history.checked }) }, 'Save setting')) : null,
+    h('h3', {}, `${info.members.length} members`),
+    h('ul', { class: 'list' }, info.members.map((m) => {
+      const person = state.people.get(m.key);
+      const peer = person?.peer;
+      return h('li', { class: 'list-item member', dataset: { key: m.key } }, h('div', { class: 'grow' }, nameOfKey(m.key), h('span', { class: 'hint' }, ` ${m.role}`)),
+        admin && peer && m.key !== state.me.key ? [
+          h('button', { onclick: () => op('groups_set_role', { peer, role: m.role === 'admin' ? 'member' : 'admin' }) }, m.role === 'admin' ? 'Demote' : 'Make admin'),
+          h('button', { class: 'danger remove-member', onclick: () => op('groups_remove_member', { peer }) }, 'Remove'),
+        ] : null);
+    })),
+    admin && addable.length ? h('section', { class: 'card' }, pick, h('button', { onclick: () => op('groups_add_member', { peer: pick.value }) }, 'Add member')) : null,
+    h('button', { class: 'danger', onclick: async () => { if (await confirm('Leave this group?')) { await op('groups_leave', {}); closePanel(); } } }, 'Leave group'),
+  );
+}
+
+async function showProfile() {
+  const mine = (await attempt(() => call('profiles_get', {}))) || { profile: {} };
+  const p = mine.profile || {};
+  const name = h('input', { id: 'profile-name', class: 'field', 'aria-label': 'Name' });
+  name.value = p.name || '';
+  const status = h('input', { id: 'profile-status', class: 'field', 'aria-label': 'Status' });
+  status.value = p.status || '';
+  const picture = h('input', { id: 'profile-picture', type: 'file', accept: 'image/*', 'aria-label': 'Profile picture' });
+  const privacy = h('select', { class: 'field', 'aria-label': 'Who sees my last seen' }, ['everyone', 'contacts', 'nobody'].map((v) => h('option', { value: v }, v)));
+  const current = await attempt(() => call('profiles_last_seen_privacy'));
+  if (current) privacy.value = current.last_seen;
+  showPanel('My profile',
+    h('div', { class: 'profile-head' }, avatar(state.me.peer, p.name, p)),
+    field('Name', name), field('Status', status), field('Picture', picture),
+    h('button', { id: 'profile-save', class: 'primary', onclick: async () => {
+      const ok = await attempt(async () => {
+        await call('profiles_set', { name: name.value, status: status.value });
+        if (picture.files.length) await upload(picture.files[0], { avatar: true });
+        return true;
+      });
+      if (ok) { toast('Saved.'); refresh(['people']); }
+    } }, 'Save'),
+    h('h3', {}, 'Privacy'), field('Last seen and online', privacy),
+    h('button', { onclick: () => attempt(async () => { await call('profiles_set_last_seen_privacy', { last_seen: privacy.value }); toast('Saved.'); }) }, 'Save privacy'),
+    h('p', { class: 'hint' }, `Your PeerId: ${state.me.peer}`),
+  );
+}
+
+async function showSettings() {
+  const status = await attempt(() => call('network_status'));
+  const invite = await attempt(() => call('contacts_invite'));
+  if (!status) return;
+  showPanel('Network and relays',
+    h('section', { class: 'card' }, h('h3', {}, 'This device'), h('p', {}, `${status.connected.length} peer(s) connected · ${status.outbox} message(s) waiting to go out`),
+      h('ul', { class: 'list mono' }, status.listen_addrs.map((a) => h('li', {}, a)))),
+    h('section', { class: 'card' }, h('h3', {}, 'Relays holding my mail'),
+      invite && invite.relays.length ? h('ul', { class: 'list mono' }, invite.relays.map((r) => {
+        const relayPeer = String(r).split('/p2p/').pop();
+        return h('li', {}, `${state.connected.has(relayPeer) ? '● reachable' : '○ not reachable'} — ${r}`);
+      })) : h('p', { class: 'hint' }, 'No relay set: mail waits until you and your contact are online together. Add one in config.toml (relays = […]).')),
+  );
+}
+
+// ---------- events ----------
+
+function onEvent(e) {
+  switch (e.type) {
+    case 'message':
+    case 'message_updated':
+    case 'delivery':
+      refresh(e.chat === state.current ? ['history', 'chats'] : ['chats']);
+      break;
+    case 'group_changed':
+    case 'group_joined':
+    case 'group_left':
+    case 'message_request':
+      refresh(['chats', 'people']);
+      break;
+    case 'peer_connected':
+      state.connected.add(e.peer);
+      updateBanner();
+      break;
+    case 'peer_disconnected':
+      state.connected.delete(e.peer);
+      updateBanner();
+      break;
+    case 'presence':
+    case 'profile_changed':
+      refresh(['people']);
+      break;
+    case 'typing': {
+      if (!state.typing.has(e.chat)) state.typing.set(e.chat, new Map());
+      state.typing.get(e.chat).set(e.peer, e.expires_ms);
+      if (e.chat === state.current) renderHeader();
+      setTimeout(() => e.chat === state.current && renderHeader(), Math.max(0, e.expires_ms - Date.now()) + 50);
+      break;
+    }
+    case 'file':
+      if (e.chat && e.chat === state.current && e.status && e.status.state === 'ready') refresh(['history']);
+      break;
+    default:
+      break;
+  }
+}
+
+// ---------- start ----------
+
+function wire() {
+  $('search').addEventListener('input', (e) => {
+    state.search = e.target.value;
+    renderChatList();
+  });
+  $('new-chat').addEventListener('click', showAddContact);
+  $('new-group').addEventListener('click', showNewGroup);
+  $('show-contacts').addEventListener('click', showContacts);
+  $('show-settings').addEventListener('click', showSettings);
+  $('me-button').addEventListener('click', showProfile);
+  $('back').addEventListener('click', () => {
+    state.current = null;
+    $('conversation').hidden = true;
+    $('empty').hidden = false;
+    document.body.classList.remove('in-chat');
+    renderChatList();
+  });
+  $('conv-info').addEventListener('click', () => {
+    const chat = currentChat();
+    if (chat && chat.kind.Group) showGroupInfo(chat);
+  });
+  $('reply-cancel').addEventListener('click', () => {
+    state.replyTo = null;
+    $('reply-bar').hidden = true;
+  });
+  $('composer').addEventListener('submit', (e) => {
+    e.preventDefault();
+    send();
+  });
+  const text = $('text');
+  text.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      send();
+    }
+    if (e.key === 'Escape' && state.replyTo) $('reply-cancel').click();
+  });
+  text.addEventListener('input', () => {
+    autosize();
+    if (state.current && Date.now() - lastTyping > 3000) {
+      lastTyping = Date.now();
+      call('chats_typing', { chat: state.current }).catch(() => {});
+    }
+  });
+  text.addEventListener('paste', (e) => {
+    const files = [...(e.clipboardData?.files || [])];
+    if (files.length) {
+      e.preventDefault();
+      sendFiles(files);
+    }
+  });
+  $('attach').addEventListener('click', () => $('file-input').click());
+  $('file-input').addEventListener('change', (e) => {
+    sendFiles([...e.target.files]);
+    e.target.value = '';
+  });
+  const conv = $('conversation');
+  conv.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    conv.classList.add('dragging');
+  });
+  conv.addEventListener('dragleave', () => conv.classList.remove('dragging'));
+  conv.addEventListener('drop', (e) => {
+    e.preventDefault();
+    conv.classList.remove('dragging');
+    sendFiles([...(e.dataTransfer?.files || [])]);
+  });
+  $('messages').addEventListener('scroll', (e) => {
+    if (e.target.scrollTop === 0 && state.entries.length >= state.limit) loadOlder();
+  });
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && !$('dialog').open) {
+      if (!$('panel').hidden) closePanel();
+    }
+    if ((e.ctrlKey || e.metaKey) && e.key === 'k') {
+      e.preventDefault();
+      $('search').focus();
+    }
+  });
+}
+
+async function start() {
+  wire();
+  try {
+    await loadPeople();
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) {
+      showSignedOut();
+      return;
+    }
+    toast(String(e.message || e));
+  }
+  await attempt(loadStatus);
+  await attempt(loadChats);
+  events({
+    onEvent,
+    onLagged: () => refresh(['people', 'status', 'chats', 'history']),
+    onOpen: (open) => {
+      if (open) refresh(['status', 'chats', 'history']);
+      updateBanner(open);
+    },
+  });
+  document.body.dataset.ready = '1';
+}
+
+start();
