@@ -228,7 +228,10 @@ pub(crate) async fn run(json: bool) -> Result<()> {
             })
         );
     }
-    say("Demo complete.".into());
+    say("Demo complete.\n".into());
+    say("Your turn: `meshchat init --name <you>`, then `meshchat daemon`, then".into());
+    say("`meshchat ui` opens the desktop app in your browser (chats, groups, files,".into());
+    say("contacts by invite). The README's \"Desktop app\" section shows it.".into());
     alice.node.shutdown().await;
     bob.node.shutdown().await;
     Ok(())

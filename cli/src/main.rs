@@ -98,10 +98,10 @@ enum Command {
         #[arg(long)]
         no_qr: bool,
     },
-    /// Whether a contact is online, or when it was last seen.
+    /// Whether a contact is online, or when it was last seen (every contact's without PEER).
     LastSeen {
         /// PeerId or contact name.
-        peer: String,
+        peer: Option<String>,
     },
     /// Show or change who sees your online status and last seen.
     Privacy {

@@ -338,6 +338,13 @@ fn invite_profile_presence_and_blocking_through_the_cli() {
     let (ok, stdout, _) = run(meshchat(&a).args(["last-seen", "bob"]));
     assert!(ok);
     assert!(stdout.contains("online"), "{stdout}");
+    // With no argument: every contact.
+    let (ok, stdout, stderr) = run(meshchat(&a).arg("last-seen"));
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("bob") && l.contains("online")),
+        "{stdout}"
+    );
 
     // Privacy and blocking.
     let privacy = ok_json(meshchat(&a).args(["privacy", "--last-seen", "nobody"]));
