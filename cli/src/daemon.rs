@@ -32,12 +32,12 @@ pub(crate) async fn run(
     if no_mdns {
         config.mdns = false;
     }
+    let ui_listen = ui_listen.unwrap_or(config.ui_listen);
     let node = meshchat_node::spawn(dir, config).await?;
     let listener = control::bind(&dir.socket_path())
         .with_context(|| format!("binding {}", dir.socket_path().display()))?;
     let cancel = CancellationToken::new();
     let server = tokio::spawn(control::serve(listener, node.clone(), cancel.clone()));
-    let ui_listen = ui_listen.unwrap_or(config.ui_listen);
     let ui = match UiServer::start(dir, ui_listen, node.clone(), cancel.clone()).await {
         Ok(ui) => Some(ui),
         Err(error) => {

@@ -505,7 +505,7 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
     assert_eq!(js(&b, "document.querySelectorAll('.messages img, .messages b, .messages a').length").await, 0);
     assert_eq!(js(&a, "document.querySelectorAll('.messages img, .messages b').length").await, 0);
     // The chat list preview is text too.
-    assert_eq!(js(&b, "document.querySelectorAll('.chat-list img, .chat-list b').length").await, 0);
+    assert_eq!(js(&b, "document.querySelectorAll('.chat-preview *').length").await, 0);
     screenshot(&b, "conversation").await;
 
     // Bob replies to it, quoting.
@@ -543,8 +543,84 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
     click(&a, "#profile-save").await;
     screenshot(&a, "profile").await;
     click(&b, "#show-contacts").await;
-    wait_js(&b, "document.querySelector('.message-contact')", "Bob's contacts").await;
+    wait_js(
+        &b,
+        "[...document.querySelectorAll('.contact-status')].some(s => s.textContent.includes('Out climbing'))",
+        "Alice's new status at Bob's",
+    )
+    .await;
     screenshot(&b, "contacts-list").await;
+
+    let _ = browser.close().await;
+    let _ = browser.wait().await;
+}
+
+/// `who` adds `whom` from `whom`'s invite, through the CLI.
+fn add_contact(who: &Daemon, whom: &Daemon) {
+    let invite: Value =
+        serde_json::from_str(ok_stdout(meshchat(&whom.dir).args(["invite", "--json"])).trim())
+            .expect("invite json");
+    let invite = invite["invite"].as_str().expect("an invite").to_owned();
+    ok_stdout(meshchat(&who.dir).args(["contacts", "add", &invite]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_three_in_the_browser_with_a_removal() {
+    let Some(chrome) = chrome() else {
+        skip_loudly("a_group_of_three_in_the_browser_with_a_removal");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = Daemon::start(&tmp.path().join("alice"), "Alice");
+    let bob = Daemon::start(&tmp.path().join("bob"), "Bob");
+    let carol = Daemon::start(&tmp.path().join("carol"), "Carol");
+    for (x, y) in [(&alice, &bob), (&alice, &carol), (&bob, &alice), (&carol, &alice)] {
+        add_contact(x, y);
+    }
+    let mut browser = launch(&chrome, &tmp.path().join("chrome")).await;
+    let a = open_app(&browser, &alice).await;
+    let b = open_app(&browser, &bob).await;
+    let c = open_app(&browser, &carol).await;
+
+    // Alice creates the group from the "new group" screen.
+    click(&a, "#new-group").await;
+    wait_js(&a, "document.querySelectorAll('.panel input[type=checkbox]').length === 2", "the contacts to pick").await;
+    js(&a, "document.querySelector('.panel input.field').value = 'Climbers'; \
+            document.querySelectorAll('.panel input[type=checkbox]').forEach(b => b.checked = true); true").await;
+    js(&a, "[...document.querySelectorAll('.panel button.primary')].find(b => b.textContent === 'Create group').click(); true").await;
+    wait_js(&a, "document.querySelector('#conv-name').textContent === '# Climbers'", "the group's conversation").await;
+    type_and_enter(&a, "Welcome to the group").await;
+
+    // Bob and Carol see it arrive in their lists and open it.
+    for page in [&b, &c] {
+        wait_js(page, "[...document.querySelectorAll('.chat-name')].some(n => n.textContent === '# Climbers')", "the group in the list").await;
+        js(page, "[...document.querySelectorAll('.chat-item')].find(i => i.querySelector('.chat-name').textContent === '# Climbers').click(); true").await;
+        wait_js(page, "[...document.querySelectorAll('.msg.in .text')].some(t => t.textContent === 'Welcome to the group')", "Alice's message").await;
+        assert_eq!(js(page, "document.querySelector('.msg.in .author').textContent").await, "Alice");
+    }
+    type_and_enter(&b, "Hi all").await;
+    wait_js(&c, "[...document.querySelectorAll('.msg.in .text')].some(t => t.textContent === 'Hi all')", "Bob's message at Carol's").await;
+    screenshot(&a, "group").await;
+
+    // Alice removes Carol from the group's details.
+    click(&a, "#conv-info").await;
+    wait_js(&a, "document.querySelectorAll('.member').length === 3", "the member list").await;
+    screenshot(&a, "group-info").await;
+    js(&a, "[...document.querySelectorAll('.member')].find(m => m.textContent.includes('Carol')).querySelector('.remove-member').click(); true").await;
+    wait_js(&a, "document.querySelectorAll('.member').length === 2", "Carol gone from the list").await;
+
+    // What Alice writes next reaches Bob, not Carol.
+    js(&a, "[...document.querySelectorAll('.chat-item')].find(i => i.querySelector('.chat-name').textContent === '# Climbers').click(); true").await;
+    wait_js(&a, "!document.querySelector('#conversation').hidden", "the conversation").await;
+    type_and_enter(&a, "Just us now").await;
+    wait_js(&b, "[...document.querySelectorAll('.msg.in .text')].some(t => t.textContent === 'Just us now')", "the message at Bob's").await;
+    // Carol's daemon learnt of her removal; her history has no new message.
+    let carol_has = ok_stdout(meshchat(&carol.dir).args(["history", "Climbers", "--json"]));
+    assert!(!carol_has.contains("Just us now"), "{carol_has}");
+    assert_eq!(
+        js(&c, "[...document.querySelectorAll('.msg .text')].some(t => t.textContent === 'Just us now')").await,
+        false
+    );
 
     let _ = browser.close().await;
     let _ = browser.wait().await;

@@ -20,6 +20,7 @@ const state = {
   typing: new Map(), // chat -> Map(peer -> expires_ms)
   connected: new Set(),
   search: '',
+  panel: null, // which panel is open ('contacts' re-renders on news)
 };
 
 // ---------- names ----------
@@ -152,6 +153,7 @@ function refresh(what) {
       if (todo.chats || todo.people) await loadChats();
       if (todo.history || todo.people) await loadHistory();
       if (todo.people) renderHeader();
+      if (todo.people && state.panel === 'contacts') await showContacts();
     });
   }, 100);
 }
@@ -225,6 +227,7 @@ function preview(m) {
 // ---------- conversation ----------
 
 async function openChat(id) {
+  state.panel = null;
   state.current = id;
   state.limit = PAGE;
   state.replyTo = null;
@@ -481,11 +484,11 @@ function prompt(title, value) {
   });
 }
 
-function confirm(question) {
+function confirm(question, label = 'Delete') {
   return new Promise((resolve) => {
     const d = dialog(question, h('p', {}, ''), [
       h('button', { onclick: () => { d.close(); resolve(false); } }, 'Cancel'),
-      h('button', { class: 'primary danger', onclick: () => { d.close(); resolve(true); } }, 'Delete'),
+      h('button', { class: 'primary danger', onclick: () => { d.close(); resolve(true); } }, label),
     ]);
   });
 }
@@ -493,6 +496,7 @@ function confirm(question) {
 // ---------- panels: contacts, groups, profile, settings ----------
 
 function showPanel(title, ...content) {
+  state.panel = null;
   $('empty').hidden = true;
   $('conversation').hidden = true;
   state.current = null;
@@ -505,6 +509,7 @@ function showPanel(title, ...content) {
 }
 
 function closePanel() {
+  state.panel = null;
   $('panel').hidden = true;
   $('empty').hidden = false;
   document.body.classList.remove('in-chat');
@@ -542,14 +547,30 @@ async function showAddContact() {
 
 async function showContacts() {
   const list = h('ul', { class: 'list' });
-  showPanel('Contacts', h('button', { class: 'primary', onclick: showAddContact }, 'Add a contact'), list);
+  const requests = h('div', { class: 'requests' });
+  showPanel('Contacts', requests, h('button', { class: 'primary', onclick: showAddContact }, 'Add a contact'), list);
+  state.panel = 'contacts';
+  const pendingRequests = (await attempt(() => call('contacts_requests'))) || [];
+  if (pendingRequests.length) {
+    requests.append(h('h3', {}, 'Message requests'), h('p', { class: 'hint' }, 'People who are not in your contacts wrote to you or added you to a group. Nothing of theirs shows until you accept.'));
+    const ul = h('ul', { class: 'list' });
+    for (const r of pendingRequests) {
+      const from = nameOfKey(r.from);
+      ul.append(h('li', { class: 'list-item request' },
+        h('div', { class: 'grow' }, h('div', {}, r.group ? `${from} added you to a group` : `${from} wrote ${r.messages} message${r.messages === 1 ? '' : 's'}`), h('div', { class: 'hint' }, when(r.first_seen_ms))),
+        h('button', { class: 'primary accept-request', onclick: () => attempt(async () => { await call('contacts_accept_request', { chat: r.chat }); refresh(['chats', 'people']); showContacts(); }) }, 'Accept'),
+        h('button', { onclick: () => attempt(async () => { await call('contacts_delete_request', { chat: r.chat }); showContacts(); }) }, 'Delete'),
+        h('button', { class: 'danger', onclick: () => attempt(async () => { await call('contacts_delete_request', { chat: r.chat, block: true }); showContacts(); }) }, 'Block')));
+    }
+    requests.append(ul);
+  }
   const contacts = await attempt(() => call('contacts_list'));
   if (!contacts) return;
   for (const c of contacts) {
     const person = state.byPeer.get(c.peer);
     const name = c.name || nameOfPerson(person) || short(c.peer);
     list.append(
-      h('li', { class: 'list-item' }, avatar(c.peer, name, person?.profile), h('div', { class: 'grow' }, h('div', {}, name), h('div', { class: 'hint' }, c.blocked ? 'blocked' : presenceText(person) || short(c.peer))),
+      h('li', { class: 'list-item' }, avatar(c.peer, name, person?.profile), h('div', { class: 'grow' }, h('div', {}, name), h('div', { class: 'hint contact-status' }, c.blocked ? 'blocked' : [person?.profile?.status, presenceText(person)].filter(Boolean).join(' · ') || short(c.peer))),
         h('button', { class: 'message-contact', onclick: () => attempt(async () => {
           const chatId = await directChat(c.peer);
           if (chatId) openChat(chatId);
@@ -601,6 +622,7 @@ async function showGroupInfo(chat) {
   const addable = contacts.filter((c) => !memberKeys.has(state.byPeer.get(c.peer)?.key));
   const pick = h('select', { class: 'field', 'aria-label': 'Contact to add' }, addable.map((c) => h('option', { value: c.peer }, c.name || short(c.peer))));
   const op = (method, params) => attempt(async () => { await call(method, { chat: chat.id, ...params }); await loadChats(); showGroupInfo(currentChat() || chat); });
+  state.groupPanel = chat.id;
   showPanel(`# ${info.name}`,
     admin ? h('section', { class: 'card' }, field('Name', rename), h('button', { onclick: () => op('groups_rename', { name: rename.value.trim() }) }, 'Rename'),
       h('label', { class: 'field-row' }, history, 'New members see the history'), h('button', { onclick: () => op('groups_set_history_for_new_members', { on: history.checked }) }, 'Save setting')) : null,
@@ -615,8 +637,9 @@ async function showGroupInfo(chat) {
         ] : null);
     })),
     admin && addable.length ? h('section', { class: 'card' }, pick, h('button', { onclick: () => op('groups_add_member', { peer: pick.value }) }, 'Add member')) : null,
-    h('button', { class: 'danger', onclick: async () => { if (await confirm('Leave this group?')) { await op('groups_leave', {}); closePanel(); } } }, 'Leave group'),
+    h('button', { class: 'danger', onclick: async () => { if (await confirm('Leave this group?', 'Leave')) { await op('groups_leave', {}); closePanel(); } } }, 'Leave group'),
   );
+  state.panel = 'group';
 }
 
 async function showProfile() {
@@ -671,11 +694,15 @@ function onEvent(e) {
     case 'delivery':
       refresh(e.chat === state.current ? ['history', 'chats'] : ['chats']);
       break;
+    case 'message_request':
+      toast('A message request arrived: see Contacts.');
+      refresh(['chats', 'people']);
+      break;
     case 'group_changed':
     case 'group_joined':
     case 'group_left':
-    case 'message_request':
       refresh(['chats', 'people']);
+      if (state.panel === 'group' && e.chat === state.groupPanel) showGroupInfo({ id: e.chat });
       break;
     case 'peer_connected':
       state.connected.add(e.peer);
