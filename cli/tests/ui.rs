@@ -19,6 +19,7 @@ use std::{
 use chromiumoxide::{
     browser::{Browser, BrowserConfig},
     cdp::browser_protocol::{
+        target::CreateTargetParams,
         emulation::{MediaFeature, SetDeviceMetricsOverrideParams},
         page::CaptureScreenshotFormat,
     },
@@ -328,10 +329,13 @@ async fn launch(chrome: &Path, profile: &Path) -> Browser {
 
 /// A signed-in page on `daemon`'s app, its first screen loaded.
 async fn open_app(browser: &Browser, daemon: &Daemon) -> Page {
-    let page = browser
-        .new_page(daemon.login_url())
-        .await
-        .expect("open the app");
+    // Each in its own window: a background tab gets no input events.
+    let target = CreateTargetParams::builder()
+        .url(daemon.login_url())
+        .new_window(true)
+        .build()
+        .expect("target");
+    let page = browser.new_page(target).await.expect("open the app");
     page.execute(
         SetDeviceMetricsOverrideParams::builder()
             .width(1200)
@@ -370,7 +374,10 @@ async fn wait_js(page: &Page, expr: &str, what: &str) -> Value {
         if !v.is_null() && v != Value::Bool(false) {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() > deadline {
+            let text = js(page, "location.href + '\\n' + document.body.innerText + '\\n--- toasts:\\n' + (window.__toasts || []).join('\\n')").await;
+            panic!("timed out waiting for {what}; the page shows:\n{}", text.as_str().unwrap_or(""));
+        }
     }
 }
 
@@ -378,6 +385,7 @@ async fn wait_js(page: &Page, expr: &str, what: &str) -> Value {
 async fn click(page: &Page, selector: &str) {
     let expr = format!("document.querySelector({selector:?})");
     wait_js(page, &expr, selector).await;
+    page.bring_to_front().await.expect("bring to front");
     page.find_element(selector)
         .await
         .unwrap_or_else(|e| panic!("{selector}: {e}"))
@@ -388,6 +396,7 @@ async fn click(page: &Page, selector: &str) {
 
 /// Types into the composer and presses Enter.
 async fn type_and_enter(page: &Page, text: &str) {
+    page.bring_to_front().await.expect("bring to front");
     let el = page.find_element("#text").await.expect("the composer");
     el.click().await.expect("focus the composer");
     el.type_str(text).await.expect("type");
@@ -460,6 +469,7 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
     let mut browser = launch(&chrome, &tmp.path().join("chrome")).await;
     let a = open_app(&browser, &alice).await;
     let b = open_app(&browser, &bob).await;
+    eprintln!("alice at {}, bob at {}", alice.ui, bob.ui);
 
     // Each adds the other by the invite the other's app shows.
     add_by_invite(&b, &a).await;
@@ -467,11 +477,11 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
     screenshot(&a, "contacts").await;
 
     // Bob writes first, from his contact list.
+    click(&b, "#show-contacts").await;
     click(&b, ".message-contact").await;
-    wait_js(&b, "document.querySelector('#dialog[open] textarea')", "the first-message box").await;
-    js(&b, "document.querySelector('#dialog textarea').value = 'Hi Alice!'; true").await;
-    click(&b, "#dialog .primary").await;
     wait_js(&b, "!document.querySelector('#conversation').hidden", "the conversation").await;
+    assert_eq!(js(&b, "document.querySelector('#conv-name').textContent").await, "Alice");
+    type_and_enter(&b, "Hi Alice!").await;
     type_and_enter(&b, "How are you?").await;
     let out = last_text(".msg.out .text");
     let shown = wait_js(&b, &format!("{out} === 'How are you?' && {out}"), "Bob's message").await;

@@ -67,6 +67,8 @@ function presenceText(p) {
 // ---------- errors and banner ----------
 
 function toast(message) {
+  // Kept for the browser tests' failure reports.
+  (window.__toasts = window.__toasts || []).push(String(message));
   const el = h('div', { class: 'toast', role: 'alert' }, message);
   document.body.append(el);
   setTimeout(() => el.remove(), 6000);
@@ -815,6 +817,9 @@ function wire() {
 }
 
 async function start() {
+  // A bug shows as a message rather than a silently stuck screen.
+  window.addEventListener('error', (e) => toast(`Something went wrong: ${e.message}`));
+  window.addEventListener('unhandledrejection', (e) => toast(`Something went wrong: ${e.reason && e.reason.message ? e.reason.message : e.reason}`));
   wire();
   try {
     await loadPeople();
