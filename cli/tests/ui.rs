@@ -19,6 +19,7 @@ use std::{
 use chromiumoxide::{
     browser::{Browser, BrowserConfig},
     cdp::browser_protocol::{
+        browser::{SetDownloadBehaviorBehavior, SetDownloadBehaviorParams},
         target::CreateTargetParams,
         emulation::{MediaFeature, SetDeviceMetricsOverrideParams},
         page::CaptureScreenshotFormat,
@@ -404,6 +405,7 @@ async fn type_and_enter(page: &Page, text: &str) {
 }
 
 async fn screenshot(page: &Page, name: &str) {
+    js(page, "document.querySelectorAll('.toast').forEach(t => t.remove()); true").await;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     for (scheme, suffix) in [("light", "light"), ("dark", "dark")] {
@@ -447,6 +449,58 @@ async fn add_by_invite(page: &Page, other_page: &Page) {
     js(page, &set).await;
     click(page, "#invite-add").await;
     wait_js(page, "document.querySelector('.message-contact')", "the contact in the list").await;
+}
+
+/// Draws a picture on a canvas, drops it as a PNG file on the open
+/// conversation (as a drag and drop does), and answers its bytes in base64.
+const DROP_PICTURE: &str = r#"(async () => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 96; canvas.height = 64;
+  const ctx = canvas.getContext('2d');
+  ctx.fillStyle = '#1a7f64'; ctx.fillRect(0, 0, 96, 64);
+  ctx.fillStyle = '#f5c542'; ctx.beginPath(); ctx.arc(48, 32, 20, 0, 7); ctx.fill();
+  const blob = await new Promise((r) => canvas.toBlob(r, 'image/png'));
+  const file = new File([blob], 'drawing.png', { type: 'image/png' });
+  const dt = new DataTransfer();
+  dt.items.add(file);
+  const target = document.querySelector('#conversation');
+  target.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  target.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  let s = '';
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s);
+})()"#;
+
+/// Picks a drawn picture in the profile screen's file input.
+const SET_PICTURE: &str = r#"(async () => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 64; canvas.height = 64;
+  const ctx = canvas.getContext('2d');
+  ctx.fillStyle = '#c0392b'; ctx.fillRect(0, 0, 64, 64);
+  ctx.fillStyle = '#ffffff'; ctx.fillRect(16, 16, 32, 32);
+  const blob = await new Promise((r) => canvas.toBlob(r, 'image/png'));
+  const dt = new DataTransfer();
+  dt.items.add(new File([blob], 'me.png', { type: 'image/png' }));
+  document.querySelector('#profile-picture').files = dt.files;
+  return true;
+})()"#;
+
+fn decode_b64(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let v = ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
 }
 
 /// The text of the newest message bubble matching `selector`.
@@ -545,12 +599,43 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
     assert_eq!(js(&a, "[...document.querySelectorAll('.msg.in .text')].some(t => t.textContent === 'How are you?')").await, false);
     screenshot(&a, "conversation-alice").await;
 
-    // Alice changes her profile name; Bob's app shows it (his contact name
-    // for her stays; a stranger would show it as ~Name).
+    // Bob drops a picture on the conversation: Alice sees its preview and
+    // downloads it byte for byte.
+    let downloads = tmp.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    browser
+        .execute(
+            SetDownloadBehaviorParams::builder()
+                .behavior(SetDownloadBehaviorBehavior::Allow)
+                .download_path(downloads.display().to_string())
+                .build()
+                .expect("download behaviour"),
+        )
+        .await
+        .expect("allow downloads");
+    let sent_b64 = js(&b, DROP_PICTURE).await;
+    let sent = decode_b64(sent_b64.as_str().expect("the picture's bytes"));
+    assert!(sent.starts_with(b"\x89PNG"), "a PNG");
+    wait_js(&a, "(() => { const i = document.querySelector('.msg.in img.preview'); return i && i.complete && i.naturalWidth > 0; })()", "the picture's preview at Alice's").await;
+    assert_eq!(js(&a, "document.querySelector('.msg.in .file-name').textContent").await, "drawing.png");
+    screenshot(&a, "picture").await;
+    click(&a, ".msg.in a.download").await;
+    let saved = downloads.join("drawing.png");
+    let deadline = Instant::now() + WAIT;
+    while std::fs::read(&saved).map(|b| b.len()).unwrap_or(0) < sent.len() {
+        assert!(Instant::now() < deadline, "the download did not arrive");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(std::fs::read(&saved).unwrap(), sent, "byte-identical");
+
+    // Alice changes her status and picture; Bob's app shows both.
     click(&a, "#me-button").await;
     wait_js(&a, "document.querySelector('#profile-name')", "the profile screen").await;
     js(&a, "document.querySelector('#profile-status').value = 'Out climbing'; true").await;
+    js(&a, SET_PICTURE).await;
+    wait_js(&a, "document.querySelector('#profile-picture').files.length === 1", "the picked picture").await;
     click(&a, "#profile-save").await;
+    wait_js(&b, "(() => { const i = document.querySelector('.chat-item .avatar img'); return i && i.complete && i.naturalWidth > 0; })()", "Alice's picture at Bob's").await;
     screenshot(&a, "profile").await;
     click(&b, "#show-contacts").await;
     wait_js(

@@ -152,8 +152,9 @@ function refresh(what) {
     await attempt(async () => {
       if (todo.people) await loadPeople();
       if (todo.status) await loadStatus();
-      if (todo.chats || todo.people) await loadChats();
+      // History first: reading it marks the open chat read, so the list after it is current.
       if (todo.history || todo.people) await loadHistory();
+      if (todo.chats || todo.people || todo.history) await loadChats();
       if (todo.people) renderHeader();
       if (todo.people && state.panel === 'contacts') await showContacts();
     });
