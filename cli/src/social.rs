@@ -150,7 +150,10 @@ pub(crate) async fn last_seen(dir: &DataDir, peer: Option<String>, json: bool) -
 }
 
 /// `meshchat last-seen` with no argument: every contact's presence.
-async fn every_last_seen(client: &mut meshchat_node::control::ControlClient, json: bool) -> Result<()> {
+async fn every_last_seen(
+    client: &mut meshchat_node::control::ControlClient,
+    json: bool,
+) -> Result<()> {
     let contacts: Vec<meshchat_node::Contact> = client.call(ControlRequest::ContactsList).await?;
     if contacts.is_empty() && !json {
         say!("No contacts yet. Add one with `meshchat contacts add <INVITE>`.");

@@ -342,7 +342,9 @@ fn invite_profile_presence_and_blocking_through_the_cli() {
     let (ok, stdout, stderr) = run(meshchat(&a).arg("last-seen"));
     assert!(ok, "{stderr}");
     assert!(
-        stdout.lines().any(|l| l.starts_with("bob") && l.contains("online")),
+        stdout
+            .lines()
+            .any(|l| l.starts_with("bob") && l.contains("online")),
         "{stdout}"
     );
 

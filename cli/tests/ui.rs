@@ -6,6 +6,9 @@
 //! `MESHCHAT_CHROME=/path/to/chrome`); without one they say so loudly and
 //! pass as skipped. CI installs it (`.ci/run`).
 
+// Test helpers outside `#[test]` functions panic on setup failures too.
+#![allow(clippy::unwrap_used)]
+
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
@@ -20,9 +23,9 @@ use chromiumoxide::{
     browser::{Browser, BrowserConfig},
     cdp::browser_protocol::{
         browser::{SetDownloadBehaviorBehavior, SetDownloadBehaviorParams},
-        target::CreateTargetParams,
         emulation::{MediaFeature, SetDeviceMetricsOverrideParams},
         page::CaptureScreenshotFormat,
+        target::CreateTargetParams,
     },
     page::ScreenshotParams,
     Page,
@@ -152,7 +155,13 @@ impl<'a> Req<'a> {
     }
 
     /// A POST as the app's own page sends it.
-    fn api(method: &'a str, host: &'a str, origin: &'a str, cookie: &'a str, body: &'a [u8]) -> Self {
+    fn api(
+        method: &'a str,
+        host: &'a str,
+        origin: &'a str,
+        cookie: &'a str,
+        body: &'a [u8],
+    ) -> Self {
         Self {
             method: "POST",
             path: method,
@@ -230,24 +239,31 @@ fn the_app_signs_in_once_and_refuses_other_sites_hosts_and_strangers() {
     assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
     assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
-    assert_eq!(Req::get(path, host).send(&addr).0, 403, "the secret is one-time");
+    assert_eq!(
+        Req::get(path, host).send(&addr).0,
+        403,
+        "the secret is one-time"
+    );
     assert_ne!(alice.login_url(), url, "`meshchat ui` gets a new one");
 
     // Signed in, from the app's own origin: answers.
-    let (status, _, body) = Req::api("/api/network_status", host, &origin, &cookie, b"{}").send(&addr);
+    let (status, _, body) =
+        Req::api("/api/network_status", host, &origin, &cookie, b"{}").send(&addr);
     assert_eq!(status, 200, "{body}");
     let answer: Value = serde_json::from_str(&body).unwrap();
     assert!(answer["result"]["peer_id"].is_string(), "{answer}");
     // Via `localhost` too.
     let local = format!("localhost:{}", addr.rsplit(':').next().unwrap());
     let local_origin = format!("http://{local}");
-    let (status, _, _) = Req::api("/api/network_status", &local, &local_origin, &cookie, b"{}").send(&addr);
+    let (status, _, _) =
+        Req::api("/api/network_status", &local, &local_origin, &cookie, b"{}").send(&addr);
     assert_eq!(status, 200);
 
     // The cookie is not enough from another site, another host name
     // (DNS rebinding), or without an Origin.
     let evil_host = format!("evil.example:{}", addr.rsplit(':').next().unwrap());
-    let (status, _, _) = Req::api("/api/network_status", &evil_host, &origin, &cookie, b"{}").send(&addr);
+    let (status, _, _) =
+        Req::api("/api/network_status", &evil_host, &origin, &cookie, b"{}").send(&addr);
     assert_eq!(status, 403, "foreign Host");
     let mut get = Req::get("/", &evil_host);
     assert_eq!(get.send(&addr).0, 403, "foreign Host, even for the page");
@@ -256,8 +272,14 @@ fn the_app_signs_in_once_and_refuses_other_sites_hosts_and_strangers() {
     get.origin = Some("http://evil.example");
     get.cookie = Some(&cookie);
     assert_eq!(get.send(&addr).0, 403, "foreign Origin on the event stream");
-    let (status, _, _) =
-        Req::api("/api/network_status", host, "http://evil.example", &cookie, b"{}").send(&addr);
+    let (status, _, _) = Req::api(
+        "/api/network_status",
+        host,
+        "http://evil.example",
+        &cookie,
+        b"{}",
+    )
+    .send(&addr);
     assert_eq!(status, 403, "foreign Origin");
     let (status, _, _) = Req::api("/api/network_status", host, "null", &cookie, b"{}").send(&addr);
     assert_eq!(status, 403, "opaque Origin");
@@ -281,7 +303,8 @@ fn the_app_signs_in_once_and_refuses_other_sites_hosts_and_strangers() {
     assert_eq!(status, 400);
     let (status, _, _) = Req::api("/api/shutdown", host, &origin, &cookie, b"{}").send(&addr);
     assert_eq!(status, 400);
-    let (status, _, body) = Req::api("/api/chats_send", host, &origin, &cookie, b"{not json").send(&addr);
+    let (status, _, body) =
+        Req::api("/api/chats_send", host, &origin, &cookie, b"{not json").send(&addr);
     assert_eq!(status, 400, "{body}");
     let (status, _, _) = Req::api("/api/no_such_method", host, &origin, &cookie, b"{}").send(&addr);
     assert_eq!(status, 400);
@@ -296,10 +319,14 @@ fn chrome() -> Option<PathBuf> {
     if let Ok(path) = std::env::var("MESHCHAT_CHROME") {
         return Some(PathBuf::from(path));
     }
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 fn skip_loudly(test: &str) {
@@ -348,7 +375,12 @@ async fn open_app(browser: &Browser, daemon: &Daemon) -> Page {
     )
     .await
     .expect("viewport");
-    wait_js(&page, "document.body.dataset.ready === '1'", "the app to load").await;
+    wait_js(
+        &page,
+        "document.body.dataset.ready === '1'",
+        "the app to load",
+    )
+    .await;
     page
 }
 
@@ -377,7 +409,10 @@ async fn wait_js(page: &Page, expr: &str, what: &str) -> Value {
         }
         if Instant::now() > deadline {
             let text = js(page, "location.href + '\\n' + document.body.innerText + '\\n--- toasts:\\n' + (window.__toasts || []).join('\\n')").await;
-            panic!("timed out waiting for {what}; the page shows:\n{}", text.as_str().unwrap_or(""));
+            panic!(
+                "timed out waiting for {what}; the page shows:\n{}",
+                text.as_str().unwrap_or("")
+            );
         }
     }
 }
@@ -405,7 +440,11 @@ async fn type_and_enter(page: &Page, text: &str) {
 }
 
 async fn screenshot(page: &Page, name: &str) {
-    js(page, "document.querySelectorAll('.toast').forEach(t => t.remove()); true").await;
+    js(
+        page,
+        "document.querySelectorAll('.toast').forEach(t => t.remove()); true",
+    )
+    .await;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     for (scheme, suffix) in [("light", "light"), ("dark", "dark")] {
@@ -440,7 +479,12 @@ async fn add_by_invite(page: &Page, other_page: &Page) {
     .await;
     let invite = invite.as_str().expect("an invite").to_owned();
     assert!(invite.starts_with("MC1:"), "{invite}");
-    wait_js(other_page, "document.querySelector('.qr canvas')", "the QR code").await;
+    wait_js(
+        other_page,
+        "document.querySelector('.qr canvas')",
+        "the QR code",
+    )
+    .await;
     click(page, "#new-chat").await;
     let set = format!(
         "document.querySelector('#invite-input').value = {}; true",
@@ -448,7 +492,12 @@ async fn add_by_invite(page: &Page, other_page: &Page) {
     );
     js(page, &set).await;
     click(page, "#invite-add").await;
-    wait_js(page, "document.querySelector('.message-contact')", "the contact in the list").await;
+    wait_js(
+        page,
+        "document.querySelector('.message-contact')",
+        "the contact in the list",
+    )
+    .await;
 }
 
 /// Draws a picture on a canvas, drops it as a PNG file on the open
@@ -533,12 +582,25 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
     // Bob writes first, from his contact list.
     click(&b, "#show-contacts").await;
     click(&b, ".message-contact").await;
-    wait_js(&b, "!document.querySelector('#conversation').hidden", "the conversation").await;
-    assert_eq!(js(&b, "document.querySelector('#conv-name').textContent").await, "Alice");
+    wait_js(
+        &b,
+        "!document.querySelector('#conversation').hidden",
+        "the conversation",
+    )
+    .await;
+    assert_eq!(
+        js(&b, "document.querySelector('#conv-name').textContent").await,
+        "Alice"
+    );
     type_and_enter(&b, "Hi Alice!").await;
     type_and_enter(&b, "How are you?").await;
     let out = last_text(".msg.out .text");
-    let shown = wait_js(&b, &format!("{out} === 'How are you?' && {out}"), "Bob's message").await;
+    let shown = wait_js(
+        &b,
+        &format!("{out} === 'How are you?' && {out}"),
+        "Bob's message",
+    )
+    .await;
     assert_eq!(shown, "How are you?");
     // The composer emptied: Enter sent, it did not add a line.
     assert_eq!(js(&b, "document.querySelector('#text').value").await, "");
@@ -550,31 +612,77 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
         "✓✓ on both messages",
     )
     .await;
-    assert_eq!(js(&b, "document.querySelector('.msg.out .tick').textContent").await, "✓✓");
+    assert_eq!(
+        js(&b, "document.querySelector('.msg.out .tick').textContent").await,
+        "✓✓"
+    );
 
     // Alice sees the chat in her list, unread, and opens it.
-    wait_js(&a, "document.querySelector('.chat-item .unread')", "an unread badge").await;
+    wait_js(
+        &a,
+        "document.querySelector('.chat-item .unread')",
+        "an unread badge",
+    )
+    .await;
     click(&a, ".chat-item").await;
     let inbound = last_text(".msg.in .text");
-    wait_js(&a, &format!("{inbound} === 'How are you?'"), "Bob's message at Alice's").await;
-    assert_eq!(js(&a, "document.querySelector('#conv-name').textContent").await, "Bob");
+    wait_js(
+        &a,
+        &format!("{inbound} === 'How are you?'"),
+        "Bob's message at Alice's",
+    )
+    .await;
+    assert_eq!(
+        js(&a, "document.querySelector('#conv-name').textContent").await,
+        "Bob"
+    );
 
     // Alice answers with hostile markup: it arrives as text, and nothing runs.
-    let hostile = "<img src=x onerror=\"window.__pwned=1\"> see javascript:window.__pwned=2 <b>bold</b>";
+    let hostile =
+        "<img src=x onerror=\"window.__pwned=1\"> see javascript:window.__pwned=2 <b>bold</b>";
     type_and_enter(&a, hostile).await;
     let inbound_b = last_text(".msg.in .text");
-    let expr = format!("{inbound_b} === {}", serde_json::to_string(hostile).unwrap());
+    let expr = format!(
+        "{inbound_b} === {}",
+        serde_json::to_string(hostile).unwrap()
+    );
     wait_js(&b, &expr, "the hostile message at Bob's").await;
     assert_eq!(js(&b, "window.__pwned === undefined").await, true);
-    assert_eq!(js(&b, "document.querySelectorAll('.messages img, .messages b, .messages a').length").await, 0);
-    assert_eq!(js(&a, "document.querySelectorAll('.messages img, .messages b').length").await, 0);
+    assert_eq!(
+        js(
+            &b,
+            "document.querySelectorAll('.messages img, .messages b, .messages a').length"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        js(
+            &a,
+            "document.querySelectorAll('.messages img, .messages b').length"
+        )
+        .await,
+        0
+    );
     // The chat list preview is text too.
-    assert_eq!(js(&b, "document.querySelectorAll('.chat-preview *').length").await, 0);
+    assert_eq!(
+        js(&b, "document.querySelectorAll('.chat-preview *').length").await,
+        0
+    );
     screenshot(&b, "conversation").await;
 
     // Bob replies to it, quoting.
-    js(&b, "[...document.querySelectorAll('.msg.in .act-reply')].pop().click(); true").await;
-    wait_js(&b, "!document.querySelector('#reply-bar').hidden", "the reply bar").await;
+    js(
+        &b,
+        "[...document.querySelectorAll('.msg.in .act-reply')].pop().click(); true",
+    )
+    .await;
+    wait_js(
+        &b,
+        "!document.querySelector('#reply-bar').hidden",
+        "the reply bar",
+    )
+    .await;
     type_and_enter(&b, "That is just text.").await;
     let quote = "(() => { const q = [...document.querySelectorAll('.msg.in .quote')]; return q.length ? q[q.length - 1].textContent : null; })()";
     let quoted = wait_js(&a, quote, "the quote at Alice's").await;
@@ -582,20 +690,62 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
 
     // Alice reacts to Bob's first message; Bob sees it.
     js(&a, "document.querySelector('.msg.in .act-react').click(); document.querySelector('.msg.in .picker button').click(); true").await;
-    wait_js(&b, "document.querySelector('.msg.out .reaction')", "the reaction at Bob's").await;
-    assert!(js(&b, "document.querySelector('.msg.out .reaction').textContent").await.as_str().unwrap().starts_with("👍"));
+    wait_js(
+        &b,
+        "document.querySelector('.msg.out .reaction')",
+        "the reaction at Bob's",
+    )
+    .await;
+    assert!(js(
+        &b,
+        "document.querySelector('.msg.out .reaction').textContent"
+    )
+    .await
+    .as_str()
+    .unwrap()
+    .starts_with("👍"));
 
     // Bob edits his first message, then deletes his second, for everyone.
-    js(&b, "document.querySelector('.msg.out .act-edit').click(); true").await;
-    wait_js(&b, "document.querySelector('#dialog[open] textarea')", "the edit box").await;
-    js(&b, "document.querySelector('#dialog textarea').value = 'Hi Alice! (edited)'; true").await;
+    js(
+        &b,
+        "document.querySelector('.msg.out .act-edit').click(); true",
+    )
+    .await;
+    wait_js(
+        &b,
+        "document.querySelector('#dialog[open] textarea')",
+        "the edit box",
+    )
+    .await;
+    js(
+        &b,
+        "document.querySelector('#dialog textarea').value = 'Hi Alice! (edited)'; true",
+    )
+    .await;
     click(&b, "#dialog .primary").await;
     wait_js(&a, "[...document.querySelectorAll('.msg.in .text')].some(t => t.textContent === 'Hi Alice! (edited)')", "the edit at Alice's").await;
-    assert_eq!(js(&a, "document.querySelectorAll('.msg.in .edited').length").await, 1);
-    js(&b, "document.querySelectorAll('.msg.out .act-delete')[1].click(); true").await;
-    wait_js(&b, "document.querySelector('#dialog[open] .primary')", "the delete question").await;
+    assert_eq!(
+        js(&a, "document.querySelectorAll('.msg.in .edited').length").await,
+        1
+    );
+    js(
+        &b,
+        "document.querySelectorAll('.msg.out .act-delete')[1].click(); true",
+    )
+    .await;
+    wait_js(
+        &b,
+        "document.querySelector('#dialog[open] .primary')",
+        "the delete question",
+    )
+    .await;
     click(&b, "#dialog .primary").await;
-    wait_js(&a, "document.querySelector('.msg.in .text.deleted')", "the deletion at Alice's").await;
+    wait_js(
+        &a,
+        "document.querySelector('.msg.in .text.deleted')",
+        "the deletion at Alice's",
+    )
+    .await;
     assert_eq!(js(&a, "[...document.querySelectorAll('.msg.in .text')].some(t => t.textContent === 'How are you?')").await, false);
     screenshot(&a, "conversation-alice").await;
 
@@ -617,7 +767,14 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
     let sent = decode_b64(sent_b64.as_str().expect("the picture's bytes"));
     assert!(sent.starts_with(b"\x89PNG"), "a PNG");
     wait_js(&a, "(() => { const i = document.querySelector('.msg.in img.preview'); return i && i.complete && i.naturalWidth > 0; })()", "the picture's preview at Alice's").await;
-    assert_eq!(js(&a, "document.querySelector('.msg.in .file-name').textContent").await, "drawing.png");
+    assert_eq!(
+        js(
+            &a,
+            "document.querySelector('.msg.in .file-name').textContent"
+        )
+        .await,
+        "drawing.png"
+    );
     screenshot(&a, "picture").await;
     click(&a, ".msg.in a.download").await;
     let saved = downloads.join("drawing.png");
@@ -630,10 +787,24 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
 
     // Alice changes her status and picture; Bob's app shows both.
     click(&a, "#me-button").await;
-    wait_js(&a, "document.querySelector('#profile-name')", "the profile screen").await;
-    js(&a, "document.querySelector('#profile-status').value = 'Out climbing'; true").await;
+    wait_js(
+        &a,
+        "document.querySelector('#profile-name')",
+        "the profile screen",
+    )
+    .await;
+    js(
+        &a,
+        "document.querySelector('#profile-status').value = 'Out climbing'; true",
+    )
+    .await;
     js(&a, SET_PICTURE).await;
-    wait_js(&a, "document.querySelector('#profile-picture').files.length === 1", "the picked picture").await;
+    wait_js(
+        &a,
+        "document.querySelector('#profile-picture').files.length === 1",
+        "the picked picture",
+    )
+    .await;
     click(&a, "#profile-save").await;
     wait_js(&b, "(() => { const i = document.querySelector('.chat-item .avatar img'); return i && i.complete && i.naturalWidth > 0; })()", "Alice's picture at Bob's").await;
     screenshot(&a, "profile").await;
@@ -669,7 +840,12 @@ async fn a_group_of_three_in_the_browser_with_a_removal() {
     let alice = Daemon::start(&tmp.path().join("alice"), "Alice");
     let bob = Daemon::start(&tmp.path().join("bob"), "Bob");
     let carol = Daemon::start(&tmp.path().join("carol"), "Carol");
-    for (x, y) in [(&alice, &bob), (&alice, &carol), (&bob, &alice), (&carol, &alice)] {
+    for (x, y) in [
+        (&alice, &bob),
+        (&alice, &carol),
+        (&bob, &alice),
+        (&carol, &alice),
+    ] {
         add_contact(x, y);
     }
     let mut browser = launch(&chrome, &tmp.path().join("chrome")).await;
@@ -679,11 +855,21 @@ async fn a_group_of_three_in_the_browser_with_a_removal() {
 
     // Alice creates the group from the "new group" screen.
     click(&a, "#new-group").await;
-    wait_js(&a, "document.querySelectorAll('.panel input[type=checkbox]').length === 2", "the contacts to pick").await;
+    wait_js(
+        &a,
+        "document.querySelectorAll('.panel input[type=checkbox]').length === 2",
+        "the contacts to pick",
+    )
+    .await;
     js(&a, "document.querySelector('.panel input.field').value = 'Climbers'; \
             document.querySelectorAll('.panel input[type=checkbox]').forEach(b => b.checked = true); true").await;
     js(&a, "[...document.querySelectorAll('.panel button.primary')].find(b => b.textContent === 'Create group').click(); true").await;
-    wait_js(&a, "document.querySelector('#conv-name').textContent === '# Climbers'", "the group's conversation").await;
+    wait_js(
+        &a,
+        "document.querySelector('#conv-name').textContent === '# Climbers'",
+        "the group's conversation",
+    )
+    .await;
     type_and_enter(&a, "Welcome to the group").await;
 
     // Bob and Carol see it arrive in their lists and open it.
@@ -691,22 +877,49 @@ async fn a_group_of_three_in_the_browser_with_a_removal() {
         wait_js(page, "[...document.querySelectorAll('.chat-name')].some(n => n.textContent === '# Climbers')", "the group in the list").await;
         js(page, "[...document.querySelectorAll('.chat-item')].find(i => i.querySelector('.chat-name').textContent === '# Climbers').click(); true").await;
         wait_js(page, "[...document.querySelectorAll('.msg.in .text')].some(t => t.textContent === 'Welcome to the group')", "Alice's message").await;
-        assert_eq!(js(page, "document.querySelector('.msg.in .author').textContent").await, "Alice");
+        assert_eq!(
+            js(
+                page,
+                "document.querySelector('.msg.in .author').textContent"
+            )
+            .await,
+            "Alice"
+        );
     }
     type_and_enter(&b, "Hi all").await;
-    wait_js(&c, "[...document.querySelectorAll('.msg.in .text')].some(t => t.textContent === 'Hi all')", "Bob's message at Carol's").await;
+    wait_js(
+        &c,
+        "[...document.querySelectorAll('.msg.in .text')].some(t => t.textContent === 'Hi all')",
+        "Bob's message at Carol's",
+    )
+    .await;
     screenshot(&a, "group").await;
 
     // Alice removes Carol from the group's details.
     click(&a, "#conv-info").await;
-    wait_js(&a, "document.querySelectorAll('.member').length === 3", "the member list").await;
+    wait_js(
+        &a,
+        "document.querySelectorAll('.member').length === 3",
+        "the member list",
+    )
+    .await;
     screenshot(&a, "group-info").await;
     js(&a, "[...document.querySelectorAll('.member')].find(m => m.textContent.includes('Carol')).querySelector('.remove-member').click(); true").await;
-    wait_js(&a, "document.querySelectorAll('.member').length === 2", "Carol gone from the list").await;
+    wait_js(
+        &a,
+        "document.querySelectorAll('.member').length === 2",
+        "Carol gone from the list",
+    )
+    .await;
 
     // What Alice writes next reaches Bob, not Carol.
     js(&a, "[...document.querySelectorAll('.chat-item')].find(i => i.querySelector('.chat-name').textContent === '# Climbers').click(); true").await;
-    wait_js(&a, "!document.querySelector('#conversation').hidden", "the conversation").await;
+    wait_js(
+        &a,
+        "!document.querySelector('#conversation').hidden",
+        "the conversation",
+    )
+    .await;
     type_and_enter(&a, "Just us now").await;
     wait_js(&b, "[...document.querySelectorAll('.msg.in .text')].some(t => t.textContent === 'Just us now')", "the message at Bob's").await;
     // Carol's daemon learnt of her removal; her history has no new message.

@@ -39,11 +39,7 @@ const FILES: &[(&str, &str, &[u8])] = &[
 const INDEX: &[u8] = include_bytes!("../../ui/index.html");
 
 pub(crate) async fn index() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        INDEX,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX).into_response()
 }
 
 pub(crate) async fn file(Path(name): Path<String>) -> Response {

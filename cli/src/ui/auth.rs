@@ -198,7 +198,11 @@ impl Auth {
     }
 
     /// Host and Origin checks, before anything else is looked at.
-    pub(crate) fn check_request(&self, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+    pub(crate) fn check_request(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<(), Refusal> {
         let hosts = self.hosts();
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         if !host.is_some_and(|h| hosts.iter().any(|ok| ok == h)) {
@@ -214,9 +218,7 @@ impl Auth {
             Some(Err(_)) => return Err(Refusal::Origin),
             // Browsers send Origin with every POST; its absence there means
             // a client we cannot tell apart from a forged one.
-            None if method != Method::GET && method != Method::HEAD => {
-                return Err(Refusal::Origin)
-            }
+            None if method != Method::GET && method != Method::HEAD => return Err(Refusal::Origin),
             None => {}
         }
         // A browser's own word on where the request comes from.
@@ -258,12 +260,14 @@ mod tests {
         let path = tmp.path().join("ui-login.json");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let first: LoginFile = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let first: LoginFile =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert!(auth.login("wrong").is_none());
         assert!(auth.login("").is_none());
         let session = auth.login(&first.secret).expect("the secret signs in");
         assert!(auth.login(&first.secret).is_none(), "only once");
-        let second: LoginFile = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let second: LoginFile =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_ne!(first.secret, second.secret);
         assert!(auth.login(&second.secret).is_some());
         let cookie = format!("other=1; {}={session}", auth.cookie_name());
@@ -281,13 +285,22 @@ mod tests {
         let ok = |m: &Method, h: &[(&'static str, &str)]| auth.check_request(m, &headers(h));
         assert_eq!(ok(&get, &[("host", "127.0.0.1:4780")]), Ok(()));
         assert_eq!(ok(&get, &[("host", "localhost:4780")]), Ok(()));
-        assert_eq!(ok(&get, &[("host", "evil.example:4780")]), Err(Refusal::Host));
+        assert_eq!(
+            ok(&get, &[("host", "evil.example:4780")]),
+            Err(Refusal::Host)
+        );
         assert_eq!(ok(&get, &[("host", "127.0.0.1:4781")]), Err(Refusal::Host));
         assert_eq!(ok(&get, &[]), Err(Refusal::Host));
-        let origin = [("host", "127.0.0.1:4780"), ("origin", "http://127.0.0.1:4780")];
+        let origin = [
+            ("host", "127.0.0.1:4780"),
+            ("origin", "http://127.0.0.1:4780"),
+        ];
         assert_eq!(ok(&post, &origin), Ok(()));
         assert_eq!(ok(&post, &origin[..1]), Err(Refusal::Origin));
-        let foreign = [("host", "127.0.0.1:4780"), ("origin", "http://evil.example")];
+        let foreign = [
+            ("host", "127.0.0.1:4780"),
+            ("origin", "http://evil.example"),
+        ];
         assert_eq!(ok(&post, &foreign), Err(Refusal::Origin));
         assert_eq!(ok(&get, &foreign), Err(Refusal::Origin));
         let null = [("host", "127.0.0.1:4780"), ("origin", "null")];

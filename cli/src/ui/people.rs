@@ -42,7 +42,10 @@ pub(crate) async fn people(node: &Node) -> Answer {
     let chats = control::call(node, ControlRequest::ChatsList).await?;
     let mut people: BTreeMap<String, Value> = BTreeMap::new();
     for contact in contacts.as_array().into_iter().flatten() {
-        let Some(peer) = contact["peer"].as_str().and_then(|p| p.parse::<PeerId>().ok()) else {
+        let Some(peer) = contact["peer"]
+            .as_str()
+            .and_then(|p| p.parse::<PeerId>().ok())
+        else {
             continue;
         };
         let Some(key) = key_of(&peer) else { continue };
@@ -59,7 +62,9 @@ pub(crate) async fn people(node: &Node) -> Answer {
             continue;
         };
         for side in ["a", "b"] {
-            let Some(key) = direct[side].as_str() else { continue };
+            let Some(key) = direct[side].as_str() else {
+                continue;
+            };
             if key == my_key || people.contains_key(key) {
                 continue;
             }
@@ -76,7 +81,10 @@ pub(crate) async fn people(node: &Node) -> Answer {
     let mut my_name = Value::Null;
     let mut my_profile = Value::Null;
     if let Ok(mine) = control::call(node, ControlRequest::ProfilesGet { peer: None }).await {
-        my_name = mine.pointer("/profile/name").cloned().unwrap_or(Value::Null);
+        my_name = mine
+            .pointer("/profile/name")
+            .cloned()
+            .unwrap_or(Value::Null);
         my_profile = mine.get("profile").cloned().unwrap_or(Value::Null);
     }
     for person in people.values_mut() {

@@ -120,10 +120,19 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         }
     };
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
@@ -317,9 +326,7 @@ async fn upload(
                         path: path.clone(),
                         caption: q.caption.filter(|c| !c.is_empty()),
                     },
-                    None => {
-                        return error(StatusCode::BAD_REQUEST, "bad_request", "say `to` whom")
-                    }
+                    None => return error(StatusCode::BAD_REQUEST, "bad_request", "say `to` whom"),
                 }
             };
             Ok(control::call(&state.node, request).await)
@@ -340,7 +347,8 @@ async fn write_body(path: &std::path::Path, body: Body, max: u64) -> Result<(), 
     let mut stream = body.into_data_stream();
     let mut total: u64 = 0;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+        let chunk =
+            chunk.map_err(|e| error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
         total += chunk.len() as u64;
         if total > max {
             return Err(error(
@@ -427,7 +435,11 @@ async fn avatar(State(state): State<AppState>, Query(q): Query<AvatarQuery>) -> 
 /// picture or a video, else as a download.
 async fn serve_fetched(inline: bool, result: &Value) -> Response {
     let Some(path) = result.get("path").and_then(|p| p.as_str()) else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no file written");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "no file written",
+        );
     };
     let bytes = match tokio::fs::read(path).await {
         Ok(b) => b,
@@ -497,7 +509,9 @@ mod tests {
             ControlRequest::ChatsSend { .. }
         ));
         assert_eq!(
-            parse_request("chats_send", json!({"to": "bob"})).unwrap_err().code,
+            parse_request("chats_send", json!({"to": "bob"}))
+                .unwrap_err()
+                .code,
             "bad_request"
         );
         assert!(parse_request("no_such_method", json!({})).is_err());

@@ -14,10 +14,7 @@ type Answer = Result<serde_json::Value, ControlError>;
 
 /// Answers one call; `watch` and `shutdown` are the server's own. Other
 /// servers of the same operations (the desktop app's web server) call it too.
-pub async fn call(
-    node: &Node,
-    request: ControlRequest,
-) -> Result<serde_json::Value, ControlError> {
+pub async fn call(node: &Node, request: ControlRequest) -> Result<serde_json::Value, ControlError> {
     use ControlRequest as R;
     match request {
         R::NetworkStatus | R::NetworkDial { .. } | R::NetworkDisconnect { .. } => {

@@ -44,7 +44,11 @@ async fn stranger_by_profile_name(
         .collect();
     let mut found = Vec::new();
     for chat in node.chats().list().await? {
-        let Some(peer) = chat.kind.peer_of(&me).and_then(|k| crate::keys::peer_id_of(&k)) else {
+        let Some(peer) = chat
+            .kind
+            .peer_of(&me)
+            .and_then(|k| crate::keys::peer_id_of(&k))
+        else {
             continue;
         };
         if contacts.contains(&peer) {
