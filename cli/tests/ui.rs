@@ -63,6 +63,11 @@ struct Daemon {
 impl Daemon {
     fn start(dir: &Path, name: &str) -> Self {
         ok_stdout(meshchat(dir).args(["init", "--name", name]));
+        // Presence every second, so "last seen" shows soon after a stop.
+        let config = dir.join("config.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        let text = text.replace("presence_secs = 60", "presence_secs = 1");
+        std::fs::write(&config, text).unwrap();
         let mut child = meshchat(dir)
             .args([
                 "daemon",
@@ -432,9 +437,15 @@ async fn click(page: &Page, selector: &str) {
 
 /// Types into the composer and presses Enter.
 async fn type_and_enter(page: &Page, text: &str) {
+    wait_js(
+        page,
+        "document.querySelector('#text').offsetParent !== null",
+        "the composer",
+    )
+    .await;
     page.bring_to_front().await.expect("bring to front");
     let el = page.find_element("#text").await.expect("the composer");
-    el.click().await.expect("focus the composer");
+    el.focus().await.expect("focus the composer");
     el.type_str(text).await.expect("type");
     el.press_key("Enter").await.expect("Enter");
 }
@@ -602,8 +613,13 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
     )
     .await;
     assert_eq!(shown, "How are you?");
-    // The composer emptied: Enter sent, it did not add a line.
-    assert_eq!(js(&b, "document.querySelector('#text').value").await, "");
+    // The composer empties: Enter sent, it did not add a line.
+    wait_js(
+        &b,
+        "document.querySelector('#text').value === ''",
+        "an empty composer",
+    )
+    .await;
     // Ticks reach ✓✓ once Alice's daemon has it.
     wait_js(
         &b,
@@ -636,6 +652,19 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
         js(&a, "document.querySelector('#conv-name').textContent").await,
         "Bob"
     );
+
+    // Alice starts typing: Bob sees it in the header.
+    a.bring_to_front().await.expect("bring to front");
+    let el = a.find_element("#text").await.expect("the composer");
+    el.focus().await.expect("focus");
+    el.type_str("typing").await.expect("type");
+    wait_js(
+        &b,
+        "document.querySelector('#conv-status').textContent === 'typing…'",
+        "the typing indicator",
+    )
+    .await;
+    js(&a, "document.querySelector('#text').value = ''; true").await;
 
     // Alice answers with hostile markup: it arrives as text, and nothing runs.
     let hostile =
@@ -817,6 +846,16 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
     .await;
     screenshot(&b, "contacts-list").await;
 
+    // Alice's daemon stops: Bob's app shows when she was last seen.
+    drop(a);
+    drop(alice);
+    wait_js(
+        &b,
+        "[...document.querySelectorAll('.contact-status')].some(s => s.textContent.includes('last seen'))",
+        "Alice's last seen at Bob's",
+    )
+    .await;
+
     let _ = browser.close().await;
     let _ = browser.wait().await;
 }
@@ -921,6 +960,7 @@ async fn a_group_of_three_in_the_browser_with_a_removal() {
     )
     .await;
     type_and_enter(&a, "Just us now").await;
+    wait_js(&a, "[...document.querySelectorAll('.msg.out .text')].some(t => t.textContent === 'Just us now')", "the message at Alice's").await;
     wait_js(&b, "[...document.querySelectorAll('.msg.in .text')].some(t => t.textContent === 'Just us now')", "the message at Bob's").await;
     // Carol's daemon learnt of her removal; her history has no new message.
     let carol_has = ok_stdout(meshchat(&carol.dir).args(["history", "Climbers", "--json"]));

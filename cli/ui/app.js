@@ -21,7 +21,17 @@ const state = {
   connected: new Set(),
   search: '',
   panel: null, // which panel is open ('contacts' re-renders on news)
+  nav: 0, // bumped by every navigation; a screen still loading gives way to a newer one
 };
+
+/** Starts a navigation; `stillOn(token)` stays true until the next one. */
+function navigate() {
+  state.nav += 1;
+  return state.nav;
+}
+function stillOn(token) {
+  return token === state.nav;
+}
 
 // ---------- names ----------
 
@@ -230,6 +240,7 @@ function preview(m) {
 // ---------- conversation ----------
 
 async function openChat(id) {
+  navigate();
   state.panel = null;
   state.current = id;
   state.limit = PAGE;
@@ -512,6 +523,7 @@ function showPanel(title, ...content) {
 }
 
 function closePanel() {
+  navigate();
   state.panel = null;
   $('panel').hidden = true;
   $('empty').hidden = false;
@@ -523,9 +535,11 @@ function field(label, input) {
 }
 
 async function showAddContact() {
+  const token = navigate();
   const invite = h('textarea', { id: 'invite-input', class: 'field', rows: '3', placeholder: 'MC1:…', 'aria-label': 'Their invite' });
   const name = h('input', { id: 'invite-name', class: 'field', placeholder: 'optional', 'aria-label': 'Name for them' });
   const mine = h('div', { class: 'my-invite' }, 'Loading…');
+  if (!stillOn(token)) return;
   showPanel(
     'Add a contact',
     h('section', { class: 'card' }, h('h3', {}, 'Their invite'), h('p', { class: 'hint' }, 'Paste the invite they sent you (it starts with MC1:).'), invite, field('Name', name),
@@ -549,8 +563,10 @@ async function showAddContact() {
 }
 
 async function showContacts() {
+  const token = navigate();
   const list = h('ul', { class: 'list' });
   const requests = h('div', { class: 'requests' });
+  if (!stillOn(token)) return;
   showPanel('Contacts', requests, h('button', { class: 'primary', onclick: showAddContact }, 'Add a contact'), list);
   state.panel = 'contacts';
   const pendingRequests = (await attempt(() => call('contacts_requests'))) || [];
@@ -598,9 +614,11 @@ async function directChat(peer) {
 }
 
 async function showNewGroup() {
+  const token = navigate();
   const name = h('input', { class: 'field', 'aria-label': 'Group name', placeholder: 'Group name' });
   const contacts = (await attempt(() => call('contacts_list'))) || [];
   const boxes = contacts.map((c) => ({ c, box: h('input', { type: 'checkbox', 'aria-label': c.name || c.peer }) }));
+  if (!stillOn(token)) return;
   showPanel('New group', field('Name', name), h('h3', {}, 'Members'),
     h('ul', { class: 'list' }, boxes.map(({ c, box }) => h('li', {}, h('label', { class: 'list-item' }, box, c.name || short(c.peer))))),
     h('button', { class: 'primary', onclick: async () => {
@@ -611,7 +629,9 @@ async function showNewGroup() {
   name.focus();
 }
 
-async function showGroupInfo(chat) {
+/** The group's details; `refresh` re-renders them in place only if they are still on screen. */
+async function showGroupInfo(chat, refresh = false) {
+  const token = refresh ? state.nav : navigate();
   const info = await attempt(() => call('groups_info', { chat: chat.id }));
   if (!info) return;
   const myRole = info.members.find((m) => m.key === state.me.key)?.role;
@@ -624,11 +644,12 @@ async function showGroupInfo(chat) {
   const memberKeys = new Set(info.members.map((m) => m.key));
   const addable = contacts.filter((c) => !memberKeys.has(state.byPeer.get(c.peer)?.key));
   const pick = h('select', { class: 'field', 'aria-label': 'Contact to add' }, addable.map((c) => h('option', { value: c.peer }, c.name || short(c.peer))));
-  const op = (method, params) => attempt(async () => { await call(method, { chat: chat.id, ...params }); await loadChats(); showGroupInfo(currentChat() || chat); });
+  const op = (method, params) => attempt(async () => { await call(method, { chat: chat.id, ...params }); await loadChats(); showGroupInfo(chat, true); });
+  if (!stillOn(token) || (refresh && (state.panel !== 'group' || state.groupPanel !== chat.id))) return;
   state.groupPanel = chat.id;
   showPanel(`# ${info.name}`,
     admin ? h('section', { class: 'card' }, field('Name', rename), h('button', { onclick: () => op('groups_rename', { name: rename.value.trim() }) }, 'Rename'),
-      h('label', { class: 'field-row' }, history, 'New members see the history'), h('button', { onclick: () => op('groups_set_history_for_new_members', { on: history.checked }) }, 'Save setting')) : null,
+      h('label', { class: 'check-row' }, history, 'New members see the history'), h('button', { onclick: () => op('groups_set_history_for_new_members', { on: history.checked }) }, 'Save setting')) : null,
     h('h3', {}, `${info.members.length} members`),
     h('ul', { class: 'list' }, info.members.map((m) => {
       const person = state.people.get(m.key);
@@ -646,6 +667,7 @@ async function showGroupInfo(chat) {
 }
 
 async function showProfile() {
+  const token = navigate();
   const mine = (await attempt(() => call('profiles_get', {}))) || { profile: {} };
   const p = mine.profile || {};
   const name = h('input', { id: 'profile-name', class: 'field', 'aria-label': 'Name' });
@@ -656,6 +678,7 @@ async function showProfile() {
   const privacy = h('select', { class: 'field', 'aria-label': 'Who sees my last seen' }, ['everyone', 'contacts', 'nobody'].map((v) => h('option', { value: v }, v)));
   const current = await attempt(() => call('profiles_last_seen_privacy'));
   if (current) privacy.value = current.last_seen;
+  if (!stillOn(token)) return;
   showPanel('My profile',
     h('div', { class: 'profile-head' }, avatar(state.me.peer, p.name, p)),
     field('Name', name), field('Status', status), field('Picture', picture),
@@ -674,9 +697,11 @@ async function showProfile() {
 }
 
 async function showSettings() {
+  const token = navigate();
   const status = await attempt(() => call('network_status'));
   const invite = await attempt(() => call('contacts_invite'));
   if (!status) return;
+  if (!stillOn(token)) return;
   showPanel('Network and relays',
     h('section', { class: 'card' }, h('h3', {}, 'This device'), h('p', {}, `${status.connected.length} peer(s) connected · ${status.outbox} message(s) waiting to go out`),
       h('ul', { class: 'list mono' }, status.listen_addrs.map((a) => h('li', {}, a)))),
@@ -705,7 +730,7 @@ function onEvent(e) {
     case 'group_joined':
     case 'group_left':
       refresh(['chats', 'people']);
-      if (state.panel === 'group' && e.chat === state.groupPanel) showGroupInfo({ id: e.chat });
+      if (state.panel === 'group' && e.chat === state.groupPanel) showGroupInfo({ id: e.chat }, true);
       break;
     case 'peer_connected':
       state.connected.add(e.peer);
@@ -721,9 +746,10 @@ function onEvent(e) {
       break;
     case 'typing': {
       if (!state.typing.has(e.chat)) state.typing.set(e.chat, new Map());
-      state.typing.get(e.chat).set(e.peer, e.expires_ms);
+      // `expires_ms` is how long it holds, from now.
+      state.typing.get(e.chat).set(e.peer, Date.now() + e.expires_ms);
       if (e.chat === state.current) renderHeader();
-      setTimeout(() => e.chat === state.current && renderHeader(), Math.max(0, e.expires_ms - Date.now()) + 50);
+      setTimeout(() => e.chat === state.current && renderHeader(), e.expires_ms + 50);
       break;
     }
     case 'file':
