@@ -454,13 +454,18 @@ async function send() {
   if (!text.trim() || !state.current) return;
   const params = { to: state.current, text };
   if (state.replyTo) params.reply_to = state.replyTo;
+  // Cleared at once, so what is typed next is the next message; put back
+  // if the send fails.
+  box.value = '';
+  autosize();
+  state.replyTo = null;
+  $('reply-bar').hidden = true;
   const sent = await attempt(() => call('chats_send', params));
   if (sent) {
-    box.value = '';
-    autosize();
-    state.replyTo = null;
-    $('reply-bar').hidden = true;
     refresh(['history', 'chats']);
+  } else if (!box.value) {
+    box.value = text;
+    autosize();
   }
 }
 
