@@ -496,6 +496,7 @@ async fn add_by_invite(page: &Page, other_page: &Page) {
         "the QR code",
     )
     .await;
+    screenshot(other_page, "invite").await;
     click(page, "#new-chat").await;
     let set = format!(
         "document.querySelector('#invite-input').value = {}; true",

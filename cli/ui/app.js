@@ -227,7 +227,7 @@ function renderChatList() {
     list.append(item);
   }
   if (!list.firstChild) {
-    list.append(h('li', { class: 'hint' }, state.chats.length ? 'No chat matches.' : 'No chats yet. Add a contact with ＋ and say hello.'));
+    list.append(h('li', { class: 'hint' }, state.chats.length ? 'No chat matches.' : 'No chats yet. Add a contact with + and say hello.'));
   }
 }
 
@@ -552,7 +552,7 @@ async function showAddContact() {
         const c = await attempt(() => call('contacts_add_invite', { invite: invite.value.trim(), name: name.value.trim() || null }));
         if (c) {
           toast(`Added ${c.name || short(c.peer)}.`);
-          await attempt(loadPeople);
+          refresh(['people']);
           showContacts();
         }
       } }, 'Add contact')),
