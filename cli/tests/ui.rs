@@ -422,17 +422,26 @@ async fn wait_js(page: &Page, expr: &str, what: &str) -> Value {
     }
 }
 
-/// Clicks the element `selector` (as a person would, through the page).
+/// Clicks the element `selector` (as a person would, through the page),
+/// again if the page re-rendered it between finding and clicking.
 async fn click(page: &Page, selector: &str) {
     let expr = format!("document.querySelector({selector:?})");
-    wait_js(page, &expr, selector).await;
-    page.bring_to_front().await.expect("bring to front");
-    page.find_element(selector)
-        .await
-        .unwrap_or_else(|e| panic!("{selector}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {selector}: {e}"));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        wait_js(page, &expr, selector).await;
+        page.bring_to_front().await.expect("bring to front");
+        let clicked = match page.find_element(selector).await {
+            Ok(el) => el.click().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("clicking {selector} again: {e}");
+            }
+            Err(e) => panic!("click {selector}: {e}"),
+        }
+    }
 }
 
 /// Types into the composer and presses Enter.
@@ -969,6 +978,78 @@ async fn a_group_of_three_in_the_browser_with_a_removal() {
     assert_eq!(
         js(&c, "[...document.querySelectorAll('.msg .text')].some(t => t.textContent === 'Just us now')").await,
         false
+    );
+
+    let _ = browser.close().await;
+    let _ = browser.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_is_a_request_then_a_tilde_name_then_a_contact() {
+    let Some(chrome) = chrome() else {
+        skip_loudly("a_stranger_is_a_request_then_a_tilde_name_then_a_contact");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dave = Daemon::start(&tmp.path().join("dave"), "Dave");
+    let erin = Daemon::start(&tmp.path().join("erin"), "Erin");
+    // Erin has Dave's invite; Dave does not know her.
+    add_contact(&erin, &dave);
+    let mut browser = launch(&chrome, &tmp.path().join("chrome")).await;
+    let d = open_app(&browser, &dave).await;
+    ok_stdout(meshchat(&erin.dir).args(["send", "Dave", "Hello, we met at the crag"]));
+
+    // Dave's app tells him, and the request waits in Contacts.
+    wait_js(
+        &d,
+        "(window.__toasts || []).some(t => t.includes('message request'))",
+        "the request's notice",
+    )
+    .await;
+    click(&d, "#show-contacts").await;
+    wait_js(&d, "document.querySelector('.request')", "the request").await;
+    let request = js(&d, "document.querySelector('.request').textContent").await;
+    assert!(
+        request.as_str().unwrap().contains("wrote 1 message"),
+        "{request}"
+    );
+    assert!(
+        request.as_str().unwrap().contains("we met at the crag"),
+        "{request}"
+    );
+    assert_eq!(
+        js(&d, "document.querySelectorAll('.chat-item').length").await,
+        0,
+        "no chat before accepting"
+    );
+    click(&d, ".accept-request").await;
+
+    // Accepted: the chat shows her by her profile name, marked as not a contact.
+    wait_js(
+        &d,
+        "[...document.querySelectorAll('.chat-name')].some(n => n.textContent === '~Erin')",
+        "~Erin in the list",
+    )
+    .await;
+    js(&d, "document.querySelector('.chat-item').click(); true").await;
+    wait_js(&d, "[...document.querySelectorAll('.msg.in .text')].some(t => t.textContent === 'Hello, we met at the crag')", "her message").await;
+    let status = wait_js(&d, "document.querySelector('#conv-status').textContent.startsWith('not in your contacts') && document.querySelector('#conv-status').textContent", "the not-a-contact mark").await;
+    assert!(
+        status.as_str().unwrap().starts_with("not in your contacts"),
+        "{status}"
+    );
+    screenshot(&d, "stranger").await;
+    // One click makes her a contact.
+    click(&d, ".add-contact").await;
+    wait_js(
+        &d,
+        "document.querySelector('#conv-name').textContent === 'Erin'",
+        "Erin as a contact",
+    )
+    .await;
+    assert_eq!(
+        js(&d, "document.querySelector('.add-contact') === null").await,
+        true
     );
 
     let _ = browser.close().await;

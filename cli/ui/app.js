@@ -150,7 +150,7 @@ async function loadHistory() {
 }
 
 let refreshTimer = null;
-const pending = { people: false, chats: false, history: false, status: false };
+const pending = { people: false, chats: false, history: false, status: false, requests: false };
 /** Re-reads what changed, at most a few times a second. */
 function refresh(what) {
   for (const k of what) pending[k] = true;
@@ -160,13 +160,15 @@ function refresh(what) {
     const todo = { ...pending };
     for (const k of Object.keys(pending)) pending[k] = false;
     await attempt(async () => {
+      const before = todo.people ? JSON.stringify([...state.people.values()]) : '';
       if (todo.people) await loadPeople();
+      const peopleChanged = todo.people && before !== JSON.stringify([...state.people.values()]);
       if (todo.status) await loadStatus();
       // History first: reading it marks the open chat read, so the list after it is current.
       if (todo.history || todo.people) await loadHistory();
       if (todo.chats || todo.people || todo.history) await loadChats();
       if (todo.people) renderHeader();
-      if (todo.people && state.panel === 'contacts') await showContacts();
+      if ((peopleChanged || todo.requests) && state.panel === 'contacts') await showContacts(true);
     });
   }, 100);
 }
@@ -567,8 +569,9 @@ async function showAddContact() {
   }
 }
 
-async function showContacts() {
-  const token = navigate();
+/** Contacts and message requests; `refresh` re-renders them only if still on screen. */
+async function showContacts(refresh = false) {
+  const token = refresh ? state.nav : navigate();
   const list = h('ul', { class: 'list' });
   const requests = h('div', { class: 'requests' });
   if (!stillOn(token)) return;
@@ -581,8 +584,11 @@ async function showContacts() {
     for (const r of pendingRequests) {
       const from = nameOfKey(r.from);
       ul.append(h('li', { class: 'list-item request' },
-        h('div', { class: 'grow' }, h('div', {}, r.group ? `${from} added you to a group` : `${from} wrote ${r.messages} message${r.messages === 1 ? '' : 's'}`), h('div', { class: 'hint' }, when(r.first_seen_ms))),
-        h('button', { class: 'primary accept-request', onclick: () => attempt(async () => { await call('contacts_accept_request', { chat: r.chat }); refresh(['chats', 'people']); showContacts(); }) }, 'Accept'),
+        h('div', { class: 'grow' },
+          h('div', {}, r.group ? `${from} added you to the group ${r.group}` : `${from} wrote ${r.messages.length} message${r.messages.length === 1 ? '' : 's'}`),
+          r.messages.length ? h('div', { class: 'hint request-preview' }, preview(r.messages[r.messages.length - 1])) : null,
+          h('div', { class: 'hint' }, when(r.first_seen_ms))),
+        h('button', { class: 'primary accept-request', onclick: () => attempt(async () => { await call('contacts_accept_request', { chat: r.chat }); refresh(['chats', 'people']); showContacts(true); }) }, 'Accept'),
         h('button', { onclick: () => attempt(async () => { await call('contacts_delete_request', { chat: r.chat }); showContacts(); }) }, 'Delete'),
         h('button', { class: 'danger', onclick: () => attempt(async () => { await call('contacts_delete_request', { chat: r.chat, block: true }); showContacts(); }) }, 'Block')));
     }
@@ -729,7 +735,7 @@ function onEvent(e) {
       break;
     case 'message_request':
       toast('A message request arrived: see Contacts.');
-      refresh(['chats', 'people']);
+      refresh(['chats', 'people', 'requests']);
       break;
     case 'group_changed':
     case 'group_joined':
@@ -774,7 +780,7 @@ function wire() {
   });
   $('new-chat').addEventListener('click', showAddContact);
   $('new-group').addEventListener('click', showNewGroup);
-  $('show-contacts').addEventListener('click', showContacts);
+  $('show-contacts').addEventListener('click', () => showContacts());
   $('show-settings').addEventListener('click', showSettings);
   $('me-button').addEventListener('click', showProfile);
   $('back').addEventListener('click', () => {

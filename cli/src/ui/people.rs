@@ -25,7 +25,8 @@ fn peer_of(key: &str) -> Option<PeerId> {
 }
 
 /// `{me: {peer, key, name}, people: [{key, peer, name, contact, blocked,
-/// presence}]}`: my contacts and whoever has a direct chat with me. A
+/// presence}]}`: my contacts, whoever has a direct chat with me and whoever
+/// sent me a message request. A
 /// stranger's name is their profile's, and `contact` is false (the page
 /// shows "~Name").
 pub(crate) async fn people(node: &Node) -> Answer {
@@ -77,6 +78,24 @@ pub(crate) async fn people(node: &Node) -> Answer {
                 }),
             );
         }
+    }
+    // Whoever sent a message request, so the request can show their name.
+    let requests = control::call(node, ControlRequest::ContactsRequests).await?;
+    for request in requests.as_array().into_iter().flatten() {
+        let Some(key) = request["from"].as_str() else {
+            continue;
+        };
+        if key == my_key || people.contains_key(key) {
+            continue;
+        }
+        let Some(peer) = peer_of(key) else { continue };
+        people.insert(
+            key.to_owned(),
+            json!({
+                "key": key, "peer": peer.to_string(), "name": null,
+                "contact": false, "blocked": false,
+            }),
+        );
     }
     let mut my_name = Value::Null;
     let mut my_profile = Value::Null;
