@@ -1039,6 +1039,24 @@ async fn a_stranger_is_a_request_then_a_tilde_name_then_a_contact() {
         "{status}"
     );
     screenshot(&d, "stranger").await;
+    // Narrower than 800 px: one pane at a time, with a way back.
+    d.execute(
+        SetDeviceMetricsOverrideParams::builder()
+            .width(600)
+            .height(800)
+            .device_scale_factor(1.0)
+            .mobile(false)
+            .build()
+            .expect("metrics"),
+    )
+    .await
+    .expect("viewport");
+    wait_js(&d, "getComputedStyle(document.querySelector('.sidebar')).display === 'none' && document.querySelector('#back').offsetParent !== null", "the one-pane layout").await;
+    screenshot(&d, "narrow").await;
+    click(&d, "#back").await;
+    wait_js(&d, "getComputedStyle(document.querySelector('.sidebar')).display !== 'none' && getComputedStyle(document.querySelector('.main')).display === 'none'", "the chat list alone").await;
+    js(&d, "document.querySelector('.chat-item').click(); true").await;
+    wait_js(&d, "!document.querySelector('#conversation').hidden", "the conversation again").await;
     // One click makes her a contact.
     click(&d, ".add-contact").await;
     wait_js(

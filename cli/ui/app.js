@@ -280,6 +280,7 @@ function renderHeader() {
     status = 'group';
   }
   $('conv-status').textContent = status;
+  $('conv-info').hidden = !chat.kind.Group;
   const conv = $('conversation');
   conv.querySelector('.add-contact')?.remove();
   if (person && !person.contact) {
