@@ -1056,7 +1056,12 @@ async fn a_stranger_is_a_request_then_a_tilde_name_then_a_contact() {
     click(&d, "#back").await;
     wait_js(&d, "getComputedStyle(document.querySelector('.sidebar')).display !== 'none' && getComputedStyle(document.querySelector('.main')).display === 'none'", "the chat list alone").await;
     js(&d, "document.querySelector('.chat-item').click(); true").await;
-    wait_js(&d, "!document.querySelector('#conversation').hidden", "the conversation again").await;
+    wait_js(
+        &d,
+        "!document.querySelector('#conversation').hidden",
+        "the conversation again",
+    )
+    .await;
     // One click makes her a contact.
     click(&d, ".add-contact").await;
     wait_js(

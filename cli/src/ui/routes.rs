@@ -303,6 +303,9 @@ async fn upload(
     Query(q): Query<UploadQuery>,
     body: Body,
 ) -> Response {
+    if !q.avatar && q.to.is_none() {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "say `to` whom");
+    }
     let dir = match scratch_dir(&state).await {
         Ok(d) => d,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "io", e.to_string()),
@@ -320,13 +323,10 @@ async fn upload(
                     avatar_path: Some(path.clone()),
                 }
             } else {
-                match q.to {
-                    Some(to) => ControlRequest::FilesSend {
-                        to,
-                        path: path.clone(),
-                        caption: q.caption.filter(|c| !c.is_empty()),
-                    },
-                    None => return error(StatusCode::BAD_REQUEST, "bad_request", "say `to` whom"),
+                ControlRequest::FilesSend {
+                    to: q.to.unwrap_or_default(),
+                    path: path.clone(),
+                    caption: q.caption.filter(|c| !c.is_empty()),
                 }
             };
             Ok(control::call(&state.node, request).await)
