@@ -62,11 +62,16 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, name: &str) -> Self {
+        Self::start_with(dir, name, |text| text)
+    }
+
+    /// Starts a daemon after `tweak` edited its `config.toml`.
+    fn start_with(dir: &Path, name: &str, tweak: impl Fn(String) -> String) -> Self {
         ok_stdout(meshchat(dir).args(["init", "--name", name]));
         // Presence every second, so "last seen" shows soon after a stop.
         let config = dir.join("config.toml");
         let text = std::fs::read_to_string(&config).unwrap();
-        let text = text.replace("presence_secs = 60", "presence_secs = 1");
+        let text = tweak(text.replace("presence_secs = 60", "presence_secs = 1"));
         std::fs::write(&config, text).unwrap();
         let mut child = meshchat(dir)
             .args([
@@ -208,7 +213,19 @@ fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
 #[test]
 fn the_app_signs_in_once_and_refuses_other_sites_hosts_and_strangers() {
     let tmp = tempfile::tempdir().unwrap();
-    let alice = Daemon::start(&tmp.path().join("alice"), "alice");
+    // Files up to 1000 bytes, to see the upload bound.
+    let alice = Daemon::start_with(&tmp.path().join("alice"), "alice", |text| {
+        text.lines()
+            .map(|l| {
+                if l.starts_with("max_file_bytes") {
+                    "max_file_bytes = 1000"
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
     let addr = alice.ui.clone();
     let host = addr.as_str();
     let origin = format!("http://{addr}");
@@ -313,6 +330,30 @@ fn the_app_signs_in_once_and_refuses_other_sites_hosts_and_strangers() {
     assert_eq!(status, 400, "{body}");
     let (status, _, _) = Req::api("/api/no_such_method", host, &origin, &cookie, b"{}").send(&addr);
     assert_eq!(status, 400);
+    // Uploads: bounded by blobs.max_file_bytes, and they need a recipient.
+    let mut up = Req::api(
+        "/api/upload?to=alice&name=big.bin",
+        host,
+        &origin,
+        &cookie,
+        &[7u8; 2000],
+    );
+    up.content_type = "application/octet-stream";
+    let (status, _, body) = up.send(&addr);
+    assert_eq!(status, 413, "{body}");
+    up.path = "/api/upload?name=small.bin";
+    up.body = &[7u8; 10];
+    assert_eq!(up.send(&addr).0, 400, "no recipient");
+    up.path = "/api/upload?to=nobody&name=..%2F..%2Fevil";
+    let (status, _, body) = up.send(&addr);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not_found"), "{body}");
+    let mut file = Req::get("/api/file?chat=nothing&message=nothing", host);
+    file.cookie = Some(&cookie);
+    assert_eq!(file.send(&addr).0, 404);
+    file.cookie = None;
+    assert_eq!(file.send(&addr).0, 401, "files need the cookie too");
+
     // Still up after all that.
     let (status, _, _) = Req::api("/api/chats_list", host, &origin, &cookie, b"").send(&addr);
     assert_eq!(status, 200);
