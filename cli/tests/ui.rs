@@ -897,13 +897,20 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
     .await;
     screenshot(&b, "contacts-list").await;
 
-    // Alice's daemon stops: Bob's app shows when she was last seen.
+    // Alice's daemon stops: Bob's app shows when she was last seen, and
+    // that no peer is reachable.
     drop(a);
     drop(alice);
     wait_js(
         &b,
         "[...document.querySelectorAll('.contact-status')].some(s => s.textContent.includes('last seen'))",
         "Alice's last seen at Bob's",
+    )
+    .await;
+    wait_js(
+        &b,
+        "!document.querySelector('#banner').hidden && document.querySelector('#banner').textContent.includes('No peer is reachable')",
+        "the connection banner",
     )
     .await;
 
@@ -1114,6 +1121,34 @@ async fn a_stranger_is_a_request_then_a_tilde_name_then_a_contact() {
     assert_eq!(
         js(&d, "document.querySelector('.add-contact') === null").await,
         true
+    );
+
+    // A long history comes in pages: the newest 50, then older ones when
+    // scrolled to the top.
+    for n in 0..60 {
+        ok_stdout(meshchat(&erin.dir).args(["send", "Dave", &format!("line {n}")]));
+    }
+    wait_js(
+        &d,
+        "[...document.querySelectorAll('.msg.in .text')].some(t => t.textContent === 'line 59')",
+        "the last line",
+    )
+    .await;
+    assert_eq!(js(&d, "document.querySelectorAll('.msg').length").await, 50);
+    assert_eq!(
+        js(&d, "document.querySelector('.older') !== null").await,
+        true
+    );
+    js(&d, "document.querySelector('#messages').scrollTop = 0; document.querySelector('#messages').dispatchEvent(new Event('scroll')); true").await;
+    wait_js(
+        &d,
+        "document.querySelectorAll('.msg').length === 61",
+        "the older messages",
+    )
+    .await;
+    assert_eq!(
+        js(&d, "document.querySelector('.msg .text').textContent").await,
+        "Hello, we met at the crag"
     );
 
     let _ = browser.close().await;

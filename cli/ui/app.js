@@ -575,10 +575,12 @@ async function showContacts(refresh = false) {
   const token = refresh ? state.nav : navigate();
   const list = h('ul', { class: 'list' });
   const requests = h('div', { class: 'requests' });
-  if (!stillOn(token)) return;
+  // Read first, then swap the screen in one go (no flicker on a refresh).
+  const pendingRequests = (await attempt(() => call('contacts_requests'))) || [];
+  const contacts = await attempt(() => call('contacts_list'));
+  if (!stillOn(token) || (refresh && state.panel !== 'contacts')) return;
   showPanel('Contacts', requests, h('button', { class: 'primary', onclick: showAddContact }, 'Add a contact'), list);
   state.panel = 'contacts';
-  const pendingRequests = (await attempt(() => call('contacts_requests'))) || [];
   if (pendingRequests.length) {
     requests.append(h('h3', {}, 'Message requests'), h('p', { class: 'hint' }, 'People who are not in your contacts wrote to you or added you to a group. Nothing of theirs shows until you accept.'));
     const ul = h('ul', { class: 'list' });
@@ -595,7 +597,6 @@ async function showContacts(refresh = false) {
     }
     requests.append(ul);
   }
-  const contacts = await attempt(() => call('contacts_list'));
   if (!contacts) return;
   for (const c of contacts) {
     const person = state.byPeer.get(c.peer);
