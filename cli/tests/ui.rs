@@ -864,6 +864,13 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(std::fs::read(&saved).unwrap(), sent, "byte-identical");
+    // The card says where the transfer stands.
+    wait_js(
+        &a,
+        "document.querySelector('.msg.in .file-progress').textContent === 'downloaded'",
+        "'downloaded' on the card",
+    )
+    .await;
 
     // Alice changes her status and picture; Bob's app shows both.
     click(&a, "#me-button").await;

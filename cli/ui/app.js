@@ -21,6 +21,7 @@ const state = {
   connected: new Set(),
   search: '',
   panel: null, // which panel is open ('contacts' re-renders on news)
+  files: new Map(), // attachment hash -> its latest transfer status
   nav: 0, // bumped by every navigation; a screen still loading gives way to a newer one
 };
 
@@ -390,9 +391,31 @@ async function custody(tick, id) {
   tick.title = lines.join('\n') || tick.title;
 }
 
+/** A file's transfer state, in words. */
+function fileStatusText(status) {
+  if (!status) return '';
+  switch (status.state) {
+    case 'trying': return status.stored ? 'resuming…' : 'connecting…';
+    case 'source_failed': return 'trying another source…';
+    case 'progress': return status.total ? `${Math.floor((100 * status.done) / status.total)}%` : bytes(status.done);
+    case 'ready': return 'downloaded';
+    case 'cached': return 'held by a relay';
+    case 'failed': return `failed: ${status.reason}`;
+    case 'skipped': return 'not downloaded yet';
+    default: return '';
+  }
+}
+
+function showFileStatus(hash, status) {
+  state.files.set(hash, status);
+  for (const card of document.querySelectorAll('.file')) {
+    if (card.dataset.hash === hash) card.querySelector('.file-progress').textContent = fileStatusText(status);
+  }
+}
+
 function attachmentView(chat, m) {
   const a = m.attachment;
-  const card = h('div', { class: 'file' });
+  const card = h('div', { class: 'file', dataset: { hash: String(a.hash) } });
   if (a.preview && a.preview.length) {
     const url = URL.createObjectURL(new Blob([new Uint8Array(a.preview)], { type: 'image/jpeg' }));
     const img = h('img', { class: 'preview', alt: `Preview of ${a.name}`, src: url });
@@ -408,7 +431,7 @@ function attachmentView(chat, m) {
       'div',
       { class: 'file-row' },
       h('span', { class: 'file-icon', 'aria-hidden': 'true' }, '📄'),
-      h('div', { class: 'file-info' }, h('div', { class: 'file-name' }, a.name), h('div', { class: 'file-meta' }, `${bytes(a.size)} · ${a.mime}`)),
+      h('div', { class: 'file-info' }, h('div', { class: 'file-name' }, a.name), h('div', { class: 'file-meta' }, `${bytes(a.size)} · ${a.mime} `, h('span', { class: 'file-progress', 'aria-live': 'polite' }, fileStatusText(state.files.get(String(a.hash)))))),
       h('a', { class: 'download', href: fileUrl(chat.id, m.id, false), download: '', 'aria-label': `Download ${a.name}` }, '⬇'),
     ),
   );
@@ -766,7 +789,7 @@ function onEvent(e) {
       break;
     }
     case 'file':
-      if (e.chat && e.chat === state.current && e.status && e.status.state === 'ready') refresh(['history']);
+      if (e.status) showFileStatus(String(e.hash), e.status);
       break;
     default:
       break;
