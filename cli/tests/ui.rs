@@ -1008,6 +1008,22 @@ async fn a_group_of_three_in_the_browser_with_a_removal() {
     )
     .await;
     screenshot(&a, "group-info").await;
+    // She makes Bob an admin and renames the group; Bob sees the new name.
+    js(&a, "[...document.querySelectorAll('.member')].find(m => m.textContent.includes('Bob')).querySelector('button').click(); true").await;
+    wait_js(&a, "[...document.querySelectorAll('.member')].some(m => m.textContent.includes('Bob') && m.textContent.includes('admin') && m.textContent.includes('Demote'))", "Bob as an admin").await;
+    js(&a, "document.querySelector('.panel input.field').value = 'Crag crew'; [...document.querySelectorAll('.panel button')].find(b => b.textContent === 'Rename').click(); true").await;
+    wait_js(
+        &b,
+        "[...document.querySelectorAll('.chat-name')].some(n => n.textContent === '# Crag crew')",
+        "the new name at Bob's",
+    )
+    .await;
+    wait_js(
+        &a,
+        "document.querySelectorAll('.member').length === 3",
+        "the member list again",
+    )
+    .await;
     js(&a, "[...document.querySelectorAll('.member')].find(m => m.textContent.includes('Carol')).querySelector('.remove-member').click(); true").await;
     wait_js(
         &a,
@@ -1017,7 +1033,7 @@ async fn a_group_of_three_in_the_browser_with_a_removal() {
     .await;
 
     // What Alice writes next reaches Bob, not Carol.
-    js(&a, "[...document.querySelectorAll('.chat-item')].find(i => i.querySelector('.chat-name').textContent === '# Climbers').click(); true").await;
+    js(&a, "[...document.querySelectorAll('.chat-item')].find(i => i.querySelector('.chat-name').textContent === '# Crag crew').click(); true").await;
     wait_js(
         &a,
         "!document.querySelector('#conversation').hidden",
@@ -1028,7 +1044,7 @@ async fn a_group_of_three_in_the_browser_with_a_removal() {
     wait_js(&a, "[...document.querySelectorAll('.msg.out .text')].some(t => t.textContent === 'Just us now')", "the message at Alice's").await;
     wait_js(&b, "[...document.querySelectorAll('.msg.in .text')].some(t => t.textContent === 'Just us now')", "the message at Bob's").await;
     // Carol's daemon learnt of her removal; her history has no new message.
-    let carol_has = ok_stdout(meshchat(&carol.dir).args(["history", "Climbers", "--json"]));
+    let carol_has = ok_stdout(meshchat(&carol.dir).args(["history", "Crag crew", "--json"]));
     assert!(!carol_has.contains("Just us now"), "{carol_has}");
     assert_eq!(
         js(&c, "[...document.querySelectorAll('.msg .text')].some(t => t.textContent === 'Just us now')").await,
@@ -1117,6 +1133,17 @@ async fn a_stranger_is_a_request_then_a_tilde_name_then_a_contact() {
         "the conversation again",
     )
     .await;
+    d.execute(
+        SetDeviceMetricsOverrideParams::builder()
+            .width(1200)
+            .height(800)
+            .device_scale_factor(1.0)
+            .mobile(false)
+            .build()
+            .expect("metrics"),
+    )
+    .await
+    .expect("viewport");
     // One click makes her a contact.
     click(&d, ".add-contact").await;
     wait_js(
@@ -1157,6 +1184,32 @@ async fn a_stranger_is_a_request_then_a_tilde_name_then_a_contact() {
         js(&d, "document.querySelector('.msg .text').textContent").await,
         "Hello, we met at the crag"
     );
+
+    // Block and unblock from Contacts.
+    click(&d, "#show-contacts").await;
+    let block =
+        "[...document.querySelectorAll('.list-item')].find(li => li.textContent.includes('Erin'))";
+    wait_js(&d, &format!("{block}"), "Erin in Contacts").await;
+    js(&d, &format!("[...{block}.querySelectorAll('button')].find(b => b.textContent === 'Block').click(); true")).await;
+    wait_js(&d, &format!("(() => {{ const li = {block}; return li && li.textContent.includes('blocked') && li.textContent.includes('Unblock'); }})()"), "Erin blocked").await;
+    js(&d, &format!("[...{block}.querySelectorAll('button')].find(b => b.textContent === 'Unblock').click(); true")).await;
+    wait_js(&d, &format!("(() => {{ const li = {block}; return li && !li.textContent.includes('blocked') && li.textContent.includes('Block'); }})()"), "Erin unblocked").await;
+
+    // The keyboard: a focused chat opens with Enter.
+    let item = d.find_element(".chat-item").await.expect("a chat");
+    item.focus().await.expect("focus the chat");
+    item.press_key("Enter").await.expect("Enter");
+    wait_js(&d, "!document.querySelector('#conversation').hidden && document.querySelector('#conv-name').textContent === 'Erin'", "the chat opened by keyboard").await;
+
+    // Network and relays.
+    click(&d, "#show-settings").await;
+    wait_js(
+        &d,
+        "document.querySelector('.panel').textContent.includes('Relays holding my mail')",
+        "the relays screen",
+    )
+    .await;
+    screenshot(&d, "settings").await;
 
     let _ = browser.close().await;
     let _ = browser.wait().await;

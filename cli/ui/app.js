@@ -593,15 +593,15 @@ async function showAddContact() {
   }
 }
 
-/** Contacts and message requests; `refresh` re-renders them only if still on screen. */
-async function showContacts(refresh = false) {
-  const token = refresh ? state.nav : navigate();
+/** Contacts and message requests; `inPlace` re-renders them only if still on screen. */
+async function showContacts(inPlace = false) {
+  const token = inPlace ? state.nav : navigate();
   const list = h('ul', { class: 'list' });
   const requests = h('div', { class: 'requests' });
   // Read first, then swap the screen in one go (no flicker on a refresh).
   const pendingRequests = (await attempt(() => call('contacts_requests'))) || [];
   const contacts = await attempt(() => call('contacts_list'));
-  if (!stillOn(token) || (refresh && state.panel !== 'contacts')) return;
+  if (!stillOn(token) || (inPlace && state.panel !== 'contacts')) return;
   showPanel('Contacts', requests, h('button', { class: 'primary', onclick: showAddContact }, 'Add a contact'), list);
   state.panel = 'contacts';
   if (pendingRequests.length) {
@@ -665,9 +665,9 @@ async function showNewGroup() {
   name.focus();
 }
 
-/** The group's details; `refresh` re-renders them in place only if they are still on screen. */
-async function showGroupInfo(chat, refresh = false) {
-  const token = refresh ? state.nav : navigate();
+/** The group's details; `inPlace` re-renders them in place only if they are still on screen. */
+async function showGroupInfo(chat, inPlace = false) {
+  const token = inPlace ? state.nav : navigate();
   const info = await attempt(() => call('groups_info', { chat: chat.id }));
   if (!info) return;
   const myRole = info.members.find((m) => m.key === state.me.key)?.role;
@@ -681,7 +681,7 @@ async function showGroupInfo(chat, refresh = false) {
   const addable = contacts.filter((c) => !memberKeys.has(state.byPeer.get(c.peer)?.key));
   const pick = h('select', { class: 'field', 'aria-label': 'Contact to add' }, addable.map((c) => h('option', { value: c.peer }, c.name || short(c.peer))));
   const op = (method, params) => attempt(async () => { await call(method, { chat: chat.id, ...params }); await loadChats(); showGroupInfo(chat, true); });
-  if (!stillOn(token) || (refresh && (state.panel !== 'group' || state.groupPanel !== chat.id))) return;
+  if (!stillOn(token) || (inPlace && (state.panel !== 'group' || state.groupPanel !== chat.id))) return;
   state.groupPanel = chat.id;
   showPanel(`# ${info.name}`,
     admin ? h('section', { class: 'card' }, field('Name', rename), h('button', { onclick: () => op('groups_rename', { name: rename.value.trim() }) }, 'Rename'),
