@@ -357,6 +357,21 @@ fn the_app_signs_in_once_and_refuses_other_sites_hosts_and_strangers() {
     // Still up after all that.
     let (status, _, _) = Req::api("/api/chats_list", host, &origin, &cookie, b"").send(&addr);
     assert_eq!(status, 200);
+
+    // Once the daemon stops, `meshchat ui` says so instead of a dead link.
+    ok_stdout(meshchat(&alice.dir).arg("stop"));
+    let deadline = Instant::now() + WAIT;
+    let stderr = loop {
+        let out = meshchat(&alice.dir)
+            .args(["ui", "--print-url"])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            break String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        assert!(Instant::now() < deadline, "`meshchat ui` still answers");
+    };
+    assert!(stderr.contains("meshchat daemon"), "{stderr}");
 }
 
 // ---------------------------------------------------------------- browser

@@ -92,6 +92,15 @@ impl UiServer {
 /// browser, or (`print_url`) prints the URL with its one-time secret.
 pub(crate) fn open(dir: &DataDir, print_url: bool, json: bool) -> Result<()> {
     let login = LoginFile::read(dir)?;
+    // A file left by a daemon that was killed names a server that is gone.
+    if std::net::TcpStream::connect_timeout(&login.addr, std::time::Duration::from_secs(2)).is_err()
+    {
+        bail!(
+            "the desktop app at {} does not answer: is `meshchat daemon` running for {}?",
+            login.addr,
+            dir.root().display()
+        );
+    }
     let url = login.url();
     if json {
         println!("{}", serde_json::json!({ "url": url, "addr": login.addr }));
