@@ -22,7 +22,10 @@ use std::{
 use chromiumoxide::{
     browser::{Browser, BrowserConfig},
     cdp::browser_protocol::{
-        browser::{SetDownloadBehaviorBehavior, SetDownloadBehaviorParams},
+        browser::{
+            DownloadProgressState, EventDownloadProgress, SetDownloadBehaviorBehavior,
+            SetDownloadBehaviorParams,
+        },
         emulation::{MediaFeature, SetDeviceMetricsOverrideParams},
         page::CaptureScreenshotFormat,
         target::CreateTargetParams,
@@ -73,6 +76,11 @@ impl Daemon {
         let text = std::fs::read_to_string(&config).unwrap();
         let text = tweak(text.replace("presence_secs = 60", "presence_secs = 1"));
         std::fs::write(&config, text).unwrap();
+        Self::run(dir, &[])
+    }
+
+    /// Runs the daemon of an initialised `dir` with `extra` arguments.
+    fn run(dir: &Path, extra: &[&str]) -> Self {
         let mut child = meshchat(dir)
             .args([
                 "daemon",
@@ -83,6 +91,7 @@ impl Daemon {
                 "127.0.0.1:0",
                 "--json",
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -105,6 +114,12 @@ impl Daemon {
             dir: dir.to_owned(),
             ui,
         }
+    }
+
+    /// Stops the daemon with `meshchat stop` and waits for it to exit.
+    fn stop(mut self) {
+        ok_stdout(meshchat(&self.dir).arg("stop"));
+        self.child.wait().unwrap();
     }
 
     /// A fresh sign-in link from `meshchat ui --print-url`.
@@ -853,6 +868,7 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
             SetDownloadBehaviorParams::builder()
                 .behavior(SetDownloadBehaviorBehavior::Allow)
                 .download_path(downloads.display().to_string())
+                .events_enabled(true)
                 .build()
                 .expect("download behaviour"),
         )
@@ -871,13 +887,23 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
         "drawing.png"
     );
     screenshot(&a, "picture").await;
+    let mut progress = browser
+        .event_listener::<EventDownloadProgress>()
+        .await
+        .expect("download events");
     click(&a, ".msg.in a.download").await;
+    tokio::time::timeout(WAIT, async {
+        while let Some(event) = progress.next().await {
+            match event.state {
+                DownloadProgressState::Completed => return,
+                DownloadProgressState::Canceled => panic!("the download was canceled"),
+                DownloadProgressState::InProgress => {}
+            }
+        }
+    })
+    .await
+    .expect("the download completes in time");
     let saved = downloads.join("drawing.png");
-    let deadline = Instant::now() + WAIT;
-    while std::fs::read(&saved).map(|b| b.len()).unwrap_or(0) < sent.len() {
-        assert!(Instant::now() < deadline, "the download did not arrive");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert_eq!(std::fs::read(&saved).unwrap(), sent, "byte-identical");
     // The card says where the transfer stands.
     wait_js(
@@ -1228,4 +1254,109 @@ async fn a_stranger_is_a_request_then_a_tilde_name_then_a_contact() {
 
     let _ = browser.close().await;
     let _ = browser.wait().await;
+}
+
+/// A relay (`meshchat relay`) on loopback, killed on drop, and its address.
+struct Relay(Child);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_relay(dir: &Path) -> (Relay, String) {
+    let mut child = meshchat(dir)
+        .args(["relay", "--listen", "/ip4/127.0.0.1/tcp/0", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap();
+    let addr = ready["addrs"][0].as_str().unwrap().to_owned();
+    (Relay(child), addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_held_by_a_relay_shows_one_tick_and_who_holds_it() {
+    let Some(chrome) = chrome() else {
+        skip_loudly("mail_held_by_a_relay_shows_one_tick_and_who_holds_it");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (_relay, relay_addr) = start_relay(&tmp.path().join("relay"));
+    let alice = Daemon::start(&tmp.path().join("alice"), "Alice");
+    let bob_dir = tmp.path().join("bob");
+    ok_stdout(meshchat(&bob_dir).args(["init", "--name", "Bob"]));
+    let bob = Daemon::run(&bob_dir, &["--relay", &relay_addr]);
+    // Bob's invite carries his relay and a delivery token for it.
+    add_contact(&alice, &bob);
+    add_contact(&bob, &alice);
+    bob.stop();
+
+    let mut browser = launch(&chrome, &tmp.path().join("chrome")).await;
+    let a = open_app(&browser, &alice).await;
+    wait_js(
+        &a,
+        "document.querySelector('.chat-item')",
+        "the chat with Bob",
+    )
+    .await;
+    click(&a, ".chat-item").await;
+    type_and_enter(&a, "Held for you").await;
+    // Bob is offline: the relay takes custody, one tick, and says until when.
+    wait_js(&a, "document.querySelector('.msg.out .tick') && document.querySelector('.msg.out .tick').dataset.state === 'sent'", "✓ (at a relay)").await;
+    assert_eq!(
+        js(&a, "document.querySelector('.msg.out .tick').textContent").await,
+        "✓"
+    );
+    js(&a, "document.querySelector('.msg.out .tick').dispatchEvent(new MouseEvent('mouseenter')); true").await;
+    let title = wait_js(&a, "document.querySelector('.msg.out .tick').title.includes('held by') && document.querySelector('.msg.out .tick').title", "who holds it").await;
+    assert!(
+        title.as_str().unwrap().contains("held by 1 relay until"),
+        "{title}"
+    );
+    screenshot(&a, "held-by-relay").await;
+
+    // Alice goes offline too; Bob comes back and finds the message at the relay.
+    let _ = browser.close().await;
+    let _ = browser.wait().await;
+    alice.stop();
+    let bob = Daemon::run(&bob_dir, &["--relay", &relay_addr]);
+    // Re-read the history whenever Bob's node reports something (and at
+    // least every second, for what came before `watch` started).
+    let mut watch = meshchat(&bob.dir)
+        .args(["watch", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, events) = sync_channel(1024);
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let history = ok_stdout(meshchat(&bob.dir).args(["history", "Alice"]));
+        if history.contains("Held for you") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the message did not come from the relay: {history}"
+        );
+        let _ = events.recv_timeout(Duration::from_secs(1));
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
 }
