@@ -1360,3 +1360,36 @@ async fn mail_held_by_a_relay_shows_one_tick_and_who_holds_it() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+#[test]
+fn the_app_never_listens_beyond_this_machine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("alice");
+    ok_stdout(meshchat(&dir).args(["init", "--name", "alice"]));
+    let mut child = meshchat(&dir)
+        .args([
+            "daemon",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+            "--ui-listen",
+            "0.0.0.0:0",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap();
+    // The daemon runs without the app (it says why on stderr); `meshchat ui` finds none.
+    assert!(ready["peer_id"].is_string(), "{ready}");
+    assert!(ready["ui"].is_null(), "{ready}");
+    let out = meshchat(&dir).args(["ui", "--print-url"]).output().unwrap();
+    assert!(!out.status.success());
+    let _ = child.kill();
+    let _ = child.wait();
+}
