@@ -1230,7 +1230,7 @@ async fn a_stranger_is_a_request_then_a_tilde_name_then_a_contact() {
     click(&d, "#show-contacts").await;
     let block =
         "[...document.querySelectorAll('.list-item')].find(li => li.textContent.includes('Erin'))";
-    wait_js(&d, &format!("{block}"), "Erin in Contacts").await;
+    wait_js(&d, block, "Erin in Contacts").await;
     js(&d, &format!("[...{block}.querySelectorAll('button')].find(b => b.textContent === 'Block').click(); true")).await;
     wait_js(&d, &format!("(() => {{ const li = {block}; return li && li.textContent.includes('blocked') && li.textContent.includes('Unblock'); }})()"), "Erin blocked").await;
     js(&d, &format!("[...{block}.querySelectorAll('button')].find(b => b.textContent === 'Unblock').click(); true")).await;
