@@ -71,3 +71,32 @@ export function qr(size, modules, scale = 5) {
   }
   return canvas;
 }
+
+// Dialogs: a question or a text to edit, answered through a promise.
+export function dialog(title, body, buttons) {
+  const d = $('dialog');
+  clear(d).append(h('h2', {}, title), body, h('div', { class: 'dialog-buttons' }, buttons));
+  d.showModal();
+  return d;
+}
+
+export function prompt(title, value) {
+  return new Promise((resolve) => {
+    const input = h('textarea', { class: 'field', 'aria-label': title, rows: '3' });
+    input.value = value || '';
+    const d = dialog(title, input, [
+      h('button', { onclick: () => { d.close(); resolve(null); } }, 'Cancel'),
+      h('button', { class: 'primary', onclick: () => { d.close(); resolve(input.value); } }, 'Save'),
+    ]);
+    input.focus();
+  });
+}
+
+export function confirm(question, label = 'Delete') {
+  return new Promise((resolve) => {
+    const d = dialog(question, h('p', {}, ''), [
+      h('button', { onclick: () => { d.close(); resolve(false); } }, 'Cancel'),
+      h('button', { class: 'primary danger', onclick: () => { d.close(); resolve(true); } }, label),
+    ]);
+  });
+}

@@ -25,6 +25,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../ui/api.js"),
     ),
     (
+        "names.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/names.js"),
+    ),
+    (
+        "panels.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../ui/panels.js"),
+    ),
+    (
         "dom.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../ui/dom.js"),
