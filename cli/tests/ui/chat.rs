@@ -262,6 +262,14 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
         "'downloaded' on the card",
     )
     .await;
+    // A picture pasted into the composer goes out too.
+    js(&b, PASTE_PICTURE).await;
+    wait_js(
+        &a,
+        "[...document.querySelectorAll('.msg.in .file-name')].some(n => n.textContent === 'pasted.png')",
+        "the pasted picture at Alice's",
+    )
+    .await;
 
     // Alice changes her status and picture; Bob's app shows both.
     click(&a, "#me-button").await;

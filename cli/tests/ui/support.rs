@@ -441,6 +441,19 @@ pub(crate) const DROP_PICTURE: &str = r#"(async () => {
   return btoa(s);
 })()"#;
 
+/// Pastes a drawn picture into the composer, as Ctrl+V of a copied image does.
+pub(crate) const PASTE_PICTURE: &str = r#"(async () => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 48; canvas.height = 48;
+  const ctx = canvas.getContext('2d');
+  ctx.fillStyle = '#2b8fd6'; ctx.fillRect(0, 0, 48, 48);
+  const blob = await new Promise((r) => canvas.toBlob(r, 'image/png'));
+  const dt = new DataTransfer();
+  dt.items.add(new File([blob], 'pasted.png', { type: 'image/png' }));
+  document.querySelector('#text').dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  return true;
+})()"#;
+
 /// Picks a drawn picture in the profile screen's file input.
 pub(crate) const SET_PICTURE: &str = r#"(async () => {
   const canvas = document.createElement('canvas');
