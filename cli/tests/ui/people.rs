@@ -92,6 +92,24 @@ async fn a_group_of_three_in_the_browser_with_a_removal() {
         "the member list again",
     )
     .await;
+    // New members no longer see the history: Bob's daemon has the setting.
+    js(&a, "document.querySelector('.check-row input').checked = false; \
+            [...document.querySelectorAll('.panel button')].find(b => b.textContent === 'Save setting').click(); true").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let info: Value = serde_json::from_str(
+            ok_stdout(meshchat(&bob.dir).args(["group", "info", "Crag crew", "--json"])).trim(),
+        )
+        .unwrap();
+        if info["settings"]["history_for_new_members"] == false {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the setting did not reach Bob: {info}"
+        );
+    }
+    wait_js(&a, "document.querySelectorAll('.member').length === 3 && !document.querySelector('.check-row input').checked", "the saved setting").await;
     js(&a, "[...document.querySelectorAll('.member')].find(m => m.textContent.includes('Carol')).querySelector('.remove-member').click(); true").await;
     wait_js(
         &a,
