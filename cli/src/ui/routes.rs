@@ -206,7 +206,13 @@ async fn api(
             })
         }
         _ => match parse_request(&method, params) {
-            Ok(request) => control::call(&state.node, request).await,
+            Ok(request) if offered_to_the_browser(&request) => {
+                control::call(&state.node, request).await
+            }
+            Ok(_) => Err(ControlError {
+                code: "bad_request".into(),
+                message: format!("{method} is not offered to the browser"),
+            }),
             Err(e) => Err(e),
         },
     };
@@ -222,6 +228,54 @@ async fn api(
             };
             error(status, &e.code, e.message)
         }
+    }
+}
+
+/// The operations a page may call: every one that names no path on this
+/// machine. A list of what is allowed, so an operation added later is
+/// refused here until someone decides it is safe.
+fn offered_to_the_browser(request: &ControlRequest) -> bool {
+    use ControlRequest as R;
+    match request {
+        R::ProfilesSet { avatar_path, .. } => avatar_path.is_none(),
+        R::NetworkStatus
+        | R::NetworkDial { .. }
+        | R::NetworkDisconnect { .. }
+        | R::ContactsAdd { .. }
+        | R::ContactsAddInvite { .. }
+        | R::ContactsList
+        | R::ContactsRemove { .. }
+        | R::ContactsBlock { .. }
+        | R::ContactsInvite
+        | R::ContactsRequests
+        | R::ContactsAcceptRequest { .. }
+        | R::ContactsDeleteRequest { .. }
+        | R::ChatsList
+        | R::ChatsSend { .. }
+        | R::ChatsEdit { .. }
+        | R::ChatsDelete { .. }
+        | R::ChatsReact { .. }
+        | R::ChatsTyping { .. }
+        | R::ChatsHistory { .. }
+        | R::ChatsMessageInfo { .. }
+        | R::GroupsCreate { .. }
+        | R::GroupsInfo { .. }
+        | R::GroupsAddMember { .. }
+        | R::GroupsRemoveMember { .. }
+        | R::GroupsSetRole { .. }
+        | R::GroupsRename { .. }
+        | R::GroupsSetHistoryForNewMembers { .. }
+        | R::GroupsLeave { .. }
+        | R::ProfilesGet { .. }
+        | R::ProfilesLastSeen { .. }
+        | R::ProfilesLastSeenPrivacy
+        | R::ProfilesSetLastSeenPrivacy { .. }
+        | R::FilesAutoDownload
+        | R::FilesSetAutoDownload { .. } => true,
+        // Paths on this machine (files_send, files_fetch, files_share,
+        // files_fetch_ticket, profiles_save_picture, chats_export), the
+        // server's own (watch, shutdown), and whatever comes next.
+        _ => false,
     }
 }
 
@@ -516,6 +570,44 @@ mod tests {
         );
         assert!(parse_request("no_such_method", json!({})).is_err());
         assert!(parse_request("chats_list", json!([1, 2])).is_err());
+    }
+
+    #[test]
+    fn operations_naming_paths_are_not_offered() {
+        let path = || std::path::PathBuf::from("/etc/passwd");
+        for refused in [
+            ControlRequest::FilesSend {
+                to: "bob".into(),
+                path: path(),
+                caption: None,
+            },
+            ControlRequest::ChatsExport {
+                chat: "bob".into(),
+                dir: path(),
+            },
+            ControlRequest::FilesShare { path: path() },
+            ControlRequest::ProfilesSavePicture {
+                peer: None,
+                out: path(),
+            },
+            ControlRequest::ProfilesSet {
+                name: None,
+                status: None,
+                avatar: None,
+                avatar_path: Some(path()),
+            },
+            ControlRequest::Shutdown,
+            ControlRequest::Watch,
+        ] {
+            assert!(!offered_to_the_browser(&refused), "{refused:?}");
+        }
+        assert!(offered_to_the_browser(&ControlRequest::ChatsList));
+        assert!(offered_to_the_browser(&ControlRequest::ProfilesSet {
+            name: Some("me".into()),
+            status: None,
+            avatar: None,
+            avatar_path: None,
+        }));
     }
 
     #[test]
