@@ -219,28 +219,38 @@ pub(crate) fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
 
 // ---------------------------------------------------------------- browser
 
+/// The browser to drive: `MESHCHAT_CHROME` (which must exist: asked for
+/// by name, its absence is a failure), else the first one installed.
 pub(crate) fn chrome() -> Option<PathBuf> {
     if let Ok(path) = std::env::var("MESHCHAT_CHROME") {
-        return Some(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        assert!(
+            path.exists(),
+            "MESHCHAT_CHROME={} does not exist",
+            path.display()
+        );
+        return Some(path);
     }
-    [
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        "/usr/bin/google-chrome",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
+    CHROMES.iter().map(PathBuf::from).find(|p| p.exists())
 }
 
+/// Where Debian, Ubuntu and Google install Chromium or Chrome.
+const CHROMES: &[&str] = &[
+    "/usr/bin/chromium",
+    "/usr/bin/chromium-browser",
+    "/usr/bin/google-chrome",
+];
+
+/// Says on the terminal, past the test harness's capture (which shows a
+/// passing test's output only with `--nocapture`), that `test` did not run.
 pub(crate) fn skip_loudly(test: &str) {
-    eprintln!();
-    eprintln!("==================================================================");
-    eprintln!("SKIPPED {test}: no Chromium found.");
-    eprintln!("Install it (apt-get install -y chromium) or set MESHCHAT_CHROME.");
-    eprintln!("CI always runs these tests.");
-    eprintln!("==================================================================");
-    eprintln!();
+    let line = "=".repeat(66);
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n{line}\nSKIPPED {test}: no Chromium found.\n\
+         Install it (apt-get install -y chromium) or set MESHCHAT_CHROME.\n\
+         CI always runs these tests.\n{line}\n"
+    );
 }
 
 pub(crate) async fn launch(chrome: &Path, profile: &Path) -> Browser {
