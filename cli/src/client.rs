@@ -229,6 +229,21 @@ pub(crate) async fn chats(dir: &DataDir, json: bool) -> Result<()> {
         let peer = me
             .and_then(|me| chat.kind.peer_of(&me))
             .and_then(|key| meshchat_node::peer_id_of(&key));
+        // Someone not in my contacts shows by their profile's name, marked
+        // `~` (and `send`/`history` take that name).
+        let title = match peer {
+            Some(peer) if chat.name.is_none() && !names.is_contact(&peer) => client
+                .call::<Option<meshchat_node::PeerProfile>>(ControlRequest::ProfilesGet {
+                    peer: Some(peer.to_string()),
+                })
+                .await
+                .ok()
+                .flatten()
+                .and_then(|p| p.profile.name)
+                .map(|name| format!("~{name}"))
+                .unwrap_or(title),
+            _ => title,
+        };
         let online = match peer {
             Some(peer) => matches!(
                 client

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use meshchat_node::{control, DataDir, Multiaddr};
 use tokio_util::sync::CancellationToken;
 
-use crate::format::say;
+use crate::{format::say, ui::UiServer};
 
 pub(crate) async fn run(
     dir: &DataDir,
@@ -12,6 +12,7 @@ pub(crate) async fn run(
     bootstrap: Vec<Multiaddr>,
     relays: Vec<Multiaddr>,
     no_mdns: bool,
+    ui_listen: Option<std::net::SocketAddr>,
     json: bool,
 ) -> Result<()> {
     init_tracing();
@@ -31,16 +32,31 @@ pub(crate) async fn run(
     if no_mdns {
         config.mdns = false;
     }
+    let ui_listen = ui_listen.unwrap_or(config.ui_listen);
     let node = meshchat_node::spawn(dir, config).await?;
     let listener = control::bind(&dir.socket_path())
         .with_context(|| format!("binding {}", dir.socket_path().display()))?;
     let cancel = CancellationToken::new();
     let server = tokio::spawn(control::serve(listener, node.clone(), cancel.clone()));
+    let ui = match UiServer::start(dir, ui_listen, node.clone(), cancel.clone()).await {
+        Ok(ui) => Some(ui),
+        Err(error) => {
+            if !json {
+                say!("The desktop app is off: {error:#}");
+            }
+            tracing::warn!(error = %format!("{error:#}"), "desktop app off");
+            None
+        }
+    };
     let status = node.network().status().await?;
     if json {
         println!(
             "{}",
-            serde_json::json!({ "peer_id": status.peer_id, "listen_addrs": status.listen_addrs })
+            serde_json::json!({
+                "peer_id": status.peer_id,
+                "listen_addrs": status.listen_addrs,
+                "ui": ui.as_ref().map(|ui| ui.addr),
+            })
         );
     } else {
         say!("meshchat daemon running as {}", status.peer_id);
@@ -48,11 +64,20 @@ pub(crate) async fn run(
             say!("  listening on {addr}");
         }
         say!("Control socket: {}", dir.socket_path().display());
+        if let Some(ui) = &ui {
+            say!(
+                "Desktop app on http://{}/ (open it with `meshchat ui`)",
+                ui.addr
+            );
+        }
     }
     wait_for_stop(&cancel).await;
     cancel.cancel();
     node.shutdown().await;
     let _ = server.await;
+    if let Some(ui) = ui {
+        ui.stopped().await;
+    }
     let _ = std::fs::remove_file(dir.socket_path());
     if !json {
         say!("meshchat daemon stopped");

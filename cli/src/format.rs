@@ -229,6 +229,7 @@ pub(crate) fn human_bytes(n: u64) -> String {
 pub(crate) struct Names {
     me: PeerId,
     names: HashMap<PeerId, String>,
+    contacts: Vec<PeerId>,
 }
 
 impl Names {
@@ -237,7 +238,17 @@ impl Names {
             .iter()
             .filter_map(|c| c.name.clone().map(|n| (c.peer, n)))
             .collect();
-        Self { me, names }
+        let contacts = contacts.iter().map(|c| c.peer).collect();
+        Self {
+            me,
+            names,
+            contacts,
+        }
+    }
+
+    /// Whether `peer` is in my contacts.
+    pub(crate) fn is_contact(&self, peer: &PeerId) -> bool {
+        self.contacts.contains(peer)
     }
 
     pub(crate) fn me(&self) -> PeerId {

@@ -9,6 +9,7 @@ mod media;
 mod relay;
 mod requests;
 mod social;
+mod ui;
 
 use std::path::PathBuf;
 
@@ -53,6 +54,15 @@ enum Command {
         /// Turn off mDNS discovery on the local network.
         #[arg(long)]
         no_mdns: bool,
+        /// Serve the desktop app here (a loopback address; replaces config.toml's `ui_listen`).
+        #[arg(long, value_name = "ADDR:PORT")]
+        ui_listen: Option<std::net::SocketAddr>,
+    },
+    /// Open the desktop app (served by the running daemon) in your browser.
+    Ui {
+        /// Only print the link (it signs one browser in, once), e.g. for an SSH tunnel.
+        #[arg(long)]
+        print_url: bool,
     },
     /// Run a relay node: holds mail for offline peers (limits in relay.toml).
     Relay {
@@ -88,10 +98,10 @@ enum Command {
         #[arg(long)]
         no_qr: bool,
     },
-    /// Whether a contact is online, or when it was last seen.
+    /// Whether a contact is online, or when it was last seen (every contact's without PEER).
     LastSeen {
         /// PeerId or contact name.
-        peer: String,
+        peer: Option<String>,
     },
     /// Show or change who sees your online status and last seen.
     Privacy {
@@ -256,7 +266,9 @@ async fn run(cli: Cli) -> Result<()> {
             bootstrap,
             relays,
             no_mdns,
-        } => daemon::run(&dir, listen, bootstrap, relays, no_mdns, json).await,
+            ui_listen,
+        } => daemon::run(&dir, listen, bootstrap, relays, no_mdns, ui_listen, json).await,
+        Command::Ui { print_url } => ui::open(&dir, print_url, json),
         Command::Relay {
             listen,
             external_addr,

@@ -134,8 +134,11 @@ pub(crate) async fn invite(dir: &DataDir, qr: bool, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn last_seen(dir: &DataDir, peer: String, json: bool) -> Result<()> {
+pub(crate) async fn last_seen(dir: &DataDir, peer: Option<String>, json: bool) -> Result<()> {
     let mut client = connect(dir).await?;
+    let Some(peer) = peer else {
+        return every_last_seen(&mut client, json).await;
+    };
     let seen: LastSeen = client
         .call(ControlRequest::ProfilesLastSeen { peer: peer.clone() })
         .await?;
@@ -143,6 +146,37 @@ pub(crate) async fn last_seen(dir: &DataDir, peer: String, json: bool) -> Result
         return print_json(&seen);
     }
     say!("{}", describe_last_seen(&seen, now_ms()));
+    Ok(())
+}
+
+/// `meshchat last-seen` with no argument: every contact's presence.
+async fn every_last_seen(
+    client: &mut meshchat_node::control::ControlClient,
+    json: bool,
+) -> Result<()> {
+    let contacts: Vec<meshchat_node::Contact> = client.call(ControlRequest::ContactsList).await?;
+    if contacts.is_empty() && !json {
+        say!("No contacts yet. Add one with `meshchat contacts add <INVITE>`.");
+    }
+    let now = now_ms();
+    for contact in contacts {
+        let seen: LastSeen = client
+            .call(ControlRequest::ProfilesLastSeen {
+                peer: contact.peer.to_string(),
+            })
+            .await?;
+        if json {
+            print_json(&serde_json::json!({
+                "peer": contact.peer, "name": contact.name, "last_seen": seen,
+            }))?;
+        } else {
+            let name = contact
+                .name
+                .clone()
+                .unwrap_or_else(|| format::short(&contact.peer));
+            say!("{name:<20} {}", describe_last_seen(&seen, now));
+        }
+    }
     Ok(())
 }
 

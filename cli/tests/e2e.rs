@@ -206,6 +206,14 @@ fn two_daemons_chat_through_the_cli() {
     let (ok, stdout, _) = run(meshchat(&b).arg("requests"));
     assert!(ok);
     assert!(stdout.contains("No message requests"), "{stdout}");
+    // Not in Bob's contacts, Alice shows by her profile's name marked `~`,
+    // and that name finds her chat.
+    let (ok, stdout, stderr) = run(meshchat(&b).arg("chats"));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("~alice"), "{stdout}");
+    let (ok, stdout, stderr) = run(meshchat(&b).args(["history", "~alice"]));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("hello from the cli"), "{stdout}");
     // Bob adds Alice, so her group invitation is not a request.
     ok_json(meshchat(&b).args([
         "contacts",
@@ -338,6 +346,15 @@ fn invite_profile_presence_and_blocking_through_the_cli() {
     let (ok, stdout, _) = run(meshchat(&a).args(["last-seen", "bob"]));
     assert!(ok);
     assert!(stdout.contains("online"), "{stdout}");
+    // With no argument: every contact.
+    let (ok, stdout, stderr) = run(meshchat(&a).arg("last-seen"));
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("bob") && l.contains("online")),
+        "{stdout}"
+    );
 
     // Privacy and blocking.
     let privacy = ok_json(meshchat(&a).args(["privacy", "--last-seen", "nobody"]));

@@ -38,7 +38,15 @@ pub struct NodeConfig {
     pub blobs: BlobConfig,
     /// Connection and request limits (unset keys: the role's defaults).
     pub limits: LimitsConfig,
+    /// Where the daemon serves the desktop app (`meshchat ui`); a loopback
+    /// address only. The node itself does not use it; the daemon does.
+    pub ui_listen: std::net::SocketAddr,
 }
+
+/// The desktop app's default address: this machine only.
+pub const DEFAULT_UI_LISTEN: std::net::SocketAddr = std::net::SocketAddr::V4(
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 4780),
+);
 
 impl Default for NodeConfig {
     fn default() -> Self {
@@ -59,6 +67,7 @@ impl Default for NodeConfig {
             mailbox: None,
             blobs: BlobConfig::default(),
             limits: LimitsConfig::default(),
+            ui_listen: DEFAULT_UI_LISTEN,
         }
     }
 }
@@ -133,6 +142,10 @@ listen = [{listen}]
 # /p2p/<PEER_ID>, e.g. "/ip4/203.0.113.5/tcp/4701/p2p/12D3KooW...".
 bootstrap = [{bootstrap}]
 
+# The desktop app (`meshchat ui`): a web server on this machine only (127.0.0.1
+# or [::1]). Port 0 picks a free port; `meshchat ui` finds it either way.
+ui_listen = "{ui_listen}"
+
 # Relay nodes that hold your mail while you are offline (used once relays land).
 relays = [{relays}]
 
@@ -194,6 +207,7 @@ auto_download_per_sender_bytes = {blob_auto_per_sender}
 "#,
             listen = list(&self.listen),
             bootstrap = list(&self.bootstrap),
+            ui_listen = self.ui_listen,
             relays = list(&self.relays),
             mdns = self.mdns,
             redial = self.redial_secs,

@@ -41,7 +41,7 @@ pub use chats::{
     ChatSummary, ExportSummary, HistoryEntry, MessageInfo, OpOutcome, RecipientState,
     RequestSummary, MAX_REQUESTS, MAX_REQUEST_BYTES, MAX_REQUEST_CHANGES,
 };
-pub use config::NodeConfig;
+pub use config::{NodeConfig, DEFAULT_UI_LISTEN};
 pub use data_dir::{DataDir, DataDirError, DirLock, LocalProfile};
 pub use disk::{StorageFault, StorageState};
 pub use keys::{peer_id_of, public_key_of};

@@ -12,8 +12,9 @@ use crate::{api::Node, chats::OpOutcome, ProfileUpdate};
 
 type Answer = Result<serde_json::Value, ControlError>;
 
-/// Answers one call; `watch` and `shutdown` are the server's own.
-pub(super) async fn call(node: &Node, request: ControlRequest) -> Answer {
+/// Answers one call; `watch` and `shutdown` are the server's own. Other
+/// servers of the same operations (the desktop app's web server) call it too.
+pub async fn call(node: &Node, request: ControlRequest) -> Result<serde_json::Value, ControlError> {
     use ControlRequest as R;
     match request {
         R::NetworkStatus | R::NetworkDial { .. } | R::NetworkDisconnect { .. } => {

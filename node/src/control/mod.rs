@@ -8,6 +8,7 @@ mod resolve;
 mod server;
 mod wire;
 
+pub use calls::call;
 pub use client::{ClientError, ControlClient, EventStream, WatchItem};
 pub use server::{bind, serve};
 pub use wire::{ControlError, ControlRequest, RequestLine, ResponseLine, MAX_LINE_BYTES};

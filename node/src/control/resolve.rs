@@ -8,9 +8,65 @@ use meshchat_crdt::{ChatId, MessageId};
 use super::wire::ControlError;
 use crate::{api::Node, PeerId};
 
-/// A chat by chat id, PeerId, contact name or group name.
+/// A chat by chat id, PeerId, contact name or group name; failing those,
+/// a direct chat with someone not in the contacts by their profile's name
+/// (`~Name` as `chats` shows it, or `Name`).
 pub(super) async fn resolve_chat(node: &Node, query: String) -> Result<ChatId, ControlError> {
-    Ok(node.chats().resolve(query).await?)
+    match node.chats().resolve(query.clone()).await {
+        Ok(chat) => Ok(chat),
+        Err(error) => match stranger_by_profile_name(node, &query).await? {
+            Some(chat) => Ok(chat),
+            None => Err(error.into()),
+        },
+    }
+}
+
+/// The direct chat with the one non-contact whose profile is called
+/// `query` (a leading `~` ignored).
+async fn stranger_by_profile_name(
+    node: &Node,
+    query: &str,
+) -> Result<Option<ChatId>, ControlError> {
+    let name = query.strip_prefix('~').unwrap_or(query);
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let me = node.network().status().await?.peer_id;
+    let Some(me) = crate::keys::public_key_of(&me) else {
+        return Ok(None);
+    };
+    let contacts: Vec<PeerId> = node
+        .contacts()
+        .list()
+        .await?
+        .into_iter()
+        .map(|c| c.peer)
+        .collect();
+    let mut found = Vec::new();
+    for chat in node.chats().list().await? {
+        let Some(peer) = chat
+            .kind
+            .peer_of(&me)
+            .and_then(|k| crate::keys::peer_id_of(&k))
+        else {
+            continue;
+        };
+        if contacts.contains(&peer) {
+            continue;
+        }
+        let profile = node.profiles().get(Some(peer)).await?;
+        if profile.is_some_and(|p| p.profile.name.as_deref() == Some(name)) {
+            found.push(chat.id);
+        }
+    }
+    match found[..] {
+        [one] => Ok(Some(one)),
+        [] => Ok(None),
+        _ => Err(ControlError::new(
+            "ambiguous",
+            format!("{query:?} is the profile name of more than one chat; use the chat id"),
+        )),
+    }
 }
 
 /// A peer by PeerId or contact name.
