@@ -102,6 +102,9 @@ pub(crate) struct Store {
     /// The same database, for services that keep their own trees in it.
     handle: DbHandle,
     health: Mutex<Health>,
+    /// Keys of changes whose flush failed: still in the old database's
+    /// memory until it is reopened, never on disk, so never read back.
+    lost: Mutex<std::collections::HashSet<Vec<u8>>>,
 }
 
 impl Drop for Store {
@@ -321,6 +324,7 @@ impl Store {
             path: path.to_path_buf(),
             cache_bytes,
             health: Mutex::default(),
+            lost: Mutex::default(),
         })
     }
 
@@ -375,6 +379,10 @@ impl Store {
         self.handle.set(Some(trees.db.clone()));
         self.trees = Some(trees);
         self.health().db_failed = false;
+        self.lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         tracing::info!(path = %self.path.display(), "database reopened from disk");
         Ok(())
     }
@@ -478,9 +486,17 @@ impl Store {
     /// dropped (and logged): one bad record never stops a chat loading.
     pub(crate) fn changes_of(&self, chat: &ChatId) -> Result<Vec<SignedChange>, StoreError> {
         let trees = self.trees()?;
+        let lost = self
+            .lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let mut out = Vec::new();
         for kv in trees.changes.scan_prefix(chat.as_bytes()) {
             let (key, value) = kv?;
+            if lost.contains(key.as_ref()) {
+                continue;
+            }
             match decode("changes", &value) {
                 Ok(change) => out.push(change),
                 Err(error) => {
@@ -528,6 +544,15 @@ impl Store {
             .get(change_key(chat, segment, hash))?
             .map(|v| decode("changes", &v))
             .transpose()
+    }
+
+    /// A change written but whose flush failed: it is not on disk, and is
+    /// not read back until the database is reopened (which drops it).
+    pub(crate) fn write_lost(&self, change: &SignedChange, hash: &ChangeHash) {
+        self.lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(change_key(&change.chat, change.segment, hash));
     }
 
     /// Removes a change wherever it is stored in `chat` (rare: a change held
@@ -928,6 +953,29 @@ mod tests {
                 created_at_ms: n,
             },
         )
+    }
+
+    #[test]
+    fn a_lost_write_is_not_read_back_before_the_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&tmp.path().join("db")).unwrap();
+        let alice = Identity::generate();
+        let mut chat = ChatReplica::new(ChatKind::direct(
+            alice.public(),
+            Identity::generate().public(),
+        ));
+        let kept = chat.write_message(&alice, "kept", None, 1).unwrap();
+        let lost = chat.write_message(&alice, "lost", None, 2).unwrap();
+        store
+            .put_changes([(&kept.change, kept.hash), (&lost.change, lost.hash)])
+            .unwrap();
+        store.write_lost(&lost.change, &lost.hash);
+        let id = chat.id();
+        assert_eq!(store.changes_of(&id).unwrap(), vec![kept.change.clone()]);
+        // After a reopen the database holds what reached its disk; here both
+        // did (sled wrote them when it closed), so both are read again.
+        store.reopen().unwrap();
+        assert_eq!(store.changes_of(&id).unwrap().len(), 2);
     }
 
     #[tokio::test]

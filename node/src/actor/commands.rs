@@ -7,11 +7,7 @@ impl Actor {
         match command {
             Command::Op { chat, op, reply } => match self.local_op(chat, op) {
                 // Confirmed once the flush covering it succeeds.
-                Ok(outcome) => self.commit.hold(Held::Local {
-                    chat,
-                    outcome,
-                    reply,
-                }),
+                Ok(outcome) => self.commit.hold(Held::Local { outcome, reply }),
                 Err(error) => {
                     let _ = reply.send(Err(error));
                 }

@@ -24,7 +24,6 @@ use crate::{
 pub(super) enum Held {
     /// A user's write (already sent on): the answer to the user.
     Local {
-        chat: ChatId,
         outcome: OpOutcome,
         reply: oneshot::Sender<Result<OpOutcome, NodeError>>,
     },

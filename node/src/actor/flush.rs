@@ -47,15 +47,11 @@ impl Actor {
         let mut deposits = Vec::new();
         for held in covered {
             match held {
-                Held::Local {
-                    chat,
-                    outcome,
-                    reply,
-                } => {
+                Held::Local { outcome, reply } => {
                     let answer = match result {
                         Ok(()) => Ok(outcome),
                         Err(error) => {
-                            self.chats.local_write_lost(&chat);
+                            self.chats.local_write_lost(&outcome);
                             Err(match self.chats.store().fault() {
                                 Some(fault) => NodeError::Store(StoreError::Unavailable(fault)),
                                 // The push and the publish left before this

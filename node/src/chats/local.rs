@@ -255,7 +255,9 @@ impl Chats {
     /// from disk, without it; later writes take a fresh actor epoch, so the
     /// sequence number the lost change used is never used again for
     /// another change.
-    pub(crate) fn local_write_lost(&mut self, chat: &ChatId) {
+    pub(crate) fn local_write_lost(&mut self, lost: &OpOutcome) {
+        self.store.write_lost(&lost.change, &lost.hash);
+        let chat = &lost.chat;
         self.evict(chat);
         self.recent.clear();
         self.me = self.me.with_new_epoch();
