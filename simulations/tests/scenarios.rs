@@ -151,3 +151,50 @@ async fn a_permanent_split_is_reported_as_undelivered_messages() {
     assert_eq!(report.convergence[0].healed_s, None);
     assert_eq!(report.convergence[0].converged_after_s, None);
 }
+
+/// Peers connect to their contacts and their relay, not to everyone the
+/// relay has met: a DHT lookup must not hand out (and so dial) peers that
+/// are not DHT servers. Each wanted link may be opened from both sides
+/// (simultaneous dials) and is counted at both ends, and a reconnect or two
+/// is fine; a full mesh is far above that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_connect_to_their_contacts_and_relays_not_to_everyone() {
+    init_tracing();
+    let scenario = Scenario::parse(
+        r#"
+        name = "few-links"
+        seed = 5
+        duration = "8s"
+        drain = "4s"
+        network = { peers = 24, relays = 1 }
+        groups = { count = 3, size = 3, fanout = "pairwise" }
+        workload = { messages_per_user_per_minute = 20 }
+        "#,
+        "few-links.toml",
+    )
+    .unwrap();
+    let outcome = run(&scenario, &RunOptions::default()).await.unwrap();
+    let schedule = &outcome.schedule;
+    let mut wanted = std::collections::HashSet::new();
+    for group in &schedule.groups {
+        for &a in &group.members {
+            for &b in &group.members {
+                if a < b {
+                    wanted.insert((a, b));
+                }
+            }
+        }
+    }
+    for (peer, relay) in schedule.relay_of.iter().enumerate() {
+        if let Some(relay) = relay {
+            wanted.insert((peer.min(*relay), peer.max(*relay)));
+        }
+    }
+    let opened = outcome.report.connections.opened;
+    let full_mesh = (schedule.nodes() * (schedule.nodes() - 1)) as u64;
+    assert!(
+        opened <= 6 * wanted.len() as u64,
+        "{opened} connection ends for {} wanted links (a full mesh is {full_mesh} ends)",
+        wanted.len()
+    );
+}

@@ -470,9 +470,22 @@ impl Actor {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                num_established,
+                endpoint,
+                cause,
                 ..
-            } => self.drive(crate::engine::Input::Disconnected(peer_id)),
+            } => {
+                tracing::debug!(
+                    peer = %peer_id,
+                    dialer = endpoint.is_dialer(),
+                    num_established,
+                    ?cause,
+                    "connection closed"
+                );
+                if num_established == 0 {
+                    self.drive(crate::engine::Input::Disconnected(peer_id));
+                }
+            }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
                 if let Some(peer) = peer_id {
@@ -494,11 +507,17 @@ impl Actor {
             BehaviourEvent::Gossipsub(event) => self.on_gossip_event(event).await,
             BehaviourEvent::Mailbox(event) => self.on_mailbox_event(event).await,
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                for addr in &info.listen_addrs {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer_id, addr.clone());
+                // Only DHT servers (the relays) belong in the routing table:
+                // a client put there is handed out in answers to lookups,
+                // and everyone who looks something up dials it (a full mesh
+                // of short-lived connections in the simulator).
+                if info.protocols.contains(&crate::behaviour::KAD_PROTOCOL) {
+                    for addr in &info.listen_addrs {
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, addr.clone());
+                    }
                 }
                 self.blobs
                     .learn_peer(&peer_id, &info.agent_version, &info.listen_addrs);
