@@ -1,15 +1,22 @@
-//! End-to-end encryption between real nodes on loopback: safety numbers and
-//! encryption keys in profiles.
+//! End-to-end encryption between real nodes on loopback: safety numbers,
+//! encryption keys in profiles, sealed mail at a real relay.
 
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+use std::path::Path;
+
 use meshchat_node::{
     control::{call, ControlRequest},
-    crdt::e2e::DeviceKey,
-    Event, PeerId, SafetyNumberReport,
+    crdt::{
+        e2e::{DeviceKey, DeviceSecret},
+        Identity,
+    },
+    mailbox::DeliveryToken,
+    protocol::{encode_frame, seal_envelope, Envelope},
+    DeliveryState, Event, NodeConfig, PeerId, SafetyNumberReport,
 };
-use meshchat_tests::Peer;
+use meshchat_tests::{key_of, within, MailboxClient, Peer};
 
 /// `of`'s encryption key as `peer` holds it, waiting for `of`'s profile to
 /// arrive if it has not yet.
@@ -73,4 +80,193 @@ async fn both_sides_show_the_same_safety_number_and_hold_each_others_encryption_
     let again = verify(&bob, "alice").await;
     assert_eq!(again.safety_number, at_bob.safety_number);
     assert_eq!(again.my_encryption_key, at_bob.my_encryption_key);
+}
+
+/// Every byte of every file under `dir`.
+fn every_file(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                todo.push(entry.path());
+            } else if kind.is_file() {
+                out.push((entry.path(), std::fs::read(entry.path()).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// The files under `dir` that hold `needle` anywhere.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    every_file(dir)
+        .into_iter()
+        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+        .map(|(path, _)| path)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_holds_only_ciphertext_of_mail_to_a_recipient_with_a_key() {
+    let (relay, relay_addr) = Peer::start_relay().await;
+    let mut bob = Peer::start_with(
+        "bob",
+        NodeConfig {
+            relays: vec![relay_addr],
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    let invite = bob.node.contacts().invite().await.unwrap();
+    let mut alice = Peer::start("alice").await;
+    alice
+        .node
+        .contacts()
+        .add_from_invite(invite, Some("bob".into()))
+        .await
+        .unwrap();
+    bob.add_one_way(&alice).await;
+    // Alice holds Bob's signed profile, and with it his encryption key.
+    assert!(encryption_key_of(&mut alice, bob.peer_id()).await.is_some());
+    bob.stop().await;
+
+    let marker = "e2e plaintext marker: the cake is in the oven";
+    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
+    alice.node.chats().send(chat, marker).await.unwrap();
+    alice
+        .wait_for("custody at the relay", |e| match e {
+            Event::Delivery {
+                state: DeliveryState::Sent,
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+    let held = relay
+        .node
+        .network()
+        .status()
+        .await
+        .unwrap()
+        .mailbox
+        .unwrap();
+    assert!(held.messages >= 1, "the relay holds the mail");
+    // The relay's disk, every file: the message text is nowhere. (Alice's
+    // own disk holds it, as it should: at rest is unchanged.)
+    assert_eq!(
+        files_holding(relay.dir.root(), marker.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert!(!files_holding(alice.dir.root(), marker.as_bytes()).is_empty());
+
+    // Bob comes back, opens the sealed mail and reads it.
+    bob.restart().await;
+    assert_eq!(bob.wait_messages(1).await, vec![marker.to_owned()]);
+    assert_eq!(
+        files_holding(relay.dir.root(), marker.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
+    relay.stop().await;
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_that_does_not_open_is_dropped_and_the_rest_arrives() {
+    let (relay, relay_addr) = Peer::start_relay().await;
+    let mut bob = Peer::start_with(
+        "bob",
+        NodeConfig {
+            relays: vec![relay_addr.clone()],
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    let invite = bob.node.contacts().invite().await.unwrap();
+    let mut alice = Peer::start("alice").await;
+    alice
+        .node
+        .contacts()
+        .add_from_invite(invite, Some("bob".into()))
+        .await
+        .unwrap();
+    bob.add_one_way(&alice).await;
+    assert!(encryption_key_of(&mut alice, bob.peer_id()).await.is_some());
+    bob.stop().await;
+
+    // Mallory, holding a token of Bob's, deposits mail that cannot open: a
+    // bent box, a box for a key version Bob never had, junk in a box.
+    let bob_identity = bob.dir.identity().unwrap();
+    let bob_key = bob.dir.device_keys().unwrap().current().public();
+    let token = DeliveryToken::issue(&bob_identity, Some(key_of(&relay)), None, i64::MAX);
+    let sealed = |to: DeviceKey| {
+        seal_envelope(
+            Vec::new(),
+            Vec::new(),
+            &bob_identity.public(),
+            &to,
+            &DeviceSecret::generate(1),
+        )
+        .unwrap()
+    };
+    let mut bent = sealed(bob_key);
+    let last = bent.len() - 1;
+    bent[last] ^= 0x40;
+    let unknown_version = sealed(DeviceKey {
+        version: 99,
+        ..bob_key
+    });
+    let junk = encode_frame(&Envelope::Sealed {
+        sealed: vec![1, 2, 3],
+        attaches: Vec::new(),
+    });
+    let mut mallory = MailboxClient::to_relay(Identity::generate(), relay_addr).await;
+    mallory
+        .deposit_all(
+            [bent, unknown_version, junk]
+                .into_iter()
+                .map(|envelope| (bob_identity.public(), envelope, token.clone()))
+                .collect(),
+            3,
+        )
+        .await;
+
+    let marker = "the real letter";
+    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
+    alice.node.chats().send(chat, marker).await.unwrap();
+    alice
+        .wait_for("custody at the relay", |e| match e {
+            Event::Delivery {
+                state: DeliveryState::Sent,
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+
+    bob.restart().await;
+    assert_eq!(bob.wait_messages(1).await, vec![marker.to_owned()]);
+    // The unreadable mail was dropped, not left to be fetched forever.
+    within("the relay to hold no mail", async {
+        while relay
+            .node
+            .network()
+            .status()
+            .await
+            .unwrap()
+            .mailbox
+            .unwrap()
+            .messages
+            > 0
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    relay.stop().await;
+    alice.stop().await;
+    bob.stop().await;
 }

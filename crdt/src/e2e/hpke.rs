@@ -117,8 +117,9 @@ pub(crate) fn seal(
     seal_with_ephemeral(&ephemeral, recipient, info, aad, plaintext)
 }
 
-/// [`seal`] with a given ephemeral secret (for the RFC's test vector).
-fn seal_with_ephemeral(
+/// [`seal`] with a given ephemeral secret: the RFC's test vector, and
+/// deterministic sealing (`SealedBox::seal_deterministic`).
+pub(crate) fn seal_with_ephemeral(
     ephemeral: &StaticSecret,
     recipient: &[u8; 32],
     info: &[u8],

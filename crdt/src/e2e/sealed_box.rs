@@ -3,12 +3,16 @@
 //! so a relay holds only ciphertext. The sender is not authenticated by the
 //! box: what is inside (signed changes) carries its own signatures.
 
+use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sha2_for_hkdf::Sha256 as HkdfSha256;
+use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
 
 use super::{
     hpke::{self, ENC_LEN, TAG_LEN},
-    wire, DecodeError, DeviceKey, DeviceKeyring, OpenError, SealError,
+    wire, DecodeError, DeviceKey, DeviceKeyring, DeviceSecret, OpenError, SealError,
 };
 use crate::ids::PublicKey;
 
@@ -17,6 +21,7 @@ pub const MAX_SEALED_BOX_PLAINTEXT_BYTES: usize = 4 * 1024 * 1024;
 /// Largest encoded box.
 pub const MAX_SEALED_BOX_BYTES: usize = MAX_SEALED_BOX_PLAINTEXT_BYTES + 128;
 const INFO_DOMAIN: &[u8] = b"meshchat/sealed-box/v1";
+const EPHEMERAL_DOMAIN: &[u8] = b"meshchat/sealed-box-ephemeral/v1";
 
 /// Bytes sealed to a device key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +69,43 @@ impl SealedBox {
         let info = info(context, recipient, device_key);
         let (enc, ciphertext) = hpke::seal(device_key.key.as_bytes(), &info, b"", plaintext)
             .map_err(|_| SealError::BadRecipientKey)?;
+        Ok(Self {
+            device_key_version: device_key.version,
+            enc,
+            ciphertext,
+        })
+    }
+
+    /// [`Self::seal`] with the ephemeral key derived from the sender's own
+    /// device secret and the plaintext (HKDF-SHA256), so sealing the same
+    /// bytes to the same key twice gives the same box: a relay recognises a
+    /// repeated deposit, as it did for plaintext envelopes. What it reveals
+    /// is only that: two equal boxes hold equal bytes. Whoever holds the
+    /// sender's device secret can recompute the ephemeral keys and read what
+    /// it sealed (it holds that history in the clear anyway).
+    pub fn seal_deterministic(
+        context: &[u8],
+        recipient: &PublicKey,
+        device_key: &DeviceKey,
+        plaintext: &[u8],
+        sender: &DeviceSecret,
+    ) -> Result<Self, SealError> {
+        if plaintext.len() > MAX_SEALED_BOX_PLAINTEXT_BYTES {
+            return Err(SealError::TooLarge {
+                size: plaintext.len(),
+                limit: MAX_SEALED_BOX_PLAINTEXT_BYTES,
+            });
+        }
+        let info = info(context, recipient, device_key);
+        let digest = Sha256::digest(plaintext);
+        let hkdf = Hkdf::<HkdfSha256>::new(Some(EPHEMERAL_DOMAIN), sender.secret().as_bytes());
+        let mut ephemeral = Zeroizing::new([0u8; 32]);
+        hkdf.expand(&[&info[..], &digest[..]].concat(), ephemeral.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 length");
+        let ephemeral = StaticSecret::from(*ephemeral);
+        let (enc, ciphertext) =
+            hpke::seal_with_ephemeral(&ephemeral, device_key.key.as_bytes(), &info, b"", plaintext)
+                .map_err(|_| SealError::BadRecipientKey)?;
         Ok(Self {
             device_key_version: device_key.version,
             enc,

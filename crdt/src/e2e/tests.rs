@@ -368,3 +368,29 @@ fn the_sealed_change_associated_data_covers_the_chat_and_key_id() {
         .unwrap();
     assert_eq!(opened, b"x");
 }
+
+#[test]
+fn deterministic_boxes_repeat_for_the_same_bytes_only_and_open_alike() {
+    let (alice, bob) = (Device::new(1), Device::new(2));
+    let (me, device_key) = bob.addressee();
+    let sender = alice.keyring.current();
+    let seal = |text: &[u8]| {
+        SealedBox::seal_deterministic(b"mailbox", &me, &device_key, text, sender).unwrap()
+    };
+    assert_eq!(seal(b"same"), seal(b"same"));
+    assert_ne!(seal(b"same").enc, seal(b"other").enc);
+    let other_sender = Device::new(3);
+    let by_other = SealedBox::seal_deterministic(
+        b"mailbox",
+        &me,
+        &device_key,
+        b"same",
+        other_sender.keyring.current(),
+    )
+    .unwrap();
+    assert_ne!(by_other.enc, seal(b"same").enc);
+    assert_eq!(
+        *seal(b"same").open(b"mailbox", &me, &bob.keyring).unwrap(),
+        b"same"
+    );
+}

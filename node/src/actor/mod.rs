@@ -33,6 +33,7 @@ mod mailbox;
 mod notices;
 mod peers;
 mod requests;
+mod sealing;
 mod social;
 mod storage;
 mod tokens;
