@@ -12,6 +12,8 @@
 //!   (XChaCha20-Poly1305; associated data: chat id and key id).
 //! - [`SealedBox`]: bytes HPKE-sealed to one device key (mailbox envelopes).
 //! - [`SafetyNumber`]: the fingerprint two people compare.
+//! - [`SenderKeyBook`]: held sender keys and the sealed changes waiting for
+//!   theirs (not on the live path yet).
 //!
 //! The scheme, its threat model and limits: docs/SECURITY.md ("End-to-end
 //! encryption"); the byte layouts: docs/PROTOCOL.md.
@@ -19,6 +21,7 @@
 mod device_key;
 mod error;
 mod hpke;
+mod key_book;
 mod key_share;
 mod safety_number;
 mod sealed_box;
@@ -31,6 +34,10 @@ mod tests;
 
 pub use device_key::{DeviceKey, DeviceKeyring, DeviceSecret, MAX_DEVICE_KEY_VERSIONS};
 pub use error::{DecodeError, OpenError, SealError};
+pub use key_book::{
+    Opened, Refusal, SenderKeyBook, ShareAccepted, MAX_SENDER_KEYS_PER_CHAT, MAX_WAITING_SEALED,
+    MAX_WAITING_SEALED_BYTES, WAITING_SEALED_TTL_MS,
+};
 pub use key_share::{
     KeyShare, SealedCopy, SignedKeyShare, MAX_KEY_SHARE_BYTES, MAX_KEY_SHARE_COPIES,
 };
