@@ -270,3 +270,61 @@ async fn mail_that_does_not_open_is_dropped_and_the_rest_arrives() {
     alice.stop().await;
     bob.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_to_a_contact_added_from_an_invite_is_sealed_before_they_ever_meet() {
+    let (relay, relay_addr) = Peer::start_relay().await;
+    let mut bob = Peer::start_with(
+        "bob",
+        NodeConfig {
+            relays: vec![relay_addr],
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    let invite = bob.node.contacts().invite().await.unwrap();
+    let bob_key = bob.dir.device_keys().unwrap().current().public();
+    assert_eq!(invite.encryption_key, Some(bob_key));
+    bob.stop().await;
+
+    // Alice has only the invite: Bob is offline, his profile never came.
+    let alice = Peer::start("alice").await;
+    alice
+        .node
+        .contacts()
+        .add_from_invite(invite, Some("bob".into()))
+        .await
+        .unwrap();
+    assert!(alice
+        .node
+        .profiles()
+        .get(Some(bob.peer_id()))
+        .await
+        .unwrap()
+        .is_none());
+    let mut alice = alice;
+    let marker = "sealed before we ever met";
+    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
+    alice.node.chats().send(chat, marker).await.unwrap();
+    alice
+        .wait_for("custody at the relay", |e| match e {
+            Event::Delivery {
+                state: DeliveryState::Sent,
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        files_holding(relay.dir.root(), marker.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
+
+    // To Bob, Alice is a stranger: her sealed mail opens as a message request.
+    bob.restart().await;
+    let chat = bob.accept_request_from(&alice).await;
+    assert_eq!(bob.texts(chat).await, vec![marker.to_owned()]);
+    relay.stop().await;
+    alice.stop().await;
+    bob.stop().await;
+}

@@ -115,6 +115,13 @@ impl Actor {
                 );
                 if let (Ok(_), Some(key)) = (&result, public_key_of(&invite.peer)) {
                     let _ = self.keep_tokens(invite.peer, key, invite.tokens);
+                    if let Some(device_key) = invite.encryption_key {
+                        if let Err(error) =
+                            super::sealing::keep_invite_key(self.chats.store(), &key, device_key)
+                        {
+                            tracing::warn!(%error, "cannot keep the invite's encryption key");
+                        }
+                    }
                 }
                 let result = self.contact_added(result).await;
                 let _ = reply.send(result);
@@ -433,6 +440,7 @@ impl Actor {
             addrs: invitable(&self.listen_addrs),
             relays: self.config.relays.clone(),
             tokens: self.invite_tokens(),
+            encryption_key: Some(self.chats.device_keys().current().public()),
         })
     }
 
