@@ -13,12 +13,14 @@
 //! - [`SealedBox`]: bytes HPKE-sealed to one device key (mailbox envelopes).
 //! - [`SafetyNumber`]: the fingerprint two people compare.
 //! - [`SenderKeyBook`]: held sender keys and the sealed changes waiting for
-//!   theirs (not on the live path yet).
+//!   theirs; [`epoch_step`] and [`epochs_for_newcomer`]: the rotation rules
+//!   (neither on the live path yet).
 //!
 //! The scheme, its threat model and limits: docs/SECURITY.md ("End-to-end
 //! encryption"); the byte layouts: docs/PROTOCOL.md.
 
 mod device_key;
+mod epoch;
 mod error;
 mod hpke;
 mod key_book;
@@ -33,6 +35,7 @@ mod wire;
 mod tests;
 
 pub use device_key::{DeviceKey, DeviceKeyring, DeviceSecret, MAX_DEVICE_KEY_VERSIONS};
+pub use epoch::{epochs_for_newcomer, step as epoch_step, EpochStep, EpochView, Rotation};
 pub use error::{DecodeError, OpenError, SealError};
 pub use key_book::{
     Opened, Refusal, SenderKeyBook, ShareAccepted, MAX_SENDER_KEYS_PER_CHAT, MAX_WAITING_SEALED,
