@@ -224,6 +224,14 @@ enum ContactsCommand {
         /// PeerId or contact name.
         peer: String,
     },
+    /// Show the safety number you and a contact compare (read aloud or scan the QR code).
+    Verify {
+        /// PeerId or contact name.
+        peer: String,
+        /// Print the digits only, without the QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -323,6 +331,9 @@ async fn run(cli: Cli) -> Result<()> {
                 json,
             )
             .await
+        }
+        Command::Contacts(ContactsCommand::Verify { peer, no_qr }) => {
+            social::verify(&dir, peer, !no_qr, json).await
         }
         Command::Profile(command) => social::profile(&dir, command, json).await,
         Command::Invite { no_qr } => social::invite(&dir, !no_qr, json).await,

@@ -1,9 +1,11 @@
 //! `meshchat profile …`, `invite`, `last-seen`, `privacy`, `typing`, and the
-//! contact commands beyond add/list (remove, block, unblock).
+//! contact commands beyond add/list (remove, block, unblock, verify).
 
 use anyhow::Result;
 use clap::Subcommand;
-use meshchat_node::{control::ControlRequest, DataDir, LastSeen, LastSeenPrivacy, PeerProfile};
+use meshchat_node::{
+    control::ControlRequest, DataDir, LastSeen, LastSeenPrivacy, PeerProfile, SafetyNumberReport,
+};
 
 use crate::{
     client::{connect, print_json},
@@ -131,6 +133,42 @@ pub(crate) async fn invite(dir: &DataDir, qr: bool, json: bool) -> Result<()> {
     }
     say!("{text}");
     say_err!("Give this to a contact; they add you with `meshchat contacts add <INVITE>`.");
+    Ok(())
+}
+
+/// `meshchat contacts verify NAME`: the safety number, as a QR code (the 60
+/// digits, numeric mode) and as 3 lines of 4 groups.
+pub(crate) async fn verify(dir: &DataDir, peer: String, qr: bool, json: bool) -> Result<()> {
+    let mut client = connect(dir).await?;
+    let report: SafetyNumberReport = client
+        .call(ControlRequest::ContactsVerify { peer: peer.clone() })
+        .await?;
+    if json {
+        return print_json(&report);
+    }
+    if qr {
+        // Our own digits only: nothing a peer wrote reaches the raw output.
+        match qrcode::QrCode::with_error_correction_level(&report.digits, qrcode::EcLevel::M) {
+            Ok(code) => println!(
+                "{}",
+                code.render::<qrcode::render::unicode::Dense1x2>()
+                    .quiet_zone(true)
+                    .build()
+            ),
+            Err(e) => say_err!("(no QR code: {e})"),
+        }
+    }
+    say!("Safety number with {peer}:");
+    let groups: Vec<&str> = report.safety_number.split(' ').collect();
+    for line in groups.chunks(4) {
+        say!("    {}", line.join(" "));
+    }
+    if report.their_encryption_key.is_none() {
+        say_err!("(their encryption key is not known yet: mail to them is not sealed)");
+    }
+    say_err!(
+        "Compare it with theirs, in person or on a call; if it differs, someone may be in between."
+    );
     Ok(())
 }
 

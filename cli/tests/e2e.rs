@@ -343,6 +343,26 @@ fn invite_profile_presence_and_blocking_through_the_cli() {
             }
         }
     }
+    // The safety number: the same 60 digits on both sides; the human form
+    // has the QR code and the digits in groups of 5.
+    let alice_id = ok_json(meshchat(&a).arg("id"))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let at_alice = ok_json(meshchat(&a).args(["contacts", "verify", "bob"]));
+    let at_bob = ok_json(meshchat(&b).args(["contacts", "verify", &alice_id]));
+    assert_eq!(at_alice["digits"].as_str().unwrap().len(), 60);
+    assert_eq!(at_alice["safety_number"], at_bob["safety_number"]);
+    assert_eq!(
+        at_alice["their_encryption_key"],
+        at_bob["my_encryption_key"]
+    );
+    let (ok, stdout, stderr) = run(meshchat(&a).args(["contacts", "verify", "bob"]));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains('█') || stdout.contains('▀'), "{stdout}");
+    let first_group = &at_alice["digits"].as_str().unwrap()[..5];
+    assert!(stdout.contains(first_group), "{stdout}");
+
     let (ok, stdout, _) = run(meshchat(&a).args(["last-seen", "bob"]));
     assert!(ok);
     assert!(stdout.contains("online"), "{stdout}");

@@ -385,6 +385,102 @@ pub fn signed_change(data: &[u8]) {
     });
 }
 
+/// The e2e fixture: a recipient device, a sender key, and one valid record
+/// of each kind sealed to or under them.
+struct E2eFixture {
+    me: PublicKey,
+    keyring: crate::e2e::DeviceKeyring,
+    key: crate::e2e::SenderKey,
+    records: [Vec<u8>; 3],
+}
+
+fn build_e2e_fixture() -> E2eFixture {
+    use crate::e2e::{DeviceKeyring, SealedBox, SealedChange, SenderKey, SignedKeyShare};
+    let author = Identity::from_secret_bytes([11; 32]);
+    let me = Identity::from_secret_bytes([12; 32]).public();
+    let keyring = DeviceKeyring::from_bytes(&[&1u32.to_be_bytes()[..], &[13; 32]].concat())
+        .expect("a one-entry keyring");
+    let device_key = keyring.current().public();
+    let key = SenderKey::from_parts(
+        crate::ids::ChatId::from_bytes([14; 32]),
+        author.public(),
+        1,
+        [15; 32],
+    );
+    let share = SignedKeyShare::seal(&author, &key, &[(me, device_key)]).expect("seals");
+    let sealed = SealedChange::seal(&key, b"a signed change").expect("seals");
+    let boxed = SealedBox::seal(E2E_BOX_CONTEXT, &me, &device_key, b"an envelope").expect("seals");
+    E2eFixture {
+        me,
+        keyring,
+        key,
+        records: [share.to_bytes(), sealed.to_bytes(), boxed.to_bytes()],
+    }
+}
+
+const E2E_BOX_CONTEXT: &[u8] = b"meshchat/fuzz";
+
+thread_local! {
+    static E2E_FIXTURE: E2eFixture = build_e2e_fixture();
+}
+
+/// Tries to decode and open `bytes` as each e2e record; true if any opened.
+fn open_any(fx: &E2eFixture, bytes: &[u8]) -> [bool; 3] {
+    use crate::e2e::{DeviceKeyring, SealedBox, SealedChange, SignedKeyShare};
+    let share = SignedKeyShare::from_bytes(bytes)
+        .ok()
+        .and_then(|(signed, _)| signed.verify().ok())
+        .is_some_and(|share| share.open(&fx.me, &fx.keyring).is_ok());
+    let change = SealedChange::from_bytes(bytes).is_ok_and(|s| s.open(&fx.key).is_ok());
+    let boxed = SealedBox::from_bytes(bytes)
+        .is_ok_and(|b| b.open(E2E_BOX_CONTEXT, &fx.me, &fx.keyring).is_ok());
+    let _ = DeviceKeyring::from_bytes(bytes);
+    [share, change, boxed]
+}
+
+/// One fuzz case for the e2e decoders (`crate::e2e`): the first byte picks
+/// raw bytes, or one of three valid records (key share, sealed change,
+/// sealed box) bent at the positions and with the values the rest says.
+/// Panics (the fuzzer's signal) if a decoder panics, or if a bent record
+/// still opens: any change to a record's bytes must be refused.
+pub fn e2e_records(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    E2E_FIXTURE.with(|fx| {
+        let pick = usize::from(mode % 4);
+        if pick == 3 {
+            let _ = open_any(fx, rest);
+            return;
+        }
+        let original = &fx.records[pick];
+        let mut bent = original.clone();
+        for edit in rest.chunks(3) {
+            let [at_hi, at_lo, value] = [
+                edit.first().copied().unwrap_or(0),
+                edit.get(1).copied().unwrap_or(0),
+                edit.get(2).copied().unwrap_or(0),
+            ];
+            let at = usize::from(u16::from_be_bytes([at_hi, at_lo]));
+            match value {
+                // Cut here.
+                0 => bent.truncate(at % (bent.len() + 1)),
+                // Append a byte.
+                1 => bent.push(at_lo),
+                _ if !bent.is_empty() => {
+                    let i = at % bent.len();
+                    bent[i] ^= value;
+                }
+                _ => {}
+            }
+        }
+        let opened = open_any(fx, &bent);
+        if bent != *original {
+            assert!(!opened[pick], "a bent e2e record still opens");
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,6 +493,32 @@ mod tests {
             assert_eq!(hashes(fx), hashes(&again));
             assert!(fx.base.messages().len() >= 3);
         });
+    }
+
+    #[test]
+    fn the_e2e_fixture_records_open() {
+        E2E_FIXTURE.with(|fx| {
+            for (pick, record) in fx.records.iter().enumerate() {
+                assert!(open_any(fx, record)[pick], "record {pick}");
+            }
+        });
+    }
+
+    #[test]
+    fn smoke_e2e_records() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..2000 {
+            let len = 1 + (state % 40) as usize;
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            e2e_records(&data);
+        }
     }
 
     #[test]
@@ -416,6 +538,7 @@ mod tests {
                 .collect();
             hostile_changes(&data);
             signed_change(&data);
+            e2e_records(&data);
         }
     }
 }

@@ -188,6 +188,19 @@ hex_id!(
     32
 );
 
+hex_id!(
+    /// An X25519 public key a device publishes so others can seal to it
+    /// (never the Ed25519 identity key: see `crate::e2e`).
+    EncryptionKey,
+    32
+);
+hex_id!(
+    /// Names one sender key: a hash committing to its chat, author, epoch
+    /// and key bytes (`crate::e2e::SenderKey::key_id`).
+    KeyId,
+    16
+);
+
 impl ChatId {
     /// The direct chat between two keys: the same id whichever side computes it.
     pub fn direct(a: &PublicKey, b: &PublicKey) -> Self {

@@ -7,12 +7,15 @@
 //!   Automerge document, plus for groups a metadata document (members, roles,
 //!   settings). [`ChatReplica::check`] verifies and judges received changes,
 //!   [`ChatReplica::apply`] merges them in causal order, in batches.
+//! - [`e2e`]: end-to-end encryption's pure core (device keys, sender keys,
+//!   key shares, sealed changes and boxes, safety numbers).
 //! - Sync is heads exchange: [`ChatReplica::heads`] and
 //!   [`ChatReplica::changes_missing_from`].
 
 mod attachment;
 mod authority;
 mod chat;
+pub mod e2e;
 #[doc(hidden)]
 pub mod fuzzing;
 mod identity;
@@ -34,7 +37,10 @@ pub use chat::{
     MAX_DEFERRED_PER_AUTHOR,
 };
 pub use identity::{author_of, verify, Identity, SignatureError, ACTOR_LEN, EPOCH_LEN};
-pub use ids::{BlobHash, ChangeHash, ChatId, GroupNonce, MessageId, ParseIdError, PublicKey};
+pub use ids::{
+    BlobHash, ChangeHash, ChatId, EncryptionKey, GroupNonce, KeyId, MessageId, ParseIdError,
+    PublicKey,
+};
 pub use message::{Message, MAX_REACTION_BYTES, MAX_TEXT_BYTES};
 pub use meta::{GroupInfo, GroupSettings, Member, MAX_GROUP_NAME_BYTES, MAX_SEGMENT};
 pub use ops::{Authored, WriteError, Written};

@@ -4,6 +4,8 @@
 //! ```text
 //! <data dir>/
 //!   identity.key    32-byte Ed25519 secret, mode 0600 (libp2p and, later, iroh key)
+//!   encryption.keys the device's X25519 encryption keys, every version kept
+//!                   (version u32 BE ‖ secret, oldest first), mode 0600
 //!   config.toml     NodeConfig, commented
 //!   profile.toml    display name
 //!   db/             sled database
@@ -25,12 +27,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use meshchat_crdt::Identity;
+use meshchat_crdt::{e2e::DeviceKeyring, Identity};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, NodeConfig};
 
 const KEY_FILE: &str = "identity.key";
+const ENCRYPTION_KEYS_FILE: &str = "encryption.keys";
 const CONFIG_FILE: &str = "config.toml";
 const PROFILE_FILE: &str = "profile.toml";
 const LOCK_FILE: &str = "daemon.lock";
@@ -65,6 +68,14 @@ pub enum DataDirError {
     /// The key file is not a 32-byte secret.
     #[error("{0} is not a valid identity key (expected 32 bytes)")]
     BadKey(PathBuf),
+    /// The encryption keys file does not decode.
+    #[error("{path} is not a valid encryption keys file: {reason}")]
+    BadEncryptionKeys {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: meshchat_crdt::e2e::DecodeError,
+    },
     /// Another daemon holds the lock.
     #[error("another meshchat daemon is already running for {0}")]
     Locked(PathBuf),
@@ -173,6 +184,7 @@ impl DataDir {
         file.write_all(&identity.secret_bytes())
             .and_then(|()| file.sync_all())
             .map_err(io_at(&key_path))?;
+        self.device_keys()?;
         let config_path = self.root.join(CONFIG_FILE);
         if !config_path.exists() {
             write_private(&config_path, config.commented_toml().as_bytes())?;
@@ -197,6 +209,32 @@ impl DataDir {
             .try_into()
             .map_err(|_| DataDirError::BadKey(path.clone()))?;
         Ok(Identity::from_secret_bytes(secret))
+    }
+
+    /// Loads the device's encryption keys, creating the file (mode 0600, one
+    /// fresh key) in a data dir made before end-to-end encryption. A file
+    /// that exists but does not decode is an error, never replaced: older
+    /// keys in it may still open key shares and mail.
+    pub fn device_keys(&self) -> Result<DeviceKeyring, DataDirError> {
+        let path = self.root.join(ENCRYPTION_KEYS_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => DeviceKeyring::from_bytes(&bytes)
+                .map_err(|reason| DataDirError::BadEncryptionKeys { path, reason }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let keys = DeviceKeyring::generate();
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(io_at(&path))?;
+                file.write_all(&keys.to_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(io_at(&path))?;
+                Ok(keys)
+            }
+            Err(e) => Err(DataDirError::Io { path, source: e }),
+        }
     }
 
     /// Loads `config.toml`, or the defaults when there is none.
@@ -330,6 +368,28 @@ mod tests {
         assert_eq!(dir.config().unwrap(), NodeConfig::default());
     }
 
+    #[test]
+    fn encryption_keys_are_made_once_kept_and_never_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path().join("d"));
+        dir.init(None, &NodeConfig::default()).unwrap();
+        let first = dir.device_keys().unwrap().current().public();
+        assert_eq!(dir.device_keys().unwrap().current().public(), first);
+        // A data dir made before e2e gets its keys on first use.
+        let path = dir.root().join(ENCRYPTION_KEYS_FILE);
+        fs::remove_file(&path).unwrap();
+        let made = dir.device_keys().unwrap().current().public();
+        assert_ne!(made, first);
+        assert_eq!(mode_of(&path), 0o600);
+        // A damaged file is an error, not silently replaced.
+        fs::write(&path, b"junk").unwrap();
+        assert!(matches!(
+            dir.device_keys(),
+            Err(DataDirError::BadEncryptionKeys { .. })
+        ));
+        assert_eq!(fs::read(&path).unwrap(), b"junk");
+    }
+
     fn mode_of(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
@@ -341,6 +401,7 @@ mod tests {
         dir.init(Some("alice"), &NodeConfig::default()).unwrap();
         assert_eq!(mode_of(dir.root()), 0o700);
         assert_eq!(mode_of(&dir.root().join(CONFIG_FILE)), 0o600);
+        assert_eq!(mode_of(&dir.root().join(ENCRYPTION_KEYS_FILE)), 0o600);
         assert_eq!(mode_of(&dir.root().join(PROFILE_FILE)), 0o600);
         dir.check_private().unwrap();
     }

@@ -1,11 +1,16 @@
 //! Fuzz harness for every decoder that reads bytes from a peer or from the
 //! control socket (shared by `fuzz/fuzz_targets/wire_decoders.rs` and the
-//! smoke test below). Decoders must refuse, never panic.
+//! smoke test below). Decoders must refuse, never panic. The e2e records'
+//! own target is `meshchat_crdt::fuzzing::e2e_records`.
 
 use crate::protocol::{
     decode_frame, Envelope, GossipMessage, MailboxRequest, MailboxResponse, Notice, NoticeResponse,
     Request, Response, SignedProfile,
 };
+
+thread_local! {
+    static KEYRING: meshchat_crdt::e2e::DeviceKeyring = meshchat_crdt::e2e::DeviceKeyring::generate();
+}
 
 /// Feeds `data` to each decoder; the first byte picks a variation so the
 /// fuzzer reaches each one with frames that start right.
@@ -18,6 +23,11 @@ pub fn wire_decoders(data: &[u8]) {
     let _ = decode_frame::<MailboxResponse>(data);
     let _ = decode_frame::<GossipMessage>(data);
     let _ = decode_frame::<Envelope>(data);
+    // Mail as a recipient opens it: plain, or sealed to a device key.
+    KEYRING.with(|keyring| {
+        let me = meshchat_crdt::PublicKey::from_bytes([5; 32]);
+        let _ = crate::protocol::open_envelope(data, &me, keyring);
+    });
     // The relay's blob-cache protocol, and its proof search in mail.
     let _ = ciborium::from_reader::<crate::blobs::relay_cache::CacheRequest, _>(data);
     let _ = ciborium::from_reader::<crate::blobs::relay_cache::CacheResponse, _>(data);

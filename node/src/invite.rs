@@ -11,9 +11,10 @@
 //! peer, so they are checked whatever the invite's origin), so the new
 //! contact can leave mail for it before they have ever met. Compactly: one
 //! expiry and one signature per relay; the rest of each token is implied.
+//! And its current encryption key, so that mail is sealed.
 
 use libp2p::{Multiaddr, PeerId};
-use meshchat_crdt::PublicKey;
+use meshchat_crdt::{e2e::DeviceKey, PublicKey};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -41,6 +42,10 @@ pub struct Invite {
     /// Their delivery tokens for those relays (for whoever holds the
     /// invite); invalid ones are dropped when decoding.
     pub tokens: Vec<DeliveryToken>,
+    /// Their current encryption key, so mail left at their relays before
+    /// their signed profile arrives is sealed too (vouched for like the rest
+    /// of the invite; the profile's key wins once it arrives).
+    pub encryption_key: Option<DeviceKey>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -59,6 +64,9 @@ struct Body {
     /// where there is none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sigs: Vec<serde_bytes::ByteBuf>,
+    /// The peer's current encryption key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ek: Option<DeviceKey>,
 }
 
 /// The key of the relay an address names (`…/p2p/<RELAY>`).
@@ -125,6 +133,7 @@ impl Invite {
             relays: bytes(&self.relays),
             exp: exp.filter(|_| has_tokens),
             sigs: if has_tokens { sigs } else { Vec::new() },
+            ek: self.encryption_key,
         };
         let mut cbor = Vec::new();
         ciborium::into_writer(&body, &mut cbor).expect("writing CBOR to a Vec cannot fail");
@@ -182,6 +191,7 @@ impl Invite {
             addrs: addrs(body.addrs)?,
             relays,
             tokens,
+            encryption_key: body.ek,
         })
     }
 
@@ -210,6 +220,11 @@ mod tests {
                 .parse()
                 .unwrap()],
             tokens: vec![token],
+            encryption_key: Some(
+                meshchat_crdt::e2e::DeviceKeyring::generate()
+                    .current()
+                    .public(),
+            ),
         }
     }
 
@@ -236,8 +251,10 @@ mod tests {
         forged.recipient = public_key_of(&invite.peer).unwrap();
         invite.tokens = vec![forged];
         assert!(Invite::decode(&invite.encode()).unwrap().tokens.is_empty());
-        // An invite without tokens (or from an older meshchat) still works.
+        // An invite without tokens or encryption key (or from an older
+        // meshchat) still works.
         invite.tokens.clear();
+        invite.encryption_key = None;
         let plain = Invite::decode(&invite.encode()).unwrap();
         assert_eq!(plain, invite);
     }

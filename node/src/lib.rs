@@ -46,7 +46,7 @@ pub use data_dir::{DataDir, DataDirError, DirLock, LocalProfile};
 pub use disk::{StorageFault, StorageState};
 pub use keys::{peer_id_of, public_key_of};
 pub use presence::{LastSeen, LastSeenPrivacy};
-pub use social::{PeerProfile, ProfileUpdate, MAX_AVATAR_BYTES};
+pub use social::{PeerProfile, ProfileUpdate, SafetyNumberReport, MAX_AVATAR_BYTES};
 pub use store::{Contact, DeliveryState, StoreError};
 pub use transport::SpawnOptions;
 

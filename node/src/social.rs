@@ -28,6 +28,23 @@ pub struct ProfileUpdate {
     pub avatar: Option<String>,
 }
 
+/// What two people compare to know they hold each other's real keys
+/// (`contacts().safety_number`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafetyNumberReport {
+    /// The other party.
+    pub peer: PeerId,
+    /// 60 digits in 12 groups of 5, the same on both sides.
+    pub safety_number: String,
+    /// The same 60 digits without spaces (what the QR code holds).
+    pub digits: String,
+    /// The other party's encryption key, from its signed profile as held
+    /// here; `None` until its profile (from a node that has one) arrives.
+    pub their_encryption_key: Option<meshchat_crdt::e2e::DeviceKey>,
+    /// This device's current encryption key.
+    pub my_encryption_key: Option<meshchat_crdt::e2e::DeviceKey>,
+}
+
 /// A peer's profile as this node holds it (signature already verified).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerProfile {

@@ -765,6 +765,7 @@ async fn a_relay_holds_a_blob_only_for_mail_attaching_it_from_a_sender_that_has_
                 addrs: Vec::new(),
                 relays: vec![relay_addr],
                 tokens: vec![token],
+                encryption_key: None,
             },
             None,
         )

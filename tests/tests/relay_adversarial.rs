@@ -666,8 +666,12 @@ async fn offline_bob(relays: &[&FakeRelay]) -> (Peer, meshchat_node::invite::Inv
         },
     )
     .await;
-    let invite = bob.node.contacts().invite().await.unwrap();
+    let mut invite = bob.node.contacts().invite().await.unwrap();
     assert_eq!(invite.tokens.len(), relays.len());
+    // The fake relays count the changes in each envelope, which they could
+    // not do in mail sealed to Bob's key: these senders get no key, so
+    // their mail stays plain (sealed mail: tests/tests/encryption.rs).
+    invite.encryption_key = None;
     bob.stop().await;
     (bob, invite)
 }

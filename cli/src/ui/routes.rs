@@ -246,6 +246,7 @@ fn offered_to_the_browser(request: &ControlRequest) -> bool {
         | R::ContactsList
         | R::ContactsRemove { .. }
         | R::ContactsBlock { .. }
+        | R::ContactsVerify { .. }
         | R::ContactsInvite
         | R::ContactsRequests
         | R::ContactsAcceptRequest { .. }

@@ -13,13 +13,13 @@ use super::{
     commit::{Held, HeldDeposit, HeldItem, HeldMail},
     fetches::AfterPage,
     ingest::Via,
-    *,
+    sealing, *,
 };
 use crate::{
     mailbox::{envelope_hash, CustodyReceipt, Held as HeldCopy, Refusal, Stored},
     protocol::{
-        decode_frame, encode_frame, DepositItem, DepositOutcome, Envelope, MailboxRequest,
-        MailboxResponse, WireError, MAILBOX_PAGE_BYTES, MAX_DEPOSITS_PER_BATCH,
+        open_envelope, DepositItem, DepositOutcome, MailboxRequest, MailboxResponse, WireError,
+        MAILBOX_PAGE_BYTES, MAX_DEPOSITS_PER_BATCH,
     },
 };
 
@@ -460,11 +460,15 @@ impl Actor {
                 let mut by_sender: BTreeMap<PublicKey, (Vec<u64>, Vec<SignedChange>)> =
                     BTreeMap::new();
                 for item in items {
-                    let changes = match decode_frame::<Envelope>(&item.envelope) {
-                        Ok(Envelope::Changes(changes)) => changes,
+                    let me = self.chats.me();
+                    let changes = match open_envelope(&item.envelope, &me, self.chats.device_keys())
+                    {
+                        Ok(changes) => changes,
                         Err(error) => {
-                            // Undecodable mail can never be applied: drop it.
-                            tracing::warn!(%relay, %error, "undecodable mail");
+                            // Mail that does not decode or open never will
+                            // (a key version no longer held included):
+                            // drop this item, keep the rest of the page.
+                            tracing::warn!(%relay, %error, "unreadable mail");
                             page.dropped.push(item.id);
                             continue;
                         }
@@ -643,6 +647,7 @@ impl Actor {
         if outbox.is_empty() {
             return awaited;
         }
+        let sealing_key = sealing::encryption_key_of(self.chats.store(), &recipient);
         for relay_addr in &relays {
             let Some((relay, relay_key)) =
                 crate::config::peer_of(relay_addr).and_then(|p| Some((p, public_key_of(&p)?)))
@@ -671,7 +676,14 @@ impl Actor {
             for changes in envelopes {
                 let (changes, hashes): (Vec<SignedChange>, Vec<ChangeHash>) =
                     changes.into_iter().unzip();
-                let envelope = encode_frame(&Envelope::Changes(changes));
+                let Some(envelope) = sealing::mail_envelope(
+                    changes,
+                    &recipient,
+                    sealing_key.as_ref(),
+                    self.chats.device_keys().current(),
+                ) else {
+                    continue;
+                };
                 self.deposits.sent(recipient, relay_key, &hashes);
                 let sent = SentDeposit {
                     recipient,

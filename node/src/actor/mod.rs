@@ -33,6 +33,7 @@ mod mailbox;
 mod notices;
 mod peers;
 mod requests;
+mod sealing;
 mod social;
 mod storage;
 mod tokens;
@@ -140,6 +141,7 @@ pub async fn spawn_with(
     dir.check_private()?;
     let lock = dir.lock()?;
     let identity = dir.identity()?;
+    let device_keys = dir.device_keys()?;
     let store = Store::open_with_cache(&dir.db_path(), options.store_cache_bytes)?;
     let blobs = crate::blobs::start(
         &dir.root().join("blobs"),
@@ -210,7 +212,7 @@ pub async fn spawn_with(
     );
     let mut actor = Actor {
         swarm,
-        chats: Chats::new(identity, store)?,
+        chats: Chats::new(identity, store)?.with_device_keys(device_keys),
         config,
         events: event_tx.clone(),
         commands: command_rx,

@@ -115,6 +115,13 @@ impl Actor {
                 );
                 if let (Ok(_), Some(key)) = (&result, public_key_of(&invite.peer)) {
                     let _ = self.keep_tokens(invite.peer, key, invite.tokens);
+                    if let Some(device_key) = invite.encryption_key {
+                        if let Err(error) =
+                            super::sealing::keep_invite_key(self.chats.store(), &key, device_key)
+                        {
+                            tracing::warn!(%error, "cannot keep the invite's encryption key");
+                        }
+                    }
                 }
                 let result = self.contact_added(result).await;
                 let _ = reply.send(result);
@@ -125,7 +132,8 @@ impl Actor {
     // ----- profiles -----
 
     /// Makes sure the node's own profile exists and lists the configured
-    /// relays (a changed relay list is a new version).
+    /// relays and the device's current encryption key (a change of either is
+    /// a new version).
     pub(super) fn ensure_own_profile(
         &mut self,
         name: Option<String>,
@@ -137,10 +145,12 @@ impl Actor {
             .profile(&me)?
             .and_then(|s| s.verify().ok());
         let relays = self.config.relays.clone();
+        let encryption_key = Some(self.chats.device_keys().current().public());
         let next = match current {
-            Some(p) if p.relays == relays => return Ok(()),
+            Some(p) if p.relays == relays && p.encryption_key == encryption_key => return Ok(()),
             Some(p) => Profile {
                 relays,
+                encryption_key,
                 version: p.version + 1,
                 updated_at_ms: now_ms(),
                 ..p
@@ -148,6 +158,7 @@ impl Actor {
             None => Profile {
                 name,
                 relays,
+                encryption_key,
                 version: 1,
                 updated_at_ms: now_ms(),
                 ..Profile::default()
@@ -183,6 +194,7 @@ impl Actor {
             relays: self.config.relays.clone(),
             updated_at_ms: now_ms(),
             version: current.version + 1,
+            encryption_key: Some(self.chats.device_keys().current().public()),
         };
         let signed = next
             .sign(self.chats.identity())
@@ -428,6 +440,7 @@ impl Actor {
             addrs: invitable(&self.listen_addrs),
             relays: self.config.relays.clone(),
             tokens: self.invite_tokens(),
+            encryption_key: Some(self.chats.device_keys().current().public()),
         })
     }
 

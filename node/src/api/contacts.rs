@@ -11,8 +11,12 @@ use super::{
     Command, Node, NodeError, Stopped,
 };
 use crate::{
-    chats::RequestSummary, command::RequestCommand, invite::Invite, social::SocialCommand,
-    store::Contact, PeerId,
+    chats::RequestSummary,
+    command::RequestCommand,
+    invite::Invite,
+    social::{SafetyNumberReport, SocialCommand},
+    store::Contact,
+    PeerId,
 };
 
 /// The contacts of a node: `node.contacts()`.
@@ -132,6 +136,27 @@ impl<'a> Contacts<'a> {
             .call(|reply| Command::Social(SocialCommand::Invite { reply }))
             .await
             .map_err(|_| Stopped)
+    }
+
+    /// The safety number between this node and `peer` (a fingerprint of
+    /// both identity keys; see `meshchat_crdt::e2e::SafetyNumber`), with
+    /// both encryption keys as this node holds them. Both sides show the
+    /// same digits; they change when either identity key changes.
+    pub async fn safety_number(&self, peer: PeerId) -> Result<SafetyNumberReport, PeerError> {
+        let theirs = key_of(&peer)?;
+        let me = self.node.peer_id();
+        let mine = key_of(&me)?;
+        let number = meshchat_crdt::e2e::SafetyNumber::between(&mine, &theirs);
+        let profiles = self.node.profiles();
+        let encryption_key =
+            |held: Option<crate::social::PeerProfile>| held.and_then(|p| p.profile.encryption_key);
+        Ok(SafetyNumberReport {
+            peer,
+            safety_number: number.to_string(),
+            digits: number.digits().to_owned(),
+            their_encryption_key: encryption_key(profiles.get(Some(peer)).await?),
+            my_encryption_key: encryption_key(profiles.get(None).await?),
+        })
     }
 
     /// Message requests waiting for the user: strangers who wrote, and

@@ -72,10 +72,14 @@ pub(crate) fn deposit_attaches(
 }
 
 /// Whether `envelope` carries a change signed by `author` that puts
-/// `hash` into an attachment.
+/// `hash` into an attachment. A sealed envelope cannot be read here: what
+/// counts is the hash list its depositor put beside the ciphertext (the
+/// caller has checked that `author` deposited it).
 pub(crate) fn envelope_attaches(envelope: &[u8], author: &PublicKey, hash: &Hash) -> bool {
-    let Ok(Envelope::Changes(changes)) = decode_frame::<Envelope>(envelope) else {
-        return false;
+    let changes = match decode_frame::<Envelope>(envelope) {
+        Ok(Envelope::Changes(changes)) => changes,
+        Ok(Envelope::Sealed { attaches, .. }) => return attaches.contains(&blob_hash(*hash)),
+        Err(_) => return false,
     };
     let wanted = blob_hash(*hash).to_string();
     changes.iter().any(|signed| {
@@ -83,6 +87,33 @@ pub(crate) fn envelope_attaches(envelope: &[u8], author: &PublicKey, hash: &Hash
             .verify()
             .is_ok_and(|v| v.author == *author && change_attaches(&v.change, &wanted))
     })
+}
+
+/// The blob hashes `changes` put into attachments: what a sealed envelope
+/// names in the clear so that its relay can still be asked to hold them.
+pub(crate) fn attached_hashes(
+    changes: &[meshchat_crdt::SignedChange],
+) -> Vec<meshchat_crdt::BlobHash> {
+    let mut hashes = Vec::new();
+    for signed in changes {
+        let Ok(verified) = signed.decode_stored() else {
+            continue;
+        };
+        let Some(expanded) = meshchat_crdt::expand(&verified.change) else {
+            continue;
+        };
+        for op in &expanded.operations {
+            let is_hash_key = matches!(&op.key, automerge::legacy::Key::Map(key) if key.as_str() == ATTACHMENT_HASH_KEY);
+            if let (true, automerge::legacy::OpType::Put(automerge::ScalarValue::Str(s))) =
+                (is_hash_key, &op.action)
+            {
+                if let Ok(hash) = s.parse() {
+                    hashes.push(hash);
+                }
+            }
+        }
+    }
+    hashes
 }
 
 /// Whether a change puts `wanted` (a blob hash, as attachments write it)

@@ -13,8 +13,9 @@ mod views;
 use std::collections::{BTreeMap, HashMap};
 
 use meshchat_crdt::{
-    ChangeHash, ChatId, ChatKind, ChatReplica, Identity, Ingested, Message, MessageId, PublicKey,
-    RejectReason, SegmentHeads, SegmentIndex, SignedChange, VerifiedChange, META_SEGMENT,
+    e2e::DeviceKeyring, ChangeHash, ChatId, ChatKind, ChatReplica, Identity, Ingested, Message,
+    MessageId, PublicKey, RejectReason, SegmentHeads, SegmentIndex, SignedChange, VerifiedChange,
+    META_SEGMENT,
 };
 use requests::{RequestRecord, RequestRefusal, Requests};
 
@@ -73,6 +74,8 @@ pub(crate) struct Received {
 
 pub(crate) struct Chats {
     me: Identity,
+    /// This device's X25519 encryption keys (`encryption.keys`).
+    device_keys: DeviceKeyring,
     store: Store,
     requests: Requests,
     replicas: HashMap<ChatId, ChatReplica>,
@@ -88,6 +91,7 @@ impl Chats {
     pub(crate) fn new(me: Identity, store: Store) -> Result<Self, StoreError> {
         Ok(Self {
             me,
+            device_keys: DeviceKeyring::generate(),
             requests: Requests::open(store.handle())?,
             store,
             replicas: HashMap::new(),
@@ -108,6 +112,17 @@ impl Chats {
 
     pub(crate) fn identity(&self) -> &Identity {
         &self.me
+    }
+
+    /// Uses the device keys loaded from the data dir (a fresh keyring is
+    /// only for tests that need none).
+    pub(crate) fn with_device_keys(mut self, keys: DeviceKeyring) -> Self {
+        self.device_keys = keys;
+        self
+    }
+
+    pub(crate) fn device_keys(&self) -> &DeviceKeyring {
+        &self.device_keys
     }
 
     pub(crate) fn me(&self) -> PublicKey {

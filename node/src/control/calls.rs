@@ -25,6 +25,7 @@ pub async fn call(node: &Node, request: ControlRequest) -> Result<serde_json::Va
         | R::ContactsList
         | R::ContactsRemove { .. }
         | R::ContactsBlock { .. }
+        | R::ContactsVerify { .. }
         | R::ContactsInvite
         | R::ContactsRequests
         | R::ContactsAcceptRequest { .. }
@@ -101,6 +102,10 @@ async fn contacts(node: &Node, request: ControlRequest) -> Answer {
         ControlRequest::ContactsBlock { peer, blocked } => {
             let peer = resolve_peer(node, &peer).await?;
             to_json(contacts.set_blocked(peer, blocked).await?)
+        }
+        ControlRequest::ContactsVerify { peer } => {
+            let peer = resolve_peer(node, &peer).await?;
+            to_json(contacts.safety_number(peer).await?)
         }
         ControlRequest::ContactsInvite => {
             let invite = contacts.invite().await?;

@@ -80,6 +80,11 @@ pub enum ControlRequest {
         /// Block (true) or unblock (false).
         blocked: bool,
     },
+    /// `contacts().safety_number`: `SafetyNumberReport`.
+    ContactsVerify {
+        /// PeerId or contact name.
+        peer: String,
+    },
     /// `contacts().invite`: `{"invite": "MC1:…", "peer", "name", "addrs", "relays"}`.
     #[serde(alias = "invite")]
     ContactsInvite,

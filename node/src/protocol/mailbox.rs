@@ -35,6 +35,16 @@ pub const MAILBOX_PAGE_BYTES: usize = 2 * 1024 * 1024;
 pub enum Envelope {
     /// Signed changes for the recipient, as a push would carry them.
     Changes(Vec<meshchat_crdt::SignedChange>),
+    /// A `Changes` frame HPKE-sealed to the recipient's device key (a
+    /// `SealedBox`; see `protocol::seal_envelope`), with the blob hashes its
+    /// changes attach in the clear for the relay's blob-cache proof.
+    Sealed {
+        /// The `SealedBox` bytes.
+        #[serde(with = "serde_bytes")]
+        sealed: Vec<u8>,
+        /// Blob hashes the sealed changes attach (at most 64).
+        attaches: Vec<meshchat_crdt::BlobHash>,
+    },
 }
 
 /// Most deposits one [`MailboxRequest::DepositBatch`] may carry.
@@ -45,7 +55,8 @@ pub const MAX_DEPOSITS_PER_BATCH: usize = 64;
 pub struct DepositItem {
     /// The mailbox owner.
     pub recipient: PublicKey,
-    /// Opaque bytes (a frame of signed changes; the relay does not read it).
+    /// Opaque bytes (a frame of signed changes, sealed to the recipient when
+    /// the sender knows its key; the relay does not read it).
     #[serde(with = "serde_bytes")]
     pub envelope: Vec<u8>,
     /// The recipient's permission to leave mail at this relay.
@@ -74,7 +85,8 @@ pub enum MailboxRequest {
     Deposit {
         /// The mailbox owner.
         recipient: PublicKey,
-        /// Opaque bytes (a frame of signed changes; the relay does not read it).
+        /// Opaque bytes (a frame of signed changes, sealed to the recipient when
+        /// the sender knows its key; the relay does not read it).
         #[serde(with = "serde_bytes")]
         envelope: Vec<u8>,
         /// The recipient's permission to leave mail at this relay; without

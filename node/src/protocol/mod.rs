@@ -1,12 +1,13 @@
 //! Wire formats: the request-response protocols `/meshchat/sync/1`
 //! (changes, sync, receipts), `/meshchat/notice/1` (profiles, presence,
 //! typing) and `/meshchat/mailbox/2`, their bounded codec, signed records,
-//! and what group topics carry.
+//! sealed mail, and what group topics carry.
 
 mod codec;
 mod mailbox;
 mod notice;
 mod records;
+mod sealed_mail;
 mod topic;
 mod wire;
 
@@ -22,6 +23,7 @@ pub use records::{
     MAX_NAME_CHARS, MAX_PROFILE_BYTES, MAX_PROFILE_RECORD_BYTES, MAX_PROFILE_RELAYS,
     MAX_STATUS_CHARS,
 };
+pub use sealed_mail::{open_envelope, seal_envelope, EnvelopeError, MAX_ENVELOPE_ATTACHES};
 pub use topic::group_topic;
 pub use wire::{
     GossipMessage, RejectedChange, Request, Response, WireError, MAX_REQUEST_BYTES,

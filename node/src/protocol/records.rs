@@ -4,7 +4,7 @@
 //! so a record can travel through anyone (a contact, the DHT) unchanged.
 
 use libp2p::Multiaddr;
-use meshchat_crdt::{Identity, PublicKey};
+use meshchat_crdt::{e2e::DeviceKey, Identity, PublicKey};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// Largest encoded profile body.
@@ -39,6 +39,12 @@ pub struct Profile {
     pub updated_at_ms: i64,
     /// Strictly increases with every change: the higher version wins.
     pub version: u64,
+    /// The device's current X25519 encryption key, what others seal to (key
+    /// shares, mail). Absent in profiles of nodes older than end-to-end
+    /// encryption, which are still accepted; left out of the encoding when
+    /// absent, so their records keep their exact bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<DeviceKey>,
 }
 
 /// A profile with its signer and signature, as stored and sent.
@@ -266,7 +272,51 @@ mod tests {
             relays: vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()],
             updated_at_ms: 5,
             version,
+            encryption_key: None,
         }
+    }
+
+    #[test]
+    fn profiles_carry_an_encryption_key_and_older_ones_without_it_still_verify() {
+        let alice = Identity::generate();
+        let keys = meshchat_crdt::e2e::DeviceKeyring::generate();
+        let with_key = Profile {
+            encryption_key: Some(keys.current().public()),
+            ..profile(3)
+        };
+        let signed = with_key.sign(&alice).unwrap();
+        let (_, back) = SignedProfile::from_record_bytes(&signed.to_bytes()).unwrap();
+        assert_eq!(back.encryption_key, Some(keys.current().public()));
+
+        // What a node older than e2e signs: the same map without the field.
+        #[derive(Serialize)]
+        struct OlderProfile {
+            name: Option<String>,
+            status: Option<String>,
+            avatar: Option<String>,
+            relays: Vec<Multiaddr>,
+            updated_at_ms: i64,
+            version: u64,
+        }
+        let older = OlderProfile {
+            name: Some("old".into()),
+            status: None,
+            avatar: None,
+            relays: Vec::new(),
+            updated_at_ms: 1,
+            version: 1,
+        };
+        let body = cbor(&older);
+        let old_signed = SignedProfile {
+            peer: alice.public(),
+            signature: alice
+                .sign(&profile_message(&alice.public(), &body))
+                .to_vec(),
+            body,
+        };
+        let (_, back) = SignedProfile::from_record_bytes(&old_signed.to_bytes()).unwrap();
+        assert_eq!(back.encryption_key, None);
+        assert_eq!(back.name.as_deref(), Some("old"));
     }
 
     #[test]

@@ -1,0 +1,330 @@
+//! End-to-end encryption between real nodes on loopback: safety numbers,
+//! encryption keys in profiles, sealed mail at a real relay.
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use meshchat_node::{
+    control::{call, ControlRequest},
+    crdt::{
+        e2e::{DeviceKey, DeviceSecret},
+        Identity,
+    },
+    mailbox::DeliveryToken,
+    protocol::{encode_frame, seal_envelope, Envelope},
+    DeliveryState, Event, NodeConfig, PeerId, SafetyNumberReport,
+};
+use meshchat_tests::{key_of, within, MailboxClient, Peer};
+
+/// `of`'s encryption key as `peer` holds it, waiting for `of`'s profile to
+/// arrive if it has not yet.
+async fn encryption_key_of(peer: &mut Peer, of: PeerId) -> Option<DeviceKey> {
+    let held = peer.node.profiles().get(Some(of)).await.unwrap();
+    if held.is_none() {
+        peer.wait_for("the peer's profile", |e| match e {
+            Event::ProfileChanged { peer } if *peer == of => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+    let profile = peer.node.profiles().get(Some(of)).await.unwrap().unwrap();
+    profile.profile.encryption_key
+}
+
+async fn verify(peer: &Peer, name: &str) -> SafetyNumberReport {
+    let json = call(
+        &peer.node,
+        ControlRequest::ContactsVerify {
+            peer: name.to_owned(),
+        },
+    )
+    .await
+    .unwrap();
+    serde_json::from_value(json).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_show_the_same_safety_number_and_hold_each_others_encryption_key() {
+    let mut alice = Peer::start("alice").await;
+    let mut bob = Peer::start("bob").await;
+    let carol = Peer::start("carol").await;
+    alice.add(&bob).await;
+    alice.add_one_way(&carol).await;
+
+    // Each side's profile, with its encryption key, reached the other.
+    let bobs_key = encryption_key_of(&mut alice, bob.peer_id()).await;
+    let alices_key = encryption_key_of(&mut bob, alice.peer_id()).await;
+    assert!(bobs_key.is_some() && alices_key.is_some());
+    assert_ne!(bobs_key, alices_key);
+
+    let at_alice = verify(&alice, "bob").await;
+    let at_bob = verify(&bob, "alice").await;
+    assert_eq!(at_alice.safety_number, at_bob.safety_number);
+    assert_eq!(at_alice.digits.len(), 60);
+    assert_eq!(at_alice.safety_number.split(' ').count(), 12);
+    assert_eq!(at_alice.peer, bob.peer_id());
+    assert_eq!(at_bob.peer, alice.peer_id());
+    // What each holds of the other is what the other publishes.
+    assert_eq!(at_alice.their_encryption_key, at_bob.my_encryption_key);
+    assert_eq!(at_bob.their_encryption_key, at_alice.my_encryption_key);
+    assert_eq!(at_alice.their_encryption_key, bobs_key);
+
+    // Another identity, another number.
+    let with_carol = verify(&alice, "carol").await;
+    assert_ne!(with_carol.safety_number, at_alice.safety_number);
+
+    // A restart keeps the keys: the same number and the same encryption key.
+    bob.restart().await;
+    let again = verify(&bob, "alice").await;
+    assert_eq!(again.safety_number, at_bob.safety_number);
+    assert_eq!(again.my_encryption_key, at_bob.my_encryption_key);
+}
+
+/// Every byte of every file under `dir`.
+fn every_file(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                todo.push(entry.path());
+            } else if kind.is_file() {
+                out.push((entry.path(), std::fs::read(entry.path()).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// The files under `dir` that hold `needle` anywhere.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    every_file(dir)
+        .into_iter()
+        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+        .map(|(path, _)| path)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_holds_only_ciphertext_of_mail_to_a_recipient_with_a_key() {
+    let (relay, relay_addr) = Peer::start_relay().await;
+    let mut bob = Peer::start_with(
+        "bob",
+        NodeConfig {
+            relays: vec![relay_addr],
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    let invite = bob.node.contacts().invite().await.unwrap();
+    let mut alice = Peer::start("alice").await;
+    alice
+        .node
+        .contacts()
+        .add_from_invite(invite, Some("bob".into()))
+        .await
+        .unwrap();
+    bob.add_one_way(&alice).await;
+    // Alice holds Bob's signed profile, and with it his encryption key.
+    assert!(encryption_key_of(&mut alice, bob.peer_id()).await.is_some());
+    bob.stop().await;
+
+    let marker = "e2e plaintext marker: the cake is in the oven";
+    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
+    alice.node.chats().send(chat, marker).await.unwrap();
+    alice
+        .wait_for("custody at the relay", |e| match e {
+            Event::Delivery {
+                state: DeliveryState::Sent,
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+    let held = relay
+        .node
+        .network()
+        .status()
+        .await
+        .unwrap()
+        .mailbox
+        .unwrap();
+    assert!(held.messages >= 1, "the relay holds the mail");
+    // The relay's disk, every file: the message text is nowhere. (Alice's
+    // own disk holds it, as it should: at rest is unchanged.)
+    assert_eq!(
+        files_holding(relay.dir.root(), marker.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert!(!files_holding(alice.dir.root(), marker.as_bytes()).is_empty());
+
+    // Bob comes back, opens the sealed mail and reads it.
+    bob.restart().await;
+    assert_eq!(bob.wait_messages(1).await, vec![marker.to_owned()]);
+    assert_eq!(
+        files_holding(relay.dir.root(), marker.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
+    relay.stop().await;
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_that_does_not_open_is_dropped_and_the_rest_arrives() {
+    let (relay, relay_addr) = Peer::start_relay().await;
+    let mut bob = Peer::start_with(
+        "bob",
+        NodeConfig {
+            relays: vec![relay_addr.clone()],
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    let invite = bob.node.contacts().invite().await.unwrap();
+    let mut alice = Peer::start("alice").await;
+    alice
+        .node
+        .contacts()
+        .add_from_invite(invite, Some("bob".into()))
+        .await
+        .unwrap();
+    bob.add_one_way(&alice).await;
+    assert!(encryption_key_of(&mut alice, bob.peer_id()).await.is_some());
+    bob.stop().await;
+
+    // Mallory, holding a token of Bob's, deposits mail that cannot open: a
+    // bent box, a box for a key version Bob never had, junk in a box.
+    let bob_identity = bob.dir.identity().unwrap();
+    let bob_key = bob.dir.device_keys().unwrap().current().public();
+    let token = DeliveryToken::issue(&bob_identity, Some(key_of(&relay)), None, i64::MAX);
+    let sealed = |to: DeviceKey| {
+        seal_envelope(
+            Vec::new(),
+            Vec::new(),
+            &bob_identity.public(),
+            &to,
+            &DeviceSecret::generate(1),
+        )
+        .unwrap()
+    };
+    let mut bent = sealed(bob_key);
+    let last = bent.len() - 1;
+    bent[last] ^= 0x40;
+    let unknown_version = sealed(DeviceKey {
+        version: 99,
+        ..bob_key
+    });
+    let junk = encode_frame(&Envelope::Sealed {
+        sealed: vec![1, 2, 3],
+        attaches: Vec::new(),
+    });
+    let mut mallory = MailboxClient::to_relay(Identity::generate(), relay_addr).await;
+    mallory
+        .deposit_all(
+            [bent, unknown_version, junk]
+                .into_iter()
+                .map(|envelope| (bob_identity.public(), envelope, token.clone()))
+                .collect(),
+            3,
+        )
+        .await;
+
+    let marker = "the real letter";
+    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
+    alice.node.chats().send(chat, marker).await.unwrap();
+    alice
+        .wait_for("custody at the relay", |e| match e {
+            Event::Delivery {
+                state: DeliveryState::Sent,
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+
+    bob.restart().await;
+    assert_eq!(bob.wait_messages(1).await, vec![marker.to_owned()]);
+    // The unreadable mail was dropped, not left to be fetched forever.
+    within("the relay to hold no mail", async {
+        while relay
+            .node
+            .network()
+            .status()
+            .await
+            .unwrap()
+            .mailbox
+            .unwrap()
+            .messages
+            > 0
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    relay.stop().await;
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_to_a_contact_added_from_an_invite_is_sealed_before_they_ever_meet() {
+    let (relay, relay_addr) = Peer::start_relay().await;
+    let mut bob = Peer::start_with(
+        "bob",
+        NodeConfig {
+            relays: vec![relay_addr],
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    let invite = bob.node.contacts().invite().await.unwrap();
+    let bob_key = bob.dir.device_keys().unwrap().current().public();
+    assert_eq!(invite.encryption_key, Some(bob_key));
+    bob.stop().await;
+
+    // Alice has only the invite: Bob is offline, his profile never came.
+    let alice = Peer::start("alice").await;
+    alice
+        .node
+        .contacts()
+        .add_from_invite(invite, Some("bob".into()))
+        .await
+        .unwrap();
+    assert!(alice
+        .node
+        .profiles()
+        .get(Some(bob.peer_id()))
+        .await
+        .unwrap()
+        .is_none());
+    let mut alice = alice;
+    let marker = "sealed before we ever met";
+    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
+    alice.node.chats().send(chat, marker).await.unwrap();
+    alice
+        .wait_for("custody at the relay", |e| match e {
+            Event::Delivery {
+                state: DeliveryState::Sent,
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        files_holding(relay.dir.root(), marker.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
+
+    // To Bob, Alice is a stranger: her sealed mail opens as a message request.
+    bob.restart().await;
+    let chat = bob.accept_request_from(&alice).await;
+    assert_eq!(bob.texts(chat).await, vec![marker.to_owned()]);
+    relay.stop().await;
+    alice.stop().await;
+    bob.stop().await;
+}
