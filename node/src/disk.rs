@@ -223,9 +223,21 @@ impl SmallDisk {
         while file.write_all(&small).is_ok() {}
     }
 
-    /// Frees what [`SmallDisk::fill`] took.
+    /// Frees what [`SmallDisk::fill`] took, and returns once the space is
+    /// back. The blocks of an unlinked file return only when its last open
+    /// descriptor closes, and a child another test forks at that moment
+    /// holds a copy of every descriptor until it execs (one such reopen
+    /// failed with ENOSPC in a parallel run).
     pub(crate) fn free(&self) {
         fs::remove_file(self.path().join("filler")).expect("remove filler");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while free_bytes(self.path()).unwrap_or(0) < 1024 * 1024 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the filler's space never came back"
+            );
+            std::thread::yield_now();
+        }
     }
 }
 
