@@ -962,7 +962,7 @@ async fn watch_node(mut events: broadcast::Receiver<Event>, out: mpsc::Sender<St
 /// The same gossipsub configuration as a meshchat node, except the message id
 /// hashes with SipHash instead of SHA-256 (no extra dependency; both are
 /// content-addressed).
-fn bare_behaviour(key: &libp2p::identity::Keypair) -> gossipsub::Behaviour {
+fn bare_behaviour(_key: &libp2p::identity::Keypair) -> gossipsub::Behaviour {
     let config = gossipsub::ConfigBuilder::default()
         .validate_messages()
         .message_id_fn(|m| {
@@ -970,12 +970,11 @@ fn bare_behaviour(key: &libp2p::identity::Keypair) -> gossipsub::Behaviour {
             m.data.hash(&mut h);
             gossipsub::MessageId::from(h.finish().to_be_bytes().to_vec())
         })
-        .validation_mode(ValidationMode::Strict)
+        .validation_mode(ValidationMode::Anonymous)
         .max_transmit_size(1024 * 1024)
         .build()
         .expect("gossipsub config");
-    gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)
-        .expect("gossipsub behaviour")
+    gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config).expect("gossipsub behaviour")
 }
 
 /// What a bare child writes per delivered message before accepting it (and

@@ -489,9 +489,10 @@ fn relay_protocols_swarm(key: libp2p::identity::Keypair) -> Swarm<RelayProtocols
         );
         kad.set_mode(Some(libp2p::kad::Mode::Server));
         let gossipsub = libp2p::gossipsub::Behaviour::new(
-            libp2p::gossipsub::MessageAuthenticity::Signed(key.clone()),
+            libp2p::gossipsub::MessageAuthenticity::Anonymous,
             libp2p::gossipsub::ConfigBuilder::default()
                 .validate_messages()
+                .validation_mode(libp2p::gossipsub::ValidationMode::Anonymous)
                 .build()
                 .expect("gossipsub config"),
         )

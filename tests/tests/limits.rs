@@ -337,10 +337,22 @@ struct GossipAttacker {
 impl GossipAttacker {
     /// Connects to `target` and returns once `target` has seen it subscribe.
     async fn join(chat: ChatId, target: &Peer) -> Self {
-        let mut swarm = bare_swarm(|key| {
+        let mut swarm = bare_swarm(|_| {
             gossipsub::Behaviour::<gossipsub::IdentityTransform>::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossipsub::Config::default(),
+                // As the nodes publish: without gossipsub's own signature.
+                gossipsub::MessageAuthenticity::Anonymous,
+                gossipsub::ConfigBuilder::default()
+                    .validation_mode(gossipsub::ValidationMode::Anonymous)
+                    // Content-addressed ids, as the nodes (without a source
+                    // and sequence number the default id is the same for all).
+                    .message_id_fn(|m| {
+                        use std::hash::{Hash, Hasher};
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        m.data.hash(&mut h);
+                        gossipsub::MessageId::from(h.finish().to_be_bytes().to_vec())
+                    })
+                    .build()
+                    .unwrap(),
             )
             .unwrap()
         });
