@@ -121,15 +121,7 @@ pub(crate) async fn invite(dir: &DataDir, qr: bool, json: bool) -> Result<()> {
     }
     let text = result["invite"].as_str().unwrap_or_default();
     if qr {
-        match qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::L) {
-            Ok(code) => println!(
-                "{}",
-                code.render::<qrcode::render::unicode::Dense1x2>()
-                    .quiet_zone(true)
-                    .build()
-            ),
-            Err(e) => say_err!("(no QR code: {e})"),
-        }
+        print_qr(text, qrcode::EcLevel::L);
     }
     say!("{text}");
     say_err!("Give this to a contact; they add you with `meshchat contacts add <INVITE>`.");
@@ -148,15 +140,7 @@ pub(crate) async fn verify(dir: &DataDir, peer: String, qr: bool, json: bool) ->
     }
     if qr {
         // Our own digits only: nothing a peer wrote reaches the raw output.
-        match qrcode::QrCode::with_error_correction_level(&report.digits, qrcode::EcLevel::M) {
-            Ok(code) => println!(
-                "{}",
-                code.render::<qrcode::render::unicode::Dense1x2>()
-                    .quiet_zone(true)
-                    .build()
-            ),
-            Err(e) => say_err!("(no QR code: {e})"),
-        }
+        print_qr(&report.digits, qrcode::EcLevel::M);
     }
     say!("Safety number with {peer}:");
     let groups: Vec<&str> = report.safety_number.split(' ').collect();
@@ -272,6 +256,19 @@ pub(crate) async fn privacy(
         say!("As in WhatsApp, you don't see others' last seen either.");
     }
     Ok(())
+}
+
+/// Prints `text` as a QR code in the terminal, or says why it cannot.
+fn print_qr(text: &str, level: qrcode::EcLevel) {
+    match qrcode::QrCode::with_error_correction_level(text, level) {
+        Ok(code) => println!(
+            "{}",
+            code.render::<qrcode::render::unicode::Dense1x2>()
+                .quiet_zone(true)
+                .build()
+        ),
+        Err(e) => say_err!("(no QR code: {e})"),
+    }
 }
 
 #[cfg(test)]
