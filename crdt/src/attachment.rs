@@ -3,12 +3,15 @@
 //! Stored as a map under the message's `attachment` key:
 //! `hash` (hex BLAKE3), `size` (uint bytes), `mime` (str, sniffed by the
 //! sender), `name` (str), `preview` (bytes, optional: a small thumbnail for
-//! images). The bytes themselves travel as an iroh-blobs blob named by `hash`.
+//! images), `key` (32 bytes, optional: the [`FileKey`] the blob is encrypted
+//! with). The bytes themselves travel as an iroh-blobs blob named by `hash`:
+//! the ciphertext when there is a key, the file itself in a message written
+//! before files were encrypted.
 
 use automerge::{transaction::Transactable, ObjId, ObjType, ReadDoc, ScalarValue, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::BlobHash;
+use crate::{file_key::FileKey, ids::BlobHash};
 
 /// Longest file name kept, in bytes.
 pub const MAX_FILE_NAME_BYTES: usize = 255;
@@ -23,13 +26,15 @@ const SIZE: &str = "size";
 const MIME: &str = "mime";
 const NAME: &str = "name";
 const PREVIEW: &str = "preview";
+pub(crate) const KEY: &str = "key";
 
 /// A file attached to a message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Attachment {
-    /// BLAKE3 hash of the bytes: fetch it as an iroh-blobs blob.
+    /// BLAKE3 hash of the blob (the ciphertext, when `key` is set): fetch
+    /// it as an iroh-blobs blob.
     pub hash: BlobHash,
-    /// Size in bytes.
+    /// Size in bytes (the file's and its blob's: encryption keeps it).
     pub size: u64,
     /// MIME type, sniffed from the content by the sender.
     pub mime: String,
@@ -38,6 +43,10 @@ pub struct Attachment {
     /// A small image preview (JPEG), for images.
     #[serde(default, with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
     pub preview: Vec<u8>,
+    /// The key the blob is encrypted with; `None` for a file sent before
+    /// files were encrypted, whose blob is the file itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<FileKey>,
 }
 
 impl Attachment {
@@ -77,6 +86,9 @@ impl Attachment {
         if !self.preview.is_empty() {
             tx.put(&obj, PREVIEW, ScalarValue::Bytes(self.preview.clone()))?;
         }
+        if let Some(key) = &self.key {
+            tx.put(&obj, KEY, ScalarValue::Bytes(key.as_bytes().to_vec()))?;
+        }
         Ok(())
     }
 
@@ -104,12 +116,21 @@ impl Attachment {
             Some(ScalarValue::Bytes(b)) => b,
             _ => Vec::new(),
         };
+        // Absent: a file from before encryption, readable as it is. Present
+        // but not 32 bytes (refused on receipt, so never from a peer): the
+        // file cannot be read, so the attachment is malformed.
+        let key = match scalar(KEY) {
+            None => None,
+            Some(ScalarValue::Bytes(b)) => Some(FileKey::from_slice(&b)?),
+            Some(_) => return None,
+        };
         let attachment = Self {
             hash,
             size,
             mime: text(MIME)?,
             name: text(NAME)?,
             preview,
+            key,
         };
         attachment.validate().ok()?;
         Some(attachment)

@@ -159,7 +159,7 @@ fn scalar(c: &mut Choices<'_>) -> ScalarValue {
 
 /// A map key: a field name, a member's key, a message id, or junk.
 fn key(c: &mut Choices<'_>, fx: &Fixture) -> String {
-    const FIELDS: [&str; 16] = [
+    const FIELDS: [&str; 17] = [
         "author",
         "sent_at",
         "text",
@@ -168,6 +168,7 @@ fn key(c: &mut Choices<'_>, fx: &Fixture) -> String {
         "deleted",
         "reactions",
         "attachment",
+        "key",
         "name",
         "members",
         "added_by",

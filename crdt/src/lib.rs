@@ -8,7 +8,8 @@
 //!   settings). [`ChatReplica::check`] verifies and judges received changes,
 //!   [`ChatReplica::apply`] merges them in causal order, in batches.
 //! - [`e2e`]: end-to-end encryption's pure core (device keys, sender keys,
-//!   key shares, sealed changes and boxes, safety numbers).
+//!   key shares, sealed changes and boxes, safety numbers); [`FileKey`]:
+//!   the random key a file's blob is encrypted with.
 //! - Sync is heads exchange: [`ChatReplica::heads`] and
 //!   [`ChatReplica::changes_missing_from`].
 
@@ -16,6 +17,7 @@ mod attachment;
 mod authority;
 mod chat;
 pub mod e2e;
+mod file_key;
 #[doc(hidden)]
 pub mod fuzzing;
 mod identity;
@@ -36,6 +38,7 @@ pub use chat::{
     DEFAULT_SEGMENT_CAPACITY, DEFERRED_TTL_MS, MAX_DEFERRED, MAX_DEFERRED_BYTES,
     MAX_DEFERRED_PER_AUTHOR,
 };
+pub use file_key::{FileKey, FileTooLarge, FILE_KEY_BYTES, MAX_ENCRYPTED_FILE_BYTES};
 pub use identity::{author_of, verify, Identity, SignatureError, ACTOR_LEN, EPOCH_LEN};
 pub use ids::{
     BlobHash, ChangeHash, ChatId, EncryptionKey, GroupNonce, KeyId, MessageId, ParseIdError,

@@ -8,7 +8,8 @@
 //!   change's causal past: a message id is created once, by its author;
 //! - a new message has exactly `author` (the signer), `sent_at`, `text`, a
 //!   `reactions` map, and optionally `reply_to` and an `attachment` map with
-//!   `hash`, `size`, `mime`, `name` and optionally `preview`;
+//!   `hash`, `size`, `mime`, `name` and optionally `preview` and `key`
+//!   (exactly 32 bytes: the file's key);
 //! - afterwards, only its author writes `text` and `edited_at` (not once it is
 //!   deleted) and sets `deleted` to true; an admin may set `deleted` to true on
 //!   anyone's message; `deleted` can never be set back;
@@ -19,6 +20,7 @@ use automerge::ScalarValue;
 
 use crate::{
     attachment::{MAX_FILE_NAME_BYTES, MAX_MIME_BYTES, MAX_PREVIEW_BYTES},
+    file_key::FILE_KEY_BYTES,
     ids::{BlobHash, MessageId, PublicKey},
     message::{self, MAX_REACTION_BYTES, MAX_TEXT_BYTES},
     model::{Effects, Model, ObjInfo, ObjKind, ObjRef, Write},
@@ -260,6 +262,7 @@ fn attachment_field(op: &ShapedOp) -> Result<(), RuleViolation> {
             !s.is_empty() && s.len() <= MAX_FILE_NAME_BYTES && !s.contains(['/', '\\', '\0'])
         }
         ("preview", Action::Put(ScalarValue::Bytes(b))) => b.len() <= MAX_PREVIEW_BYTES,
+        (crate::attachment::KEY, Action::Put(ScalarValue::Bytes(b))) => b.len() == FILE_KEY_BYTES,
         _ => false,
     };
     if ok {
