@@ -146,7 +146,9 @@ async fn a_20_mib_file_arrives_with_its_hash_checked() {
     assert_eq!(attachment.size, 20 * MIB);
     assert_eq!(attachment.name, "video.bin");
     assert_eq!(attachment.mime, "application/octet-stream");
-    assert_eq!(attachment.hash.as_bytes(), &blake3_of(&src));
+    // The blob is the file encrypted under the key the message carries.
+    assert!(attachment.key.is_some());
+    assert_ne!(attachment.hash.as_bytes(), &blake3_of(&src));
 
     let (id, seen) = wait_file_message(&mut bob).await;
     assert_eq!(seen, attachment, "listed at once with name, size and type");
@@ -156,17 +158,23 @@ async fn a_20_mib_file_arrives_with_its_hash_checked() {
         .unwrap();
     assert_eq!(fetched.size, 20 * MIB);
     assert_eq!(fetched.path.as_deref(), Some(out.as_path()));
-    assert_eq!(&blake3_of(&out), attachment.hash.as_bytes());
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
 
-    // Sending the same bytes again stores nothing new: same hash.
+    // Sending the same bytes again is a new blob under a new key (a key
+    // encrypts one file only); forwarding reuses the blob and its key.
     let copy = alice.tmp.path().join("copy.bin");
     std::fs::copy(&src, &copy).unwrap();
     let again = alice.node.files().send(chat, &copy, "").await.unwrap();
-    assert_eq!(
-        again.message.attachment.map(|a| *a).unwrap().hash,
-        attachment.hash
-    );
+    let again = again.message.attachment.map(|a| *a).unwrap();
+    assert_ne!(again.hash, attachment.hash);
+    assert_ne!(again.key, attachment.key);
+    let forwarded = alice
+        .node
+        .files()
+        .forward(chat, attachment.clone(), "")
+        .await
+        .unwrap();
+    assert_eq!(forwarded.message.attachment.as_deref(), Some(&attachment));
     alice.stop().await;
     bob.stop().await;
 }
@@ -357,16 +365,7 @@ async fn a_transfer_interrupted_by_a_sender_restart_resumes() {
     let chat = befriend(&mut alice, &mut bob).await;
     let src = alice.tmp.path().join("film.bin");
     write_noise(&src, 20 * MIB, 4);
-    let attachment = alice
-        .node
-        .files()
-        .send(chat, &src, "")
-        .await
-        .unwrap()
-        .message
-        .attachment
-        .map(|a| *a)
-        .unwrap();
+    alice.node.files().send(chat, &src, "").await.unwrap();
     let (id, _) = wait_file_message(&mut bob).await;
 
     let out = out_path(&bob, "film.bin");
@@ -419,7 +418,7 @@ async fn a_transfer_interrupted_by_a_sender_restart_resumes() {
         "resumed from {stored} bytes, not restarted"
     );
     assert_eq!(fetched.size, 20 * MIB);
-    assert_eq!(&blake3_of(&out), attachment.hash.as_bytes());
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
     alice.stop().await;
     bob.stop().await;
 }
@@ -489,7 +488,6 @@ async fn a_provider_serving_corrupt_data_is_detected_and_an_honest_one_used() {
     .await
     .unwrap();
     assert_eq!(fetched.size, 4 * MIB);
-    assert_eq!(&blake3_of(&out), attachment.hash.as_bytes());
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
     // The author was asked first and failed verification; Carol supplied the rest.
     let alice_key = meshchat_node::public_key_of(&alice.peer_id()).unwrap();
@@ -783,18 +781,22 @@ async fn a_relay_holds_a_blob_only_for_mail_attaching_it_from_a_sender_that_has_
         .unwrap_err();
     assert!(refused.contains("prove"), "{refused}");
 
-    // With the bytes (now public at her node) but no mail for the
-    // recipient she names, a request written by hand is refused too.
+    // With the blob's bytes (the file under its key, now public at her
+    // node) but no mail for the recipient she names, a request written by
+    // hand is refused too.
+    let mut sealed = std::fs::read(&src).unwrap();
+    attachment.key.unwrap().apply(0, &mut sealed).unwrap();
     let copy = mallory.tmp.path().join("copy.pdf");
-    std::fs::copy(&src, &copy).unwrap();
-    mallory.node.files().import_blob(&copy).await.unwrap();
+    std::fs::write(&copy, &sealed).unwrap();
+    let held = mallory.node.files().import_blob(&copy).await.unwrap();
+    assert_eq!(held, attachment.hash);
     connected(&mut mallory, &mut relay).await;
     let relay_blobs = blob_addr(&relay).await;
     let relay_id = relay_blobs.id;
     let by_hand = endpoint_as(&mallory, relay_blobs).await;
     // It serves the bytes too, whichever of her endpoints the relay asks.
     let bytes = iroh_blobs::store::mem::MemStore::new();
-    bytes.add_slice(std::fs::read(&src).unwrap()).await.unwrap();
+    bytes.add_slice(sealed).await.unwrap();
     let serving = iroh::protocol::Router::builder(by_hand.clone())
         .accept(
             iroh_blobs::ALPN,
@@ -963,10 +965,21 @@ async fn a_hash_seq_request_does_not_unlock_what_a_blob_lists() {
     let secret = secret.message.attachment.unwrap().hash;
 
     // Bob sends Alice a file whose bytes are that hash: read as a hash
-    // sequence, it lists the secret.
+    // sequence, it lists the secret. A file sent today is encrypted (its
+    // blob lists nothing), so he sends it as an older node would, in the
+    // clear: a public blob of his, attached without a key.
     let list = bob.tmp.path().join("list.bin");
     std::fs::write(&list, secret.as_bytes()).unwrap();
-    let root = bob.node.files().send(chat, &list, "").await.unwrap();
+    let plain = bob.node.files().import_blob(&list).await.unwrap();
+    let legacy = Attachment {
+        hash: plain,
+        size: 32,
+        mime: "application/octet-stream".into(),
+        name: "list.bin".into(),
+        preview: Vec::new(),
+        key: None,
+    };
+    let root = bob.node.files().forward(chat, legacy, "").await.unwrap();
     let root = root.message.attachment.unwrap().hash;
     wait_ready(&mut alice, root).await;
     let refused = bob

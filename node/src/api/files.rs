@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     blobs::{
-        blob_hash,
+        blob_hash, cipher,
         endpoint::endpoint_of,
         fetch::{fetch_file, fetch_hash, sources},
         index::{self, FileMessage},
@@ -41,9 +41,10 @@ impl<'a> Files<'a> {
     }
 
     /// Sends the file at `path` into `chat`: imports it into the blob store
-    /// (hashed, stored once), sniffs its type, makes a preview for images,
-    /// and posts a message carrying the attachment. Members then fetch the
-    /// bytes from this node (or each other, or their relays).
+    /// encrypted under a fresh random key, sniffs its type, makes a preview
+    /// for images, and posts a message carrying the attachment with the key.
+    /// Members then fetch the encrypted bytes from this node (or each other,
+    /// or their relays) and decrypt them when they save the file.
     pub async fn send(
         &self,
         chat: ChatId,
@@ -52,9 +53,7 @@ impl<'a> Files<'a> {
     ) -> Result<Sent, SendFileError> {
         let node = self.node;
         let path = path.as_ref().to_path_buf();
-        let (hash, size) = node
-            .blobs
-            .import(&path)
+        let (hash, size, key) = cipher::import_sealed(&node.blobs, &path)
             .await
             .map_err(SendFileError::from_blob)?;
         let (mime, preview) = {
@@ -74,13 +73,15 @@ impl<'a> Files<'a> {
             mime,
             name: media::file_name(&path),
             preview,
+            key: Some(key),
         };
         self.post(chat, attachment, caption.into()).await
     }
 
     /// Sends a message carrying `attachment`, a file already described (one
     /// received in another chat, forwarded), importing nothing: members
-    /// fetch the bytes from wherever they are held, as for any file.
+    /// fetch the bytes from wherever they are held, as for any file. Its
+    /// blob and key stay the same, so the blob is stored once.
     pub async fn forward(
         &self,
         chat: ChatId,
@@ -180,7 +181,8 @@ impl<'a> Files<'a> {
             Some(out) => {
                 let (target, renamed) = save::target(&out, &file.attachment.name, options);
                 let hash = iroh_hash(&file.attachment.hash);
-                save::write(&node.blobs, hash, &target, options)
+                let key = file.attachment.key.as_ref();
+                save::write(&node.blobs, hash, key, &target, options)
                     .await
                     .map_err(FetchFileError::from_blob)?;
                 (Some(target), renamed)
@@ -263,7 +265,8 @@ impl<'a> Files<'a> {
         .map_err(FetchBlobError::from_blob)
     }
 
-    /// Copies a complete blob to `path`.
+    /// Copies a complete blob to `path` as it is stored: for a file sent in
+    /// a chat, its ciphertext (use [`Files::fetch`] for the file).
     pub async fn export_blob(
         &self,
         hash: BlobHash,

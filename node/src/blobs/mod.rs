@@ -1,9 +1,10 @@
 //! Media as content-addressed blobs (iroh-blobs over an iroh endpoint).
 //!
-//! A file sent into a chat is imported into the blob store under
-//! `<data dir>/blobs/` (BLAKE3, stored once), and the message carries an
+//! A file sent into a chat is encrypted under its own random key as it is
+//! imported into the blob store under `<data dir>/blobs/` (BLAKE3 of the
+//! ciphertext), and the message carries an
 //! [`Attachment`](meshchat_crdt::Attachment): hash, size, sniffed MIME type,
-//! name and, for images, a small preview. Recipients fetch the bytes from the
+//! name, the key and, for images, a small preview. Recipients fetch the bytes from the
 //! author, other members or their relays, verified as they arrive and resumed
 //! from what they already hold. Only entitled peers are served ([`access`]).
 //!
@@ -12,6 +13,7 @@
 //! - `start`: the service and, on a relay, the relay cache beside it.
 //! - `task`: follows the node's events: access index, auto-download, retries.
 //! - `policy`: who a file comes from, and when it downloads by itself.
+//! - `cipher`: a file's encryption on import, its decryption on export.
 //! - `save`: writing a file to the user's disk under a safe name.
 //! - `share`: tickets, for files shared outside chats.
 //! - `relay_cache`, `relay_proof`: relays holding files for offline peers.
@@ -21,6 +23,7 @@
 
 mod access;
 mod auto;
+pub(crate) mod cipher;
 pub mod config;
 pub(crate) mod endpoint;
 pub(crate) mod fetch;

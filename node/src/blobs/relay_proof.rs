@@ -202,6 +202,7 @@ mod tests {
             mime: "text/plain".into(),
             name: "a.txt".into(),
             preview: Vec::new(),
+            key: None,
         };
         let written = replica
             .write_attachment(author, "", &attachment, 1)

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::{service::Blobs, BlobError};
 use iroh_blobs::Hash;
+use meshchat_crdt::FileKey;
 use serde::{Deserialize, Serialize};
 
 /// Longest file name written, in bytes (file systems allow 255).
@@ -107,11 +108,13 @@ pub(crate) fn target(out: &Path, name: &str, options: SaveOptions) -> (PathBuf, 
     (out.join(safe), renamed)
 }
 
-/// Copies the complete blob `hash` to `target`, creating its folder. Fails
-/// if `target` exists, unless `options.overwrite`.
+/// Copies the complete blob `hash` to `target`, decrypted with `key` when
+/// it is a file's encrypted blob, creating its folder. Fails if `target`
+/// exists, unless `options.overwrite`.
 pub(crate) async fn write(
     blobs: &Blobs,
     hash: Hash,
+    key: Option<&FileKey>,
     target: &Path,
     options: SaveOptions,
 ) -> Result<u64, BlobError> {
@@ -137,7 +140,10 @@ pub(crate) async fn write(
         &hash.to_string()[..16],
         rand::random::<u64>()
     ));
-    let written = copy_into(blobs, hash, &partial).await;
+    let written = match key {
+        Some(key) => super::cipher::export_opened(blobs, hash, key, &partial).await,
+        None => copy_into(blobs, hash, &partial).await,
+    };
     let size = match written {
         Ok(size) => size,
         Err(e) => {
@@ -174,7 +180,8 @@ async fn place_new(partial: &Path, target: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Exports the blob to `path` (a fresh, unguessable name). Not fsynced,
+/// Exports the blob as it is (a ticket's file, a file from before
+/// encryption) to `path` (a fresh, unguessable name). Not fsynced,
 /// like iroh-blobs' export and browsers' downloads: the verified bytes stay
 /// in the blob store, and `meshchat fetch` writes them out again.
 async fn copy_into(blobs: &Blobs, hash: Hash, path: &Path) -> std::io::Result<u64> {

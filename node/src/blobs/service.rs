@@ -258,14 +258,7 @@ impl Blobs {
     /// Imports a file (hashed with BLAKE3; stored once however often it is
     /// imported) and keeps it under an attachment tag.
     pub(crate) async fn import(&self, path: &Path) -> Result<(Hash, u64), BlobError> {
-        let meta = tokio::fs::metadata(path)
-            .await
-            .map_err(|e| BlobError::File(format!("{}: {e}", path.display())))?;
-        if !meta.is_file() {
-            return Err(BlobError::File(format!("{} is not a file", path.display())));
-        }
-        self.check_size(meta.len())?;
-        let path = std::path::absolute(path).map_err(|e| BlobError::File(e.to_string()))?;
+        let path = self.readable_file(path).await?;
         let temp = self
             .store()
             .blobs()
@@ -275,7 +268,23 @@ impl Blobs {
             .map_err(|e| BlobError::Store(e.to_string()))?;
         let hash = temp.hash();
         self.keep(hash).await?;
-        Ok((hash, meta.len()))
+        let size = self
+            .complete_size(hash)
+            .await?
+            .ok_or_else(|| BlobError::Store(format!("blob {hash} incomplete after import")))?;
+        Ok((hash, size))
+    }
+
+    /// `path` made absolute, if it is a file within the size limit.
+    pub(crate) async fn readable_file(&self, path: &Path) -> Result<std::path::PathBuf, BlobError> {
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| BlobError::File(format!("{}: {e}", path.display())))?;
+        if !meta.is_file() {
+            return Err(BlobError::File(format!("{} is not a file", path.display())));
+        }
+        self.check_size(meta.len())?;
+        std::path::absolute(path).map_err(|e| BlobError::File(e.to_string()))
     }
 
     /// Serves `hash` to anyone, across restarts, and keeps it out of

@@ -60,7 +60,7 @@ pub(crate) async fn fetch_ticket(
     match ticket.format() {
         BlobFormat::Raw => {
             let target = out.join(ticket.hash().to_string());
-            let size = save::write(blobs, ticket.hash(), &target, options).await?;
+            let size = save::write(blobs, ticket.hash(), None, &target, options).await?;
             written.push((target, size));
         }
         BlobFormat::HashSeq => {
@@ -69,7 +69,7 @@ pub(crate) async fn fetch_ticket(
                 .map_err(|e| BlobError::Store(format!("not a collection: {e}")))?;
             for (name, hash) in collection.iter() {
                 let target = out.join(safe_relative(name, options.allow_hidden)?);
-                let size = save::write(blobs, *hash, &target, options).await?;
+                let size = save::write(blobs, *hash, None, &target, options).await?;
                 written.push((target, size));
             }
         }
