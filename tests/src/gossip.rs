@@ -31,6 +31,9 @@ use crate::{
     wait::WAIT,
 };
 
+/// Gossip messages kept until the test reads them.
+const MAX_KEPT_MESSAGES: usize = 1024;
+
 /// gossipsub and `/meshchat/sync/1`, both ways.
 #[derive(NetworkBehaviour)]
 #[behaviour(prelude = "libp2p::swarm::derive_prelude")]
@@ -50,7 +53,7 @@ pub struct GossipMember {
     pub identity: Identity,
     key: Option<SenderKey>,
     commands: mpsc::Sender<Command>,
-    messages: mpsc::UnboundedReceiver<gossipsub::Message>,
+    messages: mpsc::Receiver<gossipsub::Message>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -114,7 +117,7 @@ impl GossipMember {
         .await
         .expect("the node never showed its subscription to the topic");
         let (commands, rx) = mpsc::channel(16);
-        let (messages_tx, messages) = mpsc::unbounded_channel();
+        let (messages_tx, messages) = mpsc::channel(MAX_KEPT_MESSAGES);
         let task = tokio::spawn(run(swarm, rx, messages_tx));
         Self {
             identity,
@@ -180,7 +183,7 @@ impl GossipMember {
 async fn run(
     mut swarm: libp2p::Swarm<MemberBehaviour>,
     mut commands: mpsc::Receiver<Command>,
-    messages: mpsc::UnboundedSender<gossipsub::Message>,
+    messages: mpsc::Sender<gossipsub::Message>,
 ) {
     let mut keys: HashMap<KeyId, SenderKey> = HashMap::new();
     let mut asked = HashMap::new();
@@ -211,7 +214,8 @@ async fn run(
                 SwarmEvent::Behaviour(MemberBehaviourEvent::Gossipsub(
                     gossipsub::Event::Message { message, .. },
                 )) => {
-                    let _ = messages.send(message);
+                    // Past the bound, later messages are dropped.
+                    let _ = messages.try_send(message);
                 }
                 SwarmEvent::Behaviour(MemberBehaviourEvent::Sync(event)) => {
                     use request_response::{Event as E, Message as M};
