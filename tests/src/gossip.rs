@@ -43,7 +43,13 @@ struct MemberBehaviour {
 }
 
 enum Command {
-    Publish(ChatId, Vec<u8>, Option<SenderKey>, oneshot::Sender<()>),
+    /// A frame, and the key to hand out under an id (its own, unless lying).
+    Publish(
+        ChatId,
+        Vec<u8>,
+        Option<(KeyId, SenderKey)>,
+        oneshot::Sender<()>,
+    ),
     AskKey(PeerId, ChatId, KeyId, oneshot::Sender<Option<Response>>),
 }
 
@@ -152,6 +158,28 @@ impl GossipMember {
 
     /// Publishes any bytes on `chat`'s topic; `key` is handed out on request.
     pub async fn publish_frame(&mut self, chat: ChatId, frame: Vec<u8>, key: Option<SenderKey>) {
+        let key = key.map(|key| (key.key_id(), key));
+        self.send_publish(chat, frame, key).await;
+    }
+
+    /// Publishes `changes` sealed under a fresh key, and hands out another
+    /// key under that key's id when asked.
+    pub async fn publish_with_a_false_key(&mut self, chat: ChatId, changes: Vec<SignedChange>) {
+        let key = SenderKey::generate(chat, self.identity.public(), 7);
+        let payload = encode_frame(&GossipPayload { changes });
+        let sealed = SealedChange::seal(&key, &payload).expect("seal");
+        let other = SenderKey::generate(chat, self.identity.public(), 7);
+        let frame = encode_frame(&GossipMessage::Sealed(sealed));
+        self.send_publish(chat, frame, Some((key.key_id(), other)))
+            .await;
+    }
+
+    async fn send_publish(
+        &mut self,
+        chat: ChatId,
+        frame: Vec<u8>,
+        key: Option<(KeyId, SenderKey)>,
+    ) {
         let (done, published) = oneshot::channel();
         let _ = self
             .commands
@@ -192,8 +220,8 @@ async fn run(
             command = commands.recv() => match command {
                 None => return,
                 Some(Command::Publish(chat, frame, key, done)) => {
-                    if let Some(key) = key {
-                        keys.insert(key.key_id(), key);
+                    if let Some((key_id, key)) = key {
+                        keys.insert(key_id, key);
                     }
                     swarm
                         .behaviour_mut()

@@ -66,6 +66,20 @@ async fn forged_and_stranger_envelopes_are_rejected_and_not_forwarded() {
     let mut attacker = GossipMember::join(mallory, chat, &ben).await;
     let attacker_id: PeerId = attacker.peer_id();
 
+    // 0. A frame whose key, when ben asks, is another key under its id:
+    // refused, the frame ignored (a peer that lies about a key is not
+    // scored by gossipsub; the frame only waits, bounded, and goes).
+    attacker
+        .publish_with_a_false_key(chat, vec![real.change.clone()])
+        .await;
+    let reason = ben
+        .wait_for("the false key's refusal", |e| match e {
+            Event::Rejected { peer, reason } if *peer == attacker_id => Some(reason.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(reason.contains("another key's id"), "{reason}");
+
     // 1. Ann's change with a broken signature.
     let mut forged = real.change.clone();
     forged.signature[7] ^= 0x40;
