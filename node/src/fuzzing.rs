@@ -10,6 +10,12 @@ use crate::protocol::{
 
 thread_local! {
     static KEYRING: meshchat_crdt::e2e::DeviceKeyring = meshchat_crdt::e2e::DeviceKeyring::generate();
+    static SENDER_KEY: meshchat_crdt::e2e::SenderKey = meshchat_crdt::e2e::SenderKey::from_parts(
+        meshchat_crdt::ChatId::from_bytes([3; 32]),
+        meshchat_crdt::PublicKey::from_bytes([4; 32]),
+        0,
+        [6; 32],
+    );
 }
 
 /// Feeds `data` to each decoder; the first byte picks a variation so the
@@ -37,8 +43,14 @@ pub fn wire_decoders(data: &[u8]) {
         &someone,
         &iroh_blobs::Hash::from_bytes([9; 32]),
     );
-    if let Ok(GossipMessage::Changes(changes)) = decode_frame::<GossipMessage>(data) {
-        for change in changes {
+    // Sealed gossip as a member opens it (with the key its id names, as
+    // `key_requests.rs` checks), then the payload inside.
+    if let Ok(GossipMessage::Sealed(sealed)) = decode_frame::<GossipMessage>(data) {
+        let key = SENDER_KEY.with(Clone::clone);
+        let _ = sealed.open(&key);
+    }
+    if let Ok(payload) = decode_frame::<crate::protocol::GossipPayload>(data) {
+        for change in payload.changes {
             let _ = change.verify();
         }
     }

@@ -30,6 +30,7 @@ pub mod protocol;
 mod rejections;
 mod reply;
 pub mod scoring;
+mod sender_keys;
 mod social;
 mod store;
 pub mod transport;

@@ -43,7 +43,7 @@
 //! Timings are printed, never asserted.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     hash::{Hash, Hasher},
     process::Stdio,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -56,8 +56,11 @@ use libp2p::{
     Multiaddr, PeerId,
 };
 use meshchat_node::{
-    crdt::{ChatId, ChatReplica, GroupSettings, Identity},
-    protocol::encode_frame,
+    crdt::{
+        e2e::{SealedChange, SenderKey},
+        ChatId, ChatReplica, GroupSettings, Identity,
+    },
+    protocol::{encode_frame, GossipMessage, GossipPayload},
     DataDir, Event, NodeConfig,
 };
 use meshchat_tests::{
@@ -321,8 +324,7 @@ async fn run(p: Params) {
 }
 
 /// The size of the gossip frame carrying one group message: the node's
-/// `GossipMessage::Changes(vec![change])`, which CBOR encodes exactly as a
-/// one-entry map from the variant name.
+/// `GossipMessage::Sealed` of a `GossipPayload` holding the change.
 fn gossip_frame_len() -> usize {
     let admin = Identity::generate();
     let others: Vec<Identity> = (0..2).map(|_| Identity::generate()).collect();
@@ -339,8 +341,12 @@ fn gossip_frame_len() -> usize {
                 .change,
         );
     }
-    let frame = BTreeMap::from([("Changes", vec![change.expect("a change")])]);
-    encode_frame(&frame).len()
+    let payload = encode_frame(&GossipPayload {
+        changes: vec![change.expect("a change")],
+    });
+    let key = SenderKey::generate(replica.id(), admin.public(), 0);
+    let sealed = SealedChange::seal(&key, &payload).expect("seal");
+    encode_frame(&GossipMessage::Sealed(sealed)).len()
 }
 
 fn text_for(seq: u64) -> String {

@@ -7,6 +7,8 @@
 //!   arbitrary frames on meshchat's protocols (or to be a bare baseline).
 //! - [`client`]: a bare request-response client of one node: an attacker
 //!   on the direct protocol, a mailbox client of a relay.
+//! - [`gossip`]: a bare member of a group's gossip (sealed publishing, key
+//!   requests both ways), or a raw listener on a topic.
 //! - [`wait`]: waiting for an event with a timeout; never sleeping for the
 //!   network.
 //! - [`durable`]: the bare floor of a durable write (`fdatasync`), for
@@ -15,6 +17,7 @@
 
 pub mod client;
 pub mod durable;
+pub mod gossip;
 pub mod net;
 pub mod peer;
 pub mod raw;

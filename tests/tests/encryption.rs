@@ -1,22 +1,26 @@
 //! End-to-end encryption between real nodes on loopback: safety numbers,
-//! encryption keys in profiles, sealed mail at a real relay.
+//! encryption keys in profiles, sealed mail at a real relay, sealed group
+//! gossip and a removed member's view of it.
 
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 use meshchat_node::{
     control::{call, ControlRequest},
     crdt::{
-        e2e::{DeviceKey, DeviceSecret},
-        Identity,
+        e2e::{DeviceKey, DeviceSecret, SealedChange, SenderKey},
+        ChatId, Identity,
     },
     mailbox::DeliveryToken,
-    protocol::{encode_frame, seal_envelope, Envelope},
+    protocol::{
+        decode_frame, encode_frame, seal_envelope, Envelope, GossipMessage, GossipPayload,
+        Response, WireError,
+    },
     DeliveryState, Event, NodeConfig, PeerId, SafetyNumberReport,
 };
-use meshchat_tests::{key_of, within, MailboxClient, Peer};
+use meshchat_tests::{gossip::GossipMember, key_of, net::keypair_of, within, MailboxClient, Peer};
 
 /// `of`'s encryption key as `peer` holds it, waiting for `of`'s profile to
 /// arrive if it has not yet.
@@ -327,4 +331,115 @@ async fn mail_to_a_contact_added_from_an_invite_is_sealed_before_they_ever_meet(
     relay.stop().await;
     alice.stop().await;
     bob.stop().await;
+}
+
+/// The next gossip frame `listener` gets while `author` writes `text` into
+/// `chat` (again, up to five times, in case a publish went out before the
+/// listener was in ann's mesh).
+async fn next_sealed(
+    author: &Peer,
+    listener: &mut GossipMember,
+    chat: ChatId,
+    text: &str,
+) -> SealedChange {
+    for _ in 0..5 {
+        author.node.chats().send(chat, text).await.unwrap();
+        if let Some(message) = listener.next_message(Duration::from_secs(2)).await {
+            match decode_frame::<GossipMessage>(&message.data) {
+                Ok(GossipMessage::Sealed(sealed)) => return sealed,
+                other => panic!("gossip is not sealed: {other:?}"),
+            }
+        }
+    }
+    panic!("the group's gossip never reached the listener");
+}
+
+/// Opens `sealed` with `key`: the changes' bytes, if it opens.
+fn opened(sealed: &SealedChange, key: &SenderKey) -> Option<Vec<u8>> {
+    let plaintext = sealed.open(key).ok()?;
+    let payload: GossipPayload = decode_frame(&plaintext).ok()?;
+    Some(payload.changes.into_iter().flat_map(|c| c.change).collect())
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// A member removed from a group whose node ignores the removal (a bare
+/// gossip member that stays on the topic and keeps every key it had) reads
+/// the group's gossip up to its removal and nothing after: the next
+/// message is sealed under a fresh key that no member hands it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_reads_nothing_written_after_its_removal() {
+    let ann = Peer::start_with("ann", NodeConfig::loopback()).await;
+    let mut ben = Peer::start_with("ben", NodeConfig::loopback()).await;
+    ann.add(&ben).await;
+    let mallory = Identity::generate();
+    let mallory_id = keypair_of(&mallory).public().to_peer_id();
+    let mallory_key = mallory.public();
+    let chat = ann
+        .node
+        .groups()
+        .create("circle", vec![ben.peer_id(), mallory_id])
+        .await
+        .unwrap();
+    ben.wait_for("the invitation", |e| {
+        matches!(e, Event::GroupJoined { chat: c } if *c == chat).then_some(())
+    })
+    .await;
+    // Mallory never acknowledges a push, so ann publishes on the topic too.
+    let mut mallory = GossipMember::join(mallory, chat, &ann).await;
+
+    // While a member, mallory gets ann's key and reads her messages.
+    let before = next_sealed(&ann, &mut mallory, chat, "before the removal, 51c2").await;
+    let Some(Response::Key { author, epoch, key }) =
+        mallory.ask_key(ann.peer_id(), chat, before.key_id).await
+    else {
+        panic!("ann refused a member her key");
+    };
+    let old_key = SenderKey::from_parts(chat, author, epoch, key);
+    let read = opened(&before, &old_key).expect("a member's key opens the gossip");
+    assert!(holds(&read, "before the removal, 51c2"));
+
+    ann.node
+        .groups()
+        .remove_member(chat, mallory_id)
+        .await
+        .unwrap();
+    within("ben sees the removal", async {
+        loop {
+            let info = ben.node.groups().info(chat).await.unwrap();
+            if !info.members.iter().any(|m| m.key == mallory_key) {
+                return;
+            }
+            ben.wait_for("a group change", |e| {
+                matches!(e, Event::GroupChanged { chat: c } if *c == chat).then_some(())
+            })
+            .await;
+        }
+    })
+    .await;
+    // Frames published before the removal may still be on their way.
+    while mallory
+        .next_message(Duration::from_millis(300))
+        .await
+        .is_some()
+    {}
+
+    let secret = "after the removal, 9e04";
+    let after = next_sealed(&ann, &mut mallory, chat, secret).await;
+    assert_ne!(after.key_id, old_key.key_id(), "no new key after a removal");
+    assert!(opened(&after, &old_key).is_none());
+    assert_eq!(
+        mallory.ask_key(ann.peer_id(), chat, after.key_id).await,
+        Some(Response::Error(WireError::NotMember)),
+        "ann handed a removed member the new key"
+    );
+    // The group goes on without her.
+    let texts = ben.wait_messages(2).await;
+    assert!(texts.iter().any(|t| t == secret), "{texts:?}");
+    ann.stop().await;
+    ben.stop().await;
 }

@@ -1,88 +1,18 @@
-//! A stranger on a group's gossipsub topic: forged and non-member envelopes
-//! are rejected by the first honest node and never reach the others.
+//! Hostile gossip on a group's topic: a member publishing forged,
+//! non-member, unsealed or garbage frames is rejected by the first honest
+//! node, which forwards none of it; a stranger on the topic reads nothing.
 
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
-use futures::StreamExt;
-use libp2p::{
-    gossipsub::{self, MessageAuthenticity},
-    swarm::SwarmEvent,
-    Swarm,
-};
 use meshchat_node::{
     crdt::{ChatId, Identity, SignedChange},
-    protocol::{encode_frame, group_topic, GossipMessage},
+    protocol::{decode_frame, encode_frame, group_topic, GossipMessage, Response, WireError},
     Event, NodeConfig, PeerId,
 };
-use meshchat_tests::{net::bare_swarm, Net, Peer, WAIT};
-
-/// A bare gossipsub node, subscribed to `chat`'s topic, connected to `target`.
-async fn gossip_attacker(chat: ChatId, target: &Peer) -> Swarm<gossipsub::Behaviour> {
-    let key = libp2p::identity::Keypair::generate_ed25519();
-    let mut swarm = bare_swarm(key, Net::Loopback, WAIT * 3, |_| {
-        gossipsub::Behaviour::new(
-            // As the nodes publish: without gossipsub's own signature.
-            MessageAuthenticity::Anonymous,
-            gossipsub::ConfigBuilder::default()
-                .heartbeat_interval(Duration::from_millis(200))
-                .validation_mode(gossipsub::ValidationMode::Anonymous)
-                // Without a source and sequence number every message would
-                // get the same default id: content-addressed, as the nodes.
-                .message_id_fn(|m| {
-                    use std::hash::{Hash, Hasher};
-                    let mut h = std::collections::hash_map::DefaultHasher::new();
-                    m.data.hash(&mut h);
-                    gossipsub::MessageId::from(h.finish().to_be_bytes().to_vec())
-                })
-                .build()
-                .expect("gossipsub config"),
-        )
-        .expect("gossipsub")
-    });
-    swarm
-        .behaviour_mut()
-        .subscribe(&group_topic(&chat))
-        .expect("subscribe");
-    let addr = target.addrs().await.remove(0);
-    swarm.dial(addr).expect("dial");
-    let target_id = target.peer_id();
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, .. }) =
-                swarm.select_next_some().await
-            {
-                if peer_id == target_id {
-                    return;
-                }
-            }
-        }
-    })
-    .await
-    .expect("the node never saw the attacker's subscription");
-    swarm
-}
-
-async fn publish(
-    swarm: &mut Swarm<gossipsub::Behaviour>,
-    chat: ChatId,
-    changes: Vec<SignedChange>,
-) {
-    let frame = encode_frame(&GossipMessage::Changes(changes));
-    swarm
-        .behaviour_mut()
-        .publish(group_topic(&chat), frame)
-        .expect("publish");
-    // Drive the swarm briefly so the frame is written out.
-    let _ = tokio::time::timeout(Duration::from_millis(300), async {
-        loop {
-            swarm.select_next_some().await;
-        }
-    })
-    .await;
-}
+use meshchat_tests::{gossip::GossipMember, Peer};
 
 /// Re-binds a change to a group's segment 0 and metadata heads and signs
 /// it: valid in every way but membership.
@@ -105,10 +35,16 @@ async fn forged_and_stranger_envelopes_are_rejected_and_not_forwarded() {
     let mut ann = Peer::start_with("ann", NodeConfig::loopback()).await;
     let mut ben = Peer::start_with("ben", NodeConfig::loopback()).await;
     ann.add(&ben).await;
+    // A member whose node is the attacker's own: it seals what it publishes
+    // and hands out its key, so its frames are opened and judged.
+    let mallory = Identity::generate();
+    let mallory_id = meshchat_tests::net::keypair_of(&mallory)
+        .public()
+        .to_peer_id();
     let chat = ann
         .node
         .groups()
-        .create("guarded", vec![ben.peer_id()])
+        .create("guarded", vec![ben.peer_id(), mallory_id])
         .await
         .unwrap();
     ben.wait_for("the invitation", |e| {
@@ -127,13 +63,27 @@ async fn forged_and_stranger_envelopes_are_rejected_and_not_forwarded() {
         .await
         .unwrap();
 
-    let mut attacker = gossip_attacker(chat, &ben).await;
-    let attacker_id: PeerId = *attacker.local_peer_id();
+    let mut attacker = GossipMember::join(mallory, chat, &ben).await;
+    let attacker_id: PeerId = attacker.peer_id();
+
+    // 0. A frame whose key, when ben asks, is another key under its id:
+    // refused, the frame ignored (a peer that lies about a key is not
+    // scored by gossipsub; the frame only waits, bounded, and goes).
+    attacker
+        .publish_with_a_false_key(chat, vec![real.change.clone()])
+        .await;
+    let reason = ben
+        .wait_for("the false key's refusal", |e| match e {
+            Event::Rejected { peer, reason } if *peer == attacker_id => Some(reason.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(reason.contains("another key's id"), "{reason}");
 
     // 1. Ann's change with a broken signature.
     let mut forged = real.change.clone();
     forged.signature[7] ^= 0x40;
-    publish(&mut attacker, chat, vec![forged]).await;
+    attacker.publish(chat, vec![forged]).await;
     let reason = ben
         .wait_for("the forged envelope's rejection", |e| match e {
             Event::Rejected { peer, reason } if *peer == attacker_id => Some(reason.clone()),
@@ -155,7 +105,7 @@ async fn forged_and_stranger_envelopes_are_rejected_and_not_forwarded() {
         real.change.meta_heads.clone(),
         written.change,
     );
-    publish(&mut attacker, chat, vec![smuggled]).await;
+    attacker.publish(chat, vec![smuggled]).await;
     let reason = ben
         .wait_for("the stranger envelope's rejection", |e| match e {
             Event::Rejected { peer, reason } if *peer == attacker_id => Some(reason.clone()),
@@ -164,16 +114,18 @@ async fn forged_and_stranger_envelopes_are_rejected_and_not_forwarded() {
         .await;
     assert!(reason.contains("not a member"), "{reason}");
 
-    // 3. Garbage on the topic.
-    attacker
-        .behaviour_mut()
-        .publish(group_topic(&chat), vec![1, 0xff, 0x13, 0x37])
-        .expect("publish garbage");
-    ben.wait_for("the garbage's rejection", |e| match e {
-        Event::Rejected { peer, .. } if *peer == attacker_id => Some(()),
-        _ => None,
-    })
-    .await;
+    // 3. A real change of ann's, unsealed (as gossip was before sealing):
+    // undecodable as sealed gossip, like any garbage. (A fourth rejected
+    // frame would find the attacker graylisted, and not be read at all.)
+    let unsealed = encode_frame(&BTreeMap::from([("Changes", vec![real.change.clone()])]));
+    attacker.publish_frame(chat, unsealed, None).await;
+    let reason = ben
+        .wait_for("the unsealed frame's rejection", |e| match e {
+            Event::Rejected { peer, reason } if *peer == attacker_id => Some(reason.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(reason.contains("malformed gossip"), "{reason}");
 
     // Ben still relays honest traffic; ann saw none of the attacks.
     ben.node.chats().send(chat, "all good").await.unwrap();
@@ -201,86 +153,65 @@ async fn forged_and_stranger_envelopes_are_rejected_and_not_forwarded() {
     ben.stop().await;
 }
 
-/// Gossip carries no author of its own: a stranger subscribed to a group's
-/// topic gets the group's messages without gossipsub's source, sequence
-/// number or signature (the author is only inside the signed change, which
-/// issue 16 seals next).
+/// Gossip carries no author and no plaintext: a stranger subscribed to a
+/// group's topic gets the group's messages sealed, without gossipsub's
+/// source, sequence number or signature, with no author key or chat id
+/// anywhere in them or in the topic's name, and no member gives it a key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gossip_names_no_author_on_the_wire() {
+async fn a_stranger_on_the_topic_reads_nothing() {
     let ann = Peer::start_with("ann", NodeConfig::loopback()).await;
     let mut ben = Peer::start_with("ben", NodeConfig::loopback()).await;
+    let carl = Peer::start_with("carl", NodeConfig::loopback()).await;
     ann.add(&ben).await;
     let chat = ann
         .node
         .groups()
-        .create("quiet", vec![ben.peer_id()])
+        .create("quiet", vec![ben.peer_id(), carl.peer_id()])
         .await
         .unwrap();
     ben.wait_for("the invitation", |e| {
         matches!(e, Event::GroupJoined { chat: c } if *c == chat).then_some(())
     })
     .await;
-    // A listener that would take signed and unsigned messages alike.
-    let key = libp2p::identity::Keypair::generate_ed25519();
-    let mut listener = bare_swarm(key, Net::Loopback, WAIT * 3, |_| {
-        gossipsub::Behaviour::<gossipsub::IdentityTransform>::new(
-            MessageAuthenticity::Anonymous,
-            gossipsub::ConfigBuilder::default()
-                .validation_mode(gossipsub::ValidationMode::Permissive)
-                .build()
-                .expect("gossipsub config"),
-        )
-        .expect("gossipsub")
-    });
-    listener
-        .behaviour_mut()
-        .subscribe(&group_topic(&chat))
-        .expect("subscribe");
-    listener
-        .dial(ann.addrs().await.remove(0))
-        .expect("dial ann");
-    let ann_id = ann.peer_id();
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, .. }) =
-                listener.select_next_some().await
-            {
-                if peer_id == ann_id {
-                    return;
-                }
-            }
-        }
-    })
-    .await
-    .expect("ann's subscription never reached the listener");
+    // With a member offline, ann's messages go out on the topic too.
+    carl.stop().await;
+    let mut listener = GossipMember::join(Identity::generate(), chat, &ann).await;
     // Ann may publish before she has read the listener's subscription, so
     // she writes until one message reaches it (each wait bounded).
+    let secret = "for members only, 7d1f";
     let mut message = None;
-    for attempt in 0..5 {
-        ann.node
-            .chats()
-            .send(chat, format!("for members {attempt}"))
-            .await
-            .unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(2), async {
-            loop {
-                if let SwarmEvent::Behaviour(gossipsub::Event::Message { message, .. }) =
-                    listener.select_next_some().await
-                {
-                    return message;
-                }
-            }
-        })
-        .await;
-        if let Ok(got) = got {
-            message = Some(got);
+    for _ in 0..5 {
+        ann.node.chats().send(chat, secret).await.unwrap();
+        message = listener.next_message(Duration::from_secs(2)).await;
+        if message.is_some() {
             break;
         }
     }
     let message = message.expect("the group's messages never reached the listener");
-    assert_eq!(message.topic, group_topic(&chat).hash());
+    let topic = group_topic(&chat);
+    assert_eq!(message.topic, topic.hash());
     assert_eq!(message.source, None, "gossipsub named the author");
     assert_eq!(message.sequence_number, None);
+    assert!(!topic.to_string().contains(&chat.to_string()), "{topic}");
+    let author = meshchat_tests::key_of(&ann);
+    for (what, needle) in [
+        ("the text", secret.as_bytes()),
+        ("the author's key", author.as_bytes().as_slice()),
+        ("the chat id", chat.as_bytes().as_slice()),
+    ] {
+        assert!(
+            !message.data.windows(needle.len()).any(|w| w == needle),
+            "{what} is on the wire"
+        );
+    }
+    let Ok(GossipMessage::Sealed(sealed)) = decode_frame::<GossipMessage>(&message.data) else {
+        panic!("gossip is not sealed");
+    };
+    assert_eq!(
+        listener.ask_key(ann.peer_id(), chat, sealed.key_id).await,
+        Some(Response::Error(WireError::NotMember)),
+        "a member handed a stranger its key"
+    );
     ben.wait_messages(1).await;
     ann.stop().await;
     ben.stop().await;

@@ -77,7 +77,9 @@ impl SenderKey {
         KeyId::from_bytes(id)
     }
 
-    pub(crate) fn key_bytes(&self) -> &[u8; 32] {
+    /// The secret key itself (to hand it to a fellow member over an
+    /// authenticated, encrypted channel, or to store it).
+    pub fn key_bytes(&self) -> &[u8; 32] {
         &self.key
     }
 }

@@ -179,6 +179,7 @@ impl Actor {
                         self.push_ended(peer, outbox_hashes.is_some(), false)
                     }
                     Some(Pending::Sync { .. }) => self.drive(Input::SyncEnded(peer)),
+                    Some(Pending::Key { key_id }) => self.key_answered(peer, key_id, None),
                     _ => {}
                 }
             }
@@ -250,12 +251,14 @@ impl Actor {
                 Ok(response) => response,
                 Err(error) => Response::Error(WireError::Storage(error.to_string())),
             },
+            Request::Key { chat, key_id } => self.answer_key(from, chat, key_id),
         };
         Some((channel, response))
     }
 
     pub(super) async fn on_response(&mut self, peer: PeerId, pending: Pending, response: Response) {
         match (pending, response) {
+            (Pending::Key { key_id }, response) => self.key_answered(peer, key_id, Some(response)),
             (
                 Pending::Push {
                     peer: key,

@@ -1,21 +1,26 @@
-//! Groups on gossipsub: one topic per group, signed changes published as
-//! frames, validated before gossipsub may forward them, and anti-entropy with
-//! every member seen on the topic.
+//! Groups on gossipsub: one topic per group, signed changes published
+//! sealed under this node's sender key for the group, opened and validated
+//! before gossipsub may forward them, and anti-entropy with every member
+//! seen on the topic. A frame under a key this node lacks waits while the
+//! key is asked for (`key_requests.rs`).
 
 use super::{
     commit::Held,
     ingest::{Ingest, Receipt, Via},
     *,
 };
-use crate::protocol::{decode_frame, encode_frame, group_topic, GossipMessage};
+use crate::protocol::{decode_frame, encode_frame, group_topic, GossipMessage, GossipPayload};
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId, TopicHash};
+use meshchat_crdt::e2e::{SealedChange, SenderKey};
 
 /// What became of a gossiped frame.
-enum Gossiped {
+pub(super) enum Gossiped {
     /// Judged at once (malformed, off-topic, or storage failed).
     Judged(MessageAcceptance),
     /// Written: its verdict waits for the flush covering it.
     Written(Box<Ingest>),
+    /// Sealed under a key not held yet: it waits for the key.
+    Waiting,
 }
 
 impl Actor {
@@ -93,11 +98,52 @@ impl Actor {
         })
     }
 
-    /// Publishes changes on the group's topic. Peers not reached (no mesh yet,
-    /// offline) catch up by anti-entropy.
+    /// The sender key this node seals `chat`'s gossip under now (a new one
+    /// after a member left or at a new segment, see `sender_keys.rs`).
+    fn sealing_key(&mut self, chat: ChatId) -> Option<SenderKey> {
+        let me = self.chats.me();
+        let (members, segment) = match self.chats.replica(&chat) {
+            Ok(Some(replica)) => (
+                replica.members().into_keys().collect(),
+                replica
+                    .segment_indices()
+                    .into_iter()
+                    .filter(|s| *s != meshchat_crdt::META_SEGMENT)
+                    .max()
+                    .unwrap_or(0),
+            ),
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::error!(%chat, %error, "cannot read the group to seal for it");
+                return None;
+            }
+        };
+        match self.sender_keys.sealing_key(chat, me, members, segment) {
+            Ok(key) => Some(key),
+            Err(error) => {
+                tracing::error!(%chat, %error, "cannot keep a sender key");
+                None
+            }
+        }
+    }
+
+    /// Publishes changes on the group's topic, sealed. Peers not reached (no
+    /// mesh yet, offline) catch up by anti-entropy.
     pub(super) fn publish(&mut self, chat: ChatId, changes: Vec<SignedChange>) {
-        self.traffic.gossip_published += changes.len() as u64;
-        let frame = encode_frame(&GossipMessage::Changes(changes));
+        let Some(key) = self.sealing_key(chat) else {
+            return;
+        };
+        let count = changes.len() as u64;
+        let payload = encode_frame(&GossipPayload { changes });
+        let sealed = match SealedChange::seal(&key, &payload) {
+            Ok(sealed) => sealed,
+            Err(error) => {
+                tracing::error!(%chat, %error, "cannot seal gossip");
+                return;
+            }
+        };
+        self.traffic.gossip_published += count;
+        let frame = encode_frame(&GossipMessage::Sealed(sealed));
         match self
             .swarm
             .behaviour_mut()
@@ -121,21 +167,11 @@ impl Actor {
             } => {
                 let verdict = self.on_gossip_message(
                     propagation_source,
+                    &message_id,
                     &message.topic,
-                    message.source,
                     &message.data,
                 );
-                match verdict {
-                    Gossiped::Judged(acceptance) => {
-                        self.report_gossip(&message_id, &propagation_source, acceptance)
-                    }
-                    // Judged once the flush covering it succeeds.
-                    Gossiped::Written(ingest) => self.commit.hold(Held::Gossip {
-                        ingest,
-                        message_id,
-                        propagation_source,
-                    }),
-                }
+                self.gossip_judged(verdict, message_id, propagation_source);
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
                 // A member (re)joined the topic: repair whatever gossip missed.
@@ -144,6 +180,28 @@ impl Actor {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Acts on what became of a gossiped frame.
+    pub(super) fn gossip_judged(
+        &mut self,
+        verdict: Gossiped,
+        message_id: MessageId,
+        propagation_source: PeerId,
+    ) {
+        match verdict {
+            Gossiped::Judged(acceptance) => {
+                self.report_gossip(&message_id, &propagation_source, acceptance)
+            }
+            // Judged once the flush covering it succeeds.
+            Gossiped::Written(ingest) => self.commit.hold(Held::Gossip {
+                ingest,
+                message_id,
+                propagation_source,
+            }),
+            // Judged once its key arrives, or not at all.
+            Gossiped::Waiting => {}
         }
     }
 
@@ -176,22 +234,55 @@ impl Actor {
         }
     }
 
-    /// Validates and writes one gossiped frame. Forged, malformed or
+    /// Opens, validates and writes one gossiped frame. Forged, malformed or
     /// off-topic frames get their verdict now (gossipsub penalises a
     /// rejected sender and does not forward); changes written come back as
-    /// an [`Ingest`] whose verdict waits for the flush covering it.
+    /// an [`Ingest`] whose verdict waits for the flush covering it; a frame
+    /// under a key not held waits for it.
     fn on_gossip_message(
         &mut self,
         via: PeerId,
+        message_id: &MessageId,
         topic: &TopicHash,
-        source: Option<PeerId>,
         data: &[u8],
     ) -> Gossiped {
         let Some(chat) = self.topics.get(topic).copied() else {
             return Gossiped::Judged(MessageAcceptance::Ignore);
         };
-        let changes = match decode_frame::<GossipMessage>(data) {
-            Ok(GossipMessage::Changes(changes)) => changes,
+        let sealed = match decode_frame::<GossipMessage>(data) {
+            Ok(GossipMessage::Sealed(sealed)) => sealed,
+            Err(error) => {
+                self.refused(via, format!("malformed gossip in {chat}: {error}"));
+                return Gossiped::Judged(MessageAcceptance::Reject);
+            }
+        };
+        match self.sender_keys.get(&chat, &sealed.key_id) {
+            Ok(Some(key)) => self.open_gossip(via, chat, &key, &sealed),
+            Ok(None) => self.await_key(via, chat, message_id.clone(), sealed),
+            Err(error) => {
+                tracing::error!(%error, "cannot read sender keys");
+                Gossiped::Judged(MessageAcceptance::Ignore)
+            }
+        }
+    }
+
+    /// Opens a sealed frame with its key, then judges the changes inside.
+    pub(super) fn open_gossip(
+        &mut self,
+        via: PeerId,
+        chat: ChatId,
+        key: &SenderKey,
+        sealed: &SealedChange,
+    ) -> Gossiped {
+        let payload = match sealed.open(key) {
+            Ok(plaintext) => decode_frame::<GossipPayload>(&plaintext),
+            Err(error) => {
+                self.refused(via, format!("gossip in {chat} does not open: {error}"));
+                return Gossiped::Judged(MessageAcceptance::Reject);
+            }
+        };
+        let changes = match payload {
+            Ok(GossipPayload { changes }) => changes,
             Err(error) => {
                 self.refused(via, format!("malformed gossip in {chat}: {error}"));
                 return Gossiped::Judged(MessageAcceptance::Reject);
@@ -201,11 +292,10 @@ impl Actor {
             self.refused(via, "gossip for another chat on this topic".into());
             return Gossiped::Judged(MessageAcceptance::Reject);
         }
-        let sender = source.unwrap_or(via);
-        let Some(from) = public_key_of(&sender) else {
+        let Some(from) = public_key_of(&via) else {
             return Gossiped::Judged(MessageAcceptance::Reject);
         };
-        match self.ingest(sender, from, changes, Via::Gossip) {
+        match self.ingest(via, from, changes, Via::Gossip) {
             Ok(ingest) => Gossiped::Written(Box::new(ingest)),
             Err(_) => Gossiped::Judged(MessageAcceptance::Ignore),
         }

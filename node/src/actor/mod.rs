@@ -29,6 +29,7 @@ mod fetches;
 mod flush;
 mod gossip;
 mod ingest;
+mod key_requests;
 mod mailbox;
 mod notices;
 mod peers;
@@ -75,6 +76,10 @@ enum Pending {
     Read {
         peer: PublicKey,
         sent: Vec<(ChatId, meshchat_crdt::MessageId)>,
+    },
+    /// A sender key asked for (gossip waits for it).
+    Key {
+        key_id: meshchat_crdt::KeyId,
     },
 }
 
@@ -124,6 +129,10 @@ pub(crate) struct Actor {
     limit_bypass: HashSet<PeerId>,
     /// Recovery from storage faults (disk full, I/O errors).
     storage: storage::StorageWatch,
+    /// Sender keys of group gossip (this node's and fellow members').
+    sender_keys: crate::sender_keys::SenderKeys,
+    /// Gossip waiting for sender keys asked for.
+    key_waits: key_requests::KeyWaits,
 }
 
 /// Starts a node on `dir` (which must be initialised) with `config`.
@@ -193,6 +202,7 @@ pub async fn spawn_with(
     let social = social::Social::new(&config, &store);
     let deposits = crate::mailbox::DepositLog::open(store.handle())?;
     let tokens = tokens::Tokens::open(store.handle())?;
+    let sender_keys = crate::sender_keys::SenderKeys::open(store.handle());
     let records = crate::mailbox::RecordBook::new(&config.mailbox.clone().unwrap_or_default());
     let media = crate::blobs::spawn_media_task(crate::blobs::WeakNode {
         commands: command_tx.downgrade(),
@@ -243,6 +253,8 @@ pub async fn spawn_with(
         } else {
             crate::disk::Reserve::new(dir.reserve_path())
         }),
+        sender_keys,
+        key_waits: Default::default(),
     };
     actor.sync_connection_gates();
     actor.ensure_own_profile(dir.profile().name)?;

@@ -26,6 +26,6 @@ pub use records::{
 pub use sealed_mail::{open_envelope, seal_envelope, EnvelopeError, MAX_ENVELOPE_ATTACHES};
 pub use topic::group_topic;
 pub use wire::{
-    GossipMessage, RejectedChange, Request, Response, WireError, MAX_REQUEST_BYTES,
+    GossipMessage, GossipPayload, RejectedChange, Request, Response, WireError, MAX_REQUEST_BYTES,
     MAX_RESPONSE_BYTES, SYNC_PROTOCOL, WIRE_VERSION,
 };

@@ -7,7 +7,9 @@
 //! stream direction. See `docs/PROTOCOL.md`.
 
 use libp2p::StreamProtocol;
-use meshchat_crdt::{ChangeHash, ChatId, SegmentHeads, SignedChange};
+use meshchat_crdt::{
+    e2e::SealedChange, ChangeHash, ChatId, KeyId, PublicKey, SegmentHeads, SignedChange,
+};
 use serde::{Deserialize, Serialize};
 
 /// The protocol id.
@@ -42,6 +44,15 @@ pub enum Request {
         /// The sender's heads per segment.
         heads: Vec<SegmentHeads>,
     },
+    /// A group's gossip came sealed under a sender key this node lacks: "give
+    /// me the key `key_id` of `chat`". Answered with [`Response::Key`] to a
+    /// member only (in the answerer's view).
+    Key {
+        /// The group.
+        chat: ChatId,
+        /// The key wanted.
+        key_id: KeyId,
+    },
 }
 
 /// A response.
@@ -66,6 +77,17 @@ pub enum Response {
     },
     /// Read receipts recorded.
     ReadNoted,
+    /// A sender key: the requester checks that it hashes to the id it asked
+    /// for (`SenderKey::key_id`), so no answerer can hand it another.
+    Key {
+        /// Whose key it is (the member who sealed with it).
+        author: PublicKey,
+        /// Its epoch in the author's sequence.
+        epoch: u32,
+        /// The key.
+        #[serde(with = "serde_bytes")]
+        key: [u8; 32],
+    },
     /// The request could not be served.
     Error(WireError),
 }
@@ -103,15 +125,28 @@ pub enum WireError {
     /// The requester is not a member of the chat it asked about.
     #[error("not a member of that chat")]
     NotMember,
+    /// The answerer holds no such sender key.
+    #[error("unknown sender key")]
+    UnknownKey,
     /// The receiver could not store the changes (disk full, I/O error): retry later.
     #[error("receiver storage unavailable: {0}")]
     Storage(String),
 }
 
 /// What a group's gossipsub topic carries (as a frame: version byte + CBOR).
+/// Only sealed: a plaintext frame is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum GossipMessage {
-    /// Signed changes of the topic's group.
-    Changes(Vec<SignedChange>),
+    /// A [`GossipPayload`] frame sealed under the publisher's sender key for
+    /// the group (associated data: the chat and the key id).
+    Sealed(SealedChange),
+}
+
+/// What a sealed gossip message holds once opened (as a frame).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipPayload {
+    /// Signed changes of the topic's group (by any author: a member passes
+    /// on what it learned by sync under its own key).
+    pub changes: Vec<SignedChange>,
 }
