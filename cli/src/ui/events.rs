@@ -12,7 +12,7 @@ use futures::{stream, Stream, StreamExt};
 use meshchat_node::Event;
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use super::routes::AppState;
+use super::state::AppState;
 
 pub(crate) async fn stream(
     State(state): State<AppState>,

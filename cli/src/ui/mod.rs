@@ -10,6 +10,7 @@ mod auth;
 mod events;
 mod people;
 mod routes;
+mod state;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -57,7 +58,7 @@ impl UiServer {
         let login_file = LoginFile::path(dir);
         let auth = auth::Auth::new(addr, login_file.clone())?;
         let max_upload = dir.config().map(|c| c.blobs.max_file_bytes).unwrap_or(0);
-        let state = routes::AppState {
+        let state = state::AppState {
             node,
             auth: Arc::new(auth),
             cancel: cancel.clone(),

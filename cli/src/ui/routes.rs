@@ -8,7 +8,7 @@
 //! read or write the user's files by name. Files come in as uploads and go
 //! out as downloads instead.
 
-use std::{path::PathBuf, sync::Arc};
+use std::path::PathBuf;
 
 use axum::{
     body::{Body, Bytes},
@@ -20,16 +20,12 @@ use axum::{
     Router,
 };
 use futures::StreamExt;
-use meshchat_node::{
-    control::{self, ControlError, ControlRequest},
-    Node,
-};
+use meshchat_node::control::{self, ControlError, ControlRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
-use tokio_util::sync::CancellationToken;
 
-use super::{assets, auth::Auth, events, people};
+use super::{assets, events, people, state::AppState};
 
 /// Largest JSON request body (as the control socket's line).
 pub(crate) const MAX_JSON_BYTES: usize = control::MAX_LINE_BYTES;
@@ -58,18 +54,6 @@ const NOT_FROM_THE_BROWSER: &[&str] = &[
     "profiles_save_picture",
     "profile_avatar",
 ];
-
-/// What the handlers share.
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub(crate) node: Node,
-    pub(crate) auth: Arc<Auth>,
-    pub(crate) cancel: CancellationToken,
-    /// Uploads and downloads pass through here (inside the private `run/`).
-    pub(crate) files_dir: PathBuf,
-    /// The largest upload (`blobs.max_file_bytes`).
-    pub(crate) max_upload: u64,
-}
 
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
