@@ -200,7 +200,7 @@ impl Actor {
                 message_id,
                 propagation_source,
             }),
-            // Judged once its key arrives, or not at all.
+            // Judged once its key arrives or cannot be had (`key_requests.rs`).
             Gossiped::Waiting => {}
         }
     }
