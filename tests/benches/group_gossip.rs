@@ -44,7 +44,6 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    hash::{Hash, Hasher},
     process::Stdio,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -971,11 +970,7 @@ async fn watch_node(mut events: broadcast::Receiver<Event>, out: mpsc::Sender<St
 fn bare_behaviour(_key: &libp2p::identity::Keypair) -> gossipsub::Behaviour {
     let config = gossipsub::ConfigBuilder::default()
         .validate_messages()
-        .message_id_fn(|m| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            m.data.hash(&mut h);
-            gossipsub::MessageId::from(h.finish().to_be_bytes().to_vec())
-        })
+        .message_id_fn(meshchat_tests::gossip::content_id)
         .validation_mode(ValidationMode::Anonymous)
         .max_transmit_size(1024 * 1024)
         .build()

@@ -31,6 +31,16 @@ use crate::{
     wait::WAIT,
 };
 
+/// A content-addressed gossipsub message id, as a node's (which hashes
+/// with SHA-256; SipHash here needs no dependency). Anonymous messages carry
+/// no source or sequence number, so the default id would be one for all.
+pub fn content_id(message: &gossipsub::Message) -> gossipsub::MessageId {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    message.data.hash(&mut h);
+    gossipsub::MessageId::from(h.finish().to_be_bytes().to_vec())
+}
+
 /// Gossip messages kept until the test reads them.
 const MAX_KEPT_MESSAGES: usize = 1024;
 
@@ -82,12 +92,7 @@ impl GossipMember {
                         .heartbeat_interval(Duration::from_millis(200))
                         .validation_mode(gossipsub::ValidationMode::Anonymous)
                         // Content-addressed ids, as the nodes'.
-                        .message_id_fn(|m| {
-                            use std::hash::{Hash, Hasher};
-                            let mut h = std::collections::hash_map::DefaultHasher::new();
-                            m.data.hash(&mut h);
-                            gossipsub::MessageId::from(h.finish().to_be_bytes().to_vec())
-                        })
+                        .message_id_fn(content_id)
                         .build()
                         .expect("gossipsub config"),
                 )

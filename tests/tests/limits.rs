@@ -343,14 +343,8 @@ impl GossipAttacker {
                 gossipsub::MessageAuthenticity::Anonymous,
                 gossipsub::ConfigBuilder::default()
                     .validation_mode(gossipsub::ValidationMode::Anonymous)
-                    // Content-addressed ids, as the nodes (without a source
-                    // and sequence number the default id is the same for all).
-                    .message_id_fn(|m| {
-                        use std::hash::{Hash, Hasher};
-                        let mut h = std::collections::hash_map::DefaultHasher::new();
-                        m.data.hash(&mut h);
-                        gossipsub::MessageId::from(h.finish().to_be_bytes().to_vec())
-                    })
+                    // Content-addressed ids, as the nodes.
+                    .message_id_fn(meshchat_tests::gossip::content_id)
                     .build()
                     .unwrap(),
             )
