@@ -178,6 +178,81 @@ async fn a_relay_holds_only_ciphertext_of_mail_to_a_recipient_with_a_key() {
     bob.stop().await;
 }
 
+/// A contact added by PeerId and relay address alone comes with no
+/// encryption key: the sender looks the recipient's signed profile up at the
+/// relay (which holds its clients' profiles) and deposits only once it can
+/// seal. Fails if mail to an unknown key is deposited in the clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_to_a_contact_known_by_peer_id_alone_rests_at_the_relay_only_sealed() {
+    // Alice holds no token of Bob's: this relay takes mail from strangers.
+    let mut relay = Peer::start_with(
+        "relay",
+        NodeConfig {
+            mailbox: Some(meshchat_node::mailbox::MailboxConfig {
+                stranger_bytes: 1 << 20,
+                ..Default::default()
+            }),
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    let relay_addr = relay.addrs().await.remove(0);
+    let mut bob = Peer::start_with(
+        "bob",
+        NodeConfig {
+            relays: vec![relay_addr.clone()],
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    let bob_id = bob.peer_id();
+    relay
+        .wait_for("bob's profile record", |e| {
+            matches!(e, Event::ProfileRecordStored { peer } if *peer == bob_id).then_some(())
+        })
+        .await;
+    bob.stop().await;
+
+    let mut alice = Peer::start_with(
+        "alice",
+        NodeConfig {
+            bootstrap: vec![relay_addr.clone()],
+            ..NodeConfig::loopback()
+        },
+    )
+    .await;
+    alice
+        .node
+        .contacts()
+        .add_with_relays(bob_id, Some("bob".into()), Vec::new(), vec![relay_addr])
+        .await
+        .unwrap();
+    let marker = "e2e plaintext marker: known by peer id alone";
+    let chat = alice.node.chats().direct(bob_id).await.unwrap();
+    alice.node.chats().send(chat, marker).await.unwrap();
+    alice
+        .wait_for("custody at the relay", |e| match e {
+            Event::Delivery {
+                state: DeliveryState::Sent,
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+    assert!(encryption_key_of(&mut alice, bob_id).await.is_some());
+    assert_eq!(
+        files_holding(relay.dir.root(), marker.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
+    // Bob, back, opens it: a message request from a stranger.
+    bob.restart().await;
+    bob.accept_request_from(&alice).await;
+    assert_eq!(bob.wait_messages(1).await, vec![marker.to_owned()]);
+    relay.stop().await;
+    alice.stop().await;
+    bob.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_that_does_not_open_is_dropped_and_the_rest_arrives() {
     let (relay, relay_addr) = Peer::start_relay().await;

@@ -763,7 +763,7 @@ async fn a_relay_holds_a_blob_only_for_mail_attaching_it_from_a_sender_that_has_
                 addrs: Vec::new(),
                 relays: vec![relay_addr],
                 tokens: vec![token],
-                encryption_key: None,
+                encryption_key: Some(meshchat_node::crdt::e2e::DeviceSecret::generate(1).public()),
             },
             None,
         )

@@ -647,7 +647,13 @@ impl Actor {
         if outbox.is_empty() {
             return awaited;
         }
-        let sealing_key = sealing::encryption_key_of(self.chats.store(), &recipient);
+        // Mail rests at relays only sealed: without the recipient's key the
+        // node looks its signed profile up (relays hold it) and deposits
+        // once it arrives; until then the mail waits in the outbox.
+        let Some(sealing_key) = sealing::encryption_key_of(self.chats.store(), &recipient) else {
+            self.lookup_profile(recipient);
+            return awaited;
+        };
         for relay_addr in &relays {
             let Some((relay, relay_key)) =
                 crate::config::peer_of(relay_addr).and_then(|p| Some((p, public_key_of(&p)?)))
@@ -679,7 +685,7 @@ impl Actor {
                 let Some(envelope) = sealing::mail_envelope(
                     changes,
                     &recipient,
-                    sealing_key.as_ref(),
+                    &sealing_key,
                     self.chats.device_keys().current(),
                 ) else {
                     continue;

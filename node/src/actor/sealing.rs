@@ -9,7 +9,7 @@ use meshchat_crdt::{
 
 use crate::{
     blobs::relay_proof::attached_hashes,
-    protocol::{encode_frame, seal_envelope, Envelope},
+    protocol::seal_envelope,
     store::{Store, StoreError},
 };
 
@@ -59,19 +59,16 @@ pub(super) fn keep_invite_key(
     Ok(())
 }
 
-/// The envelope deposited for `recipient`: sealed to its key when it is
-/// known, plain otherwise. `None` when the key is known but unusable (a
-/// low-order point, which only its owner can publish): that mail is not
-/// deposited in the clear, it waits for a direct delivery.
+/// The envelope deposited for `recipient`, sealed to its `key`. `None`
+/// when the key is unusable (a low-order point, which only its owner can
+/// publish): that mail is not deposited in the clear, it waits for a direct
+/// delivery.
 pub(super) fn mail_envelope(
     changes: Vec<SignedChange>,
     recipient: &PublicKey,
-    key: Option<&DeviceKey>,
+    key: &DeviceKey,
     sender: &DeviceSecret,
 ) -> Option<Vec<u8>> {
-    let Some(key) = key else {
-        return Some(encode_frame(&Envelope::Changes(changes)));
-    };
     let attaches = attached_hashes(&changes);
     match seal_envelope(changes, attaches, recipient, key, sender) {
         Ok(envelope) => Some(envelope),
