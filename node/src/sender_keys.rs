@@ -32,6 +32,18 @@ struct StoredKey {
     epoch: u32,
     #[serde(with = "serde_bytes")]
     key: [u8; 32],
+    /// The history segment its epoch began in (0 for keys kept before it
+    /// was recorded: handed to nobody who joined later).
+    #[serde(default)]
+    segment: SegmentIndex,
+}
+
+/// A sender key and the history segment its epoch began in: a member who
+/// joined at a later segment without history is not handed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HeldKey {
+    pub(crate) key: SenderKey,
+    pub(crate) segment: SegmentIndex,
 }
 
 /// This node's current epoch in a group: the members and newest segment it
@@ -56,7 +68,7 @@ fn slot(chat: &ChatId, key_id: &KeyId) -> Vec<u8> {
 pub(crate) struct SenderKeys {
     db: DbHandle,
     /// Keys read or written since start.
-    cache: HashMap<KeyId, SenderKey>,
+    cache: HashMap<KeyId, HeldKey>,
     /// Keys held per chat, counted on first need.
     counts: HashMap<ChatId, usize>,
 }
@@ -76,8 +88,17 @@ impl SenderKeys {
         chat: &ChatId,
         key_id: &KeyId,
     ) -> Result<Option<SenderKey>, StoreError> {
-        if let Some(key) = self.cache.get(key_id) {
-            return Ok((key.chat() == *chat).then(|| key.clone()));
+        Ok(self.held(chat, key_id)?.map(|held| held.key))
+    }
+
+    /// The key `key_id` of `chat` with the segment its epoch began in.
+    pub(crate) fn held(
+        &mut self,
+        chat: &ChatId,
+        key_id: &KeyId,
+    ) -> Result<Option<HeldKey>, StoreError> {
+        if let Some(held) = self.cache.get(key_id) {
+            return Ok((held.key.chat() == *chat).then(|| held.clone()));
         }
         let Some(bytes) = self.db.tree(KEYS)?.get(slot(chat, key_id))? else {
             return Ok(None);
@@ -88,22 +109,27 @@ impl SenderKeys {
         if key.key_id() != *key_id {
             return Err(corrupt(KEYS, "a key under another key's id".into()));
         }
-        self.cache.insert(*key_id, key.clone());
-        Ok(Some(key))
+        let held = HeldKey {
+            key,
+            segment: stored.segment,
+        };
+        self.cache.insert(*key_id, held.clone());
+        Ok(Some(held))
     }
 
     /// Keeps a key learned from a fellow member (already checked against the
-    /// id it was asked for). Returns whether it is held now: `false` when
-    /// its chat is full.
-    pub(crate) fn keep(&mut self, key: SenderKey) -> Result<bool, StoreError> {
-        let chat = key.chat();
-        if self.get(&chat, &key.key_id())?.is_some() {
+    /// id it was asked for), with the segment the member said its epoch
+    /// began in. Returns whether it is held now: `false` when its chat is
+    /// full.
+    pub(crate) fn keep(&mut self, held: HeldKey) -> Result<bool, StoreError> {
+        let chat = held.key.chat();
+        if self.get(&chat, &held.key.key_id())?.is_some() {
             return Ok(true);
         }
         if self.count(&chat)? >= MAX_SENDER_KEYS_PER_CHAT {
             return Ok(false);
         }
-        self.write(&key)?;
+        self.write(held)?;
         Ok(true)
     }
 
@@ -116,11 +142,13 @@ impl SenderKeys {
         Ok(count)
     }
 
-    fn write(&mut self, key: &SenderKey) -> Result<(), StoreError> {
+    fn write(&mut self, held: HeldKey) -> Result<(), StoreError> {
+        let key = &held.key;
         let stored = StoredKey {
             author: key.author(),
             epoch: key.epoch(),
             key: *key.key_bytes(),
+            segment: held.segment,
         };
         let mut bytes = Vec::new();
         ciborium::into_writer(&stored, &mut bytes).map_err(|e| corrupt(KEYS, e.to_string()))?;
@@ -130,7 +158,7 @@ impl SenderKeys {
             .tree(KEYS)?
             .insert(slot(&chat, &key.key_id()), bytes)?;
         *self.counts.entry(chat).or_default() += 1;
-        self.cache.insert(key.key_id(), key.clone());
+        self.cache.insert(key.key_id(), held);
         Ok(())
     }
 
@@ -178,7 +206,10 @@ impl SenderKeys {
             }
         };
         let key = SenderKey::generate(chat, me, next_epoch);
-        self.write(&key)?;
+        self.write(HeldKey {
+            key: key.clone(),
+            segment,
+        })?;
         let epoch = Epoch {
             epoch: next_epoch,
             segment,
@@ -259,14 +290,29 @@ mod tests {
         let (mut keys, db) = keys();
         let chat = ChatId::from_bytes([7; 32]);
         let other = ChatId::from_bytes([8; 32]);
-        let mine = keys.sealing_key(chat, member(1), set(&[1, 2]), 0).unwrap();
+        let mine = keys.sealing_key(chat, member(1), set(&[1, 2]), 3).unwrap();
         let theirs = SenderKey::generate(chat, member(2), 0);
-        assert!(keys.keep(theirs.clone()).unwrap());
+        assert!(keys
+            .keep(HeldKey {
+                key: theirs.clone(),
+                segment: 2,
+            })
+            .unwrap());
         let mut reopened = SenderKeys::open(DbHandle::of(&db));
-        assert_eq!(reopened.get(&chat, &mine.key_id()).unwrap(), Some(mine));
+        // Each with the segment its epoch began in.
         assert_eq!(
-            reopened.get(&chat, &theirs.key_id()).unwrap(),
-            Some(theirs.clone())
+            reopened.held(&chat, &mine.key_id()).unwrap(),
+            Some(HeldKey {
+                key: mine,
+                segment: 3
+            })
+        );
+        assert_eq!(
+            reopened.held(&chat, &theirs.key_id()).unwrap(),
+            Some(HeldKey {
+                key: theirs.clone(),
+                segment: 2
+            })
         );
         assert_eq!(reopened.get(&other, &theirs.key_id()).unwrap(), None);
     }
@@ -277,7 +323,12 @@ mod tests {
         let chat = ChatId::from_bytes([7; 32]);
         keys.counts.insert(chat, MAX_SENDER_KEYS_PER_CHAT);
         let key = SenderKey::generate(chat, member(2), 0);
-        assert!(!keys.keep(key.clone()).unwrap());
+        assert!(!keys
+            .keep(HeldKey {
+                key: key.clone(),
+                segment: 0
+            })
+            .unwrap());
         assert_eq!(keys.get(&chat, &key.key_id()).unwrap(), None);
     }
 }

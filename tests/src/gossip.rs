@@ -261,6 +261,7 @@ async fn run(
                                             author: key.author(),
                                             epoch: key.epoch(),
                                             key: *key.key_bytes(),
+                                            segment: 0,
                                         },
                                         None => Response::Error(WireError::UnknownKey),
                                     }

@@ -469,8 +469,9 @@ async fn a_removed_member_reads_nothing_written_after_its_removal() {
 
     // While a member, mallory gets ann's key and reads her messages.
     let before = next_sealed(&ann, &mut mallory, chat, "before the removal, 51c2").await;
-    let Some(Response::Key { author, epoch, key }) =
-        mallory.ask_key(ann.peer_id(), chat, before.key_id).await
+    let Some(Response::Key {
+        author, epoch, key, ..
+    }) = mallory.ask_key(ann.peer_id(), chat, before.key_id).await
     else {
         panic!("ann refused a member her key");
     };
@@ -518,6 +519,107 @@ async fn a_removed_member_reads_nothing_written_after_its_removal() {
         _ => None,
     })
     .await;
+    ann.stop().await;
+    ben.stop().await;
+}
+
+/// A stranger on a group's topic records its sealed gossip, then is added
+/// without the older history: members hand it the keys of epochs from its
+/// joining on, never an older one, so what it recorded stays closed. A
+/// newcomer added with history is handed the old key and opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_without_history_gets_no_older_key_and_with_history_does() {
+    let ann = Peer::start_with("ann", NodeConfig::loopback()).await;
+    let mut ben = Peer::start_with("ben", NodeConfig::loopback()).await;
+    ann.add(&ben).await;
+    let chat = ann
+        .node
+        .groups()
+        .create("circle", vec![ben.peer_id()])
+        .await
+        .unwrap();
+    ben.wait_for("the invitation", |e| {
+        matches!(e, Event::GroupJoined { chat: c } if *c == chat).then_some(())
+    })
+    .await;
+    ann.node
+        .groups()
+        .set_history_for_new_members(chat, false)
+        .await
+        .unwrap();
+    // Two strangers listen on the topic and record a frame of ann's.
+    let mut mallory = GossipMember::join(Identity::generate(), chat, &ann).await;
+    let trent = GossipMember::join(Identity::generate(), chat, &ann).await;
+    let old = next_sealed(&ann, &mut mallory, chat, "before they joined, 7d1a").await;
+    assert_eq!(
+        mallory.ask_key(ann.peer_id(), chat, old.key_id).await,
+        Some(Response::Error(WireError::NotMember))
+    );
+
+    // Mallory joins without the older history: the next frame is under a
+    // key she is handed; the old one she is not.
+    ann.node
+        .groups()
+        .add_member(chat, mallory.peer_id())
+        .await
+        .unwrap();
+    while mallory
+        .next_message(Duration::from_millis(300))
+        .await
+        .is_some()
+    {}
+    let new = next_sealed(&ann, &mut mallory, chat, "after she joined, 0b3e").await;
+    assert_ne!(new.key_id, old.key_id, "a new segment starts a new epoch");
+    let Some(Response::Key {
+        author, epoch, key, ..
+    }) = mallory.ask_key(ann.peer_id(), chat, new.key_id).await
+    else {
+        panic!("ann refused a member the current key");
+    };
+    let new_key = SenderKey::from_parts(chat, author, epoch, key);
+    assert!(holds(
+        &opened(&new, &new_key).expect("the current key opens the new frame"),
+        "after she joined, 0b3e"
+    ));
+    assert_eq!(
+        mallory.ask_key(ann.peer_id(), chat, old.key_id).await,
+        Some(Response::Error(WireError::UnknownKey)),
+        "ann handed a member without history a key older than its joining"
+    );
+    assert!(opened(&old, &new_key).is_none());
+
+    // Trent joins with the history: he is handed the old key and opens
+    // the frame he recorded as a stranger.
+    ann.node
+        .groups()
+        .set_history_for_new_members(chat, true)
+        .await
+        .unwrap();
+    ann.node
+        .groups()
+        .add_member(chat, trent.peer_id())
+        .await
+        .unwrap();
+    within("ann to see trent as a member", async {
+        while trent.ask_key(ann.peer_id(), chat, old.key_id).await
+            == Some(Response::Error(WireError::NotMember))
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let Some(Response::Key {
+        author, epoch, key, ..
+    }) = trent.ask_key(ann.peer_id(), chat, old.key_id).await
+    else {
+        panic!("ann refused a member with history the old key");
+    };
+    let old_key = SenderKey::from_parts(chat, author, epoch, key);
+    assert!(holds(
+        &opened(&old, &old_key).expect("the old key opens the old frame"),
+        "before they joined, 7d1a"
+    ));
+    drop(trent);
     ann.stop().await;
     ben.stop().await;
 }

@@ -19,7 +19,7 @@ use meshchat_crdt::{
 };
 
 use super::{gossip::Gossiped, *};
-use crate::protocol::WireError;
+use crate::{protocol::WireError, sender_keys::HeldKey};
 
 /// A frame waiting for its key.
 struct WaitingFrame {
@@ -96,19 +96,27 @@ impl Actor {
         Gossiped::Waiting
     }
 
-    /// A member asks for one of `chat`'s sender keys.
+    /// A member asks for one of `chat`'s sender keys. A member who joined
+    /// without the older history (at a later segment) gets no key of an
+    /// epoch that began before it: it could open only what it may not read.
     pub(super) fn answer_key(&mut self, from: PublicKey, chat: ChatId, key_id: KeyId) -> Response {
-        let member =
-            matches!(self.chats.replica(&chat), Ok(Some(replica)) if replica.is_member(&from));
-        if !member {
-            return Response::Error(WireError::NotMember);
-        }
-        match self.sender_keys.get(&chat, &key_id) {
-            Ok(Some(key)) => Response::Key {
-                author: key.author(),
-                epoch: key.epoch(),
-                key: *key.key_bytes(),
+        let joined = match self.chats.replica(&chat) {
+            Ok(Some(replica)) if replica.is_member(&from) => {
+                replica.member(&from).map_or(0, |m| m.joined_segment)
+            }
+            _ => return Response::Error(WireError::NotMember),
+        };
+        match self.sender_keys.held(&chat, &key_id) {
+            Ok(Some(held)) if held.segment >= joined => Response::Key {
+                author: held.key.author(),
+                epoch: held.key.epoch(),
+                key: *held.key.key_bytes(),
+                segment: held.segment,
             },
+            Ok(Some(_)) => {
+                tracing::debug!(%chat, requester = %from, "no key older than the requester's joining");
+                Response::Error(WireError::UnknownKey)
+            }
             Ok(None) => Response::Error(WireError::UnknownKey),
             Err(error) => Response::Error(WireError::Storage(error.to_string())),
         }
@@ -121,10 +129,15 @@ impl Actor {
             return;
         };
         let key = match answer {
-            Some(Response::Key { author, epoch, key }) => {
+            Some(Response::Key {
+                author,
+                epoch,
+                key,
+                segment,
+            }) => {
                 let key = SenderKey::from_parts(chat, author, epoch, key);
                 if key.key_id() == key_id {
-                    Some(key)
+                    Some(HeldKey { key, segment })
                 } else {
                     self.refused(peer, format!("a key of {chat} under another key's id"));
                     None
@@ -148,7 +161,7 @@ impl Actor {
             }
             None => None,
         };
-        let key = key.filter(|key| match self.sender_keys.keep(key.clone()) {
+        let key = key.filter(|held| match self.sender_keys.keep(held.clone()) {
             Ok(kept) => kept,
             Err(error) => {
                 tracing::error!(%error, "cannot keep a sender key");
@@ -157,7 +170,7 @@ impl Actor {
         });
         for frame in frames {
             let verdict = match &key {
-                Some(key) => self.open_gossip(frame.via, chat, key, &frame.sealed),
+                Some(held) => self.open_gossip(frame.via, chat, &held.key, &frame.sealed),
                 None => Gossiped::Judged(MessageAcceptance::Ignore),
             };
             self.gossip_judged(verdict, frame.message_id, frame.via);

@@ -87,6 +87,10 @@ pub enum Response {
         /// The key.
         #[serde(with = "serde_bytes")]
         key: [u8; 32],
+        /// The history segment the key's epoch began in (as the answerer
+        /// holds it); absent from older nodes: 0.
+        #[serde(default)]
+        segment: meshchat_crdt::SegmentIndex,
     },
     /// The request could not be served.
     Error(WireError),
