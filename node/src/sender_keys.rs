@@ -9,14 +9,18 @@
 //!
 //! Keys stay readable across restarts (stored history is not encrypted at
 //! rest, and neither are these). A chat holds at most
-//! [`MAX_SENDER_KEYS_PER_CHAT`]; past it, keys learned from others are
-//! refused (this node's own rotations always fit: the oldest learned key is
-//! not evicted, the new one simply is not kept).
+//! [`MAX_SENDER_KEYS_PER_CHAT`], at most [`MAX_SENDER_KEYS_PER_AUTHOR`] of
+//! them from one author; past either, keys learned from others are refused
+//! (this node's own rotations always fit: the oldest learned key is not
+//! evicted, the new one simply is not kept).
 
 use std::collections::{BTreeSet, HashMap};
 
 use meshchat_crdt::{
-    e2e::{epoch_step, EpochStep, EpochView, SenderKey, MAX_SENDER_KEYS_PER_CHAT},
+    e2e::{
+        epoch_step, EpochStep, EpochView, SenderKey, MAX_SENDER_KEYS_PER_AUTHOR,
+        MAX_SENDER_KEYS_PER_CHAT,
+    },
     ChatId, KeyId, PublicKey, SegmentIndex,
 };
 use serde::{Deserialize, Serialize};
@@ -64,13 +68,32 @@ fn slot(chat: &ChatId, key_id: &KeyId) -> Vec<u8> {
     [chat.as_bytes().as_slice(), key_id.as_bytes()].concat()
 }
 
+/// How many keys a chat holds, in all and per author.
+#[derive(Default)]
+struct KeyCounts {
+    total: usize,
+    per_author: HashMap<PublicKey, usize>,
+}
+
+impl KeyCounts {
+    fn add(&mut self, author: PublicKey) {
+        self.total += 1;
+        *self.per_author.entry(author).or_default() += 1;
+    }
+
+    fn has_room_for(&self, author: &PublicKey) -> bool {
+        self.total < MAX_SENDER_KEYS_PER_CHAT
+            && self.per_author.get(author).copied().unwrap_or(0) < MAX_SENDER_KEYS_PER_AUTHOR
+    }
+}
+
 /// The sender keys a node holds.
 pub(crate) struct SenderKeys {
     db: DbHandle,
     /// Keys read or written since start.
     cache: HashMap<KeyId, HeldKey>,
     /// Keys held per chat, counted on first need.
-    counts: HashMap<ChatId, usize>,
+    counts: HashMap<ChatId, KeyCounts>,
 }
 
 impl SenderKeys {
@@ -126,20 +149,26 @@ impl SenderKeys {
         if self.get(&chat, &held.key.key_id())?.is_some() {
             return Ok(true);
         }
-        if self.count(&chat)? >= MAX_SENDER_KEYS_PER_CHAT {
+        if !self.counts(&chat)?.has_room_for(&held.key.author()) {
             return Ok(false);
         }
         self.write(held)?;
         Ok(true)
     }
 
-    fn count(&mut self, chat: &ChatId) -> Result<usize, StoreError> {
-        if let Some(count) = self.counts.get(chat) {
-            return Ok(*count);
+    /// The chat's key counts, read from disk on first need.
+    fn counts(&mut self, chat: &ChatId) -> Result<&mut KeyCounts, StoreError> {
+        if !self.counts.contains_key(chat) {
+            let mut counts = KeyCounts::default();
+            for entry in self.db.tree(KEYS)?.scan_prefix(chat.as_bytes()) {
+                let (_, bytes) = entry?;
+                let stored: StoredKey = ciborium::from_reader(bytes.as_ref())
+                    .map_err(|e| corrupt(KEYS, e.to_string()))?;
+                counts.add(stored.author);
+            }
+            self.counts.insert(*chat, counts);
         }
-        let count = self.db.tree(KEYS)?.scan_prefix(chat.as_bytes()).count();
-        self.counts.insert(*chat, count);
-        Ok(count)
+        Ok(self.counts.entry(*chat).or_default())
     }
 
     fn write(&mut self, held: HeldKey) -> Result<(), StoreError> {
@@ -153,11 +182,11 @@ impl SenderKeys {
         let mut bytes = Vec::new();
         ciborium::into_writer(&stored, &mut bytes).map_err(|e| corrupt(KEYS, e.to_string()))?;
         let chat = key.chat();
-        self.count(&chat)?;
+        self.counts(&chat)?;
         self.db
             .tree(KEYS)?
             .insert(slot(&chat, &key.key_id()), bytes)?;
-        *self.counts.entry(chat).or_default() += 1;
+        self.counts(&chat)?.add(key.author());
         self.cache.insert(key.key_id(), held);
         Ok(())
     }
@@ -317,18 +346,46 @@ mod tests {
         assert_eq!(reopened.get(&other, &theirs.key_id()).unwrap(), None);
     }
 
+    fn learned(key: &SenderKey) -> HeldKey {
+        HeldKey {
+            key: key.clone(),
+            segment: 0,
+        }
+    }
+
     #[test]
     fn a_full_chat_keeps_no_more_keys() {
         let (mut keys, _db) = keys();
         let chat = ChatId::from_bytes([7; 32]);
-        keys.counts.insert(chat, MAX_SENDER_KEYS_PER_CHAT);
+        keys.counts.insert(
+            chat,
+            KeyCounts {
+                total: MAX_SENDER_KEYS_PER_CHAT,
+                per_author: HashMap::new(),
+            },
+        );
         let key = SenderKey::generate(chat, member(2), 0);
-        assert!(!keys
-            .keep(HeldKey {
-                key: key.clone(),
-                segment: 0
-            })
-            .unwrap());
+        assert!(!keys.keep(learned(&key)).unwrap());
         assert_eq!(keys.get(&chat, &key.key_id()).unwrap(), None);
+    }
+
+    #[test]
+    fn one_author_fills_only_its_own_share_of_a_chat_even_after_a_reopen() {
+        let (mut keys, db) = keys();
+        let chat = ChatId::from_bytes([7; 32]);
+        let author = member(2);
+        for epoch in 0..MAX_SENDER_KEYS_PER_AUTHOR as u32 {
+            let key = SenderKey::generate(chat, author, epoch);
+            assert!(keys.keep(learned(&key)).unwrap());
+        }
+        let one_more = SenderKey::generate(chat, author, 9999);
+        assert!(!keys.keep(learned(&one_more)).unwrap());
+        let someone_else = SenderKey::generate(chat, member(3), 0);
+        assert!(keys.keep(learned(&someone_else)).unwrap());
+        // The counts are read back from disk.
+        let mut reopened = SenderKeys::open(DbHandle::of(&db));
+        assert!(!reopened.keep(learned(&one_more)).unwrap());
+        let another = SenderKey::generate(chat, member(4), 0);
+        assert!(reopened.keep(learned(&another)).unwrap());
     }
 }

@@ -38,8 +38,8 @@ pub use device_key::{DeviceKey, DeviceKeyring, DeviceSecret, MAX_DEVICE_KEY_VERS
 pub use epoch::{epochs_for_newcomer, step as epoch_step, EpochStep, EpochView, Rotation};
 pub use error::{DecodeError, OpenError, SealError};
 pub use key_book::{
-    Opened, Refusal, SenderKeyBook, ShareAccepted, MAX_SENDER_KEYS_PER_CHAT, MAX_WAITING_SEALED,
-    MAX_WAITING_SEALED_BYTES, WAITING_SEALED_TTL_MS,
+    Opened, Refusal, SenderKeyBook, ShareAccepted, MAX_SENDER_KEYS_PER_AUTHOR,
+    MAX_SENDER_KEYS_PER_CHAT, MAX_WAITING_SEALED, MAX_WAITING_SEALED_BYTES, WAITING_SEALED_TTL_MS,
 };
 pub use key_share::{
     KeyShare, SealedCopy, SignedKeyShare, MAX_KEY_SHARE_BYTES, MAX_KEY_SHARE_COPIES,
