@@ -9,10 +9,11 @@
 //!
 //! Keys stay readable across restarts (stored history is not encrypted at
 //! rest, and neither are these). A chat holds at most
-//! [`MAX_SENDER_KEYS_PER_CHAT`], at most [`MAX_SENDER_KEYS_PER_AUTHOR`] of
-//! them from one author; past either, keys learned from others are refused
-//! (this node's own rotations always fit: the oldest learned key is not
-//! evicted, the new one simply is not kept).
+//! [`MAX_SENDER_KEYS_PER_AUTHOR`] keys of one author (its newest epochs: a
+//! newer key evicts the oldest) and [`MAX_SENDER_KEYS_PER_CHAT`] in all (a
+//! full chat evicts the oldest key of the author holding the most). Frames
+//! in flight are sealed under their authors' newest epochs; a frame under an
+//! evicted key asks for it again, as for any key not held.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -68,22 +69,69 @@ fn slot(chat: &ChatId, key_id: &KeyId) -> Vec<u8> {
     [chat.as_bytes().as_slice(), key_id.as_bytes()].concat()
 }
 
-/// How many keys a chat holds, in all and per author.
+/// The keys a chat holds, by author and epoch (what eviction needs).
 #[derive(Default)]
-struct KeyCounts {
+struct ChatKeys {
     total: usize,
-    per_author: HashMap<PublicKey, usize>,
+    by_author: HashMap<PublicKey, BTreeSet<(u32, KeyId)>>,
 }
 
-impl KeyCounts {
-    fn add(&mut self, author: PublicKey) {
-        self.total += 1;
-        *self.per_author.entry(author).or_default() += 1;
+impl ChatKeys {
+    fn add(&mut self, author: PublicKey, epoch: u32, key_id: KeyId) {
+        if self
+            .by_author
+            .entry(author)
+            .or_default()
+            .insert((epoch, key_id))
+        {
+            self.total += 1;
+        }
     }
 
-    fn has_room_for(&self, author: &PublicKey) -> bool {
-        self.total < MAX_SENDER_KEYS_PER_CHAT
-            && self.per_author.get(author).copied().unwrap_or(0) < MAX_SENDER_KEYS_PER_AUTHOR
+    fn remove(&mut self, author: &PublicKey, epoch: u32, key_id: KeyId) {
+        if let Some(keys) = self.by_author.get_mut(author) {
+            if keys.remove(&(epoch, key_id)) {
+                self.total -= 1;
+            }
+            if keys.is_empty() {
+                self.by_author.remove(author);
+            }
+        }
+    }
+
+    /// What to give up to keep a key of `author` at `epoch`: `Ok(None)`
+    /// there is room; `Ok(Some(..))` evict that key first; `Err(())` keep
+    /// nothing (the key is older than all its author's kept keys, or the
+    /// chat is full of single keys).
+    fn make_room(
+        &self,
+        author: &PublicKey,
+        epoch: u32,
+    ) -> Result<Option<(PublicKey, u32, KeyId)>, ()> {
+        if let Some(keys) = self.by_author.get(author) {
+            if keys.len() >= MAX_SENDER_KEYS_PER_AUTHOR {
+                let &(oldest, id) = keys.first().ok_or(())?;
+                return if epoch > oldest {
+                    Ok(Some((*author, oldest, id)))
+                } else {
+                    Err(())
+                };
+            }
+        }
+        if self.total < MAX_SENDER_KEYS_PER_CHAT {
+            return Ok(None);
+        }
+        // A full chat: the author holding the most keys gives up its oldest.
+        let (heaviest, keys) = self
+            .by_author
+            .iter()
+            .max_by_key(|(_, keys)| keys.len())
+            .ok_or(())?;
+        if keys.len() <= 1 {
+            return Err(());
+        }
+        let &(oldest, id) = keys.first().ok_or(())?;
+        Ok(Some((*heaviest, oldest, id)))
     }
 }
 
@@ -92,8 +140,8 @@ pub(crate) struct SenderKeys {
     db: DbHandle,
     /// Keys read or written since start.
     cache: HashMap<KeyId, HeldKey>,
-    /// Keys held per chat, counted on first need.
-    counts: HashMap<ChatId, KeyCounts>,
+    /// Keys held per chat, by author and epoch, read on first need.
+    counts: HashMap<ChatId, ChatKeys>,
 }
 
 impl SenderKeys {
@@ -149,24 +197,47 @@ impl SenderKeys {
         if self.get(&chat, &held.key.key_id())?.is_some() {
             return Ok(true);
         }
-        if !self.counts(&chat)?.has_room_for(&held.key.author()) {
-            return Ok(false);
+        let (author, epoch) = (held.key.author(), held.key.epoch());
+        match self.counts(&chat)?.make_room(&author, epoch) {
+            Err(()) => return Ok(false),
+            Ok(Some((author, epoch, key_id))) => self.evict(&chat, &author, epoch, key_id)?,
+            Ok(None) => {}
         }
         self.write(held)?;
         Ok(true)
     }
 
-    /// The chat's key counts, read from disk on first need.
-    fn counts(&mut self, chat: &ChatId) -> Result<&mut KeyCounts, StoreError> {
+    /// Forgets a learned key: a frame still sealed under it (rare: frames
+    /// in flight are under their author's newest epochs) asks for it again.
+    fn evict(
+        &mut self,
+        chat: &ChatId,
+        author: &PublicKey,
+        epoch: u32,
+        key_id: KeyId,
+    ) -> Result<(), StoreError> {
+        self.db.tree(KEYS)?.remove(slot(chat, &key_id))?;
+        self.cache.remove(&key_id);
+        self.counts(chat)?.remove(author, epoch, key_id);
+        Ok(())
+    }
+
+    /// The chat's keys by author and epoch, read from disk on first need.
+    fn counts(&mut self, chat: &ChatId) -> Result<&mut ChatKeys, StoreError> {
         if !self.counts.contains_key(chat) {
-            let mut counts = KeyCounts::default();
+            let mut keys = ChatKeys::default();
             for entry in self.db.tree(KEYS)?.scan_prefix(chat.as_bytes()) {
-                let (_, bytes) = entry?;
+                let (slot, bytes) = entry?;
                 let stored: StoredKey = ciborium::from_reader(bytes.as_ref())
                     .map_err(|e| corrupt(KEYS, e.to_string()))?;
-                counts.add(stored.author);
+                let key_id = slot
+                    .get(32..)
+                    .and_then(|id| <[u8; 16]>::try_from(id).ok())
+                    .map(KeyId::from_bytes)
+                    .ok_or_else(|| corrupt(KEYS, "a slot without a key id".into()))?;
+                keys.add(stored.author, stored.epoch, key_id);
             }
-            self.counts.insert(*chat, counts);
+            self.counts.insert(*chat, keys);
         }
         Ok(self.counts.entry(*chat).or_default())
     }
@@ -186,7 +257,8 @@ impl SenderKeys {
         self.db
             .tree(KEYS)?
             .insert(slot(&chat, &key.key_id()), bytes)?;
-        self.counts(&chat)?.add(key.author());
+        self.counts(&chat)?
+            .add(key.author(), key.epoch(), key.key_id());
         self.cache.insert(key.key_id(), held);
         Ok(())
     }
@@ -235,6 +307,10 @@ impl SenderKeys {
             }
         };
         let key = SenderKey::generate(chat, me, next_epoch);
+        // Its own keys fit always, its oldest making way past the bound.
+        if let Ok(Some((author, epoch, key_id))) = self.counts(&chat)?.make_room(&me, next_epoch) {
+            self.evict(&chat, &author, epoch, key_id)?;
+        }
         self.write(HeldKey {
             key: key.clone(),
             segment,
@@ -354,38 +430,89 @@ mod tests {
     }
 
     #[test]
-    fn a_full_chat_keeps_no_more_keys() {
+    fn its_own_rotations_keep_only_its_newest_keys() {
         let (mut keys, _db) = keys();
         let chat = ChatId::from_bytes([7; 32]);
-        keys.counts.insert(
-            chat,
-            KeyCounts {
-                total: MAX_SENDER_KEYS_PER_CHAT,
-                per_author: HashMap::new(),
-            },
-        );
+        let me = member(1);
+        let mut mine = Vec::new();
+        // Every call after the first sees a departure: a new epoch.
+        for round in 0..=MAX_SENDER_KEYS_PER_AUTHOR as u8 {
+            let members = set(&[1, 100 + round % 2]);
+            mine.push(keys.sealing_key(chat, me, members, 0).unwrap());
+        }
+        assert_eq!(mine.len(), MAX_SENDER_KEYS_PER_AUTHOR + 1);
+        assert_eq!(keys.get(&chat, &mine[0].key_id()).unwrap(), None);
+        for key in &mine[1..] {
+            assert!(keys.get(&chat, &key.key_id()).unwrap().is_some());
+        }
+    }
+
+    #[test]
+    fn a_full_chat_gives_up_the_oldest_key_of_its_heaviest_author() {
+        let (mut keys, _db) = keys();
+        let chat = ChatId::from_bytes([7; 32]);
+        let heavy = SenderKey::generate(chat, member(2), 0);
+        let heavier = SenderKey::generate(chat, member(2), 1);
+        let single = SenderKey::generate(chat, member(3), 0);
+        for key in [&heavy, &heavier, &single] {
+            assert!(keys.keep(learned(key)).unwrap());
+        }
+        // Pretend the rest of the chat is full.
+        keys.counts.get_mut(&chat).unwrap().total = MAX_SENDER_KEYS_PER_CHAT;
+        let newcomer = SenderKey::generate(chat, member(4), 0);
+        assert!(keys.keep(learned(&newcomer)).unwrap());
+        assert_eq!(keys.get(&chat, &heavy.key_id()).unwrap(), None);
+        for key in [heavier, single, newcomer] {
+            assert_eq!(keys.get(&chat, &key.key_id()).unwrap(), Some(key));
+        }
+    }
+
+    #[test]
+    fn a_chat_full_of_single_keys_keeps_no_more() {
+        let (mut keys, _db) = keys();
+        let chat = ChatId::from_bytes([7; 32]);
+        assert!(keys
+            .keep(learned(&SenderKey::generate(chat, member(3), 0)))
+            .unwrap());
+        keys.counts.get_mut(&chat).unwrap().total = MAX_SENDER_KEYS_PER_CHAT;
         let key = SenderKey::generate(chat, member(2), 0);
         assert!(!keys.keep(learned(&key)).unwrap());
         assert_eq!(keys.get(&chat, &key.key_id()).unwrap(), None);
     }
 
     #[test]
-    fn one_author_fills_only_its_own_share_of_a_chat_even_after_a_reopen() {
+    fn an_author_keeps_only_its_newest_keys_even_after_a_reopen() {
         let (mut keys, db) = keys();
         let chat = ChatId::from_bytes([7; 32]);
         let author = member(2);
-        for epoch in 0..MAX_SENDER_KEYS_PER_AUTHOR as u32 {
-            let key = SenderKey::generate(chat, author, epoch);
-            assert!(keys.keep(learned(&key)).unwrap());
+        let per_author = MAX_SENDER_KEYS_PER_AUTHOR as u32;
+        let kept: Vec<SenderKey> = (1..=per_author)
+            .map(|epoch| SenderKey::generate(chat, author, epoch))
+            .collect();
+        for key in &kept {
+            assert!(keys.keep(learned(key)).unwrap());
         }
-        let one_more = SenderKey::generate(chat, author, 9999);
-        assert!(!keys.keep(learned(&one_more)).unwrap());
-        let someone_else = SenderKey::generate(chat, member(3), 0);
-        assert!(keys.keep(learned(&someone_else)).unwrap());
-        // The counts are read back from disk.
+        // Older than every key kept: not worth a place.
+        let older = SenderKey::generate(chat, author, 0);
+        assert!(!keys.keep(learned(&older)).unwrap());
+        // Newer: the oldest makes way.
+        let newer = SenderKey::generate(chat, author, per_author + 1);
+        assert!(keys.keep(learned(&newer)).unwrap());
+        assert_eq!(keys.get(&chat, &kept[0].key_id()).unwrap(), None);
+        // Another author is not affected.
+        let other = SenderKey::generate(chat, member(3), 0);
+        assert!(keys.keep(learned(&other)).unwrap());
+        // The same, read back from disk.
         let mut reopened = SenderKeys::open(DbHandle::of(&db));
-        assert!(!reopened.keep(learned(&one_more)).unwrap());
-        let another = SenderKey::generate(chat, member(4), 0);
-        assert!(reopened.keep(learned(&another)).unwrap());
+        assert_eq!(reopened.get(&chat, &kept[0].key_id()).unwrap(), None);
+        let newest = SenderKey::generate(chat, author, per_author + 2);
+        assert!(reopened.keep(learned(&newest)).unwrap());
+        assert_eq!(reopened.get(&chat, &kept[1].key_id()).unwrap(), None);
+        for key in kept[2..].iter().chain([&newer, &newest, &other]) {
+            assert_eq!(
+                reopened.get(&chat, &key.key_id()).unwrap(),
+                Some(key.clone())
+            );
+        }
     }
 }

@@ -17,10 +17,11 @@ use crate::ids::{ChatId, KeyId, PublicKey};
 
 /// Most sender keys held per chat (a 1,024-member group rotating 8 times).
 pub const MAX_SENDER_KEYS_PER_CHAT: usize = 8192;
-/// Most sender keys held per chat from one author (a member rotates at each
-/// departure it sees and each new segment), so that one member publishing
-/// under ever new keys cannot take the whole chat's room.
-pub const MAX_SENDER_KEYS_PER_AUTHOR: usize = 256;
+/// Most sender keys a node keeps per chat from one author: its newest
+/// epochs (frames in flight are sealed under those; a member rotates at each
+/// departure it sees and each new segment). A newer key evicts the oldest,
+/// so one member publishing under ever new keys evicts only its own.
+pub const MAX_SENDER_KEYS_PER_AUTHOR: usize = 16;
 /// Most sealed changes waiting for their key, over all chats.
 pub const MAX_WAITING_SEALED: usize = 512;
 /// Most ciphertext bytes waiting for their key, over all chats.

@@ -1,0 +1,261 @@
+//! What a sender-key rotation costs in CPU, with real meshchat nodes on
+//! loopback. A rotation costs each member one key request for every other
+//! member's new key (asked of the member that passed the frame on, which
+//! answers it): in a group of n members where everyone rotates (a removal),
+//! each member makes n - 1 requests and, on average, answers as many. So
+//! its share is (n - 1) times the CPU of one request made and answered,
+//! plus drawing its own key. Two measurements:
+//!
+//! 1. **One key request, made and answered**: a bare gossip member (a
+//!    libp2p swarm speaking `/meshchat/sync/1`, as a node's requests do)
+//!    asks a real node for the group's current sender key, one request in
+//!    flight, many times. CPU per request, both sides (one process).
+//!    Printed with the member's share for n = 1,024 (the `big-group`
+//!    simulation's size) against the bound of 1 s.
+//! 2. **A whole rotation round, as an upper bound**: two real nodes (ann
+//!    and ben) in a group with a third member that has no node. Each
+//!    rotating round ann removes the third member (her next frame is
+//!    sealed under a new key), writes a message that ben receives by gossip
+//!    (asking ann for the key), and adds the member back; each baseline round
+//!    ann renames the group twice and writes a message. The difference also
+//!    holds the membership work of a removal and a join (ann offers the
+//!    absent member its invitation again, looks it up, ...), so it bounds a
+//!    rotation's cost from above.
+//!
+//! CPU is the process's user + system time (`/proc/self/stat`; everything
+//! runs in this process) in 10 ms ticks, over enough work that a tick is
+//! noise. The two kinds of rounds alternate in chunks, so drift in the
+//! machine's load falls on both.
+//!
+//! Run: `cargo bench -p meshchat-tests --bench key_rotation`
+//!
+//! Environment (optional): `MESHCHAT_BENCH_REQUESTS` key requests (default
+//! 5,000), `MESHCHAT_BENCH_ROUNDS` rounds of each kind (default 600),
+//! `MESHCHAT_BENCH_CHUNKS` alternations (default 6).
+//!
+//! Timings are printed, never asserted.
+
+use std::time::{Duration, Instant};
+
+use meshchat_node::{
+    crdt::{ChatId, Identity},
+    protocol::{decode_frame, GossipMessage, Response},
+    Event, NodeConfig, PeerId,
+};
+use meshchat_tests::{gossip::GossipMember, Peer};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// User + system CPU time of this process.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name (which may hold spaces, in parentheses).
+    let after = &stat[stat.rfind(')').expect("a command name") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // Linux reports them in USER_HZ, 100 per second on every platform it runs on.
+    Duration::from_millis(ticks * 10)
+}
+
+struct Group {
+    ann: Peer,
+    ben: Peer,
+    chat: ChatId,
+    absent: PeerId,
+}
+
+impl Group {
+    async fn message_reaches_ben(&mut self, text: String) {
+        self.ann
+            .node
+            .chats()
+            .send(self.chat, &text)
+            .await
+            .expect("send");
+        self.ben
+            .wait_for("the message", |e| match e {
+                Event::Message { message, .. } if message.text == text => Some(()),
+                _ => None,
+            })
+            .await;
+    }
+
+    async fn rotating_round(&mut self, i: usize) {
+        let groups = self.ann.node.groups();
+        groups
+            .remove_member(self.chat, self.absent)
+            .await
+            .expect("remove");
+        self.message_reaches_ben(format!("rotated {i}")).await;
+        self.ann
+            .node
+            .groups()
+            .add_member(self.chat, self.absent)
+            .await
+            .expect("add");
+    }
+
+    async fn baseline_round(&mut self, i: usize) {
+        self.ann
+            .node
+            .groups()
+            .rename(self.chat, format!("a{i}"))
+            .await
+            .expect("rename");
+        self.message_reaches_ben(format!("kept {i}")).await;
+        self.ann
+            .node
+            .groups()
+            .rename(self.chat, format!("b{i}"))
+            .await
+            .expect("rename");
+    }
+
+    async fn gossip_received_by_ben(&self) -> u64 {
+        self.ben
+            .node
+            .network()
+            .status()
+            .await
+            .expect("status")
+            .traffic
+            .received_by_gossip
+    }
+}
+
+/// CPU per key request made and answered (see the module doc, 1).
+async fn key_request_cpu(requests: usize) -> Duration {
+    let ann = Peer::start_with("ann", NodeConfig::loopback()).await;
+    let kim = Identity::generate();
+    let kim_id = meshchat_node::peer_id_of(&kim.public()).expect("peer id");
+    let chat = ann
+        .node
+        .groups()
+        .create("keys", vec![kim_id])
+        .await
+        .expect("create");
+    let mut kim = GossipMember::join(kim, chat, &ann).await;
+    let key_id = loop {
+        ann.node.chats().send(chat, "a frame").await.expect("send");
+        if let Some(message) = kim.next_message(Duration::from_secs(2)).await {
+            match decode_frame::<GossipMessage>(&message.data) {
+                Ok(GossipMessage::Sealed(sealed)) => break sealed.key_id,
+                other => panic!("not a sealed frame: {other:?}"),
+            }
+        }
+    };
+    let ann_id = ann.peer_id();
+    for _ in 0..100 {
+        let answer = kim.ask_key(ann_id, chat, key_id).await;
+        assert!(matches!(answer, Some(Response::Key { .. })));
+    }
+    let cpu = process_cpu();
+    for _ in 0..requests {
+        let answer = kim.ask_key(ann_id, chat, key_id).await;
+        assert!(matches!(answer, Some(Response::Key { .. })));
+    }
+    let spent = process_cpu() - cpu;
+    drop(kim);
+    ann.stop().await;
+    spent / requests as u32
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    meshchat_tests::init_tracing();
+    let requests = env_usize("MESHCHAT_BENCH_REQUESTS", 5000);
+    let per_request = key_request_cpu(requests).await;
+    let share = per_request.as_secs_f64() * 1023.0;
+    println!("key rotation: CPU, both nodes in this process");
+    println!(
+        "  one key request made and answered ({requests} in a row): {:.1} us",
+        per_request.as_secs_f64() * 1e6
+    );
+    println!(
+        "  a member's share when all 1,024 members of a group rotate: 1,023 x that = {share:.2} s (bound: 1 s)"
+    );
+
+    let rounds = env_usize("MESHCHAT_BENCH_ROUNDS", 600);
+    let chunks = env_usize("MESHCHAT_BENCH_CHUNKS", 6).max(1);
+    let per_chunk = rounds.div_ceil(chunks);
+
+    let ann = Peer::start_with("ann", NodeConfig::loopback()).await;
+    let mut ben = Peer::start_with("ben", NodeConfig::loopback()).await;
+    ann.add(&ben).await;
+    let absent_identity = Identity::generate();
+    let absent = meshchat_node::peer_id_of(&absent_identity.public()).expect("peer id");
+    let chat = ann
+        .node
+        .groups()
+        .create("rotation", vec![ben.peer_id(), absent])
+        .await
+        .expect("create");
+    ben.wait_for("the invitation", |e| {
+        matches!(e, Event::GroupJoined { chat: c } if *c == chat).then_some(())
+    })
+    .await;
+    let mut group = Group {
+        ann,
+        ben,
+        chat,
+        absent,
+    };
+    // Warm up: the mesh, ann's first key, ben's first key request.
+    for i in 0..20 {
+        group.message_reaches_ben(format!("warm {i}")).await;
+    }
+
+    let (mut rotating, mut baseline) = (Duration::ZERO, Duration::ZERO);
+    let (mut rotating_wall, mut baseline_wall) = (Duration::ZERO, Duration::ZERO);
+    let gossip_before = group.gossip_received_by_ben().await;
+    let mut done = 0;
+    while done < rounds {
+        let n = per_chunk.min(rounds - done);
+        let (cpu, wall) = (process_cpu(), Instant::now());
+        for i in done..done + n {
+            group.baseline_round(i).await;
+        }
+        baseline += process_cpu() - cpu;
+        baseline_wall += wall.elapsed();
+        let (cpu, wall) = (process_cpu(), Instant::now());
+        for i in done..done + n {
+            group.rotating_round(i).await;
+        }
+        rotating += process_cpu() - cpu;
+        rotating_wall += wall.elapsed();
+        done += n;
+    }
+    let by_gossip = group.gossip_received_by_ben().await - gossip_before;
+
+    let per = |total: Duration| total.as_secs_f64() * 1e3 / rounds as f64;
+    let (rot_ms, base_ms) = (per(rotating), per(baseline));
+    println!("  whole rounds, {rounds} of each kind (an upper bound: the membership work too)");
+    println!("  {:<38} {:>10} {:>10}", "", "CPU/round", "wall/round");
+    println!(
+        "  {:<38} {:>8.2}ms {:>8.2}ms",
+        "baseline (2 renames + 1 message)",
+        base_ms,
+        per(baseline_wall)
+    );
+    println!(
+        "  {:<38} {:>8.2}ms {:>8.2}ms",
+        "rotating (remove + add + 1 message)",
+        rot_ms,
+        per(rotating_wall)
+    );
+    println!(
+        "  rotating / baseline: {:.2}x; difference {:.2} ms per rotation",
+        rot_ms / base_ms,
+        rot_ms - base_ms
+    );
+    println!("  changes ben received by gossip while measuring: {by_gossip}");
+    group.ann.stop().await;
+    group.ben.stop().await;
+}
