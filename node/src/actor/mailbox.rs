@@ -173,6 +173,7 @@ impl Actor {
             Ok(response) => self.on_mailbox_response(relay, pending, response).await,
             Err(error) => {
                 tracing::debug!(%relay, %error, "courier failed");
+                self.traffic.couriers_failed += 1;
                 if let MailboxPending::Deposit { relay, deposits } = pending {
                     self.deposit_failed(&relay, deposits);
                 }
@@ -820,6 +821,7 @@ impl Actor {
                 };
                 self.couriers
                     .start(relay, addrs.clone(), request, pending);
+                self.traffic.couriers_sent += 1;
             }
             for (sent, request) in into_requests(deposits) {
                 let id = self
