@@ -61,7 +61,11 @@ async fn alice_bob_and_his_relay() -> (Peer, Peer, Peer) {
     )
     .await;
     let invite = bob.node.contacts().invite().await.unwrap();
-    assert_eq!(invite.tokens.len(), 1, "the invite carries a delivery token");
+    assert_eq!(
+        invite.tokens.len(),
+        1,
+        "the invite carries a delivery token"
+    );
     let mut alice = Peer::start("alice").await;
     alice
         .node
@@ -73,7 +77,14 @@ async fn alice_bob_and_his_relay() -> (Peer, Peer, Peer) {
     // Alice holds Bob's signed profile, with his encryption key: her mail
     // to him is sealed.
     let bob_id = bob.peer_id();
-    if alice.node.profiles().get(Some(bob_id)).await.unwrap().is_none() {
+    if alice
+        .node
+        .profiles()
+        .get(Some(bob_id))
+        .await
+        .unwrap()
+        .is_none()
+    {
         alice
             .wait_for("bob's profile", |e| match e {
                 Event::ProfileChanged { peer } if *peer == bob_id => Some(()),
@@ -124,7 +135,10 @@ async fn a_relay_holds_sealed_mail_without_learning_who_deposited_it() {
     let status = alice.node.network().status().await.unwrap();
     assert!(status.traffic.couriers_sent >= 1, "{:?}", status.traffic);
     let held = relay.node.network().status().await.unwrap();
-    assert!(held.mailbox.unwrap().messages >= 1, "the relay holds the mail");
+    assert!(
+        held.mailbox.unwrap().messages >= 1,
+        "the relay holds the mail"
+    );
 
     // The relay's disk, every file: Alice's key is nowhere, raw or as a
     // PeerId. (Her own disk holds it raw, in her changes: the search finds

@@ -80,10 +80,7 @@ impl Couriers {
                 Ok((id, result)) => (id, result),
                 // A courier that panicked brought nothing: its deposits
                 // are due again, like after any failure.
-                Err(error) => (
-                    error.id(),
-                    Err(CourierError::Lost(error.to_string())),
-                ),
+                Err(error) => (error.id(), Err(CourierError::Lost(error.to_string()))),
             };
             if let Some((relay, pending)) = self.pending.remove(&id) {
                 return Some(Returned {

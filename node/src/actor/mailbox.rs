@@ -819,8 +819,7 @@ impl Actor {
                     relay: relay_key,
                     deposits: sent,
                 };
-                self.couriers
-                    .start(relay, addrs.clone(), request, pending);
+                self.couriers.start(relay, addrs.clone(), request, pending);
                 self.traffic.couriers_sent += 1;
             }
             for (sent, request) in into_requests(deposits) {
