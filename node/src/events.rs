@@ -197,6 +197,14 @@ pub struct Traffic {
     pub received_by_sync: u64,
     /// Received in mail from relays.
     pub received_from_relays: u64,
+    /// Deposit requests (not changes) sent by courier, over a throwaway
+    /// identity.
+    #[serde(default)]
+    pub couriers_sent: u64,
+    /// Of those, the ones that brought no answer (a dial error, a
+    /// timeout): their mail is deposited again later.
+    #[serde(default)]
+    pub couriers_failed: u64,
 }
 
 /// Counters of a relay's mailbox service since it started.

@@ -14,6 +14,7 @@ mod clock;
 mod command;
 pub mod config;
 pub mod control;
+mod courier;
 mod data_dir;
 mod disk;
 mod durable;

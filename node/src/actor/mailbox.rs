@@ -5,12 +5,13 @@
 //! changes at an unreachable contact's relays with the token that contact
 //! handed over, and hand its own tokens to the peers that send it mail.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use libp2p::request_response::{self, OutboundRequestId};
 
 use super::{
     commit::{Held, HeldDeposit, HeldItem, HeldMail},
+    couriers::Returned,
     fetches::AfterPage,
     ingest::Via,
     sealing, *,
@@ -80,7 +81,12 @@ pub(super) struct SentDeposit {
 /// protocol's bounds allow.
 struct Outgoing {
     relay_key: PublicKey,
+    /// Over the node's own connection (the relay learns who deposits).
     deposits: Vec<(SentDeposit, DepositItem)>,
+    /// By courier, over a throwaway identity (see `crate::courier`).
+    anonymous: Vec<(SentDeposit, DepositItem)>,
+    /// Where a courier dials the relay.
+    addrs: Vec<Multiaddr>,
 }
 
 /// Most envelope bytes one batch request carries (under
@@ -142,9 +148,7 @@ impl Actor {
                 tracing::debug!(%peer, %error, "mailbox request failed");
                 match self.mailbox_pending.remove(&request_id) {
                     Some(MailboxPending::Deposit { relay, deposits }) => {
-                        for sent in deposits {
-                            self.deposits.settled(&sent.recipient, &relay, &sent.hashes);
-                        }
+                        self.deposit_failed(&relay, deposits);
                     }
                     Some(MailboxPending::Tokens { holder, .. }) => {
                         self.tokens.not_offering(&holder);
@@ -154,6 +158,34 @@ impl Actor {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A courier came back: its answer is handled as the same request's
+    /// over the node's own swarm would be, and so is its failure.
+    pub(super) async fn on_courier_returned(&mut self, returned: Returned) {
+        let Returned {
+            relay,
+            pending,
+            result,
+        } = returned;
+        match result {
+            Ok(response) => self.on_mailbox_response(relay, pending, response).await,
+            Err(error) => {
+                tracing::debug!(%relay, %error, "courier failed");
+                self.traffic.couriers_failed += 1;
+                if let MailboxPending::Deposit { relay, deposits } = pending {
+                    self.deposit_failed(&relay, deposits);
+                }
+            }
+        }
+    }
+
+    /// A deposit request failed (no answer): its changes are due again at
+    /// the next deposit tick.
+    fn deposit_failed(&mut self, relay: &PublicKey, deposits: Vec<SentDeposit>) {
+        for sent in deposits {
+            self.deposits.settled(&sent.recipient, relay, &sent.hashes);
         }
     }
 
@@ -455,10 +487,10 @@ impl Actor {
                     dropped: Vec::new(),
                     then,
                 };
-                // One batch per sender for the whole page: Automerge applies
-                // a batch about as fast as one change.
-                let mut by_sender: BTreeMap<PublicKey, (Vec<u64>, Vec<SignedChange>)> =
-                    BTreeMap::new();
+                // One batch for the whole page: Automerge applies a batch
+                // about as fast as one change, and a change may depend on
+                // another's from other mail (an invitation's metadata).
+                let (mut ids, mut batch, mut authors) = (Vec::new(), Vec::new(), BTreeSet::new());
                 for item in items {
                     let me = self.chats.me();
                     let changes = match open_envelope(&item.envelope, &me, self.chats.device_keys())
@@ -473,18 +505,48 @@ impl Actor {
                             continue;
                         }
                     };
+                    // Who deposited is the relay's word, and mostly a
+                    // courier's throwaway key: the changes' authors are
+                    // who sent them (their signatures are checked as they
+                    // are applied).
                     if self.chats.store().is_blocked(&item.sender) {
                         page.dropped.push(item.id);
                         continue;
                     }
-                    let (ids, batch) = by_sender.entry(item.sender).or_default();
                     ids.push(item.id);
-                    batch.extend(changes);
+                    let store = self.chats.store();
+                    batch.extend(changes.into_iter().filter(|change| {
+                        // The author named inside the change (its actor),
+                        // unverified here: a forged one fails the
+                        // signature check against that very key when
+                        // applied. A change that does not decode goes on,
+                        // to be refused and reported like any other.
+                        let Ok(decoded) = change.decode_stored() else {
+                            return true;
+                        };
+                        if store.is_blocked(&decoded.author) {
+                            return false;
+                        }
+                        authors.insert(decoded.author);
+                        true
+                    }));
                 }
-                for (sender_key, (ids, changes)) in by_sender {
-                    let sender = peer_id_of(&sender_key).unwrap_or(relay);
+                if batch.is_empty() {
+                    // Nothing left (only blocked authors' changes).
+                    page.dropped.extend(ids);
+                } else {
+                    // Refusals are reported against the author; a page of
+                    // several authors' changes (group mail, several
+                    // senders) against the relay it came from. `from` only
+                    // seeds a message request, whose sender is then taken
+                    // from the changes themselves.
+                    let first = authors.first().copied().unwrap_or_else(|| self.chats.me());
+                    let peer = match authors.len() {
+                        1 => peer_id_of(&first).unwrap_or(relay),
+                        _ => relay,
+                    };
                     // Acknowledged to the relay only once the flush covering it succeeds.
-                    if let Ok(ingest) = self.ingest(sender, sender_key, changes, Via::Mailbox) {
+                    if let Ok(ingest) = self.ingest(peer, first, batch, Via::Mailbox) {
                         page.items.push((ids, ingest));
                     }
                 }
@@ -667,18 +729,28 @@ impl Actor {
             if envelopes.is_empty() {
                 continue;
             }
-            if !self.swarm.is_connected(&relay) {
+            let token = self.tokens.for_deposit(&recipient, &relay_key);
+            // Sealed mail under a token goes by courier, which dials the
+            // relay itself; the rest over this node's own connection.
+            let by_courier = token.is_some() && self.couriers.enabled();
+            let connected = self.swarm.is_connected(&relay);
+            if !connected && !by_courier {
                 self.remember_addrs(relay, [relay_addr.clone()]);
                 self.dial_peer(relay);
                 // Deposited as soon as the connection is up.
                 awaited.push(relay);
                 continue;
             }
-            let token = self.tokens.for_deposit(&recipient, &relay_key);
             let to_relay = outgoing.entry(relay).or_insert_with(|| Outgoing {
                 relay_key,
                 deposits: Vec::new(),
+                anonymous: Vec::new(),
+                addrs: Vec::new(),
             });
+            if !to_relay.addrs.contains(relay_addr) {
+                to_relay.addrs.push(relay_addr.clone());
+            }
+            let mut identified_waits = false;
             for changes in envelopes {
                 let (changes, hashes): (Vec<SignedChange>, Vec<ChangeHash>) =
                     changes.into_iter().unzip();
@@ -690,6 +762,13 @@ impl Actor {
                 ) else {
                     continue;
                 };
+                let anonymous = by_courier && crate::courier::carries(&envelope);
+                if !anonymous && !connected {
+                    // Not for a courier (it attaches files): it goes over
+                    // the connection, once up.
+                    identified_waits = true;
+                    continue;
+                }
                 self.deposits.sent(recipient, relay_key, &hashes);
                 let sent = SentDeposit {
                     recipient,
@@ -701,7 +780,16 @@ impl Actor {
                     envelope,
                     token: token.clone(),
                 };
-                to_relay.deposits.push((sent, item));
+                if anonymous {
+                    to_relay.anonymous.push((sent, item));
+                } else {
+                    to_relay.deposits.push((sent, item));
+                }
+            }
+            if identified_waits {
+                self.remember_addrs(relay, [relay_addr.clone()]);
+                self.dial_peer(relay);
+                awaited.push(relay);
             }
         }
         awaited
@@ -709,16 +797,37 @@ impl Actor {
 
     /// Sends the gathered deposits, each relay's in as few requests as
     /// [`MAX_DEPOSITS_PER_BATCH`] and [`BATCH_TARGET_BYTES`] allow: the
-    /// relay answers a batch after one flush.
+    /// relay answers a batch after one flush. Each request of sealed mail
+    /// goes by its own courier (a fresh identity), while one may start;
+    /// the rest stays due for the next deposit tick.
     fn send_deposits(&mut self, outgoing: BTreeMap<PeerId, Outgoing>) {
         for (
             relay,
             Outgoing {
                 relay_key,
                 deposits,
+                anonymous,
+                mut addrs,
             },
         ) in outgoing
         {
+            for known in self.addrs.get(&relay).into_iter().flatten() {
+                if !addrs.contains(known) {
+                    addrs.push(known.clone());
+                }
+            }
+            for (sent, request) in into_requests(anonymous) {
+                if !self.couriers.has_room() {
+                    self.deposit_failed(&relay_key, sent);
+                    continue;
+                }
+                let pending = MailboxPending::Deposit {
+                    relay: relay_key,
+                    deposits: sent,
+                };
+                self.couriers.start(relay, addrs.clone(), request, pending);
+                self.traffic.couriers_sent += 1;
+            }
             for (sent, request) in into_requests(deposits) {
                 let id = self
                     .swarm

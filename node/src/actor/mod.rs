@@ -23,6 +23,7 @@ use tokio::{
 
 mod commands;
 mod commit;
+mod couriers;
 mod direct;
 mod effects;
 mod fetches;
@@ -133,6 +134,8 @@ pub(crate) struct Actor {
     sender_keys: crate::sender_keys::SenderKeys,
     /// Gossip waiting for sender keys asked for.
     key_waits: key_requests::KeyWaits,
+    /// Sealed deposits on their way to relays over throwaway identities.
+    couriers: couriers::Couriers,
 }
 
 /// Starts a node on `dir` (which must be initialised) with `config`.
@@ -165,6 +168,9 @@ pub async fn spawn_with(
     .await?;
     let agent_version = crate::blobs::agent_version(blobs.port());
     let keypair = libp2p_keypair(&identity);
+    // A courier builds a TCP + QUIC swarm of its own: not on a node whose
+    // caller supplied the transport (the simulator's in-memory network).
+    let couriers = couriers::Couriers::new(options.transport.is_none());
     let mut swarm = build_swarm(
         keypair,
         options.transport,
@@ -255,6 +261,7 @@ pub async fn spawn_with(
         }),
         sender_keys,
         key_waits: Default::default(),
+        couriers,
     };
     actor.sync_connection_gates();
     actor.ensure_own_profile(dir.profile().name)?;
@@ -395,6 +402,7 @@ impl Actor {
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
                 Some(flushed) = self.commit.done_rx.recv() => self.on_flushed(flushed),
+                Some(returned) = self.couriers.next() => self.on_courier_returned(returned).await,
                 _ = tokio::time::sleep_until(self.engine.next_wake().into()) => {
                     self.drive(crate::engine::Input::Tick);
                 }
