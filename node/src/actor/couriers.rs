@@ -1,10 +1,14 @@
 //! The couriers in flight (see [`crate::courier`]): at most
-//! [`MAX_IN_FLIGHT`] per node, each bounded by [`TIMEOUT`], run as tasks
+//! [`MAX_IN_FLIGHT`] per node and one per relay, each bounded by
+//! [`TIMEOUT`], run as tasks
 //! of a `JoinSet` the actor's loop polls (aborted when the actor stops).
 //! Each remembers the mailbox request it stands for, so its answer, or its
 //! failure, is handled like that of a request over the node's own swarm.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use libp2p::{Multiaddr, PeerId};
 use tokio::task::{self, JoinSet};
@@ -15,8 +19,8 @@ use crate::{
     protocol::{MailboxRequest, MailboxResponse},
 };
 
-/// Couriers one node runs at once; deposits beyond wait for the next
-/// deposit tick (they stay due in the deposit log).
+/// Couriers one node runs at once; deposits beyond wait until one comes
+/// back (they stay due in the deposit log).
 pub(super) const MAX_IN_FLIGHT: usize = 4;
 /// How long one courier may take, dial to answer.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,6 +38,12 @@ pub(super) struct Couriers {
     enabled: bool,
     running: JoinSet<Result<MailboxResponse, CourierError>>,
     pending: HashMap<task::Id, (PeerId, MailboxPending)>,
+    /// Relays a courier is out to: mail for them waits for its return and
+    /// then leaves together (one batch, as over a connection being dialled).
+    busy: HashSet<PeerId>,
+    /// Deposits were held back while couriers were out: gather again when
+    /// one comes back.
+    deferred: bool,
 }
 
 impl Couriers {
@@ -42,6 +52,8 @@ impl Couriers {
             enabled,
             running: JoinSet::new(),
             pending: HashMap::new(),
+            busy: HashSet::new(),
+            deferred: false,
         }
     }
 
@@ -50,9 +62,17 @@ impl Couriers {
         self.enabled
     }
 
-    /// Whether another courier may start now.
-    pub(super) fn has_room(&self) -> bool {
-        self.enabled && self.running.len() < MAX_IN_FLIGHT
+    /// Whether a courier to `relay` may start now; if not, the deposits
+    /// wait (see [`Couriers::take_deferred`]).
+    pub(super) fn may_start(&mut self, relay: &PeerId) -> bool {
+        let room = self.enabled && self.running.len() < MAX_IN_FLIGHT && !self.busy.contains(relay);
+        self.deferred |= !room;
+        room
+    }
+
+    /// Whether deposits waited for a courier since last asked.
+    pub(super) fn take_deferred(&mut self) -> bool {
+        std::mem::take(&mut self.deferred)
     }
 
     /// Sends `request` to `relay` by a new courier; `pending` is what its
@@ -70,6 +90,7 @@ impl Couriers {
             span,
         ));
         self.pending.insert(handle.id(), (relay, pending));
+        self.busy.insert(relay);
     }
 
     /// The next courier to come back; `None` (at once) when none is out, so
@@ -83,6 +104,7 @@ impl Couriers {
                 Err(error) => (error.id(), Err(CourierError::Lost(error.to_string()))),
             };
             if let Some((relay, pending)) = self.pending.remove(&id) {
+                self.busy.remove(&relay);
                 return Some(Returned {
                     relay,
                     pending,

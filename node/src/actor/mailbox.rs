@@ -179,6 +179,10 @@ impl Actor {
                 }
             }
         }
+        // Mail that waited for a courier leaves now, together.
+        if self.couriers.take_deferred() {
+            self.deposit_now(None);
+        }
     }
 
     /// A deposit request failed (no answer): its changes are due again at
@@ -817,7 +821,7 @@ impl Actor {
                 }
             }
             for (sent, request) in into_requests(anonymous) {
-                if !self.couriers.has_room() {
+                if !self.couriers.may_start(&relay) {
                     self.deposit_failed(&relay_key, sent);
                     continue;
                 }
