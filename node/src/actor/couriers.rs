@@ -34,6 +34,8 @@ pub(super) struct Couriers {
     enabled: bool,
     running: JoinSet<Result<MailboxResponse, CourierError>>,
     pending: HashMap<task::Id, (PeerId, MailboxPending)>,
+    /// Deposits waited for room: deposit again once a courier delivers.
+    deferred: bool,
 }
 
 impl Couriers {
@@ -42,6 +44,7 @@ impl Couriers {
             enabled,
             running: JoinSet::new(),
             pending: HashMap::new(),
+            deferred: false,
         }
     }
 
@@ -50,9 +53,20 @@ impl Couriers {
         self.enabled
     }
 
-    /// Whether another courier may start now.
-    pub(super) fn has_room(&self) -> bool {
-        self.enabled && self.running.len() < MAX_IN_FLIGHT
+    /// Whether another courier may start now; if not, the deposit waits
+    /// (see [`Self::take_deferred`]).
+    pub(super) fn has_room(&mut self) -> bool {
+        let room = self.enabled && self.running.len() < MAX_IN_FLIGHT;
+        self.deferred |= !room;
+        room
+    }
+
+    /// Whether deposits waited for room since the last call. Asked after a
+    /// courier delivered (not after a failure, which would only start the
+    /// next round against an unreachable relay at once): the rest need not
+    /// wait for the next deposit tick.
+    pub(super) fn take_deferred(&mut self) -> bool {
+        std::mem::take(&mut self.deferred)
     }
 
     /// Sends `request` to `relay` by a new courier; `pending` is what its
@@ -90,5 +104,41 @@ impl Couriers {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn at_most_four_couriers_run_and_each_comes_back() {
+        let mut couriers = Couriers::new(true);
+        // Nothing listens on port 1 of loopback: each fails at once.
+        let nowhere: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        let relay = PeerId::random();
+        let mut started = 0;
+        while couriers.has_room() {
+            couriers.start(
+                relay,
+                vec![nowhere.clone()],
+                MailboxRequest::Notify,
+                MailboxPending::Notify,
+            );
+            started += 1;
+        }
+        assert_eq!(started, MAX_IN_FLIGHT);
+        assert!(couriers.take_deferred());
+        assert!(!couriers.take_deferred());
+        for _ in 0..started {
+            let returned = couriers.next().await.unwrap();
+            assert_eq!(returned.relay, relay);
+            assert!(matches!(returned.pending, MailboxPending::Notify));
+            assert!(returned.result.is_err());
+        }
+        assert!(couriers.next().await.is_none());
+        assert!(couriers.has_room());
+        // A node on a custom transport sends none.
+        assert!(!Couriers::new(false).has_room());
     }
 }

@@ -170,7 +170,12 @@ impl Actor {
             result,
         } = returned;
         match result {
-            Ok(response) => self.on_mailbox_response(relay, pending, response).await,
+            Ok(response) => {
+                self.on_mailbox_response(relay, pending, response).await;
+                if self.couriers.take_deferred() {
+                    self.deposit_now(None);
+                }
+            }
             Err(error) => {
                 tracing::debug!(%relay, %error, "courier failed");
                 self.traffic.couriers_failed += 1;
