@@ -763,8 +763,8 @@ impl Actor {
                 };
                 let anonymous = by_courier && crate::courier::carries(&envelope);
                 if !anonymous && !connected {
-                    // Not for a courier (it attaches files): it goes over
-                    // the connection, once up.
+                    // Not for a courier (it attaches files, or is not
+                    // sealed): it goes over the connection, once up.
                     identified_waits = true;
                     continue;
                 }
@@ -798,7 +798,8 @@ impl Actor {
     /// [`MAX_DEPOSITS_PER_BATCH`] and [`BATCH_TARGET_BYTES`] allow: the
     /// relay answers a batch after one flush. Each request of sealed mail
     /// goes by its own courier (a fresh identity), while one may start;
-    /// the rest stays due for the next deposit tick.
+    /// the rest stays due, for when a courier delivers or the next deposit
+    /// tick.
     fn send_deposits(&mut self, outgoing: BTreeMap<PeerId, Outgoing>) {
         for (
             relay,
@@ -817,6 +818,7 @@ impl Actor {
             }
             for (sent, request) in into_requests(anonymous) {
                 if !self.couriers.has_room() {
+                    // Not sent after all: due again.
                     self.deposit_failed(&relay_key, sent);
                     continue;
                 }
