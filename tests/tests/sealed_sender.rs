@@ -47,10 +47,16 @@ async fn status_until(peer: &Peer, what: &str, done: impl Fn(&Status) -> bool) -
     .await
 }
 
-/// A relay, Bob using it (offline from the end of this), and Alice, who has
-/// no relay of her own and added Bob from his invite: she holds his relay,
-/// a delivery token for it, and (from his profile) his encryption key.
+/// A relay, Bob using it, and Alice, who has no relay of her own and added
+/// Bob from his invite: she holds his relay, a delivery token for it, and
+/// his encryption key, so her mail to him is sealed.
 async fn alice_bob_and_his_relay() -> (Peer, Peer, Peer) {
+    let (relay, bob, mut senders) = bob_and_his_relay(&["alice"]).await;
+    (relay, senders.remove(0), bob)
+}
+
+/// A relay, Bob using it, and `senders`, each as Alice above.
+async fn bob_and_his_relay(senders: &[&'static str]) -> (Peer, Peer, Vec<Peer>) {
     let (relay, relay_addr) = Peer::start_relay().await;
     let mut bob = Peer::start_with(
         "bob",
@@ -66,36 +72,39 @@ async fn alice_bob_and_his_relay() -> (Peer, Peer, Peer) {
         1,
         "the invite carries a delivery token"
     );
-    let mut alice = Peer::start("alice").await;
-    alice
-        .node
-        .contacts()
-        .add_from_invite(invite, Some("bob".into()))
-        .await
-        .unwrap();
-    bob.add_one_way(&alice).await;
-    // Alice holds Bob's signed profile, with his encryption key: her mail
-    // to him is sealed.
     let bob_id = bob.peer_id();
-    if alice
-        .node
-        .profiles()
-        .get(Some(bob_id))
-        .await
-        .unwrap()
-        .is_none()
-    {
-        alice
-            .wait_for("bob's profile", |e| match e {
-                Event::ProfileChanged { peer } if *peer == bob_id => Some(()),
-                _ => None,
-            })
-            .await;
+    let mut peers = Vec::new();
+    for name in senders {
+        let mut sender = Peer::start(name).await;
+        sender
+            .node
+            .contacts()
+            .add_from_invite(invite.clone(), Some("bob".into()))
+            .await
+            .unwrap();
+        bob.add_one_way(&sender).await;
+        // The sender holds Bob's signed profile, with his encryption key.
+        if sender
+            .node
+            .profiles()
+            .get(Some(bob_id))
+            .await
+            .unwrap()
+            .is_none()
+        {
+            sender
+                .wait_for("bob's profile", |e| match e {
+                    Event::ProfileChanged { peer } if *peer == bob_id => Some(()),
+                    _ => None,
+                })
+                .await;
+        }
+        let profile = sender.node.profiles().get(Some(bob_id)).await.unwrap();
+        assert!(profile.unwrap().profile.encryption_key.is_some());
+        peers.push(sender);
     }
-    let profile = alice.node.profiles().get(Some(bob_id)).await.unwrap();
-    assert!(profile.unwrap().profile.encryption_key.is_some());
     bob.drain();
-    (relay, alice, bob)
+    (relay, bob, peers)
 }
 
 async fn wait_custody(alice: &mut Peer) {
@@ -188,38 +197,44 @@ async fn mail_a_courier_could_not_deliver_is_deposited_again_later() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn anonymous_mail_from_a_blocked_author_is_dropped() {
-    let (relay, mut alice, mut bob) = alice_bob_and_his_relay().await;
+async fn anonymous_mail_from_a_blocked_author_is_dropped_and_the_rest_arrives() {
+    let (relay, mut bob, mut senders) = bob_and_his_relay(&["alice", "carol"]).await;
+    let (mut carol, mut alice) = (senders.pop().unwrap(), senders.pop().unwrap());
     bob.node
         .contacts()
-        .set_blocked(alice.peer_id(), true)
+        .set_blocked(carol.peer_id(), true)
         .await
         .unwrap();
     bob.stop().await;
 
-    // Alice does not know; she still holds Bob's token, and the relay
-    // cannot tell her courier from anyone's.
-    let text = "sealed sender: from a blocked author";
-    let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
-    alice.node.chats().send(chat, text).await.unwrap();
-    wait_custody(&mut alice).await;
-    // Alice goes away, so nothing but the relay's copy can reach Bob.
-    alice.stop().await;
+    // Carol does not know; she still holds Bob's token, and the relay
+    // cannot tell her courier from Alice's.
+    let (from_alice, from_carol) = ("sealed sender: from alice", "sealed sender: from carol");
+    for (sender, text) in [(&mut alice, from_alice), (&mut carol, from_carol)] {
+        let chat = sender.node.chats().direct(bob.peer_id()).await.unwrap();
+        sender.node.chats().send(chat, text).await.unwrap();
+        wait_custody(sender).await;
+        let status = sender.node.network().status().await.unwrap();
+        assert!(status.traffic.couriers_sent >= 1, "{:?}", status.traffic);
+        // Gone, so nothing but the relay's copy can reach Bob.
+        sender.stop().await;
+    }
 
+    // Bob fetches both in one page: Alice's message arrives, from her ...
     bob.restart().await;
-    // Bob fetched and acknowledged everything the relay held ...
+    assert_eq!(wait_message(&mut bob, from_alice).await, key_of(&alice));
     status_until(&relay, "bob's mailbox emptied", |s| {
         s.mailbox.as_ref().is_some_and(|m| m.messages == 0)
     })
     .await;
-    // ... and kept none of it: unblocked, Alice's message is not there.
+    // ... and of Carol's nothing was kept: unblocked, it is not there.
     bob.node
         .contacts()
-        .set_blocked(alice.peer_id(), false)
+        .set_blocked(carol.peer_id(), false)
         .await
         .unwrap();
-    let chat = bob.node.chats().direct(alice.peer_id()).await.unwrap();
-    assert!(!bob.texts(chat).await.contains(&text.to_owned()));
+    let chat = bob.node.chats().direct(carol.peer_id()).await.unwrap();
+    assert!(!bob.texts(chat).await.contains(&from_carol.to_owned()));
     relay.stop().await;
     bob.stop().await;
 }

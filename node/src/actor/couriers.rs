@@ -114,3 +114,44 @@ impl Couriers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn at_most_four_couriers_run_one_per_relay_and_each_comes_back() {
+        let mut couriers = Couriers::new(true);
+        // Nothing listens on port 1 of loopback: each fails at once.
+        let nowhere: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        let relays: Vec<PeerId> = (0..MAX_IN_FLIGHT + 1).map(|_| PeerId::random()).collect();
+        let mut started = Vec::new();
+        for relay in &relays {
+            if couriers.may_start(relay) {
+                couriers.start(
+                    *relay,
+                    vec![nowhere.clone()],
+                    MailboxRequest::Notify,
+                    MailboxPending::Notify,
+                );
+                started.push(*relay);
+            }
+        }
+        assert_eq!(started.len(), MAX_IN_FLIGHT);
+        assert!(couriers.take_deferred(), "the fifth relay waited");
+        assert!(!couriers.take_deferred());
+        // A second courier to a relay with one out waits too.
+        assert!(!couriers.may_start(&started[0]));
+        assert!(couriers.take_deferred());
+        for _ in 0..started.len() {
+            let returned = couriers.next().await.unwrap();
+            assert!(started.contains(&returned.relay));
+            assert!(matches!(returned.pending, MailboxPending::Notify));
+            assert!(returned.result.is_err());
+        }
+        assert!(couriers.next().await.is_none());
+        assert!(couriers.may_start(&started[0]));
+        // A node on a custom transport sends none.
+        assert!(!Couriers::new(false).may_start(&relays[0]));
+    }
+}

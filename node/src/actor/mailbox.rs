@@ -170,7 +170,16 @@ impl Actor {
             result,
         } = returned;
         match result {
-            Ok(response) => self.on_mailbox_response(relay, pending, response).await,
+            Ok(response) => {
+                self.on_mailbox_response(relay, pending, response).await;
+                // Mail that waited for a courier leaves now, together (not
+                // after a failure, which would only start the next round
+                // against an unreachable relay at once: the deposit tick
+                // retries).
+                if self.couriers.take_deferred() {
+                    self.deposit_now(None);
+                }
+            }
             Err(error) => {
                 tracing::debug!(%relay, %error, "courier failed");
                 self.traffic.couriers_failed += 1;
@@ -178,10 +187,6 @@ impl Actor {
                     self.deposit_failed(&relay, deposits);
                 }
             }
-        }
-        // Mail that waited for a courier leaves now, together.
-        if self.couriers.take_deferred() {
-            self.deposit_now(None);
         }
     }
 
@@ -802,8 +807,9 @@ impl Actor {
     /// Sends the gathered deposits, each relay's in as few requests as
     /// [`MAX_DEPOSITS_PER_BATCH`] and [`BATCH_TARGET_BYTES`] allow: the
     /// relay answers a batch after one flush. Each request of sealed mail
-    /// goes by its own courier (a fresh identity), while one may start;
-    /// the rest stays due for the next deposit tick.
+    /// goes by its own courier (a fresh identity), one per relay at a time;
+    /// the rest stays due, for when a courier delivers or the next deposit
+    /// tick.
     fn send_deposits(&mut self, outgoing: BTreeMap<PeerId, Outgoing>) {
         for (
             relay,
