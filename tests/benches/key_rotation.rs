@@ -6,12 +6,14 @@
 //! its share is (n - 1) times the CPU of one request made and answered,
 //! plus drawing its own key. Two measurements:
 //!
-//! 1. **One key request, made and answered**: a bare gossip member (a
-//!    libp2p swarm speaking `/meshchat/sync/1`, as a node's requests do)
-//!    asks a real node for the group's current sender key, one request in
-//!    flight, many times. CPU per request, both sides (one process).
-//!    Printed with the member's share for n = 1,024 (the `big-group`
-//!    simulation's size) against the bound of 1 s.
+//! 1. **One key request, made and answered**: a bare libp2p client
+//!    speaking `/meshchat/sync/1` (a member of the group) asks a real node
+//!    for the group's current sender key, one request in flight, many
+//!    times; then the same client asks a bare request-response swarm with
+//!    the same codec, which answers at once (the floor). CPU per request,
+//!    both ends (one process). Printed with the member's share for
+//!    n = 1,024 (the `big-group` simulation's size) against the issue's
+//!    bound of 1 s.
 //! 2. **A whole rotation round, as an upper bound**: two real nodes (ann
 //!    and ben) in a group with a third member that has no node. Each
 //!    rotating round ann removes the third member (her next frame is
@@ -39,12 +41,21 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use libp2p::{
+    request_response::{self, ProtocolSupport},
+    swarm::SwarmEvent,
+};
 use meshchat_node::{
-    crdt::{ChatId, Identity},
-    protocol::{decode_frame, GossipMessage, Response},
+    crdt::{ChatId, Identity, KeyId},
+    protocol::{decode_frame, GossipMessage, Inbound, Request, Response, SyncCodec, SYNC_PROTOCOL},
     Event, NodeConfig, PeerId,
 };
-use meshchat_tests::{gossip::GossipMember, Peer};
+use meshchat_tests::{
+    gossip::GossipMember,
+    net::{bare_swarm, keypair_of, listen},
+    BareClient, Net, Peer, WAIT,
+};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -132,17 +143,21 @@ impl Group {
     }
 }
 
-/// CPU per key request made and answered (see the module doc, 1).
-async fn key_request_cpu(requests: usize) -> Duration {
+/// CPU per key request made and answered by a real node (see the module
+/// doc, 1), and a sample answer for the bare baseline.
+async fn key_request_cpu(requests: usize) -> (Duration, Response) {
     let ann = Peer::start_with("ann", NodeConfig::loopback()).await;
-    let kim = Identity::generate();
-    let kim_id = meshchat_node::peer_id_of(&kim.public()).expect("peer id");
+    let (kim, asker) = (Identity::generate(), Identity::generate());
+    let members = [&kim, &asker]
+        .map(|m| meshchat_node::peer_id_of(&m.public()).expect("peer id"))
+        .to_vec();
     let chat = ann
         .node
         .groups()
-        .create("keys", vec![kim_id])
+        .create("keys", members)
         .await
         .expect("create");
+    // Kim listens on the topic for a frame: its key id is what is asked.
     let mut kim = GossipMember::join(kim, chat, &ann).await;
     let key_id = loop {
         ann.node.chats().send(chat, "a frame").await.expect("send");
@@ -153,19 +168,76 @@ async fn key_request_cpu(requests: usize) -> Duration {
             }
         }
     };
-    let ann_id = ann.peer_id();
+    let mut client = BareClient::connect(asker, SyncCodec, &ann).await;
+    let ask = Request::Key { chat, key_id };
+    let mut answer = None;
     for _ in 0..100 {
-        let answer = kim.ask_key(ann_id, chat, key_id).await;
-        assert!(matches!(answer, Some(Response::Key { .. })));
+        let got = client.request(Inbound::Request(ask.clone())).await;
+        assert!(matches!(got, Ok(Response::Key { .. })), "{got:?}");
+        answer = got.ok();
     }
     let cpu = process_cpu();
     for _ in 0..requests {
-        let answer = kim.ask_key(ann_id, chat, key_id).await;
-        assert!(matches!(answer, Some(Response::Key { .. })));
+        let got = client.request(Inbound::Request(ask.clone())).await;
+        assert!(matches!(got, Ok(Response::Key { .. })), "{got:?}");
     }
     let spent = process_cpu() - cpu;
-    drop(kim);
+    drop((kim, client));
     ann.stop().await;
+    (spent / requests as u32, answer.expect("an answer"))
+}
+
+/// The same requests answered by a bare libp2p swarm with the same codec
+/// (TCP, Noise, yamux on loopback) that returns `answer` at once: the floor.
+async fn bare_request_cpu(requests: usize, answer: Response) -> Duration {
+    let server = Identity::generate();
+    let mut swarm = bare_swarm(keypair_of(&server), Net::Loopback, WAIT * 3, |_| {
+        request_response::Behaviour::with_codec(
+            SyncCodec,
+            [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default(),
+        )
+    });
+    let addr = listen(&mut swarm, Net::Loopback).await;
+    let serving = tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            }) = swarm.select_next_some().await
+            {
+                let _ = swarm.behaviour_mut().send_response(channel, answer.clone());
+            }
+        }
+    });
+    let mut client = BareClient::dial(
+        Identity::generate(),
+        SyncCodec,
+        SYNC_PROTOCOL,
+        Net::Loopback,
+        addr,
+        WAIT,
+    )
+    .await;
+    let ask = Request::Key {
+        chat: ChatId::from_bytes([1; 32]),
+        key_id: KeyId::from_bytes([2; 16]),
+    };
+    for _ in 0..100 {
+        client
+            .request(Inbound::Request(ask.clone()))
+            .await
+            .expect("bare answer");
+    }
+    let cpu = process_cpu();
+    for _ in 0..requests {
+        client
+            .request(Inbound::Request(ask.clone()))
+            .await
+            .expect("bare answer");
+    }
+    let spent = process_cpu() - cpu;
+    serving.abort();
     spent / requests as u32
 }
 
@@ -173,15 +245,19 @@ async fn key_request_cpu(requests: usize) -> Duration {
 async fn main() {
     meshchat_tests::init_tracing();
     let requests = env_usize("MESHCHAT_BENCH_REQUESTS", 5000);
-    let per_request = key_request_cpu(requests).await;
+    let (per_request, answer) = key_request_cpu(requests).await;
+    let bare = bare_request_cpu(requests, answer).await;
     let share = per_request.as_secs_f64() * 1023.0;
-    println!("key rotation: CPU, both nodes in this process");
+    println!("key rotation: CPU, both ends in this process");
     println!(
-        "  one key request made and answered ({requests} in a row): {:.1} us",
-        per_request.as_secs_f64() * 1e6
+        "  one key request made and answered ({requests} in a row): meshchat {:.0} us, bare request-response {:.0} us, {:.2}x",
+        per_request.as_secs_f64() * 1e6,
+        bare.as_secs_f64() * 1e6,
+        per_request.as_secs_f64() / bare.as_secs_f64()
     );
     println!(
-        "  a member's share when all 1,024 members of a group rotate: 1,023 x that = {share:.2} s (bound: 1 s)"
+        "  a member's share when all 1,024 members of a group rotate: 1,023 x that = {share:.2} s (bound: 1 s; bare floor {:.2} s)",
+        bare.as_secs_f64() * 1023.0
     );
 
     let rounds = env_usize("MESHCHAT_BENCH_ROUNDS", 100);
