@@ -649,3 +649,151 @@ async fn a_member_added_without_history_gets_no_older_key_and_with_history_does(
     ann.stop().await;
     ben.stop().await;
 }
+
+/// Nodes that never redial by themselves, so a partition holds until the
+/// test heals it.
+fn no_redial() -> NodeConfig {
+    NodeConfig {
+        redial_secs: 3600,
+        ..NodeConfig::loopback()
+    }
+}
+
+/// Waits until `peer` no longer counts `removed` among `chat`'s members.
+async fn wait_removal_seen(peer: &mut Peer, chat: ChatId, removed: meshchat_node::crdt::PublicKey) {
+    within("the removal to be seen", async {
+        loop {
+            let info = peer.node.groups().info(chat).await.unwrap();
+            if !info.members.iter().any(|m| m.key == removed) {
+                return;
+            }
+            peer.wait_for("a group change", |e| {
+                matches!(e, Event::GroupChanged { chat: c } if *c == chat).then_some(())
+            })
+            .await;
+        }
+    })
+    .await;
+}
+
+/// The documented read window across a partition: ann removes mallory
+/// while cut off from ben and cat; on their side, which has not seen the
+/// removal, mallory (a bare member on cat's topic that ignores its removal)
+/// still reads cat's gossip; once the split heals, cat's next frame is
+/// under a key nobody hands her, and every member holds the same history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_a_partition_a_removed_member_reads_until_the_heal_and_no_longer() {
+    let mut ann = Peer::start_with("ann", no_redial()).await;
+    let mut ben = Peer::start_with("ben", no_redial()).await;
+    let mut cat = Peer::start_with("cat", no_redial()).await;
+    ann.add(&ben).await;
+    ann.add(&cat).await;
+    ben.add(&cat).await;
+    let mallory = Identity::generate();
+    let mallory_id = keypair_of(&mallory).public().to_peer_id();
+    let mallory_key = mallory.public();
+    let chat = ann
+        .node
+        .groups()
+        .create("split", vec![ben.peer_id(), cat.peer_id(), mallory_id])
+        .await
+        .unwrap();
+    for peer in [&mut ben, &mut cat] {
+        peer.wait_for("the invitation", |e| {
+            matches!(e, Event::GroupJoined { chat: c } if *c == chat).then_some(())
+        })
+        .await;
+    }
+    let mut mallory = GossipMember::join(mallory, chat, &cat).await;
+
+    // The split: ann alone, and removing mallory.
+    for other in [ben.peer_id(), cat.peer_id()] {
+        ann.node.network().disconnect(other).await.unwrap();
+    }
+    ann.node
+        .groups()
+        .remove_member(chat, mallory_id)
+        .await
+        .unwrap();
+    while mallory
+        .next_message(Duration::from_millis(1500))
+        .await
+        .is_some()
+    {}
+    // On cat's side nobody has seen it: mallory reads cat's gossip.
+    let during = next_sealed(&cat, &mut mallory, chat, "during the split, 3f8a").await;
+    let Some(Response::Key {
+        author, epoch, key, ..
+    }) = mallory.ask_key(cat.peer_id(), chat, during.key_id).await
+    else {
+        panic!("cat, not yet aware of the removal, refused mallory its key");
+    };
+    let split_key = SenderKey::from_parts(chat, author, epoch, key);
+    assert!(holds(
+        &opened(&during, &split_key).expect("cat's key opens cat's frame"),
+        "during the split, 3f8a"
+    ));
+
+    // The heal: cat learns of the removal and rotates on its next frame.
+    let ann_addr = ann.addrs().await.remove(0);
+    for peer in [&ben, &cat] {
+        peer.node.network().dial(ann_addr.clone()).await.unwrap();
+    }
+    wait_removal_seen(&mut cat, chat, mallory_key).await;
+    while mallory
+        .next_message(Duration::from_millis(300))
+        .await
+        .is_some()
+    {}
+    let secret = "after the heal, c71e";
+    let after = next_sealed(&cat, &mut mallory, chat, secret).await;
+    assert_ne!(
+        after.key_id,
+        split_key.key_id(),
+        "no new key after the heal"
+    );
+    assert!(opened(&after, &split_key).is_none());
+    assert_eq!(
+        mallory.ask_key(cat.peer_id(), chat, after.key_id).await,
+        Some(Response::Error(WireError::NotMember)),
+        "cat handed a removed member its new key"
+    );
+
+    // Everyone converges on the same history, both messages included.
+    for (peer, texts) in [
+        (&mut ann, vec!["during the split, 3f8a", secret]),
+        (&mut ben, vec![secret]),
+    ] {
+        let mut missing: Vec<&str> = texts;
+        while !missing.is_empty() {
+            let text = peer
+                .wait_for("the split's and the heal's messages", |e| match e {
+                    Event::Message {
+                        chat: c, message, ..
+                    } if *c == chat => Some(message.text.clone()),
+                    _ => None,
+                })
+                .await;
+            missing.retain(|m| *m != text);
+        }
+    }
+    let texts = |peer: &Peer| {
+        let node = peer.node.clone();
+        async move {
+            node.chats()
+                .history(chat, None)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.message.text)
+                .collect::<Vec<String>>()
+        }
+    };
+    let at_cat = texts(&cat).await;
+    assert_eq!(texts(&ann).await, at_cat);
+    assert_eq!(texts(&ben).await, at_cat);
+    drop(mallory);
+    for peer in [&ann, &ben, &cat] {
+        peer.stop().await;
+    }
+}
