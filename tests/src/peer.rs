@@ -283,4 +283,16 @@ impl Peer {
             .await;
         }
     }
+
+    /// Waits until a relay holds one of this node's messages (a custody
+    /// receipt: the message is `Sent`).
+    pub async fn wait_custody(&mut self) {
+        self.wait_for("custody at a relay", |e| match e {
+            Event::Delivery { state, .. } if *state == meshchat_node::DeliveryState::Sent => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    }
 }

@@ -18,7 +18,7 @@ use meshchat_node::{
         decode_frame, encode_frame, seal_envelope, Envelope, GossipMessage, GossipPayload,
         Response, WireError,
     },
-    DeliveryState, Event, NodeConfig, PeerId, SafetyNumberReport,
+    Event, NodeConfig, PeerId, SafetyNumberReport,
 };
 use meshchat_tests::{gossip::GossipMember, key_of, net::keypair_of, within, MailboxClient, Peer};
 
@@ -140,15 +140,7 @@ async fn a_relay_holds_only_ciphertext_of_mail_to_a_recipient_with_a_key() {
     let marker = "e2e plaintext marker: the cake is in the oven";
     let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
     alice.node.chats().send(chat, marker).await.unwrap();
-    alice
-        .wait_for("custody at the relay", |e| match e {
-            Event::Delivery {
-                state: DeliveryState::Sent,
-                ..
-            } => Some(()),
-            _ => None,
-        })
-        .await;
+    alice.wait_custody().await;
     let held = relay
         .node
         .network()
@@ -230,15 +222,7 @@ async fn mail_to_a_contact_known_by_peer_id_alone_rests_at_the_relay_only_sealed
     let marker = "e2e plaintext marker: known by peer id alone";
     let chat = alice.node.chats().direct(bob_id).await.unwrap();
     alice.node.chats().send(chat, marker).await.unwrap();
-    alice
-        .wait_for("custody at the relay", |e| match e {
-            Event::Delivery {
-                state: DeliveryState::Sent,
-                ..
-            } => Some(()),
-            _ => None,
-        })
-        .await;
+    alice.wait_custody().await;
     assert!(encryption_key_of(&mut alice, bob_id).await.is_some());
     assert_eq!(
         files_holding(relay.dir.root(), marker.as_bytes()),
@@ -316,15 +300,7 @@ async fn mail_that_does_not_open_is_dropped_and_the_rest_arrives() {
     let marker = "the real letter";
     let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
     alice.node.chats().send(chat, marker).await.unwrap();
-    alice
-        .wait_for("custody at the relay", |e| match e {
-            Event::Delivery {
-                state: DeliveryState::Sent,
-                ..
-            } => Some(()),
-            _ => None,
-        })
-        .await;
+    alice.wait_custody().await;
 
     bob.restart().await;
     assert_eq!(bob.wait_messages(1).await, vec![marker.to_owned()]);
@@ -385,15 +361,7 @@ async fn mail_to_a_contact_added_from_an_invite_is_sealed_before_they_ever_meet(
     let marker = "sealed before we ever met";
     let chat = alice.node.chats().direct(bob.peer_id()).await.unwrap();
     alice.node.chats().send(chat, marker).await.unwrap();
-    alice
-        .wait_for("custody at the relay", |e| match e {
-            Event::Delivery {
-                state: DeliveryState::Sent,
-                ..
-            } => Some(()),
-            _ => None,
-        })
-        .await;
+    alice.wait_custody().await;
     assert_eq!(
         files_holding(relay.dir.root(), marker.as_bytes()),
         Vec::<std::path::PathBuf>::new()
@@ -484,19 +452,7 @@ async fn a_removed_member_reads_nothing_written_after_its_removal() {
         .remove_member(chat, mallory_id)
         .await
         .unwrap();
-    within("ben sees the removal", async {
-        loop {
-            let info = ben.node.groups().info(chat).await.unwrap();
-            if !info.members.iter().any(|m| m.key == mallory_key) {
-                return;
-            }
-            ben.wait_for("a group change", |e| {
-                matches!(e, Event::GroupChanged { chat: c } if *c == chat).then_some(())
-            })
-            .await;
-        }
-    })
-    .await;
+    wait_removal_seen(&mut ben, chat, mallory_key).await;
     // Frames published before the removal may still be on their way.
     while mallory
         .next_message(Duration::from_millis(300))

@@ -6,7 +6,7 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use meshchat_node::{DeliveryState, Event, NodeConfig};
+use meshchat_node::{Event, NodeConfig};
 use meshchat_tests::Peer;
 
 /// Redials, heartbeats and resyncs once an hour: nothing periodic helps.
@@ -76,15 +76,7 @@ async fn mail_for_an_offline_contact_is_deposited_when_the_dial_fails() {
         .await
         .unwrap();
     // Bob's port is closed: the dial fails, the relay takes custody.
-    alice
-        .wait_for("custody at the relay", |e| match e {
-            Event::Delivery {
-                state: DeliveryState::Sent,
-                ..
-            } => Some(()),
-            _ => None,
-        })
-        .await;
+    alice.wait_custody().await;
     alice.stop().await;
     relay.stop().await;
 }

@@ -43,15 +43,7 @@ async fn mail_waits_at_the_relay_while_both_ends_take_turns_offline() {
     }
     // Bob is offline: the relay takes custody and the messages become `sent`.
     for _ in 0..3 {
-        alice
-            .wait_for("custody at the relay", |e| match e {
-                Event::Delivery {
-                    state: DeliveryState::Sent,
-                    ..
-                } => Some(()),
-                _ => None,
-            })
-            .await;
+        alice.wait_custody().await;
     }
     let history = alice.history(chat).await;
     assert!(history

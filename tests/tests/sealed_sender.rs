@@ -9,7 +9,7 @@
 
 use std::{path::Path, time::Duration};
 
-use meshchat_node::{DeliveryState, Event, NodeConfig, PeerId, Status};
+use meshchat_node::{Event, NodeConfig, PeerId, Status};
 use meshchat_tests::{key_of, within, Peer};
 
 /// Every file under `dir` that holds `needle` anywhere.
@@ -108,15 +108,7 @@ async fn bob_and_his_relay(senders: &[&'static str]) -> (Peer, Peer, Vec<Peer>) 
 }
 
 async fn wait_custody(alice: &mut Peer) {
-    alice
-        .wait_for("custody at the relay", |e| match e {
-            Event::Delivery {
-                state: DeliveryState::Sent,
-                ..
-            } => Some(()),
-            _ => None,
-        })
-        .await;
+    alice.wait_custody().await;
 }
 
 /// Waits for Bob to read `text` and returns who wrote it.
