@@ -175,7 +175,7 @@ impl Actor {
             });
         }
         if outcome.is_group {
-            if !self.reaches_every_member_directly(chat, &outcome.push_to) {
+            if !self.outbox_reaches_every_member(chat, &outcome.push_to) {
                 self.publish(chat, vec![outcome.change.clone()]);
             }
             if outcome.message.is_none() && outcome.updated.is_none() {

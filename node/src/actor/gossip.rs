@@ -78,24 +78,26 @@ impl Actor {
         }
     }
 
-    /// Whether every other member of `chat` gets a change by a direct push
-    /// at once (it has an outbox entry for it, `pushed`, and is connected):
-    /// publishing it on the topic as well would only send each of them a
-    /// second copy, and their mesh peers more (one live path per recipient).
-    pub(super) fn reaches_every_member_directly(
+    /// Whether every other member of `chat` gets a change through the
+    /// author's outbox (`pushed`: it has an entry there): pushed at once if
+    /// connected, deposited at its relays if not. Publishing it on the topic
+    /// as well would only send the connected ones a second copy and their
+    /// mesh peers more, and reaches no offline one (one live path per
+    /// recipient; anti-entropy repairs the rest).
+    pub(super) fn outbox_reaches_every_member(
         &mut self,
         chat: ChatId,
         pushed: &[PublicKey],
     ) -> bool {
         let me = self.chats.me();
-        let members: Vec<PublicKey> = match self.chats.replica(&chat) {
-            Ok(Some(replica)) => replica.members().into_keys().collect(),
-            _ => return false,
-        };
-        members.iter().filter(|m| **m != me).all(|member| {
-            pushed.contains(member)
-                && peer_id_of(member).is_some_and(|peer| self.swarm.is_connected(&peer))
-        })
+        match self.chats.replica(&chat) {
+            Ok(Some(replica)) => replica
+                .members()
+                .into_keys()
+                .filter(|member| *member != me)
+                .all(|member| pushed.contains(&member)),
+            _ => false,
+        }
     }
 
     /// The sender key this node seals `chat`'s gossip under now (a new one
