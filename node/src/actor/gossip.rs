@@ -84,6 +84,30 @@ impl Actor {
     /// as well would only send the connected ones a second copy and their
     /// mesh peers more, and reaches no offline one (one live path per
     /// recipient; anti-entropy repairs the rest).
+    /// Whether every other member of `chat` has relays this node knows of:
+    /// an author's outbox then reaches each of them (pushed if connected,
+    /// deposited if not), so passing a change learned by sync on to the
+    /// topic would only add copies. Anti-entropy repairs whatever an author
+    /// did not cover.
+    pub(super) fn every_member_has_relays(&mut self, chat: ChatId) -> bool {
+        let me = self.chats.me();
+        let members: Vec<PublicKey> = match self.chats.replica(&chat) {
+            Ok(Some(replica)) => replica.members().into_keys().collect(),
+            _ => return false,
+        };
+        let store = self.chats.store();
+        members
+            .into_iter()
+            .filter(|member| *member != me)
+            .all(|member| {
+                store
+                    .contact(&member)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|contact| !contact.relays.is_empty())
+            })
+    }
+
     pub(super) fn outbox_reaches_every_member(
         &mut self,
         chat: ChatId,

@@ -133,7 +133,8 @@ impl Actor {
         // either: the members already hold the group's metadata and every
         // invitee gets it pushed by its inviter, so republishing it would
         // only send the member list around the whole group once per invitee
-        // (a 1,024-member group: ~200 kB, 1,023 times).
+        // (a 1,024-member group: ~200 kB, 1,023 times). Nor when every
+        // member has relays: their authors' outboxes reach them all.
         let sender = crate::keys::public_key_of(&peer);
         let passed_on = |author: &PublicKey| match via {
             Via::Gossip => false,
@@ -141,7 +142,10 @@ impl Actor {
             Via::Push => Some(*author) != sender,
         };
         for (chat, changes) in received.fresh_group_changes {
-            if !self.is_subscribed(&chat) || received.adopted.contains(&chat) {
+            if !self.is_subscribed(&chat)
+                || received.adopted.contains(&chat)
+                || (via != Via::Gossip && self.every_member_has_relays(chat))
+            {
                 continue;
             }
             let changes: Vec<SignedChange> = changes
