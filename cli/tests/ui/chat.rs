@@ -71,7 +71,7 @@ async fn two_people_chat_in_the_browser_and_remote_html_stays_text() {
         "an unread badge",
     )
     .await;
-    click(&a, ".chat-item").await;
+    open_first_chat(&a).await;
     let inbound = last_text(".msg.in .text");
     wait_js(
         &a,

@@ -27,7 +27,7 @@ async fn mail_held_by_a_relay_shows_one_tick_and_who_holds_it() {
         "the chat with Bob",
     )
     .await;
-    click(&a, ".chat-item").await;
+    open_first_chat(&a).await;
     type_and_enter(&a, "Held for you").await;
     // Bob is offline: the relay takes custody, one tick, and says until when.
     wait_js(&a, "document.querySelector('.msg.out .tick') && document.querySelector('.msg.out .tick').dataset.state === 'sent'", "✓ (at a relay)").await;

@@ -354,6 +354,25 @@ pub(crate) async fn click(page: &Page, selector: &str) {
 }
 
 /// Types into the composer and presses Enter.
+/// Opens the first chat of the list: clicks it and waits for the composer,
+/// clicking again if the list re-rendered under the click (a server event
+/// can redraw it between finding the item and the click landing).
+pub(crate) async fn open_first_chat(page: &Page) {
+    let deadline = Instant::now() + WAIT;
+    let composer_within_2s = "new Promise((resolve) => { const end = Date.now() + 2000; \
+        const tick = () => { const el = document.querySelector('#text'); \
+        if (el && el.offsetParent !== null) resolve(true); \
+        else if (Date.now() > end) resolve(false); else setTimeout(tick, 20); }; tick(); })";
+    loop {
+        click(page, ".chat-item").await;
+        if js(page, composer_within_2s).await == Value::Bool(true) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the chat never opened");
+        eprintln!("the chat did not open: clicking it again");
+    }
+}
+
 pub(crate) async fn type_and_enter(page: &Page, text: &str) {
     wait_js(
         page,
