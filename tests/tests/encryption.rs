@@ -397,6 +397,22 @@ async fn next_sealed(
     panic!("the group's gossip never reached the listener");
 }
 
+/// The sender key `member` is handed when it asks `peer` for `key_id` of
+/// `chat`; `None` if `peer` answers anything else.
+async fn handed_key(
+    member: &GossipMember,
+    peer: PeerId,
+    chat: ChatId,
+    key_id: meshchat_node::crdt::KeyId,
+) -> Option<SenderKey> {
+    match member.ask_key(peer, chat, key_id).await? {
+        Response::Key {
+            author, epoch, key, ..
+        } => Some(SenderKey::from_parts(chat, author, epoch, key)),
+        _ => None,
+    }
+}
+
 /// Opens `sealed` with `key`: the changes' bytes, if it opens.
 fn opened(sealed: &SealedChange, key: &SenderKey) -> Option<Vec<u8>> {
     let plaintext = sealed.open(key).ok()?;
@@ -437,13 +453,9 @@ async fn a_removed_member_reads_nothing_written_after_its_removal() {
 
     // While a member, mallory gets ann's key and reads her messages.
     let before = next_sealed(&ann, &mut mallory, chat, "before the removal, 51c2").await;
-    let Some(Response::Key {
-        author, epoch, key, ..
-    }) = mallory.ask_key(ann.peer_id(), chat, before.key_id).await
-    else {
-        panic!("ann refused a member her key");
-    };
-    let old_key = SenderKey::from_parts(chat, author, epoch, key);
+    let old_key = handed_key(&mallory, ann.peer_id(), chat, before.key_id)
+        .await
+        .expect("ann refused a member her key");
     let read = opened(&before, &old_key).expect("a member's key opens the gossip");
     assert!(holds(&read, "before the removal, 51c2"));
 
@@ -549,13 +561,9 @@ async fn a_member_added_without_history_gets_no_older_key_and_with_history_does(
         new = next_sealed(&ann, &mut mallory, chat, "after she joined, 0b3e").await;
     }
     assert_ne!(new.key_id, old.key_id, "a new segment starts a new epoch");
-    let Some(Response::Key {
-        author, epoch, key, ..
-    }) = mallory.ask_key(ann.peer_id(), chat, new.key_id).await
-    else {
-        panic!("ann refused a member the current key");
-    };
-    let new_key = SenderKey::from_parts(chat, author, epoch, key);
+    let new_key = handed_key(&mallory, ann.peer_id(), chat, new.key_id)
+        .await
+        .expect("ann refused a member the current key");
     assert!(holds(
         &opened(&new, &new_key).expect("the current key opens the new frame"),
         "after she joined, 0b3e"
@@ -587,13 +595,9 @@ async fn a_member_added_without_history_gets_no_older_key_and_with_history_does(
         }
     })
     .await;
-    let Some(Response::Key {
-        author, epoch, key, ..
-    }) = trent.ask_key(ann.peer_id(), chat, old.key_id).await
-    else {
-        panic!("ann refused a member with history the old key");
-    };
-    let old_key = SenderKey::from_parts(chat, author, epoch, key);
+    let old_key = handed_key(&trent, ann.peer_id(), chat, old.key_id)
+        .await
+        .expect("ann refused a member with history the old key");
     assert!(
         recorded
             .iter()
@@ -678,13 +682,9 @@ async fn across_a_partition_a_removed_member_reads_until_the_heal_and_no_longer(
     {}
     // On cat's side nobody has seen it: mallory reads cat's gossip.
     let during = next_sealed(&cat, &mut mallory, chat, "during the split, 3f8a").await;
-    let Some(Response::Key {
-        author, epoch, key, ..
-    }) = mallory.ask_key(cat.peer_id(), chat, during.key_id).await
-    else {
-        panic!("cat, not yet aware of the removal, refused mallory its key");
-    };
-    let split_key = SenderKey::from_parts(chat, author, epoch, key);
+    let split_key = handed_key(&mallory, cat.peer_id(), chat, during.key_id)
+        .await
+        .expect("cat, not yet aware of the removal, refused mallory its key");
     assert!(holds(
         &opened(&during, &split_key).expect("cat's key opens cat's frame"),
         "during the split, 3f8a"
