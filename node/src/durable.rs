@@ -127,7 +127,7 @@ mod tests {
     fn each_sync_covers_the_blob_files_written_since_the_last_one() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("db");
-        let db = sled::Config::new().path(&path).open().unwrap();
+        let db = crate::store::open_waiting_for_lock(&sled::Config::new().path(&path)).unwrap();
         let files = SledFiles::new(&path);
         assert_eq!(files.sync().unwrap(), Synced { blobs: 0 });
 

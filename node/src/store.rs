@@ -223,7 +223,7 @@ impl Trees {
         if let Some(bytes) = cache_bytes {
             config = config.cache_capacity(bytes);
         }
-        let db = config.open()?;
+        let db = open_waiting_for_lock(&config)?;
         Ok(Self {
             chats: db.open_tree("chats")?,
             changes: db.open_tree("changes")?,
@@ -238,6 +238,30 @@ impl Trees {
             settings: db.open_tree("settings")?,
             db,
         })
+    }
+}
+
+/// How long [`open_waiting_for_lock`] waits for sled's file lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the database, waiting up to [`LOCK_WAIT`] for its file lock. A
+/// dropped `sled::Db` releases the lock only once sled's own background
+/// threads drop their references, a moment later; reopening at once (a node
+/// restarted in the same process, [`Store::reopen`]) would otherwise fail
+/// with `WouldBlock`. Another process cannot be the holder: the data
+/// directory's own lock ([`crate::data_dir`]) keeps it out.
+pub(crate) fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            opened => return opened,
+        }
     }
 }
 

@@ -180,7 +180,8 @@ mod tests {
         let (bob, relay) = (Identity::generate().public(), Identity::generate().public());
         let hash = ChangeHash::from_bytes([7; 32]);
         {
-            let db = sled::Config::new().path(tmp.path()).open().unwrap();
+            let db =
+                crate::store::open_waiting_for_lock(&sled::Config::new().path(tmp.path())).unwrap();
             let mut log = DepositLog::open(crate::store::DbHandle::of(&db)).unwrap();
             assert!(log.is_due(&bob, &relay, &hash, 0));
             log.sent(bob, relay, &[hash]);
@@ -189,7 +190,8 @@ mod tests {
             log.held(&bob, &relay, &[hash], 1_000).unwrap();
             db.flush().unwrap();
         }
-        let db = sled::Config::new().path(tmp.path()).open().unwrap();
+        let db =
+            crate::store::open_waiting_for_lock(&sled::Config::new().path(tmp.path())).unwrap();
         let log = DepositLog::open(crate::store::DbHandle::of(&db)).unwrap();
         assert!(!log.is_due(&bob, &relay, &hash, 999));
         // Another relay has not got it.

@@ -12,7 +12,7 @@ struct Relay {
 
 fn relay(config: MailboxConfig) -> Relay {
     let tmp = tempfile::tempdir().unwrap();
-    let db = sled::Config::new().path(tmp.path()).open().unwrap();
+    let db = crate::store::open_waiting_for_lock(&sled::Config::new().path(tmp.path())).unwrap();
     let identity = Identity::generate();
     let mailbox = Mailbox::open(identity.clone(), config, crate::store::DbHandle::of(&db)).unwrap();
     Relay {
@@ -316,7 +316,8 @@ async fn expiry_and_restart() {
     let relay_id = Identity::generate();
     let token = DeliveryToken::issue(&bob, Some(relay_id.public()), None, i64::MAX);
     {
-        let db = sled::Config::new().path(tmp.path()).open().unwrap();
+        let db =
+            crate::store::open_waiting_for_lock(&sled::Config::new().path(tmp.path())).unwrap();
         let mut mb = Mailbox::open(
             relay_id.clone(),
             config.clone(),
@@ -335,7 +336,7 @@ async fn expiry_and_restart() {
         }
         mb.flush().await.unwrap();
     }
-    let db = sled::Config::new().path(tmp.path()).open().unwrap();
+    let db = crate::store::open_waiting_for_lock(&sled::Config::new().path(tmp.path())).unwrap();
     let mb = Mailbox::open(relay_id, config, crate::store::DbHandle::of(&db)).unwrap();
     assert_eq!(mb.stats().messages, 2);
     assert_eq!(mb.expire(10_000).unwrap(), 1);
@@ -381,7 +382,8 @@ async fn mail_stored_by_an_older_relay_is_converted() {
     let (alice, bob) = (Identity::generate(), Identity::generate());
     {
         // The layout before indexes: CBOR items and a usage counter.
-        let db = sled::Config::new().path(tmp.path()).open().unwrap();
+        let db =
+            crate::store::open_waiting_for_lock(&sled::Config::new().path(tmp.path())).unwrap();
         let mail = db.open_tree("mail").unwrap();
         for (id, envelope) in [(3u64, &b"first"[..]), (7, b"second")] {
             let item = MailItem {
@@ -403,7 +405,7 @@ async fn mail_stored_by_an_older_relay_is_converted() {
         mail.insert(usage, counts).unwrap();
         db.flush().unwrap();
     }
-    let db = sled::Config::new().path(tmp.path()).open().unwrap();
+    let db = crate::store::open_waiting_for_lock(&sled::Config::new().path(tmp.path())).unwrap();
     let mb = Mailbox::open(
         Identity::generate(),
         MailboxConfig::default(),

@@ -142,7 +142,8 @@ mod tests {
     #[test]
     fn the_longest_lived_token_per_relay_is_kept_and_bounded() {
         let tmp = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(tmp.path()).open().unwrap();
+        let db =
+            crate::store::open_waiting_for_lock(&sled::Config::new().path(tmp.path())).unwrap();
         let book = TokenBook::open(crate::store::DbHandle::of(&db)).unwrap();
         let bob = Identity::generate();
         let relay = Identity::generate().public();
