@@ -11,7 +11,7 @@
 //! created, every write with its predecessors, so that "which values are
 //! visible at these heads" is answered from the model.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
 use automerge::ActorId;
 
@@ -97,7 +97,7 @@ pub(crate) struct Effects {
 }
 
 /// For each actor, the highest sequence number in some causal past.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Clock(Vec<u64>);
 
 impl Clock {
@@ -192,12 +192,60 @@ impl Model {
     }
 
     /// The clock of the causal past of `deps` (which must be held).
+    ///
+    /// Found from the other end: the past of `deps` is everything held but
+    /// the changes that are neither among `deps` nor an ancestor of one
+    /// (*outside*). A change is outside exactly when it is not in `deps` and
+    /// every child of it is outside, so they are found from the heads down,
+    /// newest first (by last op counter, which grows along every dependency),
+    /// looking only at parents of changes found outside. Each actor's changes
+    /// in a past form a prefix of its chain, so the outside ones are a
+    /// suffix: the clock is the chain lengths less those. The cost is what is
+    /// concurrent to `deps`, not the history before it (a walk of the whole
+    /// past was 12 % of all CPU in a 20-member group with 4 writers).
     pub(crate) fn clock_of(&self, deps: &[ChangeHash]) -> Clock {
-        let is_heads =
-            deps.len() == self.heads.len() && deps.iter().all(|d| self.heads.contains(d));
-        if is_heads {
-            return Clock(self.chains.iter().map(|c| c.len() as u64).collect());
+        let mut clock: Vec<u64> = self.chains.iter().map(|c| c.len() as u64).collect();
+        let is_dep = |hash: &ChangeHash| deps.contains(hash);
+        let mut queue: BinaryHeap<(u64, ChangeHash)> = self
+            .heads
+            .iter()
+            .filter(|h| !is_dep(h))
+            .filter_map(|h| self.nodes.get(h).map(|n| (n.max_op, *h)))
+            .collect();
+        let mut outside: HashSet<ChangeHash> = HashSet::new();
+        let mut judged: HashSet<ChangeHash> = HashSet::new();
+        while let Some((_, hash)) = queue.pop() {
+            if !judged.insert(hash) || is_dep(&hash) {
+                continue;
+            }
+            let children_outside = self
+                .children
+                .get(&hash)
+                .is_none_or(|children| children.iter().all(|c| outside.contains(c)));
+            if !children_outside {
+                continue;
+            }
+            let Some(node) = self.nodes.get(&hash) else {
+                continue;
+            };
+            outside.insert(hash);
+            if let Some(seq) = clock.get_mut(node.actor as usize) {
+                *seq = seq.saturating_sub(1);
+            }
+            queue.extend(
+                node.deps
+                    .iter()
+                    .filter(|d| !judged.contains(d))
+                    .filter_map(|d| self.nodes.get(d).map(|n| (n.max_op, *d))),
+            );
         }
+        Clock(clock)
+    }
+
+    /// [`Model::clock_of`] by walking the whole past of `deps`: the
+    /// definition, to test the fast way against.
+    #[cfg(test)]
+    fn clock_by_walk(&self, deps: &[ChangeHash]) -> Clock {
         let mut clock = vec![0u64; self.actors.len()];
         let mut seen: HashSet<ChangeHash> = HashSet::new();
         let mut stack: Vec<ChangeHash> = deps.to_vec();
@@ -333,5 +381,88 @@ impl Model {
             }
         }
         order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    fn hash(n: usize) -> ChangeHash {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&(n as u64).to_be_bytes());
+        automerge::ChangeHash(bytes).into()
+    }
+
+    /// A random history as replicas make one: each change names its actor's
+    /// previous change and some others (concurrent writers, merges), and
+    /// numbers its ops above everything it depends on.
+    fn random_history(rng: &mut ChaCha8Rng, actors: usize, changes: usize) -> Model {
+        let mut model = Model::default();
+        let ids: Vec<ActorId> = (0..actors)
+            .map(|a| ActorId::from(vec![a as u8 + 1; 40]))
+            .collect();
+        let mut last_of: Vec<Option<ChangeHash>> = vec![None; actors];
+        let mut all: Vec<ChangeHash> = Vec::new();
+        for n in 0..changes {
+            let a = rng.gen_range(0..actors);
+            let actor = model.intern(&ids[a]);
+            let mut deps: Vec<ChangeHash> = last_of[a].into_iter().collect();
+            // Mostly recent changes, as a writer that is a little behind.
+            for _ in 0..rng.gen_range(0..3) {
+                if all.is_empty() {
+                    break;
+                }
+                let back = rng.gen_range(0..all.len().min(12));
+                let dep = all[all.len() - 1 - back];
+                if !deps.contains(&dep) {
+                    deps.push(dep);
+                }
+            }
+            let seq = model.chains[actor as usize].len() as u64 + 1;
+            let max_op = model.max_op_of(&deps) + rng.gen_range(1..4);
+            let h = hash(n);
+            model.insert(
+                h,
+                Node {
+                    actor,
+                    seq,
+                    max_op,
+                    deps,
+                },
+                Effects::default(),
+            );
+            last_of[a] = Some(h);
+            all.push(h);
+        }
+        model
+    }
+
+    #[test]
+    fn the_clock_of_any_dependencies_is_that_of_their_whole_past() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for round in 0..40 {
+            let model = random_history(&mut rng, 1 + round % 6, 20 + round * 5);
+            let held: Vec<ChangeHash> = model.nodes.keys().copied().collect();
+            for _ in 0..50 {
+                let mut deps = Vec::new();
+                for _ in 0..rng.gen_range(0..4) {
+                    let dep = held[rng.gen_range(0..held.len())];
+                    if !deps.contains(&dep) {
+                        deps.push(dep);
+                    }
+                }
+                assert_eq!(
+                    model.clock_of(&deps),
+                    model.clock_by_walk(&deps),
+                    "round {round}, deps {deps:?}"
+                );
+            }
+            let heads: Vec<ChangeHash> = model.heads().iter().copied().collect();
+            assert_eq!(model.clock_of(&heads), model.clock_by_walk(&heads));
+        }
     }
 }
