@@ -24,8 +24,9 @@
 //! - latency: one message in flight at a time (the next is sent once every
 //!   member has the previous one, after a pause), senders taking turns; the
 //!   time from `send` to each other member's `Event::Message`;
-//! - throughput: several senders send their share back to back; the time
-//!   until every member has every message.
+//! - throughput: several senders send their share back to back (a meshchat
+//!   child keeps up to 64 `send`s in flight); the time until every member
+//!   has every message.
 //!
 //! Run: `cargo bench -p meshchat-tests --bench group_gossip`
 //!
@@ -86,6 +87,9 @@ const MESH_N_LOW: usize = 5;
 /// How often a bare child looks at its mesh size (heartbeats change it
 /// without a swarm event).
 const MESH_POLL: Duration = Duration::from_millis(50);
+/// Sends a meshchat child keeps going at once (each `send` returns after
+/// the flush covering it; group commit covers the overlapping ones).
+const SENDS_IN_FLIGHT: usize = 64;
 /// Lines buffered between the children and the parent.
 const LINE_CAPACITY: usize = 1 << 16;
 /// Set in a child's environment: which kind of node it runs.
@@ -222,6 +226,9 @@ async fn run(p: Params) {
     let [ours, bare, bare_fsync, bare_flush] = <[Results; 4]>::try_from(results)
         .ok()
         .expect("four clusters");
+    let model = data_model_cost(p.nodes, p.lat_msgs as usize);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let floor = Floor::of(&model, p.nodes - 1, cores);
 
     println!();
     println!(
@@ -274,6 +281,21 @@ async fn run(p: Params) {
             Target::AtMost(1.3),
         )
     );
+    println!(
+        "data model alone, no I/O: author writes+signs {} (p50), a member verifies+judges+applies {} (p50)",
+        ms(model.write.p50),
+        ms(model.receive.p50),
+    );
+    let latency_floor = bare_fsync.latency.p50 + floor.median_member;
+    println!(
+        "floor: bare + fdatasync p50 + the data model's work before the median member has it \
+         (write, then {} members' applies on {cores} cores) = {}; meshchat p50 / floor: {:.2}x; \
+         the target, 1.3x of bare + fdatasync, is {:.2}x of this floor",
+        floor.members_before_median,
+        ms(latency_floor),
+        ratio(ours.latency.p50, latency_floor),
+        1.3 * bare_fsync.latency.p50.as_secs_f64() / latency_floor.as_secs_f64(),
+    );
     println!();
     println!(
         "Throughput: {} msgs sent back to back by {} senders, until all {} other members have each",
@@ -313,6 +335,14 @@ async fn run(p: Params) {
             Target::AtLeast(0.5),
         )
     );
+    println!(
+        "floor: the data model alone on {cores} cores (one write + {} applies per message, mean) \
+         = {:.1} msg/s, {:.2}x bare gossipsub; meshchat / that: {:.2}x",
+        p.nodes - 1,
+        floor.msgs_per_sec,
+        floor.msgs_per_sec / bare.throughput.msgs_per_sec(),
+        ours.throughput.msgs_per_sec() / floor.msgs_per_sec,
+    );
     println!();
     println!(
         "meshchat event watchers lagged: {}; gossipsub SlowPeer events (bare): {}",
@@ -320,6 +350,74 @@ async fn run(p: Params) {
         bare.slow_peers + bare_fsync.slow_peers + bare_flush.slow_peers
     );
     println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Warm-up messages of the data-model measurement, not counted.
+const MODEL_WARMUP: usize = 20;
+
+/// The data model's own CPU per group message, no network and no disk.
+struct ModelCost {
+    /// The author writes and signs it (once per message).
+    write: Stats,
+    /// A member verifies, judges and applies it (once per member).
+    receive: Stats,
+}
+
+/// [`ModelCost`] in a group of `members`, measured over `msgs` messages at
+/// one member (every member's replica does the same work).
+fn data_model_cost(members: usize, msgs: usize) -> ModelCost {
+    let author = Identity::generate();
+    let others: Vec<_> = (1..members)
+        .map(|_| Identity::generate().public())
+        .collect();
+    let (mut replica, genesis) =
+        ChatReplica::create_group(&author, "bench", &others, GroupSettings::default())
+            .expect("create group");
+    let mut member = ChatReplica::new(replica.kind().clone());
+    member.receive([genesis.change], 0);
+    let (mut write, mut receive) = (Vec::new(), Vec::new());
+    for seq in 0..(msgs + MODEL_WARMUP) as u64 {
+        let t0 = Instant::now();
+        let written = replica
+            .write_message(&author, &text_for(seq), None, 1_700_000_000_000)
+            .expect("write");
+        let t1 = Instant::now();
+        let ingested = member.receive([written.change], 0);
+        let t2 = Instant::now();
+        assert_eq!(ingested.stored.len(), 1, "the member applies it");
+        if seq >= MODEL_WARMUP as u64 {
+            write.push(t1 - t0);
+            receive.push(t2 - t1);
+        }
+    }
+    ModelCost {
+        write: Stats::of(write),
+        receive: Stats::of(receive),
+    }
+}
+
+/// What the data model alone allows on this machine, with every member's
+/// work spread perfectly over its cores.
+struct Floor {
+    /// Applies done, `cores` at a time, before the median member has it.
+    members_before_median: usize,
+    /// Write, then those applies, `cores` at a time (p50 costs).
+    median_member: Duration,
+    /// Messages per second if the cores did nothing but write and apply.
+    msgs_per_sec: f64,
+}
+
+impl Floor {
+    fn of(model: &ModelCost, receivers: usize, cores: usize) -> Self {
+        let members_before_median = receivers.div_ceil(2);
+        let rounds = members_before_median.div_ceil(cores) as u32;
+        let per_message = model.write.mean + model.receive.mean * receivers as u32;
+        Self {
+            members_before_median,
+            median_member: model.write.p50 + model.receive.p50 * rounds,
+            msgs_per_sec: cores as f64 / per_message.as_secs_f64(),
+        }
+    }
 }
 
 /// The size of the gossip frame carrying one group message: the node's
@@ -890,6 +988,7 @@ async fn meshchat_child(out: mpsc::Sender<String>, mut commands: mpsc::Receiver<
     .await;
     tokio::spawn(watch_node(events, out.clone()));
     let mut chat: Option<ChatId> = None;
+    let sends = std::sync::Arc::new(tokio::sync::Semaphore::new(SENDS_IN_FLIGHT));
     while let Some(line) = commands.recv().await {
         let mut w = line.split_whitespace();
         match w.next() {
@@ -912,14 +1011,20 @@ async fn meshchat_child(out: mpsc::Sender<String>, mut commands: mpsc::Receiver<
             }
             Some("chat") => chat = w.next().and_then(|c| c.parse().ok()),
             Some("send") => {
+                // Sends overlap (up to SENDS_IN_FLIGHT), as the bare
+                // children's publishes do: a user does not wait for one
+                // message to be on disk before typing the next.
                 let seq: u64 = w.next().and_then(|s| s.parse().ok()).expect("seq");
-                let t0 = now_ns();
-                node.chats()
-                    .send(chat.expect("chat set before send"), text_for(seq))
-                    .await
-                    .expect("send");
-                let t1 = now_ns();
-                report(&out, format!("sent {seq} {t0} {t1}")).await;
+                let chat = chat.expect("chat set before send");
+                let permit = sends.clone().acquire_owned().await.expect("semaphore");
+                let (node, out) = (node.clone(), out.clone());
+                tokio::spawn(async move {
+                    let t0 = now_ns();
+                    node.chats().send(chat, text_for(seq)).await.expect("send");
+                    let t1 = now_ns();
+                    drop(permit);
+                    report(&out, format!("sent {seq} {t0} {t1}")).await;
+                });
             }
             Some("quit") | None => break,
             Some(other) => panic!("unknown command {other}"),
