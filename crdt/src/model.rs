@@ -324,6 +324,12 @@ impl Model {
         }
         self.heads.insert(hash);
         if let Some(chain) = self.chains.get_mut(node.actor as usize) {
+            // `clock_of` relies on it: an actor's changes form one chain.
+            debug_assert_eq!(
+                node.seq,
+                chain.len() as u64 + 1,
+                "not the actor's next change"
+            );
             chain.push((hash, node.max_op));
         }
         for (id, info) in effects.objects {
