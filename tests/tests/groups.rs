@@ -544,3 +544,69 @@ async fn sealed_gossip_keeps_flowing_after_every_member_restarts() {
         peer.stop().await;
     }
 }
+
+/// A member that receives a change whose dependencies it lacks asks the
+/// sender for them at once, rather than holding it until the next
+/// anti-entropy round (`resync_secs`, 300 s) or until the author reaches it.
+/// Here the dependency is Ann's message, which only Bob has: Ann speaks by
+/// hand, pushes to Bob alone and serves nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_missing_its_dependencies_fetches_them_from_its_sender() {
+    use meshchat_node::{
+        crdt::{ChatKind, ChatReplica, Identity},
+        protocol::{Response, SyncCodec},
+    };
+    use meshchat_tests::BareClient;
+
+    let mut peers = start(&["bob", "carol"], no_redial()).await;
+    full_mesh(&peers).await;
+    let mut carol = peers.pop().unwrap();
+    let bob = peers.pop().unwrap();
+    let mut ann = BareClient::connect(Identity::generate(), SyncCodec, &bob).await;
+    bob.node
+        .contacts()
+        .add(ann.peer_id(), Some("ann".into()), Vec::new())
+        .await
+        .unwrap();
+    let group = bob
+        .node
+        .groups()
+        .create("trio", vec![ann.peer_id(), carol.peer_id()])
+        .await
+        .unwrap();
+    wait_joined(&mut carol, group).await;
+
+    // Ann reads the group from Bob and writes a message only Bob receives.
+    let Response::Synced { changes, more, .. } = ann.sync(group).await else {
+        panic!("Bob answers a member's sync");
+    };
+    assert!(!more, "a new group's history fits one answer");
+    let kind = changes
+        .iter()
+        .filter_map(|c| c.verify().ok())
+        .find_map(|v| ChatKind::from_genesis(&v))
+        .expect("the group's genesis");
+    let mut replica = ChatReplica::new(kind);
+    replica.receive(changes, 0);
+    let written = replica
+        .write_message(&ann.identity, "ann, to bob only", None, 1_700_000_000_000)
+        .unwrap();
+    let Response::Pushed { stored, .. } = ann.push(vec![written.change]).await else {
+        panic!("Bob answers a push");
+    };
+    assert_eq!(stored, vec![written.hash], "Bob keeps Ann's message");
+
+    // Bob's next message depends on Ann's; Carol gets it pushed and must
+    // fetch Ann's from Bob to read either.
+    bob.node
+        .chats()
+        .send(group, "bob, after ann")
+        .await
+        .unwrap();
+    wait_group_messages(&mut carol, group, 2).await;
+    let texts = carol.texts(group).await;
+    assert!(texts.contains(&"ann, to bob only".to_string()), "{texts:?}");
+    assert!(texts.contains(&"bob, after ann".to_string()), "{texts:?}");
+    bob.stop().await;
+    carol.stop().await;
+}

@@ -178,7 +178,7 @@ impl Actor {
                     Some(Pending::Push { outbox_hashes, .. }) => {
                         self.push_ended(peer, outbox_hashes.is_some(), false)
                     }
-                    Some(Pending::Sync { .. }) => self.drive(Input::SyncEnded(peer)),
+                    Some(Pending::Sync { chat, .. }) => self.drive(Input::SyncEnded { peer, chat }),
                     Some(Pending::Key { key_id }) => self.key_answered(peer, key_id, None),
                     _ => {}
                 }
@@ -291,7 +291,7 @@ impl Actor {
                     more,
                 },
             ) => {
-                self.drive(Input::SyncEnded(peer));
+                self.drive(Input::SyncEnded { peer, chat });
                 if changes.is_empty() {
                     self.continue_sync(peer, key, chat, &heads, more);
                     return;
@@ -313,8 +313,8 @@ impl Actor {
                     tracing::warn!(%error, "cannot clear sent read receipts");
                 }
             }
-            (Pending::Sync { .. }, response) => {
-                self.drive(Input::SyncEnded(peer));
+            (Pending::Sync { chat, .. }, response) => {
+                self.drive(Input::SyncEnded { peer, chat });
                 tracing::warn!(%peer, ?response, "peer answered a sync with an error");
             }
             (Pending::Push { outbox_hashes, .. }, response) => {

@@ -49,7 +49,7 @@ impl Actor {
             ),
             Effect::Sync { peer, chat } => {
                 if !self.send_sync(peer, chat) {
-                    then.push_back(Input::SyncEnded(peer));
+                    then.push_back(Input::SyncEnded { peer, chat });
                 }
             }
             Effect::ListRedialCandidates => {

@@ -108,6 +108,17 @@ impl Actor {
         for (chat, message) in received.updated_messages {
             self.emit(Event::MessageUpdated { chat, message });
         }
+        // Pushed changes waiting for dependencies: ask the pusher, which
+        // holds what they were built on (a burst from several writers
+        // otherwise left changes waiting until the next anti-entropy round,
+        // minutes away). Not after a sync (it carries on by itself), from a
+        // relay (which holds no chat), or from gossip (whose frames arrive
+        // out of order all the time and fill in within moments).
+        if via == Via::Push {
+            for chat in &received.missing_dependencies {
+                self.sync_chat(peer, *chat);
+            }
+        }
         for chat in &received.adopted {
             let chat = *chat;
             self.join_topic(chat);

@@ -59,6 +59,10 @@ pub(crate) struct Received {
     pub(crate) not_kept: Vec<RejectedChange>,
     /// Kept in memory until their dependencies arrive (not acknowledged).
     pub(crate) deferred: usize,
+    /// Chats where changes wait for dependencies, or were not kept while
+    /// they are missing: the sender holds what they depend on, so a sync
+    /// with it fetches them (instead of waiting for their own deliveries).
+    pub(crate) missing_dependencies: Vec<ChatId>,
     /// Message requests (direct or group) that are new or grew.
     pub(crate) requests: Vec<(ChatId, PublicKey)>,
     pub(crate) new_messages: Vec<(ChatId, Message)>,
@@ -752,6 +756,11 @@ fn not_kept(ingested: &Ingested, why: &RequestRefusal) -> Vec<RejectedChange> {
 /// Adds what one chat's ingest did to the batch's outcome.
 fn record_ingested(chat: ChatId, ingested: Ingested, out: &mut Received) {
     report_rejections(&ingested, out);
+    let waiting =
+        !ingested.deferred.is_empty() || ingested.rejected.iter().any(|r| !is_final(&r.reason));
+    if waiting && !out.missing_dependencies.contains(&chat) {
+        out.missing_dependencies.push(chat);
+    }
     out.stored.extend(ingested.duplicates.iter().copied());
     out.stored.extend(ingested.stored.iter().map(|c| c.hash));
     out.deferred += ingested.deferred.len();

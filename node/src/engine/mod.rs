@@ -60,7 +60,7 @@ pub(crate) enum Input {
     /// A chat to sync with a peer.
     SyncWanted { peer: PeerId, chat: ChatId },
     /// A sync with a peer was answered or failed.
-    SyncEnded(PeerId),
+    SyncEnded { peer: PeerId, chat: ChatId },
     /// The answer to [`Effect::ListRedialCandidates`]: peers with
     /// undelivered changes, and contacts.
     RedialCandidates(Vec<PeerId>),
@@ -207,8 +207,8 @@ impl State {
                     out.push(Effect::Sync { peer, chat });
                 }
             }
-            Input::SyncEnded(peer) => {
-                if let Some(chat) = self.syncs.finish(peer) {
+            Input::SyncEnded { peer, chat } => {
+                if let Some(chat) = self.syncs.finish(peer, chat) {
                     out.push(Effect::Sync { peer, chat });
                 }
             }

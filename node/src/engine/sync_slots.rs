@@ -21,19 +21,21 @@ pub(crate) struct SyncSlots {
 
 #[derive(Debug, Default)]
 struct Slots {
-    in_flight: usize,
+    /// Chats being synced, each at most once.
+    in_flight: Vec<ChatId>,
     /// Chats waiting for a slot, each once (bounded by the chats shared).
     waiting: VecDeque<ChatId>,
 }
 
 impl SyncSlots {
-    /// Whether a sync of `chat` with `peer` may start now. If not, it waits
-    /// (once, however often it is asked for) and [`SyncSlots::finish`]
-    /// hands it out later.
+    /// Whether a sync of `chat` with `peer` may start now. If not (no slot
+    /// free, or that chat is being synced with the peer already, from heads
+    /// that may be older than what prompted this), it waits (once, however
+    /// often it is asked for) and [`SyncSlots::finish`] hands it out later.
     pub(crate) fn admit(&mut self, peer: PeerId, chat: ChatId) -> bool {
         let slots = self.peers.entry(peer).or_default();
-        if slots.in_flight < SYNCS_IN_FLIGHT {
-            slots.in_flight += 1;
+        if slots.in_flight.len() < SYNCS_IN_FLIGHT && !slots.in_flight.contains(&chat) {
+            slots.in_flight.push(chat);
             return true;
         }
         if !slots.waiting.contains(&chat) {
@@ -42,15 +44,26 @@ impl SyncSlots {
         false
     }
 
-    /// A sync with `peer` ended (answered or failed): the next chat to sync
-    /// with it, which takes the freed slot, if any waits.
-    pub(crate) fn finish(&mut self, peer: PeerId) -> Option<ChatId> {
+    /// The sync of `chat` with `peer` ended (answered or failed): the next
+    /// chat to sync with it, which takes the freed slot, if any waits.
+    pub(crate) fn finish(&mut self, peer: PeerId, chat: ChatId) -> Option<ChatId> {
         let slots = self.peers.get_mut(&peer)?;
-        match slots.waiting.pop_front() {
-            Some(next) => Some(next),
+        let Some(at) = slots.in_flight.iter().position(|c| *c == chat) else {
+            return None;
+        };
+        slots.in_flight.swap_remove(at);
+        let next = slots
+            .waiting
+            .iter()
+            .position(|c| !slots.in_flight.contains(c))
+            .and_then(|at| slots.waiting.remove(at));
+        match next {
+            Some(next) => {
+                slots.in_flight.push(next);
+                Some(next)
+            }
             None => {
-                slots.in_flight = slots.in_flight.saturating_sub(1);
-                if slots.in_flight == 0 {
+                if slots.in_flight.is_empty() && slots.waiting.is_empty() {
                     self.peers.remove(&peer);
                 }
                 None
@@ -82,16 +95,37 @@ mod tests {
         // Asked again while waiting: still waits once.
         assert!(!slots.admit(peer, chat[9]));
         let mut started = Vec::new();
-        while let Some(next) = slots.finish(peer) {
-            started.push(next);
+        let mut running: VecDeque<ChatId> = chat[..SYNCS_IN_FLIGHT].iter().copied().collect();
+        while let Some(done) = running.pop_front() {
+            if let Some(next) = slots.finish(peer, done) {
+                started.push(next);
+                running.push_back(next);
+            }
         }
         assert_eq!(started, chat[SYNCS_IN_FLIGHT..]);
-        // The last in-flight syncs end: the peer is forgotten.
-        for _ in 1..SYNCS_IN_FLIGHT {
-            assert_eq!(slots.finish(peer), None);
-        }
+        // The last syncs ended: the peer is forgotten.
         assert!(slots.peers.is_empty());
         assert!(slots.admit(peer, chat[0]));
+    }
+
+    #[test]
+    fn a_chat_syncs_once_at_a_time_and_once_more_after() {
+        let mut slots = SyncSlots::default();
+        let peer = PeerId::random();
+        let [a, b] = chats(2)[..] else { unreachable!() };
+        assert!(slots.admit(peer, a));
+        // Asked for again (changes waiting for dependencies), three times.
+        for _ in 0..3 {
+            assert!(!slots.admit(peer, a));
+        }
+        assert!(slots.admit(peer, b), "another chat takes a free slot");
+        assert_eq!(slots.finish(peer, b), None);
+        // The first ends: it runs once more, from newer heads, then no more.
+        assert_eq!(slots.finish(peer, a), Some(a));
+        assert_eq!(slots.finish(peer, a), None);
+        assert!(slots.peers.is_empty());
+        // An end that was never admitted changes nothing.
+        assert_eq!(slots.finish(peer, b), None);
     }
 
     #[test]
@@ -102,7 +136,8 @@ mod tests {
             slots.admit(peer, chat);
         }
         slots.forget(&peer);
-        assert!(slots.admit(peer, ChatId::from_bytes([99; 32])));
-        assert_eq!(slots.finish(peer), None);
+        let chat = ChatId::from_bytes([99; 32]);
+        assert!(slots.admit(peer, chat));
+        assert_eq!(slots.finish(peer, chat), None);
     }
 }

@@ -250,7 +250,10 @@ fn syncs_take_slots_and_the_rest_wait_their_turn() {
         .collect();
     assert_eq!(started.len(), sync_slots::SYNCS_IN_FLIGHT);
     assert_eq!(
-        h.on(Input::SyncEnded(peer)),
+        h.on(Input::SyncEnded {
+            peer,
+            chat: chat(0)
+        }),
         [Effect::Sync {
             peer,
             chat: chat(4)
@@ -258,7 +261,13 @@ fn syncs_take_slots_and_the_rest_wait_their_turn() {
     );
     // Gone: its waiting syncs are dropped, the next connection starts over.
     h.on(Input::Disconnected(peer));
-    assert_eq!(h.on(Input::SyncEnded(peer)), []);
+    assert_eq!(
+        h.on(Input::SyncEnded {
+            peer,
+            chat: chat(1)
+        }),
+        []
+    );
     assert_eq!(
         h.on(Input::SyncWanted {
             peer,
