@@ -48,9 +48,7 @@ impl SyncSlots {
     /// chat to sync with it, which takes the freed slot, if any waits.
     pub(crate) fn finish(&mut self, peer: PeerId, chat: ChatId) -> Option<ChatId> {
         let slots = self.peers.get_mut(&peer)?;
-        let Some(at) = slots.in_flight.iter().position(|c| *c == chat) else {
-            return None;
-        };
+        let at = slots.in_flight.iter().position(|c| *c == chat)?;
         slots.in_flight.swap_remove(at);
         let next = slots
             .waiting
