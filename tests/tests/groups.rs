@@ -552,6 +552,7 @@ async fn sealed_gossip_keeps_flowing_after_every_member_restarts() {
 /// hand, pushes to Bob alone and serves nobody.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_missing_its_dependencies_fetches_them_from_its_sender() {
+    meshchat_tests::init_tracing();
     use meshchat_node::{
         crdt::{ChatKind, ChatReplica, Identity},
         protocol::{Response, SyncCodec},

@@ -108,13 +108,14 @@ impl Actor {
         for (chat, message) in received.updated_messages {
             self.emit(Event::MessageUpdated { chat, message });
         }
-        // Pushed changes waiting for dependencies: ask the pusher, which
-        // holds what they were built on (a burst from several writers
-        // otherwise left changes waiting until the next anti-entropy round,
-        // minutes away). Not after a sync (it carries on by itself), from a
-        // relay (which holds no chat), or from gossip (whose frames arrive
-        // out of order all the time and fill in within moments).
-        if via == Via::Push {
+        // Changes waiting for dependencies, or not kept while they are
+        // missing: ask the peer that sent them, which holds what they were
+        // built on. A burst from several writers otherwise left changes
+        // waiting (or, past the per-author bound, dropped from gossip) until
+        // the next anti-entropy round, minutes away. Not after a sync (it
+        // carries on by itself), from a relay (which holds no chat), or
+        // from a peer gone meanwhile (the request would dial it again).
+        if matches!(via, Via::Push | Via::Gossip) && self.swarm.is_connected(&peer) {
             for chat in &received.missing_dependencies {
                 self.sync_chat(peer, *chat);
             }
