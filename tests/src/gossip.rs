@@ -211,6 +211,12 @@ impl GossipMember {
             .ok()
             .flatten()
     }
+
+    /// Drops what arrives until the topic has been quiet for `quiet` (frames
+    /// published earlier may still be on their way).
+    pub async fn drain(&mut self, quiet: Duration) {
+        while self.next_message(quiet).await.is_some() {}
+    }
 }
 
 async fn run(

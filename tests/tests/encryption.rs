@@ -466,11 +466,7 @@ async fn a_removed_member_reads_nothing_written_after_its_removal() {
         .unwrap();
     wait_removal_seen(&mut ben, chat, mallory_key).await;
     // Frames published before the removal may still be on their way.
-    while mallory
-        .next_message(Duration::from_millis(300))
-        .await
-        .is_some()
-    {}
+    mallory.drain(Duration::from_millis(300)).await;
 
     let secret = "after the removal, 9e04";
     let after = next_sealed(&ann, &mut mallory, chat, secret).await;
@@ -546,11 +542,7 @@ async fn a_member_added_without_history_gets_no_older_key_and_with_history_does(
         .add_member(chat, mallory.peer_id())
         .await
         .unwrap();
-    while mallory
-        .next_message(Duration::from_millis(300))
-        .await
-        .is_some()
-    {}
+    mallory.drain(Duration::from_millis(300)).await;
     // The first frame after her joining under another key than before (a
     // late frame of ann's older changes may come first).
     let mut new = next_sealed(&ann, &mut mallory, chat, "after she joined, 0b3e").await;
@@ -696,11 +688,7 @@ async fn across_a_partition_a_removed_member_reads_until_the_heal_and_no_longer(
         peer.node.network().dial(ann_addr.clone()).await.unwrap();
     }
     wait_removal_seen(&mut cat, chat, mallory_key).await;
-    while mallory
-        .next_message(Duration::from_millis(300))
-        .await
-        .is_some()
-    {}
+    mallory.drain(Duration::from_millis(300)).await;
     let secret = "after the heal, c71e";
     let after = next_sealed(&cat, &mut mallory, chat, secret).await;
     assert_ne!(

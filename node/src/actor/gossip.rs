@@ -78,12 +78,6 @@ impl Actor {
         }
     }
 
-    /// Whether every other member of `chat` gets a change through the
-    /// author's outbox (`pushed`: it has an entry there): pushed at once if
-    /// connected, deposited at its relays if not. Publishing it on the topic
-    /// as well would only send the connected ones a second copy and their
-    /// mesh peers more, and reaches no offline one (one live path per
-    /// recipient; anti-entropy repairs the rest).
     /// Whether every other member of `chat` has relays this node knows of:
     /// an author's outbox then reaches each of them (pushed if connected,
     /// deposited if not), so passing a change learned by sync on to the
@@ -108,6 +102,12 @@ impl Actor {
             })
     }
 
+    /// Whether every other member of `chat` gets a change through the
+    /// author's outbox (`pushed`: it has an entry there): pushed at once if
+    /// connected, deposited at its relays if not. Publishing it on the topic
+    /// as well would only send the connected ones a second copy and their
+    /// mesh peers more, and reaches no offline one (one live path per
+    /// recipient; anti-entropy repairs the rest).
     pub(super) fn outbox_reaches_every_member(
         &mut self,
         chat: ChatId,
