@@ -58,7 +58,7 @@ pub fn wire_decoders(data: &[u8]) {
         let _ = signed.verify();
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = crate::invite::Invite::decode(text);
+        let _ = crate::social::invite::Invite::decode(text);
         let _ = serde_json::from_str::<crate::control::RequestLine>(text);
     }
 }

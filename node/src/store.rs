@@ -23,7 +23,8 @@ use meshchat_crdt::{
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{
-    disk::StorageFault, durable::SledFiles, presence::LastSeenPrivacy, protocol::SignedProfile,
+    disk::StorageFault, durable::SledFiles, social::presence::LastSeenPrivacy,
+    social::records::SignedProfile,
 };
 
 /// A storage failure.

@@ -1,4 +1,4 @@
-//! The couriers in flight (see [`crate::courier`]): at most
+//! The couriers in flight (see [`crate::mailbox::courier`]): at most
 //! [`MAX_IN_FLIGHT`] per node and one per relay, each bounded by
 //! [`TIMEOUT`], run as tasks
 //! of a `JoinSet` the actor's loop polls (aborted when the actor stops).
@@ -15,7 +15,7 @@ use tokio::task::{self, JoinSet};
 
 use super::mailbox::MailboxPending;
 use crate::{
-    courier::{self, CourierError},
+    mailbox::courier::{self, CourierError},
     protocol::{MailboxRequest, MailboxResponse},
 };
 

@@ -139,7 +139,7 @@ impl Actor {
 
     pub(super) async fn on_sync_event(
         &mut self,
-        event: request_response::Event<Inbound, Response>,
+        event: request_response::Event<Inbound<Request>, Response>,
     ) {
         use request_response::{Event as E, Message as M};
         match event {
@@ -208,7 +208,7 @@ impl Actor {
     pub(super) async fn on_request(
         &mut self,
         peer: PeerId,
-        request: Inbound,
+        request: Inbound<Request>,
         channel: ResponseChannel<Response>,
     ) -> Option<(ResponseChannel<Response>, Response)> {
         let Some(from) = public_key_of(&peer) else {

@@ -19,7 +19,7 @@ use meshchat_crdt::{
 };
 
 use super::{gossip::Gossiped, *};
-use crate::{protocol::WireError, sender_keys::HeldKey};
+use crate::{groups::sender_keys::HeldKey, protocol::WireError};
 
 /// A frame waiting for its key.
 struct WaitingFrame {

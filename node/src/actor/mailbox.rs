@@ -83,7 +83,7 @@ struct Outgoing {
     relay_key: PublicKey,
     /// Over the node's own connection (the relay learns who deposits).
     deposits: Vec<(SentDeposit, DepositItem)>,
-    /// By courier, over a throwaway identity (see `crate::courier`).
+    /// By courier, over a throwaway identity (see `crate::mailbox::courier`).
     anonymous: Vec<(SentDeposit, DepositItem)>,
     /// Where a courier dials the relay.
     addrs: Vec<Multiaddr>,
@@ -771,7 +771,7 @@ impl Actor {
                 ) else {
                     continue;
                 };
-                let anonymous = by_courier && crate::courier::carries(&envelope);
+                let anonymous = by_courier && crate::mailbox::courier::carries(&envelope);
                 if !anonymous && !connected {
                     // Not for a courier (it attaches files): it goes over
                     // the connection, once up.

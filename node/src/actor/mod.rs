@@ -131,7 +131,7 @@ pub(crate) struct Actor {
     /// Recovery from storage faults (disk full, I/O errors).
     storage: storage::StorageWatch,
     /// Sender keys of group gossip (this node's and fellow members').
-    sender_keys: crate::sender_keys::SenderKeys,
+    sender_keys: crate::groups::sender_keys::SenderKeys,
     /// Gossip waiting for sender keys asked for.
     key_waits: key_requests::KeyWaits,
     /// Sealed deposits on their way to relays over throwaway identities.
@@ -208,7 +208,7 @@ pub async fn spawn_with(
     let social = social::Social::new(&config, &store);
     let deposits = crate::mailbox::DepositLog::open(store.handle())?;
     let tokens = tokens::Tokens::open(store.handle())?;
-    let sender_keys = crate::sender_keys::SenderKeys::open(store.handle());
+    let sender_keys = crate::groups::sender_keys::SenderKeys::open(store.handle());
     let records = crate::mailbox::RecordBook::new(&config.mailbox.clone().unwrap_or_default());
     let media = crate::blobs::spawn_media_task(crate::blobs::WeakNode {
         commands: command_tx.downgrade(),

@@ -5,9 +5,9 @@ use libp2p::kad;
 
 use super::*;
 use crate::{
-    invite::Invite,
-    presence::{Change, LastSeen, LastSeenPrivacy, PresenceBook},
     protocol::{peer_of_profile_key, profile_dht_key, Heartbeat, Notice, Profile, SignedProfile},
+    social::invite::Invite,
+    social::presence::{Change, LastSeen, LastSeenPrivacy, PresenceBook},
     social::{invitable, PeerProfile, ProfileUpdate, SocialCommand},
 };
 

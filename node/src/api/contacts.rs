@@ -13,7 +13,7 @@ use super::{
 use crate::{
     chats::RequestSummary,
     command::RequestCommand,
-    invite::Invite,
+    social::invite::Invite,
     social::{SafetyNumberReport, SocialCommand},
     store::Contact,
     PeerId,

@@ -13,7 +13,7 @@ use super::{
     Command, Node, NodeError, Stopped,
 };
 use crate::{
-    presence::{LastSeen, LastSeenPrivacy},
+    social::presence::{LastSeen, LastSeenPrivacy},
     social::{PeerProfile, ProfileUpdate, SocialCommand, MAX_AVATAR_BYTES},
     PeerId,
 };

@@ -90,7 +90,7 @@ async fn contacts(node: &Node, request: ControlRequest) -> Answer {
             relays,
         } => to_json(contacts.add_with_relays(peer, name, addrs, relays).await?),
         ControlRequest::ContactsAddInvite { invite, name } => {
-            let invite = crate::invite::Invite::decode(&invite)
+            let invite = crate::social::invite::Invite::decode(&invite)
                 .map_err(|e| ControlError::new("invalid", e.to_string()))?;
             to_json(contacts.add_from_invite(invite, name).await?)
         }

@@ -12,15 +12,18 @@
 //! ([`TokenBook`]) and the deposits a sender has made ([`DepositLog`]).
 
 mod config;
+pub(crate) mod courier;
 mod deposits;
 mod rate;
 mod receipt;
 mod records;
+pub(crate) mod sealed_mail;
 mod store;
 #[cfg(test)]
 mod tests;
 mod token;
 mod token_book;
+pub(crate) mod wire;
 
 use std::collections::{HashMap, HashSet};
 

@@ -8,7 +8,8 @@ use meshchat_crdt::{
     BlobHash, PublicKey, SignedChange,
 };
 
-use super::{decode_frame, encode_frame, Envelope, WireError};
+use super::wire::Envelope;
+use crate::framing::{decode_frame, encode_frame, WireError};
 
 /// HPKE context of mail: a box sealed for anything else does not open as mail.
 const MAIL_CONTEXT: &[u8] = b"meshchat/mailbox-envelope/v1";

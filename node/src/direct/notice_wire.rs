@@ -11,9 +11,9 @@ use libp2p::StreamProtocol;
 use meshchat_crdt::ChatId;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    records::{Heartbeat, SignedProfile, MAX_PROFILE_RECORD_BYTES},
-    wire::WireError,
+use crate::{
+    framing::{frame_codec, WireError},
+    social::records::{Heartbeat, SignedProfile, MAX_PROFILE_RECORD_BYTES},
 };
 
 /// The protocol id.
@@ -48,3 +48,15 @@ pub enum NoticeResponse {
     /// The notice could not be used.
     Error(WireError),
 }
+
+/// The codec of `/meshchat/notice/1`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoticeCodec;
+
+frame_codec!(
+    NoticeCodec,
+    Notice,
+    NoticeResponse,
+    MAX_NOTICE_BYTES,
+    MAX_NOTICE_BYTES
+);

@@ -14,8 +14,12 @@ use libp2p::StreamProtocol;
 use meshchat_crdt::PublicKey;
 use serde::{Deserialize, Serialize};
 
-use super::wire::WireError;
-use crate::mailbox::{CustodyReceipt, DeliveryToken, MailItem, Refusal};
+use super::{
+    receipt::CustodyReceipt,
+    store::{MailItem, Refusal},
+    token::DeliveryToken,
+};
+use crate::framing::{frame_codec, WireError};
 
 /// The protocol id.
 pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshchat/mailbox/2");
@@ -157,3 +161,15 @@ pub enum MailboxResponse {
     /// The request could not be served.
     Error(WireError),
 }
+
+/// The codec of `/meshchat/mailbox/2`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MailboxCodec;
+
+frame_codec!(
+    MailboxCodec,
+    MailboxRequest,
+    MailboxResponse,
+    MAILBOX_MAX_REQUEST_BYTES,
+    MAILBOX_MAX_RESPONSE_BYTES
+);

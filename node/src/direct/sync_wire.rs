@@ -7,15 +7,13 @@
 //! stream direction. See `docs/PROTOCOL.md`.
 
 use libp2p::StreamProtocol;
-use meshchat_crdt::{
-    e2e::SealedChange, ChangeHash, ChatId, KeyId, PublicKey, SegmentHeads, SignedChange,
-};
+use meshchat_crdt::{ChangeHash, ChatId, KeyId, PublicKey, SegmentHeads, SignedChange};
 use serde::{Deserialize, Serialize};
+
+use crate::framing::{frame_codec, WireError};
 
 /// The protocol id.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshchat/sync/1");
-/// The wire version this node speaks inside the protocol.
-pub const WIRE_VERSION: u8 = 1;
 /// Largest request frame accepted.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// Largest response frame accepted.
@@ -105,52 +103,64 @@ pub struct RejectedChange {
     pub reason: String,
 }
 
-/// Why a request was refused as a whole.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[non_exhaustive]
-pub enum WireError {
-    /// The frame's wire version is not one this node speaks.
-    #[error("unsupported wire version {got} (this node speaks {supported})")]
-    UnsupportedVersion {
-        /// Version received.
-        got: u8,
-        /// Version spoken here.
-        supported: u8,
-    },
-    /// The frame could not be decoded.
-    #[error("malformed frame: {0}")]
-    Malformed(String),
-    /// The frame is larger than the limit.
-    #[error("frame larger than {limit} bytes")]
-    TooLarge {
-        /// The limit.
-        limit: u64,
-    },
-    /// The requester is not a member of the chat it asked about.
-    #[error("not a member of that chat")]
-    NotMember,
-    /// The answerer holds no such sender key.
-    #[error("unknown sender key")]
-    UnknownKey,
-    /// The receiver could not store the changes (disk full, I/O error): retry later.
-    #[error("receiver storage unavailable: {0}")]
-    Storage(String),
-}
+/// The codec of `/meshchat/sync/1`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncCodec;
 
-/// What a group's gossipsub topic carries (as a frame: version byte + CBOR).
-/// Only sealed: a plaintext frame is refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum GossipMessage {
-    /// A [`GossipPayload`] frame sealed under the publisher's sender key for
-    /// the group (associated data: the chat and the key id).
-    Sealed(SealedChange),
-}
+frame_codec!(
+    SyncCodec,
+    Request,
+    Response,
+    MAX_REQUEST_BYTES,
+    MAX_RESPONSE_BYTES
+);
 
-/// What a sealed gossip message holds once opened (as a frame).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GossipPayload {
-    /// Signed changes of the topic's group (by any author: a member passes
-    /// on what it learned by sync under its own key).
-    pub changes: Vec<SignedChange>,
+#[cfg(test)]
+mod tests {
+    use libp2p::request_response;
+    use meshchat_crdt::ChatId;
+
+    use super::*;
+    use crate::framing::{decode_frame, encode_frame, Inbound, WireError};
+
+    #[test]
+    fn frames_round_trip_and_refuse_garbage() {
+        let req = Request::Sync {
+            chat: ChatId::from_bytes([3; 32]),
+            heads: vec![],
+        };
+        let frame = encode_frame(&req);
+        assert_eq!(decode_frame::<Request>(&frame), Ok(req));
+        assert!(matches!(
+            decode_frame::<Request>(&[]),
+            Err(WireError::Malformed(_))
+        ));
+        assert_eq!(
+            decode_frame::<Request>(&[9, 1, 2]),
+            Err(WireError::UnsupportedVersion {
+                got: 9,
+                supported: 1
+            })
+        );
+        assert!(matches!(
+            decode_frame::<Request>(&[1, 0xff, 0x00, 0x13]),
+            Err(WireError::Malformed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn oversize_frames_are_refused() {
+        let big = vec![0u8; MAX_REQUEST_BYTES + 10];
+        let mut reader = futures::io::Cursor::new(big);
+        let mut codec = SyncCodec;
+        let got = request_response::Codec::read_request(&mut codec, &SYNC_PROTOCOL, &mut reader)
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            Inbound::Refused(WireError::TooLarge {
+                limit: MAX_REQUEST_BYTES as u64
+            })
+        );
+    }
 }

@@ -1,17 +1,23 @@
-//! The social commands and their types: profiles, invites, blocking,
-//! presence ("last seen") and typing indicators. The handles that send
-//! them are `node.profiles()` and `node.contacts()` (in `api/`).
+//! Profiles, presence, invites and signed records: the social commands and
+//! their types (here), signed profile and presence records (`records.rs`),
+//! who is online (`presence.rs`), invites (`invite.rs`) and their handler.
+//! The handles that send the commands are `node.profiles()` and
+//! `node.contacts()` (in `api/`).
+
+pub mod invite;
+pub(crate) mod presence;
+pub(crate) mod records;
 
 use libp2p::{Multiaddr, PeerId};
 use meshchat_crdt::ChatId;
 use serde::{Deserialize, Serialize};
 
-use crate::{
+use self::{
     invite::Invite,
     presence::{LastSeen, LastSeenPrivacy},
-    protocol::Profile,
-    reply::Reply,
+    records::Profile,
 };
+use crate::reply::Reply;
 
 /// Largest profile picture fetched from a peer.
 pub const MAX_AVATAR_BYTES: u64 = 8 * 1024 * 1024;
