@@ -12,10 +12,12 @@ use libp2p::{
 };
 
 use crate::{
-    limits::Limits,
-    protocol::{
-        MailboxCodec, NoticeCodec, SyncCodec, MAILBOX_PROTOCOL, NOTICE_PROTOCOL, SYNC_PROTOCOL,
+    direct::{
+        notice_wire::{NoticeCodec, NOTICE_PROTOCOL},
+        sync_wire::{SyncCodec, SYNC_PROTOCOL},
     },
+    limits::Limits,
+    mailbox::wire::{MailboxCodec, MAILBOX_PROTOCOL},
     scoring,
 };
 
@@ -96,7 +98,7 @@ impl Behaviour {
         // what refuses.
         let store_config = kad::store::MemoryStoreConfig {
             max_records: usize::MAX,
-            max_value_bytes: crate::protocol::MAX_PROFILE_RECORD_BYTES,
+            max_value_bytes: crate::social::records::MAX_PROFILE_RECORD_BYTES,
             ..Default::default()
         };
         let mut kad = kad::Behaviour::with_config(

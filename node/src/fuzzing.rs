@@ -3,9 +3,18 @@
 //! smoke test below). Decoders must refuse, never panic. The e2e records'
 //! own target is `meshchat_crdt::fuzzing::e2e_records`.
 
-use crate::protocol::{
-    decode_frame, Envelope, GossipMessage, MailboxRequest, MailboxResponse, Notice, NoticeResponse,
-    Request, Response, SignedProfile,
+use crate::{
+    direct::{
+        notice_wire::{Notice, NoticeResponse},
+        sync_wire::{Request, Response},
+    },
+    framing::decode_frame,
+    groups::wire::{GossipMessage, GossipPayload},
+    mailbox::{
+        sealed_mail::open_envelope,
+        wire::{Envelope, MailboxRequest, MailboxResponse},
+    },
+    social::records::SignedProfile,
 };
 
 thread_local! {
@@ -32,7 +41,7 @@ pub fn wire_decoders(data: &[u8]) {
     // Mail as a recipient opens it: plain, or sealed to a device key.
     KEYRING.with(|keyring| {
         let me = meshchat_crdt::PublicKey::from_bytes([5; 32]);
-        let _ = crate::protocol::open_envelope(data, &me, keyring);
+        let _ = open_envelope(data, &me, keyring);
     });
     // The relay's blob-cache protocol, and its proof search in mail.
     let _ = ciborium::from_reader::<crate::blobs::relay_cache::CacheRequest, _>(data);
@@ -49,7 +58,7 @@ pub fn wire_decoders(data: &[u8]) {
         let key = SENDER_KEY.with(Clone::clone);
         let _ = sealed.open(&key);
     }
-    if let Ok(payload) = decode_frame::<crate::protocol::GossipPayload>(data) {
+    if let Ok(payload) = decode_frame::<GossipPayload>(data) {
         for change in payload.changes {
             let _ = change.verify();
         }
@@ -80,7 +89,7 @@ mod tests {
                 .collect();
             // Half the frames carry the right version byte.
             if round % 2 == 0 && !data.is_empty() {
-                data[0] = crate::protocol::WIRE_VERSION;
+                data[0] = crate::framing::WIRE_VERSION;
             }
             super::wire_decoders(&data);
         }

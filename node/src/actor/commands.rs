@@ -3,7 +3,7 @@
 use super::{commit::Held, *};
 
 impl Actor {
-    pub(super) async fn on_command(&mut self, command: Command) {
+    pub(crate) async fn on_command(&mut self, command: Command) {
         match command {
             Command::Op { chat, op, reply } => match self.local_op(chat, op) {
                 // Confirmed once the flush covering it succeeds.
@@ -151,7 +151,7 @@ impl Actor {
     /// under a new actor epoch, and if the flush fails the chat takes one
     /// ([`crate::chats::Chats::local_write_lost`]), so the sequence number
     /// is never reused for another change.
-    pub(super) fn local_op(&mut self, chat: ChatId, op: ChatOp) -> Result<OpOutcome, NodeError> {
+    pub(crate) fn local_op(&mut self, chat: ChatId, op: ChatOp) -> Result<OpOutcome, NodeError> {
         let leaving = matches!(op, ChatOp::Leave);
         let outcome = self
             .chats
@@ -229,11 +229,11 @@ impl Actor {
 
     /// Pushes the outbox now if connected, else dials, and deposits at the
     /// peer's relays at once if no dial can start (or, later, when it fails).
-    pub(super) fn deliver_to(&mut self, peer: PeerId) {
+    pub(crate) fn deliver_to(&mut self, peer: PeerId) {
         self.drive(crate::engine::Input::Outgoing(peer));
     }
 
-    pub(super) fn resolve(&mut self, query: &str) -> Result<ChatId, NodeError> {
+    pub(crate) fn resolve(&mut self, query: &str) -> Result<ChatId, NodeError> {
         if let Ok(chat) = query.parse::<ChatId>() {
             return match self.chats.exists(&chat)? {
                 true => Ok(chat),
@@ -279,7 +279,7 @@ impl Actor {
     /// A contact is on disk before the caller hears of it (a crash must not
     /// turn it back into a stranger), and what it wrote while it was one (a
     /// direct message request) becomes its chat.
-    pub(super) async fn contact_added(
+    pub(crate) async fn contact_added(
         &mut self,
         result: Result<Contact, NodeError>,
     ) -> Result<Contact, NodeError> {
@@ -293,7 +293,7 @@ impl Actor {
         Ok(contact)
     }
 
-    pub(super) fn add_contact(
+    pub(crate) fn add_contact(
         &mut self,
         peer: PeerId,
         name: Option<String>,
@@ -342,7 +342,7 @@ impl Actor {
         Ok(contact)
     }
 
-    pub(super) fn status(&self) -> Result<Status, NodeError> {
+    pub(crate) fn status(&self) -> Result<Status, NodeError> {
         Ok(Status {
             peer_id: *self.swarm.local_peer_id(),
             listen_addrs: self.listen_addrs.clone(),

@@ -14,14 +14,15 @@ use tokio::sync::{mpsc, oneshot};
 use super::ingest::Ingest;
 use crate::{
     chats::OpOutcome,
+    direct::sync_wire::Response,
+    mailbox::wire::MailboxResponse,
     mailbox::{Accepted, Refusal},
-    protocol::{MailboxResponse, Response},
     reply::NodeError,
     store::StoreError,
 };
 
 /// Something waiting for the flush that makes it durable.
-pub(super) enum Held {
+pub(crate) enum Held {
     /// A user's write (already sent on): the answer to the user.
     Local {
         outcome: OpOutcome,
@@ -56,19 +57,19 @@ pub(super) enum Held {
 
 /// Deposits on disk but not yet durable (one request's: a single deposit,
 /// or a batch), with the channel for their receipts.
-pub(super) struct HeldDeposit {
-    pub(super) channel: ResponseChannel<MailboxResponse>,
+pub(crate) struct HeldDeposit {
+    pub(crate) channel: ResponseChannel<MailboxResponse>,
     /// Each deposit of the request, in order.
-    pub(super) items: Vec<HeldItem>,
+    pub(crate) items: Vec<HeldItem>,
     /// Answered as a batch (`DepositedBatch`), not a single `Deposited`.
-    pub(super) batch: bool,
+    pub(crate) batch: bool,
 }
 
 /// One deposit of a held request.
 // Most items are accepted (the large variant): boxing it would cost an
 // allocation per deposit to shrink the rare refusal.
 #[allow(clippy::large_enum_variant)]
-pub(super) enum HeldItem {
+pub(crate) enum HeldItem {
     /// Written; its receipt goes out if the flush succeeds.
     Accepted {
         recipient: PublicKey,
@@ -79,24 +80,24 @@ pub(super) enum HeldItem {
 }
 
 /// A page of mail from `relay`, applied and waiting for its flush.
-pub(super) struct HeldMail {
-    pub(super) relay: PeerId,
+pub(crate) struct HeldMail {
+    pub(crate) relay: PeerId,
     /// The changes of each sender's mail items, applied as one batch, with
     /// the ids of those items.
-    pub(super) items: Vec<(Vec<u64>, Ingest)>,
+    pub(crate) items: Vec<(Vec<u64>, Ingest)>,
     /// Items to acknowledge whatever happens (undecodable, or from a
     /// blocked sender).
-    pub(super) dropped: Vec<u64>,
+    pub(crate) dropped: Vec<u64>,
     /// What follows once the page is flushed.
-    pub(super) then: super::fetches::AfterPage,
+    pub(crate) then: crate::mailbox::fetches::AfterPage,
 }
 
 /// The flush running and the items waiting for the next one.
-pub(super) struct GroupCommit {
+pub(crate) struct GroupCommit {
     waiting: Vec<Held>,
     in_flight: Vec<Held>,
     done_tx: mpsc::Sender<Result<(), StoreError>>,
-    pub(super) done_rx: mpsc::Receiver<Result<(), StoreError>>,
+    pub(crate) done_rx: mpsc::Receiver<Result<(), StoreError>>,
 }
 
 impl Default for GroupCommit {
@@ -113,18 +114,18 @@ impl Default for GroupCommit {
 
 impl GroupCommit {
     /// Holds `item` for the next flush.
-    pub(super) fn hold(&mut self, item: Held) {
+    pub(crate) fn hold(&mut self, item: Held) {
         self.waiting.push(item);
     }
 
     /// Nothing is waiting for a flush or in one.
-    pub(super) fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.waiting.is_empty() && self.in_flight.is_empty()
     }
 
     /// Whether a flush should start now: none runs and something waits. If
     /// so, the waiting items become the ones it covers.
-    pub(super) fn begin(&mut self) -> bool {
+    pub(crate) fn begin(&mut self) -> bool {
         if !self.in_flight.is_empty() || self.waiting.is_empty() {
             return false;
         }
@@ -133,7 +134,7 @@ impl GroupCommit {
     }
 
     /// Pages of mail from `relay` waiting for a flush or in one.
-    pub(super) fn mail_pages_from(&self, relay: &PeerId) -> usize {
+    pub(crate) fn mail_pages_from(&self, relay: &PeerId) -> usize {
         self.waiting
             .iter()
             .chain(&self.in_flight)
@@ -142,12 +143,12 @@ impl GroupCommit {
     }
 
     /// Where the running flush reports.
-    pub(super) fn done_tx(&self) -> mpsc::Sender<Result<(), StoreError>> {
+    pub(crate) fn done_tx(&self) -> mpsc::Sender<Result<(), StoreError>> {
         self.done_tx.clone()
     }
 
     /// Stopping: the final flush covered everything held.
-    pub(super) fn finish_all(&mut self) -> Vec<Held> {
+    pub(crate) fn finish_all(&mut self) -> Vec<Held> {
         let mut all = std::mem::take(&mut self.in_flight);
         all.append(&mut self.waiting);
         all
@@ -155,7 +156,7 @@ impl GroupCommit {
 
     /// The flush finished: the items it covered, and on failure every
     /// waiting item too.
-    pub(super) fn finish(&mut self, succeeded: bool) -> Vec<Held> {
+    pub(crate) fn finish(&mut self, succeeded: bool) -> Vec<Held> {
         let mut covered = std::mem::take(&mut self.in_flight);
         if !succeeded {
             covered.append(&mut self.waiting);
@@ -173,7 +174,7 @@ mod tests {
             relay: PeerId::random(),
             items: Vec::new(),
             dropped: vec![1],
-            then: crate::actor::fetches::AfterPage::Last,
+            then: crate::mailbox::fetches::AfterPage::Last,
         })
     }
 

@@ -10,7 +10,7 @@ use crate::engine::{Effect, Input};
 
 impl Actor {
     /// Hands `input` to the engine and runs what follows from it.
-    pub(super) fn drive(&mut self, input: Input) {
+    pub(crate) fn drive(&mut self, input: Input) {
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
             for effect in self.engine.handle(input, Instant::now()) {
@@ -81,7 +81,7 @@ impl Actor {
 
     /// Deposits `recipient`'s mail (everyone's, if `None`) at their relays
     /// now; relays still to be dialled take it when they connect.
-    pub(super) fn deposit_now(&mut self, recipient: Option<PublicKey>) {
+    pub(crate) fn deposit_now(&mut self, recipient: Option<PublicKey>) {
         let awaited = match recipient {
             Some(key) => self.deposit_for(key),
             None => self.deposit_for_unreachable(),

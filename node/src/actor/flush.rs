@@ -10,7 +10,7 @@ impl Actor {
     /// Starts a flush on a task of its own if something waits for one and
     /// none is running (called after every event the actor handles, so what
     /// one event held is covered by one flush).
-    pub(super) fn start_flush(&mut self) {
+    pub(crate) fn start_flush(&mut self) {
         if !self.commit.begin() {
             return;
         }
@@ -23,7 +23,7 @@ impl Actor {
 
     /// A flush finished: answer, announce and pass on what it covered, or,
     /// if it failed, refuse all of it.
-    pub(super) fn on_flushed(&mut self, result: Result<(), StoreError>) {
+    pub(crate) fn on_flushed(&mut self, result: Result<(), StoreError>) {
         let result = result.map_err(|error| self.chats.store().failed(error));
         if let Err(error) = &result {
             tracing::error!(%error, "flush failed; refusing what waited for it");
@@ -34,7 +34,7 @@ impl Actor {
 
     /// Stopping: the final flush (`result`) covered everything still held;
     /// answer it (the user's sends; peers are gone with the swarm).
-    pub(super) fn settle_at_stop(&mut self, result: Result<(), StoreError>) {
+    pub(crate) fn settle_at_stop(&mut self, result: Result<(), StoreError>) {
         let result = result.map_err(|error| self.chats.store().failed(error));
         let held = self.commit.finish_all();
         self.settle(held, &result);

@@ -12,7 +12,7 @@ use crate::{chats::Unflushed, events::Event};
 
 /// How changes arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Via {
+pub(crate) enum Via {
     /// Pushed by their author or a member (`/meshchat/sync/1` push).
     Push,
     /// Fetched in an anti-entropy sync.
@@ -24,29 +24,29 @@ pub(super) enum Via {
 }
 
 /// What receiving a batch did, for the sender.
-pub(super) struct Receipt {
+pub(crate) struct Receipt {
     /// Durably stored: acknowledge these.
-    pub(super) stored: Vec<ChangeHash>,
+    pub(crate) stored: Vec<ChangeHash>,
     /// Refused.
-    pub(super) rejected: Vec<crate::protocol::RejectedChange>,
+    pub(crate) rejected: Vec<crate::direct::sync_wire::RejectedChange>,
     /// Neither stored nor refused for good: waiting in memory for their
     /// dependencies, or not kept for now (the sender tries again later).
-    pub(super) deferred: usize,
+    pub(crate) deferred: usize,
 }
 
 /// Changes received and written, waiting for the flush that makes them
 /// durable.
-pub(super) struct Ingest {
+pub(crate) struct Ingest {
     /// The peer that sent them (the author for gossip and mail).
-    pub(super) peer: PeerId,
-    pub(super) via: Via,
-    pub(super) unflushed: Unflushed,
+    pub(crate) peer: PeerId,
+    pub(crate) via: Via,
+    pub(crate) unflushed: Unflushed,
 }
 
 impl Actor {
     /// Judges, applies and writes changes from `peer` (unflushed). Refusals
     /// are reported now; everything else waits for [`Actor::ingested`].
-    pub(super) fn ingest(
+    pub(crate) fn ingest(
         &mut self,
         peer: PeerId,
         from: PublicKey,
@@ -75,7 +75,7 @@ impl Actor {
     /// A flush covering `ingest` succeeded: emits its events, follows group
     /// membership and passes new group changes on. Returns what to
     /// acknowledge and what was refused.
-    pub(super) fn ingested(&mut self, ingest: Ingest) -> Receipt {
+    pub(crate) fn ingested(&mut self, ingest: Ingest) -> Receipt {
         let Ingest {
             peer,
             via,
@@ -178,7 +178,7 @@ impl Actor {
 
     /// The flush that was to cover `ingest` failed: its replicas are dropped
     /// (reloaded from disk when next needed) and nothing is acknowledged.
-    pub(super) fn ingest_failed(&mut self, ingest: &Ingest) {
+    pub(crate) fn ingest_failed(&mut self, ingest: &Ingest) {
         self.chats.abandon(&ingest.unflushed);
     }
 }

@@ -15,30 +15,20 @@ use libp2p::{
     swarm::{dial_opts::DialOpts, SwarmEvent},
     Multiaddr, PeerId, Swarm,
 };
-use meshchat_crdt::{ChangeHash, ChatId, PublicKey, SignedChange};
+use meshchat_crdt::{ChangeHash, ChatId, PublicKey};
 use tokio::{
     sync::{broadcast, mpsc, oneshot, Mutex},
     time::{interval, MissedTickBehavior},
 };
 
-mod commands;
-mod commit;
-mod couriers;
-mod direct;
-mod effects;
-mod fetches;
-mod flush;
-mod gossip;
-mod ingest;
-mod key_requests;
-mod mailbox;
-mod notices;
-mod peers;
-mod requests;
-mod sealing;
-mod social;
-mod storage;
-mod tokens;
+pub(crate) mod commands;
+pub(crate) mod commit;
+pub(crate) mod effects;
+pub(crate) mod flush;
+pub(crate) mod ingest;
+pub(crate) mod peers;
+pub(crate) mod requests;
+pub(crate) mod storage;
 
 use crate::{
     api::{Node, SpawnError},
@@ -51,7 +41,7 @@ use crate::{
     data_dir::{DataDir, DirLock},
     events::{Event, Status},
     keys::{libp2p_keypair, peer_id_of, public_key_of},
-    protocol::{Inbound, Request, Response},
+    protocol::Response,
     reply::NodeError,
     store::{Contact, DeliveryState, Store},
     transport::{build_swarm, SpawnOptions},
@@ -63,7 +53,7 @@ const EVENT_CAPACITY: usize = 1024;
 const MAX_ADDRS_PER_PEER: usize = 8;
 
 /// An outbound request awaiting its response.
-enum Pending {
+pub(crate) enum Pending {
     Push {
         peer: PublicKey,
         /// The hashes of an outbox push (one at a time); `None` for a push
@@ -85,57 +75,57 @@ enum Pending {
 }
 
 pub(crate) struct Actor {
-    swarm: Swarm<Behaviour>,
-    chats: Chats,
-    config: NodeConfig,
-    events: broadcast::Sender<Event>,
-    commands: mpsc::Receiver<Command>,
-    pending: HashMap<request_response::OutboundRequestId, Pending>,
+    pub(crate) swarm: Swarm<Behaviour>,
+    pub(crate) chats: Chats,
+    pub(crate) config: NodeConfig,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) pending: HashMap<request_response::OutboundRequestId, Pending>,
     /// Notices sent and not yet answered (`/meshchat/notice/1`).
-    notices: HashSet<request_response::OutboundRequestId>,
+    pub(crate) notices: HashSet<request_response::OutboundRequestId>,
     /// Changes sent and received, by path (reported in `Status`).
-    traffic: crate::events::Traffic,
+    pub(crate) traffic: crate::events::Traffic,
     /// When to dial, push, sync, deposit (the sans-I/O delivery engine).
-    engine: crate::engine::State,
+    pub(crate) engine: crate::engine::State,
     /// Addresses learned from identify, mDNS and contacts.
-    addrs: HashMap<PeerId, Vec<Multiaddr>>,
-    listen_addrs: Vec<Multiaddr>,
+    pub(crate) addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    pub(crate) listen_addrs: Vec<Multiaddr>,
     /// Group topics this node is subscribed to.
-    topics: HashMap<libp2p::gossipsub::TopicHash, ChatId>,
+    pub(crate) topics: HashMap<libp2p::gossipsub::TopicHash, ChatId>,
     /// Relay mode: the mailboxes this node keeps for others.
-    mailbox: Option<crate::mailbox::Mailbox>,
-    metrics: mailbox::RelayMetrics,
-    mailbox_pending: mailbox::MailboxPendingMap,
+    pub(crate) mailbox: Option<crate::mailbox::Mailbox>,
+    pub(crate) metrics: crate::events::RelayMetrics,
+    pub(crate) mailbox_pending: crate::mailbox::pending::MailboxPendingMap,
     /// The relays whose mail is being fetched.
-    mail_fetches: fetches::MailFetches,
+    pub(crate) mail_fetches: crate::mailbox::fetches::MailFetches,
     /// Changes deposited at relays for peers (not deposited again, across restarts).
-    deposits: crate::mailbox::DepositLog,
-    social: social::Social,
+    pub(crate) deposits: crate::mailbox::DepositLog,
+    pub(crate) social: crate::social::state::Social,
     /// What waits for the next flush (group commit).
-    commit: commit::GroupCommit,
+    pub(crate) commit: commit::GroupCommit,
     /// Delivery tokens this node holds and hands out.
-    tokens: tokens::Tokens,
+    pub(crate) tokens: crate::mailbox::token_offers::Tokens,
     /// Which signed records this node's DHT store keeps.
-    records: crate::mailbox::RecordBook,
+    pub(crate) records: crate::mailbox::RecordBook,
     /// Mail upkeep ticks so far.
-    upkeep_ticks: u64,
+    pub(crate) upkeep_ticks: u64,
     /// Media: the iroh endpoint and blob store.
-    blobs: crate::blobs::Blobs,
+    pub(crate) blobs: crate::blobs::Blobs,
     /// The media task; aborted when the actor stops.
-    _media: crate::blobs::MediaTask,
+    pub(crate) _media: crate::blobs::MediaTask,
     /// How many of each peer's refusals are logged and emitted.
-    rejections: crate::rejections::RejectionBudget,
-    _lock: DirLock,
+    pub(crate) rejections: crate::rejections::RejectionBudget,
+    pub(crate) _lock: DirLock,
     /// Peers exempt from the shared connection limits (contacts, relays).
-    limit_bypass: HashSet<PeerId>,
+    pub(crate) limit_bypass: HashSet<PeerId>,
     /// Recovery from storage faults (disk full, I/O errors).
-    storage: storage::StorageWatch,
+    pub(crate) storage: storage::StorageWatch,
     /// Sender keys of group gossip (this node's and fellow members').
-    sender_keys: crate::groups::sender_keys::SenderKeys,
+    pub(crate) sender_keys: crate::groups::sender_keys::SenderKeys,
     /// Gossip waiting for sender keys asked for.
-    key_waits: key_requests::KeyWaits,
+    pub(crate) key_waits: crate::groups::key_waits::KeyWaits,
     /// Sealed deposits on their way to relays over throwaway identities.
-    couriers: couriers::Couriers,
+    pub(crate) couriers: crate::mailbox::couriers::Couriers,
 }
 
 /// Starts a node on `dir` (which must be initialised) with `config`.
@@ -170,7 +160,7 @@ pub async fn spawn_with(
     let keypair = libp2p_keypair(&identity);
     // A courier builds a TCP + QUIC swarm of its own: not on a node whose
     // caller supplied the transport (the simulator's in-memory network).
-    let couriers = couriers::Couriers::new(options.transport.is_none());
+    let couriers = crate::mailbox::couriers::Couriers::new(options.transport.is_none());
     let mut swarm = build_swarm(
         keypair,
         options.transport,
@@ -205,9 +195,9 @@ pub async fn spawn_with(
     };
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (event_tx, _) = broadcast::channel(EVENT_CAPACITY);
-    let social = social::Social::new(&config, &store);
+    let social = crate::social::state::Social::new(&config, &store);
     let deposits = crate::mailbox::DepositLog::open(store.handle())?;
-    let tokens = tokens::Tokens::open(store.handle())?;
+    let tokens = crate::mailbox::token_offers::Tokens::open(store.handle())?;
     let sender_keys = crate::groups::sender_keys::SenderKeys::open(store.handle());
     let records = crate::mailbox::RecordBook::new(&config.mailbox.clone().unwrap_or_default());
     let media = crate::blobs::spawn_media_task(crate::blobs::WeakNode {
@@ -240,7 +230,7 @@ pub async fn spawn_with(
         listen_addrs: Vec::new(),
         topics: HashMap::new(),
         mailbox,
-        metrics: mailbox::RelayMetrics::default(),
+        metrics: crate::events::RelayMetrics::default(),
         mailbox_pending: HashMap::new(),
         mail_fetches: Default::default(),
         deposits,
@@ -451,14 +441,14 @@ impl Actor {
         }
     }
 
-    fn emit(&self, event: Event) {
+    pub(crate) fn emit(&self, event: Event) {
         // No subscriber is fine: events are a view, the state is in the store.
         let _ = self.events.send(event);
     }
 
     /// Reports something `peer` sent that this node refused, in the log and
     /// as an event, within the peer's budget (beyond it, only counted).
-    fn refused(&mut self, peer: PeerId, reason: String) {
+    pub(crate) fn refused(&mut self, peer: PeerId, reason: String) {
         let (report, summary) = self.rejections.note(peer, now_ms());
         for (peer, count) in summary {
             tracing::warn!(%peer, count, "more refusals from this peer were not logged");

@@ -3,7 +3,7 @@
 use super::*;
 
 impl Actor {
-    pub(super) fn remember_addrs(
+    pub(crate) fn remember_addrs(
         &mut self,
         peer: PeerId,
         addrs: impl IntoIterator<Item = Multiaddr>,
@@ -25,7 +25,7 @@ impl Actor {
     /// Dials `peer` at the addresses known for it (or looks it up in the
     /// DHT). Returns whether a dial is under way or a connection is up; a
     /// dial that fails later is reported as `OutgoingConnectionError`.
-    pub(super) fn dial_peer(&mut self, peer: PeerId) -> bool {
+    pub(crate) fn dial_peer(&mut self, peer: PeerId) -> bool {
         if self.swarm.is_connected(&peer) {
             return true;
         }
@@ -52,7 +52,7 @@ impl Actor {
 
     /// Keeps a contact's stored addresses fresh with what it announces, so the
     /// side that was added by PeerId alone can reach back later.
-    pub(super) fn learn_contact_addrs(&mut self, peer: PeerId, announced: Vec<Multiaddr>) {
+    pub(crate) fn learn_contact_addrs(&mut self, peer: PeerId, announced: Vec<Multiaddr>) {
         let usable: Vec<Multiaddr> = announced
             .into_iter()
             .filter(|a| !crate::config::is_unspecified(a))
@@ -78,7 +78,7 @@ impl Actor {
     /// Brings the connection gates in line with the contacts: contacts (unless
     /// blocked) and configured relays are exempt from the shared connection
     /// limits, blocked peers cannot connect at all.
-    pub(super) fn sync_connection_gates(&mut self) {
+    pub(crate) fn sync_connection_gates(&mut self) {
         let mut wanted: HashSet<PeerId> = self.config.relay_peers().into_iter().collect();
         let mut blocked = HashSet::new();
         match self.chats.store().contacts() {
@@ -113,7 +113,7 @@ impl Actor {
     }
 
     /// Exempts one new contact from the shared connection limits.
-    pub(super) fn exempt_from_limits(&mut self, peer: PeerId) {
+    pub(crate) fn exempt_from_limits(&mut self, peer: PeerId) {
         if self.limit_bypass.insert(peer) {
             self.swarm.behaviour_mut().limits.bypass_peer_id(&peer);
         }

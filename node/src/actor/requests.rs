@@ -8,7 +8,7 @@ use crate::{
 };
 
 impl Actor {
-    pub(super) async fn on_request_command(&mut self, command: RequestCommand) {
+    pub(crate) async fn on_request_command(&mut self, command: RequestCommand) {
         match command {
             RequestCommand::List { reply } => {
                 let _ = reply.send(self.chats.requests().map_err(Into::into));
@@ -24,7 +24,7 @@ impl Actor {
 
     /// Accepts `peer`'s direct message requests (it became a contact).
     /// Group invitations stay requests: joining is the user's choice.
-    pub(super) async fn accept_direct_requests_from(&mut self, peer: libp2p::PeerId) {
+    pub(crate) async fn accept_direct_requests_from(&mut self, peer: libp2p::PeerId) {
         let Some(key) = crate::keys::public_key_of(&peer) else {
             return;
         };

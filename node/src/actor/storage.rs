@@ -9,10 +9,10 @@ use super::*;
 use crate::disk::{self, Reserve, StorageFault, StorageState};
 
 /// How often a node with a storage fault checks whether it can recover.
-pub(super) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Recovery from a storage fault.
-pub(super) struct StorageWatch {
+pub(crate) struct StorageWatch {
     reserve: Reserve,
     /// The fault the user was told about; `None` while writes work.
     reported: Option<StorageFault>,
@@ -23,7 +23,7 @@ pub(super) struct StorageWatch {
 
 impl StorageWatch {
     /// Sets the reserve aside (best effort: a disk too full for it still runs).
-    pub(super) fn new(reserve: Reserve) -> Self {
+    pub(crate) fn new(reserve: Reserve) -> Self {
         if let Err(error) = reserve.ensure() {
             tracing::warn!(%error, bytes = disk::RESERVE_BYTES, "cannot set space aside for recovering from a full disk");
         }
@@ -34,7 +34,7 @@ impl StorageWatch {
         }
     }
 
-    pub(super) fn fault(&self) -> Option<&StorageFault> {
+    pub(crate) fn fault(&self) -> Option<&StorageFault> {
         self.reported.as_ref()
     }
 }
@@ -43,7 +43,7 @@ impl Actor {
     /// Runs after every event the actor handles: a fault the store has just
     /// recorded is reported and the database reopened at once, so nothing it
     /// held in memory without writing is ever served.
-    pub(super) fn notice_storage_fault(&mut self) {
+    pub(crate) fn notice_storage_fault(&mut self) {
         if self.storage.reported.is_some() {
             return;
         }
@@ -61,7 +61,7 @@ impl Actor {
 
     /// Every [`PROBE_INTERVAL`]: reopens the database if that is still to do,
     /// and resumes writes once the disk has room and a probe write succeeds.
-    pub(super) async fn storage_tick(&mut self) {
+    pub(crate) async fn storage_tick(&mut self) {
         let refused = self.metrics.refused_unavailable;
         let newly_refused = refused > self.storage.refused_deposits;
         self.storage.refused_deposits = refused;

@@ -24,9 +24,7 @@ use rand::Rng;
 
 use super::blob_hash;
 use crate::{
-    mailbox::MailboxStore,
-    protocol::{decode_frame, Envelope},
-    store::StoreError,
+    framing::decode_frame, mailbox::wire::Envelope, mailbox::MailboxStore, store::StoreError,
 };
 
 /// Mail items read from a mailbox per page while looking for a deposit.
@@ -191,7 +189,7 @@ mod tests {
     use meshchat_crdt::{Attachment, BlobHash, ChatKind, ChatReplica, Identity};
 
     use super::*;
-    use crate::protocol::encode_frame;
+    use crate::framing::encode_frame;
 
     fn file_change(author: &Identity, hash: Hash) -> Vec<u8> {
         let peer = Identity::generate().public();

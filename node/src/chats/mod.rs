@@ -27,7 +27,8 @@ pub(crate) use views::ExportError;
 pub use views::{ChatSummary, ExportSummary, HistoryEntry, MessageInfo, RecipientState};
 
 use crate::{
-    protocol::{RejectedChange, Response, WireError},
+    direct::sync_wire::{RejectedChange, Response},
+    framing::WireError,
     store::{ChatRecord, DeliveryState, Store, StoreError},
 };
 

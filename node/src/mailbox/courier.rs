@@ -26,10 +26,8 @@ use libp2p::{
     tcp, yamux, Multiaddr, PeerId,
 };
 
-use crate::protocol::{
-    decode_frame, Envelope, Inbound, MailboxCodec, MailboxRequest, MailboxResponse,
-    MAILBOX_PROTOCOL,
-};
+use super::wire::{Envelope, MailboxCodec, MailboxRequest, MailboxResponse, MAILBOX_PROTOCOL};
+use crate::framing::{decode_frame, Inbound};
 
 /// Why a courier brought no answer back. The request may or may not have
 /// reached the relay: the sender deposits again later, as after any failed
@@ -140,7 +138,7 @@ mod tests {
     use meshchat_crdt::BlobHash;
 
     use super::*;
-    use crate::protocol::encode_frame;
+    use crate::framing::encode_frame;
 
     #[test]
     fn only_sealed_mail_attaching_nothing_goes_by_courier() {

@@ -13,16 +13,23 @@
 
 mod config;
 pub(crate) mod courier;
+pub(crate) mod couriers;
 mod deposits;
+pub(crate) mod fetches;
+mod handler;
+pub(crate) mod pending;
 mod rate;
 mod receipt;
 mod records;
 pub(crate) mod sealed_mail;
+pub(crate) mod sealing;
 mod store;
 #[cfg(test)]
 mod tests;
 mod token;
 mod token_book;
+pub(crate) mod token_offers;
+mod tokens;
 pub(crate) mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -37,7 +44,6 @@ pub(crate) use records::{Admission, RecordBook};
 pub(crate) use store::{Held, MailboxStore, Stored};
 pub use store::{MailItem, MailboxStats, Refusal};
 pub use token::{DeliveryToken, TokenError, TOKEN_LIFETIME_MS};
-pub(crate) use token_book::TokenBook;
 
 use crate::store::StoreError;
 

@@ -4,9 +4,11 @@
 //! The handles that send the commands are `node.profiles()` and
 //! `node.contacts()` (in `api/`).
 
+mod handler;
 pub mod invite;
 pub(crate) mod presence;
 pub(crate) mod records;
+pub(crate) mod state;
 
 use libp2p::{Multiaddr, PeerId};
 use meshchat_crdt::ChatId;

@@ -21,7 +21,7 @@ const INVITE_KEYS_TREE: &str = "invite_keys";
 /// stored here, else from the invite the user added it from; `None` for a
 /// peer known by neither, or running a node older than end-to-end
 /// encryption.
-pub(super) fn encryption_key_of(store: &Store, peer: &PublicKey) -> Option<DeviceKey> {
+pub(crate) fn encryption_key_of(store: &Store, peer: &PublicKey) -> Option<DeviceKey> {
     profile_key(store, peer).or_else(|| invite_key(store, peer))
 }
 
@@ -45,7 +45,7 @@ fn invite_key(store: &Store, peer: &PublicKey) -> Option<DeviceKey> {
 
 /// Keeps the encryption key an invite gave for `peer` (unflushed: the
 /// contact's own flush covers it).
-pub(super) fn keep_invite_key(
+pub(crate) fn keep_invite_key(
     store: &Store,
     peer: &PublicKey,
     key: DeviceKey,
@@ -63,7 +63,7 @@ pub(super) fn keep_invite_key(
 /// when the key is unusable (a low-order point, which only its owner can
 /// publish): that mail is not deposited in the clear, it waits for a direct
 /// delivery.
-pub(super) fn mail_envelope(
+pub(crate) fn mail_envelope(
     changes: Vec<SignedChange>,
     recipient: &PublicKey,
     key: &DeviceKey,

@@ -3,62 +3,20 @@
 //! keeps the tokens others hand it (see `mailbox::token` for what a token
 //! is, and `mailbox::token_book` for how they are kept).
 
-use std::collections::HashSet;
+use libp2p::PeerId;
+use meshchat_crdt::{ChatId, PublicKey};
 
-use super::{mailbox::MailboxPending, *};
-use crate::{
-    mailbox::{DeliveryToken, TokenBook, TOKEN_LIFETIME_MS},
-    protocol::{MailboxRequest, MailboxResponse, MAX_TOKENS_PER_REQUEST},
+use super::{
+    pending::MailboxPending,
+    token::{DeliveryToken, TOKEN_LIFETIME_MS},
+    wire::{MailboxRequest, MailboxResponse, MAX_TOKENS_PER_REQUEST},
 };
-
-/// How long to wait before offering tokens again to a peer that declined
-/// them (it has not added this node yet).
-const DECLINED_RETRY: Duration = Duration::from_secs(60);
-
-/// Delivery tokens: the book on disk, the peers being handed some now, and
-/// the peers that declined them (until when to leave them alone).
-pub(super) struct Tokens {
-    book: TokenBook,
-    offering: HashSet<PeerId>,
-    declined: HashMap<PeerId, tokio::time::Instant>,
-}
-
-impl Tokens {
-    pub(super) fn open(db: crate::store::DbHandle) -> Result<Self, crate::store::StoreError> {
-        Ok(Self {
-            book: TokenBook::open(db)?,
-            offering: HashSet::new(),
-            declined: HashMap::new(),
-        })
-    }
-
-    /// No token offer to `peer` is on its way any more.
-    pub(super) fn not_offering(&mut self, peer: &PeerId) {
-        self.offering.remove(peer);
-    }
-
-    /// The token to deposit with for `recipient` at `relay`, if one is held.
-    pub(super) fn for_deposit(
-        &self,
-        recipient: &PublicKey,
-        relay: &PublicKey,
-    ) -> Option<DeliveryToken> {
-        self.book.for_deposit(recipient, relay, now_ms())
-    }
-
-    fn decline(&mut self, peer: PeerId) {
-        let now = tokio::time::Instant::now();
-        if self.declined.len() >= 10_000 {
-            self.declined.retain(|_, until| *until > now);
-        }
-        self.declined.insert(peer, now + DECLINED_RETRY);
-    }
-}
+use crate::{actor::Actor, clock::now_ms, events::Event, framing::Inbound, keys::public_key_of};
 
 impl Actor {
     /// Hands this node's delivery tokens to every connected peer that may
     /// send it mail and lacks a fresh one (see [`Self::offer_tokens`]).
-    pub(super) fn hand_out_tokens(&mut self) {
+    pub(crate) fn hand_out_tokens(&mut self) {
         if self.config.relays.is_empty() {
             return;
         }
@@ -76,7 +34,7 @@ impl Actor {
     }
 
     /// On connecting: hand `peer` tokens if it may send this node mail.
-    pub(super) fn hand_out_tokens_to(&mut self, peer: PeerId) {
+    pub(crate) fn hand_out_tokens_to(&mut self, peer: PeerId) {
         if self.config.relays.is_empty() || !self.needs_tokens(&peer) {
             return;
         }
@@ -171,7 +129,7 @@ impl Actor {
     /// `holder` answered a token offer: kept (remember until when, so the
     /// tokens are renewed only when due) or declined (leave it alone for a
     /// while).
-    pub(super) fn on_tokens_answer(
+    pub(crate) fn on_tokens_answer(
         &mut self,
         holder: PeerId,
         issued: Vec<(PublicKey, i64)>,
@@ -195,7 +153,7 @@ impl Actor {
 
     /// Tokens for the invite this node hands out: one per relay, for
     /// whoever holds the invite.
-    pub(super) fn invite_tokens(&self) -> Vec<DeliveryToken> {
+    pub(crate) fn invite_tokens(&self) -> Vec<DeliveryToken> {
         let expires_at_ms = now_ms() + TOKEN_LIFETIME_MS;
         self.config
             .relay_peers()
@@ -210,7 +168,7 @@ impl Actor {
     /// `peer` handed over tokens for its own mailbox. Kept if it is someone
     /// this node sends mail to (a contact, a direct chat, a fellow group
     /// member), each signed by it and unexpired. Returns whether they were.
-    pub(super) fn accept_tokens(
+    pub(crate) fn accept_tokens(
         &mut self,
         peer: PeerId,
         from: PublicKey,
@@ -234,7 +192,7 @@ impl Actor {
 
     /// Keeps the valid tokens `from` signed for itself (handed over, or in
     /// its invite). Returns whether any was kept.
-    pub(super) fn keep_tokens(
+    pub(crate) fn keep_tokens(
         &mut self,
         peer: PeerId,
         from: PublicKey,

@@ -3,12 +3,15 @@
 
 use libp2p::request_response::ResponseChannel;
 
-use super::*;
-use crate::protocol::{Notice, NoticeResponse, WireError};
+use libp2p::{request_response, PeerId};
+
+use super::notice_wire::{Notice, NoticeResponse};
+use crate::framing::WireError;
+use crate::{actor::Actor, framing::Inbound, keys::public_key_of};
 
 impl Actor {
     /// Sends a notice; its answer is only looked at for a profile.
-    pub(super) fn send_notice(&mut self, peer: PeerId, notice: Notice) {
+    pub(crate) fn send_notice(&mut self, peer: PeerId, notice: Notice) {
         let id = self
             .swarm
             .behaviour_mut()
@@ -17,7 +20,7 @@ impl Actor {
         self.notices.insert(id);
     }
 
-    pub(super) fn on_notice_event(
+    pub(crate) fn on_notice_event(
         &mut self,
         event: request_response::Event<Inbound<Notice>, NoticeResponse>,
     ) {

@@ -4,13 +4,25 @@
 use libp2p::request_response::ResponseChannel;
 use meshchat_crdt::SegmentHeads;
 
-use super::{commit::Held, ingest::Via, *};
+use std::collections::HashMap;
+
+use libp2p::{request_response, PeerId};
+use meshchat_crdt::{ChangeHash, ChatId, PublicKey, SignedChange};
+
 use crate::engine::Input;
-use crate::protocol::WireError;
+use crate::framing::WireError;
+use crate::{
+    actor::{commit::Held, ingest::Via, Actor, Pending},
+    direct::sync_wire::{Request, Response},
+    events::Event,
+    framing::Inbound,
+    keys::public_key_of,
+    store::DeliveryState,
+};
 
 impl Actor {
     /// The chats to sync with `peer` (those it shares with this node).
-    pub(super) fn chats_shared_with(&mut self, peer: PeerId) -> Vec<ChatId> {
+    pub(crate) fn chats_shared_with(&mut self, peer: PeerId) -> Vec<ChatId> {
         let Some(key) = public_key_of(&peer) else {
             return Vec::new();
         };
@@ -24,7 +36,7 @@ impl Actor {
     }
 
     /// Sends the read receipts queued for `peer`, if connected.
-    pub(super) fn send_read_receipts(&mut self, peer: PeerId) {
+    pub(crate) fn send_read_receipts(&mut self, peer: PeerId) {
         let Some(key) = public_key_of(&peer) else {
             return;
         };
@@ -53,12 +65,12 @@ impl Actor {
 
     /// Syncs `chat` with `peer` now, or once one of the peer's sync slots
     /// frees (the engine keeps the slots).
-    pub(super) fn sync_chat(&mut self, peer: PeerId, chat: ChatId) {
+    pub(crate) fn sync_chat(&mut self, peer: PeerId, chat: ChatId) {
         self.drive(Input::SyncWanted { peer, chat });
     }
 
     /// Sends a sync request; returns whether one went out.
-    pub(super) fn send_sync(&mut self, peer: PeerId, chat: ChatId) -> bool {
+    pub(crate) fn send_sync(&mut self, peer: PeerId, chat: ChatId) -> bool {
         let Some(key) = public_key_of(&peer) else {
             return false;
         };
@@ -81,7 +93,7 @@ impl Actor {
 
     /// Sends the next outbox batch to `peer`; returns whether one went out
     /// (the engine allows one at a time).
-    pub(super) fn push_outbox(&mut self, peer: PeerId) -> bool {
+    pub(crate) fn push_outbox(&mut self, peer: PeerId) -> bool {
         if self.chats.store().fault().is_some() {
             // While storage refuses writes an acknowledgement could not be
             // recorded: the push would repeat forever. Resumed on recovery.
@@ -106,7 +118,7 @@ impl Actor {
 
     /// Pushes `changes` to `peer`: from its outbox with their `hashes`
     /// (the next push waits for the answer), or `None` for a sync's.
-    pub(super) fn send_push(
+    pub(crate) fn send_push(
         &mut self,
         peer: PeerId,
         key: PublicKey,
@@ -137,7 +149,7 @@ impl Actor {
         }
     }
 
-    pub(super) async fn on_sync_event(
+    pub(crate) async fn on_sync_event(
         &mut self,
         event: request_response::Event<Inbound<Request>, Response>,
     ) {
@@ -191,7 +203,7 @@ impl Actor {
     }
 
     /// Sends the answer to a direct request.
-    pub(super) fn answer_sync(&mut self, channel: ResponseChannel<Response>, response: Response) {
+    pub(crate) fn answer_sync(&mut self, channel: ResponseChannel<Response>, response: Response) {
         if self
             .swarm
             .behaviour_mut()
@@ -205,7 +217,7 @@ impl Actor {
 
     /// Handles a direct request: the answer to send now, or `None` when it
     /// waits for a flush (a push).
-    pub(super) async fn on_request(
+    pub(crate) async fn on_request(
         &mut self,
         peer: PeerId,
         request: Inbound<Request>,
@@ -256,7 +268,7 @@ impl Actor {
         Some((channel, response))
     }
 
-    pub(super) async fn on_response(&mut self, peer: PeerId, pending: Pending, response: Response) {
+    pub(crate) async fn on_response(&mut self, peer: PeerId, pending: Pending, response: Response) {
         match (pending, response) {
             (Pending::Key { key_id }, response) => self.key_answered(peer, key_id, Some(response)),
             (
@@ -329,7 +341,7 @@ impl Actor {
 
     /// After a sync answer is applied: pushes back what the peer lacks and
     /// asks for more.
-    pub(super) fn continue_sync(
+    pub(crate) fn continue_sync(
         &mut self,
         peer: PeerId,
         key: PublicKey,
@@ -350,7 +362,7 @@ impl Actor {
         }
     }
 
-    pub(super) fn on_acknowledged(&mut self, peer: PeerId, key: PublicKey, stored: &[ChangeHash]) {
+    pub(crate) fn on_acknowledged(&mut self, peer: PeerId, key: PublicKey, stored: &[ChangeHash]) {
         match self.chats.acknowledged(&key, stored) {
             Ok(delivered) => {
                 for (chat, message) in delivered {

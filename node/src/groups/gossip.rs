@@ -4,17 +4,25 @@
 //! seen on the topic. A frame under a key this node lacks waits while the
 //! key is asked for (`key_requests.rs`).
 
-use super::{
-    commit::Held,
-    ingest::{Ingest, Receipt, Via},
-    *,
+use libp2p::PeerId;
+use meshchat_crdt::{ChatId, PublicKey, SignedChange};
+
+use super::wire::{group_topic, GossipMessage, GossipPayload};
+use crate::framing::{decode_frame, encode_frame};
+use crate::{
+    actor::{
+        commit::Held,
+        ingest::{Ingest, Receipt, Via},
+        Actor,
+    },
+    events::Event,
+    keys::public_key_of,
 };
-use crate::protocol::{decode_frame, encode_frame, group_topic, GossipMessage, GossipPayload};
 use libp2p::gossipsub::{self, MessageAcceptance, MessageId, TopicHash};
 use meshchat_crdt::e2e::{SealedChange, SenderKey};
 
 /// What became of a gossiped frame.
-pub(super) enum Gossiped {
+pub(crate) enum Gossiped {
     /// Judged at once (malformed, off-topic, or storage failed).
     Judged(MessageAcceptance),
     /// Written: its verdict waits for the flush covering it.
@@ -25,7 +33,7 @@ pub(super) enum Gossiped {
 
 impl Actor {
     /// Subscribes to the topic of every group this node is in.
-    pub(super) fn join_my_topics(&mut self) {
+    pub(crate) fn join_my_topics(&mut self) {
         match self.chats.my_groups() {
             Ok(groups) => {
                 for chat in groups {
@@ -36,7 +44,7 @@ impl Actor {
         }
     }
 
-    pub(super) fn join_topic(&mut self, chat: ChatId) {
+    pub(crate) fn join_topic(&mut self, chat: ChatId) {
         let topic = group_topic(&chat);
         let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
         if let Err(error) =
@@ -51,18 +59,18 @@ impl Actor {
         self.topics.insert(topic.hash(), chat);
     }
 
-    pub(super) fn is_subscribed(&self, chat: &ChatId) -> bool {
+    pub(crate) fn is_subscribed(&self, chat: &ChatId) -> bool {
         self.topics.contains_key(&group_topic(chat).hash())
     }
 
-    pub(super) fn leave_topic(&mut self, chat: ChatId) {
+    pub(crate) fn leave_topic(&mut self, chat: ChatId) {
         let topic = group_topic(&chat);
         self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
         self.topics.remove(&topic.hash());
     }
 
     /// After a group's metadata changed: leave its topic if no longer a member.
-    pub(super) fn follow_membership(&mut self, chat: ChatId) {
+    pub(crate) fn follow_membership(&mut self, chat: ChatId) {
         let me = self.chats.me();
         let member = match self.chats.replica(&chat) {
             Ok(Some(replica)) => replica.is_member(&me),
@@ -83,7 +91,7 @@ impl Actor {
     /// deposited if not), so passing a change learned by sync on to the
     /// topic would only add copies. Anti-entropy repairs whatever an author
     /// did not cover.
-    pub(super) fn every_member_has_relays(&mut self, chat: ChatId) -> bool {
+    pub(crate) fn every_member_has_relays(&mut self, chat: ChatId) -> bool {
         let me = self.chats.me();
         let members: Vec<PublicKey> = match self.chats.replica(&chat) {
             Ok(Some(replica)) => replica.members().into_keys().collect(),
@@ -108,7 +116,7 @@ impl Actor {
     /// as well would only send the connected ones a second copy and their
     /// mesh peers more, and reaches no offline one (one live path per
     /// recipient; anti-entropy repairs the rest).
-    pub(super) fn outbox_reaches_every_member(
+    pub(crate) fn outbox_reaches_every_member(
         &mut self,
         chat: ChatId,
         pushed: &[PublicKey],
@@ -155,7 +163,7 @@ impl Actor {
 
     /// Publishes changes on the group's topic, sealed. Peers not reached (no
     /// mesh yet, offline) catch up by anti-entropy.
-    pub(super) fn publish(&mut self, chat: ChatId, changes: Vec<SignedChange>) {
+    pub(crate) fn publish(&mut self, chat: ChatId, changes: Vec<SignedChange>) {
         let Some(key) = self.sealing_key(chat) else {
             return;
         };
@@ -184,7 +192,7 @@ impl Actor {
         }
     }
 
-    pub(super) async fn on_gossip_event(&mut self, event: gossipsub::Event) {
+    pub(crate) async fn on_gossip_event(&mut self, event: gossipsub::Event) {
         match event {
             gossipsub::Event::Message {
                 propagation_source,
@@ -210,7 +218,7 @@ impl Actor {
     }
 
     /// Acts on what became of a gossiped frame.
-    pub(super) fn gossip_judged(
+    pub(crate) fn gossip_judged(
         &mut self,
         verdict: Gossiped,
         message_id: MessageId,
@@ -233,7 +241,7 @@ impl Actor {
 
     /// Tells gossipsub whether to forward a message (and how to score its
     /// sender).
-    pub(super) fn report_gossip(
+    pub(crate) fn report_gossip(
         &mut self,
         message_id: &MessageId,
         propagation_source: &PeerId,
@@ -248,7 +256,7 @@ impl Actor {
 
     /// The verdict on gossiped changes once the flush that was to cover
     /// them finished (`receipt` is `None` if it failed).
-    pub(super) fn gossip_verdict(receipt: Option<Receipt>) -> MessageAcceptance {
+    pub(crate) fn gossip_verdict(receipt: Option<Receipt>) -> MessageAcceptance {
         match receipt {
             Some(receipt) if !receipt.rejected.is_empty() => MessageAcceptance::Reject,
             // Not judged yet (dependencies missing): keep it, but do not vouch
@@ -293,7 +301,7 @@ impl Actor {
     }
 
     /// Opens a sealed frame with its key, then judges the changes inside.
-    pub(super) fn open_gossip(
+    pub(crate) fn open_gossip(
         &mut self,
         via: PeerId,
         chat: ChatId,

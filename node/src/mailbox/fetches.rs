@@ -11,7 +11,7 @@ use libp2p::PeerId;
 
 /// What follows a page of mail once its flush is done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum AfterPage {
+pub(crate) enum AfterPage {
     /// Fetch the next page, starting after this id.
     Fetch(Option<u64>),
     /// The next page was asked for already, while this one was applied.
@@ -22,7 +22,7 @@ pub(super) enum AfterPage {
 
 /// Relays with a fetch chain running, and those asked to fetch again.
 #[derive(Debug, Default)]
-pub(super) struct MailFetches {
+pub(crate) struct MailFetches {
     running: HashSet<PeerId>,
     again: HashSet<PeerId>,
 }
@@ -31,7 +31,7 @@ impl MailFetches {
     /// A fetch of `relay`'s mail from the start was asked for: whether to
     /// start a chain now (otherwise it starts again when the running one
     /// ends).
-    pub(super) fn start(&mut self, relay: PeerId) -> bool {
+    pub(crate) fn start(&mut self, relay: PeerId) -> bool {
         if self.running.insert(relay) {
             return true;
         }
@@ -41,7 +41,7 @@ impl MailFetches {
 
     /// `relay`'s chain ended (its last page flushed, or a fetch or flush
     /// failed): whether to start a new one at once.
-    pub(super) fn ended(&mut self, relay: &PeerId) -> bool {
+    pub(crate) fn ended(&mut self, relay: &PeerId) -> bool {
         self.running.remove(relay);
         if self.again.remove(relay) {
             self.running.insert(*relay);

@@ -13,26 +13,26 @@ use std::{
 use libp2p::{Multiaddr, PeerId};
 use tokio::task::{self, JoinSet};
 
-use super::mailbox::MailboxPending;
-use crate::{
-    mailbox::courier::{self, CourierError},
-    protocol::{MailboxRequest, MailboxResponse},
+use super::pending::MailboxPending;
+use super::{
+    courier::{self, CourierError},
+    wire::{MailboxRequest, MailboxResponse},
 };
 
 /// Couriers one node runs at once; deposits beyond wait until one comes
 /// back (they stay due in the deposit log).
-pub(super) const MAX_IN_FLIGHT: usize = 4;
+pub(crate) const MAX_IN_FLIGHT: usize = 4;
 /// How long one courier may take, dial to answer.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A courier came back: the relay's answer, or why there is none.
-pub(super) struct Returned {
-    pub(super) relay: PeerId,
-    pub(super) pending: MailboxPending,
-    pub(super) result: Result<MailboxResponse, CourierError>,
+pub(crate) struct Returned {
+    pub(crate) relay: PeerId,
+    pub(crate) pending: MailboxPending,
+    pub(crate) result: Result<MailboxResponse, CourierError>,
 }
 
-pub(super) struct Couriers {
+pub(crate) struct Couriers {
     /// Off for a node on a custom transport (the simulator's), which a
     /// courier cannot build a swarm on: its deposits go identified.
     enabled: bool,
@@ -47,7 +47,7 @@ pub(super) struct Couriers {
 }
 
 impl Couriers {
-    pub(super) fn new(enabled: bool) -> Self {
+    pub(crate) fn new(enabled: bool) -> Self {
         Self {
             enabled,
             running: JoinSet::new(),
@@ -58,26 +58,26 @@ impl Couriers {
     }
 
     /// Whether this node deposits sealed mail by courier at all.
-    pub(super) fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.enabled
     }
 
     /// Whether a courier to `relay` may start now; if not, the deposits
     /// wait (see [`Couriers::take_deferred`]).
-    pub(super) fn may_start(&mut self, relay: &PeerId) -> bool {
+    pub(crate) fn may_start(&mut self, relay: &PeerId) -> bool {
         let room = self.enabled && self.running.len() < MAX_IN_FLIGHT && !self.busy.contains(relay);
         self.deferred |= !room;
         room
     }
 
     /// Whether deposits waited for a courier since last asked.
-    pub(super) fn take_deferred(&mut self) -> bool {
+    pub(crate) fn take_deferred(&mut self) -> bool {
         std::mem::take(&mut self.deferred)
     }
 
     /// Sends `request` to `relay` by a new courier; `pending` is what its
     /// answer settles.
-    pub(super) fn start(
+    pub(crate) fn start(
         &mut self,
         relay: PeerId,
         addrs: Vec<Multiaddr>,
@@ -95,7 +95,7 @@ impl Couriers {
 
     /// The next courier to come back; `None` (at once) when none is out, so
     /// the actor's `select!` skips this branch.
-    pub(super) async fn next(&mut self) -> Option<Returned> {
+    pub(crate) async fn next(&mut self) -> Option<Returned> {
         loop {
             let (id, result) = match self.running.join_next_with_id().await? {
                 Ok((id, result)) => (id, result),

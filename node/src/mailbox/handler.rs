@@ -5,23 +5,40 @@
 //! changes at an unreachable contact's relays with the token that contact
 //! handed over, and hand its own tokens to the peers that send it mail.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
-use libp2p::request_response::{self, OutboundRequestId};
+use std::{collections::HashSet, time::Duration};
+
+use libp2p::{request_response, Multiaddr, PeerId};
+use meshchat_crdt::{ChangeHash, PublicKey, SignedChange};
 
 use super::{
-    commit::{Held, HeldDeposit, HeldItem, HeldMail},
     couriers::Returned,
     fetches::AfterPage,
-    ingest::Via,
-    sealing, *,
+    pending::{MailboxPending, SentDeposit},
+    sealing,
 };
-use crate::{
-    mailbox::{envelope_hash, CustodyReceipt, Held as HeldCopy, Refusal, Stored},
-    protocol::{
-        open_envelope, DepositItem, DepositOutcome, MailboxRequest, MailboxResponse, WireError,
-        MAILBOX_PAGE_BYTES, MAX_DEPOSITS_PER_BATCH,
+use super::{
+    receipt::{envelope_hash, CustodyReceipt},
+    sealed_mail::open_envelope,
+    store::{Held as HeldCopy, Refusal, Stored},
+    wire::{
+        DepositItem, DepositOutcome, MailboxRequest, MailboxResponse, MAILBOX_PAGE_BYTES,
+        MAX_DEPOSITS_PER_BATCH,
     },
+};
+use crate::framing::WireError;
+use crate::{
+    actor::{
+        commit::{Held, HeldDeposit, HeldItem, HeldMail},
+        ingest::Via,
+        Actor,
+    },
+    clock::now_ms,
+    events::Event,
+    framing::Inbound,
+    keys::{peer_id_of, public_key_of},
+    store::DeliveryState,
 };
 
 /// Mail items asked for per fetch.
@@ -54,29 +71,6 @@ enum Answer {
     },
 }
 
-/// A mailbox request awaiting its response.
-pub(super) enum MailboxPending {
-    Fetch,
-    /// One deposit (`Deposit`) or several (`DepositBatch`) at `relay`.
-    Deposit {
-        relay: PublicKey,
-        deposits: Vec<SentDeposit>,
-    },
-    Notify,
-    /// Tokens handed to `holder`: (relay, expiry) of each.
-    Tokens {
-        holder: PeerId,
-        issued: Vec<(PublicKey, i64)>,
-    },
-}
-
-/// One envelope deposited at a relay, awaiting its receipt.
-pub(super) struct SentDeposit {
-    recipient: PublicKey,
-    hashes: Vec<ChangeHash>,
-    envelope_hash: [u8; 32],
-}
-
 /// Deposits gathered for one relay, to leave in as few requests as the
 /// protocol's bounds allow.
 struct Outgoing {
@@ -94,7 +88,7 @@ struct Outgoing {
 const BATCH_TARGET_BYTES: usize = 2 * 1024 * 1024;
 
 impl Actor {
-    pub(super) async fn on_mailbox_event(
+    pub(crate) async fn on_mailbox_event(
         &mut self,
         event: request_response::Event<Inbound<MailboxRequest>, MailboxResponse>,
     ) {
@@ -163,7 +157,7 @@ impl Actor {
 
     /// A courier came back: its answer is handled as the same request's
     /// over the node's own swarm would be, and so is its failure.
-    pub(super) async fn on_courier_returned(&mut self, returned: Returned) {
+    pub(crate) async fn on_courier_returned(&mut self, returned: Returned) {
         let Returned {
             relay,
             pending,
@@ -329,7 +323,7 @@ impl Actor {
     /// The flush that was to cover `batch` finished: acknowledge every
     /// deposit it covered, or, if it failed, take them back and refuse them
     /// (nothing stays stored or counted for a deposit answered `Unavailable`).
-    pub(super) fn deposits_flushed(&mut self, batch: Vec<HeldDeposit>, flushed: bool) {
+    pub(crate) fn deposits_flushed(&mut self, batch: Vec<HeldDeposit>, flushed: bool) {
         let mut owners = HashSet::new();
         let mut answers = Vec::with_capacity(batch.len());
         if !flushed {
@@ -412,7 +406,7 @@ impl Actor {
     /// The flush that was to cover a page of mail finished: acknowledge
     /// what it made durable (and what can never be applied) to the relay,
     /// and fetch the next page.
-    pub(super) fn mail_flushed(&mut self, page: HeldMail, flushed: bool) {
+    pub(crate) fn mail_flushed(&mut self, page: HeldMail, flushed: bool) {
         let HeldMail {
             relay,
             items,
@@ -444,7 +438,7 @@ impl Actor {
 
     /// Fetches all of `relay`'s mail from the start, unless a fetch of it
     /// runs already (then once more after that one).
-    pub(super) fn fetch_all_mail(&mut self, relay: PeerId) {
+    pub(crate) fn fetch_all_mail(&mut self, relay: PeerId) {
         if self.mail_fetches.start(relay) {
             self.fetch_mail(relay, None);
         }
@@ -670,7 +664,7 @@ impl Actor {
     /// needed). Relays come from the contact entry and the peer's signed
     /// profile; a peer with none known is looked up in the DHT. Returns the
     /// relays being dialled, whose deposits go when they connect.
-    pub(super) fn deposit_for_unreachable(&mut self) -> Vec<PeerId> {
+    pub(crate) fn deposit_for_unreachable(&mut self) -> Vec<PeerId> {
         let Ok(recipients) = self.chats.store().outbox_peers() else {
             return Vec::new();
         };
@@ -685,7 +679,7 @@ impl Actor {
 
     /// Deposits `recipient`'s outbox at its relays if it is not connected
     /// (see [`Actor::deposit_for_unreachable`]).
-    pub(super) fn deposit_for(&mut self, recipient: PublicKey) -> Vec<PeerId> {
+    pub(crate) fn deposit_for(&mut self, recipient: PublicKey) -> Vec<PeerId> {
         let mut outgoing = BTreeMap::new();
         let awaited = self.gather_deposits(recipient, &mut outgoing);
         self.send_deposits(outgoing);
@@ -926,7 +920,7 @@ impl Actor {
     /// Mail upkeep, every minute: a relay drops expired mail; a sender
     /// forgets deposits of changes that were delivered or whose relay's
     /// promise ended (every tenth tick).
-    pub(super) fn expire_mail(&mut self) {
+    pub(crate) fn expire_mail(&mut self) {
         if let Some(mailbox) = &self.mailbox {
             match mailbox.expire(now_ms()) {
                 Ok(n) => self.metrics.expired += n,
@@ -952,7 +946,7 @@ impl Actor {
     // ----- relay clients -----
 
     /// A peer reserved a circuit here: it is a client of this relay.
-    pub(super) fn on_relay_server_event(&mut self, event: libp2p::relay::Event) {
+    pub(crate) fn on_relay_server_event(&mut self, event: libp2p::relay::Event) {
         if let libp2p::relay::Event::ReservationReqAccepted { src_peer_id, .. } = event {
             if let (Some(mailbox), Some(key)) = (self.mailbox.as_mut(), public_key_of(&src_peer_id))
             {
@@ -976,8 +970,6 @@ impl RelayMetrics {
         }
     }
 }
-
-pub(super) type MailboxPendingMap = HashMap<OutboundRequestId, MailboxPending>;
 
 /// A relay's answer to a request of `count` deposits, as one answer per
 /// deposit: a batch's outcomes in order, or the single answer; anything

@@ -3,12 +3,26 @@
 
 use libp2p::kad;
 
-use super::*;
+use std::{collections::HashSet, time::Duration};
+
+use libp2p::{Multiaddr, PeerId};
+use meshchat_crdt::{ChatId, PublicKey};
+
+use super::{
+    invitable,
+    invite::Invite,
+    presence::{Change, LastSeen, LastSeenPrivacy},
+    records::{peer_of_profile_key, profile_dht_key, Heartbeat, Profile, SignedProfile},
+    PeerProfile, ProfileUpdate, SocialCommand,
+};
+use crate::direct::notice_wire::Notice;
 use crate::{
-    protocol::{peer_of_profile_key, profile_dht_key, Heartbeat, Notice, Profile, SignedProfile},
-    social::invite::Invite,
-    social::presence::{Change, LastSeen, LastSeenPrivacy, PresenceBook},
-    social::{invitable, PeerProfile, ProfileUpdate, SocialCommand},
+    actor::Actor,
+    clock::now_ms,
+    events::Event,
+    keys::{peer_id_of, public_key_of},
+    reply::NodeError,
+    store::Contact,
 };
 
 /// How long a typing indicator lasts unless renewed.
@@ -18,30 +32,8 @@ const TYPING_EXPIRES_MS: u64 = 6_000;
 const LOOKUP_INTERVAL: Duration = Duration::from_secs(5);
 const MAX_LOOKUP_INTERVAL: Duration = Duration::from_secs(600);
 
-/// The actor's social state.
-pub(super) struct Social {
-    presence: PresenceBook,
-    privacy: LastSeenPrivacy,
-    heartbeat_seq: u64,
-    lookups: HashMap<kad::QueryId, PublicKey>,
-    /// Per peer: when a lookup may run again, and the wait after that one.
-    looked_up: HashMap<PublicKey, (tokio::time::Instant, Duration)>,
-}
-
-impl Social {
-    pub(super) fn new(config: &NodeConfig, store: &Store) -> Self {
-        Self {
-            presence: PresenceBook::new(config.presence_window_ms()),
-            privacy: store.last_seen_privacy().unwrap_or_default(),
-            heartbeat_seq: 0,
-            lookups: HashMap::new(),
-            looked_up: HashMap::new(),
-        }
-    }
-}
-
 impl Actor {
-    pub(super) async fn on_social_command(&mut self, command: SocialCommand) {
+    pub(crate) async fn on_social_command(&mut self, command: SocialCommand) {
         match command {
             SocialCommand::SetProfile { update, reply } => {
                 let _ = reply.send(self.set_profile(update).await);
@@ -116,9 +108,11 @@ impl Actor {
                 if let (Ok(_), Some(key)) = (&result, public_key_of(&invite.peer)) {
                     let _ = self.keep_tokens(invite.peer, key, invite.tokens);
                     if let Some(device_key) = invite.encryption_key {
-                        if let Err(error) =
-                            super::sealing::keep_invite_key(self.chats.store(), &key, device_key)
-                        {
+                        if let Err(error) = crate::mailbox::sealing::keep_invite_key(
+                            self.chats.store(),
+                            &key,
+                            device_key,
+                        ) {
                             tracing::warn!(%error, "cannot keep the invite's encryption key");
                         }
                     }
@@ -134,7 +128,7 @@ impl Actor {
     /// Makes sure the node's own profile exists and lists the configured
     /// relays and the device's current encryption key (a change of either is
     /// a new version).
-    pub(super) fn ensure_own_profile(
+    pub(crate) fn ensure_own_profile(
         &mut self,
         name: Option<String>,
     ) -> Result<(), crate::store::StoreError> {
@@ -236,7 +230,7 @@ impl Actor {
 
     /// Keeps `signed` if it verifies and is newer than what is held.
     /// Returns whether it was new.
-    pub(super) fn accept_profile(&mut self, signed: SignedProfile) -> bool {
+    pub(crate) fn accept_profile(&mut self, signed: SignedProfile) -> bool {
         let Ok(profile) = signed.verify() else {
             tracing::debug!(peer = %signed.peer, "refused a profile with a bad signature");
             return false;
@@ -263,7 +257,7 @@ impl Actor {
 
     /// Puts the own profile in the DHT (the relays, in Kademlia server mode,
     /// hold it for senders looking for this node's mailbox).
-    pub(super) fn publish_profile(&mut self) {
+    pub(crate) fn publish_profile(&mut self) {
         let Some(signed) = self.own_profile() else {
             return;
         };
@@ -279,7 +273,7 @@ impl Actor {
     }
 
     /// Asks the DHT for `key`'s profile, backing off while nothing is found.
-    pub(super) fn lookup_profile(&mut self, key: PublicKey) {
+    pub(crate) fn lookup_profile(&mut self, key: PublicKey) {
         let now = tokio::time::Instant::now();
         let wait = match self.social.looked_up.get(&key) {
             Some((next, _)) if *next > now => return,
@@ -295,7 +289,7 @@ impl Actor {
         self.social.lookups.insert(id, key);
     }
 
-    pub(super) fn on_kad_event(&mut self, event: kad::Event) {
+    pub(crate) fn on_kad_event(&mut self, event: kad::Event) {
         match event {
             kad::Event::OutboundQueryProgressed {
                 id,
@@ -409,7 +403,7 @@ impl Actor {
     }
 
     /// Relays known for `key`: from the contact entry and its profile.
-    pub(super) fn relays_of(&self, key: &PublicKey) -> Vec<Multiaddr> {
+    pub(crate) fn relays_of(&self, key: &PublicKey) -> Vec<Multiaddr> {
         let store = self.chats.store();
         let mut relays = store
             .contact(key)
@@ -462,11 +456,11 @@ impl Actor {
         }
     }
 
-    pub(super) fn is_blocked(&self, peer: &PeerId) -> bool {
+    pub(crate) fn is_blocked(&self, peer: &PeerId) -> bool {
         public_key_of(peer).is_some_and(|key| self.chats.store().is_blocked(&key))
     }
 
-    pub(super) async fn set_blocked(
+    pub(crate) async fn set_blocked(
         &mut self,
         peer: PeerId,
         blocked: bool,
@@ -547,7 +541,7 @@ impl Actor {
 
     /// Heartbeat tick: tell the audience this node is online; mark silent
     /// peers offline.
-    pub(super) fn presence_tick(&mut self) {
+    pub(crate) fn presence_tick(&mut self) {
         if self.social.privacy != LastSeenPrivacy::Nobody {
             self.social.heartbeat_seq += 1;
             let beat = Heartbeat::new(self.chats.identity(), self.social.heartbeat_seq, false);
@@ -567,7 +561,7 @@ impl Actor {
     /// Tells `peer` this node is online now, if it is in the audience (on a
     /// new connection, and when it becomes a contact on a live one, so it
     /// need not wait for the next heartbeat tick).
-    pub(super) fn greet_with_presence(&mut self, peer: PeerId) {
+    pub(crate) fn greet_with_presence(&mut self, peer: PeerId) {
         if self.social.privacy != LastSeenPrivacy::Nobody && self.in_presence_audience(&peer) {
             self.social.heartbeat_seq += 1;
             let beat = Heartbeat::new(self.chats.identity(), self.social.heartbeat_seq, false);
@@ -576,7 +570,7 @@ impl Actor {
     }
 
     /// A connection to `peer` opened: greet it with presence and profile.
-    pub(super) fn on_social_connected(&mut self, peer: PeerId) {
+    pub(crate) fn on_social_connected(&mut self, peer: PeerId) {
         self.greet_with_presence(peer);
         if self.shares_profile_with(&peer) {
             if let Some(own) = self.own_profile() {
@@ -596,7 +590,7 @@ impl Actor {
         self.hand_out_tokens_to(peer);
     }
 
-    pub(super) fn on_social_disconnected(&mut self, peer: PeerId) {
+    pub(crate) fn on_social_disconnected(&mut self, peer: PeerId) {
         if let Some(key) = public_key_of(&peer) {
             if let Some(change) = self.social.presence.disconnected(&key) {
                 self.emit_presence(change);
@@ -605,7 +599,7 @@ impl Actor {
     }
 
     /// Before shutting down: tell the audience this node is leaving.
-    pub(super) fn say_goodbye(&mut self) -> usize {
+    pub(crate) fn say_goodbye(&mut self) -> usize {
         if self.social.privacy == LastSeenPrivacy::Nobody {
             return 0;
         }
@@ -623,7 +617,7 @@ impl Actor {
         sent
     }
 
-    pub(super) fn on_heartbeat(&mut self, from: PublicKey, beat: Heartbeat) {
+    pub(crate) fn on_heartbeat(&mut self, from: PublicKey, beat: Heartbeat) {
         if self.social.privacy == LastSeenPrivacy::Nobody || beat.peer != from {
             return;
         }
@@ -704,7 +698,7 @@ impl Actor {
         Ok(())
     }
 
-    pub(super) fn on_typing(&mut self, peer: PeerId, from: PublicKey, chat: ChatId) {
+    pub(crate) fn on_typing(&mut self, peer: PeerId, from: PublicKey, chat: ChatId) {
         let member = matches!(self.chats.replica(&chat), Ok(Some(r)) if r.is_member(&from));
         if member {
             self.emit(Event::Typing {

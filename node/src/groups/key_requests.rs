@@ -18,42 +18,23 @@ use meshchat_crdt::{
     KeyId,
 };
 
-use super::{gossip::Gossiped, *};
+use libp2p::PeerId;
+use meshchat_crdt::{ChatId, PublicKey};
+
+use super::{gossip::Gossiped, key_waits::WaitingFrame};
+use crate::{
+    actor::{Actor, Pending},
+    direct::sync_wire::{Request, Response},
+    framing::Inbound,
+    keys::public_key_of,
+};
 use crate::{groups::sender_keys::HeldKey, protocol::WireError};
-
-/// A frame waiting for its key.
-struct WaitingFrame {
-    message_id: MessageId,
-    via: PeerId,
-    sealed: SealedChange,
-}
-
-/// The frames waiting for keys, per key asked for.
-#[derive(Default)]
-pub(super) struct KeyWaits {
-    waiting: HashMap<KeyId, (ChatId, Vec<WaitingFrame>)>,
-    frames: usize,
-    bytes: usize,
-}
-
-impl KeyWaits {
-    fn take(&mut self, key_id: &KeyId) -> Option<(ChatId, Vec<WaitingFrame>)> {
-        let taken = self.waiting.remove(key_id)?;
-        self.frames -= taken.1.len();
-        self.bytes -= taken
-            .1
-            .iter()
-            .map(|f| f.sealed.ciphertext.len())
-            .sum::<usize>();
-        Some(taken)
-    }
-}
 
 impl Actor {
     /// A frame sealed under a key not held: waits for it, asking `via` (a
     /// member, which opened the frame before passing it on) unless already
     /// asked.
-    pub(super) fn await_key(
+    pub(crate) fn await_key(
         &mut self,
         via: PeerId,
         chat: ChatId,
@@ -99,7 +80,7 @@ impl Actor {
     /// A member asks for one of `chat`'s sender keys. A member who joined
     /// without the older history (at a later segment) gets no key of an
     /// epoch that began before it: it could open only what it may not read.
-    pub(super) fn answer_key(&mut self, from: PublicKey, chat: ChatId, key_id: KeyId) -> Response {
+    pub(crate) fn answer_key(&mut self, from: PublicKey, chat: ChatId, key_id: KeyId) -> Response {
         let joined = match self.chats.replica(&chat) {
             Ok(Some(replica)) if replica.is_member(&from) => {
                 replica.member(&from).map_or(0, |m| m.joined_segment)
@@ -124,7 +105,7 @@ impl Actor {
 
     /// The answer to a key request (`None`: it failed): the frames waiting
     /// for it are opened and judged, or ignored.
-    pub(super) fn key_answered(&mut self, peer: PeerId, key_id: KeyId, answer: Option<Response>) {
+    pub(crate) fn key_answered(&mut self, peer: PeerId, key_id: KeyId, answer: Option<Response>) {
         let Some((chat, frames)) = self.key_waits.take(&key_id) else {
             return;
         };
