@@ -90,7 +90,7 @@ impl Behaviour {
         // periodic attempt would only warn "no known peers" on a fresh node.
         kad_config.set_periodic_bootstrap_interval(None);
         // Store only records the node validated (signed profiles): see
-        // `actor::social::on_put_record`.
+        // `social::handler::on_put_record`.
         kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
         // Relays hold their peers' profile records (a few hundred bytes each,
         // at most a signed 4 KiB body). How many is the RecordBook's call

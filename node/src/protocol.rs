@@ -21,7 +21,7 @@ pub use crate::{
         wire::{
             DepositItem, DepositOutcome, Envelope, MailboxCodec, MailboxRequest, MailboxResponse,
             MAILBOX_MAX_REQUEST_BYTES, MAILBOX_MAX_RESPONSE_BYTES, MAILBOX_PAGE_BYTES,
-            MAILBOX_PROTOCOL, MAX_DEPOSITS_PER_BATCH, MAX_TOKENS_PER_REQUEST,
+            MAILBOX_PROTOCOL, MAX_DEPOSITS_PER_BATCH, MAX_FETCH_ITEMS, MAX_TOKENS_PER_REQUEST,
         },
     },
     social::records::{

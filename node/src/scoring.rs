@@ -2,7 +2,7 @@
 //! node rejects, and what a low score costs it.
 //!
 //! The node reports every gossiped frame to gossipsub as `Accept`, `Ignore`
-//! or `Reject` (`actor/gossip.rs`). Each `Reject` counts as an invalid
+//! or `Reject` (`groups/gossip.rs`). Each `Reject` counts as an invalid
 //! message delivery against the peer that passed the frame on; the penalty is
 //! `INVALID_DELIVERY_WEIGHT` times the square of that count, which decays to
 //! a tenth in an hour. With the thresholds below, the third rejected frame

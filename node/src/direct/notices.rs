@@ -1,13 +1,17 @@
 //! `/meshchat/notice/1`: profiles, presence heartbeats and typing, between
 //! peers. Nothing here waits for a flush; a notice is answered at once.
 
-use libp2p::request_response::ResponseChannel;
-
-use libp2p::{request_response, PeerId};
+use libp2p::{
+    request_response::{self, ResponseChannel},
+    PeerId,
+};
 
 use super::notice_wire::{Notice, NoticeResponse};
-use crate::framing::WireError;
-use crate::{actor::Actor, framing::Inbound, keys::public_key_of};
+use crate::{
+    actor::Actor,
+    framing::{Inbound, WireError},
+    keys::public_key_of,
+};
 
 impl Actor {
     /// Sends a notice; its answer is only looked at for a profile.

@@ -1,21 +1,20 @@
 //! `/meshchat/sync/1`: pushes with acknowledgements, anti-entropy sync and
 //! read receipts.
 
-use libp2p::request_response::ResponseChannel;
-use meshchat_crdt::SegmentHeads;
-
 use std::collections::HashMap;
 
-use libp2p::{request_response, PeerId};
-use meshchat_crdt::{ChangeHash, ChatId, PublicKey, SignedChange};
+use libp2p::{
+    request_response::{self, ResponseChannel},
+    PeerId,
+};
+use meshchat_crdt::{ChangeHash, ChatId, PublicKey, SegmentHeads, SignedChange};
 
-use crate::engine::Input;
-use crate::framing::WireError;
+use super::sync_wire::{Request, Response};
 use crate::{
     actor::{commit::Held, ingest::Via, Actor, Pending},
-    direct::sync_wire::{Request, Response},
+    engine::Input,
     events::Event,
-    framing::Inbound,
+    framing::{Inbound, WireError},
     keys::public_key_of,
     store::DeliveryState,
 };

@@ -1,7 +1,7 @@
 //! Messages of `/meshchat/sync/1`, the peer-to-peer request-response protocol
 //! that carries changes (push, answered once durable), anti-entropy (sync)
 //! and read receipts. Profiles, heartbeats and typing go on
-//! `/meshchat/notice/1` (`notice.rs`).
+//! `/meshchat/notice/1` (`notice_wire.rs`).
 //!
 //! A frame is one byte of wire version followed by a CBOR body; one frame per
 //! stream direction. See `docs/PROTOCOL.md`.

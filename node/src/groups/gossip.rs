@@ -4,11 +4,16 @@
 //! seen on the topic. A frame under a key this node lacks waits while the
 //! key is asked for (`key_requests.rs`).
 
-use libp2p::PeerId;
-use meshchat_crdt::{ChatId, PublicKey, SignedChange};
+use libp2p::{
+    gossipsub::{self, MessageAcceptance, MessageId, TopicHash},
+    PeerId,
+};
+use meshchat_crdt::{
+    e2e::{SealedChange, SenderKey},
+    ChatId, PublicKey, SignedChange,
+};
 
 use super::wire::{group_topic, GossipMessage, GossipPayload};
-use crate::framing::{decode_frame, encode_frame};
 use crate::{
     actor::{
         commit::Held,
@@ -16,10 +21,9 @@ use crate::{
         Actor,
     },
     events::Event,
+    framing::{decode_frame, encode_frame},
     keys::public_key_of,
 };
-use libp2p::gossipsub::{self, MessageAcceptance, MessageId, TopicHash};
-use meshchat_crdt::e2e::{SealedChange, SenderKey};
 
 /// What became of a gossiped frame.
 pub(crate) enum Gossiped {

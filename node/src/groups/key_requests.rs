@@ -12,23 +12,22 @@
 //! member that refuses because this node is no member in its view is
 //! synced with at once, so a removed member learns of its removal.
 
-use libp2p::gossipsub::{MessageAcceptance, MessageId};
+use libp2p::{
+    gossipsub::{MessageAcceptance, MessageId},
+    PeerId,
+};
 use meshchat_crdt::{
     e2e::{SealedChange, SenderKey, MAX_WAITING_SEALED, MAX_WAITING_SEALED_BYTES},
-    KeyId,
+    ChatId, KeyId, PublicKey,
 };
 
-use libp2p::PeerId;
-use meshchat_crdt::{ChatId, PublicKey};
-
-use super::{gossip::Gossiped, key_waits::WaitingFrame};
+use super::{gossip::Gossiped, key_waits::WaitingFrame, sender_keys::HeldKey};
 use crate::{
     actor::{Actor, Pending},
     direct::sync_wire::{Request, Response},
-    framing::Inbound,
+    framing::{Inbound, WireError},
     keys::public_key_of,
 };
-use crate::{groups::sender_keys::HeldKey, protocol::WireError};
 
 impl Actor {
     /// A frame sealed under a key not held: waits for it, asking `via` (a

@@ -11,6 +11,7 @@
 //! The sender's and recipient's side: the tokens a node hands out and holds
 //! ([`TokenBook`]) and the deposits a sender has made ([`DepositLog`]).
 
+mod client;
 mod config;
 pub(crate) mod courier;
 pub(crate) mod couriers;
@@ -23,6 +24,7 @@ mod receipt;
 mod records;
 pub(crate) mod sealed_mail;
 pub(crate) mod sealing;
+mod server;
 mod store;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 //! Which mail is sealed, and to which key: the glue between the actor's
-//! deposits and `protocol::seal_envelope`. Free functions over what they
+//! deposits and `sealed_mail::seal_envelope`. Free functions over what they
 //! need, so the rule is readable in one place.
 
 use meshchat_crdt::{
@@ -7,9 +7,9 @@ use meshchat_crdt::{
     EncryptionKey, PublicKey, SignedChange,
 };
 
+use super::sealed_mail::seal_envelope;
 use crate::{
     blobs::relay_proof::attached_hashes,
-    protocol::seal_envelope,
     store::{Store, StoreError},
 };
 

@@ -29,6 +29,8 @@ pub const MAX_TOKENS_PER_REQUEST: usize = 16;
 pub const MAILBOX_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// Largest mailbox response frame (one page of mail).
 pub const MAILBOX_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Most mail items a relay hands out per fetch (a peer asks for that many).
+pub const MAX_FETCH_ITEMS: u32 = 1024;
 /// Envelope bytes a relay puts in one page of mail.
 pub const MAILBOX_PAGE_BYTES: usize = 2 * 1024 * 1024;
 
@@ -40,7 +42,7 @@ pub enum Envelope {
     /// Signed changes for the recipient, as a push would carry them.
     Changes(Vec<meshchat_crdt::SignedChange>),
     /// A `Changes` frame HPKE-sealed to the recipient's device key (a
-    /// `SealedBox`; see `protocol::seal_envelope`), with the blob hashes its
+    /// `SealedBox`; see `sealed_mail::seal_envelope`), with the blob hashes its
     /// changes attach in the clear for the relay's blob-cache proof.
     Sealed {
         /// The `SealedBox` bytes.

@@ -1,11 +1,9 @@
 //! Profiles (signed, versioned, pushed to contacts and published in the DHT),
 //! blocking, presence heartbeats and typing indicators.
 
-use libp2p::kad;
-
 use std::{collections::HashSet, time::Duration};
 
-use libp2p::{Multiaddr, PeerId};
+use libp2p::{kad, Multiaddr, PeerId};
 use meshchat_crdt::{ChatId, PublicKey};
 
 use super::{
@@ -15,10 +13,10 @@ use super::{
     records::{peer_of_profile_key, profile_dht_key, Heartbeat, Profile, SignedProfile},
     PeerProfile, ProfileUpdate, SocialCommand,
 };
-use crate::direct::notice_wire::Notice;
 use crate::{
     actor::Actor,
     clock::now_ms,
+    direct::notice_wire::Notice,
     events::Event,
     keys::{peer_id_of, public_key_of},
     reply::NodeError,
