@@ -367,7 +367,7 @@ async fn file_tour(
         .context("the message carries no file")?;
     let hash = attachment.hash;
     bob.wait("the picture", |e| {
-        matches!(e, Event::File { hash: h, status: meshchat_node::blobs::FileStatus::Ready { .. }, .. } if *h == hash)
+        matches!(e, Event::File { hash: h, status: meshchat_node::media::FileStatus::Ready { .. }, .. } if *h == hash)
     })
     .await?;
     say(format!(

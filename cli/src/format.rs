@@ -5,8 +5,8 @@
 use std::{borrow::Cow, collections::HashMap};
 
 use meshchat_node::{
-    blobs::FileStatus,
     crdt::{Attachment, BlobHash, MessageId, PublicKey},
+    media::FileStatus,
     Contact, DeliveryState, HistoryEntry, PeerId,
 };
 

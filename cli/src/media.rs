@@ -9,8 +9,8 @@ use std::{
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use meshchat_node::{
-    blobs::{AutoDownload, Fetched, FileStatus, TicketFiles},
     control::{ClientError, ControlClient, ControlRequest, WatchItem},
+    media::{AutoDownload, Fetched, FileStatus, TicketFiles},
     DataDir, Event, NodeConfig, Sent,
 };
 
@@ -127,7 +127,7 @@ fn download_dir(dir: &DataDir, out: Option<PathBuf>) -> Result<PathBuf> {
     let out = match out {
         Some(out) => out,
         None => {
-            let downloads = meshchat_node::blobs::default_download_dir(dir.root());
+            let downloads = meshchat_node::media::default_download_dir(dir.root());
             std::fs::create_dir_all(&downloads)
                 .with_context(|| format!("creating {}", downloads.display()))?;
             downloads
@@ -305,7 +305,7 @@ async fn auto_download(
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let edited = meshchat_node::blobs::config::with_auto_download(&text, &policy);
+    let edited = meshchat_node::media::config::with_auto_download(&text, &policy);
     toml_check(&edited).with_context(|| {
         format!(
             "{} would not parse after the change; edit it by hand",

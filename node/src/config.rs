@@ -6,9 +6,9 @@ use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    blobs::BlobConfig,
     limits::{Limits, LimitsConfig},
     mailbox::MailboxConfig,
+    media::BlobConfig,
 };
 
 /// How a node runs. `Default` is a desktop peer on all interfaces with mDNS on.

@@ -133,7 +133,7 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<MessageId>,
         /// Where it stands.
-        status: crate::blobs::status::FileStatus,
+        status: crate::media::status::FileStatus,
     },
     /// `peer` handed this node delivery tokens: it may now leave mail for
     /// `peer` at its relays while `peer` is offline.

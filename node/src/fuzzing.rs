@@ -44,10 +44,10 @@ pub fn wire_decoders(data: &[u8]) {
         let _ = open_envelope(data, &me, keyring);
     });
     // The relay's blob-cache protocol, and its proof search in mail.
-    let _ = ciborium::from_reader::<crate::blobs::relay_cache::CacheRequest, _>(data);
-    let _ = ciborium::from_reader::<crate::blobs::relay_cache::CacheResponse, _>(data);
+    let _ = ciborium::from_reader::<crate::media::relay_cache::CacheRequest, _>(data);
+    let _ = ciborium::from_reader::<crate::media::relay_cache::CacheResponse, _>(data);
     let someone = meshchat_crdt::PublicKey::from_bytes([7; 32]);
-    let _ = crate::blobs::relay_proof::envelope_attaches(
+    let _ = crate::media::relay_proof::envelope_attaches(
         data,
         &someone,
         &iroh_blobs::Hash::from_bytes([9; 32]),

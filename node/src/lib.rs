@@ -8,7 +8,6 @@
 mod actor;
 pub mod api;
 mod behaviour;
-pub mod blobs;
 mod chats;
 mod clock;
 mod command;
@@ -27,6 +26,7 @@ mod groups;
 mod keys;
 pub mod limits;
 pub mod mailbox;
+pub mod media;
 pub mod protocol;
 mod rejections;
 mod reply;

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use meshchat_node::{blobs::BlobConfig, Event, NodeConfig};
+use meshchat_node::{media::BlobConfig, Event, NodeConfig};
 use meshchat_tests::Peer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

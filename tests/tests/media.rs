@@ -11,9 +11,9 @@ use std::{
 
 use meshchat_node::{
     api::{FetchBlobError, FetchFileError, SendFileError},
-    blobs::{BlobConfig, FileStatus, SaveOptions, SkipReason},
     crdt::{Attachment, BlobHash, ChatId, MessageId},
     mailbox::MailboxConfig,
+    media::{BlobConfig, FileStatus, SaveOptions, SkipReason},
     Event, NodeConfig, PeerId,
 };
 use meshchat_tests::{within, Peer};

@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use meshchat_node::{
-    blobs::{BlobConfig, FileStatus},
     crdt::{Attachment, BlobHash, ChatId, MessageId},
+    media::{BlobConfig, FileStatus},
     Event, NodeConfig,
 };
 use meshchat_tests::{within, Peer};

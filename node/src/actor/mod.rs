@@ -110,9 +110,9 @@ pub(crate) struct Actor {
     /// Mail upkeep ticks so far.
     pub(crate) upkeep_ticks: u64,
     /// Media: the iroh endpoint and blob store.
-    pub(crate) blobs: crate::blobs::Blobs,
+    pub(crate) blobs: crate::media::Blobs,
     /// The media task; aborted when the actor stops.
-    pub(crate) _media: crate::blobs::MediaTask,
+    pub(crate) _media: crate::media::MediaTask,
     /// How many of each peer's refusals are logged and emitted.
     pub(crate) rejections: crate::rejections::RejectionBudget,
     pub(crate) _lock: DirLock,
@@ -145,7 +145,7 @@ pub async fn spawn_with(
     let identity = dir.identity()?;
     let device_keys = dir.device_keys()?;
     let store = Store::open_with_cache(&dir.db_path(), options.store_cache_bytes)?;
-    let blobs = crate::blobs::start(
+    let blobs = crate::media::start(
         &dir.root().join("blobs"),
         &identity,
         config.blobs.clone(),
@@ -156,7 +156,7 @@ pub async fn spawn_with(
             .map(|limits| (limits, store.handle())),
     )
     .await?;
-    let agent_version = crate::blobs::agent_version(blobs.port());
+    let agent_version = crate::media::agent_version(blobs.port());
     let keypair = libp2p_keypair(&identity);
     // A courier builds a TCP + QUIC swarm of its own: not on a node whose
     // caller supplied the transport (the simulator's in-memory network).
@@ -200,7 +200,7 @@ pub async fn spawn_with(
     let tokens = crate::mailbox::token_offers::Tokens::open(store.handle())?;
     let sender_keys = crate::groups::sender_keys::SenderKeys::open(store.handle());
     let records = crate::mailbox::RecordBook::new(&config.mailbox.clone().unwrap_or_default());
-    let media = crate::blobs::spawn_media_task(crate::blobs::WeakNode {
+    let media = crate::media::spawn_media_task(crate::media::WeakNode {
         commands: command_tx.downgrade(),
         events: event_tx.clone(),
         peer_id,

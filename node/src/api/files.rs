@@ -13,16 +13,17 @@ use super::{
     Event, Node, Sent, Stopped,
 };
 use crate::{
-    blobs::{
+    chats::ChatOp,
+    media::{
         blob_hash, cipher,
         endpoint::endpoint_of,
         fetch::{fetch_file, fetch_hash, sources},
+        file_kind,
         index::{self, FileMessage},
-        iroh_hash, media, save,
+        iroh_hash, save,
         service::Step,
         share, AutoDownload, BlobError, Fetched, FileStatus, SaveOptions, TicketFiles,
     },
-    chats::ChatOp,
     PeerId,
 };
 
@@ -59,8 +60,8 @@ impl<'a> Files<'a> {
         let (mime, preview) = {
             let source = path.clone();
             tokio::task::spawn_blocking(move || {
-                let mime = media::sniff_mime(&source)?;
-                let preview = media::preview(&source, &mime, size).unwrap_or_default();
+                let mime = file_kind::sniff_mime(&source)?;
+                let preview = file_kind::preview(&source, &mime, size).unwrap_or_default();
                 Ok::<_, std::io::Error>((mime, preview))
             })
             .await
@@ -71,7 +72,7 @@ impl<'a> Files<'a> {
             hash: blob_hash(hash),
             size,
             mime,
-            name: media::file_name(&path),
+            name: file_kind::file_name(&path),
             preview,
             key: Some(key),
         };

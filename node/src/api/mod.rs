@@ -77,7 +77,7 @@ pub enum SpawnError {
     Network(String),
     /// The blob store or endpoint could not start.
     #[error("media: {0}")]
-    Blobs(#[from] crate::blobs::BlobError),
+    Blobs(#[from] crate::media::BlobError),
     /// A listen address could not be used.
     #[error("cannot listen on {addr}: {reason}")]
     Listen {
@@ -96,7 +96,7 @@ pub struct Node {
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) peer_id: PeerId,
     pub(crate) task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
-    pub(crate) blobs: crate::blobs::Blobs,
+    pub(crate) blobs: crate::media::Blobs,
 }
 
 impl std::fmt::Debug for Node {

@@ -5,7 +5,7 @@ use super::{
     resolve::{resolve_chat, resolve_message},
     wire::{to_json, ControlError, ControlRequest},
 };
-use crate::{api::Node, blobs::SaveOptions};
+use crate::{api::Node, media::SaveOptions};
 
 /// Answers one media call.
 pub(super) async fn call(

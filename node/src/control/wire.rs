@@ -349,7 +349,7 @@ pub enum ControlRequest {
     /// `files().set_auto_download`: `AutoDownload` (the policy after the call).
     FilesSetAutoDownload {
         /// The new policy.
-        set: crate::blobs::AutoDownload,
+        set: crate::media::AutoDownload,
     },
 
     // ----- the server's own -----

@@ -55,7 +55,7 @@ pub(crate) enum CourierError {
 /// Whether `envelope` may travel by courier: sealed to the recipient and
 /// attaching no files. A relay caches an attached blob only for the
 /// identified depositor of mail that attaches it
-/// (`blobs::relay_proof::deposit_attaches` compares the stored depositor),
+/// (`media::relay_proof::deposit_attaches` compares the stored depositor),
 /// so mail attaching files stays on the identified path; a plain envelope
 /// would name its author to the relay anyway.
 pub(crate) fn carries(envelope: &[u8]) -> bool {

@@ -9,7 +9,7 @@ use meshchat_crdt::{
 
 use super::sealed_mail::seal_envelope;
 use crate::{
-    blobs::relay_proof::attached_hashes,
+    media::relay_proof::attached_hashes,
     store::{Store, StoreError},
 };
 

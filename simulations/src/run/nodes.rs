@@ -98,7 +98,7 @@ pub(super) async fn start_nodes(
                     .into_iter()
                     .collect(),
                 // Media is not simulated; its endpoint stays on loopback.
-                blobs: meshchat_node::blobs::BlobConfig::loopback(),
+                blobs: meshchat_node::media::BlobConfig::loopback(),
                 ..NodeConfig::default()
             }
         })

@@ -16,7 +16,7 @@ use super::{
 pub(crate) async fn share(blobs: &Blobs, path: &Path) -> Result<BlobTicket, BlobError> {
     let (hash, _) = blobs.import(path).await?;
     let mut collection = Collection::default();
-    collection.push(super::media::file_name(path), hash);
+    collection.push(super::file_kind::file_name(path), hash);
     let root = collection
         .store(blobs.store())
         .await

@@ -139,7 +139,7 @@ async fn raw(blobs: &Blobs, hash: Hash) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blobs::BlobConfig;
+    use crate::media::BlobConfig;
 
     async fn open(dir: &Path) -> Blobs {
         let identity = meshchat_crdt::Identity::generate();

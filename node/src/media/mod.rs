@@ -14,6 +14,7 @@
 //! - `task`: follows the node's events: access index, auto-download, retries.
 //! - `policy`: who a file comes from, and when it downloads by itself.
 //! - `cipher`: a file's encryption on import, its decryption on export.
+//! - `file_kind`: what a file is (its sniffed MIME type) and an image's preview.
 //! - `save`: writing a file to the user's disk under a safe name.
 //! - `share`: tickets, for files shared outside chats.
 //! - `relay_cache`, `relay_proof`: relays holding files for offline peers.
@@ -27,8 +28,8 @@ pub(crate) mod cipher;
 pub mod config;
 pub(crate) mod endpoint;
 pub(crate) mod fetch;
+pub(crate) mod file_kind;
 pub(crate) mod index;
-pub(crate) mod media;
 mod policy;
 pub(crate) mod relay_cache;
 pub(crate) mod relay_proof;

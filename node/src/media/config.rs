@@ -151,7 +151,7 @@ mod tests {
 
     #[test]
     fn the_auto_download_policy_is_written_into_the_blobs_table() {
-        let policy = crate::blobs::AutoDownload {
+        let policy = crate::media::AutoDownload {
             max_bytes: 5,
             contacts: false,
             groups: true,
@@ -161,7 +161,7 @@ mod tests {
         let text = crate::NodeConfig::default().commented_toml();
         let edited = with_auto_download(&text, &policy);
         let config: crate::NodeConfig = toml::from_str(&edited).unwrap();
-        assert_eq!(crate::blobs::AutoDownload::from(&config.blobs), policy);
+        assert_eq!(crate::media::AutoDownload::from(&config.blobs), policy);
         assert_eq!(
             edited.lines().filter(|l| l.starts_with('#')).count(),
             text.lines().filter(|l| l.starts_with('#')).count(),
@@ -171,11 +171,11 @@ mod tests {
         let bare = with_auto_download("mdns = false\n", &policy);
         let config: crate::NodeConfig = toml::from_str(&bare).unwrap();
         assert!(!config.mdns);
-        assert_eq!(crate::blobs::AutoDownload::from(&config.blobs), policy);
+        assert_eq!(crate::media::AutoDownload::from(&config.blobs), policy);
         let before_next_table =
             with_auto_download("[blobs]\nbind = \"127.0.0.1:1\"\n[mailbox]\n", &policy);
         let config: crate::NodeConfig = toml::from_str(&before_next_table).unwrap();
-        assert_eq!(crate::blobs::AutoDownload::from(&config.blobs), policy);
+        assert_eq!(crate::media::AutoDownload::from(&config.blobs), policy);
     }
 
     #[test]

@@ -505,7 +505,7 @@ mod tests {
     #[tokio::test]
     async fn blobs_held_past_their_retention_expire_on_a_node_that_is_no_relay() {
         let dir = tempfile::tempdir().unwrap();
-        let config = crate::blobs::BlobConfig::loopback();
+        let config = crate::media::BlobConfig::loopback();
         let (blobs, router) = Blobs::open(dir.path(), &Identity::generate(), config, &[])
             .await
             .unwrap();
