@@ -49,7 +49,9 @@ pub use meta::{GroupInfo, GroupSettings, Member, MAX_GROUP_NAME_BYTES, MAX_SEGME
 pub use ops::{Authored, WriteError, Written};
 pub use role::Role;
 pub use rules::RuleViolation;
-pub use signed::{binding, SegmentIndex, SignedChange, VerifiedChange, VerifyError, META_SEGMENT};
+pub use signed::{
+    binding, SegmentIndex, SignedChange, UncheckedChange, VerifiedChange, VerifyError, META_SEGMENT,
+};
 pub use structure::expand;
 
 #[cfg(test)]

@@ -128,6 +128,14 @@ impl SignedChange {
         self.decode(false)
     }
 
+    /// Decodes a received change without checking its signature yet: enough
+    /// to learn its hash, and so whether it is held already, for a fraction
+    /// of the cost. Nothing but [`UncheckedChange::verify`] turns it into a
+    /// [`VerifiedChange`].
+    pub fn decode_unchecked(&self) -> Result<UncheckedChange, VerifyError> {
+        self.decode(false).map(UncheckedChange)
+    }
+
     fn decode(&self, check_signature: bool) -> Result<VerifiedChange, VerifyError> {
         // Only a raw change chunk reaches Automerge's parser: it also takes
         // compressed changes (a decompression bomb) and bundles, whose
@@ -165,6 +173,46 @@ impl SignedChange {
             change,
             signed: self.clone(),
         })
+    }
+}
+
+/// A received change, decoded and bound to its envelope (its segment and
+/// metadata heads are inside the hashed change), whose signature is not
+/// checked yet.
+#[derive(Debug, Clone)]
+pub struct UncheckedChange(VerifiedChange);
+
+impl UncheckedChange {
+    /// Automerge's hash of the change. The same hash means the same change,
+    /// segment and metadata heads; only the signature may differ.
+    pub fn hash(&self) -> ChangeHash {
+        self.0.hash
+    }
+
+    /// Its actor's key (inside the hashed change): whose signature it needs.
+    pub fn author(&self) -> PublicKey {
+        self.0.author
+    }
+
+    /// The history segment it claims.
+    pub fn segment(&self) -> SegmentIndex {
+        self.0.signed.segment
+    }
+
+    /// Checks the signature: the author is its actor.
+    pub fn verify(self) -> Result<VerifiedChange, VerifyError> {
+        let signed = &self.0.signed;
+        identity::verify(
+            &self.0.author,
+            &signing_bytes(
+                &signed.chat,
+                signed.segment,
+                &signed.meta_heads,
+                &self.0.hash,
+            ),
+            &signed.signature,
+        )?;
+        Ok(self.0)
     }
 }
 

@@ -60,6 +60,49 @@ fn forged_signature_is_rejected() {
     ));
 }
 
+/// A copy of a change held or waiting already is not checked again (its
+/// hash says it is that change), and a forged copy of one never replaces
+/// the verified copy: what is stored and passed on keeps its good signature.
+#[test]
+fn a_forged_copy_of_a_known_change_is_never_what_is_kept() {
+    let (alice, bob) = pair();
+    let mut a = direct(&alice, &bob);
+    let mut b = direct(&bob, &alice);
+    let first = a.write_message(&alice, "one", None, 1).unwrap().change;
+    let second = a.write_message(&alice, "two", None, 2).unwrap().change;
+    let forged = |change: &SignedChange| {
+        let mut copy = change.clone();
+        copy.signature[0] ^= 1;
+        copy
+    };
+
+    // Waiting: `second` arrives first and waits for `first`; a forged copy
+    // of it changes nothing, and the copy applied later is the good one.
+    assert_eq!(b.receive(vec![second.clone()], 0).deferred.len(), 1);
+    let again = b.receive(vec![forged(&second)], 0);
+    assert!(again.rejected.is_empty() && again.stored.is_empty());
+    let got = b.receive(vec![first.clone()], 0);
+    assert_eq!(got.stored.len(), 2);
+    let kept = got.stored.iter().find(|c| c.signed.change == second.change);
+    assert_eq!(kept.unwrap().signed.signature, second.signature);
+
+    // Held: a forged copy is a duplicate, and nothing is stored anew.
+    let again = b.receive(vec![forged(&first)], 0);
+    assert_eq!(again.duplicates.len(), 1);
+    assert!(again.rejected.is_empty() && again.stored.is_empty());
+
+    // New: a forged change is still refused, even beside a good copy of
+    // itself later in the same batch (the first copy of a hash is judged).
+    let third = a.write_message(&alice, "three", None, 3).unwrap().change;
+    let got = b.receive(vec![forged(&third), third.clone()], 0);
+    assert!(matches!(
+        got.rejected[0].reason,
+        RejectReason::Verify(VerifyError::Signature(_))
+    ));
+    assert!(got.stored.is_empty());
+    assert_eq!(deliver(&mut b, vec![third]), 1);
+}
+
 #[test]
 fn actor_must_be_signer() {
     let (alice, bob) = pair();
@@ -76,7 +119,11 @@ fn actor_must_be_signer() {
         )
         .unwrap();
     tx.put(&obj, "text", "I am alice").unwrap();
-    tx.commit();
+    // Bound to its envelope like a real change, so the signer is its one flaw.
+    tx.commit_with(
+        automerge::transaction::CommitOptions::default()
+            .with_message(crate::signed::binding(0, &[])),
+    );
     let change = doc.get_last_local_change().unwrap();
     let mut chat = direct(&alice, &bob);
     let forged = SignedChange::sign(&mallory, chat.id(), 0, vec![], &change);

@@ -15,7 +15,9 @@ use crate::{
     role::Role,
     rules::{check_history, HistorySchema, RuleViolation},
     segment::Segment,
-    signed::{SegmentIndex, SignedChange, VerifiedChange, VerifyError, META_SEGMENT},
+    signed::{
+        SegmentIndex, SignedChange, UncheckedChange, VerifiedChange, VerifyError, META_SEGMENT,
+    },
     structure::{shape, Problem, Shaped},
 };
 
@@ -24,24 +26,33 @@ const PARALLEL_VERIFY_FROM: usize = 64;
 /// Most threads one batch is verified on.
 const MAX_VERIFY_THREADS: usize = 4;
 
-/// Decodes and verifies each change, in order: a large batch (a page of
+/// Checks each change's signature, in order: a large batch (a page of
 /// mail, a sync) spread over the machine's cores, since the signature
 /// checks are most of a batch's cost and need nothing but the change.
-fn verify_all(changes: &[SignedChange]) -> Vec<Result<VerifiedChange, VerifyError>> {
+fn verify_all(mut changes: Vec<UncheckedChange>) -> Vec<Result<VerifiedChange, VerifyError>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(MAX_VERIFY_THREADS);
     if changes.len() < PARALLEL_VERIFY_FROM || threads < 2 {
-        return changes.iter().map(SignedChange::verify).collect();
+        return changes.into_iter().map(UncheckedChange::verify).collect();
     }
     let chunk = changes.len().div_ceil(threads);
+    let mut parts = Vec::new();
+    while !changes.is_empty() {
+        let rest = changes.split_off(chunk.min(changes.len()));
+        parts.push(std::mem::replace(&mut changes, rest));
+    }
     std::thread::scope(|scope| {
-        let parts: Vec<_> = changes
-            .chunks(chunk)
+        let parts: Vec<_> = parts
+            .into_iter()
             .map(|part| {
-                let handle =
-                    scope.spawn(move || part.iter().map(SignedChange::verify).collect::<Vec<_>>());
-                (part.len(), handle)
+                let len = part.len();
+                let handle = scope.spawn(move || {
+                    part.into_iter()
+                        .map(UncheckedChange::verify)
+                        .collect::<Vec<_>>()
+                });
+                (len, handle)
             })
             .collect();
         parts
@@ -100,8 +111,11 @@ impl ChatReplica {
     ) -> Ingested {
         let mut out = Ingested::default();
         let mut verified = Vec::new();
-        let mut seen = HashSet::new();
-        let mut ours = Vec::new();
+        let mut queued = HashSet::new();
+        let mut unchecked = Vec::new();
+        // Decoding tells a change's hash; a change held already, waiting
+        // already, refused before or repeated in the batch costs no
+        // signature check (most of a sync's answer during a burst).
         for signed in changes {
             if signed.chat != self.id {
                 out.rejected.push(Rejected {
@@ -111,23 +125,30 @@ impl ChatReplica {
                 });
                 continue;
             }
-            ours.push(signed);
-        }
-        for checked in verify_all(&ours) {
-            match checked {
-                Ok(v) if self.holds(v.signed.segment, &v.hash) => out.duplicates.push(v.hash),
-                Ok(v) if !seen.insert(v.hash) => {}
-                Ok(v) => {
-                    if let Some(reason) = self.refused.get(&v.hash) {
-                        out.rejected.push(Rejected {
-                            hash: Some(v.hash),
-                            author: Some(v.author),
-                            reason: RejectReason::Again(Box::new(reason.clone())),
-                        });
-                    } else {
-                        verified.push(v);
-                    }
+            match signed.decode_unchecked() {
+                Ok(c) if self.holds(c.segment(), &c.hash()) => out.duplicates.push(c.hash()),
+                // The copy waiting is judged again below; this one would be dropped.
+                Ok(c) if self.deferred.changes.contains_key(&c.hash()) => {}
+                Ok(c) if self.refused.contains_key(&c.hash()) => {
+                    let reason = self.refused[&c.hash()].clone();
+                    out.rejected.push(Rejected {
+                        hash: Some(c.hash()),
+                        author: Some(c.author()),
+                        reason: RejectReason::Again(Box::new(reason)),
+                    });
                 }
+                Ok(c) if !queued.insert(c.hash()) => {}
+                Ok(c) => unchecked.push(c),
+                Err(e) => out.rejected.push(Rejected {
+                    hash: None,
+                    author: None,
+                    reason: e.into(),
+                }),
+            }
+        }
+        for checked in verify_all(unchecked) {
+            match checked {
+                Ok(v) => verified.push(v),
                 Err(e) => out.rejected.push(Rejected {
                     hash: None,
                     author: None,
@@ -830,7 +851,12 @@ mod verify_tests {
             changes[i].signature[0] ^= 1;
         }
         let one_by_one: Vec<_> = changes.iter().map(SignedChange::verify).collect();
-        let together = verify_all(&changes);
+        let together = verify_all(
+            changes
+                .iter()
+                .map(|c| c.decode_unchecked().unwrap())
+                .collect(),
+        );
         assert_eq!(together.len(), changes.len());
         for (i, (a, b)) in one_by_one.iter().zip(&together).enumerate() {
             match (a, b) {
