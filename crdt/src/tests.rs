@@ -267,6 +267,31 @@ fn out_of_order_delivery_is_queued_then_visible() {
     assert!(b.holds(0, &h));
 }
 
+/// `deferred` names what the call was given that waits, not what waited
+/// from before: a sender of something whole is not told it waits (gossip
+/// forwards it; the node asks nobody for dependencies because of it).
+#[test]
+fn only_what_was_received_is_reported_waiting() {
+    let (alice, bob) = pair();
+    let mut a = direct(&alice, &bob);
+    let mut b = direct(&bob, &alice);
+    let first = a.write_message(&alice, "1", None, 1).unwrap().change;
+    let second = a.write_message(&alice, "2", None, 2).unwrap().change;
+    let h = second.verify().unwrap().hash;
+    assert_eq!(b.receive(vec![second.clone()], 0).deferred, vec![h]);
+    // Bob's own message, unrelated: applied, and nothing of it waits.
+    let mine = b.write_message(&bob, "mine", None, 3).unwrap().change;
+    let got = b.receive(vec![mine], 0);
+    assert!(got.deferred.is_empty(), "{:?}", got.deferred);
+    assert_eq!(b.deferred_count(), 1);
+    // The waiting change received again is reported waiting again.
+    assert_eq!(b.receive(vec![second], 0).deferred, vec![h]);
+    // And once its dependency arrives, both are stored, none waits.
+    let got = b.receive(vec![first], 0);
+    assert!(got.deferred.is_empty());
+    assert_eq!(got.stored.len(), 2);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 

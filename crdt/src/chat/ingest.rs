@@ -113,6 +113,8 @@ impl ChatReplica {
         let mut verified = Vec::new();
         let mut queued = HashSet::new();
         let mut unchecked = Vec::new();
+        // What this call was given, as opposed to what waited from before.
+        let mut incoming = HashSet::new();
         // Decoding tells a change's hash; a change held already, waiting
         // already, refused before or repeated in the batch costs no
         // signature check (most of a sync's answer during a burst).
@@ -128,7 +130,9 @@ impl ChatReplica {
             match signed.decode_unchecked() {
                 Ok(c) if self.holds(c.segment(), &c.hash()) => out.duplicates.push(c.hash()),
                 // The copy waiting is judged again below; this one would be dropped.
-                Ok(c) if self.deferred.changes.contains_key(&c.hash()) => {}
+                Ok(c) if self.deferred.changes.contains_key(&c.hash()) => {
+                    incoming.insert(c.hash());
+                }
                 Ok(c) if self.refused.contains_key(&c.hash()) => {
                     let reason = self.refused[&c.hash()].clone();
                     out.rejected.push(Rejected {
@@ -148,7 +152,10 @@ impl ChatReplica {
         }
         for checked in verify_all(unchecked) {
             match checked {
-                Ok(v) => verified.push(v),
+                Ok(v) => {
+                    incoming.insert(v.hash);
+                    verified.push(v);
+                }
                 Err(e) => out.rejected.push(Rejected {
                     hash: None,
                     author: None,
@@ -159,7 +166,7 @@ impl ChatReplica {
         self.deferred.expire(now_ms);
         self.deferred_since
             .retain(|h, _| self.deferred.changes.contains_key(h));
-        self.ingest(verified, Mode::Remote, now_ms, &mut out);
+        self.ingest(verified, Mode::Remote, now_ms, &incoming, &mut out);
         out
     }
 
@@ -187,7 +194,7 @@ impl ChatReplica {
                 }),
             }
         }
-        self.ingest(decoded, Mode::Stored, 0, &mut out);
+        self.ingest(decoded, Mode::Stored, 0, &HashSet::new(), &mut out);
         // Loaded changes are stored already; only report what to delete.
         out.stored.clear();
         out.new_messages.clear();
@@ -195,12 +202,15 @@ impl ChatReplica {
         out
     }
 
-    /// Judges and applies verified changes, retrying deferred ones.
+    /// Judges and applies verified changes, retrying deferred ones. Of the
+    /// changes left waiting, `out.deferred` names those in `incoming` (what
+    /// the caller was given), not those that waited already.
     pub(super) fn ingest(
         &mut self,
         changes: Vec<VerifiedChange>,
         mode: Mode,
         now_ms: i64,
+        incoming: &HashSet<ChangeHash>,
         out: &mut Ingested,
     ) {
         let mut queue: Vec<VerifiedChange> = match mode {
@@ -275,7 +285,8 @@ impl ChatReplica {
                         let hash = change.hash;
                         let author = change.author;
                         match self.deferred.admit(change, since) {
-                            Ok(()) => out.deferred.push(hash),
+                            Ok(()) if incoming.contains(&hash) => out.deferred.push(hash),
+                            Ok(()) => {}
                             Err(why) => out.rejected.push(Rejected {
                                 hash: Some(hash),
                                 author: Some(author),
@@ -616,7 +627,7 @@ impl ChatReplica {
         // Re-judge the rest into a fresh segment: it passed before, and every
         // change it depends on is still there.
         let mut scratch = Ingested::default();
-        self.ingest(keep, Mode::Stored, 0, &mut scratch);
+        self.ingest(keep, Mode::Stored, 0, &HashSet::new(), &mut scratch);
         for rejected in scratch.rejected {
             tracing::error!(chat = %self.id, segment = index, reason = %rejected.reason, "change lost while rebuilding a segment");
         }

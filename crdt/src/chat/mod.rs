@@ -136,7 +136,9 @@ pub struct Ingested {
     pub stored: Vec<VerifiedChange>,
     /// Changes this replica already held: acknowledge them.
     pub duplicates: Vec<ChangeHash>,
-    /// Changes waiting in memory for their dependencies: do not acknowledge.
+    /// Changes received now that wait in memory for their dependencies (or
+    /// were waiting already): do not acknowledge. Changes that waited from
+    /// before and were not received again are not listed.
     pub deferred: Vec<ChangeHash>,
     /// Refused changes.
     pub rejected: Vec<Rejected>,
