@@ -2,6 +2,8 @@
 //!
 //! - [`peer`]: real nodes in temp data dirs, on loopback TCP or on libp2p's
 //!   in-memory transport ([`Net`]), with waits for their events.
+//! - [`direct`]: two nodes in a direct chat, timed by their events (one
+//!   message in flight, or many back to back).
 //! - [`net`]: bare libp2p swarms on the same transports as a node.
 //! - [`raw`]: a request-response codec that moves any bytes, to put
 //!   arbitrary frames on meshchat's protocols (or to be a bare baseline).
@@ -16,6 +18,7 @@
 //! - [`stats`]: percentiles, rates and ratios printed by benches.
 
 pub mod client;
+pub mod direct;
 pub mod durable;
 pub mod gossip;
 pub mod net;
