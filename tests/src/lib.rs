@@ -4,6 +4,8 @@
 //!   in-memory transport ([`Net`]), with waits for their events.
 //! - [`direct`]: two nodes in a direct chat, timed by their events (one
 //!   message in flight, or many back to back).
+//! - [`relay`]: a relay with its quotas lifted, delivery tokens, and a
+//!   returning peer fetching the mail queued for it.
 //! - [`net`]: bare libp2p swarms on the same transports as a node.
 //! - [`raw`]: a request-response codec that moves any bytes, to put
 //!   arbitrary frames on meshchat's protocols (or to be a bare baseline).
@@ -24,6 +26,7 @@ pub mod gossip;
 pub mod net;
 pub mod peer;
 pub mod raw;
+pub mod relay;
 pub mod stats;
 pub mod wait;
 
