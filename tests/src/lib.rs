@@ -6,6 +6,8 @@
 //!   message in flight, or many back to back).
 //! - [`relay`]: a relay with its quotas lifted, delivery tokens, and a
 //!   returning peer fetching the mail queued for it.
+//! - [`xmpp`]: a minimal XMPP client (plain TCP, SASL PLAIN), to drive an
+//!   XMPP server as a baseline.
 //! - [`net`]: bare libp2p swarms on the same transports as a node.
 //! - [`raw`]: a request-response codec that moves any bytes, to put
 //!   arbitrary frames on meshchat's protocols (or to be a bare baseline).
@@ -29,6 +31,7 @@ pub mod raw;
 pub mod relay;
 pub mod stats;
 pub mod wait;
+pub mod xmpp;
 
 pub use client::{BareClient, MailboxClient};
 pub use net::Net;
