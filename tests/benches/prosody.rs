@@ -75,6 +75,15 @@ fn main() {
         );
         return;
     };
+    // The nodes' warnings only (a lone node's Kademlia has no one to
+    // bootstrap from, and says so), unless RUST_LOG asks for more.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,libp2p_kad=error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     runtime(2).block_on(run(prosody, prosodyctl));
 }
 
