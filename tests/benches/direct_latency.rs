@@ -22,25 +22,20 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm,
 };
 use meshchat_node::{
-    crdt::{ChatKind, ChatReplica, Identity, MessageId},
+    crdt::{ChatKind, ChatReplica, Identity},
     protocol::{encode_frame, Request},
-    DeliveryState, Event,
 };
 use meshchat_tests::{
+    direct::{self, SENDS_IN_FLIGHT, WARMUP},
     durable::{SyncedLog, SyncedSled},
     net::{bare_swarm, connect, listen},
     stats::{env_or, ms, per_sec, ratio, ratio_line, runtime, Stats, Target},
-    Net, Peer, RawCodec, WAIT,
+    Net, RawCodec, WAIT,
 };
-use tokio::sync::mpsc;
 
 const BARE_PROTOCOL: StreamProtocol = StreamProtocol::new("/bench/bytes/1");
 /// Size of the bare response: about what a one-change `Pushed` answer takes.
 const BARE_RESPONSE_BYTES: usize = 48;
-/// Round trips run before measuring, so connections and caches are warm.
-const WARMUP: usize = 20;
-/// Sends awaiting their answer at once in the throughput run.
-const SENDS_IN_FLIGHT: usize = 64;
 
 fn main() {
     runtime(2).block_on(run());
@@ -48,7 +43,7 @@ fn main() {
 
 async fn run() {
     let n: usize = env_or("MESHCHAT_BENCH_N", 500).max(1);
-    let text = message_text();
+    let text = direct::message_text();
     let frame = push_frame_len(&text);
     let started = Instant::now();
     println!("direct_latency: n = {n} per measurement (+{WARMUP} warm-up), 2 tokio workers");
@@ -71,7 +66,7 @@ async fn run() {
     let bare_both_fsync = bare_latency(n, frame, Durability::BothFsync).await;
     let bare_both_sled_fsync = bare_latency(n, frame, Durability::BothSledFsync).await;
     let model = data_model_floor(n, &text);
-    let ours_tput = meshchat_throughput(n, &text).await;
+    let ours_tput = direct::back_to_back(n, &text).await;
     let bare_tput = bare_throughput(n, frame).await;
 
     println!("Latency ({n} sequential messages, one in flight)");
@@ -168,8 +163,8 @@ async fn run() {
         ms(ours_tput.sends_done),
         ms(ours_tput.all_received),
         per_sec(n, ours_tput.all_received),
-        ms(ours_tput.all_acked),
-        per_sec(n, ours_tput.all_acked),
+        ms(ours_tput.all_delivered),
+        per_sec(n, ours_tput.all_delivered),
     );
     println!(
         "bare:     {n} requests pipelined, all answered in {} ({:.0} req/s)",
@@ -180,7 +175,7 @@ async fn run() {
         "{}",
         ratio_line(
             "delivered msg/s / bare pipelined req/s",
-            per_sec(n, ours_tput.all_acked) / per_sec(n, bare_tput),
+            per_sec(n, ours_tput.all_delivered) / per_sec(n, bare_tput),
             Target::AtLeast(0.5),
         )
     );
@@ -188,19 +183,12 @@ async fn run() {
         "data model alone, one core: {:.0} msg/s (mean {}); meshchat delivered / that: {:.2}x",
         per_sec(1, model.mean),
         ms(model.mean),
-        per_sec(n, ours_tput.all_acked) / per_sec(1, model.mean),
+        per_sec(n, ours_tput.all_delivered) / per_sec(1, model.mean),
     );
     println!();
     println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
 }
 
-/// A ~120-byte message, so the push frame is about 300 bytes.
-fn message_text() -> String {
-    "The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. 0123456789 abcdefghij klmnopqrstu"
-        .to_owned()
-}
-
-/// The size of a one-change push frame carrying `text`.
 /// The data model's own work per message, no I/O: the sender writes and
 /// signs it in its replica, the receiver verifies, judges and applies it in
 /// its own (what every meshchat delivery costs on top of the network and
@@ -227,6 +215,7 @@ fn data_model_floor(n: usize, text: &str) -> Stats {
     Stats::of(samples)
 }
 
+/// The size of a one-change push frame carrying `text`.
 fn push_frame_len(text: &str) -> usize {
     let me = Identity::generate();
     let other = Identity::generate();
@@ -252,139 +241,16 @@ struct Ours {
     received_last: Stats,
 }
 
-/// Forwards, with the instant it was seen, each incoming message on `peer`
-/// and each Delivered receipt on it, as soon as the node emits them.
-fn watch(peer: &Peer) -> mpsc::Receiver<(MessageId, Instant)> {
-    let mut events = peer.node.subscribe();
-    // Larger than any run's event count, so forwarding never waits.
-    let (tx, rx) = mpsc::channel(1 << 16);
-    tokio::spawn(async move {
-        loop {
-            let id = match events.recv().await {
-                Ok(Event::Message {
-                    message,
-                    outgoing: false,
-                    ..
-                }) => message.id,
-                Ok(Event::Delivery {
-                    message,
-                    state: DeliveryState::Delivered,
-                    ..
-                }) => message,
-                Ok(_) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => {
-                    panic!("event watcher lagged by {k} events")
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            };
-            if tx.send((id, Instant::now())).await.is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-async fn next_for(rx: &mut mpsc::Receiver<(MessageId, Instant)>, id: MessageId) -> Instant {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let (got, at) = rx.recv().await.expect("watcher alive");
-            if got == id {
-                return at;
-            }
-        }
-    })
-    .await
-    .expect("timed out waiting for a message event")
-}
-
 async fn meshchat_latency(n: usize, text: &str) -> Ours {
-    let alice = Peer::start("alice").await;
-    let bob = Peer::start("bob").await;
-    let chat = alice.add(&bob).await;
-    let mut received = watch(&bob);
-    let mut acked = watch(&alice);
-    let (mut send, mut recv, mut ack) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..WARMUP + n {
-        let t0 = Instant::now();
-        let sent = alice.node.chats().send(chat, text).await.expect("send");
-        let t_sent = Instant::now();
-        let t_recv = next_for(&mut received, sent.message.id).await;
-        let t_ack = next_for(&mut acked, sent.message.id).await;
-        if i >= WARMUP {
-            send.push(t_sent - t0);
-            recv.push(t_recv - t0);
-            ack.push(t_ack - t0);
-        }
-    }
-    alice.stop().await;
-    bob.stop().await;
+    let samples = direct::one_in_flight(n, text).await;
     let tenth = (n / 10).max(1);
     Ours {
-        send: Stats::of(send),
-        received_first: Stats::of(recv[..tenth].to_vec()),
-        received_last: Stats::of(recv[n - tenth..].to_vec()),
-        received: Stats::of(recv),
-        acked: Stats::of(ack),
+        send: Stats::of(samples.send),
+        received_first: Stats::of(samples.received[..tenth].to_vec()),
+        received_last: Stats::of(samples.received[n - tenth..].to_vec()),
+        received: Stats::of(samples.received),
+        acked: Stats::of(samples.delivered),
     }
-}
-
-struct Throughput {
-    sends_done: Duration,
-    all_received: Duration,
-    all_acked: Duration,
-}
-
-async fn meshchat_throughput(n: usize, text: &str) -> Throughput {
-    let alice = Peer::start("alice").await;
-    let bob = Peer::start("bob").await;
-    let chat = alice.add(&bob).await;
-    let mut received = watch(&bob);
-    let mut acked = watch(&alice);
-    // Warm the connection with one delivered message.
-    let first = alice.node.chats().send(chat, text).await.expect("send");
-    next_for(&mut received, first.message.id).await;
-    next_for(&mut acked, first.message.id).await;
-
-    // Sends pipelined as the bare requests are: up to SENDS_IN_FLIGHT
-    // calls wait for their local flush at once (group commit covers them
-    // together), the rest queue behind them.
-    let chats = alice.node.chats();
-    let t0 = Instant::now();
-    futures::stream::iter(0..n)
-        .map(|_| chats.send(chat, text))
-        .buffer_unordered(SENDS_IN_FLIGHT)
-        .for_each(|sent| async move {
-            sent.expect("send");
-        })
-        .await;
-    let sends_done = t0.elapsed();
-    let all_received = count_until(&mut received, n, t0).await;
-    let all_acked = count_until(&mut acked, n, t0).await;
-    alice.stop().await;
-    bob.stop().await;
-    Throughput {
-        sends_done,
-        all_received,
-        all_acked,
-    }
-}
-
-/// Waits for `n` events; returns when the last one was seen, relative to `t0`.
-async fn count_until(
-    rx: &mut mpsc::Receiver<(MessageId, Instant)>,
-    n: usize,
-    t0: Instant,
-) -> Duration {
-    let mut last = t0;
-    for _ in 0..n {
-        let (_, at) = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .expect("timed out during the throughput run")
-            .expect("watcher alive");
-        last = at;
-    }
-    last - t0
 }
 
 // ---------------------------------------------------------------- bare libp2p

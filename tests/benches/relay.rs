@@ -37,15 +37,15 @@ use libp2p::{
     Multiaddr, StreamProtocol, Swarm,
 };
 use meshchat_node::{
-    crdt::{ChatKind, ChatReplica, Identity, PublicKey, SignedChange},
-    mailbox::{DeliveryToken, MailboxConfig},
-    protocol::{encode_frame, Envelope, MailboxCodec, MAILBOX_PROTOCOL, MAX_DEPOSITS_PER_BATCH},
-    DataDir, Event, NodeConfig,
+    crdt::{Identity, PublicKey, SignedChange},
+    mailbox::DeliveryToken,
+    protocol::{MailboxCodec, MAILBOX_PROTOCOL, MAX_DEPOSITS_PER_BATCH},
 };
 use meshchat_tests::{
     client::Deposit,
     durable::SyncedSled,
-    net::{bare_swarm, connect, listen, peer_of},
+    net::{bare_swarm, connect, listen},
+    relay::{returning_peer_fetch, start_relay, token, Fetched},
     stats::{env_or, runtime},
     MailboxClient, Net, RawCodec,
 };
@@ -79,37 +79,6 @@ fn main() {
         fetch(env_usize("MESHCHAT_BENCH_FETCH", 10_000)).await;
         idle_memory(env_usize("MESHCHAT_BENCH_IDLE_PEERS", 2000)).await;
     });
-}
-
-fn relay_config() -> NodeConfig {
-    NodeConfig {
-        mailbox: Some(MailboxConfig {
-            deposits_per_sender_per_minute: u32::MAX,
-            deposits_per_token_per_minute: u32::MAX,
-            max_messages_per_recipient: 1_000_000,
-            max_bytes_per_recipient: 1 << 34,
-            max_total_bytes: 1 << 40,
-            ..MailboxConfig::default()
-        }),
-        ..NodeConfig::loopback()
-    }
-}
-
-/// `recipient`'s delivery token for the relay at `relay`.
-fn token(recipient: &Identity, relay: &Multiaddr) -> DeliveryToken {
-    let relay = peer_of(relay).expect("relay address with /p2p");
-    let relay = meshchat_node::public_key_of(&relay).expect("ed25519 relay");
-    DeliveryToken::issue(recipient, Some(relay), None, i64::MAX)
-}
-
-async fn start_relay(tmp: &tempfile::TempDir) -> (meshchat_node::Node, Multiaddr) {
-    let dir = DataDir::new(tmp.path().join("relay"));
-    dir.init(None, &relay_config()).expect("init relay");
-    let relay = meshchat_node::spawn(&dir, relay_config())
-        .await
-        .expect("spawn relay");
-    let addr = relay.network().status().await.expect("status").listen_addrs[0].clone();
-    (relay, addr)
 }
 
 // ---------------------------------------------------------------------------
@@ -264,79 +233,16 @@ fn raw_sled(n: usize, batch: usize, sync: Sync) -> f64 {
 
 async fn fetch(n: usize) {
     println!("\n== fetch of {n} queued messages by a returning peer ==");
-    let tmp = tempfile::tempdir().expect("tmp");
-    let (relay, relay_addr) = start_relay(&tmp).await;
-    let bob_dir = DataDir::new(tmp.path().join("bob"));
-    let bob_config = NodeConfig {
-        relays: vec![relay_addr.clone()],
-        ..NodeConfig::loopback()
-    };
-    bob_dir.init(Some("bob"), &bob_config).expect("init bob");
-    let bob_identity = bob_dir.identity().expect("bob identity");
-    let bob = bob_identity.public();
-    let bob_token = token(&bob_identity, &relay_addr);
-    let alice = Identity::generate();
-    // Alice is Bob's contact: a stranger's mail is a message request, never
-    // a shown message. Added while Bob knows no relay, so nothing is fetched
-    // before the timed start.
-    let setup = meshchat_node::spawn(&bob_dir, NodeConfig::loopback())
-        .await
-        .expect("spawn bob");
-    let alice_peer = meshchat_node::peer_id_of(&alice.public()).expect("ed25519");
-    setup
-        .contacts()
-        .add(alice_peer, Some("alice".into()), Vec::new())
-        .await
-        .expect("add alice");
-    setup.shutdown().await;
-
-    let changes = write_messages(&alice, bob, n);
-    let envelopes: Vec<Deposit> = changes
-        .iter()
-        .map(|c| {
-            (
-                bob,
-                encode_frame(&Envelope::Changes(vec![c.clone()])),
-                bob_token.clone(),
-            )
-        })
-        .collect();
+    let Fetched {
+        elapsed: meshchat,
+        changes,
+        envelopes,
+    } = returning_peer_fetch(n, WINDOW, TIMEOUT).await;
     let bytes: usize = envelopes.iter().map(|(_, e, _)| e.len()).sum();
-    let mut depositor = mailbox_client(alice.clone(), &relay_addr).await;
-    depositor.deposit_all(envelopes.clone(), WINDOW).await;
-    drop(depositor);
     println!(
         "queued: {n} envelopes, {:.1} MiB",
         bytes as f64 / (1 << 20) as f64
     );
-
-    let started = Instant::now();
-    let node = meshchat_node::spawn(&bob_dir, bob_config)
-        .await
-        .expect("spawn bob");
-    let mut events = node.subscribe();
-    let mut got = 0;
-    let chat = meshchat_node::crdt::ChatId::direct(&alice.public(), &bob);
-    tokio::time::timeout(TIMEOUT, async {
-        while got < n {
-            match events.recv().await {
-                Ok(Event::Message { .. }) => got += 1,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    got = node
-                        .chats()
-                        .history_quiet(chat)
-                        .await
-                        .map_or(got, |h| h.len());
-                }
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("all mail applied in time");
-    let meshchat = started.elapsed();
-    node.shutdown().await;
-    relay.shutdown().await;
 
     let transfer = bare_transfer(&envelopes).await;
     let apply = raw_automerge_apply(&changes);
@@ -353,23 +259,6 @@ async fn fetch(n: usize) {
         bare.as_secs_f64(),
         meshchat.as_secs_f64() / bare.as_secs_f64()
     );
-}
-
-fn write_messages(alice: &Identity, bob: PublicKey, n: usize) -> Vec<SignedChange> {
-    let mut chat = ChatReplica::new(ChatKind::direct(alice.public(), bob));
-    let t0 = 1_700_000_000_000;
-    (0..n)
-        .map(|i| {
-            chat.write_message(
-                alice,
-                &format!("message {i}: a line of ordinary chat text"),
-                None,
-                t0 + i as i64,
-            )
-            .expect("write")
-            .change
-        })
-        .collect()
 }
 
 /// Raw Automerge applying the same changes, one batch per history segment
