@@ -226,9 +226,13 @@ async fn run(p: Params) {
     let [ours, bare, bare_fsync, bare_flush] = <[Results; 4]>::try_from(results)
         .ok()
         .expect("four clusters");
-    let model = data_model_cost(p.nodes, p.lat_msgs as usize);
+    // The latency run starts after the warm-up (one message per member),
+    // the throughput run after both: each floor is measured at the history
+    // its run had, since a remote apply grows with the document.
+    let model = data_model_cost(p.nodes, p.nodes, p.lat_msgs as usize);
+    let model_tput = data_model_cost(p.nodes, p.nodes + p.lat_msgs as usize, p.tput_msgs as usize);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let floor = Floor::of(&model, p.nodes - 1, cores);
+    let floor = Floor::of(&model, &model_tput, p.nodes - 1, cores);
 
     println!();
     println!(
@@ -336,9 +340,12 @@ async fn run(p: Params) {
         )
     );
     println!(
-        "floor: the data model alone on {cores} cores (one write + {} applies per message, mean) \
-         = {:.1} msg/s, {:.2}x bare gossipsub; meshchat / that: {:.2}x",
+        "floor: the data model alone on {cores} cores (one write + {} applies per message, mean, \
+         at the run's history: write {}, apply {}) = {:.1} msg/s, {:.2}x bare gossipsub; \
+         meshchat / that: {:.2}x",
         p.nodes - 1,
+        ms(model_tput.write.mean),
+        ms(model_tput.receive.mean),
         floor.msgs_per_sec,
         floor.msgs_per_sec / bare.throughput.msgs_per_sec(),
         ours.throughput.msgs_per_sec() / floor.msgs_per_sec,
@@ -352,9 +359,6 @@ async fn run(p: Params) {
     println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
 }
 
-/// Warm-up messages of the data-model measurement, not counted.
-const MODEL_WARMUP: usize = 20;
-
 /// The data model's own CPU per group message, no network and no disk.
 struct ModelCost {
     /// The author writes and signs it (once per message).
@@ -364,8 +368,9 @@ struct ModelCost {
 }
 
 /// [`ModelCost`] in a group of `members`, measured over `msgs` messages at
-/// one member (every member's replica does the same work).
-fn data_model_cost(members: usize, msgs: usize) -> ModelCost {
+/// one member (every member's replica does the same work) after `history`
+/// messages that are not timed.
+fn data_model_cost(members: usize, history: usize, msgs: usize) -> ModelCost {
     let author = Identity::generate();
     let others: Vec<_> = (1..members)
         .map(|_| Identity::generate().public())
@@ -376,7 +381,7 @@ fn data_model_cost(members: usize, msgs: usize) -> ModelCost {
     let mut member = ChatReplica::new(replica.kind().clone());
     member.receive([genesis.change], 0);
     let (mut write, mut receive) = (Vec::new(), Vec::new());
-    for seq in 0..(msgs + MODEL_WARMUP) as u64 {
+    for seq in 0..(history + msgs) as u64 {
         let t0 = Instant::now();
         let written = replica
             .write_message(&author, &text_for(seq), None, 1_700_000_000_000)
@@ -385,7 +390,7 @@ fn data_model_cost(members: usize, msgs: usize) -> ModelCost {
         let ingested = member.receive([written.change], 0);
         let t2 = Instant::now();
         assert_eq!(ingested.stored.len(), 1, "the member applies it");
-        if seq >= MODEL_WARMUP as u64 {
+        if seq >= history as u64 {
             write.push(t1 - t0);
             receive.push(t2 - t1);
         }
@@ -408,10 +413,12 @@ struct Floor {
 }
 
 impl Floor {
-    fn of(model: &ModelCost, receivers: usize, cores: usize) -> Self {
+    /// `model` at the latency run's history, `model_tput` at the
+    /// throughput run's.
+    fn of(model: &ModelCost, model_tput: &ModelCost, receivers: usize, cores: usize) -> Self {
         let members_before_median = receivers.div_ceil(2);
         let rounds = members_before_median.div_ceil(cores) as u32;
-        let per_message = model.write.mean + model.receive.mean * receivers as u32;
+        let per_message = model_tput.write.mean + model_tput.receive.mean * receivers as u32;
         Self {
             members_before_median,
             median_member: model.write.p50 + model.receive.p50 * rounds,
