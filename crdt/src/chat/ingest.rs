@@ -109,6 +109,11 @@ impl ChatReplica {
         changes: impl IntoIterator<Item = SignedChange>,
         now_ms: i64,
     ) -> Ingested {
+        // Expired first, so a copy of a change that waits is only skipped
+        // below while the waiting copy is still there to be judged.
+        self.deferred.expire(now_ms);
+        self.deferred_since
+            .retain(|h, _| self.deferred.changes.contains_key(h));
         let mut out = Ingested::default();
         let mut verified = Vec::new();
         let mut queued = HashSet::new();
@@ -163,9 +168,6 @@ impl ChatReplica {
                 }),
             }
         }
-        self.deferred.expire(now_ms);
-        self.deferred_since
-            .retain(|h, _| self.deferred.changes.contains_key(h));
         self.ingest(verified, Mode::Remote, now_ms, &incoming, &mut out);
         out
     }

@@ -9,7 +9,14 @@
 //! records ([`RecordBook`]).
 //!
 //! The sender's and recipient's side: the tokens a node hands out and holds
-//! ([`TokenBook`]) and the deposits a sender has made ([`DepositLog`]).
+//! (`token_book.rs`, `token_offers.rs`), the deposits a sender has made
+//! ([`DepositLog`]), the requests awaiting answers (`pending.rs`) and the
+//! fetch chains per relay (`fetches.rs`).
+//!
+//! The messages of `/meshchat/mailbox/2` are in `wire.rs` and sealed mail
+//! in `sealed_mail.rs`; the handlers are `handler.rs` (events of both
+//! roles), `server.rs` (the relay's) and `client.rs` (the peer's), with
+//! `tokens.rs`, `sealing.rs` and the couriers (`courier.rs`, `couriers.rs`).
 
 mod client;
 mod config;
