@@ -60,11 +60,13 @@ fn forged_signature_is_rejected() {
     ));
 }
 
-/// A copy of a change held or waiting already is not checked again (its
-/// hash says it is that change), and a forged copy of one never replaces
-/// the verified copy: what is stored and passed on keeps its good signature.
+/// An exact copy of a change held or waiting already is not checked again
+/// (honest copies are byte for byte the same: Ed25519 signs
+/// deterministically); a copy under another signature is checked, so a
+/// forged copy of a known change is refused, never kept, and never makes
+/// the frame that carried it look valid.
 #[test]
-fn a_forged_copy_of_a_known_change_is_never_what_is_kept() {
+fn a_forged_copy_of_a_known_change_is_refused_and_never_kept() {
     let (alice, bob) = pair();
     let mut a = direct(&alice, &bob);
     let mut b = direct(&bob, &alice);
@@ -75,31 +77,42 @@ fn a_forged_copy_of_a_known_change_is_never_what_is_kept() {
         copy.signature[0] ^= 1;
         copy
     };
+    let refused_for_its_signature = |got: &crate::chat::Ingested| {
+        got.rejected.len() == 1
+            && matches!(
+                got.rejected[0].reason,
+                RejectReason::Verify(VerifyError::Signature(_))
+            )
+            && got.stored.is_empty()
+    };
 
-    // Waiting: `second` arrives first and waits for `first`; a forged copy
-    // of it changes nothing, and the copy applied later is the good one.
+    // Waiting: `second` arrives first and waits for `first`. A forged copy
+    // is refused; an exact copy waits with it; the copy applied later is
+    // the good one.
     assert_eq!(b.receive(vec![second.clone()], 0).deferred.len(), 1);
-    let again = b.receive(vec![forged(&second)], 0);
-    assert!(again.rejected.is_empty() && again.stored.is_empty());
+    assert!(refused_for_its_signature(
+        &b.receive(vec![forged(&second)], 0)
+    ));
+    let again = b.receive(vec![second.clone()], 0);
+    assert!(again.rejected.is_empty() && again.deferred.len() == 1);
     let got = b.receive(vec![first.clone()], 0);
     assert_eq!(got.stored.len(), 2);
     let kept = got.stored.iter().find(|c| c.signed.change == second.change);
     assert_eq!(kept.unwrap().signed.signature, second.signature);
 
-    // Held: a forged copy is a duplicate, and nothing is stored anew.
-    let again = b.receive(vec![forged(&first)], 0);
+    // Held: an exact copy is a duplicate; a forged copy is refused.
+    let again = b.receive(vec![first.clone()], 0);
     assert_eq!(again.duplicates.len(), 1);
     assert!(again.rejected.is_empty() && again.stored.is_empty());
+    assert!(refused_for_its_signature(
+        &b.receive(vec![forged(&first)], 0)
+    ));
 
-    // New: a forged change is still refused, even beside a good copy of
-    // itself later in the same batch (the first copy of a hash is judged).
+    // New: a forged change is refused, even beside a good copy of itself
+    // later in the same batch (the first copy of a hash is judged).
     let third = a.write_message(&alice, "three", None, 3).unwrap().change;
     let got = b.receive(vec![forged(&third), third.clone()], 0);
-    assert!(matches!(
-        got.rejected[0].reason,
-        RejectReason::Verify(VerifyError::Signature(_))
-    ));
-    assert!(got.stored.is_empty());
+    assert!(refused_for_its_signature(&got));
     assert_eq!(deliver(&mut b, vec![third]), 1);
 }
 

@@ -97,6 +97,16 @@ impl ChatReplica {
             .is_some_and(|s| s.signed.contains_key(hash))
     }
 
+    /// The signature of the held change `hash` of `segment`, if held.
+    fn held_copy(&self, segment: SegmentIndex, hash: &ChangeHash) -> Option<&[u8; 64]> {
+        Some(&self.segments.get(&segment)?.signed.get(hash)?.signature)
+    }
+
+    /// The signature of the change `hash` waiting for its dependencies, if any.
+    fn waiting_copy(&self, hash: &ChangeHash) -> Option<&[u8; 64]> {
+        Some(&self.deferred.changes.get(hash)?.0.signed.signature)
+    }
+
     /// Number of changes waiting in memory for their dependencies.
     pub fn deferred_count(&self) -> usize {
         self.deferred.changes.len()
@@ -120,9 +130,12 @@ impl ChatReplica {
         let mut unchecked = Vec::new();
         // What this call was given, as opposed to what waited from before.
         let mut incoming = HashSet::new();
-        // Decoding tells a change's hash; a change held already, waiting
-        // already, refused before or repeated in the batch costs no
-        // signature check (most of a sync's answer during a burst).
+        // Decoding tells a change's hash; an exact copy of a change held or
+        // waiting already (same signature bytes: Ed25519 signs
+        // deterministically, so an honest copy is byte for byte the same),
+        // one refused before, or one repeated in the batch costs no
+        // signature check (most of a sync's answer during a burst). A copy
+        // under another signature is checked like a new change.
         for signed in changes {
             if signed.chat != self.id {
                 out.rejected.push(Rejected {
@@ -133,9 +146,11 @@ impl ChatReplica {
                 continue;
             }
             match signed.decode_unchecked() {
-                Ok(c) if self.holds(c.segment(), &c.hash()) => out.duplicates.push(c.hash()),
+                Ok(c) if self.held_copy(c.segment(), &c.hash()) == Some(&signed.signature) => {
+                    out.duplicates.push(c.hash());
+                }
                 // The copy waiting is judged again below; this one would be dropped.
-                Ok(c) if self.deferred.changes.contains_key(&c.hash()) => {
+                Ok(c) if self.waiting_copy(&c.hash()) == Some(&signed.signature) => {
                     incoming.insert(c.hash());
                 }
                 Ok(c) if self.refused.contains_key(&c.hash()) => {
@@ -157,6 +172,7 @@ impl ChatReplica {
         }
         for checked in verify_all(unchecked) {
             match checked {
+                Ok(v) if self.holds(v.signed.segment, &v.hash) => out.duplicates.push(v.hash),
                 Ok(v) => {
                     incoming.insert(v.hash);
                     verified.push(v);
