@@ -43,17 +43,7 @@ impl Actor {
                 },
                 ..
             } => match self.on_mailbox_request(peer, request) {
-                Answer::Now(response) => {
-                    if self
-                        .swarm
-                        .behaviour_mut()
-                        .mailbox
-                        .send_response(channel, response)
-                        .is_err()
-                    {
-                        tracing::debug!(%peer, "peer went away before the mailbox response");
-                    }
-                }
+                Answer::Now(response) => self.answer_mailbox(channel, response),
                 Answer::AfterFlush { items, batch } => {
                     self.commit.hold(Held::Deposit(HeldDeposit {
                         channel,

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use libp2p::PeerId;
+use libp2p::{request_response::ResponseChannel, PeerId};
 use meshchat_crdt::PublicKey;
 
 use super::{
@@ -37,6 +37,23 @@ pub(super) enum Answer {
 }
 
 impl Actor {
+    /// Answers a mailbox request (the requester may have gone meanwhile).
+    pub(super) fn answer_mailbox(
+        &mut self,
+        channel: ResponseChannel<MailboxResponse>,
+        response: MailboxResponse,
+    ) {
+        if self
+            .swarm
+            .behaviour_mut()
+            .mailbox
+            .send_response(channel, response)
+            .is_err()
+        {
+            tracing::debug!("requester went away before its mailbox answer");
+        }
+    }
+
     pub(super) fn on_mailbox_request(
         &mut self,
         peer: PeerId,
@@ -230,15 +247,7 @@ impl Actor {
             answers.push((held.channel, response));
         }
         for (channel, response) in answers {
-            if self
-                .swarm
-                .behaviour_mut()
-                .mailbox
-                .send_response(channel, response)
-                .is_err()
-            {
-                tracing::debug!("depositor went away before its answer");
-            }
+            self.answer_mailbox(channel, response);
         }
         for owner in owners {
             if self.swarm.is_connected(&owner) {
