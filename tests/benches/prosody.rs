@@ -126,6 +126,12 @@ async fn run(prosody: PathBuf, prosodyctl: PathBuf) {
     let samples = direct::one_in_flight(lat_n, &text).await;
     let tput = direct::back_to_back(tput_n, &text).await;
     let fetched = returning_peer_fetch(offline_n, DEPOSIT_WINDOW, TIMEOUT).await;
+    println!(
+        "meshchat offline: node started {}, first message applied {}, all {}",
+        ms(fetched.started),
+        ms(fetched.first),
+        ms(fetched.elapsed)
+    );
     let ours = Figures {
         receipts: samples.delivered,
         back_to_back: tput.all_delivered,

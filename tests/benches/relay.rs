@@ -235,6 +235,8 @@ async fn fetch(n: usize) {
     println!("\n== fetch of {n} queued messages by a returning peer ==");
     let Fetched {
         elapsed: meshchat,
+        started,
+        first,
         changes,
         envelopes,
     } = returning_peer_fetch(n, WINDOW, TIMEOUT).await;
@@ -251,6 +253,12 @@ async fn fetch(n: usize) {
         "meshchat: start, fetch, verify, apply, store, ack  {:>8.2} s  ({:.0} msgs/s)",
         meshchat.as_secs_f64(),
         n as f64 / meshchat.as_secs_f64()
+    );
+    println!(
+        "  of which: node started {:.1} ms, first message applied {:.1} ms, the rest {:.1} ms",
+        started.as_secs_f64() * 1e3,
+        first.as_secs_f64() * 1e3,
+        (meshchat - first).as_secs_f64() * 1e3
     );
     println!(
         "bare: request-response pages {:.2} s + raw Automerge batch apply {:.2} s = {:.2} s  (meshchat = {:.1}x)",

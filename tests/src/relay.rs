@@ -76,6 +76,11 @@ pub fn write_messages(alice: &Identity, bob: PublicKey, n: usize) -> Vec<SignedC
 pub struct Fetched {
     /// From spawning the returning node until its last message was applied.
     pub elapsed: Duration,
+    /// From spawning the returning node until `spawn` returned (data dir
+    /// opened, swarm listening).
+    pub started: Duration,
+    /// From spawning the returning node until its first message was applied.
+    pub first: Duration,
     /// The changes queued, in writing order.
     pub changes: Vec<SignedChange>,
     /// The envelopes deposited at the relay, one change each.
@@ -142,13 +147,18 @@ pub async fn returning_peer_fetch(n: usize, window: usize, limit: Duration) -> F
     let node = meshchat_node::spawn(&bob_dir, bob_config)
         .await
         .expect("spawn bob");
+    let spawned = started.elapsed();
     let mut events = node.subscribe();
     let mut got = 0;
+    let mut first = None;
     let chat = ChatId::direct(&alice.public(), &bob);
     tokio::time::timeout(limit, async {
         while got < n {
             match events.recv().await {
-                Ok(Event::Message { .. }) => got += 1,
+                Ok(Event::Message { .. }) => {
+                    first.get_or_insert_with(|| started.elapsed());
+                    got += 1;
+                }
                 Err(RecvError::Lagged(_)) => {
                     got = node
                         .chats()
@@ -167,6 +177,8 @@ pub async fn returning_peer_fetch(n: usize, window: usize, limit: Duration) -> F
     relay.shutdown().await;
     Fetched {
         elapsed,
+        started: spawned,
+        first: first.unwrap_or(elapsed),
         changes,
         envelopes,
     }
