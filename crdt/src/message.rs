@@ -108,9 +108,8 @@ pub(crate) fn read_message<D: ReadDoc>(
     let edited_at_ms = fields.timestamp(EDITED_AT);
     let mut reactions = BTreeMap::new();
     if let Some((Value::Object(ObjType::Map), map)) = fields.get(REACTIONS) {
-        let members = Fields::read(doc, map, is_void);
-        for (member, _) in &members.winners {
-            let (Ok(key), Some(emoji)) = (member.parse(), members.str(member)) else {
+        for (member, (value, _)) in Fields::read(doc, map, is_void).winners {
+            let (Ok(key), Some(emoji)) = (member.parse(), as_str(&value)) else {
                 continue;
             };
             if !emoji.is_empty() && emoji.len() <= MAX_REACTION_BYTES {
@@ -186,10 +185,7 @@ impl Fields {
     }
 
     fn str(&self, key: &str) -> Option<String> {
-        match self.scalar(key)? {
-            ScalarValue::Str(s) => Some(s.to_string()),
-            _ => None,
-        }
+        as_str(&self.get(key)?.0)
     }
 
     fn timestamp(&self, key: &str) -> Option<i64> {
@@ -197,6 +193,16 @@ impl Fields {
             ScalarValue::Timestamp(t) | ScalarValue::Int(t) => Some(*t),
             _ => None,
         }
+    }
+}
+
+fn as_str(value: &Value<'_>) -> Option<String> {
+    match value {
+        Value::Scalar(s) => match s.as_ref() {
+            ScalarValue::Str(s) => Some(s.to_string()),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
