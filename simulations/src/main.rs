@@ -156,6 +156,18 @@ fn print_summary(r: &meshchat_sim::Report, out: &std::path::Path) {
         r.memory.per_node_bytes as f64 / 1048576.0,
         r.memory.store_bytes_per_node as f64 / 1048576.0
     );
+    if let (Some(setup), Some(workload)) = (r.cpu.setup_secs, r.cpu.workload_secs) {
+        println!(
+            "cpu: setup {setup:.1} s, workload {workload:.1} s ({} of {} cores busy; {} per reception)",
+            r.cpu
+                .workload_busy
+                .map_or("-".into(), |b| format!("{:.0} %", b * 100.0)),
+            r.cpu.cores,
+            r.cpu
+                .ms_per_delivery
+                .map_or("-".into(), |m| format!("{m:.2} ms")),
+        );
+    }
     if let Some(delivered) = (r.delivered_in_history > 0).then_some(r.delivered_in_history) {
         println!("bytes per delivered message by protocol ({delivered} receptions):");
         for line in &r.bytes.by_protocol {

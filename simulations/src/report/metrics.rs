@@ -1,5 +1,6 @@
 //! The numbers of a run: delivery, latency percentiles, convergence after
-//! each heal, bytes per delivered message, duplicates, relay storage, memory.
+//! each heal, bytes per delivered message, duplicates, relay storage, memory,
+//! CPU.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -62,6 +63,8 @@ pub struct Report {
     pub relay_high_water: RelayStorage,
     /// Memory.
     pub memory: Memory,
+    /// CPU time of the whole simulator process (every node shares it).
+    pub cpu: Cpu,
     /// Connections opened, and refused by splits or outages.
     pub connections: Connections,
     /// What the workload's media share did.
@@ -196,6 +199,25 @@ pub struct Memory {
     pub per_node_bytes: u64,
     /// The nodes' databases on disk (tmpfs counts as memory), per node.
     pub store_bytes_per_node: u64,
+}
+
+/// CPU time of the simulator's process: every node runs in it, so this is
+/// the machine's budget the scenario used, and whether it ran out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cpu {
+    /// Logical cores this process could use.
+    pub cores: usize,
+    /// CPU seconds (user + system, all threads) spent starting nodes and
+    /// setting up groups; `None` where /proc is not there.
+    pub setup_secs: Option<f64>,
+    /// CPU seconds from the workload's start to the end of the drain.
+    pub workload_secs: Option<f64>,
+    /// `workload_secs / (run_secs × cores)`: near 1, the machine was
+    /// saturated and latencies include waiting for a core.
+    pub workload_busy: Option<f64>,
+    /// `workload_secs / delivered`, in milliseconds: what one reception
+    /// cost the machine, everything of the run included.
+    pub ms_per_delivery: Option<f64>,
 }
 
 /// Connections.

@@ -2,6 +2,7 @@
 //! groups, play the schedule, read the truth from every member's history,
 //! stop the nodes and compute the report.
 
+mod cpu;
 mod execute;
 mod memory;
 mod nodes;
@@ -77,6 +78,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, R
     let net = network(scenario, seed, schedule.nodes());
     let bar = progress_bar(options.progress, scenario);
     let setup_start = Instant::now();
+    let cpu_start = cpu::cpu_secs();
     bar.set_message("starting nodes");
     let nodes = nodes::start_nodes(scenario, &schedule, &net, root.path()).await?;
     tracing::info!(secs = setup_start.elapsed().as_secs_f64(), "nodes started");
@@ -95,6 +97,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, R
     };
     let setup_bytes = net.bytes_total();
     let setup_secs = setup_start.elapsed().as_secs_f64();
+    let cpu_setup_end = cpu::cpu_secs();
     recorder.restart_clock(Instant::now());
     bar.set_message("running");
     let played = execute::play(
@@ -107,6 +110,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, R
         &bar,
     )
     .await;
+    let cpu_run_end = cpu::cpu_secs();
     bar.set_message("checking histories");
     let in_history = holdings(&schedule, &nodes, &chats).await;
     let peak_rss = played
@@ -180,6 +184,12 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, R
             per_node_bytes: peak_rss.saturating_sub(baseline_rss) / schedule.nodes() as u64,
             store_bytes_per_node: store_bytes / schedule.nodes() as u64,
         },
+        cpu: cpu_used(
+            cpu_start.zip(cpu_setup_end).map(|(a, b)| b - a),
+            cpu_setup_end.zip(cpu_run_end).map(|(a, b)| b - a),
+            played.end_ms / 1_000.0,
+            records.delivered,
+        ),
         connections: report::Connections {
             opened: net.connections(),
             refused: net.refused(),
@@ -200,6 +210,28 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, R
         latencies_ms,
         splits: played.splits,
     })
+}
+
+/// The report's CPU section: seconds of setup and of the workload (with
+/// its drain), and what they say about the run.
+fn cpu_used(
+    setup_secs: Option<f64>,
+    workload_secs: Option<f64>,
+    run_secs: f64,
+    delivered: u64,
+) -> report::Cpu {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    report::Cpu {
+        cores,
+        setup_secs: setup_secs.map(round3),
+        workload_secs: workload_secs.map(round3),
+        workload_busy: workload_secs
+            .filter(|_| run_secs > 0.0)
+            .map(|s| round3(s / (run_secs * cores as f64))),
+        ms_per_delivery: workload_secs
+            .filter(|_| delivered > 0)
+            .map(|s| round3(s * 1e3 / delivered as f64)),
+    }
 }
 
 fn round3(v: f64) -> f64 {
