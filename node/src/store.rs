@@ -95,9 +95,19 @@ pub(crate) struct OutboxEntry {
     pub(crate) message: Option<MessageId>,
 }
 
+/// How a node's database is run: sled's defaults unless the caller says
+/// otherwise ([`crate::SpawnOptions`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tuning {
+    /// sled's page cache, in bytes (sled's default, 1 GiB, if `None`).
+    pub(crate) cache_bytes: Option<u64>,
+    /// No flusher thread of sled's own (it flushes every 500 ms).
+    pub(crate) no_background_flush: bool,
+}
+
 pub(crate) struct Store {
     path: PathBuf,
-    cache_bytes: Option<u64>,
+    tuning: Tuning,
     /// `None` only when a reopen failed; every call then reports the fault.
     trees: Option<Trees>,
     /// The same database, for services that keep their own trees in it.
@@ -218,11 +228,14 @@ struct Trees {
 }
 
 impl Trees {
-    fn open(path: &Path, cache_bytes: Option<u64>) -> Result<Self, sled::Error> {
+    fn open(path: &Path, tuning: Tuning) -> Result<Self, sled::Error> {
         remove_unfinished_snapshots(path);
         let mut config = sled::Config::new().path(path);
-        if let Some(bytes) = cache_bytes {
+        if let Some(bytes) = tuning.cache_bytes {
             config = config.cache_capacity(bytes);
+        }
+        if tuning.no_background_flush {
+            config = config.flush_every_ms(None);
         }
         let db = open_waiting_for_lock(&config)?;
         Ok(Self {
@@ -334,20 +347,17 @@ fn delivery_key(chat: &ChatId, message: &MessageId, peer: &PublicKey) -> Vec<u8>
 impl Store {
     #[cfg(test)]
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with_cache(path, None)
+        Self::open_tuned(path, Tuning::default())
     }
 
-    /// Opens the database with a page cache of `cache_bytes` (sled's default if `None`).
-    pub(crate) fn open_with_cache(
-        path: &Path,
-        cache_bytes: Option<u64>,
-    ) -> Result<Self, StoreError> {
-        let trees = Trees::open(path, cache_bytes)?;
+    /// Opens the database run as `tuning` says.
+    pub(crate) fn open_tuned(path: &Path, tuning: Tuning) -> Result<Self, StoreError> {
+        let trees = Trees::open(path, tuning)?;
         Ok(Self {
             handle: DbHandle::new(&trees.db, path),
             trees: Some(trees),
             path: path.to_path_buf(),
-            cache_bytes,
+            tuning,
             health: Mutex::default(),
             lost: Mutex::default(),
         })
@@ -400,7 +410,7 @@ impl Store {
     pub(crate) fn reopen(&mut self) -> Result<(), StoreError> {
         self.trees = None;
         self.handle.set(None);
-        let trees = Trees::open(&self.path, self.cache_bytes).map_err(|e| self.failed(e.into()))?;
+        let trees = Trees::open(&self.path, self.tuning).map_err(|e| self.failed(e.into()))?;
         self.handle.set(Some(trees.db.clone()));
         self.trees = Some(trees);
         self.health().db_failed = false;

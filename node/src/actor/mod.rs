@@ -144,7 +144,13 @@ pub async fn spawn_with(
     let lock = dir.lock()?;
     let identity = dir.identity()?;
     let device_keys = dir.device_keys()?;
-    let store = Store::open_with_cache(&dir.db_path(), options.store_cache_bytes)?;
+    let store = Store::open_tuned(
+        &dir.db_path(),
+        crate::store::Tuning {
+            cache_bytes: options.store_cache_bytes,
+            no_background_flush: options.no_background_flush,
+        },
+    )?;
     let blobs = crate::media::start(
         &dir.root().join("blobs"),
         &identity,

@@ -112,6 +112,7 @@ pub(super) async fn start_nodes(
             async move {
                 let options = SpawnOptions::default()
                     .with_store_cache_bytes(cache)
+                    .without_background_flush()
                     .with_transport(move |key| fault_transport(net, ix, key));
                 let node = meshchat_node::spawn_with(&dir, config, options)
                     .await
