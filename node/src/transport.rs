@@ -46,10 +46,10 @@ pub struct SpawnOptions {
     /// flushes every 500 ms on a thread per database). Everything a node
     /// acknowledges is flushed by its group commit anyway; a write no group
     /// commit covers then reaches the disk at the next one or at shutdown
-    /// instead of within 500 ms, so a crash can lose more of it. For many nodes in one process that are
-    /// never killed (the simulator): there, 1,024 such threads wake 2,048
-    /// times a second, and each wake walks crossbeam's epoch list of every
-    /// thread in the process.
+    /// instead of within 500 ms, so a crash can lose more of it. For many
+    /// nodes in one process that are never killed (the simulator): there,
+    /// 1,024 such threads wake 2,048 times a second, and each wake walks
+    /// crossbeam's epoch list of every thread in the process.
     pub no_background_flush: bool,
 }
 
