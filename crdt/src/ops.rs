@@ -157,6 +157,7 @@ impl ChatReplica {
                 .ok_or(WriteError::UnknownMessage(parent))?;
         }
         let index = self.segment_for_write()?;
+        let sent_at_ms = sent_at_ms.max(self.last_sent_at_ms.saturating_add(1));
         let (_, authored) = self.commit(identity, index, |tx| {
             let obj = tx
                 .put_object(ROOT, id.to_string(), ObjType::Map)
@@ -177,6 +178,7 @@ impl ChatReplica {
             }
             Ok(())
         })?;
+        self.last_sent_at_ms = sent_at_ms;
         let message = self
             .segments
             .get(&index)

@@ -259,6 +259,10 @@ pub struct ChatReplica {
     /// never changes).
     past_states: RefCell<HashMap<Vec<ChangeHash>, Arc<GroupState>>>,
     info: RefCell<Option<Arc<GroupInfo>>>,
+    /// The `sent_at` of the last message this replica wrote: the next one is
+    /// stamped later even when the clock has not moved, so one author's
+    /// messages keep their order (history sorts by `sent_at`, then id).
+    pub(crate) last_sent_at_ms: i64,
 }
 
 impl std::fmt::Debug for ChatReplica {
@@ -294,6 +298,7 @@ impl ChatReplica {
             resolution: RefCell::new(None),
             past_states: RefCell::new(HashMap::new()),
             info: RefCell::new(None),
+            last_sent_at_ms: i64::MIN,
         }
     }
 
