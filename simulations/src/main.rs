@@ -168,6 +168,16 @@ fn print_summary(r: &meshchat_sim::Report, out: &std::path::Path) {
                 .map_or("-".into(), |m| format!("{m:.2} ms")),
         );
     }
+    let c = &r.changes;
+    println!(
+        "changes: {} published on topics, {} pushed; received {} by gossip, {} by push, {} by sync, {} from relays",
+        c.gossip_published,
+        c.pushed,
+        c.received_by_gossip,
+        c.received_by_push,
+        c.received_by_sync,
+        c.received_from_relays
+    );
     if let Some(delivered) = (r.delivered_in_history > 0).then_some(r.delivered_in_history) {
         println!("bytes per delivered message by protocol ({delivered} receptions):");
         for line in &r.bytes.by_protocol {

@@ -65,6 +65,10 @@ pub struct Report {
     pub memory: Memory,
     /// CPU time of the whole simulator process (every node shares it).
     pub cpu: Cpu,
+    /// Signed changes sent and received during the workload, all nodes
+    /// together, by path; each copy counts (a change received twice counts
+    /// twice), so `received_by_* / delivered` is the copies per reception.
+    pub changes: meshchat_node::Traffic,
     /// Connections opened, and refused by splits or outages.
     pub connections: Connections,
     /// What the workload's media share did.

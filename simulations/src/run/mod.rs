@@ -8,6 +8,7 @@ mod memory;
 mod nodes;
 mod recorder;
 mod setup;
+mod traffic;
 
 use std::{collections::HashSet, path::PathBuf, sync::Arc, time::Duration};
 
@@ -98,6 +99,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, R
     let setup_bytes = net.bytes_total();
     let setup_secs = setup_start.elapsed().as_secs_f64();
     let cpu_setup_end = cpu::cpu_secs();
+    let traffic_at_start = traffic::total(&nodes).await;
     recorder.restart_clock(Instant::now());
     bar.set_message("running");
     let played = execute::play(
@@ -111,6 +113,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, R
     )
     .await;
     let cpu_run_end = cpu::cpu_secs();
+    let changes = traffic::since(&traffic_at_start, &traffic::total(&nodes).await);
     bar.set_message("checking histories");
     let in_history = holdings(&schedule, &nodes, &chats).await;
     let peak_rss = played
@@ -190,6 +193,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, R
             played.end_ms / 1_000.0,
             records.delivered,
         ),
+        changes,
         connections: report::Connections {
             opened: net.connections(),
             refused: net.refused(),
