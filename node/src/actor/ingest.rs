@@ -32,6 +32,9 @@ pub(crate) struct Receipt {
     /// Neither stored nor refused for good: waiting in memory for their
     /// dependencies, or not kept for now (the sender tries again later).
     pub(crate) deferred: usize,
+    /// Group changes this node did not hold before (the rest of `stored`
+    /// were duplicates, or direct-chat changes).
+    pub(crate) new_group_changes: usize,
 }
 
 /// Changes received and written, waiting for the flush that makes them
@@ -147,6 +150,11 @@ impl Actor {
         // only send the member list around the whole group once per invitee
         // (a 1,024-member group: ~200 kB, 1,023 times). Nor when every
         // member has relays: their authors' outboxes reach them all.
+        let new_group_changes = received
+            .fresh_group_changes
+            .iter()
+            .map(|(_, changes)| changes.len())
+            .sum();
         let sender = crate::keys::public_key_of(&peer);
         let passed_on = |author: &PublicKey| match via {
             Via::Gossip => false,
@@ -173,6 +181,7 @@ impl Actor {
             stored: received.stored,
             rejected: received.rejected,
             deferred: received.deferred + received.not_kept.len(),
+            new_group_changes,
         }
     }
 

@@ -266,6 +266,16 @@ impl Actor {
             // Not judged yet (dependencies missing): keep it, but do not vouch
             // for it to others. Anti-entropy carries it once it is valid.
             Some(receipt) if receipt.deferred > 0 => MessageAcceptance::Ignore,
+            // Nothing new: this node got these changes first in another frame
+            // (which it forwarded), in a sync (whose fresh changes it
+            // republished) or pushed by their author (who reaches the members
+            // it pushes to). Forwarding would only add copies. Without this,
+            // a frame slower than gossipsub's seen-cache (60 s) to cross a
+            // saturated group came back as new and was flooded again, and
+            // each member's republish of a change it had learned by sync
+            // crossed the whole group: 40 copies per reception at 1,024
+            // members (docs/SIMULATIONS.md).
+            Some(receipt) if receipt.new_group_changes == 0 => MessageAcceptance::Ignore,
             Some(_) => MessageAcceptance::Accept,
             // Not stored here (storage failed): not forwarded either.
             None => MessageAcceptance::Ignore,
@@ -337,5 +347,32 @@ impl Actor {
             Ok(ingest) => Gossiped::Written(Box::new(ingest)),
             Err(_) => Gossiped::Judged(MessageAcceptance::Ignore),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::ingest::Receipt;
+
+    fn receipt(new_group_changes: usize, deferred: usize) -> Receipt {
+        Receipt {
+            stored: Vec::new(),
+            rejected: Vec::new(),
+            deferred,
+            new_group_changes,
+        }
+    }
+
+    #[test]
+    fn only_a_frame_that_brought_something_new_is_forwarded() {
+        let verdict = Actor::gossip_verdict;
+        assert_eq!(verdict(Some(receipt(1, 0))), MessageAcceptance::Accept);
+        // Duplicates only: acknowledged, not passed on.
+        assert_eq!(verdict(Some(receipt(0, 0))), MessageAcceptance::Ignore);
+        // Waiting for dependencies: not vouched for.
+        assert_eq!(verdict(Some(receipt(1, 1))), MessageAcceptance::Ignore);
+        // Not stored (the flush failed).
+        assert_eq!(verdict(None), MessageAcceptance::Ignore);
     }
 }
