@@ -2,9 +2,10 @@
 //! sends them signed heartbeats. Measured in one run: the node's CPU time and
 //! the bytes on its TCP sockets (kernel counters via `ss`) over a window with
 //! heartbeats every second, and over a window with presence off (privacy
-//! `nobody`: what remains is libp2p's own ping keepalive and identify, the
-//! bare dependency). Both are scaled to the default 60 s period: bytes per
-//! contact per hour and CPU per hour.
+//! `nobody`: what remains is the connections' keepalive (yamux pings; the
+//! node runs no libp2p ping) and identify, the bare dependency). Both are
+//! scaled to the default 60 s period: bytes per contact per hour and CPU per
+//! hour.
 //!
 //! The node runs in its own process (this binary, started again as a child);
 //! the contacts are bare libp2p swarms (TCP + noise + yamux + identify + ping
