@@ -149,7 +149,9 @@ impl Actor {
         // invitee gets it pushed by its inviter, so republishing it would
         // only send the member list around the whole group once per invitee
         // (a 1,024-member group: ~200 kB, 1,023 times). Nor when every
-        // member has relays: their authors' outboxes reach them all.
+        // member has relays: their authors' outboxes reach them all. Nor
+        // while the topic brings this node news: it carries the group's
+        // changes to the neighbours as well (`groups/topic_news.rs`).
         let new_group_changes = received
             .fresh_group_changes
             .iter()
@@ -161,10 +163,16 @@ impl Actor {
             Via::Sync | Via::Mailbox => true,
             Via::Push => Some(*author) != sender,
         };
+        let now = std::time::Instant::now();
         for (chat, changes) in received.fresh_group_changes {
+            if via == Via::Gossip {
+                self.topic_news.heard(chat, now);
+                continue;
+            }
             if !self.is_subscribed(&chat)
                 || received.adopted.contains(&chat)
-                || (via != Via::Gossip && self.every_member_has_relays(chat))
+                || !self.topic_news.is_quiet(&chat, now)
+                || self.every_member_has_relays(chat)
             {
                 continue;
             }

@@ -124,6 +124,8 @@ pub(crate) struct Actor {
     pub(crate) sender_keys: crate::groups::sender_keys::SenderKeys,
     /// Gossip waiting for sender keys asked for.
     pub(crate) key_waits: crate::groups::key_waits::KeyWaits,
+    /// When each group's topic last brought news (republish only into quiet ones).
+    pub(crate) topic_news: crate::groups::topic_news::TopicNews,
     /// Sealed deposits on their way to relays over throwaway identities.
     pub(crate) couriers: crate::mailbox::couriers::Couriers,
 }
@@ -257,6 +259,7 @@ pub async fn spawn_with(
         }),
         sender_keys,
         key_waits: Default::default(),
+        topic_news: Default::default(),
         couriers,
     };
     actor.sync_connection_gates();

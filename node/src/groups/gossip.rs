@@ -71,6 +71,7 @@ impl Actor {
         let topic = group_topic(&chat);
         self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
         self.topics.remove(&topic.hash());
+        self.topic_news.forget(&chat);
     }
 
     /// After a group's metadata changed: leave its topic if no longer a member.
