@@ -8,8 +8,8 @@
 //! hour.
 //!
 //! The node runs in its own process (this binary, started again as a child);
-//! the contacts are bare libp2p swarms (TCP + noise + yamux + identify + ping
-//! + `/meshchat/notice/1`) in the parent that answer heartbeats.
+//! the contacts are bare libp2p swarms (TCP + noise + yamux + identify +
+//! `/meshchat/notice/1`) in the parent that answer heartbeats.
 //!
 //! Run: `cargo bench -p meshchat-tests --bench presence`
 //! Environment (optional): `MESHCHAT_BENCH_CONTACTS` (default 1000),
@@ -26,7 +26,7 @@ use std::{
 
 use futures::StreamExt;
 use libp2p::{
-    identify, ping,
+    identify,
     request_response::{self, ProtocolSupport},
     swarm::{NetworkBehaviour, SwarmEvent},
     Multiaddr,
@@ -110,7 +110,6 @@ async fn child(contacts: usize) {
 #[derive(NetworkBehaviour)]
 struct ContactBehaviour {
     identify: identify::Behaviour,
-    ping: ping::Behaviour,
     notice: request_response::Behaviour<NoticeCodec>,
 }
 
@@ -127,7 +126,6 @@ async fn run_contact(
                 "/meshchat/id/1".into(),
                 key.public(),
             )),
-            ping: ping::Behaviour::default(),
             notice: request_response::Behaviour::new(
                 [(NOTICE_PROTOCOL, ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(TIMEOUT),
@@ -320,7 +318,7 @@ async fn parent(contacts: usize, window_s: u64) {
         on_cpu * 100.0
     );
     println!(
-        "presence off:     {:>8.1} bytes/s per contact, node CPU {:>5.1}% of a core  (libp2p ping + identify: the bare keepalive)",
+        "presence off:     {:>8.1} bytes/s per contact, node CPU {:>5.1}% of a core  (yamux keepalive + identify: the bare floor)",
         off_bytes,
         off_cpu * 100.0
     );

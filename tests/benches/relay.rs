@@ -14,7 +14,7 @@
 //!    changes in one batch per history segment.
 //! 3. **Memory per idle connected peer**: RSS growth of a relay process per
 //!    connected idle peer (thousands of peers, arriving 256 at a time), next
-//!    to a bare libp2p process (TCP + noise + yamux + identify + ping) and a
+//!    to a bare libp2p process (TCP + noise + yamux + identify) and a
 //!    bare libp2p process with every protocol a relay speaks, with the same
 //!    peers.
 //!
@@ -31,7 +31,7 @@ use std::{
 
 use futures::StreamExt;
 use libp2p::{
-    identify, ping,
+    identify,
     request_response::{self, ProtocolSupport},
     swarm::{NetworkBehaviour, SwarmEvent},
     Multiaddr, StreamProtocol, Swarm,
@@ -357,7 +357,6 @@ async fn bare_transfer(envelopes: &[Deposit]) -> Duration {
 #[derive(NetworkBehaviour)]
 struct Idle {
     identify: identify::Behaviour,
-    ping: ping::Behaviour,
 }
 
 /// Bare libp2p with the protocols a meshchat relay speaks, and nothing of
@@ -365,7 +364,6 @@ struct Idle {
 #[derive(NetworkBehaviour)]
 struct RelayProtocols {
     identify: identify::Behaviour,
-    ping: ping::Behaviour,
     kad: libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>,
     gossipsub: libp2p::gossipsub::Behaviour,
     sync: request_response::Behaviour<RawCodec>,
@@ -406,7 +404,6 @@ fn relay_protocols_swarm(key: libp2p::identity::Keypair) -> Swarm<RelayProtocols
                 "/meshchat/id/1".to_owned(),
                 key.public(),
             )),
-            ping: ping::Behaviour::default(),
             kad,
             gossipsub,
             sync: rr("/meshchat/sync/1"),
@@ -425,7 +422,6 @@ fn idle_swarm(key: libp2p::identity::Keypair, protocol: &str) -> Swarm<Idle> {
             protocol.to_owned(),
             key.public(),
         )),
-        ping: ping::Behaviour::default(),
     })
 }
 
@@ -483,7 +479,9 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 async fn idle_memory(peers: usize) {
-    println!("\n== memory per idle connected peer: {peers} peers (TCP + noise + yamux + identify + ping) ==");
+    println!(
+        "\n== memory per idle connected peer: {peers} peers (TCP + noise + yamux + identify) =="
+    );
     let mut results = Vec::new();
     for role in ["relay", "bare", "protocols"] {
         let exe = std::env::current_exe().expect("own executable");
@@ -522,20 +520,17 @@ async fn idle_memory(peers: usize) {
                     "/meshchat/id/1",
                 );
                 swarm.dial(addr).expect("dial");
-                // Idle means: connected, identified and pinged once.
-                let (mut identified, mut pinged, mut told) = (false, false, false);
+                // Idle means: connected and identified (meshchat runs no
+                // libp2p ping; yamux keeps the connection alive).
+                let (mut identified, mut told) = (false, false);
                 loop {
                     match swarm.select_next_some().await {
                         SwarmEvent::Behaviour(IdleEvent::Identify(identify::Event::Received {
                             ..
                         })) => identified = true,
-                        SwarmEvent::Behaviour(IdleEvent::Ping(ping::Event {
-                            result: Ok(_),
-                            ..
-                        })) => pinged = true,
                         _ => {}
                     }
-                    if identified && pinged && !told {
+                    if identified && !told {
                         let _ = tx.send(()).await;
                         told = true;
                         arrival.take();
@@ -547,7 +542,7 @@ async fn idle_memory(peers: usize) {
         for _ in 0..peers {
             tokio::time::timeout(TIMEOUT, connected.recv())
                 .await
-                .expect("all peers connect, identify and ping")
+                .expect("all peers connect and identify")
                 .expect("channel");
         }
         let connect_time = started.elapsed();
