@@ -522,14 +522,15 @@ async fn idle_memory(peers: usize) {
                 swarm.dial(addr).expect("dial");
                 // Idle means: connected and identified (meshchat runs no
                 // libp2p ping; yamux keeps the connection alive).
-                let (mut identified, mut told) = (false, false);
+                let mut told = false;
                 loop {
-                    match swarm.select_next_some().await {
-                        SwarmEvent::Behaviour(IdleEvent::Identify(identify::Event::Received {
-                            ..
-                        })) => identified = true,
-                        _ => {}
-                    }
+                    let event = swarm.select_next_some().await;
+                    let identified = matches!(
+                        event,
+                        SwarmEvent::Behaviour(IdleEvent::Identify(
+                            identify::Event::Received { .. }
+                        ))
+                    );
                     if identified && !told {
                         let _ = tx.send(()).await;
                         told = true;
