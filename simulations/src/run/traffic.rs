@@ -17,37 +17,25 @@ pub(super) async fn total(nodes: &[SimNode]) -> Traffic {
 }
 
 fn add(sum: &mut Traffic, t: &Traffic) {
-    sum.gossip_published += t.gossip_published;
-    sum.pushed += t.pushed;
-    sum.received_by_push += t.received_by_push;
-    sum.received_by_gossip += t.received_by_gossip;
-    sum.received_by_sync += t.received_by_sync;
-    sum.received_from_relays += t.received_from_relays;
-    sum.couriers_sent += t.couriers_sent;
-    sum.couriers_failed += t.couriers_failed;
+    *sum = each(sum, t, u64::saturating_add);
 }
 
 /// What the counters gained from `before` to `after`.
 pub(super) fn since(before: &Traffic, after: &Traffic) -> Traffic {
+    each(after, before, u64::saturating_sub)
+}
+
+/// `op` applied to each pair of counters.
+fn each(a: &Traffic, b: &Traffic, op: fn(u64, u64) -> u64) -> Traffic {
     Traffic {
-        gossip_published: after
-            .gossip_published
-            .saturating_sub(before.gossip_published),
-        pushed: after.pushed.saturating_sub(before.pushed),
-        received_by_push: after
-            .received_by_push
-            .saturating_sub(before.received_by_push),
-        received_by_gossip: after
-            .received_by_gossip
-            .saturating_sub(before.received_by_gossip),
-        received_by_sync: after
-            .received_by_sync
-            .saturating_sub(before.received_by_sync),
-        received_from_relays: after
-            .received_from_relays
-            .saturating_sub(before.received_from_relays),
-        couriers_sent: after.couriers_sent.saturating_sub(before.couriers_sent),
-        couriers_failed: after.couriers_failed.saturating_sub(before.couriers_failed),
+        gossip_published: op(a.gossip_published, b.gossip_published),
+        pushed: op(a.pushed, b.pushed),
+        received_by_push: op(a.received_by_push, b.received_by_push),
+        received_by_gossip: op(a.received_by_gossip, b.received_by_gossip),
+        received_by_sync: op(a.received_by_sync, b.received_by_sync),
+        received_from_relays: op(a.received_from_relays, b.received_from_relays),
+        couriers_sent: op(a.couriers_sent, b.couriers_sent),
+        couriers_failed: op(a.couriers_failed, b.couriers_failed),
     }
 }
 
