@@ -269,8 +269,9 @@ impl Actor {
             Some(receipt) if receipt.deferred > 0 => MessageAcceptance::Ignore,
             // Nothing new: this node got these changes first in another frame
             // (which it forwarded), in a sync (whose fresh changes it
-            // republished) or pushed by their author (who reaches the members
-            // it pushes to). Forwarding would only add copies. Without this,
+            // republishes into a quiet topic; while the topic brings news it
+            // carries them anyway) or pushed by their author (who reaches the
+            // members it pushes to). Forwarding would only add copies. Without this,
             // a frame slower than gossipsub's seen-cache (60 s) to cross a
             // saturated group came back as new and was flooded again, and
             // each member's republish of a change it had learned by sync
