@@ -1,10 +1,9 @@
 //! Running the group commit: start a flush when something waits for one,
 //! and when it finishes, answer everything it covered.
 
-use libp2p::gossipsub::MessageAcceptance;
 
 use super::{commit::Held, *};
-use crate::{protocol::WireError, store::StoreError};
+use crate::{groups::held_verdicts::Frame, protocol::WireError, store::StoreError};
 
 impl Actor {
     /// Starts a flush on a task of its own if something waits for one and
@@ -85,13 +84,17 @@ impl Actor {
                     message_id,
                     propagation_source,
                 } => {
-                    let acceptance = if flushed {
-                        Self::gossip_verdict(Some(self.ingested(*ingest)))
+                    let receipt = if flushed {
+                        Some(self.ingested(*ingest))
                     } else {
                         self.ingest_failed(&ingest);
-                        MessageAcceptance::Ignore
+                        None
                     };
-                    self.report_gossip(&message_id, &propagation_source, acceptance);
+                    let frame = Frame {
+                        message_id,
+                        propagation_source,
+                    };
+                    self.judge_gossip(receipt, frame);
                 }
                 Held::Synced {
                     ingest,

@@ -29,9 +29,12 @@ pub(crate) struct Receipt {
     pub(crate) stored: Vec<ChangeHash>,
     /// Refused.
     pub(crate) rejected: Vec<crate::direct::sync_wire::RejectedChange>,
-    /// Neither stored nor refused for good: waiting in memory for their
-    /// dependencies, or not kept for now (the sender tries again later).
-    pub(crate) deferred: usize,
+    /// Received changes waiting in memory for their dependencies (stored
+    /// once those arrive).
+    pub(crate) waiting: Vec<ChangeHash>,
+    /// Changes not kept for now (dependencies missing, a budget full): the
+    /// sender tries again later.
+    pub(crate) not_kept: usize,
     /// Group changes this node did not hold before (the rest of `stored`
     /// were duplicates, or direct-chat changes).
     pub(crate) new_group_changes: usize,
@@ -86,6 +89,7 @@ impl Actor {
         } = ingest;
         let me = self.chats.me();
         let received = self.chats.received(unflushed);
+        self.release_held_verdicts(&received.stored);
         for rejected in received.rejected.iter().chain(&received.not_kept) {
             let hash = rejected
                 .hash
@@ -188,7 +192,8 @@ impl Actor {
         Receipt {
             stored: received.stored,
             rejected: received.rejected,
-            deferred: received.deferred + received.not_kept.len(),
+            waiting: received.deferred,
+            not_kept: received.not_kept.len(),
             new_group_changes,
         }
     }

@@ -124,6 +124,8 @@ pub(crate) struct Actor {
     pub(crate) sender_keys: crate::groups::sender_keys::SenderKeys,
     /// Gossip waiting for sender keys asked for.
     pub(crate) key_waits: crate::groups::key_waits::KeyWaits,
+    /// Gossiped frames whose verdict waits for their changes' dependencies.
+    pub(crate) held_verdicts: crate::groups::held_verdicts::HeldVerdicts,
     /// When each group's topic last brought news (republish only into quiet ones).
     pub(crate) topic_news: crate::groups::topic_news::TopicNews,
     /// Sealed deposits on their way to relays over throwaway identities.
@@ -259,6 +261,7 @@ pub async fn spawn_with(
         }),
         sender_keys,
         key_waits: Default::default(),
+            held_verdicts: Default::default(),
         topic_news: Default::default(),
         couriers,
     };
@@ -406,6 +409,9 @@ impl Actor {
                     self.drive(crate::engine::Input::Tick);
                 }
                 _ = storage_probe.tick() => self.storage_tick().await,
+                _ = held_verdicts_expire(self.held_verdicts.next_expiry()) => {
+                    self.expire_held_verdicts();
+                }
             }
             self.start_flush();
             self.notice_storage_fault();
@@ -554,5 +560,14 @@ impl Actor {
             BehaviourEvent::RelayServer(event) => self.on_relay_server_event(event),
             _ => {}
         }
+    }
+}
+
+/// Waits until the oldest held gossip verdict expires; forever if none is
+/// held.
+async fn held_verdicts_expire(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }

@@ -59,7 +59,7 @@ pub(crate) struct Received {
     /// stored nor acknowledged, so the sender tries again later. With why.
     pub(crate) not_kept: Vec<RejectedChange>,
     /// Kept in memory until their dependencies arrive (not acknowledged).
-    pub(crate) deferred: usize,
+    pub(crate) deferred: Vec<ChangeHash>,
     /// Chats where changes wait for dependencies, or were not kept while
     /// they are missing: the sender holds what they depend on, so a sync
     /// with it fetches them (instead of waiting for their own deliveries).
@@ -764,7 +764,7 @@ fn record_ingested(chat: ChatId, ingested: Ingested, out: &mut Received) {
     }
     out.stored.extend(ingested.duplicates.iter().copied());
     out.stored.extend(ingested.stored.iter().map(|c| c.hash));
-    out.deferred += ingested.deferred.len();
+    out.deferred.extend(ingested.deferred.iter().copied());
     out.new_messages
         .extend(ingested.new_messages.into_iter().map(|m| (chat, m)));
     out.updated_messages

@@ -348,13 +348,19 @@ impl Actor {
         heads: &[SegmentHeads],
         more: bool,
     ) {
-        match self.chats.missing_batches(&key, &chat, heads) {
-            Ok(batches) => {
-                for batch in batches {
-                    self.send_push(peer, key, batch, None);
+        // While a group's topic brings news it carries this node's changes
+        // to the peer as well: a push back would be a second copy of each
+        // (2.5 pushed changes per reception in `big-group`). The peer's own
+        // sync, when it lacks something, asks for it.
+        if !self.topic_brings_news(&chat) {
+            match self.chats.missing_batches(&key, &chat, heads) {
+                Ok(batches) => {
+                    for batch in batches {
+                        self.send_push(peer, key, batch, None);
+                    }
                 }
+                Err(error) => tracing::error!(%error, "sync: cannot read changes"),
             }
-            Err(error) => tracing::error!(%error, "sync: cannot read changes"),
         }
         if more {
             self.sync_chat(peer, chat);

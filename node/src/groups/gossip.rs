@@ -10,10 +10,13 @@ use libp2p::{
 };
 use meshchat_crdt::{
     e2e::{SealedChange, SenderKey},
-    ChatId, PublicKey, SignedChange,
+    ChangeHash, ChatId, PublicKey, SignedChange,
 };
 
-use super::wire::{group_topic, GossipMessage, GossipPayload};
+use super::{
+    held_verdicts::Frame,
+    wire::{group_topic, GossipMessage, GossipPayload},
+};
 use crate::{
     actor::{
         commit::Held,
@@ -24,6 +27,15 @@ use crate::{
     framing::{decode_frame, encode_frame},
     keys::public_key_of,
 };
+
+/// What to tell gossipsub about a frame whose changes were written.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Now(MessageAcceptance),
+    /// Accept once these changes (waiting for their dependencies) are
+    /// stored; ignore if they are not soon.
+    WhenStored(Vec<ChangeHash>),
+}
 
 /// What became of a gossiped frame.
 pub(crate) enum Gossiped {
@@ -65,6 +77,13 @@ impl Actor {
 
     pub(crate) fn is_subscribed(&self, chat: &ChatId) -> bool {
         self.topics.contains_key(&group_topic(chat).hash())
+    }
+
+    /// Whether `chat` is a group whose topic brought this node news lately
+    /// (`topic_news.rs`): while it does, it carries the group's changes to
+    /// the neighbours, and neither a republish nor a push back is needed.
+    pub(crate) fn topic_brings_news(&self, chat: &ChatId) -> bool {
+        self.is_subscribed(chat) && !self.topic_news.is_quiet(chat, std::time::Instant::now())
     }
 
     pub(crate) fn leave_topic(&mut self, chat: ChatId) {
@@ -259,14 +278,66 @@ impl Actor {
             .report_message_validation_result(message_id, propagation_source, acceptance);
     }
 
+    /// Judges a gossiped frame once the flush that was to cover its
+    /// changes finished (`receipt` is `None` if it failed): now, or once
+    /// the changes waiting for their dependencies are stored.
+    pub(crate) fn judge_gossip(&mut self, receipt: Option<Receipt>, frame: Frame) {
+        let acceptance = match Self::gossip_verdict(receipt) {
+            Verdict::Now(acceptance) => acceptance,
+            Verdict::WhenStored(waiting) => {
+                let now = std::time::Instant::now();
+                match self.held_verdicts.hold(frame, waiting, now) {
+                    Ok(()) => return,
+                    Err(frame) => {
+                        return self.report_gossip(
+                            &frame.message_id,
+                            &frame.propagation_source,
+                            MessageAcceptance::Ignore,
+                        )
+                    }
+                }
+            }
+        };
+        self.report_gossip(&frame.message_id, &frame.propagation_source, acceptance);
+    }
+
+    /// Changes are stored now: frames held for them are forwarded.
+    pub(crate) fn release_held_verdicts(&mut self, stored: &[ChangeHash]) {
+        for frame in self.held_verdicts.stored(stored) {
+            self.report_gossip(
+                &frame.message_id,
+                &frame.propagation_source,
+                MessageAcceptance::Accept,
+            );
+        }
+    }
+
+    /// Frames whose changes' dependencies did not come in time stop here.
+    pub(crate) fn expire_held_verdicts(&mut self) {
+        for frame in self.held_verdicts.expired(std::time::Instant::now()) {
+            self.report_gossip(
+                &frame.message_id,
+                &frame.propagation_source,
+                MessageAcceptance::Ignore,
+            );
+        }
+    }
+
     /// The verdict on gossiped changes once the flush that was to cover
     /// them finished (`receipt` is `None` if it failed).
-    pub(crate) fn gossip_verdict(receipt: Option<Receipt>) -> MessageAcceptance {
-        match receipt {
+    pub(crate) fn gossip_verdict(receipt: Option<Receipt>) -> Verdict {
+        let acceptance = match receipt {
             Some(receipt) if !receipt.rejected.is_empty() => MessageAcceptance::Reject,
-            // Not judged yet (dependencies missing): keep it, but do not vouch
-            // for it to others. Anti-entropy carries it once it is valid.
-            Some(receipt) if receipt.deferred > 0 => MessageAcceptance::Ignore,
+            // Not kept (a budget full, or dependencies missing past what is
+            // kept waiting): this node may never hold them, so it does not
+            // vouch for them. Anti-entropy carries them once they are valid.
+            Some(receipt) if receipt.not_kept > 0 => MessageAcceptance::Ignore,
+            // Waiting for dependencies (the sync its arrival started asks
+            // for them): vouched for once they are stored, or not at all
+            // (`held_verdicts.rs`).
+            Some(receipt) if !receipt.waiting.is_empty() => {
+                return Verdict::WhenStored(receipt.waiting)
+            }
             // Nothing new: this node got these changes first in another frame
             // (which it forwarded), in a sync (whose fresh changes it
             // republishes into a quiet topic; while the topic brings news it
@@ -281,7 +352,8 @@ impl Actor {
             Some(_) => MessageAcceptance::Accept,
             // Not stored here (storage failed): not forwarded either.
             None => MessageAcceptance::Ignore,
-        }
+        };
+        Verdict::Now(acceptance)
     }
 
     /// Opens, validates and writes one gossiped frame. Forged, malformed or
@@ -357,11 +429,14 @@ mod tests {
     use super::*;
     use crate::actor::ingest::Receipt;
 
-    fn receipt(new_group_changes: usize, deferred: usize) -> Receipt {
+    fn receipt(new_group_changes: usize, waiting: usize, not_kept: usize) -> Receipt {
         Receipt {
             stored: Vec::new(),
             rejected: Vec::new(),
-            deferred,
+            waiting: (0..waiting as u8)
+                .map(|n| ChangeHash::from_bytes([n; 32]))
+                .collect(),
+            not_kept,
             new_group_changes,
         }
     }
@@ -369,12 +444,18 @@ mod tests {
     #[test]
     fn only_a_frame_that_brought_something_new_is_forwarded() {
         let verdict = Actor::gossip_verdict;
-        assert_eq!(verdict(Some(receipt(1, 0))), MessageAcceptance::Accept);
+        let now = Verdict::Now;
+        assert_eq!(verdict(Some(receipt(1, 0, 0))), now(MessageAcceptance::Accept));
         // Duplicates only: acknowledged, not passed on.
-        assert_eq!(verdict(Some(receipt(0, 0))), MessageAcceptance::Ignore);
-        // Waiting for dependencies: not vouched for.
-        assert_eq!(verdict(Some(receipt(1, 1))), MessageAcceptance::Ignore);
+        assert_eq!(verdict(Some(receipt(0, 0, 0))), now(MessageAcceptance::Ignore));
+        // Waiting for dependencies: vouched for once they are stored.
+        assert_eq!(
+            verdict(Some(receipt(1, 1, 0))),
+            Verdict::WhenStored(vec![ChangeHash::from_bytes([0; 32])])
+        );
+        // Not kept: not vouched for.
+        assert_eq!(verdict(Some(receipt(1, 1, 1))), now(MessageAcceptance::Ignore));
         // Not stored (the flush failed).
-        assert_eq!(verdict(None), MessageAcceptance::Ignore);
+        assert_eq!(verdict(None), now(MessageAcceptance::Ignore));
     }
 }

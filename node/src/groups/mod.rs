@@ -3,6 +3,7 @@
 //! news (`topic_news.rs`), and their handlers.
 
 mod gossip;
+pub(crate) mod held_verdicts;
 mod key_requests;
 pub(crate) mod key_waits;
 pub(crate) mod sender_keys;
