@@ -1,7 +1,6 @@
 //! Running the group commit: start a flush when something waits for one,
 //! and when it finishes, answer everything it covered.
 
-
 use super::{commit::Held, *};
 use crate::{groups::held_verdicts::Frame, protocol::WireError, store::StoreError};
 

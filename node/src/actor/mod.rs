@@ -261,7 +261,7 @@ pub async fn spawn_with(
         }),
         sender_keys,
         key_waits: Default::default(),
-            held_verdicts: Default::default(),
+        held_verdicts: Default::default(),
         topic_news: Default::default(),
         couriers,
     };

@@ -445,16 +445,25 @@ mod tests {
     fn only_a_frame_that_brought_something_new_is_forwarded() {
         let verdict = Actor::gossip_verdict;
         let now = Verdict::Now;
-        assert_eq!(verdict(Some(receipt(1, 0, 0))), now(MessageAcceptance::Accept));
+        assert_eq!(
+            verdict(Some(receipt(1, 0, 0))),
+            now(MessageAcceptance::Accept)
+        );
         // Duplicates only: acknowledged, not passed on.
-        assert_eq!(verdict(Some(receipt(0, 0, 0))), now(MessageAcceptance::Ignore));
+        assert_eq!(
+            verdict(Some(receipt(0, 0, 0))),
+            now(MessageAcceptance::Ignore)
+        );
         // Waiting for dependencies: vouched for once they are stored.
         assert_eq!(
             verdict(Some(receipt(1, 1, 0))),
             Verdict::WhenStored(vec![ChangeHash::from_bytes([0; 32])])
         );
         // Not kept: not vouched for.
-        assert_eq!(verdict(Some(receipt(1, 1, 1))), now(MessageAcceptance::Ignore));
+        assert_eq!(
+            verdict(Some(receipt(1, 1, 1))),
+            now(MessageAcceptance::Ignore)
+        );
         // Not stored (the flush failed).
         assert_eq!(verdict(None), now(MessageAcceptance::Ignore));
     }

@@ -153,7 +153,8 @@ mod tests {
         let mut held = HeldVerdicts::default();
         let (a, b) = (frame(1), frame(2));
         held.hold(a.clone(), vec![hash(1)], now).unwrap();
-        held.hold(b.clone(), vec![hash(2)], now + HOLD_FOR / 2).unwrap();
+        held.hold(b.clone(), vec![hash(2)], now + HOLD_FOR / 2)
+            .unwrap();
         assert_eq!(held.next_expiry(), Some(now + HOLD_FOR));
         assert_eq!(held.expired(now + HOLD_FOR / 2), []);
         assert_eq!(held.expired(now + HOLD_FOR), [a]);
@@ -166,7 +167,10 @@ mod tests {
     fn frames_and_hashes_are_bounded() {
         let now = Instant::now();
         let mut held = HeldVerdicts::default();
-        assert!(held.hold(frame(0), Vec::new(), now).is_err(), "nothing waits");
+        assert!(
+            held.hold(frame(0), Vec::new(), now).is_err(),
+            "nothing waits"
+        );
         let too_many = vec![hash(1); MAX_HASHES + 1];
         assert!(held.hold(frame(1), too_many, now).is_err());
         for n in 0..MAX_FRAMES {
