@@ -39,11 +39,15 @@ pub(crate) struct Behaviour {
     /// Peers the user blocked: their connections are refused outright.
     pub(crate) blocked: allow_block_list::Behaviour<BlockedPeers>,
     pub(crate) identify: identify::Behaviour,
-    // No libp2p ping: nothing here reads its round trips, a failed ping
-    // closes nothing, and yamux already sends its own ping frame every
-    // 10 s on each connection (QUIC its keep-alives), which keeps NAT
-    // mappings open. It cost the most of any protocol on an idle
-    // connection: 10 % of the CPU of 1,024 idle nodes (docs/SIMULATIONS.md).
+    // No libp2p ping: nothing here reads its round trips and a failed ping
+    // closes nothing. Its one other effect, traffic that keeps NAT
+    // mappings open, is left to QUIC's own keep-alives (5 s), presence
+    // heartbeats on contacts' connections, and for TCP the NAT's hold of
+    // an established connection (RFC 5382: at least 2 h 4 min); an idle
+    // TCP connection now carries nothing (yamux pings only while data
+    // flows: the presence bench, docs/BENCHMARKS.md). Ping cost the most
+    // of any protocol on an idle connection: 10 % of the CPU of 1,024 idle
+    // nodes (docs/SIMULATIONS.md).
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
