@@ -611,3 +611,71 @@ async fn a_change_missing_its_dependencies_fetches_them_from_its_sender() {
     bob.stop().await;
     carol.stop().await;
 }
+
+/// A gossiped frame whose change waits for one it was built on is judged
+/// once that one arrives, and forwarded then: Cat, whose only link to the
+/// group's gossip is Ben, gets Mallory's second message by gossip although
+/// Ben got it before the first. (Reported `Ignore` at once, it stopped at
+/// Ben, and Cat had it only at the next anti-entropy round, 300 s away.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_waiting_for_a_dependency_is_forwarded_once_it_arrives() {
+    use meshchat_node::{
+        crdt::{ChatKind, ChatReplica, Identity},
+        protocol::{Response, SyncCodec},
+    };
+    use meshchat_tests::{gossip::GossipMember, BareClient};
+
+    let mut peers = start(&["ben", "cat"], no_redial()).await;
+    full_mesh(&peers).await;
+    let mut cat = peers.pop().unwrap();
+    let ben = peers.pop().unwrap();
+    let mallory = Identity::generate();
+    let mut client = BareClient::connect(mallory.clone(), SyncCodec, &ben).await;
+    ben.node
+        .contacts()
+        .add(client.peer_id(), Some("mallory".into()), Vec::new())
+        .await
+        .unwrap();
+    let group = ben
+        .node
+        .groups()
+        .create("relayed", vec![client.peer_id(), cat.peer_id()])
+        .await
+        .unwrap();
+    wait_joined(&mut cat, group).await;
+
+    // Mallory reads the group from Ben and writes two messages by hand, the
+    // second built on the first.
+    let Response::Synced { changes, .. } = client.sync(group).await else {
+        panic!("Ben answers a member's sync");
+    };
+    let kind = changes
+        .iter()
+        .filter_map(|c| c.verify().ok())
+        .find_map(|v| ChatKind::from_genesis(&v))
+        .expect("the group's genesis");
+    let mut replica = ChatReplica::new(kind);
+    replica.receive(changes, 0);
+    let first = replica
+        .write_message(&mallory, "first", None, 1_700_000_000_000)
+        .unwrap();
+    let second = replica
+        .write_message(&mallory, "second", None, 1_700_000_000_001)
+        .unwrap();
+    drop(client);
+
+    // On the topic, through Ben only, the second first.
+    let mut gossip = GossipMember::join(mallory, group, &ben).await;
+    gossip.publish(group, vec![second.change]).await;
+    gossip.publish(group, vec![first.change]).await;
+
+    wait_group_messages(&mut cat, group, 2).await;
+    let texts = cat.texts(group).await;
+    assert!(texts.contains(&"second".to_string()), "{texts:?}");
+    assert!(
+        gossip_received(&cat).await >= 2,
+        "both came to Cat by gossip"
+    );
+    ben.stop().await;
+    cat.stop().await;
+}

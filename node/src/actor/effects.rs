@@ -23,9 +23,11 @@ impl Actor {
         match effect {
             Effect::Connected(peer) => {
                 tracing::debug!(%peer, "connected");
+                self.topic_news.linked(peer, std::time::Instant::now());
                 self.emit(Event::PeerConnected { peer });
             }
             Effect::Disconnected(peer) => {
+                self.topic_news.unlinked(&peer);
                 self.on_social_disconnected(peer);
                 self.emit(Event::PeerDisconnected { peer });
             }

@@ -155,7 +155,9 @@ impl Actor {
         // (a 1,024-member group: ~200 kB, 1,023 times). Nor when every
         // member has relays: their authors' outboxes reach them all. Nor
         // while the topic brings this node news: it carries the group's
-        // changes to the neighbours as well (`groups/topic_news.rs`).
+        // changes to the neighbours as well (`groups/topic_news.rs`),
+        // unless a sync over a new link brought them (a healed split: the
+        // topic on this side never carried them).
         let new_group_changes = received
             .fresh_group_changes
             .iter()
@@ -173,9 +175,10 @@ impl Actor {
                 self.topic_news.heard(chat, now);
                 continue;
             }
+            let over_a_new_link = via == Via::Sync && self.topic_news.is_new_link(&peer, now);
             if !self.is_subscribed(&chat)
                 || received.adopted.contains(&chat)
-                || !self.topic_news.is_quiet(&chat, now)
+                || !(self.topic_news.is_quiet(&chat, now) || over_a_new_link)
                 || self.every_member_has_relays(chat)
             {
                 continue;

@@ -4,13 +4,17 @@
 //! published there again (a republish is a new frame, sealed under this
 //! node's key: each neighbour asks for the key, opens the frame and finds
 //! nothing new). Into a quiet topic, such as one side of a healed split
-//! where nothing has been said since, the republish still goes.
+//! where nothing has been said since, the republish still goes; and so does
+//! what a sync with a *new link* brings (a peer connected in the last 30 s:
+//! the link that healed a split), which the topic on this side never
+//! carried, however busy it is.
 
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
 };
 
+use libp2p::PeerId;
 use meshchat_crdt::ChatId;
 
 /// How long after its last news a topic counts as quiet.
@@ -21,6 +25,9 @@ pub(crate) const QUIET_AFTER: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub(crate) struct TopicNews {
     last: HashMap<ChatId, Instant>,
+    /// When each connected peer's connection came up (one entry per
+    /// connected peer, dropped when it disconnects).
+    links: HashMap<PeerId, Instant>,
 }
 
 impl TopicNews {
@@ -38,6 +45,23 @@ impl TopicNews {
 
     pub(crate) fn forget(&mut self, chat: &ChatId) {
         self.last.remove(chat);
+    }
+
+    /// A peer connected.
+    pub(crate) fn linked(&mut self, peer: PeerId, now: Instant) {
+        self.links.insert(peer, now);
+    }
+
+    /// A peer disconnected.
+    pub(crate) fn unlinked(&mut self, peer: &PeerId) {
+        self.links.remove(peer);
+    }
+
+    /// Whether `peer` connected less than [`QUIET_AFTER`] ago.
+    pub(crate) fn is_new_link(&self, peer: &PeerId, now: Instant) -> bool {
+        self.links
+            .get(peer)
+            .is_some_and(|at| now.saturating_duration_since(*at) < QUIET_AFTER)
     }
 }
 
@@ -62,5 +86,20 @@ mod tests {
         news.heard(chat, start);
         news.forget(&chat);
         assert!(news.is_quiet(&chat, start));
+    }
+
+    #[test]
+    fn a_link_is_new_for_a_while_after_it_comes_up() {
+        let (peer, other) = (PeerId::random(), PeerId::random());
+        let start = Instant::now();
+        let mut news = TopicNews::default();
+        assert!(!news.is_new_link(&peer, start));
+        news.linked(peer, start);
+        assert!(news.is_new_link(&peer, start + QUIET_AFTER / 2));
+        assert!(!news.is_new_link(&other, start));
+        assert!(!news.is_new_link(&peer, start + QUIET_AFTER));
+        news.linked(peer, start);
+        news.unlinked(&peer);
+        assert!(!news.is_new_link(&peer, start));
     }
 }
