@@ -6,10 +6,11 @@
 
 use meshchat_node::{
     api::ResolveError,
-    crdt::{ChatId, Role},
+    crdt::{ChatId, ChatKind, ChatReplica, Identity, Role},
+    protocol::{Response, SyncCodec},
     Event, NodeConfig, PeerId,
 };
-use meshchat_tests::Peer;
+use meshchat_tests::{BareClient, Peer};
 
 /// Loopback nodes that never redial on their own, so a partition holds until
 /// the test heals it.
@@ -88,6 +89,51 @@ async fn ids(peer: &Peer, chat: ChatId) -> Vec<String> {
         .into_iter()
         .map(|e| format!("{}:{}", e.message.id, e.message.text))
         .collect()
+}
+
+/// Two nodes, connected, and a bare member (`identity`, a sync client of
+/// the first node, its contact): the first creates a group `name` of the
+/// other two. Returns once the second node joined.
+async fn group_with_a_bare_member(
+    names: [&'static str; 2],
+    identity: Identity,
+    name: &str,
+) -> (Peer, Peer, BareClient<SyncCodec>, ChatId) {
+    let mut peers = start(&names, no_redial()).await;
+    full_mesh(&peers).await;
+    let mut other = peers.pop().unwrap();
+    let creator = peers.pop().unwrap();
+    let client = BareClient::connect(identity, SyncCodec, &creator).await;
+    creator
+        .node
+        .contacts()
+        .add(client.peer_id(), None, Vec::new())
+        .await
+        .unwrap();
+    let group = creator
+        .node
+        .groups()
+        .create(name, vec![client.peer_id(), other.peer_id()])
+        .await
+        .unwrap();
+    wait_joined(&mut other, group).await;
+    (creator, other, client, group)
+}
+
+/// The bare member's replica of `group`, read from the node by one sync.
+async fn replica_of(client: &mut BareClient<SyncCodec>, group: ChatId) -> ChatReplica {
+    let Response::Synced { changes, more, .. } = client.sync(group).await else {
+        panic!("the node answers a member's sync");
+    };
+    assert!(!more, "a new group's history fits one answer");
+    let kind = changes
+        .iter()
+        .filter_map(|c| c.verify().ok())
+        .find_map(|v| ChatKind::from_genesis(&v))
+        .expect("the group's genesis");
+    let mut replica = ChatReplica::new(kind);
+    replica.receive(changes, 0);
+    replica
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,42 +599,11 @@ async fn sealed_gossip_keeps_flowing_after_every_member_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_missing_its_dependencies_fetches_them_from_its_sender() {
     meshchat_tests::init_tracing();
-    use meshchat_node::{
-        crdt::{ChatKind, ChatReplica, Identity},
-        protocol::{Response, SyncCodec},
-    };
-    use meshchat_tests::BareClient;
-
-    let mut peers = start(&["bob", "carol"], no_redial()).await;
-    full_mesh(&peers).await;
-    let mut carol = peers.pop().unwrap();
-    let bob = peers.pop().unwrap();
-    let mut ann = BareClient::connect(Identity::generate(), SyncCodec, &bob).await;
-    bob.node
-        .contacts()
-        .add(ann.peer_id(), Some("ann".into()), Vec::new())
-        .await
-        .unwrap();
-    let group = bob
-        .node
-        .groups()
-        .create("trio", vec![ann.peer_id(), carol.peer_id()])
-        .await
-        .unwrap();
-    wait_joined(&mut carol, group).await;
+    let (bob, mut carol, mut ann, group) =
+        group_with_a_bare_member(["bob", "carol"], Identity::generate(), "trio").await;
 
     // Ann reads the group from Bob and writes a message only Bob receives.
-    let Response::Synced { changes, more, .. } = ann.sync(group).await else {
-        panic!("Bob answers a member's sync");
-    };
-    assert!(!more, "a new group's history fits one answer");
-    let kind = changes
-        .iter()
-        .filter_map(|c| c.verify().ok())
-        .find_map(|v| ChatKind::from_genesis(&v))
-        .expect("the group's genesis");
-    let mut replica = ChatReplica::new(kind);
-    replica.receive(changes, 0);
+    let mut replica = replica_of(&mut ann, group).await;
     let written = replica
         .write_message(&ann.identity, "ann, to bob only", None, 1_700_000_000_000)
         .unwrap();
@@ -619,43 +634,15 @@ async fn a_change_missing_its_dependencies_fetches_them_from_its_sender() {
 /// Ben, and Cat had it only at the next anti-entropy round, 300 s away.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_waiting_for_a_dependency_is_forwarded_once_it_arrives() {
-    use meshchat_node::{
-        crdt::{ChatKind, ChatReplica, Identity},
-        protocol::{Response, SyncCodec},
-    };
-    use meshchat_tests::{gossip::GossipMember, BareClient};
+    use meshchat_tests::gossip::GossipMember;
 
-    let mut peers = start(&["ben", "cat"], no_redial()).await;
-    full_mesh(&peers).await;
-    let mut cat = peers.pop().unwrap();
-    let ben = peers.pop().unwrap();
     let mallory = Identity::generate();
-    let mut client = BareClient::connect(mallory.clone(), SyncCodec, &ben).await;
-    ben.node
-        .contacts()
-        .add(client.peer_id(), Some("mallory".into()), Vec::new())
-        .await
-        .unwrap();
-    let group = ben
-        .node
-        .groups()
-        .create("relayed", vec![client.peer_id(), cat.peer_id()])
-        .await
-        .unwrap();
-    wait_joined(&mut cat, group).await;
+    let (ben, mut cat, mut client, group) =
+        group_with_a_bare_member(["ben", "cat"], mallory.clone(), "relayed").await;
 
     // Mallory reads the group from Ben and writes two messages by hand, the
     // second built on the first.
-    let Response::Synced { changes, .. } = client.sync(group).await else {
-        panic!("Ben answers a member's sync");
-    };
-    let kind = changes
-        .iter()
-        .filter_map(|c| c.verify().ok())
-        .find_map(|v| ChatKind::from_genesis(&v))
-        .expect("the group's genesis");
-    let mut replica = ChatReplica::new(kind);
-    replica.receive(changes, 0);
+    let mut replica = replica_of(&mut client, group).await;
     let first = replica
         .write_message(&mallory, "first", None, 1_700_000_000_000)
         .unwrap();
