@@ -400,6 +400,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Watch => client::watch(&dir, json).await,
         Command::Media(command) => media::run(&dir, command, json).await,
         Command::Stop => client::stop(&dir, json).await,
-        Command::Demo => demo::run(json).await,
+        Command::Demo => {
+            // Quiet unless asked: the demo's own narration is its output.
+            if std::env::var_os("MESHCHAT_LOG").is_some() {
+                daemon::init_tracing();
+            }
+            demo::run(json).await
+        }
     }
 }

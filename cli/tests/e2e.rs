@@ -424,8 +424,10 @@ fn help_is_everywhere() {
 
 #[test]
 fn demo_runs_to_completion() {
-    let (ok, stdout, stderr) =
-        run(Command::new(env!("CARGO_BIN_EXE_meshchat")).args(["demo", "--json"]));
+    // The nodes' debug log goes to stderr, which a failure prints.
+    let (ok, stdout, stderr) = run(Command::new(env!("CARGO_BIN_EXE_meshchat"))
+        .args(["demo", "--json"])
+        .env("MESHCHAT_LOG", "meshchat_node=debug"));
     assert!(ok, "{stderr}");
     let summary: Value = serde_json::from_str(stdout.lines().last().expect("output")).unwrap();
     assert_eq!(summary["converged"], true);

@@ -627,6 +627,56 @@ async fn a_change_missing_its_dependencies_fetches_them_from_its_sender() {
     carol.stop().await;
 }
 
+/// A change that reached a member first by push (its author's push back
+/// after a sync, racing the author's own gossip frame) is still forwarded
+/// when its gossip copy comes: Cat, whose only link to the group's gossip
+/// is Ben, gets Mallory's message by gossip although Ben had it pushed
+/// first. (Ben judged the frame "nothing new", `Ignore`, and Cat waited for
+/// the next anti-entropy round, 300 s away: `meshchat demo` failed in CI.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gossip_copy_of_a_change_pushed_first_is_forwarded() {
+    use meshchat_tests::gossip::GossipMember;
+
+    let mallory = Identity::generate();
+    let (ben, mut cat, mut client, group) =
+        group_with_a_bare_member(["ben", "cat"], mallory.clone(), "pushed").await;
+    let mut replica = replica_of(&mut client, group).await;
+    let first = replica
+        .write_message(&mallory, "first", None, 1_700_000_000_000)
+        .unwrap();
+    let second = replica
+        .write_message(&mallory, "pushed, then gossiped", None, 1_700_000_000_001)
+        .unwrap();
+
+    drop(client);
+
+    // The first by gossip: Ben's topic brings news, so none of Ben's syncs
+    // pushes the second to Cat (the path this test must leave closed).
+    let mut gossip = GossipMember::join(mallory.clone(), group, &ben).await;
+    gossip.publish(group, vec![first.change]).await;
+    wait_group_messages(&mut cat, group, 1).await;
+    drop(gossip);
+
+    let mut client = BareClient::connect(mallory.clone(), SyncCodec, &ben).await;
+    let Response::Pushed { stored, .. } = client.push(vec![second.change.clone()]).await else {
+        panic!("Ben answers a push");
+    };
+    assert_eq!(stored, vec![second.hash], "Ben keeps Mallory's message");
+    drop(client);
+    let mut gossip = GossipMember::join(mallory, group, &ben).await;
+    gossip.publish(group, vec![second.change]).await;
+
+    wait_group_messages(&mut cat, group, 1).await;
+    let texts = cat.texts(group).await;
+    assert!(
+        texts.contains(&"pushed, then gossiped".to_string()),
+        "{texts:?}"
+    );
+    assert_eq!(gossip_received(&cat).await, 2, "both came to Cat by gossip");
+    ben.stop().await;
+    cat.stop().await;
+}
+
 /// A gossiped frame whose change waits for one it was built on is judged
 /// once that one arrives, and forwarded then: Cat, whose only link to the
 /// group's gossip is Ben, gets Mallory's second message by gossip although

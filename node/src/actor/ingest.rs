@@ -8,7 +8,10 @@ use libp2p::PeerId;
 use meshchat_crdt::{ChangeHash, PublicKey, SignedChange};
 
 use super::{now_ms, Actor};
-use crate::{chats::Unflushed, events::Event};
+use crate::{
+    chats::{FreshChange, Unflushed},
+    events::Event,
+};
 
 /// How changes arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +41,9 @@ pub(crate) struct Receipt {
     /// Group changes this node did not hold before (the rest of `stored`
     /// were duplicates, or direct-chat changes).
     pub(crate) new_group_changes: usize,
+    /// Of the duplicates, gossip's first copies of changes that came by
+    /// push or sync (`groups/unechoed.rs`).
+    pub(crate) first_gossip_copies: usize,
 }
 
 /// Changes received and written, waiting for the flush that makes them
@@ -89,7 +95,14 @@ impl Actor {
         } = ingest;
         let me = self.chats.me();
         let received = self.chats.received(unflushed);
-        self.release_held_verdicts(&received.stored);
+        tracing::debug!(
+            %peer,
+            ?via,
+            stored = received.stored.len(),
+            waiting = received.deferred.len(),
+            rejected = received.rejected.len(),
+            "ingested"
+        );
         for rejected in received.rejected.iter().chain(&received.not_kept) {
             let hash = rejected
                 .hash
@@ -170,34 +183,50 @@ impl Actor {
             Via::Push => Some(*author) != sender,
         };
         let now = std::time::Instant::now();
+        let first_gossip_copies = match via {
+            Via::Gossip => self.unechoed.echoed(&received.stored, now),
+            _ => 0,
+        };
         for (chat, changes) in received.fresh_group_changes {
             if via == Via::Gossip {
                 self.topic_news.heard(chat, now);
                 continue;
             }
-            let over_a_new_link = via == Via::Sync && self.topic_news.is_new_link(&peer, now);
-            if !self.is_subscribed(&chat)
-                || received.adopted.contains(&chat)
-                || !(self.topic_news.is_quiet(&chat, now) || over_a_new_link)
-                || self.every_member_has_relays(chat)
-            {
+            if !self.is_subscribed(&chat) {
                 continue;
             }
-            let changes: Vec<SignedChange> = changes
+            let over_a_new_link = via == Via::Sync && self.topic_news.is_new_link(&peer, now);
+            let republish = !received.adopted.contains(&chat)
+                && (self.topic_news.is_quiet(&chat, now) || over_a_new_link)
+                && !self.every_member_has_relays(chat);
+            let (republished, not_republished): (Vec<FreshChange>, Vec<FreshChange>) = changes
                 .into_iter()
-                .filter(|(_, author)| passed_on(author))
-                .map(|(change, _)| change)
+                .partition(|change| republish && passed_on(&change.author));
+            // What is not put on the topic here waits for its gossip copy,
+            // which is forwarded (`groups/unechoed.rs`), unless a frame held
+            // for it is forwarded once it is stored.
+            if matches!(via, Via::Push | Via::Sync) {
+                let mut unechoed: Vec<ChangeHash> =
+                    not_republished.iter().map(|change| change.hash).collect();
+                self.held_verdicts.retain_unawaited(&mut unechoed);
+                self.unechoed.got_elsewhere(unechoed, now);
+            }
+            let republished: Vec<SignedChange> = republished
+                .into_iter()
+                .map(|change| change.signed)
                 .collect();
-            for batch in crate::chats::split_for_gossip(changes) {
+            for batch in crate::chats::split_for_gossip(republished) {
                 self.publish(chat, batch);
             }
         }
+        self.release_held_verdicts(&received.stored);
         Receipt {
             stored: received.stored,
             rejected: received.rejected,
             waiting: received.deferred,
             not_kept: received.not_kept.len(),
             new_group_changes,
+            first_gossip_copies,
         }
     }
 

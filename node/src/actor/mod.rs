@@ -128,6 +128,9 @@ pub(crate) struct Actor {
     pub(crate) held_verdicts: crate::groups::held_verdicts::HeldVerdicts,
     /// When each group's topic last brought news (republish only into quiet ones).
     pub(crate) topic_news: crate::groups::topic_news::TopicNews,
+    /// Group changes pushed or synced here whose gossip copy has not come
+    /// (that copy is forwarded).
+    pub(crate) unechoed: crate::groups::unechoed::Unechoed,
     /// Sealed deposits on their way to relays over throwaway identities.
     pub(crate) couriers: crate::mailbox::couriers::Couriers,
 }
@@ -263,6 +266,7 @@ pub async fn spawn_with(
         key_waits: Default::default(),
         held_verdicts: Default::default(),
         topic_news: Default::default(),
+        unechoed: Default::default(),
         couriers,
     };
     actor.sync_connection_gates();

@@ -74,7 +74,15 @@ pub(crate) struct Received {
     pub(crate) adopted: Vec<ChatId>,
     /// New group changes, per group, with their authors, to pass on to the
     /// other members.
-    pub(crate) fresh_group_changes: Vec<(ChatId, Vec<(SignedChange, PublicKey)>)>,
+    pub(crate) fresh_group_changes: Vec<(ChatId, Vec<FreshChange>)>,
+}
+
+/// A group change this node did not hold before.
+#[derive(Debug)]
+pub(crate) struct FreshChange {
+    pub(crate) signed: SignedChange,
+    pub(crate) author: PublicKey,
+    pub(crate) hash: ChangeHash,
 }
 
 pub(crate) struct Chats {
@@ -276,7 +284,11 @@ impl Chats {
                 ingested
                     .stored
                     .iter()
-                    .map(|c| (c.signed.clone(), c.author))
+                    .map(|c| FreshChange {
+                        signed: c.signed.clone(),
+                        author: c.author,
+                        hash: c.hash,
+                    })
                     .collect(),
             ));
         }

@@ -86,6 +86,7 @@ impl Actor {
             .behaviour_mut()
             .sync
             .send_request(&peer, Inbound::Request(Request::Sync { chat, heads }));
+        tracing::debug!(%peer, %chat, "sync sent");
         self.pending.insert(id, Pending::Sync { peer: key, chat });
         true
     }
@@ -356,11 +357,14 @@ impl Actor {
             match self.chats.missing_batches(&key, &chat, heads) {
                 Ok(batches) => {
                     for batch in batches {
+                        tracing::debug!(%peer, %chat, changes = batch.len(), "sync: push back");
                         self.send_push(peer, key, batch, None);
                     }
                 }
                 Err(error) => tracing::error!(%error, "sync: cannot read changes"),
             }
+        } else {
+            tracing::debug!(%peer, %chat, "sync: no push back, the topic brings news");
         }
         if more {
             self.sync_chat(peer, chat);

@@ -338,17 +338,19 @@ impl Actor {
             Some(receipt) if !receipt.waiting.is_empty() => {
                 return Verdict::WhenStored(receipt.waiting)
             }
-            // Nothing new: this node got these changes first in another frame
-            // (which it forwarded), in a sync (whose fresh changes it
-            // republishes into a quiet topic; while the topic brings news it
-            // carries them anyway) or pushed by their author (who reaches the
-            // members it pushes to). Forwarding would only add copies. Without this,
+            // Nothing new, and no first gossip copy of a change that came by
+            // push or sync (those are forwarded: the neighbours may have no
+            // other way to it, `unechoed.rs`): this node got these changes
+            // first in another frame, which it forwarded, or put them on the
+            // topic itself. Forwarding would only add copies. Without this,
             // a frame slower than gossipsub's seen-cache (60 s) to cross a
             // saturated group came back as new and was flooded again, and
             // each member's republish of a change it had learned by sync
             // crossed the whole group: 40 copies per reception at 1,024
             // members (docs/SIMULATIONS.md).
-            Some(receipt) if receipt.new_group_changes == 0 => MessageAcceptance::Ignore,
+            Some(receipt) if receipt.new_group_changes == 0 && receipt.first_gossip_copies == 0 => {
+                MessageAcceptance::Ignore
+            }
             Some(_) => MessageAcceptance::Accept,
             // Not stored here (storage failed): not forwarded either.
             None => MessageAcceptance::Ignore,
@@ -438,6 +440,7 @@ mod tests {
                 .collect(),
             not_kept,
             new_group_changes,
+            first_gossip_copies: 0,
         }
     }
 
@@ -454,6 +457,12 @@ mod tests {
             verdict(Some(receipt(0, 0, 0))),
             now(MessageAcceptance::Ignore)
         );
+        // Unless one is the first gossip copy of a change pushed or synced.
+        let echo = Receipt {
+            first_gossip_copies: 1,
+            ..receipt(0, 0, 0)
+        };
+        assert_eq!(verdict(Some(echo)), now(MessageAcceptance::Accept));
         // Waiting for dependencies: vouched for once they are stored.
         assert_eq!(
             verdict(Some(receipt(1, 1, 0))),

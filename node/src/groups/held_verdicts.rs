@@ -97,6 +97,17 @@ impl HeldVerdicts {
         complete
     }
 
+    /// Keeps of `changes` those no held frame waits for (a frame that does
+    /// is forwarded once they are stored).
+    pub(crate) fn retain_unawaited(&self, changes: &mut Vec<ChangeHash>) {
+        if self.held.is_empty() {
+            return;
+        }
+        let awaited: HashSet<&ChangeHash> =
+            self.held.iter().flat_map(|held| &held.waiting).collect();
+        changes.retain(|hash| !awaited.contains(hash));
+    }
+
     /// The frames whose hold ran out by `now`, to ignore.
     pub(crate) fn expired(&mut self, now: Instant) -> Vec<Frame> {
         let mut expired = Vec::new();
@@ -140,6 +151,9 @@ mod tests {
         let (a, b) = (frame(1), frame(2));
         held.hold(a.clone(), vec![hash(1), hash(2)], now).unwrap();
         held.hold(b.clone(), vec![hash(3)], now).unwrap();
+        let mut changes = vec![hash(1), hash(2), hash(9)];
+        held.retain_unawaited(&mut changes);
+        assert_eq!(changes, [hash(9)]);
         assert_eq!(held.stored(&[hash(1), hash(9)]), []);
         assert_eq!(held.stored(&[hash(3)]), [b]);
         assert_eq!(held.stored(&[hash(2)]), [a]);

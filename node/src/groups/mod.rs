@@ -8,4 +8,5 @@ mod key_requests;
 pub(crate) mod key_waits;
 pub(crate) mod sender_keys;
 pub(crate) mod topic_news;
+pub(crate) mod unechoed;
 pub(crate) mod wire;
