@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod fault;
+pub mod floor;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -35,6 +35,22 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// First play the messages over bare gossipsub on the same network
+        /// (gossip scenarios), and report the run against that floor.
+        #[arg(long)]
+        floor: bool,
+    },
+    /// Plays a gossip scenario's messages over bare gossipsub swarms on the
+    /// same simulated network: the floor its `run` reads against.
+    Floor {
+        /// The scenario file (TOML); its groups must use gossip.
+        scenario: PathBuf,
+        /// Seed (overrides the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Prints the schedule a scenario and seed produce (JSON), without running it.
     Plan {
@@ -65,6 +81,25 @@ fn main_inner() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Floor {
+            scenario,
+            seed,
+            json,
+        } => {
+            let scenario = Scenario::load(&scenario)?;
+            let seed = seed.unwrap_or(scenario.seed);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let floor = runtime.block_on(meshchat_sim::floor::floor(&scenario, seed))?;
+            if json {
+                println!("{}", report::to_json(&floor));
+            } else {
+                print_floor(&floor);
+            }
+            Ok(())
+        }
         Command::Plan { scenario, seed } => {
             let scenario = Scenario::load(&scenario)?;
             let schedule = meshchat_sim::plan(&scenario, seed.unwrap_or(scenario.seed));
@@ -77,6 +112,7 @@ fn main_inner() -> anyhow::Result<()> {
             out,
             data_root,
             quiet,
+            floor,
         } => {
             let scenario = Scenario::load(&scenario)?;
             let seed = seed.unwrap_or(scenario.seed);
@@ -92,12 +128,46 @@ fn main_inner() -> anyhow::Result<()> {
                 data_root,
                 progress: !quiet,
             };
-            let outcome = runtime.block_on(run(&scenario, &options))?;
+            let floor = if floor {
+                let floor = runtime.block_on(meshchat_sim::floor::floor(&scenario, seed))?;
+                print_floor(&floor);
+                Some(floor)
+            } else {
+                None
+            };
+            let mut outcome = runtime.block_on(run(&scenario, &options))?;
+            outcome.report.floor = floor;
             report::write_all(&out, &outcome)
                 .with_context(|| format!("writing the report to {}", out.display()))?;
             print_summary(&outcome.report, &out);
             Ok(())
         }
+    }
+}
+
+fn print_floor(f: &meshchat_sim::floor::FloorReport) {
+    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1} ms"));
+    println!(
+        "floor of {} (seed {}): {} bare gossipsub swarms, {} messages of {} bytes",
+        f.scenario,
+        f.seed,
+        f.peers,
+        f.messages,
+        meshchat_sim::floor::FRAME_BYTES
+    );
+    println!(
+        "delivery: {}/{} receptions; meshes formed in {:.1} s",
+        f.delivered, f.expected_deliveries, f.mesh_secs
+    );
+    println!(
+        "latency: p50 {}  p95 {}  p99 {}  max {}",
+        ms(f.latency_ms.p50),
+        ms(f.latency_ms.p95),
+        ms(f.latency_ms.p99),
+        ms(f.latency_ms.max)
+    );
+    if let (Some(secs), Some(per)) = (f.workload_cpu_secs, f.cpu_ms_per_delivery) {
+        println!("cpu: workload {secs:.1} s, {per:.3} ms per reception");
     }
 }
 
@@ -188,6 +258,18 @@ fn print_summary(r: &meshchat_sim::Report, out: &std::path::Path) {
                 line.protocol
             );
         }
+    }
+    if let Some(f) = &r.floor {
+        let ratio = |ours: Option<f64>, bare: Option<f64>| match (ours, bare) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.1}x", a / b),
+            _ => "-".into(),
+        };
+        println!(
+            "against bare gossipsub on the same network: latency p50 {} p99 {}, CPU per reception {}",
+            ratio(r.latency_ms.p50, f.latency_ms.p50),
+            ratio(r.latency_ms.p99, f.latency_ms.p99),
+            ratio(r.cpu.ms_per_delivery, f.cpu_ms_per_delivery),
+        );
     }
     println!("report: {}", out.display());
 }

@@ -198,3 +198,32 @@ async fn peers_connect_to_their_contacts_and_relays_not_to_everyone() {
         wanted.len()
     );
 }
+
+/// The floor plays a gossip scenario's messages over bare gossipsub on the
+/// same network: every member receives every message of its group, and
+/// the latencies are no less than the links' (10 ms at least here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_delivers_every_message_over_bare_gossipsub() {
+    init_tracing();
+    let scenario = Scenario::parse(
+        r#"
+        name = "floor"
+        seed = 9
+        duration = "4s"
+        drain = "10s"
+        network = { peers = 12 }
+        groups = { count = 2, size = 6, fanout = "gossip", degree = 3 }
+        workload = { messages_per_user_per_minute = 30 }
+        links = { latency = { dist = "uniform", min = "10ms", max = "20ms" } }
+        "#,
+        "floor.toml",
+    )
+    .unwrap();
+    let floor = meshchat_sim::floor::floor(&scenario, scenario.seed)
+        .await
+        .unwrap();
+    assert!(floor.messages > 0);
+    assert_eq!(floor.expected_deliveries, floor.messages as u64 * 5);
+    assert_eq!(floor.delivered, floor.expected_deliveries, "{floor:?}");
+    assert!(floor.latency_ms.p50.unwrap() >= 10.0, "{floor:?}");
+}

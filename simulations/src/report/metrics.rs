@@ -73,6 +73,10 @@ pub struct Report {
     pub connections: Connections,
     /// What the workload's media share did.
     pub media: String,
+    /// The same messages over bare gossipsub on the same network, run just
+    /// before (`run --floor`, gossip scenarios).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<crate::floor::FloorReport>,
 }
 
 /// A missing reception.

@@ -5,7 +5,7 @@
 const USER_HZ: f64 = 100.0;
 
 /// CPU seconds this process has used so far, all threads, user and system.
-pub(super) fn cpu_secs() -> Option<f64> {
+pub fn cpu_secs() -> Option<f64> {
     parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 

@@ -17,6 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use meshchat_node::crdt::ChatId;
 use tokio::time::Instant;
 
+pub use cpu::cpu_secs;
 pub use execute::{Played, Sample, SplitTimes};
 pub use nodes::{SimNode, StartError};
 pub use recorder::{Recorder, Records, SentRecord, TEXT_PREFIX};
@@ -206,6 +207,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Outcome, R
         } else {
             "none".into()
         },
+        floor: None,
     });
     Ok(Outcome {
         report,
