@@ -41,6 +41,11 @@ use crate::{
 /// (`big-group`'s gossip bytes per published frame are 0.6–0.7 kB).
 pub const FRAME_BYTES: usize = 700;
 
+/// Receptions waiting for the collector (a swarm waits beyond it).
+const RECEPTIONS_QUEUED: usize = 65_536;
+/// Publishes waiting for one swarm.
+const COMMANDS_QUEUED: usize = 64;
+
 /// What the floor run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct FloorReport {
@@ -146,12 +151,12 @@ pub async fn floor(scenario: &Scenario, seed: u64) -> Result<FloorReport, FloorE
         }
     }
     // One task per swarm; each says when its meshes have a peer.
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<NodeIx>();
-    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<Reception>();
+    let (ready_tx, mut ready_rx) = mpsc::channel::<NodeIx>(nodes.max(1));
+    let (seen_tx, mut seen_rx) = mpsc::channel::<Reception>(RECEPTIONS_QUEUED);
     let mut commands = Vec::with_capacity(nodes);
     let mut tasks = tokio::task::JoinSet::new();
     for (ix, swarm) in swarms.into_iter().enumerate() {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(COMMANDS_QUEUED);
         commands.push(tx);
         tasks.spawn(run_swarm(
             swarm,
@@ -205,7 +210,9 @@ pub async fn floor(scenario: &Scenario, seed: u64) -> Result<FloorReport, FloorE
                     .lock()
                     .expect("not poisoned")
                     .insert(seq, (Instant::now(), author));
-                let _ = commands[author].send(Command::Publish { group, data });
+                let _ = commands[author]
+                    .send(Command::Publish { group, data })
+                    .await;
             }
         })
     };
@@ -284,9 +291,9 @@ async fn run_swarm(
     mut swarm: Swarm<gossipsub::Behaviour>,
     groups: Vec<usize>,
     ix: NodeIx,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-    ready: mpsc::UnboundedSender<NodeIx>,
-    seen: mpsc::UnboundedSender<Reception>,
+    mut commands: mpsc::Receiver<Command>,
+    ready: mpsc::Sender<NodeIx>,
+    seen: mpsc::Sender<Reception>,
 ) {
     // The mesh grows on gossipsub's heartbeat, which emits no event.
     let mut check = tokio::time::interval(Duration::from_millis(100));
@@ -298,7 +305,7 @@ async fn run_swarm(
                 if let SwarmEvent::Behaviour(gossipsub::Event::Message { message, .. }) = event {
                     let seq = message.data.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
                     if let Some(seq) = seq {
-                        let _ = seen.send((seq, Instant::now()));
+                        let _ = seen.send((seq, Instant::now())).await;
                     }
                 }
             }
@@ -312,7 +319,7 @@ async fn run_swarm(
                 let behaviour = swarm.behaviour();
                 if groups.iter().all(|g| behaviour.mesh_peers(&topic(*g).hash()).next().is_some()) {
                     announced = true;
-                    let _ = ready.send(ix);
+                    let _ = ready.send(ix).await;
                 }
             }
         }
