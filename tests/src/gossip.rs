@@ -61,6 +61,14 @@ enum Command {
         oneshot::Sender<()>,
     ),
     AskKey(PeerId, ChatId, KeyId, oneshot::Sender<Option<Response>>),
+    Subscribe(ChatId, oneshot::Sender<()>),
+}
+
+/// When a member joins the topic: at once, or when told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Joins {
+    Now,
+    Later,
 }
 
 /// A bare gossip member, running on its own task until dropped.
@@ -70,6 +78,8 @@ pub struct GossipMember {
     key: Option<SenderKey>,
     commands: mpsc::Sender<Command>,
     messages: mpsc::Receiver<gossipsub::Message>,
+    /// What nodes pushed to it (only when it answers syncs).
+    pushes: mpsc::Receiver<Vec<SignedChange>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -83,6 +93,19 @@ impl GossipMember {
     /// Subscribes to `chat`'s topic as `identity` and connects to `target`;
     /// returns once `target`'s subscription to the topic is seen.
     pub async fn join(identity: Identity, chat: ChatId, target: &Peer) -> Self {
+        Self::start(identity, chat, target, Joins::Now).await
+    }
+
+    /// Connects to `target` as `identity` without joining `chat`'s topic
+    /// ([`GossipMember::subscribe`] joins it later); returns once
+    /// `target`'s subscription is seen. It answers syncs as a member that
+    /// holds nothing and keeps what is pushed to it
+    /// ([`GossipMember::next_push`]).
+    pub async fn connect_unsubscribed(identity: Identity, chat: ChatId, target: &Peer) -> Self {
+        Self::start(identity, chat, target, Joins::Later).await
+    }
+
+    async fn start(identity: Identity, chat: ChatId, target: &Peer, joins: Joins) -> Self {
         let mut swarm = bare_swarm(keypair_of(&identity), Net::Loopback, WAIT * 3, |_| {
             MemberBehaviour {
                 gossipsub: gossipsub::Behaviour::new(
@@ -104,11 +127,13 @@ impl GossipMember {
                 ),
             }
         });
-        swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&group_topic(&chat))
-            .expect("subscribe");
+        if joins == Joins::Now {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&group_topic(&chat))
+                .expect("subscribe");
+        }
         swarm
             .dial(target.addrs().await.remove(0))
             .expect("dial the node");
@@ -129,14 +154,34 @@ impl GossipMember {
         .expect("the node never showed its subscription to the topic");
         let (commands, rx) = mpsc::channel(16);
         let (messages_tx, messages) = mpsc::channel(MAX_KEPT_MESSAGES);
-        let task = tokio::spawn(run(swarm, rx, messages_tx));
+        let (pushes_tx, pushes) = mpsc::channel(MAX_KEPT_MESSAGES);
+        let answers_syncs = (joins == Joins::Later).then_some(pushes_tx);
+        let task = tokio::spawn(run(swarm, rx, messages_tx, answers_syncs));
         Self {
             identity,
             key: None,
             commands,
             messages,
+            pushes,
             task,
         }
+    }
+
+    /// Joins `chat`'s topic now.
+    pub async fn subscribe(&self, chat: ChatId) {
+        let (done, subscribed) = oneshot::channel();
+        let _ = self.commands.send(Command::Subscribe(chat, done)).await;
+        subscribed.await.expect("the member's task is running");
+    }
+
+    /// The changes of the next push a node sent it, if one comes within
+    /// `limit` (only for a member made by
+    /// [`GossipMember::connect_unsubscribed`]).
+    pub async fn next_push(&mut self, limit: Duration) -> Option<Vec<SignedChange>> {
+        tokio::time::timeout(limit, self.pushes.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// This member's libp2p peer id.
@@ -223,6 +268,7 @@ async fn run(
     mut swarm: libp2p::Swarm<MemberBehaviour>,
     mut commands: mpsc::Receiver<Command>,
     messages: mpsc::Sender<gossipsub::Message>,
+    answers_syncs: Option<mpsc::Sender<Vec<SignedChange>>>,
 ) {
     let mut keys: HashMap<KeyId, SenderKey> = HashMap::new();
     let mut asked = HashMap::new();
@@ -239,6 +285,14 @@ async fn run(
                         .gossipsub
                         .publish(group_topic(&chat), frame)
                         .expect("publish");
+                    let _ = done.send(());
+                }
+                Some(Command::Subscribe(chat, done)) => {
+                    swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .subscribe(&group_topic(&chat))
+                        .expect("subscribe");
                     let _ = done.send(());
                 }
                 Some(Command::AskKey(peer, chat, key_id, reply)) => {
@@ -272,6 +326,23 @@ async fn run(
                                         None => Response::Error(WireError::UnknownKey),
                                     }
                                 }
+                                Inbound::Request(Request::Sync { .. }) if answers_syncs.is_some() => {
+                                    Response::Synced {
+                                        changes: Vec::new(),
+                                        heads: Vec::new(),
+                                        more: false,
+                                    }
+                                }
+                                Inbound::Request(Request::Push { changes }) => match &answers_syncs {
+                                    Some(pushes) => {
+                                        let _ = pushes.try_send(changes);
+                                        Response::Pushed {
+                                            stored: Vec::new(),
+                                            rejected: Vec::new(),
+                                        }
+                                    }
+                                    None => Response::Error(WireError::NotMember),
+                                },
                                 _ => Response::Error(WireError::NotMember),
                             };
                             let _ = swarm.behaviour_mut().sync.send_response(channel, answer);

@@ -677,6 +677,52 @@ async fn the_gossip_copy_of_a_change_pushed_first_is_forwarded() {
     cat.stop().await;
 }
 
+/// A member that joins the topic while it is busy still gets what was
+/// published just before its subscription arrived: gossip never carries
+/// that to it, its own sync on joining may have come first, and the
+/// publisher's sync with the new subscriber pushes it back however busy
+/// the topic is. (Without that, it waited for the next message that
+/// depended on it, or the next anti-entropy round.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joining_a_busy_topic_gets_what_was_published_just_before() {
+    use meshchat_tests::gossip::GossipMember;
+
+    let identity = Identity::generate();
+    let (mut ben, cat, mut client, group) =
+        group_with_a_bare_member(["ben", "cat"], identity.clone(), "joiner").await;
+    let mut replica = replica_of(&mut client, group).await;
+    drop(client);
+
+    // Ben's topic brings news: Cat's message, by gossip.
+    cat.node.chats().send(group, "busy").await.unwrap();
+    wait_group_messages(&mut ben, group, 1).await;
+    assert!(gossip_received(&ben).await >= 1, "it came to Ben by gossip");
+
+    // Mallory is connected but not on the topic when Ben writes.
+    let mut mallory = GossipMember::connect_unsubscribed(identity, group, &ben).await;
+    let sent = ben
+        .node
+        .chats()
+        .send(group, "just before you joined")
+        .await
+        .unwrap();
+    mallory.subscribe(group).await;
+
+    let arrived = tokio::time::timeout(meshchat_tests::wait::WAIT, async {
+        while replica.message(&sent.message.id).is_none() {
+            let pushed = mallory.next_push(meshchat_tests::wait::WAIT).await;
+            replica.receive(pushed.expect("a push from Ben"), 0);
+        }
+    })
+    .await;
+    assert!(
+        arrived.is_ok(),
+        "Ben never pushed its message to the joiner"
+    );
+    ben.stop().await;
+    cat.stop().await;
+}
+
 /// A gossiped frame whose change waits for one it was built on is judged
 /// once that one arrives, and forwarded then: Cat, whose only link to the
 /// group's gossip is Ben, gets Mallory's second message by gossip although

@@ -352,8 +352,13 @@ impl Actor {
         // While a group's topic brings news it carries this node's changes
         // to the peer as well: a push back would be a second copy of each
         // (2.5 pushed changes per reception in `big-group`). The peer's own
-        // sync, when it lacks something, asks for it.
-        if !self.topic_brings_news(&chat) {
+        // sync, when it lacks something, asks for it. Not to a peer that
+        // just joined the topic: what was published before its
+        // subscription arrived never reaches it by gossip.
+        let joiner = self
+            .topic_news
+            .take_joiner(&peer, &chat, std::time::Instant::now());
+        if joiner || !self.topic_brings_news(&chat) {
             match self.chats.missing_batches(&key, &chat, heads) {
                 Ok(batches) => {
                     for batch in batches {

@@ -232,8 +232,11 @@ impl Actor {
                 self.gossip_judged(verdict, message_id, propagation_source);
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
-                // A member (re)joined the topic: repair whatever gossip missed.
+                // A member (re)joined the topic: repair whatever gossip missed
+                // (pushed back however busy the topic, `topic_news.rs`).
                 if let Some(chat) = self.topics.get(&topic).copied() {
+                    self.topic_news
+                        .joined(peer_id, chat, std::time::Instant::now());
                     self.sync_chat(peer_id, chat);
                 }
             }

@@ -28,6 +28,9 @@ pub(crate) struct TopicNews {
     /// When each connected peer's connection came up (one entry per
     /// connected peer, dropped when it disconnects).
     links: HashMap<PeerId, Instant>,
+    /// When a connected peer joined one of this node's topics, until a
+    /// sync with it ends (at most one entry per connected peer and group).
+    joined: HashMap<(PeerId, ChatId), Instant>,
 }
 
 impl TopicNews {
@@ -55,6 +58,22 @@ impl TopicNews {
     /// A peer disconnected.
     pub(crate) fn unlinked(&mut self, peer: &PeerId) {
         self.links.remove(peer);
+        self.joined.retain(|(joiner, _), _| joiner != peer);
+    }
+
+    /// A connected `peer` joined `chat`'s topic.
+    pub(crate) fn joined(&mut self, peer: PeerId, chat: ChatId, now: Instant) {
+        self.joined.insert((peer, chat), now);
+    }
+
+    /// Whether `peer` joined `chat`'s topic less than [`QUIET_AFTER`] ago
+    /// (and forgets it: asked once, by the sync that ends first). What was
+    /// published just before its subscription arrived never reaches it by
+    /// gossip, and its own sync on joining may have come before that.
+    pub(crate) fn take_joiner(&mut self, peer: &PeerId, chat: &ChatId, now: Instant) -> bool {
+        self.joined
+            .remove(&(*peer, *chat))
+            .is_some_and(|at| now.saturating_duration_since(at) < QUIET_AFTER)
     }
 
     /// Whether `peer` connected less than [`QUIET_AFTER`] ago.
@@ -101,5 +120,30 @@ mod tests {
         news.linked(peer, start);
         news.unlinked(&peer);
         assert!(!news.is_new_link(&peer, start));
+    }
+
+    #[test]
+    fn a_joiner_is_owed_one_push_back_soon_after_it_joined() {
+        let key = || meshchat_crdt::Identity::generate().public();
+        let (chat, other) = (
+            ChatId::direct(&key(), &key()),
+            ChatId::direct(&key(), &key()),
+        );
+        let peer = PeerId::random();
+        let start = Instant::now();
+        let mut news = TopicNews::default();
+        assert!(!news.take_joiner(&peer, &chat, start));
+        news.joined(peer, chat, start);
+        assert!(!news.take_joiner(&peer, &other, start), "another group");
+        assert!(news.take_joiner(&peer, &chat, start + QUIET_AFTER / 2));
+        assert!(!news.take_joiner(&peer, &chat, start), "once");
+        news.joined(peer, chat, start);
+        assert!(
+            !news.take_joiner(&peer, &chat, start + QUIET_AFTER),
+            "too late"
+        );
+        news.joined(peer, chat, start);
+        news.unlinked(&peer);
+        assert!(!news.take_joiner(&peer, &chat, start), "gone");
     }
 }
