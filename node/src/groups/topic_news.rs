@@ -7,7 +7,9 @@
 //! where nothing has been said since, the republish still goes; and so does
 //! what a sync with a *new link* brings (a peer connected in the last 30 s:
 //! the link that healed a split), which the topic on this side never
-//! carried, however busy it is.
+//! carried, however busy it is. Likewise a sync with a peer that just
+//! joined the topic ends with a push back of what it lacks: what was
+//! published before its subscription arrived never reached it by gossip.
 
 use std::{
     collections::HashMap,
