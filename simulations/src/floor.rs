@@ -30,11 +30,11 @@ use tokio::{
 };
 
 use crate::{
-    fault::{fault_transport, FaultNet, LinkModel},
+    fault::{fault_transport, FaultNet},
     report::{percentiles, Percentiles},
-    run::cpu_secs,
+    run::{cpu_secs, network},
     scenario::{Fanout, Scenario},
-    schedule::{link_latency_us, plan, NodeIx},
+    schedule::{plan, NodeIx},
 };
 
 /// Bytes of one message frame: a sealed one-change frame of the nodes
@@ -103,20 +103,7 @@ pub async fn floor(scenario: &Scenario, seed: u64) -> Result<FloorReport, FloorE
     }
     let schedule = plan(scenario, seed);
     let nodes = schedule.peers;
-    let latency_scenario = scenario.clone();
-    let net = FaultNet::new(
-        schedule.nodes(),
-        LinkModel {
-            latency_us: Arc::new(move |a, b| link_latency_us(&latency_scenario, seed, a, b)),
-            loss: scenario.links.loss,
-            rto: scenario
-                .links
-                .rto
-                .map(|s| s.0)
-                .unwrap_or(Duration::from_millis(200)),
-        },
-        seed,
-    );
+    let net = network(scenario, seed, schedule.nodes());
     let started = Instant::now();
     let mut groups_of: Vec<Vec<usize>> = vec![Vec::new(); nodes];
     for (g, group) in schedule.groups.iter().enumerate() {

@@ -302,7 +302,8 @@ async fn holdings(
     found.into_iter().flatten().collect()
 }
 
-fn network(scenario: &Scenario, seed: u64, nodes: usize) -> Arc<FaultNet> {
+/// The simulated network of `scenario`: its nodes and links.
+pub(crate) fn network(scenario: &Scenario, seed: u64, nodes: usize) -> Arc<FaultNet> {
     let latency_scenario = scenario.clone();
     FaultNet::new(
         nodes,
