@@ -6,7 +6,9 @@
 //! would be if meshchat cost nothing above its transport; the scenario's
 //! `run` report reads against it (docs/SIMULATIONS.md).
 //!
-//! Every member of every group subscribes to one topic per group; a
+//! Churn and splits are not played: for a scenario with them this is the
+//! floor of its live path. Every member of every group subscribes to one
+//! topic per group; a
 //! message is a frame of the scenario's typical sealed size, unique per
 //! message (gossipsub's ids are content hashes, as the nodes').
 
