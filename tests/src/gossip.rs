@@ -2,7 +2,10 @@
 //! key requests, on its own task. It seals what it publishes under a sender
 //! key of its own and hands that key to whoever asks (as a node does), asks
 //! nodes for theirs, and keeps every gossip message it receives: an
-//! attacker that is (or was) a member, or a raw listener on a topic.
+//! attacker that is (or was) a member, or a raw listener on a topic. Made
+//! by [`GossipMember::connect_unsubscribed`], it joins the topic when told
+//! and answers syncs as a member holding nothing, keeping what it is
+//! pushed: a newcomer whose timing a test controls.
 
 use std::{collections::HashMap, time::Duration};
 
