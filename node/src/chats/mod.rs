@@ -535,12 +535,8 @@ impl Chats {
         })
     }
 
-    /// The chats shared with `peer` (its direct chat and common groups), with
-    /// this node's heads for each.
-    pub(crate) fn sync_requests_for(
-        &mut self,
-        peer: PublicKey,
-    ) -> Result<Vec<(ChatId, Vec<SegmentHeads>)>, StoreError> {
+    /// The chats shared with `peer`: its direct chat and common groups.
+    pub(crate) fn shared_with(&mut self, peer: PublicKey) -> Result<Vec<ChatId>, StoreError> {
         let me = self.me.public();
         let direct = ChatId::direct(&me, &peer);
         let mut out = Vec::new();
@@ -551,9 +547,7 @@ impl Chats {
                         .replica(&id)?
                         .is_some_and(|r| r.is_member(&peer) && r.is_member(&me)));
             if shared {
-                if let Some(replica) = self.replica(&id)? {
-                    out.push((id, replica.heads()));
-                }
+                out.push(id);
             }
         }
         Ok(out)

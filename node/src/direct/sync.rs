@@ -25,8 +25,8 @@ impl Actor {
         let Some(key) = public_key_of(&peer) else {
             return Vec::new();
         };
-        match self.chats.sync_requests_for(key) {
-            Ok(requests) => requests.into_iter().map(|(chat, _)| chat).collect(),
+        match self.chats.shared_with(key) {
+            Ok(chats) => chats,
             Err(error) => {
                 tracing::error!(%error, "cannot read chats for sync");
                 Vec::new()
