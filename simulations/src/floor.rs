@@ -157,10 +157,7 @@ pub async fn floor(scenario: &Scenario, seed: u64) -> Result<FloorReport, FloorE
         ));
     }
     drop((ready_tx, seen_tx));
-    let mesh_limit = scenario
-        .setup_timeout
-        .map(|s| s.0)
-        .unwrap_or(Duration::from_secs(60) + Duration::from_millis(100 * nodes as u64));
+    let mesh_limit = scenario.setup_limit(nodes);
     let members = groups_of.iter().filter(|g| !g.is_empty()).count();
     let mut ready = 0;
     let waited = tokio::time::timeout(mesh_limit, async {
@@ -179,7 +176,7 @@ pub async fn floor(scenario: &Scenario, seed: u64) -> Result<FloorReport, FloorE
 
     // The schedule's messages at their moments.
     let sends: Vec<(u64, u64, NodeIx, usize)> = schedule.sends().collect();
-    let sent_at: Arc<Mutex<HashMap<u64, (Instant, usize)>>> = Arc::default();
+    let sent_at: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let expected: u64 = sends
         .iter()
         .map(|(_, _, _, g)| schedule.groups[*g].members.len() as u64 - 1)
@@ -198,7 +195,7 @@ pub async fn floor(scenario: &Scenario, seed: u64) -> Result<FloorReport, FloorE
                 sent_at
                     .lock()
                     .expect("not poisoned")
-                    .insert(seq, (Instant::now(), author));
+                    .insert(seq, Instant::now());
                 let _ = commands[author]
                     .send(Command::Publish { group, data })
                     .await;
@@ -216,7 +213,7 @@ pub async fn floor(scenario: &Scenario, seed: u64) -> Result<FloorReport, FloorE
         // A reception may overtake the record of its send by a hair.
         let sent = sent_at.lock().expect("not poisoned");
         pending.retain(|(seq, at)| match sent.get(seq) {
-            Some((sent, _)) => {
+            Some(sent) => {
                 latencies.push(at.saturating_duration_since(*sent).as_secs_f64() * 1e3);
                 false
             }

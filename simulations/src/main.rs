@@ -88,10 +88,7 @@ fn main_inner() -> anyhow::Result<()> {
         } => {
             let scenario = Scenario::load(&scenario)?;
             let seed = seed.unwrap_or(scenario.seed);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
+            let runtime = runtime()?;
             let floor = runtime.block_on(meshchat_sim::floor::floor(&scenario, seed))?;
             if json {
                 println!("{}", report::to_json(&floor));
@@ -119,10 +116,7 @@ fn main_inner() -> anyhow::Result<()> {
             let out = out.unwrap_or_else(|| {
                 PathBuf::from("sim-out").join(format!("{}-{seed}", scenario.name))
             });
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
+            let runtime = runtime()?;
             let options = RunOptions {
                 seed: Some(seed),
                 data_root,
@@ -143,6 +137,13 @@ fn main_inner() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
 }
 
 fn print_floor(f: &meshchat_sim::floor::FloorReport) {

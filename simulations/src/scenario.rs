@@ -270,6 +270,15 @@ pub enum ScenarioError {
 }
 
 impl Scenario {
+    /// How long setup may wait for `nodes` nodes: `setup_timeout`, or 60 s
+    /// plus 0.1 s per node.
+    pub fn setup_limit(&self, nodes: usize) -> std::time::Duration {
+        self.setup_timeout.map_or_else(
+            || std::time::Duration::from_secs(60 + nodes as u64 / 10),
+            |span| span.0,
+        )
+    }
+
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {

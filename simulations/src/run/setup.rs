@@ -1,7 +1,7 @@
 //! Wiring the nodes together before the workload: contacts, the groups,
 //! and (gossip fan-out) the random links between fellow members.
 
-use std::{collections::HashSet, time::Duration};
+use std::collections::HashSet;
 
 use futures::{stream, StreamExt};
 use meshchat_node::{crdt::ChatId, Multiaddr};
@@ -154,11 +154,8 @@ pub(super) async fn set_up(
         .zip(&chats)
         .flat_map(|(g, chat)| g.members[1..].iter().map(move |&m| (*chat, m)))
         .collect();
-    let secs = scenario
-        .setup_timeout
-        .map(|s| s.0.as_secs())
-        .unwrap_or(60 + schedule.nodes() as u64 / 10);
-    let deadline = Instant::now() + Duration::from_secs(secs);
+    let limit = scenario.setup_limit(schedule.nodes());
+    let deadline = Instant::now() + limit;
     let all_joined = recorder
         .wait_until(deadline, |r| wanted.iter().all(|w| r.joined.contains(w)))
         .await;
@@ -172,7 +169,7 @@ pub(super) async fn set_up(
         return Err(SetupError::Joins {
             missing,
             total: wanted.len(),
-            secs,
+            secs: limit.as_secs(),
         });
     }
     Ok(chats)
