@@ -240,6 +240,83 @@ fn a_message_the_remover_had_not_seen_is_void_everywhere() {
     assert_eq!(g.reps[0].messages(), g.reps[1].messages());
 }
 
+/// The Automerge dependencies of a signed change.
+fn deps_of(change: &SignedChange) -> Vec<crate::ids::ChangeHash> {
+    change
+        .decode_stored()
+        .unwrap()
+        .change
+        .deps()
+        .iter()
+        .map(|d| (*d).into())
+        .collect()
+}
+
+#[test]
+fn a_new_message_depends_only_on_its_authors_last_one() {
+    let mut g = Group::new(3, 2);
+    let first = g.reps[1].write_message(&g.ids[1], "one", None, 1).unwrap();
+    assert!(
+        deps_of(&first.change).is_empty(),
+        "nothing of its own before"
+    );
+    g.record(first.change.clone());
+    g.sync_all();
+    let other = g.reps[2].write_message(&g.ids[2], "two", None, 2).unwrap();
+    assert!(
+        deps_of(&other.change).is_empty(),
+        "built on another member's message"
+    );
+    g.record(other.change.clone());
+    g.sync_all();
+    let second = g.reps[1]
+        .write_message(&g.ids[1], "three", None, 3)
+        .unwrap();
+    assert_eq!(deps_of(&second.change), vec![first.hash]);
+    g.record(second.change.clone());
+
+    // A member that has only the author's own messages applies it at once:
+    // it waits for nothing the author merely had seen.
+    let mut late = ChatReplica::new(g.reps[0].kind().clone()).with_segment_capacity(4);
+    let setup: Vec<SignedChange> = segment_changes(&g.reps[0], META_SEGMENT);
+    deliver(&mut late, setup);
+    let got = late.receive(vec![first.change, second.change], 0);
+    assert!(got.deferred.is_empty(), "{:?}", got.deferred);
+    assert_eq!(got.new_messages.len(), 2);
+
+    // And everyone still agrees, whatever they were built on.
+    g.sync_all();
+    let texts = |rep: &ChatReplica| -> Vec<String> {
+        let mut t: Vec<String> = rep.messages().into_iter().map(|m| m.text).collect();
+        t.sort();
+        t
+    };
+    for rep in &g.reps {
+        assert_eq!(texts(rep), ["one", "three", "two"]);
+    }
+}
+
+#[test]
+fn edits_and_reactions_are_built_on_everything_held() {
+    let mut g = Group::new(3, 2);
+    let mine = g.reps[1].write_message(&g.ids[1], "mine", None, 1).unwrap();
+    g.record(mine.change.clone());
+    g.sync_all();
+    let theirs = g.reps[2]
+        .write_message(&g.ids[2], "theirs", None, 2)
+        .unwrap();
+    g.record(theirs.change.clone());
+    g.sync_all();
+    let edit = g.reps[1]
+        .edit_message(&g.ids[1], mine.message.id, "mine, edited", 3)
+        .unwrap();
+    let mut deps = deps_of(&edit.change);
+    deps.sort();
+    let mut heads = vec![mine.hash, theirs.hash];
+    heads.sort();
+    assert_eq!(deps, heads, "an edit names every head it saw");
+}
+
 #[test]
 fn edits_deletes_and_reactions_follow_the_rules() {
     let mut g = Group::new(3, 2);

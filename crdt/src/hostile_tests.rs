@@ -59,6 +59,54 @@ fn a_sequence_gap_is_rejected_at_receive_and_at_load() {
     assert_eq!(texts(&fresh), vec!["one"]);
 }
 
+/// Moves a change's ops `by` counters up, with every reference to its own
+/// new objects: the change an honest writer numbering above more history
+/// would have made.
+fn shift_ops(c: &mut automerge::ExpandedChange, by: u64) {
+    let start = c.start_op.get();
+    let me = c.actor_id.clone();
+    c.start_op = std::num::NonZeroU64::new(start + by).unwrap();
+    for op in &mut c.operations {
+        if let ObjectId::Id(OpId(counter, actor)) = &mut op.obj {
+            if *actor == me && *counter >= start {
+                *counter += by;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_history_start_op_may_lie_above_its_past_within_the_slack_only() {
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let mut a = direct(&alice, &bob);
+    let w = a.write_message(&alice, "hi", None, 1).unwrap().change;
+    let within = resign(&alice, &w, |c| {
+        shift_ops(c, crate::rules::MAX_START_OP_SLACK)
+    });
+    let beyond = resign(&alice, &w, |c| {
+        shift_ops(c, crate::rules::MAX_START_OP_SLACK + 1)
+    });
+    let mut b = direct(&bob, &alice);
+    let got = b.receive(vec![beyond], 0);
+    assert!(structural(&got), "{:?}", got.rejected);
+    let got = b.receive(vec![within], 0);
+    assert!(got.rejected.is_empty(), "{:?}", got.rejected);
+    assert_eq!(texts(&b), vec!["hi"]);
+}
+
+#[test]
+fn a_metadata_start_op_must_follow_its_past_exactly() {
+    let creator = Identity::generate();
+    let (rep, genesis) =
+        ChatReplica::create_group(&creator, "g", &[], GroupSettings::default()).unwrap();
+    let skipped = resign(&creator, &genesis.change, |c| shift_ops(c, 1));
+    let mut other = ChatReplica::new(rep.kind().clone());
+    let got = other.receive(vec![skipped], 0);
+    assert!(structural(&got), "{:?}", got.rejected);
+    let got = other.receive(vec![genesis.change], 0);
+    assert!(got.rejected.is_empty(), "{:?}", got.rejected);
+}
+
 #[test]
 fn an_op_on_an_unknown_object_is_rejected() {
     let (alice, bob) = (Identity::generate(), Identity::generate());
@@ -140,25 +188,41 @@ fn a_reused_sequence_number_keeps_the_smaller_hash_on_every_replica() {
     } else {
         "TWO"
     };
-    // Bob (whose replies build on what he sees) gets one order, a new device
-    // another, a bulk sync all three at once.
+    // Bob gets one order, a new device another, a bulk sync all three at
+    // once. His reply is built on his own changes only and survives either
+    // way; his reaction is built on everything he saw, "two" included, and
+    // goes with it if "two" loses.
     let mut b1 = direct(&bob, &alice);
     b1.receive(vec![first.clone(), second.clone()], 0);
     let reply = b1.write_message(&bob, "reply", None, 3).unwrap().change;
+    let one = b1.messages().iter().find(|m| m.text == "one").unwrap().id;
+    let reaction = b1.react(&bob, one, Some("👍")).unwrap().change;
     b1.receive(vec![twin.clone()], 0);
     let mut b2 = direct(&bob, &alice);
     b2.receive(vec![first.clone(), twin.clone()], 0);
-    b2.receive(vec![second.clone(), reply.clone()], 0);
+    b2.receive(vec![second.clone(), reply.clone(), reaction.clone()], 0);
     let mut b3 = direct(&bob, &alice);
     b3.receive(
-        vec![first.clone(), second.clone(), twin.clone(), reply.clone()],
+        vec![
+            first.clone(),
+            second.clone(),
+            twin.clone(),
+            reply.clone(),
+            reaction.clone(),
+        ],
         0,
     );
     for rep in [&b1, &b2, &b3] {
         let shown = texts(rep);
         assert!(shown.contains(&"one".to_string()), "{shown:?}");
         assert!(shown.contains(&winner_text.to_string()), "{shown:?}");
-        assert_eq!(shown.len(), if winner == hash_of(&second) { 3 } else { 2 });
+        assert!(shown.contains(&"reply".to_string()), "{shown:?}");
+        assert_eq!(shown.len(), 3);
+        let reacted = rep
+            .messages()
+            .iter()
+            .any(|m| m.text == "one" && !m.reactions.is_empty());
+        assert_eq!(reacted, winner == hash_of(&second));
         assert!(rep.holds(0, &winner));
     }
     assert_eq!(b1.messages(), b2.messages());

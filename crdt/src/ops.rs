@@ -158,7 +158,7 @@ impl ChatReplica {
         }
         let index = self.segment_for_write()?;
         let sent_at_ms = sent_at_ms.max(self.last_sent_at_ms.saturating_add(1));
-        let (_, authored) = self.commit(identity, index, |tx| {
+        let (_, authored) = self.commit_on(identity, index, Base::OwnChain, |tx| {
             let obj = tx
                 .put_object(ROOT, id.to_string(), ObjType::Map)
                 .map_err(am)?;
@@ -456,11 +456,23 @@ impl ChatReplica {
             .map(|(_, a)| a)
     }
 
-    /// Runs `f` in a transaction on `segment` as `identity`, commits and signs.
+    /// Runs `f` in a transaction on `segment` as `identity`, built on
+    /// everything the segment holds, commits and signs.
     pub(crate) fn commit<T>(
         &mut self,
         identity: &Identity,
         index: SegmentIndex,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, WriteError>,
+    ) -> Result<(T, Authored), WriteError> {
+        self.commit_on(identity, index, Base::Everything, f)
+    }
+
+    /// [`ChatReplica::commit`] on the chosen [`Base`].
+    fn commit_on<T>(
+        &mut self,
+        identity: &Identity,
+        index: SegmentIndex,
+        base: Base,
         f: impl FnOnce(&mut Transaction<'_>) -> Result<T, WriteError>,
     ) -> Result<(T, Authored), WriteError> {
         let meta_heads = if index != META_SEGMENT && self.kind.is_group() {
@@ -473,8 +485,22 @@ impl ChatReplica {
             .segments
             .entry(index)
             .or_insert_with(|| Segment::new(index));
-        segment.doc.set_actor(identity.actor());
-        let mut tx = segment.doc.transaction();
+        let actor = identity.actor();
+        let lean = match base {
+            Base::OwnChain => segment.lean_base(&actor),
+            Base::Everything => None,
+        };
+        segment.doc.set_actor(actor);
+        let mut tx = match lean {
+            Some(deps) => {
+                let deps: Vec<automerge::ChangeHash> = deps.into_iter().map(Into::into).collect();
+                segment
+                    .doc
+                    .transaction_at(automerge::PatchLog::inactive(), &deps)
+                    .map_err(|e| WriteError::Automerge(e.to_string()))?
+            }
+            None => segment.doc.transaction(),
+        };
         let value = match f(&mut tx) {
             Ok(v) => v,
             Err(e) => {
@@ -504,6 +530,16 @@ impl ChatReplica {
             },
         ))
     }
+}
+
+/// What a local change is built on (its Automerge dependencies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Base {
+    /// Everything the segment holds: the current heads.
+    Everything,
+    /// The writer's own last change in the segment, where
+    /// [`Segment::lean_base`] allows it (a new message).
+    OwnChain,
 }
 
 struct MetaObjects {

@@ -87,7 +87,20 @@ impl Schema for HistorySchema {
             _ => false,
         }
     }
+
+    fn start_op_slack(&self) -> u64 {
+        MAX_START_OP_SLACK
+    }
 }
+
+/// How far above its causal past a history change's start op may lie. A new
+/// message is built on its author's own last change only (`ops.rs`, lean
+/// writes), but Automerge numbers its ops above everything the writer holds:
+/// the slack is the ops of the segment outside that past (a full segment of
+/// 1,000 messages has about 7,000). Automerge 0.12 keeps op counters in a
+/// `u32` and panics beyond it, so the slack is small: each change can move
+/// the counters at most 2^16 + its ops up, 65,000 changes from overflow.
+pub(crate) const MAX_START_OP_SLACK: u64 = 1 << 16;
 
 /// Parses a canonical (lowercase hex) id: the form every writer uses, so two
 /// spellings of one id can never be two keys.

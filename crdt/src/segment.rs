@@ -6,14 +6,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use automerge::{Automerge, ObjId as ExId, ReadDoc, ROOT};
+use automerge::{ActorId, Automerge, ObjId as ExId, ReadDoc, ROOT};
 
 use crate::{
     authority::MetaEntry,
     ids::{ChangeHash, MessageId},
     message::{read_message, Message},
     model::{Model, Oid},
-    signed::{SegmentIndex, SignedChange},
+    rules::MAX_START_OP_SLACK,
+    signed::{SegmentIndex, SignedChange, META_SEGMENT},
 };
 
 #[derive(Clone)]
@@ -79,6 +80,26 @@ impl Segment {
                 actor,
             })
             .is_some_and(|hash| self.void.contains(&hash))
+    }
+
+    /// The dependencies of a new message by `actor` that depends on nothing
+    /// but the actor's own last change in this segment, or `None` when it
+    /// must be built on everything held.
+    pub(crate) fn lean_base(&self, actor: &ActorId) -> Option<Vec<ChangeHash>> {
+        if self.index == META_SEGMENT {
+            return None;
+        }
+        let own_last = self
+            .model
+            .actor(actor)
+            .and_then(|idx| self.model.chain(idx).last().copied());
+        let deps: Vec<ChangeHash> = own_last.into_iter().collect();
+        let all_heads = self.heads();
+        let slack = self
+            .model
+            .max_op_of(&all_heads)
+            .saturating_sub(self.model.max_op_of(&deps));
+        (slack <= MAX_START_OP_SLACK).then_some(deps)
     }
 
     pub(crate) fn heads(&self) -> Vec<ChangeHash> {

@@ -12,7 +12,9 @@
 //!   distinct dependencies, all held (the commit message, which binds the
 //!   envelope's segment and metadata heads, is checked when verifying);
 //! - sequence number = its actor's last one in that past + 1 (never a gap,
-//!   never a reuse), start op = the highest op counter in that past + 1;
+//!   never a reuse), start op = the highest op counter in that past + 1
+//!   (history: up to [`crate::rules::MAX_START_OP_SLACK`] above that, as a
+//!   new message is built on its author's own last change only);
 //! - every other actor it names appears in that past;
 //! - every operation is a map put, a map delete or the creation of a map the
 //!   schema expects at that key, on the root or on an object created in that
@@ -50,6 +52,11 @@ pub(crate) trait Schema {
     /// Whether `key` of an object of kind `parent` may be written after the
     /// object was created (those writes are tracked by the model).
     fn tracked(&self, parent: Option<ObjKind>, key: &str) -> bool;
+    /// How far above the highest op counter in a change's causal past its
+    /// start op may lie (0: exactly one above).
+    fn start_op_slack(&self) -> u64 {
+        0
+    }
 }
 
 /// Why a change cannot be applied (yet, or ever).
@@ -152,7 +159,8 @@ pub(crate) fn shape(
     // compete for the slot.
     let fork = known.and_then(|a| model.slot(a, seq));
     let start_op = change.start_op().get();
-    if start_op != model.max_op_of(&deps).saturating_add(1) {
+    let past_max = model.max_op_of(&deps);
+    if start_op <= past_max || start_op - past_max - 1 > schema.start_op_slack() {
         return Err(bad("start op does not follow the ops in its past"));
     }
     let mut others = HashSet::new();
