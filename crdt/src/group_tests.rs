@@ -253,7 +253,7 @@ fn deps_of(change: &SignedChange) -> Vec<crate::ids::ChangeHash> {
 }
 
 #[test]
-fn a_new_message_depends_only_on_its_authors_last_one() {
+fn a_new_message_depends_on_its_authors_last_one_and_settled_heads_only() {
     let mut g = Group::new(3, 2);
     let first = g.reps[1].write_message(&g.ids[1], "one", None, 1).unwrap();
     assert!(
@@ -284,6 +284,19 @@ fn a_new_message_depends_only_on_its_authors_last_one() {
     assert!(got.deferred.is_empty(), "{:?}", got.deferred);
     assert_eq!(got.new_messages.len(), 2);
 
+    // Once a message has been held for SETTLE_MS, new ones are built on it.
+    g.sync_all();
+    let settled = crate::segment::SETTLE_MS;
+    let later = g.reps[1]
+        .write_message(&g.ids[1], "four", None, settled)
+        .unwrap();
+    let mut deps = deps_of(&later.change);
+    deps.sort();
+    let mut expected = vec![second.hash, other.hash];
+    expected.sort();
+    assert_eq!(deps, expected);
+    g.record(later.change);
+
     // And everyone still agrees, whatever they were built on.
     g.sync_all();
     let texts = |rep: &ChatReplica| -> Vec<String> {
@@ -292,7 +305,7 @@ fn a_new_message_depends_only_on_its_authors_last_one() {
         t
     };
     for rep in &g.reps {
-        assert_eq!(texts(rep), ["one", "three", "two"]);
+        assert_eq!(texts(rep), ["four", "one", "three", "two"]);
     }
 }
 

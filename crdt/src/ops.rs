@@ -158,7 +158,7 @@ impl ChatReplica {
         }
         let index = self.segment_for_write()?;
         let sent_at_ms = sent_at_ms.max(self.last_sent_at_ms.saturating_add(1));
-        let (_, authored) = self.commit_on(identity, index, Base::OwnChain, |tx| {
+        let (_, authored) = self.commit_on(identity, index, Base::Settled(sent_at_ms), |tx| {
             let obj = tx
                 .put_object(ROOT, id.to_string(), ObjType::Map)
                 .map_err(am)?;
@@ -487,7 +487,7 @@ impl ChatReplica {
             .or_insert_with(|| Segment::new(index));
         let actor = identity.actor();
         let lean = match base {
-            Base::OwnChain => segment.lean_base(&actor),
+            Base::Settled(now_ms) => segment.lean_base(&actor, now_ms),
             Base::Everything => None,
         };
         segment.doc.set_actor(actor);
@@ -537,9 +537,9 @@ impl ChatReplica {
 enum Base {
     /// Everything the segment holds: the current heads.
     Everything,
-    /// The writer's own last change in the segment, where
-    /// [`Segment::lean_base`] allows it (a new message).
-    OwnChain,
+    /// The heads settled at this time (ms) and the writer's own last
+    /// change, where [`Segment::lean_base`] allows it (a new message).
+    Settled(i64),
 }
 
 struct MetaObjects {

@@ -28,7 +28,16 @@ pub(crate) struct Segment {
     pub(crate) entries: HashMap<ChangeHash, MetaEntry>,
     /// History only: changes that are held but take no effect.
     pub(crate) void: HashSet<ChangeHash>,
+    /// When received changes among the heads arrived (ms), for
+    /// [`Segment::lean_base`]; a head not listed is settled.
+    arrivals: HashMap<ChangeHash, i64>,
 }
+
+/// How long after it arrived a received change is *settled*: so long that
+/// the other members are taken to hold it, and a new message may be built
+/// on it without making them wait for it. What a member lacks shows up when
+/// a message built on it arrives, as with every dependency.
+pub(crate) const SETTLE_MS: i64 = 30_000;
 
 impl Segment {
     pub(crate) fn new(index: SegmentIndex) -> Self {
@@ -39,6 +48,18 @@ impl Segment {
             model: Model::default(),
             entries: HashMap::new(),
             void: HashSet::new(),
+            arrivals: HashMap::new(),
+        }
+    }
+
+    /// A received change was just applied at `now_ms`.
+    pub(crate) fn arrived(&mut self, hash: ChangeHash, now_ms: i64) {
+        self.arrivals.insert(hash, now_ms);
+        // Only heads are looked at: forget the rest now and then, so the map
+        // stays within twice the heads.
+        if self.arrivals.len() > 2 * self.model.heads().len() + 16 {
+            let heads = self.model.heads();
+            self.arrivals.retain(|h, _| heads.contains(h));
         }
     }
 
@@ -82,18 +103,27 @@ impl Segment {
             .is_some_and(|hash| self.void.contains(&hash))
     }
 
-    /// The dependencies of a new message by `actor` that depends on nothing
-    /// but the actor's own last change in this segment, or `None` when it
-    /// must be built on everything held.
-    pub(crate) fn lean_base(&self, actor: &ActorId) -> Option<Vec<ChangeHash>> {
+    /// The dependencies of a new message by `actor` written at `now_ms`:
+    /// the heads that are settled ([`SETTLE_MS`]) and the actor's own last
+    /// change in this segment, so that a receiver never waits for a change
+    /// still travelling to it. `None` when it must be built on every head.
+    pub(crate) fn lean_base(&self, actor: &ActorId, now_ms: i64) -> Option<Vec<ChangeHash>> {
         if self.index == META_SEGMENT {
             return None;
         }
-        let own_last = self
-            .model
-            .actor(actor)
-            .and_then(|idx| self.model.chain(idx).last().copied());
-        let deps: Vec<ChangeHash> = own_last.into_iter().collect();
+        let settled = |hash: &&ChangeHash| {
+            self.arrivals
+                .get(*hash)
+                .is_none_or(|at| now_ms.saturating_sub(*at) >= SETTLE_MS)
+        };
+        let mut deps: Vec<ChangeHash> =
+            self.model.heads().iter().filter(settled).copied().collect();
+        if let Some(idx) = self.model.actor(actor) {
+            let own = self.model.chain(idx).count() as u64;
+            if own > self.model.clock_of(&deps).seq(idx) {
+                deps.extend(self.model.chain(idx).last().copied());
+            }
+        }
         let all_heads = self.heads();
         let slack = self
             .model

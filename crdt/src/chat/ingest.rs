@@ -263,6 +263,11 @@ impl ChatReplica {
                             }
                         }
                         self.insert(&change, *accepted);
+                        if mode == Mode::Remote {
+                            if let Some(s) = self.segments.get_mut(&segment) {
+                                s.arrived(change.hash, now_ms);
+                            }
+                        }
                         out.stored.push(change.clone());
                         batches.entry(segment).or_default().push(change);
                     }
