@@ -49,6 +49,15 @@ impl Actor {
                     .into_iter()
                     .map(|chat| Input::SyncWanted { peer, chat }),
             ),
+            Effect::Resync(peer) => {
+                let now = std::time::Instant::now();
+                then.extend(
+                    self.chats_shared_with(peer)
+                        .into_iter()
+                        .filter(|chat| self.topic_news.is_quiet(chat, now))
+                        .map(|chat| Input::SyncWanted { peer, chat }),
+                )
+            }
             Effect::Sync { peer, chat } => {
                 if !self.send_sync(peer, chat) {
                     then.push_back(Input::SyncEnded { peer, chat });

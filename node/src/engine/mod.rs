@@ -88,6 +88,9 @@ pub(crate) enum Effect {
     Push(PeerId),
     /// List the chats shared with the peer, as [`Input::SyncWanted`]s.
     SyncAll(PeerId),
+    /// Anti-entropy: the same, less the groups whose topic is bringing news
+    /// (gossip is carrying them, and a gap shows as a missing dependency).
+    Resync(PeerId),
     /// Send a sync request; report [`Input::SyncEnded`].
     Sync { peer: PeerId, chat: ChatId },
     /// Report the [`Input::RedialCandidates`].
@@ -287,7 +290,7 @@ impl State {
                 out.push(Effect::DepositAll);
             }
             Timer::Expiry => out.push(Effect::ExpireMail),
-            Timer::Resync => out.extend(self.connected.iter().map(|p| Effect::SyncAll(*p))),
+            Timer::Resync => out.extend(self.connected.iter().map(|p| Effect::Resync(*p))),
             Timer::Presence => out.push(Effect::PresenceTick),
         }
     }

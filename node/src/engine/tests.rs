@@ -311,17 +311,17 @@ fn resync_syncs_every_connected_peer_each_period() {
         resynced.extend(
             effects
                 .into_iter()
-                .filter(|e| matches!(e, Effect::SyncAll(_))),
+                .filter(|e| matches!(e, Effect::Resync(_))),
         );
     }
     // 60 s: two resyncs, each of both peers.
     assert_eq!(
         resynced,
         [
-            Effect::SyncAll(a),
-            Effect::SyncAll(b),
-            Effect::SyncAll(a),
-            Effect::SyncAll(b)
+            Effect::Resync(a),
+            Effect::Resync(b),
+            Effect::Resync(a),
+            Effect::Resync(b)
         ]
     );
 }

@@ -10,6 +10,9 @@
 //! carried, however busy it is. Likewise a sync with a peer that just
 //! joined the topic ends with a push back of what it lacks: what was
 //! published before its subscription arrived never reached it by gossip.
+//! The periodic anti-entropy resync skips a group while its topic brings
+//! news: gossip is carrying it, and a change a member missed shows as the
+//! missing dependency of a later message (built on heads held for 30 s).
 
 use std::{
     collections::HashMap,
