@@ -128,6 +128,8 @@ pub(crate) struct State {
     /// Relays a deposit waits for.
     awaited_relays: BTreeSet<PeerId>,
     timers: Timers,
+    /// The resync slice the next [`Timer::Resync`] covers.
+    resync_slice: u32,
 }
 
 impl State {
@@ -147,6 +149,7 @@ impl State {
             reserved: BTreeSet::new(),
             awaited_relays: BTreeSet::new(),
             timers: Timers::new(periods, now),
+            resync_slice: 0,
         }
     }
 
@@ -290,8 +293,23 @@ impl State {
                 out.push(Effect::DepositAll);
             }
             Timer::Expiry => out.push(Effect::ExpireMail),
-            Timer::Resync => out.extend(self.connected.iter().map(|p| Effect::Resync(*p))),
+            Timer::Resync => {
+                let slice = self.resync_slice;
+                self.resync_slice = (slice + 1) % timers::RESYNC_SLICES;
+                out.extend(
+                    self.connected
+                        .iter()
+                        .filter(|p| resync_slice_of(p) == slice)
+                        .map(|p| Effect::Resync(*p)),
+                );
+            }
             Timer::Presence => out.push(Effect::PresenceTick),
         }
     }
+}
+
+/// The resync slice `peer` belongs to: fixed for the peer, spread evenly
+/// (the last byte of a peer id is a byte of its public key).
+fn resync_slice_of(peer: &PeerId) -> u32 {
+    u32::from(peer.to_bytes().last().copied().unwrap_or(0)) % timers::RESYNC_SLICES
 }

@@ -295,35 +295,45 @@ fn timers_fire_their_work_on_time() {
             Effect::PresenceTick,
         ]
     );
-    assert_eq!(state.next_wake(), now + 5 * SECOND);
+    // The first resync slice (30 s / 8) comes next; with nobody connected
+    // it has no work.
+    assert_eq!(state.next_wake(), now + 30 * SECOND / 8);
     assert_eq!(state.handle(Input::Tick, now + 4 * SECOND), []);
+    assert_eq!(state.next_wake(), now + 5 * SECOND);
 }
 
 #[test]
-fn resync_syncs_every_connected_peer_each_period() {
-    let [a, b] = peers(2)[..] else { unreachable!() };
+fn resync_syncs_every_connected_peer_once_each_period_spread_over_slices() {
+    let peers = peers(24);
     let mut h = Harness::new(&[]);
-    h.on(Input::Connected(a));
-    h.on(Input::Connected(b));
-    let mut resynced = Vec::new();
-    for _ in 0..12 {
-        let effects = h.wait(5 * SECOND);
-        resynced.extend(
-            effects
-                .into_iter()
-                .filter(|e| matches!(e, Effect::Resync(_))),
-        );
+    for p in &peers {
+        h.on(Input::Connected(*p));
     }
-    // 60 s: two resyncs, each of both peers.
-    assert_eq!(
-        resynced,
-        [
-            Effect::Resync(a),
-            Effect::Resync(b),
-            Effect::Resync(a),
-            Effect::Resync(b)
-        ]
-    );
+    let mut resynced: Vec<(Duration, PeerId)> = Vec::new();
+    // Steps that divide a slice (30 s / 8), so each fires on time.
+    let step = Duration::from_millis(250);
+    let mut elapsed = Duration::ZERO;
+    for _ in 0..240 {
+        elapsed += step;
+        for e in h.wait(step) {
+            if let Effect::Resync(p) = e {
+                resynced.push((elapsed, p));
+            }
+        }
+    }
+    // 60 s with a 30 s period: each peer twice, 30 s apart.
+    for p in &peers {
+        let at: Vec<Duration> = resynced
+            .iter()
+            .filter(|(_, q)| q == p)
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(at.len(), 2, "{p}: {at:?}");
+        assert_eq!(at[1] - at[0], 30 * SECOND, "{p}: {at:?}");
+    }
+    // Not all at one moment.
+    let moments: std::collections::BTreeSet<Duration> = resynced.iter().map(|(t, _)| *t).collect();
+    assert!(moments.len() >= 4, "{moments:?}");
 }
 
 #[test]

@@ -13,7 +13,8 @@ pub(crate) enum Timer {
     Redial,
     /// Expire mail held past its time.
     Expiry,
-    /// Anti-entropy with every connected peer.
+    /// Anti-entropy with the connected peers of the next slice: every peer
+    /// once per resync period, spread over [`RESYNC_SLICES`] firings.
     Resync,
     /// Heartbeats to the presence audience.
     Presence,
@@ -28,6 +29,12 @@ pub(crate) struct Periods {
     pub(crate) presence: Duration,
 }
 
+/// How many slices a resync period is cut into. A node resyncs with the
+/// peers of one slice at a time, so a node with a thousand contacts does not
+/// sync with all of them at the same moment (and a thousand nodes started
+/// together do not all sync with it at once).
+pub(crate) const RESYNC_SLICES: u32 = 8;
+
 #[derive(Debug)]
 pub(super) struct Timers {
     /// Each timer with its period and next deadline, in firing order.
@@ -35,14 +42,15 @@ pub(super) struct Timers {
 }
 
 impl Timers {
-    /// Redial, expiry and presence fire at `start`; a resync only after one
-    /// period (connecting syncs anyway).
+    /// Redial, expiry and presence fire at `start`; a resync slice only
+    /// after one slice's time (connecting syncs anyway).
     pub(super) fn new(periods: Periods, start: Instant) -> Self {
+        let slice = periods.resync / RESYNC_SLICES;
         Self {
             slots: [
                 (Timer::Redial, periods.redial, start),
                 (Timer::Expiry, periods.expiry, start),
-                (Timer::Resync, periods.resync, start + periods.resync),
+                (Timer::Resync, slice, start + slice),
                 (Timer::Presence, periods.presence, start),
             ],
         }
@@ -93,8 +101,11 @@ mod tests {
             timers.due(start),
             [Timer::Redial, Timer::Expiry, Timer::Presence]
         );
-        assert_eq!(timers.next(), start + 5 * SECOND);
-        assert!(timers.due(start + 4 * SECOND).is_empty());
+        // The first resync slice, 30 s / 8 after start.
+        let slice = 30 * SECOND / RESYNC_SLICES;
+        assert_eq!(timers.next(), start + slice);
+        assert!(timers.due(start + 3 * SECOND).is_empty());
+        assert_eq!(timers.due(start + slice), [Timer::Resync]);
     }
 
     #[test]
@@ -110,7 +121,7 @@ mod tests {
         let count = |t: Timer| fired.iter().filter(|f| **f == t).count();
         assert_eq!(count(Timer::Redial), 13); // 0, 5, … 60
         assert_eq!(count(Timer::Presence), 4); // 0, 20, 40, 60
-        assert_eq!(count(Timer::Resync), 2); // 30, 60
+        assert_eq!(count(Timer::Resync), 15); // a slice of 30 s / 8 at 4, 8, … 60
         assert_eq!(count(Timer::Expiry), 2); // 0, 60
     }
 
@@ -120,10 +131,13 @@ mod tests {
         let mut timers = Timers::new(periods(), start);
         timers.due(start);
         let late = start + 17 * SECOND;
-        assert_eq!(timers.due(late), [Timer::Redial]);
-        // Presence (every 20 s) is next; then redial, counted from 17 s.
+        assert_eq!(timers.due(late), [Timer::Redial, Timer::Resync]);
+        // Presence (every 20 s) is next; then resync and redial, counted
+        // from 17 s.
         assert_eq!(timers.next(), start + 20 * SECOND);
         assert_eq!(timers.due(start + 20 * SECOND), [Timer::Presence]);
+        assert_eq!(timers.next(), late + 30 * SECOND / RESYNC_SLICES);
+        timers.due(late + 30 * SECOND / RESYNC_SLICES);
         assert_eq!(timers.next(), late + 5 * SECOND);
     }
 }
