@@ -42,15 +42,16 @@ pub(super) struct Timers {
 }
 
 impl Timers {
-    /// Redial, expiry and presence fire at `start`; a resync slice only
-    /// after one slice's time (connecting syncs anyway).
+    /// Redial, expiry and presence fire at `start`; the first resync slice
+    /// only after one whole period (connecting syncs anyway), then a slice
+    /// every period / [`RESYNC_SLICES`].
     pub(super) fn new(periods: Periods, start: Instant) -> Self {
         let slice = periods.resync / RESYNC_SLICES;
         Self {
             slots: [
                 (Timer::Redial, periods.redial, start),
                 (Timer::Expiry, periods.expiry, start),
-                (Timer::Resync, slice, start + slice),
+                (Timer::Resync, slice, start + periods.resync),
                 (Timer::Presence, periods.presence, start),
             ],
         }
@@ -101,11 +102,22 @@ mod tests {
             timers.due(start),
             [Timer::Redial, Timer::Expiry, Timer::Presence]
         );
-        // The first resync slice, 30 s / 8 after start.
-        let slice = 30 * SECOND / RESYNC_SLICES;
-        assert_eq!(timers.next(), start + slice);
-        assert!(timers.due(start + 3 * SECOND).is_empty());
-        assert_eq!(timers.due(start + slice), [Timer::Resync]);
+        assert_eq!(timers.next(), start + 5 * SECOND);
+        assert!(timers.due(start + 4 * SECOND).is_empty());
+        // The first resync slice comes a whole period after start, the
+        // next one a slice (30 s / 8) later.
+        let mut now = start;
+        let mut resyncs = Vec::new();
+        while now <= start + 34 * SECOND {
+            if timers.due(now).contains(&Timer::Resync) {
+                resyncs.push(now - start);
+            }
+            now += SECOND / 4;
+        }
+        assert_eq!(
+            resyncs,
+            [30 * SECOND, 30 * SECOND + 30 * SECOND / RESYNC_SLICES]
+        );
     }
 
     #[test]
@@ -121,7 +133,7 @@ mod tests {
         let count = |t: Timer| fired.iter().filter(|f| **f == t).count();
         assert_eq!(count(Timer::Redial), 13); // 0, 5, … 60
         assert_eq!(count(Timer::Presence), 4); // 0, 20, 40, 60
-        assert_eq!(count(Timer::Resync), 15); // a slice of 30 s / 8 at 4, 8, … 60
+        assert_eq!(count(Timer::Resync), 8); // 30, then a slice (3.75 s) later: 34, 38, … 58
         assert_eq!(count(Timer::Expiry), 2); // 0, 60
     }
 
@@ -131,13 +143,10 @@ mod tests {
         let mut timers = Timers::new(periods(), start);
         timers.due(start);
         let late = start + 17 * SECOND;
-        assert_eq!(timers.due(late), [Timer::Redial, Timer::Resync]);
-        // Presence (every 20 s) is next; then resync and redial, counted
-        // from 17 s.
+        assert_eq!(timers.due(late), [Timer::Redial]);
+        // Presence (every 20 s) is next; then redial, counted from 17 s.
         assert_eq!(timers.next(), start + 20 * SECOND);
         assert_eq!(timers.due(start + 20 * SECOND), [Timer::Presence]);
-        assert_eq!(timers.next(), late + 30 * SECOND / RESYNC_SLICES);
-        timers.due(late + 30 * SECOND / RESYNC_SLICES);
         assert_eq!(timers.next(), late + 5 * SECOND);
     }
 }
